@@ -1,0 +1,3 @@
+"""ServeDeck serving backend."""
+
+__version__ = "0.1.0"

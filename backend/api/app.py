@@ -1,0 +1,48 @@
+"""The FastAPI application: one per worker process, bound to one workspace."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from backend import __version__
+from backend.api import feedback, manage, oip, records
+from backend.api.errors import install_error_handlers
+from backend.api.limits import BodySizeLimit
+from backend.serving import PredictionLog, ServingService
+from backend.settings import Settings
+from backend.workspace import Workspace
+
+
+def create_app(settings: Settings | None = None, workspace: Workspace | None = None) -> FastAPI:
+    workspace = workspace or Workspace.open(settings or Settings.load())
+    settings = workspace.settings
+    prediction_log = PredictionLog(workspace.engine, settings.log_flush_interval_s)
+    serving = ServingService(settings, workspace.registry, prediction_log)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await serving.start()
+        try:
+            yield
+        finally:
+            # Graceful shutdown: everything accepted is written before the process ends.
+            await serving.stop()
+
+    app = FastAPI(
+        title="ServeDeck",
+        version=__version__,
+        description="Serving, rollout and monitoring of machine-learning models.",
+        lifespan=lifespan,
+    )
+    app.state.workspace = workspace
+    app.state.serving = serving
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.include_router(oip.router)
+    app.include_router(records.router)
+    app.include_router(manage.router)
+    app.include_router(feedback.router)
+    return app

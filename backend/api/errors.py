@@ -1,0 +1,51 @@
+"""Every error leaves as {"error", "field", "reason"}: OIP clients read "error", people the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.errors import ServeDeckError
+
+
+def error_response(status: int, reason: str, field: str | None = None) -> JSONResponse:
+    message = f"{field}: {reason}" if field else reason
+    return JSONResponse({"error": message, "field": field, "reason": reason}, status_code=status)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if item in ("body", "query", "path", "header") and not parts:
+            continue
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServeDeckError)
+    async def _servedeck_error(_request: Request, exc: ServeDeckError) -> JSONResponse:
+        return error_response(exc.status, exc.reason, exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        field = _location(tuple(first.get("loc", ())))
+        reason = str(first.get("msg", "invalid value"))
+        if first.get("type") == "json_invalid":
+            field, reason = "body", "the body is not valid JSON"
+        return error_response(422, reason, field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reason = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 404 and reason == "Not Found":
+            reason = "no such endpoint; see /docs for the API"
+        return error_response(exc.status_code, reason)

@@ -1,0 +1,147 @@
+"""Management API: models and versions, tokens, identity, the prediction log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from backend import __version__
+from backend.api.deps import CurrentPrincipal, CurrentWorkspace
+from backend.api.oip import ERRORS
+from backend.auth.tokens import require
+from backend.errors import InputError
+from backend.feedback import read_predictions
+from backend.schemas import (
+    FeatureSpec,
+    ModelInfo,
+    ModelList,
+    ModelVersionInfo,
+    PredictionPage,
+    TokenCreate,
+    TokenCreated,
+    TokenInfo,
+    ValidityAssets,
+    WhoAmI,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["Management"], responses=ERRORS)
+
+
+class RegistrationMetadata(BaseModel):
+    """The JSON 'metadata' part of a multipart registration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    validity: ValidityAssets
+    signature: list[FeatureSpec] | None = None
+    task: str | None = None
+    description: str = ""
+    trust_pickle: bool = False
+    trusted_types: list[str] = Field(default_factory=list)
+    example_input: dict[str, Any] | None = None
+
+
+@router.get("/whoami", response_model=WhoAmI)
+async def whoami(principal: CurrentPrincipal) -> WhoAmI:
+    return WhoAmI(
+        name=principal.name,
+        role=principal.role,  # type: ignore[arg-type]
+        models=sorted(principal.models) if principal.models is not None else None,
+        server_version=__version__,
+    )
+
+
+@router.get("/models", response_model=ModelList)
+def list_models(workspace: CurrentWorkspace, principal: CurrentPrincipal) -> ModelList:
+    require(principal, "read")
+    models = [m for m in workspace.registry.list_models() if principal.may_use_model(m.name)]
+    return ModelList(models=models)
+
+
+@router.get("/models/{name}", response_model=ModelInfo)
+def get_model(name: str, workspace: CurrentWorkspace, principal: CurrentPrincipal) -> ModelInfo:
+    require(principal, "read", name)
+    return workspace.registry.get_model(name)
+
+
+@router.get("/models/{name}/versions/{version}", response_model=ModelVersionInfo)
+def get_version(
+    name: str, version: str, workspace: CurrentWorkspace, principal: CurrentPrincipal
+) -> ModelVersionInfo:
+    require(principal, "read", name)
+    return workspace.registry.get_version(name, version)
+
+
+@router.post("/models/{name}/versions", response_model=ModelVersionInfo, status_code=201)
+def register_version(
+    name: str,
+    workspace: CurrentWorkspace,
+    principal: CurrentPrincipal,
+    artifact: Annotated[UploadFile, File(description="the model file (.skops; .pkl/.joblib "
+                                                     "only with trust_pickle)")],
+    metadata: Annotated[str, Form(description="JSON: validity, signature, task, ...")],
+) -> ModelVersionInfo:
+    require(principal, "register")
+    try:
+        meta = RegistrationMetadata.model_validate_json(metadata)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        if first.get("type") == "json_invalid":
+            raise InputError("not valid JSON", "metadata") from None
+        raise InputError(str(first.get("msg")), f"metadata.{loc}" if loc else "metadata") from None
+    data = artifact.file.read()
+    if not data:
+        raise InputError("the artifact file is empty", "artifact")
+    return workspace.registry.register_version(
+        name,
+        data,
+        filename=artifact.filename or "artifact",
+        validity=meta.validity,
+        registered_by=principal.name,
+        signature=meta.signature,
+        task=meta.task,
+        description=meta.description,
+        trust_pickle=meta.trust_pickle,
+        trusted_types=meta.trusted_types,
+        example_input=meta.example_input,
+    )
+
+
+@router.get("/predictions", response_model=PredictionPage)
+def list_predictions(
+    workspace: CurrentWorkspace,
+    principal: CurrentPrincipal,
+    model: str | None = None,
+    request_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> PredictionPage:
+    require(principal, "read_predictions", model)
+    return PredictionPage(
+        predictions=read_predictions(workspace.sessions, model=model, request_id=request_id,
+                                     limit=limit)
+    )
+
+
+@router.get("/tokens", response_model=list[TokenInfo])
+def list_tokens(workspace: CurrentWorkspace, principal: CurrentPrincipal) -> list[TokenInfo]:
+    require(principal, "tokens")
+    return workspace.tokens.list()
+
+
+@router.post("/tokens", response_model=TokenCreated, status_code=201)
+def create_token(
+    body: TokenCreate, workspace: CurrentWorkspace, principal: CurrentPrincipal
+) -> TokenCreated:
+    require(principal, "tokens")
+    secret = workspace.tokens.create(body.name, body.role, body.models, body.constraints)
+    info = next(t for t in workspace.tokens.list() if t.name == body.name)
+    return TokenCreated(token=secret, **info.model_dump())
+
+
+@router.delete("/tokens/{name}", status_code=204)
+def revoke_token(name: str, workspace: CurrentWorkspace, principal: CurrentPrincipal) -> None:
+    require(principal, "tokens")
+    workspace.tokens.revoke(name)

@@ -1,0 +1,205 @@
+"""Open Inference Protocol v2 REST, as kserve/open-inference-protocol specifies it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+
+from backend import __version__
+from backend.api.deps import CurrentPrincipal, CurrentServing
+from backend.api.errors import error_response
+from backend.auth.tokens import require
+from backend.errors import InputError
+from backend.schemas import (
+    ErrorBody,
+    InferRequest,
+    InferResponse,
+    LiveResponse,
+    ModelMetadata,
+    ModelReadyResponse,
+    ReadyResponse,
+    ServerMetadata,
+)
+from backend.serving import ServingService
+from backend.serving.oip import (
+    check_requested_outputs,
+    decode_request,
+    encode_outputs,
+    input_metadata,
+    output_metadata,
+    output_names,
+)
+
+router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422)
+}
+
+
+@router.get("/health/live", response_model=LiveResponse)
+async def live() -> LiveResponse:
+    return LiveResponse(live=True)
+
+
+@router.get("/health/ready", response_model=ReadyResponse)
+async def ready(serving: CurrentServing) -> Response:
+    body = ReadyResponse(ready=serving.ready)
+    # Load balancers read the status code, OIP clients the body.
+    return Response(body.model_dump_json(), status_code=200 if serving.ready else 503,
+                    media_type="application/json")
+
+
+@router.get("", response_model=ServerMetadata, responses=ERRORS)
+async def server_metadata(_principal: CurrentPrincipal) -> ServerMetadata:
+    return ServerMetadata(name="servedeck", version=__version__, extensions=[])
+
+
+async def _metadata(
+    serving: ServingService, principal: Any, name: str, version: str | None
+) -> ModelMetadata:
+    require(principal, "predict", name)
+    resolved, _ = serving.resolve_version(name, version, principal)
+    loaded = await serving.loaded(name, resolved)
+    info = serving.registry.get_model(name)
+    return ModelMetadata(
+        name=name,
+        versions=[v.version for v in info.versions],
+        platform="sklearn",
+        inputs=input_metadata(loaded.signature.specs),
+        outputs=output_metadata(loaded.task, loaded.has_proba, loaded.class_labels),
+        parameters={"version": resolved, "task": loaded.task},
+    )
+
+
+@router.get("/models/{name}", response_model=ModelMetadata, responses=ERRORS)
+async def model_metadata(
+    name: str, serving: CurrentServing, principal: CurrentPrincipal
+) -> ModelMetadata:
+    return await _metadata(serving, principal, name, None)
+
+
+@router.get("/models/{name}/versions/{version}", response_model=ModelMetadata, responses=ERRORS)
+async def model_version_metadata(
+    name: str, version: str, serving: CurrentServing, principal: CurrentPrincipal
+) -> ModelMetadata:
+    return await _metadata(serving, principal, name, version)
+
+
+async def _ready(
+    serving: ServingService, principal: Any, name: str, version: str | None
+) -> Response:
+    require(principal, "predict", name)
+    resolved, _ = serving.resolve_version(name, version, principal)
+    # Readiness loads the version if needed: a model that cannot load is reported, not hidden.
+    await serving.runtime(name, resolved)
+    return Response(ModelReadyResponse(name=name, ready=True).model_dump_json(),
+                    media_type="application/json")
+
+
+@router.get("/models/{name}/ready", response_model=ModelReadyResponse, responses=ERRORS)
+async def model_ready(name: str, serving: CurrentServing, principal: CurrentPrincipal) -> Response:
+    return await _ready(serving, principal, name, None)
+
+
+@router.get(
+    "/models/{name}/versions/{version}/ready", response_model=ModelReadyResponse, responses=ERRORS
+)
+async def model_version_ready(
+    name: str, version: str, serving: CurrentServing, principal: CurrentPrincipal
+) -> Response:
+    return await _ready(serving, principal, name, version)
+
+
+async def _infer(
+    request: Request,
+    serving: ServingService,
+    principal: Any,
+    name: str,
+    version: str | None,
+) -> Response:
+    started = time.perf_counter()
+    body = await request.body()
+    try:
+        infer = InferRequest.model_validate_json(body)
+    except ValueError as exc:
+        return _invalid_body(exc)
+    require(principal, "predict", name)
+    resolved, _ = serving.resolve_version(name, version, principal)
+    loaded = await serving.loaded(name, resolved)
+    available = output_names(loaded.task, loaded.has_proba)
+    requested = check_requested_outputs(infer, available)
+    rows = decode_request(infer, loaded.signature.specs, serving.settings.max_rows_per_request)
+    parameters = infer.parameters or {}
+    result = await serving.predict(
+        model=name,
+        version=version,
+        rows=rows,
+        principal=principal,
+        where="inputs.rows",
+        request_id=infer.id,
+        entity_ids=_entity_ids(parameters, len(rows)),
+        started=started,
+    )
+    payload = {
+        "model_name": name,
+        "model_version": result.version,
+        "id": result.request_id,
+        "parameters": {"serving_version": result.version, "request_id": result.request_id,
+                       "route": result.route},
+        "outputs": encode_outputs(result.prediction, requested, available),
+    }
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+def _entity_ids(parameters: dict[str, Any], n_rows: int) -> list[str | None]:
+    many = parameters.get("entity_ids")
+    if many is not None:
+        if not isinstance(many, list) or len(many) != n_rows:
+            raise InputError(
+                f"entity_ids must be a list with one id per row ({n_rows})",
+                "parameters.entity_ids",
+                status=400,
+            )
+        return [None if e is None else str(e) for e in many]
+    one = parameters.get("entity_id")
+    return [None if one is None else str(one)] * n_rows
+
+
+def _invalid_body(exc: ValueError) -> Response:
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and errors():
+        first = errors()[0]
+        if first.get("type") == "json_invalid":
+            return error_response(400, "the body is not valid JSON", "body")
+        loc = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        return error_response(400, str(first.get("msg", "invalid request")), loc)
+    return error_response(400, str(exc), "body")
+
+
+@router.post(
+    "/models/{name}/infer",
+    response_model=InferResponse,
+    responses=ERRORS,
+    openapi_extra={"requestBody": {"content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/InferRequest"}}}, "required": True}},
+)
+async def infer(
+    name: str, request: Request, serving: CurrentServing, principal: CurrentPrincipal
+) -> Response:
+    return await _infer(request, serving, principal, name, None)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    response_model=InferResponse,
+    responses=ERRORS,
+    openapi_extra={"requestBody": {"content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/InferRequest"}}}, "required": True}},
+)
+async def infer_version(
+    name: str, version: str, request: Request, serving: CurrentServing, principal: CurrentPrincipal
+) -> Response:
+    return await _infer(request, serving, principal, name, version)

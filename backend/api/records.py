@@ -1,0 +1,81 @@
+"""The record form for application developers: named features in, labelled answers out."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from fastapi import APIRouter, Request, Response
+
+from backend.api.deps import CurrentPrincipal, CurrentServing
+from backend.api.errors import error_response
+from backend.api.oip import ERRORS
+from backend.errors import InputError
+from backend.schemas import RecordPredictRequest, RecordPredictResponse
+
+router = APIRouter(tags=["Record predictions"])
+
+
+@router.post(
+    "/v1/models/{name}:predict",
+    response_model=RecordPredictResponse,
+    responses=ERRORS,
+    openapi_extra={"requestBody": {"content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/RecordPredictRequest"}}}, "required": True}},
+)
+async def predict_records(
+    name: str, request: Request, serving: CurrentServing, principal: CurrentPrincipal
+) -> Response:
+    started = time.perf_counter()
+    try:
+        body = RecordPredictRequest.model_validate_json(await request.body())
+    except ValueError as exc:
+        errors = getattr(exc, "errors", None)
+        first = errors()[0] if callable(errors) and errors() else {}
+        if first.get("type") == "json_invalid":
+            return error_response(400, "the body is not valid JSON", "body")
+        loc = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        return error_response(422, str(first.get("msg", exc)), loc)
+    n_rows = len(body.instances)
+    if n_rows > serving.settings.max_rows_per_request:
+        raise InputError(
+            f"{n_rows} instances in one request; the limit is "
+            f"{serving.settings.max_rows_per_request}",
+            "instances",
+            status=413,
+        )
+    if body.entity_ids is not None and len(body.entity_ids) != n_rows:
+        raise InputError(f"give one entity id per instance ({n_rows})", "entity_ids")
+    entity_ids: list[str | None] = (
+        list(body.entity_ids) if body.entity_ids is not None else [body.entity_id] * n_rows
+    )
+    result = await serving.predict(
+        model=name,
+        version=None,
+        rows=body.instances,
+        principal=principal,
+        where="instances",
+        request_id=body.id,
+        entity_ids=entity_ids,
+        started=started,
+    )
+    labels = result.prediction.labels
+    probabilities = result.prediction.probabilities
+    classes = [str(c) for c in (await serving.loaded(name, result.version)).class_labels or []]
+    predictions = [
+        {
+            "prediction": label,
+            "probabilities": dict(zip(classes, probabilities[i], strict=True))
+            if probabilities
+            else None,
+        }
+        for i, label in enumerate(labels)
+    ]
+    payload = {
+        "model_name": name,
+        "model_version": result.version,
+        "request_id": result.request_id,
+        "route": result.route,
+        "predictions": predictions,
+    }
+    return Response(orjson.dumps(payload), media_type="application/json")

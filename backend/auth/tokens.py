@@ -1,0 +1,175 @@
+"""Bearer tokens: created once, shown once, stored as a sha256 digest.
+
+Tokens are 256 random bits, so a plain sha256 is enough to make a stolen table useless;
+a slow password hash (bcrypt, argon2) would only add latency to every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.db.tables import TokenRow
+from backend.errors import Conflict, Forbidden, InputError, NotFound, Unauthorized
+from backend.schemas import ROLES, TokenInfo
+
+TOKEN_PREFIX = "sdk_"
+
+# What each role may do. Client tokens are further limited to their models and constraints.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset(
+        {"predict", "read", "register", "deploy", "feedback", "read_predictions", "tokens"}
+    ),
+    "engineer": frozenset(
+        {"predict", "read", "register", "deploy", "feedback", "read_predictions"}
+    ),
+    "support": frozenset({"read", "feedback", "read_predictions"}),
+    "client": frozenset({"predict", "feedback"}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's name and role, never its secret."""
+
+    name: str
+    role: str
+    models: frozenset[str] | None = None
+    constraints: dict[str, frozenset[Any]] = field(default_factory=dict)
+
+    def may_use_model(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+def has_permission(principal: Principal, permission: str) -> bool:
+    return permission in PERMISSIONS.get(principal.role, frozenset())
+
+
+def require(principal: Principal, permission: str, model: str | None = None) -> None:
+    if not has_permission(principal, permission):
+        raise Forbidden(f"the {principal.role} role may not {permission.replace('_', ' ')}")
+    if model is not None and not principal.may_use_model(model):
+        raise Forbidden(f"token {principal.name!r} is not allowed to use model {model!r}", "model")
+
+
+def check_constraints(principal: Principal, rows: Iterable[dict[str, Any]], prefix: str) -> None:
+    """A client token may carry allowed values per feature: anything else is refused."""
+    if not principal.constraints:
+        return
+    for i, row in enumerate(rows):
+        for feature, allowed in principal.constraints.items():
+            if row.get(feature) not in allowed:
+                raise Forbidden(
+                    f"value {row.get(feature)!r} is outside this token's allowed values "
+                    f"{sorted(map(str, allowed))}",
+                    f"{prefix}[{i}].{feature}",
+                )
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class TokenService:
+    def __init__(self, sessions: sessionmaker[Session], cache_ttl_s: float = 5.0):
+        self.sessions = sessions
+        self.cache_ttl_s = cache_ttl_s
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._lock = threading.Lock()
+
+    def create(
+        self,
+        name: str,
+        role: str,
+        models: list[str] | None = None,
+        constraints: dict[str, list[Any]] | None = None,
+    ) -> str:
+        if role not in ROLES:
+            raise InputError(f"unknown role {role!r}; roles: {', '.join(ROLES)}", "role")
+        if role == "client" and not models:
+            raise InputError("a client token must name the models it may use", "models")
+        if constraints and role != "client":
+            raise InputError("input constraints apply to client tokens only", "constraints")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        row = TokenRow(
+            name=name,
+            role=role,
+            secret_sha256=_digest(secret),
+            models=sorted(set(models)) if models else None,
+            constraints=constraints or {},
+        )
+        try:
+            with self.sessions.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            raise Conflict(f"a token named {name!r} exists already", "name") from None
+        return secret
+
+    def revoke(self, name: str) -> None:
+        with self.sessions.begin() as session:
+            row = session.scalar(select(TokenRow).where(TokenRow.name == name))
+            if row is None:
+                raise NotFound(f"no token named {name!r}", "name")
+            row.revoked_at = datetime.now(UTC)
+        with self._lock:
+            self._cache.clear()
+
+    def list(self) -> list[TokenInfo]:
+        with self.sessions() as session:
+            rows = session.scalars(select(TokenRow).order_by(TokenRow.name)).all()
+            return [
+                TokenInfo(
+                    name=row.name,
+                    role=row.role,  # type: ignore[arg-type]
+                    models=row.models,
+                    constraints=row.constraints,
+                    created_at=row.created_at,
+                    revoked=row.revoked_at is not None,
+                )
+                for row in rows
+            ]
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise Unauthorized("missing 'Authorization: Bearer <token>' header", "authorization")
+        scheme, _, secret = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise Unauthorized("expected 'Authorization: Bearer <token>'", "authorization")
+        principal = self._resolve(secret.strip())
+        if principal is None:
+            raise Unauthorized("unknown or revoked token", "authorization")
+        return principal
+
+    def _resolve(self, secret: str) -> Principal | None:
+        # Cached per process so the request path does not touch the database; revocation
+        # therefore takes effect within cache_ttl_s.
+        digest = _digest(secret)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and now - cached[0] < self.cache_ttl_s:
+            return cached[1]
+        with self.sessions() as session:
+            row = session.scalar(select(TokenRow).where(TokenRow.secret_sha256 == digest))
+            principal = None
+            if row is not None and row.revoked_at is None:
+                principal = Principal(
+                    name=row.name,
+                    role=row.role,
+                    models=frozenset(row.models) if row.models is not None else None,
+                    constraints={k: frozenset(v) for k, v in (row.constraints or {}).items()},
+                )
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now, principal)
+        return principal

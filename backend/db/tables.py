@@ -1,0 +1,117 @@
+"""The relational schema. Every change here needs an Alembic revision in migrations/versions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    task: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, default="")
+    active_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Bumped on every change of what is served, so that every worker notices by polling.
+    state_generation: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    versions: Mapped[list[ModelVersionRow]] = relationship(
+        back_populates="model", order_by="ModelVersionRow.number"
+    )
+
+
+class ModelVersionRow(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "number", name="uq_model_version_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    artifact_sha256: Mapped[str] = mapped_column(String(64))
+    artifact_format: Mapped[str] = mapped_column(String(16))
+    artifact_size: Mapped[int] = mapped_column(BigInteger)
+    # Set only for pickle/joblib artifacts: who vouched for running arbitrary code on load.
+    trusted_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    skops_trusted_types: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    task: Mapped[str] = mapped_column(String(32))
+    class_labels: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    signature: Mapped[list[Any]] = mapped_column(JSON)
+    example_input: Mapped[dict[str, Any]] = mapped_column(JSON)
+    validity: Mapped[dict[str, Any]] = mapped_column(JSON)
+    description: Mapped[str] = mapped_column(Text, default="")
+    registered_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    model: Mapped[ModelRow] = relationship(back_populates="versions")
+
+
+class TokenRow(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    models: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    constraints: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PredictionRow(Base):
+    __tablename__ = "predictions"
+    __table_args__ = (
+        Index("ix_predictions_model_time", "model", "created_at"),
+        Index("ix_predictions_request", "request_id", "row_index"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    row_index: Mapped[int] = mapped_column(Integer, default=0)
+    # Unix seconds: cheap to write in bulk and to window on.
+    created_at: Mapped[float] = mapped_column(Float)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(32))
+    route: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    features: Mapped[dict[str, Any]] = mapped_column(JSON)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    token_name: Mapped[str] = mapped_column(String(128))
+
+
+class LabelRow(Base):
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("request_id", "row_index", name="uq_label_prediction"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    row_index: Mapped[int] = mapped_column(Integer, default=0)
+    label: Mapped[Any] = mapped_column(JSON)
+    received_at: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(128))

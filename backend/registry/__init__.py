@@ -1,0 +1,15 @@
+"""Model registry: names, versions, artifacts, signatures and validity assets."""
+
+from backend.registry.artifacts import ArtifactStore
+from backend.registry.loaded import LoadedVersion, Prediction
+from backend.registry.service import Registry
+from backend.registry.signature import CompiledSignature, infer_signature
+
+__all__ = [
+    "ArtifactStore",
+    "CompiledSignature",
+    "LoadedVersion",
+    "Prediction",
+    "Registry",
+    "infer_signature",
+]

@@ -1,0 +1,73 @@
+"""A registered version loaded into memory: validated rows in, plain Python outputs out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
+
+from backend.registry.signature import CompiledSignature
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@dataclass
+class Prediction:
+    labels: list[Any]
+    probabilities: list[list[float]] | None
+
+
+class LoadedVersion:
+    def __init__(
+        self,
+        model: str,
+        version: str,
+        estimator: Any,
+        signature: CompiledSignature,
+        task: str,
+        class_labels: list[Any] | None,
+    ):
+        self.model = model
+        self.version = version
+        self.estimator = estimator
+        self.signature = signature
+        self.task = task
+        self.class_labels = class_labels
+        # Estimators fitted on a DataFrame select columns by name (ColumnTransformer); others
+        # take a numeric matrix in signature order.
+        self.wants_frame = hasattr(estimator, "feature_names_in_") or _has_column_transformer(
+            estimator
+        )
+        self.has_proba = task == "classification" and hasattr(estimator, "predict_proba")
+
+    def _design(self, rows: Sequence[dict[str, Any]]) -> Any:
+        names = self.signature.names
+        if self.wants_frame:
+            return pd.DataFrame.from_records(rows, columns=names)
+        return np.array([[row[name] for name in names] for row in rows], dtype=np.float64)
+
+    def predict(self, rows: Sequence[dict[str, Any]]) -> Prediction:
+        design = self._design(rows)
+        # Inputs were checked finite by the signature, so skip sklearn's own scan.
+        with sklearn.config_context(assume_finite=True):
+            if self.has_proba:
+                proba = self.estimator.predict_proba(design)
+                classes = self.estimator.classes_
+                labels = [_plain(classes[i]) for i in np.argmax(proba, axis=1)]
+                return Prediction(labels, proba.astype(float).tolist())
+            raw = self.estimator.predict(design)
+        return Prediction([_plain(v) for v in raw], None)
+
+
+def _has_column_transformer(estimator: Any) -> bool:
+    steps = getattr(estimator, "steps", None)
+    if not steps:
+        return False
+    first = steps[0][1]
+    return type(first).__name__ == "ColumnTransformer"

@@ -1,0 +1,280 @@
+"""The wire format: every request and response body, shared by the backend and the console.
+
+Plain pydantic types only; FastAPI publishes them as OpenAPI at /openapi.json.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FeatureType = Literal["float", "int", "bool", "category", "string"]
+Task = Literal["classification", "regression"]
+Role = Literal["admin", "engineer", "support", "client"]
+ROLES: tuple[Role, ...] = ("admin", "engineer", "support", "client")
+Metric = Literal["accuracy", "balanced_accuracy", "f1", "precision", "recall", "roc_auc",
+                 "log_loss", "mae", "rmse", "r2"]
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx: the OIP ``error`` message, plus the offending field and the reason."""
+
+    error: str
+    field: str | None = None
+    reason: str | None = None
+
+
+# ---------------------------------------------------------------- signatures and validity
+
+
+class FeatureSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    type: FeatureType
+    required: bool = True
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    description: str = ""
+
+
+class EndToEndExample(BaseModel):
+    """An input and the exact output the version must produce for it."""
+
+    inputs: dict[str, Any]
+    expected: Any
+
+
+class LabelledExample(BaseModel):
+    inputs: dict[str, Any]
+    label: Any
+
+
+class ValidityAssets(BaseModel):
+    """What a deployment gate checks before a version may serve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    end_to_end: list[EndToEndExample] = Field(min_length=1)
+    confidence_set: list[LabelledExample] = Field(min_length=1)
+    metric: Metric
+    acceptable_range: tuple[float, float]
+    # Regression only: how far an end-to-end output may stray from its expected value.
+    tolerance: float = Field(default=0.0, ge=0.0)
+
+
+# ---------------------------------------------------------------- registry
+
+
+class ModelVersionInfo(BaseModel):
+    version: str
+    task: Task
+    class_labels: list[Any] | None
+    signature: list[FeatureSpec]
+    example_input: dict[str, Any]
+    validity: ValidityAssets
+    artifact_sha256: str
+    artifact_format: Literal["skops", "pickle", "joblib"]
+    artifact_size: int
+    trusted_by: str | None
+    registered_by: str
+    registered_at: datetime
+    description: str = ""
+
+
+class ModelInfo(BaseModel):
+    name: str
+    task: Task
+    description: str
+    active_version: str | None
+    latest_version: str | None
+    created_at: datetime
+    versions: list[ModelVersionInfo] = Field(default_factory=list)
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+# ---------------------------------------------------------------- Open Inference Protocol v2
+
+OipDatatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
+                      "INT64", "FP16", "FP32", "FP64", "BYTES"]
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str] | None = None
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict[str, Any] | None = None
+
+
+class LiveResponse(BaseModel):
+    live: bool
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+
+
+class ModelReadyResponse(BaseModel):
+    name: str
+    ready: bool
+
+
+class RequestInput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+
+class RequestOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferRequest(BaseModel):
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str
+    parameters: dict[str, Any] | None = None
+    outputs: list[ResponseOutput]
+
+
+# ---------------------------------------------------------------- record form
+
+
+class RecordPredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[dict[str, Any]] = Field(min_length=1)
+    entity_id: str | None = Field(default=None, max_length=128)
+    # One entity per instance, when a batch spans several entities.
+    entity_ids: list[str] | None = None
+    id: str | None = Field(default=None, max_length=64)
+
+
+class RecordPrediction(BaseModel):
+    prediction: Any
+    probabilities: dict[str, float] | None = None
+
+
+class RecordPredictResponse(BaseModel):
+    model_name: str
+    model_version: str
+    request_id: str
+    route: str
+    predictions: list[RecordPrediction]
+
+
+# ---------------------------------------------------------------- feedback
+
+
+class LabelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=64)
+    row: int = Field(default=0, ge=0)
+    label: Any
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[LabelIn] = Field(min_length=1, max_length=100_000)
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int
+    # Labels for predictions not (yet) in the log are kept: they may be in the next flush.
+    unmatched: int
+
+
+# ---------------------------------------------------------------- tokens
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
+    role: Role
+    models: list[str] | None = None
+    # feature name -> allowed values, e.g. {"country": ["DE", "FR"]}
+    constraints: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class TokenInfo(BaseModel):
+    name: str
+    role: Role
+    models: list[str] | None
+    constraints: dict[str, list[Any]]
+    created_at: datetime
+    revoked: bool
+
+
+class TokenCreated(TokenInfo):
+    token: str
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: Role
+    models: list[str] | None
+    server_version: str
+
+
+# ---------------------------------------------------------------- prediction log
+
+
+class PredictionRecord(BaseModel):
+    request_id: str
+    row: int
+    created_at: float
+    model: str
+    version: str
+    route: str
+    entity_id: str | None
+    features: dict[str, Any]
+    outputs: dict[str, Any]
+    latency_ms: float
+    token_name: str
+    label: Any = None
+
+
+class PredictionPage(BaseModel):
+    predictions: list[PredictionRecord]

@@ -1,0 +1,207 @@
+"""Serving: which version answers, loading it once, and the validated, logged predict call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from backend.auth.tokens import Principal, check_constraints, require
+from backend.errors import NotFound, ServeDeckError
+from backend.registry import LoadedVersion, Prediction, Registry
+from backend.serving.batcher import MicroBatcher
+from backend.serving.prediction_log import LoggedPrediction, PredictionLog
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeResult:
+    request_id: str
+    model: str
+    version: str
+    route: str
+    prediction: Prediction
+    latency_ms: float
+
+
+class ServingService:
+    def __init__(self, settings: Settings, registry: Registry, prediction_log: PredictionLog):
+        self.settings = settings
+        self.registry = registry
+        self.prediction_log = prediction_log
+        # One model thread: sklearn calls hold the GIL for most of their time, so more threads
+        # would only contend; batching is what raises throughput.
+        self._model_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._load_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="load")
+        self._batchers: dict[tuple[str, str], MicroBatcher] = {}
+        self._loading: dict[tuple[str, str], asyncio.Future[MicroBatcher]] = {}
+        self._active: dict[str, tuple[str | None, int]] = {}
+        self._poll_task: asyncio.Task[None] | None = None
+        self.ready = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.prediction_log.start()
+        await self.refresh_state()
+        for name, (version, _) in self._active.items():
+            if version is not None:
+                try:
+                    await self.runtime(name, version)
+                except ServeDeckError as exc:
+                    log.error("cannot load %s version %s: %s", name, version, exc.message)
+        self._poll_task = asyncio.create_task(self._poll_state())
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+        await asyncio.get_running_loop().run_in_executor(None, self.prediction_log.stop)
+        self._model_executor.shutdown(wait=True)
+        self._load_executor.shutdown(wait=False)
+
+    async def refresh_state(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._active = await loop.run_in_executor(self._load_executor, self.registry.serving_states)
+
+    async def _poll_state(self) -> None:
+        # Another worker (or the CLI) may change the active version: every worker re-reads it.
+        while True:
+            await asyncio.sleep(self.settings.state_poll_interval_s)
+            try:
+                await self.refresh_state()
+            except Exception:
+                log.exception("could not refresh the serving state")
+
+    # ------------------------------------------------------------------ resolution
+
+    def active_version(self, model: str) -> str | None:
+        state = self._active.get(model)
+        return state[0] if state else None
+
+    def known_models(self) -> list[str]:
+        return sorted(self._active)
+
+    def resolve_version(self, model: str, version: str | None, principal: Principal) -> tuple[
+        str, str
+    ]:
+        """Return (version, route) for a request, enforcing who may address which version."""
+        if model not in self._active:
+            raise NotFound(f"no model named {model!r}", "model")
+        active = self.active_version(model)
+        if version is None:
+            if active is None:
+                raise ServeDeckError(
+                    f"model {model!r} has no active version yet; deploy one first",
+                    "model",
+                    status=409,
+                )
+            return active, "active"
+        if version == active:
+            return version, "active"
+        # Addressing a version that is not being served is for people testing it.
+        require(principal, "deploy", model)
+        return version, "explicit"
+
+    async def runtime(self, model: str, version: str) -> MicroBatcher:
+        key = (model, version)
+        batcher = self._batchers.get(key)
+        if batcher is not None:
+            return batcher
+        pending = self._loading.get(key)
+        if pending is None:
+            loop = asyncio.get_running_loop()
+            pending = loop.create_future()
+            self._loading[key] = pending
+            try:
+                loaded = await loop.run_in_executor(
+                    self._load_executor, self.registry.load, model, version
+                )
+                batcher = MicroBatcher(
+                    loaded,
+                    self._model_executor,
+                    self.settings.max_batch_size,
+                    self.settings.max_batch_wait_ms / 1000.0,
+                )
+                self._batchers[key] = batcher
+                pending.set_result(batcher)
+            except BaseException as exc:
+                pending.set_exception(exc)
+                # Mark retrieved so asyncio does not warn when no one else was waiting.
+                pending.exception()
+                raise
+            finally:
+                self._loading.pop(key, None)
+            return batcher
+        return await asyncio.shield(pending)
+
+    async def loaded(self, model: str, version: str) -> LoadedVersion:
+        return (await self.runtime(model, version)).loaded
+
+    # ------------------------------------------------------------------ predict
+
+    async def predict(
+        self,
+        *,
+        model: str,
+        version: str | None,
+        rows: list[dict[str, Any]],
+        principal: Principal,
+        where: str,
+        request_id: str | None,
+        entity_ids: list[str | None],
+        started: float,
+    ) -> ServeResult:
+        require(principal, "predict", model)
+        resolved, route = self.resolve_version(model, version, principal)
+        batcher = await self.runtime(model, resolved)
+        clean = batcher.loaded.signature.validate_rows(rows, where)
+        check_constraints(principal, clean, where)
+        prediction = await batcher.predict(clean)
+        finished = time.perf_counter()
+        latency_ms = (finished - started) * 1000.0
+        request_id = request_id or uuid.uuid4().hex
+        self._log(request_id, model, resolved, route, entity_ids, clean, prediction, latency_ms,
+                  principal.name)
+        return ServeResult(request_id, model, resolved, route, prediction, latency_ms)
+
+    def _log(
+        self,
+        request_id: str,
+        model: str,
+        version: str,
+        route: str,
+        entity_ids: list[str | None],
+        rows: list[dict[str, Any]],
+        prediction: Prediction,
+        latency_ms: float,
+        token_name: str,
+    ) -> None:
+        now = time.time()
+        probabilities = prediction.probabilities
+        self.prediction_log.append(
+            [
+                LoggedPrediction(
+                    request_id=request_id,
+                    row_index=i,
+                    created_at=now,
+                    model=model,
+                    version=version,
+                    route=route,
+                    entity_id=entity_ids[i] if i < len(entity_ids) else None,
+                    features=row,
+                    outputs={"predict": prediction.labels[i],
+                             "predict_proba": probabilities[i] if probabilities else None},
+                    latency_ms=latency_ms,
+                    token_name=token_name,
+                )
+                for i, row in enumerate(rows)
+            ]
+        )

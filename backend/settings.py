@@ -1,0 +1,76 @@
+"""One settings object for the whole backend, read from arguments and the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "ServeDeck"
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    # How often buffered prediction-log rows are written; a kill -9 loses at most this much.
+    log_flush_interval_s: float = 0.2
+    # Micro-batching: a batch is dispatched as soon as the model is idle, so a lone request
+    # never waits; under load, requests that arrive while the model is busy share one call.
+    max_batch_size: int = 64
+    max_batch_wait_ms: float = 0.0
+    max_request_bytes: int = 8 * 1024 * 1024
+    max_rows_per_request: int = 10_000
+    # How long a resolved token stays cached on the request path (revocation latency).
+    token_cache_ttl_s: float = 5.0
+    # How often a worker re-reads which version is active (multi-worker switch latency).
+    state_poll_interval_s: float = 0.5
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.data_dir / "admin.token"
+
+    @property
+    def server_info_file(self) -> Path:
+        return self.data_dir / "server.json"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def load(cls, data_dir: str | Path | None = None, database_url: str | None = None) -> Settings:
+        """Arguments win over the environment, the environment over defaults."""
+        resolved_dir = Path(
+            data_dir or os.environ.get("SERVEDECK_DATA_DIR") or default_data_dir()
+        ).expanduser()
+        resolved_dir = resolved_dir.resolve()
+        url = database_url or os.environ.get("SERVEDECK_DATABASE_URL")
+        if not url:
+            url = f"sqlite:///{resolved_dir / 'servedeck.db'}"
+        overrides: dict[str, float | int] = {}
+        for env_name, attr, cast in (
+            ("SERVEDECK_LOG_FLUSH_INTERVAL", "log_flush_interval_s", float),
+            ("SERVEDECK_MAX_BATCH_SIZE", "max_batch_size", int),
+            ("SERVEDECK_MAX_BATCH_WAIT_MS", "max_batch_wait_ms", float),
+            ("SERVEDECK_MAX_REQUEST_BYTES", "max_request_bytes", int),
+        ):
+            raw = os.environ.get(env_name)
+            if raw:
+                overrides[attr] = cast(raw)
+        return cls(data_dir=resolved_dir, database_url=url, **overrides)  # type: ignore[arg-type]
+
+    def ensure_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)

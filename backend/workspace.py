@@ -1,0 +1,65 @@
+"""A workspace: one data directory (or database) opened, migrated and ready to serve."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.auth import TokenService
+from backend.db import create_db_engine, session_factory, upgrade_database
+from backend.db.tables import TokenRow
+from backend.registry import ArtifactStore, Registry
+from backend.settings import Settings
+
+
+@dataclass
+class Workspace:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    registry: Registry
+    tokens: TokenService
+
+    @classmethod
+    def open(cls, settings: Settings) -> Workspace:
+        settings.ensure_dirs()
+        engine = create_db_engine(settings.database_url)
+        upgrade_database(engine)
+        sessions = session_factory(engine)
+        workspace = cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            registry=Registry(sessions, ArtifactStore(settings.artifacts_dir)),
+            tokens=TokenService(sessions, settings.token_cache_ttl_s),
+        )
+        workspace.ensure_admin_token()
+        return workspace
+
+    def ensure_admin_token(self) -> str:
+        """On first start, write an admin token to a file only its owner can read."""
+        path = self.settings.admin_token_file
+        if path.exists():
+            return path.read_text().strip()
+        with self.sessions() as session:
+            taken = set(session.scalars(select(TokenRow.name)).all())
+        name = "admin"
+        counter = 1
+        while name in taken:
+            counter += 1
+            name = f"admin-{counter}"
+        secret = self.tokens.create(name, "admin")
+        # O_EXCL with mode 0600: the secret is never readable by others, even for an instant.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secret + "\n")
+        return secret
+
+    def admin_token(self) -> str:
+        return self.settings.admin_token_file.read_text().strip()
+
+    def close(self) -> None:
+        self.engine.dispose()
