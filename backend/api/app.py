@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -16,7 +16,11 @@ from backend.settings import Settings
 from backend.workspace import Workspace
 
 
-def create_app(settings: Settings | None = None, workspace: Workspace | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    workspace: Workspace | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> FastAPI:
     workspace = workspace or Workspace.open(settings or Settings.load())
     settings = workspace.settings
     prediction_log = PredictionLog(workspace.engine, settings.log_flush_interval_s)
@@ -25,6 +29,8 @@ def create_app(settings: Settings | None = None, workspace: Workspace | None = N
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await serving.start()
+        if on_ready is not None:
+            on_ready()
         try:
             yield
         finally:

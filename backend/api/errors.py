@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.errors import ServeDeckError
@@ -27,6 +28,18 @@ def _location(loc: tuple[Any, ...]) -> str:
         else:
             parts.append(("." if parts else "") + str(item))
     return "".join(parts) or "body"
+
+
+def body_error_response(exc: ValueError, status: int = 422) -> JSONResponse:
+    """A pydantic error from parsing a request body by hand, in the same shape as the rest."""
+    errors = exc.errors() if isinstance(exc, ValidationError) else []
+    if not errors:
+        return error_response(400, str(exc), "body")
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return error_response(400, "the body is not valid JSON", "body")
+    return error_response(status, str(first.get("msg", "invalid value")),
+                          _location(tuple(first.get("loc", ()))))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 
 from backend import __version__
 from backend.api.deps import CurrentPrincipal, CurrentServing
-from backend.api.errors import error_response
+from backend.api.errors import body_error_response
 from backend.auth.tokens import require
 from backend.errors import InputError
 from backend.schemas import (
@@ -125,7 +125,7 @@ async def _infer(
     try:
         infer = InferRequest.model_validate_json(body)
     except ValueError as exc:
-        return _invalid_body(exc)
+        return body_error_response(exc, status=400)
     require(principal, "predict", name)
     resolved, _ = serving.resolve_version(name, version, principal)
     loaded = await serving.loaded(name, resolved)
@@ -166,17 +166,6 @@ def _entity_ids(parameters: dict[str, Any], n_rows: int) -> list[str | None]:
         return [None if e is None else str(e) for e in many]
     one = parameters.get("entity_id")
     return [None if one is None else str(one)] * n_rows
-
-
-def _invalid_body(exc: ValueError) -> Response:
-    errors = getattr(exc, "errors", None)
-    if callable(errors) and errors():
-        first = errors()[0]
-        if first.get("type") == "json_invalid":
-            return error_response(400, "the body is not valid JSON", "body")
-        loc = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        return error_response(400, str(first.get("msg", "invalid request")), loc)
-    return error_response(400, str(exc), "body")
 
 
 @router.post(

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from backend.api.deps import CurrentPrincipal, CurrentServing
-from backend.api.errors import error_response
+from backend.api.errors import body_error_response
 from backend.api.oip import ERRORS
 from backend.errors import InputError
 from backend.schemas import RecordPredictRequest, RecordPredictResponse
@@ -30,12 +30,7 @@ async def predict_records(
     try:
         body = RecordPredictRequest.model_validate_json(await request.body())
     except ValueError as exc:
-        errors = getattr(exc, "errors", None)
-        first = errors()[0] if callable(errors) and errors() else {}
-        if first.get("type") == "json_invalid":
-            return error_response(400, "the body is not valid JSON", "body")
-        loc = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        return error_response(422, str(first.get("msg", exc)), loc)
+        return body_error_response(exc)
     n_rows = len(body.instances)
     if n_rows > serving.settings.max_rows_per_request:
         raise InputError(

@@ -94,6 +94,7 @@ def _decode_per_feature(
                 f"{where}.shape",
                 status=400,
             )
+        flat = _check_tensor(tensor, where)
         spec = by_name[tensor.name]
         if tensor.datatype not in _ALLOWED_DATATYPES[spec.type]:
             raise InputError(
@@ -101,7 +102,6 @@ def _decode_per_feature(
                 f"carry it (use {_DATATYPE_FOR_FEATURE[spec.type]})",
                 f"{where}.datatype",
             )
-        flat = _check_tensor(tensor, where)
         if n_rows is None:
             n_rows = tensor.shape[0]
         elif tensor.shape[0] != n_rows:

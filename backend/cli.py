@@ -1,0 +1,276 @@
+"""servedeck-server: serve, register models, manage tokens, build the demo, simulate traffic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from backend.errors import ServeDeckError
+from backend.settings import Settings
+from backend.workspace import Workspace
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.load(data_dir=args.data_dir, database_url=args.database_url)
+
+
+def _open(args: argparse.Namespace) -> Workspace:
+    return Workspace.open(_settings(args))
+
+
+def _read_json(path: str, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ServeDeckError(f"{what} file {path} does not exist", what) from None
+    except json.JSONDecodeError as exc:
+        raise ServeDeckError(f"{what} file {path} is not valid JSON: {exc}", what) from None
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from backend.server import serve
+
+    serve(_settings(args), args.host, args.port, workers=args.workers, log_level=args.log_level)
+    return 0
+
+
+def cmd_models_register(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from backend.schemas import FeatureSpec, ValidityAssets
+
+    workspace = _open(args)
+    validity = ValidityAssets.model_validate(_read_json(args.validity, "validity"))
+    signature = None
+    if args.signature:
+        signature = [FeatureSpec.model_validate(s) for s in _read_json(args.signature, "signature")]
+    frame = pd.read_csv(args.training_data) if args.training_data else None
+    if frame is not None and args.target and args.target in frame.columns:
+        frame = frame.drop(columns=[args.target])
+    info = workspace.registry.register_version(
+        args.name,
+        Path(args.artifact).read_bytes(),
+        filename=args.artifact,
+        validity=validity,
+        registered_by=args.registered_by,
+        signature=signature,
+        training_frame=frame,
+        task=args.task,
+        description=args.description,
+        trust_pickle=args.trust_pickle,
+        trusted_types=args.trust_type,
+    )
+    print(f"registered {args.name} version {info.version} (sha256 {info.artifact_sha256})")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    workspace = _open(args)
+    models = workspace.registry.list_models()
+    if args.json:
+        print(json.dumps([m.model_dump(mode="json") for m in models], indent=2))
+        return 0
+    if not models:
+        print("no models registered")
+    for model in models:
+        versions = ", ".join(v.version for v in model.versions)
+        print(f"{model.name:20} {model.task:15} active={model.active_version or '-':4} "
+              f"versions=[{versions}]")
+    return 0
+
+
+def cmd_models_show(args: argparse.Namespace) -> int:
+    workspace = _open(args)
+    print(workspace.registry.get_model(args.name).model_dump_json(indent=2))
+    return 0
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    workspace = _open(args)
+    constraints: dict[str, list[Any]] = {}
+    for item in args.constraint:
+        feature, sep, values = item.partition("=")
+        if not sep or not feature or not values:
+            raise ServeDeckError(f"expected FEATURE=V1,V2, got {item!r}", "constraint")
+        constraints[feature.strip()] = [v.strip() for v in values.split(",")]
+    secret = workspace.tokens.create(args.name, args.role, args.models or None, constraints)
+    # The token alone on stdout, so scripts can capture it.
+    print(secret)
+    return 0
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    workspace = _open(args)
+    for token in workspace.tokens.list():
+        scope = ",".join(token.models) if token.models else "all models"
+        state = "revoked" if token.revoked else "active"
+        print(f"{token.name:24} {token.role:9} {state:8} {scope}")
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    _open(args).tokens.revoke(args.name)
+    print(f"revoked {args.name}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from backend.demo.workspace import build_demo
+
+    workspace = _open(args)
+    summary = build_demo(workspace)
+    print(json.dumps(summary, indent=2, default=str), file=sys.stderr)
+    if not args.serve:
+        return 0
+    from backend.demo.simulate import run_simulator
+    from backend.server import serve
+
+    stop = threading.Event()
+    settings = workspace.settings
+    token = workspace.admin_token()
+    workspace.close()
+
+    def simulate_when_ready() -> None:
+        url = _wait_for_server(settings, stop)
+        if url is None:
+            return
+        print(f"ServeDeck demo at {url}\nadmin token: {token}\n"
+              f"(stored in {settings.admin_token_file})", file=sys.stderr, flush=True)
+        run_simulator(url, token, rate=args.rate, drift_at=args.drift_at, stop_event=stop)
+
+    settings.server_info_file.unlink(missing_ok=True)
+    threading.Thread(target=simulate_when_ready, name="simulator", daemon=True).start()
+    try:
+        serve(settings, args.host, args.port)
+    finally:
+        stop.set()
+    return 0
+
+
+def _wait_for_server(settings: Settings, stop: threading.Event) -> str | None:
+    while not stop.wait(0.1):
+        if settings.server_info_file.exists():
+            return str(json.loads(settings.server_info_file.read_text())["url"])
+    return None
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from backend.demo.simulate import run_simulator
+
+    settings = _settings(args)
+    url = args.url
+    if url is None:
+        if not settings.server_info_file.exists():
+            raise ServeDeckError(
+                f"no running server found in {settings.data_dir}; start "
+                "'servedeck-server serve' or pass --url", "url")
+        url = json.loads(settings.server_info_file.read_text())["url"]
+    token = args.token or settings.admin_token_file.read_text().strip()
+    stats = run_simulator(url, token, rate=args.rate, duration=args.duration,
+                          drift_at=args.drift_at, label_delay=args.label_delay)
+    print(json.dumps(stats if isinstance(stats, dict) else getattr(stats, "__dict__", str(stats)),
+                     indent=2, default=str))
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="workspace directory (default: user data dir; "
+                                           "env SERVEDECK_DATA_DIR)")
+    common.add_argument("--database-url", help="SQLAlchemy URL (env SERVEDECK_DATABASE_URL; "
+                                               "default SQLite in the data dir)")
+    parser = argparse.ArgumentParser(prog="servedeck-server", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[common], help="serve the workspace over HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
+
+    models = sub.add_parser("models", help="register and inspect models").add_subparsers(
+        dest="models_command", required=True)
+    register = models.add_parser("register", parents=[common], help="register a model version")
+    register.add_argument("name")
+    register.add_argument("--artifact", required=True, help=".skops file (.pkl/.joblib with "
+                                                           "--trust-pickle)")
+    register.add_argument("--validity", required=True,
+                          help="JSON file: end_to_end, confidence_set, metric, acceptable_range")
+    register.add_argument("--signature", help="JSON file: a list of feature specs")
+    register.add_argument("--training-data", help="CSV to infer the signature from")
+    register.add_argument("--target", help="the label column of --training-data, left out")
+    register.add_argument("--task", choices=["classification", "regression"])
+    register.add_argument("--description", default="")
+    register.add_argument("--trust-pickle", action="store_true",
+                          help="accept a pickle/joblib file (it can run code when loaded)")
+    register.add_argument("--trust-type", action="append", default=[],
+                          help="a skops type you reviewed and accept (repeatable)")
+    register.add_argument("--registered-by", default="cli")
+    register.set_defaults(func=cmd_models_register)
+    listing = models.add_parser("list", parents=[common], help="list models")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_models_list)
+    show = models.add_parser("show", parents=[common], help="describe one model")
+    show.add_argument("name")
+    show.set_defaults(func=cmd_models_show)
+
+    tokens = sub.add_parser("tokens", help="manage access tokens").add_subparsers(
+        dest="tokens_command", required=True)
+    create = tokens.add_parser("create", parents=[common], help="create a token (printed once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", required=True, choices=["admin", "engineer", "support", "client"])
+    create.add_argument("--models", nargs="*", default=[], help="models a client token may use")
+    create.add_argument("--constraint", action="append", default=[],
+                        help="FEATURE=V1,V2: allowed input values for a client token")
+    create.set_defaults(func=cmd_tokens_create)
+    tokens.add_parser("list", parents=[common]).set_defaults(func=cmd_tokens_list)
+    revoke = tokens.add_parser("revoke", parents=[common])
+    revoke.add_argument("name")
+    revoke.set_defaults(func=cmd_tokens_revoke)
+
+    demo = sub.add_parser("demo", parents=[common], help="build the card-fraud demo workspace")
+    demo.add_argument("--serve", action="store_true", help="then serve it with live traffic")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--rate", type=float, default=20.0, help="simulated requests/s")
+    demo.add_argument("--drift-at", type=float, default=None, help="seconds until drift")
+    demo.set_defaults(func=cmd_demo)
+
+    simulate = sub.add_parser("simulate", parents=[common], help="send demo traffic over HTTP")
+    simulate.add_argument("--url", help="server URL (default: the running server of the "
+                                        "data dir)")
+    simulate.add_argument("--token", help="default: the admin token of the data dir")
+    simulate.add_argument("--rate", type=float, default=20.0)
+    simulate.add_argument("--duration", type=float, default=None)
+    simulate.add_argument("--drift-at", type=float, default=None)
+    simulate.add_argument("--label-delay", type=float, default=5.0)
+    simulate.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ServeDeckError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Running the backend under uvicorn, with a ready handshake for whoever started it.
+
+When the app is ready to serve, ``server.json`` (url, pid) is written to the data directory
+and one line ``SERVEDECK READY <url>`` goes to stdout: the console waits for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from backend.api.app import create_app
+from backend.settings import Settings
+from backend.workspace import Workspace
+
+READY_LINE = "SERVEDECK READY"
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def write_server_info(path: Path, url: str) -> None:
+    temp = path.with_suffix(".tmp")
+    temp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    os.replace(temp, path)
+
+
+def app_from_environment():  # type: ignore[no-untyped-def]
+    """Factory for multi-worker uvicorn: each worker opens the workspace from the environment."""
+    return create_app(Settings.load())
+
+
+def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "info") -> None:
+    workspace = Workspace.open(settings)
+    sock = bind_socket(host, port)
+    actual_port = sock.getsockname()[1]
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{actual_port}"
+
+    def announce() -> None:
+        write_server_info(settings.server_info_file, url)
+        print(f"{READY_LINE} {url}", flush=True)
+
+    common = {"log_level": log_level, "access_log": False, "timeout_graceful_shutdown": 10}
+    if workers > 1:
+        os.environ["SERVEDECK_DATA_DIR"] = str(settings.data_dir)
+        os.environ["SERVEDECK_DATABASE_URL"] = settings.database_url
+        workspace.close()
+        config = uvicorn.Config(
+            "backend.server:app_from_environment", factory=True, workers=workers, **common
+        )
+        # Workers each open the workspace and announce nothing; the parent announces once.
+        announce()
+        Multiprocess(config, sockets=[sock]).run()
+        return
+    app = create_app(workspace=workspace, on_ready=announce)
+    server = uvicorn.Server(uvicorn.Config(app, **common))
+    server.run(sockets=[sock])
+    try:
+        settings.server_info_file.unlink(missing_ok=True)
+    except OSError:
+        pass
+    sys.stdout.flush()

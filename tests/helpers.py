@@ -1,0 +1,191 @@
+"""Toy models and server helpers shared by the tests."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import skops.io as sio
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from backend.schemas import FeatureSpec, ValidityAssets
+from backend.workspace import Workspace
+
+TOY_SIGNATURE = [
+    FeatureSpec(name="amount", type="float", min=0, max=10_000),
+    FeatureSpec(name="count", type="int", min=0),
+    FeatureSpec(name="country", type="category", categories=["DE", "FR", "US"]),
+    FeatureSpec(name="online", type="bool"),
+    FeatureSpec(name="note", type="string", required=False, default=""),
+]
+TOY_ROW: dict[str, Any] = {
+    "amount": 120.5, "count": 3, "country": "DE", "online": True, "note": "hi",
+}
+
+
+def services_required() -> bool:
+    return os.environ.get("SERVEDECK_REQUIRE_SERVICES") == "1"
+
+
+@functools.cache
+def toy_frame() -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(7)
+    n = 600
+    frame = pd.DataFrame(
+        {
+            "amount": rng.gamma(2.0, 200.0, n),
+            "count": rng.integers(0, 20, n),
+            "country": rng.choice(["DE", "FR", "US"], n),
+            "online": rng.random(n) < 0.4,
+            "note": [""] * n,
+        }
+    )
+    score = frame["amount"] / 400 + frame["online"] * 1.5 + (frame["country"] == "US") - 2
+    labels = (score + rng.normal(0, 0.5, n) > 0).astype(int)
+    return frame, labels
+
+
+@functools.cache
+def toy_classifier() -> Pipeline:
+    frame, labels = toy_frame()
+    prep = ColumnTransformer(
+        [
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["country"]),
+            ("num", "passthrough", ["amount", "count", "online"]),
+        ]
+    )
+    return Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=2000))]).fit(
+        frame, labels
+    )
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    records = []
+    for row in frame.to_dict(orient="records"):
+        records.append(
+            {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        )
+    return records
+
+
+def toy_validity(model: Any = None) -> ValidityAssets:
+    model = model or toy_classifier()
+    frame, labels = toy_frame()
+    held = frame.tail(100)
+    expected = model.predict(held.head(10))
+    return ValidityAssets(
+        end_to_end=[
+            {"inputs": row, "expected": int(e)}
+            for row, e in zip(_records(held.head(10)), expected, strict=True)
+        ],
+        confidence_set=[
+            {"inputs": row, "label": int(label)}
+            for row, label in zip(_records(held), labels.tail(100), strict=True)
+        ],
+        metric="accuracy",
+        acceptable_range=(0.7, 1.0),
+    )
+
+
+@functools.cache
+def price_model() -> tuple[Ridge, np.ndarray]:
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(200, 2))
+    target = features @ np.array([1.5, -0.5]) + 2.0
+    return Ridge().fit(features, target), features
+
+
+def price_validity() -> ValidityAssets:
+    model, features = price_model()
+    rows = [{"x1": float(a), "x2": float(b)} for a, b in features[:20]]
+    predictions = model.predict(features[:20])
+    return ValidityAssets(
+        end_to_end=[{"inputs": r, "expected": float(p)} for r, p in zip(rows, predictions,
+                                                                         strict=True)],
+        confidence_set=[{"inputs": r, "label": float(p)} for r, p in zip(rows, predictions,
+                                                                          strict=True)],
+        metric="mae",
+        acceptable_range=(0.0, 0.5),
+        tolerance=1e-9,
+    )
+
+
+PRICE_SIGNATURE = [FeatureSpec(name="x1", type="float"), FeatureSpec(name="x2", type="float")]
+
+
+def register_toy_models(workspace: Workspace) -> None:
+    registry = workspace.registry
+    registry.register_version(
+        "toy", sio.dumps(toy_classifier()), filename="toy.skops", validity=toy_validity(),
+        registered_by="tests", signature=TOY_SIGNATURE,
+    )
+    registry.activate("toy", "1")
+    registry.register_version(
+        "price", sio.dumps(price_model()[0]), filename="price.skops", validity=price_validity(),
+        registered_by="tests", signature=PRICE_SIGNATURE,
+    )
+    registry.activate("price", "1")
+
+
+def oip_tensors(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One OIP tensor per toy feature, the way a stock client sends them."""
+    datatypes = {"amount": "FP64", "count": "INT64", "country": "BYTES", "online": "BOOL",
+                 "note": "BYTES"}
+    return {
+        "inputs": [
+            {"name": name, "shape": [len(rows)], "datatype": datatype,
+             "data": [row[name] for row in rows]}
+            for name, datatype in datatypes.items()
+        ]
+    }
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[str]
+    url: str
+    data_dir: Path
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(timeout=timeout)
+
+
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None,
+                 timeout: float = 60) -> ServerProcess:
+    """A real `servedeck-server serve` on a free port; returns once it said it is ready."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "serve", "--data-dir", str(data_dir), "--port", "0",
+         "--log-level", "warning", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if line.startswith("SERVEDECK READY "):
+            # Keep draining output so a chatty server never blocks on a full pipe.
+            threading.Thread(target=process.stdout.read, daemon=True).start()
+            return ServerProcess(process, line.split()[-1], data_dir)
+    process.kill()
+    raise RuntimeError("server did not become ready:\n" + "".join(seen))
