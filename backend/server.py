@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 from pathlib import Path
 
 import uvicorn
@@ -65,11 +64,9 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level:
         announce()
         Multiprocess(config, sockets=[sock]).run()
         return
-    app = create_app(workspace=workspace, on_ready=announce)
-    server = uvicorn.Server(uvicorn.Config(app, **common))
-    server.run(sockets=[sock])
-    try:
+    def retire() -> None:
+        # In the lifespan, not after run(): uvicorn re-raises the stop signal once it is done.
         settings.server_info_file.unlink(missing_ok=True)
-    except OSError:
-        pass
-    sys.stdout.flush()
+
+    app = create_app(workspace=workspace, on_ready=announce, on_stop=retire)
+    uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])

@@ -20,6 +20,7 @@ def create_app(
     settings: Settings | None = None,
     workspace: Workspace | None = None,
     on_ready: Callable[[], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> FastAPI:
     workspace = workspace or Workspace.open(settings or Settings.load())
     settings = workspace.settings
@@ -36,6 +37,8 @@ def create_app(
         finally:
             # Graceful shutdown: everything accepted is written before the process ends.
             await serving.stop()
+            if on_stop is not None:
+                on_stop()
 
     app = FastAPI(
         title="ServeDeck",

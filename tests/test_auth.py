@@ -1,0 +1,124 @@
+"""Tokens, roles, per-model scopes and input constraints."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.workspace import Workspace
+from tests.helpers import TOY_ROW, oip_tensors
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+PROTECTED = [
+    ("GET", "/v2"),
+    ("GET", "/v2/models/toy"),
+    ("GET", "/v2/models/toy/ready"),
+    ("POST", "/v2/models/toy/infer"),
+    ("POST", "/v1/models/toy:predict"),
+    ("GET", "/api/v1/models"),
+    ("GET", "/api/v1/models/toy"),
+    ("GET", "/api/v1/predictions"),
+    ("POST", "/api/v1/feedback"),
+    ("GET", "/api/v1/tokens"),
+    ("GET", "/api/v1/whoami"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_every_endpoint_but_health_needs_a_token(
+    client: TestClient, method: str, path: str
+) -> None:
+    for headers in ({}, bearer("sdk_wrong"), {"Authorization": "Basic abc"}):
+        response = client.request(method, path, headers=headers, json={})
+        assert response.status_code == 401, (path, headers, response.text)
+        assert response.json()["field"] == "authorization"
+
+
+def test_roles(client: TestClient, workspace: Workspace) -> None:
+    support = workspace.tokens.create("helpdesk", "support")
+    engineer = workspace.tokens.create("eng", "engineer")
+    body = {"instances": [TOY_ROW]}
+    denied = client.post("/v1/models/toy:predict", headers=bearer(support), json=body)
+    assert denied.status_code == 403 and "support role may not predict" in denied.json()["error"]
+    assert client.get("/api/v1/models", headers=bearer(support)).status_code == 200
+    assert client.get("/api/v1/tokens", headers=bearer(engineer)).status_code == 403
+    assert client.post("/v1/models/toy:predict", headers=bearer(engineer),
+                       json=body).status_code == 200
+    whoami = client.get("/api/v1/whoami", headers=bearer(engineer)).json()
+    assert whoami["name"] == "eng" and whoami["role"] == "engineer"
+
+
+def test_client_scope_and_constraints(client: TestClient, workspace: Workspace) -> None:
+    app_token = workspace.tokens.create("shop", "client", models=["toy"],
+                                        constraints={"country": ["DE", "FR"]})
+    headers = bearer(app_token)
+    assert client.post("/v1/models/toy:predict", headers=headers,
+                       json={"instances": [TOY_ROW]}).status_code == 200
+    outside = client.post("/v1/models/toy:predict", headers=headers,
+                          json={"instances": [TOY_ROW, {**TOY_ROW, "country": "US"}]})
+    assert outside.status_code == 403
+    assert outside.json()["field"] == "instances[1].country"
+    other_model = client.post("/v2/models/price/infer", headers=headers, json={
+        "inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]})
+    assert other_model.status_code == 403 and other_model.json()["field"] == "model"
+    # A client may not address a version that is not being served.
+    assert client.post("/v2/models/toy/versions/1/infer", headers=headers,
+                       json=oip_tensors([TOY_ROW])).status_code == 200
+    listed = client.get("/api/v1/models", headers=headers)
+    assert listed.status_code == 403
+    assert client.get("/api/v1/tokens", headers=headers).status_code == 403
+
+
+def test_token_api_and_revocation(client: TestClient, admin_headers: dict[str, str]) -> None:
+    created = client.post("/api/v1/tokens", headers=admin_headers,
+                          json={"name": "batch-job", "role": "engineer"})
+    assert created.status_code == 201
+    secret = created.json()["token"]
+    assert client.get("/api/v1/whoami", headers=bearer(secret)).status_code == 200
+    duplicate = client.post("/api/v1/tokens", headers=admin_headers,
+                            json={"name": "batch-job", "role": "engineer"})
+    assert duplicate.status_code == 409 and duplicate.json()["field"] == "name"
+    bad_role = client.post("/api/v1/tokens", headers=admin_headers,
+                           json={"name": "x", "role": "overlord"})
+    assert bad_role.status_code == 422 and bad_role.json()["field"] == "role"
+    unscoped_client = client.post("/api/v1/tokens", headers=admin_headers,
+                                  json={"name": "y", "role": "client"})
+    assert unscoped_client.status_code == 422 and unscoped_client.json()["field"] == "models"
+    listed = client.get("/api/v1/tokens", headers=admin_headers).json()
+    assert {t["name"] for t in listed} >= {"admin", "batch-job"}
+    assert all("secret" not in str(t) and "sdk_" not in str(t) for t in listed)
+    assert client.delete("/api/v1/tokens/batch-job", headers=admin_headers).status_code == 204
+    assert client.get("/api/v1/whoami", headers=bearer(secret)).status_code == 401
+
+
+def test_tokens_are_stored_hashed_and_admin_file_is_private(workspace: Workspace) -> None:
+    secret = workspace.admin_token()
+    mode = stat.S_IMODE(os.stat(workspace.settings.admin_token_file).st_mode)
+    assert mode == 0o600
+    with workspace.engine.connect() as connection:
+        dump = str(connection.exec_driver_sql("SELECT * FROM tokens").all())
+    assert secret not in dump and secret.removeprefix("sdk_") not in dump
+
+
+def test_cli_prints_only_the_token(sqlite_workspace: Workspace) -> None:
+    data_dir = str(sqlite_workspace.settings.data_dir)
+    result = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "tokens", "create", "--role", "client", "--name",
+         "pos-terminal", "--models", "toy", "--constraint", "country=DE,FR", "--data-dir",
+         data_dir],
+        capture_output=True, text=True, check=True,
+    )
+    token = result.stdout.strip()
+    assert token.startswith("sdk_") and "\n" not in token
+    principal = sqlite_workspace.tokens.authenticate(f"Bearer {token}")
+    assert principal.role == "client" and principal.models == frozenset({"toy"})
+    assert principal.constraints == {"country": frozenset({"DE", "FR"})}
