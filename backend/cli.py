@@ -82,8 +82,10 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         print("no models registered")
     for model in models:
         versions = ", ".join(v.version for v in model.versions)
-        print(f"{model.name:20} {model.task:15} active={model.active_version or '-':4} "
-              f"versions=[{versions}]")
+        print(
+            f"{model.name:20} {model.task:15} active={model.active_version or '-':4} "
+            f"versions=[{versions}]"
+        )
     return 0
 
 
@@ -142,8 +144,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         url = _wait_for_server(settings, stop)
         if url is None:
             return
-        print(f"ServeDeck demo at {url}\nadmin token: {token}\n"
-              f"(stored in {settings.admin_token_file})", file=sys.stderr, flush=True)
+        print(
+            f"ServeDeck demo at {url}\nadmin token: {token}\n"
+            f"(stored in {settings.admin_token_file})",
+            file=sys.stderr,
+            flush=True,
+        )
         run_simulator(url, token, rate=args.rate, drift_at=args.drift_at, stop_event=stop)
 
     settings.server_info_file.unlink(missing_ok=True)
@@ -171,13 +177,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if not settings.server_info_file.exists():
             raise ServeDeckError(
                 f"no running server found in {settings.data_dir}; start "
-                "'servedeck-server serve' or pass --url", "url")
+                "'servedeck-server serve' or pass --url",
+                "url",
+            )
         url = json.loads(settings.server_info_file.read_text())["url"]
     token = args.token or settings.admin_token_file.read_text().strip()
-    stats = run_simulator(url, token, rate=args.rate, duration=args.duration,
-                          drift_at=args.drift_at, label_delay=args.label_delay)
-    print(json.dumps(stats if isinstance(stats, dict) else getattr(stats, "__dict__", str(stats)),
-                     indent=2, default=str))
+    stats = run_simulator(
+        url,
+        token,
+        rate=args.rate,
+        duration=args.duration,
+        drift_at=args.drift_at,
+        label_delay=args.label_delay,
+    )
+    print(
+        json.dumps(
+            stats if isinstance(stats, dict) else getattr(stats, "__dict__", str(stats)),
+            indent=2,
+            default=str,
+        )
+    )
     return 0
 
 
@@ -186,10 +205,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="workspace directory (default: user data dir; "
-                                           "env SERVEDECK_DATA_DIR)")
-    common.add_argument("--database-url", help="SQLAlchemy URL (env SERVEDECK_DATABASE_URL; "
-                                               "default SQLite in the data dir)")
+    common.add_argument(
+        "--data-dir", help="workspace directory (default: user data dir; env SERVEDECK_DATA_DIR)"
+    )
+    common.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL (env SERVEDECK_DATABASE_URL; default SQLite in the data dir)",
+    )
     parser = argparse.ArgumentParser(prog="servedeck-server", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -201,22 +223,34 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     models = sub.add_parser("models", help="register and inspect models").add_subparsers(
-        dest="models_command", required=True)
+        dest="models_command", required=True
+    )
     register = models.add_parser("register", parents=[common], help="register a model version")
     register.add_argument("name")
-    register.add_argument("--artifact", required=True, help=".skops file (.pkl/.joblib with "
-                                                           "--trust-pickle)")
-    register.add_argument("--validity", required=True,
-                          help="JSON file: end_to_end, confidence_set, metric, acceptable_range")
+    register.add_argument(
+        "--artifact", required=True, help=".skops file (.pkl/.joblib with --trust-pickle)"
+    )
+    register.add_argument(
+        "--validity",
+        required=True,
+        help="JSON file: end_to_end, confidence_set, metric, acceptable_range",
+    )
     register.add_argument("--signature", help="JSON file: a list of feature specs")
     register.add_argument("--training-data", help="CSV to infer the signature from")
     register.add_argument("--target", help="the label column of --training-data, left out")
     register.add_argument("--task", choices=["classification", "regression"])
     register.add_argument("--description", default="")
-    register.add_argument("--trust-pickle", action="store_true",
-                          help="accept a pickle/joblib file (it can run code when loaded)")
-    register.add_argument("--trust-type", action="append", default=[],
-                          help="a skops type you reviewed and accept (repeatable)")
+    register.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="accept a pickle/joblib file (it can run code when loaded)",
+    )
+    register.add_argument(
+        "--trust-type",
+        action="append",
+        default=[],
+        help="a skops type you reviewed and accept (repeatable)",
+    )
     register.add_argument("--registered-by", default="cli")
     register.set_defaults(func=cmd_models_register)
     listing = models.add_parser("list", parents=[common], help="list models")
@@ -227,13 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_models_show)
 
     tokens = sub.add_parser("tokens", help="manage access tokens").add_subparsers(
-        dest="tokens_command", required=True)
+        dest="tokens_command", required=True
+    )
     create = tokens.add_parser("create", parents=[common], help="create a token (printed once)")
     create.add_argument("--name", required=True)
     create.add_argument("--role", required=True, choices=["admin", "engineer", "support", "client"])
     create.add_argument("--models", nargs="*", default=[], help="models a client token may use")
-    create.add_argument("--constraint", action="append", default=[],
-                        help="FEATURE=V1,V2: allowed input values for a client token")
+    create.add_argument(
+        "--constraint",
+        action="append",
+        default=[],
+        help="FEATURE=V1,V2: allowed input values for a client token",
+    )
     create.set_defaults(func=cmd_tokens_create)
     tokens.add_parser("list", parents=[common]).set_defaults(func=cmd_tokens_list)
     revoke = tokens.add_parser("revoke", parents=[common])
@@ -249,8 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     simulate = sub.add_parser("simulate", parents=[common], help="send demo traffic over HTTP")
-    simulate.add_argument("--url", help="server URL (default: the running server of the "
-                                        "data dir)")
+    simulate.add_argument("--url", help="server URL (default: the running server of the data dir)")
     simulate.add_argument("--token", help="default: the admin token of the data dir")
     simulate.add_argument("--rate", type=float, default=20.0)
     simulate.add_argument("--duration", type=float, default=None)
@@ -261,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

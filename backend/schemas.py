@@ -14,8 +14,18 @@ FeatureType = Literal["float", "int", "bool", "category", "string"]
 Task = Literal["classification", "regression"]
 Role = Literal["admin", "engineer", "support", "client"]
 ROLES: tuple[Role, ...] = ("admin", "engineer", "support", "client")
-Metric = Literal["accuracy", "balanced_accuracy", "f1", "precision", "recall", "roc_auc",
-                 "log_loss", "mae", "rmse", "r2"]
+Metric = Literal[
+    "accuracy",
+    "balanced_accuracy",
+    "f1",
+    "precision",
+    "recall",
+    "roc_auc",
+    "log_loss",
+    "mae",
+    "rmse",
+    "r2",
+]
 
 
 class ErrorBody(BaseModel):
@@ -102,8 +112,21 @@ class ModelList(BaseModel):
 
 # ---------------------------------------------------------------- Open Inference Protocol v2
 
-OipDatatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
-                      "INT64", "FP16", "FP32", "FP64", "BYTES"]
+OipDatatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
 
 
 class TensorMetadata(BaseModel):

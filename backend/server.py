@@ -10,8 +10,10 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
 from backend.api.app import create_app
@@ -36,12 +38,14 @@ def write_server_info(path: Path, url: str) -> None:
     os.replace(temp, path)
 
 
-def app_from_environment():  # type: ignore[no-untyped-def]
+def app_from_environment() -> FastAPI:
     """Factory for multi-worker uvicorn: each worker opens the workspace from the environment."""
     return create_app(Settings.load())
 
 
-def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "info") -> None:
+def serve(
+    settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "info"
+) -> None:
     workspace = Workspace.open(settings)
     sock = bind_socket(host, port)
     actual_port = sock.getsockname()[1]
@@ -52,7 +56,11 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level:
         write_server_info(settings.server_info_file, url)
         print(f"{READY_LINE} {url}", flush=True)
 
-    common = {"log_level": log_level, "access_log": False, "timeout_graceful_shutdown": 10}
+    common: dict[str, Any] = {
+        "log_level": log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
     if workers > 1:
         os.environ["SERVEDECK_DATA_DIR"] = str(settings.data_dir)
         os.environ["SERVEDECK_DATABASE_URL"] = settings.database_url
@@ -64,6 +72,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level:
         announce()
         Multiprocess(config, sockets=[sock]).run()
         return
+
     def retire() -> None:
         # In the lifespan, not after run(): uvicorn re-raises the stop signal once it is done.
         settings.server_info_file.unlink(missing_ok=True)

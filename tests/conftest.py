@@ -1,4 +1,4 @@
-"""Shared fixtures: real SQLite and PostgreSQL stores, a toy workspace, in-process and real servers."""
+"""Shared fixtures: real SQLite and PostgreSQL stores, a toy workspace, servers."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from collections.abc import Iterator
 # Qt tests run offscreen; set here so nobody has to remember it.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import pytest  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
+import pytest
+from fastapi.testclient import TestClient
 
-from backend.api import create_app  # noqa: E402
-from backend.settings import Settings  # noqa: E402
-from backend.workspace import Workspace  # noqa: E402
-from tests.helpers import (  # noqa: E402
+from backend.api import create_app
+from backend.settings import Settings
+from backend.workspace import Workspace
+from tests.helpers import (
     register_toy_models,
     services_required,
 )

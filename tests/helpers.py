@@ -31,7 +31,11 @@ TOY_SIGNATURE = [
     FeatureSpec(name="note", type="string", required=False, default=""),
 ]
 TOY_ROW: dict[str, Any] = {
-    "amount": 120.5, "count": 3, "country": "DE", "online": True, "note": "hi",
+    "amount": 120.5,
+    "count": 3,
+    "country": "DE",
+    "online": True,
+    "note": "hi",
 }
 
 
@@ -66,17 +70,13 @@ def toy_classifier() -> Pipeline:
             ("num", "passthrough", ["amount", "count", "online"]),
         ]
     )
-    return Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=2000))]).fit(
-        frame, labels
-    )
+    return Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=2000))]).fit(frame, labels)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     records = []
     for row in frame.to_dict(orient="records"):
-        records.append(
-            {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        )
+        records.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
     return records
 
 
@@ -112,10 +112,12 @@ def price_validity() -> ValidityAssets:
     rows = [{"x1": float(a), "x2": float(b)} for a, b in features[:20]]
     predictions = model.predict(features[:20])
     return ValidityAssets(
-        end_to_end=[{"inputs": r, "expected": float(p)} for r, p in zip(rows, predictions,
-                                                                         strict=True)],
-        confidence_set=[{"inputs": r, "label": float(p)} for r, p in zip(rows, predictions,
-                                                                          strict=True)],
+        end_to_end=[
+            {"inputs": r, "expected": float(p)} for r, p in zip(rows, predictions, strict=True)
+        ],
+        confidence_set=[
+            {"inputs": r, "label": float(p)} for r, p in zip(rows, predictions, strict=True)
+        ],
         metric="mae",
         acceptable_range=(0.0, 0.5),
         tolerance=1e-9,
@@ -128,25 +130,42 @@ PRICE_SIGNATURE = [FeatureSpec(name="x1", type="float"), FeatureSpec(name="x2", 
 def register_toy_models(workspace: Workspace) -> None:
     registry = workspace.registry
     registry.register_version(
-        "toy", sio.dumps(toy_classifier()), filename="toy.skops", validity=toy_validity(),
-        registered_by="tests", signature=TOY_SIGNATURE,
+        "toy",
+        sio.dumps(toy_classifier()),
+        filename="toy.skops",
+        validity=toy_validity(),
+        registered_by="tests",
+        signature=TOY_SIGNATURE,
     )
     registry.activate("toy", "1")
     registry.register_version(
-        "price", sio.dumps(price_model()[0]), filename="price.skops", validity=price_validity(),
-        registered_by="tests", signature=PRICE_SIGNATURE,
+        "price",
+        sio.dumps(price_model()[0]),
+        filename="price.skops",
+        validity=price_validity(),
+        registered_by="tests",
+        signature=PRICE_SIGNATURE,
     )
     registry.activate("price", "1")
 
 
 def oip_tensors(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One OIP tensor per toy feature, the way a stock client sends them."""
-    datatypes = {"amount": "FP64", "count": "INT64", "country": "BYTES", "online": "BOOL",
-                 "note": "BYTES"}
+    datatypes = {
+        "amount": "FP64",
+        "count": "INT64",
+        "country": "BYTES",
+        "online": "BOOL",
+        "note": "BYTES",
+    }
     return {
         "inputs": [
-            {"name": name, "shape": [len(rows)], "datatype": datatype,
-             "data": [row[name] for row in rows]}
+            {
+                "name": name,
+                "shape": [len(rows)],
+                "datatype": datatype,
+                "data": [row[name] for row in rows],
+            }
             for name, datatype in datatypes.items()
         ]
     }
@@ -164,12 +183,24 @@ class ServerProcess:
         return self.process.wait(timeout=timeout)
 
 
-def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None,
-                 timeout: float = 60) -> ServerProcess:
+def start_server(
+    data_dir: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> ServerProcess:
     """A real `servedeck-server serve` on a free port; returns once it said it is ready."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--data-dir", str(data_dir), "--port", "0",
-         "--log-level", "warning", *extra],
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            "0",
+            "--log-level",
+            "warning",
+            *extra,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -22,13 +22,18 @@ def test_server_and_model_metadata(client: TestClient, admin_headers: dict[str, 
     meta = client.get("/v2/models/toy", headers=admin_headers).json()
     assert meta["name"] == "toy" and meta["versions"] == ["1"]
     assert {t["name"]: t["datatype"] for t in meta["inputs"]} == {
-        "amount": "FP64", "count": "INT64", "country": "BYTES", "online": "BOOL", "note": "BYTES"
+        "amount": "FP64",
+        "count": "INT64",
+        "country": "BYTES",
+        "online": "BOOL",
+        "note": "BYTES",
     }
     assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba"]
     assert meta["outputs"][1]["shape"] == [-1, 2]
     assert client.get("/v2/models/toy/versions/1", headers=admin_headers).json()["name"] == "toy"
     assert client.get("/v2/models/toy/ready", headers=admin_headers).json() == {
-        "name": "toy", "ready": True,
+        "name": "toy",
+        "ready": True,
     }
     assert client.get("/v2/models/toy/versions/1/ready", headers=admin_headers).json()["ready"]
 
@@ -55,16 +60,25 @@ def test_infer_one_tensor_per_feature(client: TestClient, admin_headers: dict[st
 def test_infer_one_matrix_in_signature_order(
     client: TestClient, admin_headers: dict[str, str]
 ) -> None:
-    body = {"inputs": [{"name": "input-0", "shape": [1, 5], "datatype": "BYTES",
-                        "data": [[120.5, 3, "DE", True, "x"]]}],
-            "outputs": [{"name": "predict"}]}
+    body = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [1, 5],
+                "datatype": "BYTES",
+                "data": [[120.5, 3, "DE", True, "x"]],
+            }
+        ],
+        "outputs": [{"name": "predict"}],
+    }
     out = client.post("/v2/models/toy/infer", headers=admin_headers, json=body).json()
     assert [o["name"] for o in out["outputs"]] == ["predict"]
 
 
 def test_regression_matrix(client: TestClient, admin_headers: dict[str, str]) -> None:
-    body = {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32",
-                        "data": [1.0, 2.0, 3.0, 4.0]}]}
+    body = {
+        "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]
+    }
     out = client.post("/v2/models/price/infer", headers=admin_headers, json=body).json()
     assert [o["name"] for o in out["outputs"]] == ["predict"]
     assert out["outputs"][0]["datatype"] == "FP64"
@@ -73,7 +87,8 @@ def test_regression_matrix(client: TestClient, admin_headers: dict[str, str]) ->
 
 def test_record_form(client: TestClient, admin_headers: dict[str, str]) -> None:
     response = client.post(
-        "/v1/models/toy:predict", headers=admin_headers,
+        "/v1/models/toy:predict",
+        headers=admin_headers,
         json={"instances": [TOY_ROW, {**TOY_ROW, "note": None}], "entity_id": "card-9"},
     )
     assert response.status_code == 200, response.text
@@ -87,10 +102,13 @@ def test_record_form(client: TestClient, admin_headers: dict[str, str]) -> None:
 
 def test_explicit_version_and_unknowns(client: TestClient, admin_headers: dict[str, str]) -> None:
     body = oip_tensors([TOY_ROW])
-    assert client.post("/v2/models/toy/versions/1/infer", headers=admin_headers,
-                       json=body).status_code == 200
-    missing_version = client.post("/v2/models/toy/versions/7/infer", headers=admin_headers,
-                                  json=body)
+    assert (
+        client.post("/v2/models/toy/versions/1/infer", headers=admin_headers, json=body).status_code
+        == 200
+    )
+    missing_version = client.post(
+        "/v2/models/toy/versions/7/infer", headers=admin_headers, json=body
+    )
     assert missing_version.status_code == 404
     assert "no version 7" in missing_version.json()["error"]
     missing_model = client.post("/v2/models/ghost/infer", headers=admin_headers, json=body)
@@ -100,18 +118,25 @@ def test_explicit_version_and_unknowns(client: TestClient, admin_headers: dict[s
 def test_predictions_are_logged_with_features_and_labels(
     client: TestClient, admin_headers: dict[str, str], workspace: Workspace
 ) -> None:
-    response = client.post("/v1/models/toy:predict", headers=admin_headers,
-                           json={"instances": [TOY_ROW], "entity_id": "card-1", "id": "abc"})
+    response = client.post(
+        "/v1/models/toy:predict",
+        headers=admin_headers,
+        json={"instances": [TOY_ROW], "entity_id": "card-1", "id": "abc"},
+    )
     assert response.status_code == 200
     # A label may arrive before its prediction is flushed: it is kept all the same.
-    early = client.post("/api/v1/feedback", headers=admin_headers,
-                        json={"labels": [{"request_id": "abc", "label": 1}]}).json()
+    early = client.post(
+        "/api/v1/feedback",
+        headers=admin_headers,
+        json={"labels": [{"request_id": "abc", "label": 1}]},
+    ).json()
     assert early["accepted"] == 1
     deadline = time.monotonic() + 10
     records: list[dict] = []
     while time.monotonic() < deadline and not records:
-        records = client.get("/api/v1/predictions", headers=admin_headers,
-                             params={"request_id": "abc"}).json()["predictions"]
+        records = client.get(
+            "/api/v1/predictions", headers=admin_headers, params={"request_id": "abc"}
+        ).json()["predictions"]
         time.sleep(0.02)
     assert records, "prediction never reached the log"
     record = records[0]
@@ -120,6 +145,9 @@ def test_predictions_are_logged_with_features_and_labels(
     assert record["route"] == "active" and record["version"] == "1"
     assert record["label"] == 1 and record["latency_ms"] > 0
     assert "sdk_" not in str(record)
-    late = client.post("/api/v1/feedback", headers=admin_headers,
-                       json={"labels": [{"request_id": "abc", "label": 0}]}).json()
+    late = client.post(
+        "/api/v1/feedback",
+        headers=admin_headers,
+        json={"labels": [{"request_id": "abc", "label": 0}]},
+    ).json()
     assert late == {"accepted": 1, "unmatched": 0}

@@ -51,47 +51,68 @@ def test_roles(client: TestClient, workspace: Workspace) -> None:
     assert denied.status_code == 403 and "support role may not predict" in denied.json()["error"]
     assert client.get("/api/v1/models", headers=bearer(support)).status_code == 200
     assert client.get("/api/v1/tokens", headers=bearer(engineer)).status_code == 403
-    assert client.post("/v1/models/toy:predict", headers=bearer(engineer),
-                       json=body).status_code == 200
+    assert (
+        client.post("/v1/models/toy:predict", headers=bearer(engineer), json=body).status_code
+        == 200
+    )
     whoami = client.get("/api/v1/whoami", headers=bearer(engineer)).json()
     assert whoami["name"] == "eng" and whoami["role"] == "engineer"
 
 
 def test_client_scope_and_constraints(client: TestClient, workspace: Workspace) -> None:
-    app_token = workspace.tokens.create("shop", "client", models=["toy"],
-                                        constraints={"country": ["DE", "FR"]})
+    app_token = workspace.tokens.create(
+        "shop", "client", models=["toy"], constraints={"country": ["DE", "FR"]}
+    )
     headers = bearer(app_token)
-    assert client.post("/v1/models/toy:predict", headers=headers,
-                       json={"instances": [TOY_ROW]}).status_code == 200
-    outside = client.post("/v1/models/toy:predict", headers=headers,
-                          json={"instances": [TOY_ROW, {**TOY_ROW, "country": "US"}]})
+    assert (
+        client.post(
+            "/v1/models/toy:predict", headers=headers, json={"instances": [TOY_ROW]}
+        ).status_code
+        == 200
+    )
+    outside = client.post(
+        "/v1/models/toy:predict",
+        headers=headers,
+        json={"instances": [TOY_ROW, {**TOY_ROW, "country": "US"}]},
+    )
     assert outside.status_code == 403
     assert outside.json()["field"] == "instances[1].country"
-    other_model = client.post("/v2/models/price/infer", headers=headers, json={
-        "inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]})
+    other_model = client.post(
+        "/v2/models/price/infer",
+        headers=headers,
+        json={"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]},
+    )
     assert other_model.status_code == 403 and other_model.json()["field"] == "model"
     # A client may not address a version that is not being served.
-    assert client.post("/v2/models/toy/versions/1/infer", headers=headers,
-                       json=oip_tensors([TOY_ROW])).status_code == 200
+    assert (
+        client.post(
+            "/v2/models/toy/versions/1/infer", headers=headers, json=oip_tensors([TOY_ROW])
+        ).status_code
+        == 200
+    )
     listed = client.get("/api/v1/models", headers=headers)
     assert listed.status_code == 403
     assert client.get("/api/v1/tokens", headers=headers).status_code == 403
 
 
 def test_token_api_and_revocation(client: TestClient, admin_headers: dict[str, str]) -> None:
-    created = client.post("/api/v1/tokens", headers=admin_headers,
-                          json={"name": "batch-job", "role": "engineer"})
+    created = client.post(
+        "/api/v1/tokens", headers=admin_headers, json={"name": "batch-job", "role": "engineer"}
+    )
     assert created.status_code == 201
     secret = created.json()["token"]
     assert client.get("/api/v1/whoami", headers=bearer(secret)).status_code == 200
-    duplicate = client.post("/api/v1/tokens", headers=admin_headers,
-                            json={"name": "batch-job", "role": "engineer"})
+    duplicate = client.post(
+        "/api/v1/tokens", headers=admin_headers, json={"name": "batch-job", "role": "engineer"}
+    )
     assert duplicate.status_code == 409 and duplicate.json()["field"] == "name"
-    bad_role = client.post("/api/v1/tokens", headers=admin_headers,
-                           json={"name": "x", "role": "overlord"})
+    bad_role = client.post(
+        "/api/v1/tokens", headers=admin_headers, json={"name": "x", "role": "overlord"}
+    )
     assert bad_role.status_code == 422 and bad_role.json()["field"] == "role"
-    unscoped_client = client.post("/api/v1/tokens", headers=admin_headers,
-                                  json={"name": "y", "role": "client"})
+    unscoped_client = client.post(
+        "/api/v1/tokens", headers=admin_headers, json={"name": "y", "role": "client"}
+    )
     assert unscoped_client.status_code == 422 and unscoped_client.json()["field"] == "models"
     listed = client.get("/api/v1/tokens", headers=admin_headers).json()
     assert {t["name"] for t in listed} >= {"admin", "batch-job"}
@@ -112,10 +133,26 @@ def test_tokens_are_stored_hashed_and_admin_file_is_private(workspace: Workspace
 def test_cli_prints_only_the_token(sqlite_workspace: Workspace) -> None:
     data_dir = str(sqlite_workspace.settings.data_dir)
     result = subprocess.run(
-        [sys.executable, "-m", "backend.cli", "tokens", "create", "--role", "client", "--name",
-         "pos-terminal", "--models", "toy", "--constraint", "country=DE,FR", "--data-dir",
-         data_dir],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "tokens",
+            "create",
+            "--role",
+            "client",
+            "--name",
+            "pos-terminal",
+            "--models",
+            "toy",
+            "--constraint",
+            "country=DE,FR",
+            "--data-dir",
+            data_dir,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     token = result.stdout.strip()
     assert token.startswith("sdk_") and "\n" not in token

@@ -46,12 +46,17 @@ RECORD_CASES = [
 
 @pytest.mark.parametrize(("body", "status", "field", "words"), RECORD_CASES)
 def test_record_form_rejects(
-    client: TestClient, admin_headers: dict[str, str], body: dict, status: int, field: str,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    body: dict,
+    status: int,
+    field: str,
     words: str,
 ) -> None:
     # Sent as text: Python's json writes NaN literally, as careless clients do.
-    response = client.post("/v1/models/toy:predict", headers=admin_headers,
-                           content=json.dumps(body))
+    response = client.post(
+        "/v1/models/toy:predict", headers=admin_headers, content=json.dumps(body)
+    )
     assert response.status_code == status, response.text
     error = response.json()
     assert error["field"] == field
@@ -66,23 +71,47 @@ OIP_CASES = [
     (_tensor("amount", "FP64", [1.0, 2.0]), 400, "inputs[1](count).shape", "earlier inputs"),
     (_tensor("amount", "FP99", [1.0]), 400, "inputs[0](amount).datatype", "unknown datatype"),
     (_tensor("amount", "FP64", [1.0], [1, 2]), 400, "inputs[0](amount).shape", "[rows, 1]"),
-    ({"inputs": [{"name": "mystery", "shape": [1], "datatype": "FP64", "data": [1]}]}, 422,
-     "inputs", "unknown input 'mystery'"),
-    ({"inputs": [{"name": "m", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}, 400,
-     "inputs[0](m).shape", "needs 5 columns"),
+    (
+        {"inputs": [{"name": "mystery", "shape": [1], "datatype": "FP64", "data": [1]}]},
+        422,
+        "inputs",
+        "unknown input 'mystery'",
+    ),
+    (
+        {"inputs": [{"name": "m", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]},
+        400,
+        "inputs[0](m).shape",
+        "needs 5 columns",
+    ),
     ({"inputs": []}, 400, "inputs", "at least 1"),
-    ({"inputs": [{"name": "amount", "shape": [0], "datatype": "FP64", "data": []}]}, 400,
-     "inputs", "no rows"),
-    ({**oip_tensors([TOY_ROW]), "outputs": [{"name": "explain"}]}, 400, "outputs[0].name",
-     "unknown output 'explain'"),
-    ({**oip_tensors([TOY_ROW]), "parameters": {"entity_ids": ["a", "b"]}}, 400,
-     "parameters.entity_ids", "one id per row"),
+    (
+        {"inputs": [{"name": "amount", "shape": [0], "datatype": "FP64", "data": []}]},
+        400,
+        "inputs",
+        "no rows",
+    ),
+    (
+        {**oip_tensors([TOY_ROW]), "outputs": [{"name": "explain"}]},
+        400,
+        "outputs[0].name",
+        "unknown output 'explain'",
+    ),
+    (
+        {**oip_tensors([TOY_ROW]), "parameters": {"entity_ids": ["a", "b"]}},
+        400,
+        "parameters.entity_ids",
+        "one id per row",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("body", "status", "field", "words"), OIP_CASES)
 def test_oip_rejects(
-    client: TestClient, admin_headers: dict[str, str], body: dict, status: int, field: str,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    body: dict,
+    status: int,
+    field: str,
     words: str,
 ) -> None:
     response = client.post("/v2/models/toy/infer", headers=admin_headers, json=body)
@@ -111,25 +140,35 @@ def test_oversized_payload_is_refused_before_reading(
 
 def test_too_many_rows(client: TestClient, admin_headers: dict[str, str]) -> None:
     limit = client.app.state.workspace.settings.max_rows_per_request  # type: ignore[attr-defined]
-    response = client.post("/v1/models/toy:predict", headers=admin_headers,
-                           json={"instances": [TOY_ROW] * (limit + 1)})
+    response = client.post(
+        "/v1/models/toy:predict", headers=admin_headers, json={"instances": [TOY_ROW] * (limit + 1)}
+    )
     assert response.status_code == 413
     assert "limit" in response.json()["reason"]
 
 
 def test_bad_labels(client: TestClient, admin_headers: dict[str, str]) -> None:
-    ok = client.post("/v1/models/toy:predict", headers=admin_headers,
-                     json={"instances": [TOY_ROW], "id": "lbl-1"})
+    ok = client.post(
+        "/v1/models/toy:predict",
+        headers=admin_headers,
+        json={"instances": [TOY_ROW], "id": "lbl-1"},
+    )
     assert ok.status_code == 200
     client.app.state.serving.prediction_log.flush()  # type: ignore[attr-defined]
     cases = [
         ({"labels": [{"request_id": "lbl-1", "label": 7}]}, "labels[0].label", "unknown class"),
         ({"labels": [{"request_id": "lbl-1", "label": None}]}, "labels[0].label", "required"),
-        ({"labels": [{"request_id": "lbl-1", "label": 1}, {"request_id": "lbl-1", "label": 0}]},
-         "labels[1]", "labelled twice"),
+        (
+            {"labels": [{"request_id": "lbl-1", "label": 1}, {"request_id": "lbl-1", "label": 0}]},
+            "labels[1]",
+            "labelled twice",
+        ),
         ({"labels": []}, "labels", "at least 1"),
-        ({"labels": [{"request_id": "lbl-1", "row": -1, "label": 1}]}, "labels[0].row",
-         "greater than or equal"),
+        (
+            {"labels": [{"request_id": "lbl-1", "row": -1, "label": 1}]},
+            "labels[0].row",
+            "greater than or equal",
+        ),
     ]
     for body, field, words in cases:
         response = client.post("/api/v1/feedback", headers=admin_headers, json=body)

@@ -21,8 +21,10 @@ from tests.helpers import TOY_ROW, ServerProcess, start_server
 
 @pytest.fixture
 def server(workspace: Workspace) -> Iterator[ServerProcess]:
-    env = {"SERVEDECK_DATABASE_URL": workspace.settings.database_url,
-           "SERVEDECK_LOG_FLUSH_INTERVAL": "0.2"}
+    env = {
+        "SERVEDECK_DATABASE_URL": workspace.settings.database_url,
+        "SERVEDECK_LOG_FLUSH_INTERVAL": "0.2",
+    }
     running = start_server(workspace.settings.data_dir, env=env)
     yield running
     running.stop()
@@ -38,11 +40,16 @@ def test_ready_handshake_and_requests(server: ServerProcess, workspace: Workspac
     assert info["url"] == server.url and info["pid"] == server.process.pid
     headers = {"Authorization": f"Bearer {workspace.admin_token()}"}
     assert requests.get(f"{server.url}/v2/health/ready", timeout=5).json() == {"ready": True}
-    response = requests.post(f"{server.url}/v1/models/toy:predict", headers=headers,
-                             json={"instances": [TOY_ROW]}, timeout=5)
+    response = requests.post(
+        f"{server.url}/v1/models/toy:predict",
+        headers=headers,
+        json={"instances": [TOY_ROW]},
+        timeout=5,
+    )
     assert response.status_code == 200 and response.json()["model_version"] == "1"
     assert requests.get(f"{server.url}/openapi.json", timeout=5).json()["info"]["title"] == (
-        "ServeDeck")
+        "ServeDeck"
+    )
 
 
 def test_stock_tritonclient_works_unchanged(server: ServerProcess, workspace: Workspace) -> None:
@@ -85,8 +92,12 @@ def test_graceful_stop_flushes_every_accepted_prediction(
     session = requests.Session()
     accepted = 0
     for _ in range(150):
-        response = session.post(f"{server.url}/v1/models/toy:predict", headers=headers,
-                                json={"instances": [TOY_ROW]}, timeout=5)
+        response = session.post(
+            f"{server.url}/v1/models/toy:predict",
+            headers=headers,
+            json={"instances": [TOY_ROW]},
+            timeout=5,
+        )
         accepted += response.status_code == 200
     # uvicorn re-raises SIGTERM after its graceful shutdown, so -SIGTERM is a clean stop.
     assert server.stop() in (0, -signal.SIGTERM)
@@ -104,8 +115,12 @@ def test_kill_9_loses_at_most_one_flush_interval(
         session = requests.Session()
         while time.monotonic() < stop_at:
             try:
-                response = session.post(f"{server.url}/v1/models/toy:predict", headers=headers,
-                                        json={"instances": [TOY_ROW]}, timeout=5)
+                response = session.post(
+                    f"{server.url}/v1/models/toy:predict",
+                    headers=headers,
+                    json={"instances": [TOY_ROW]},
+                    timeout=5,
+                )
             except requests.RequestException:
                 return
             if response.status_code == 200:
@@ -123,8 +138,10 @@ def test_kill_9_loses_at_most_one_flush_interval(
     logged = _logged(workspace)
     lost = len(acknowledged) - logged
     window = [t for t in acknowledged if t > killed_at - 0.2]
-    print(f"\nkill -9: {len(acknowledged)} acknowledged, {logged} logged, {lost} lost; "
-          f"{len(window)} were acknowledged in the last 0.2 s flush interval")
-    assert 0 <= lost
+    print(
+        f"\nkill -9: {len(acknowledged)} acknowledged, {logged} logged, {lost} lost; "
+        f"{len(window)} were acknowledged in the last 0.2 s flush interval"
+    )
+    assert lost >= 0
     # Everything acknowledged before the last interval (plus one write in flight) is on disk.
     assert logged >= len([t for t in acknowledged if t <= killed_at - 0.5])

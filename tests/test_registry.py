@@ -25,8 +25,13 @@ from tests.helpers import (
 
 def _register(workspace: Workspace, data: bytes, filename: str = "m.skops", **kwargs):  # type: ignore[no-untyped-def]
     return workspace.registry.register_version(
-        "toy", data, filename=filename, validity=toy_validity(), registered_by="tests",
-        signature=kwargs.pop("signature", TOY_SIGNATURE), **kwargs,
+        "toy",
+        data,
+        filename=filename,
+        validity=toy_validity(),
+        registered_by="tests",
+        signature=kwargs.pop("signature", TOY_SIGNATURE),
+        **kwargs,
     )
 
 
@@ -72,11 +77,22 @@ def test_untrusted_skops_types_must_be_named(workspace: Workspace) -> None:
     signature = infer_signature(numeric)
     with pytest.raises(InputError, match="TreePredictor"):
         workspace.registry.register_version(
-            "gbm", data, filename="g.skops", validity=_numeric_validity(model), registered_by="t",
-            signature=signature)
+            "gbm",
+            data,
+            filename="g.skops",
+            validity=_numeric_validity(model),
+            registered_by="t",
+            signature=signature,
+        )
     info = workspace.registry.register_version(
-        "gbm", data, filename="g.skops", validity=_numeric_validity(model), registered_by="t",
-        signature=signature, trusted_types=sio.get_untrusted_types(data=data))
+        "gbm",
+        data,
+        filename="g.skops",
+        validity=_numeric_validity(model),
+        registered_by="t",
+        signature=signature,
+        trusted_types=sio.get_untrusted_types(data=data),
+    )
     assert info.version == "1"
     assert workspace.registry.load("gbm", "1").predict([{"amount": 1.0, "count": 2}]).labels
 
@@ -84,11 +100,18 @@ def test_untrusted_skops_types_must_be_named(workspace: Workspace) -> None:
 def _numeric_validity(model):  # type: ignore[no-untyped-def]
     validity = toy_validity(None)
     rows = [{"amount": 1.0, "count": 2}]
-    return ValidityAssets.model_validate({**validity.model_dump(),
-        "end_to_end": [{"inputs": rows[0], "expected": int(model.predict(
-            toy_frame()[0][["amount", "count"]].head(1))[0])}],
-        "confidence_set": [{"inputs": rows[0], "label": 0}],
-    })
+    return ValidityAssets.model_validate(
+        {
+            **validity.model_dump(),
+            "end_to_end": [
+                {
+                    "inputs": rows[0],
+                    "expected": int(model.predict(toy_frame()[0][["amount", "count"]].head(1))[0]),
+                }
+            ],
+            "confidence_set": [{"inputs": rows[0], "label": 0}],
+        }
+    )
 
 
 def test_signature_inference_from_a_training_frame() -> None:
@@ -96,8 +119,7 @@ def test_signature_inference_from_a_training_frame() -> None:
     specs = {spec.name: spec for spec in infer_signature(frame, observed_ranges=True)}
     assert specs["amount"].type == "float" and specs["amount"].min is not None
     assert specs["count"].type == "int"
-    assert specs["country"].type == "category" and specs["country"].categories == ["DE", "FR",
-                                                                                   "US"]
+    assert specs["country"].type == "category" and specs["country"].categories == ["DE", "FR", "US"]
     assert specs["online"].type == "bool"
 
 
@@ -113,22 +135,36 @@ def test_bad_registrations(workspace: Workspace) -> None:
         {**toy_validity().model_dump(), "end_to_end": [{"inputs": {"amount": "x"}, "expected": 1}]}
     )
     with pytest.raises(InputError) as caught:
-        workspace.registry.register_version("toy", good, filename="m.skops", validity=broken,
-                                            registered_by="t", signature=TOY_SIGNATURE)
+        workspace.registry.register_version(
+            "toy",
+            good,
+            filename="m.skops",
+            validity=broken,
+            registered_by="t",
+            signature=TOY_SIGNATURE,
+        )
     assert caught.value.field == "validity.end_to_end[0].inputs.amount"
     with pytest.raises(InputError, match="regression"):
         _register(workspace, good, task="regression")
     with pytest.raises(InputError, match="model names"):
-        workspace.registry.register_version("bad name!", good, filename="m.skops",
-                                            validity=toy_validity(), registered_by="t")
+        workspace.registry.register_version(
+            "bad name!", good, filename="m.skops", validity=toy_validity(), registered_by="t"
+        )
 
 
 def test_register_over_http(client: TestClient, admin_headers: dict[str, str]) -> None:
-    metadata = {"validity": toy_validity().model_dump(mode="json"),
-                "signature": [s.model_dump() for s in TOY_SIGNATURE], "description": "via http"}
+    metadata = {
+        "validity": toy_validity().model_dump(mode="json"),
+        "signature": [s.model_dump() for s in TOY_SIGNATURE],
+        "description": "via http",
+    }
     files = {"artifact": ("toy.skops", sio.dumps(toy_classifier()), "application/octet-stream")}
-    response = client.post("/api/v1/models/toy/versions", headers=admin_headers, files=files,
-                           data={"metadata": json.dumps(metadata)})
+    response = client.post(
+        "/api/v1/models/toy/versions",
+        headers=admin_headers,
+        files=files,
+        data={"metadata": json.dumps(metadata)},
+    )
     assert response.status_code == 201, response.text
     assert response.json()["version"] == "2"
     described = client.get("/api/v1/models/toy", headers=admin_headers).json()
@@ -138,18 +174,31 @@ def test_register_over_http(client: TestClient, admin_headers: dict[str, str]) -
     one = client.get("/api/v1/models/toy/versions/2", headers=admin_headers).json()
     assert one["registered_by"] == "admin"
     # Engineers may try a registered version before it is deployed; routed as "explicit".
-    tried = client.post("/v1/models/toy:predict", headers=admin_headers,
-                        json={"instances": [TOY_ROW]})
+    tried = client.post(
+        "/v1/models/toy:predict", headers=admin_headers, json={"instances": [TOY_ROW]}
+    )
     assert tried.json()["route"] == "active"
 
-    bad_json = client.post("/api/v1/models/toy/versions", headers=admin_headers, files=files,
-                           data={"metadata": "{nope"})
+    bad_json = client.post(
+        "/api/v1/models/toy/versions",
+        headers=admin_headers,
+        files=files,
+        data={"metadata": "{nope"},
+    )
     assert bad_json.status_code == 422 and bad_json.json()["field"] == "metadata"
-    no_validity = client.post("/api/v1/models/toy/versions", headers=admin_headers, files=files,
-                              data={"metadata": json.dumps({"description": "x"})})
+    no_validity = client.post(
+        "/api/v1/models/toy/versions",
+        headers=admin_headers,
+        files=files,
+        data={"metadata": json.dumps({"description": "x"})},
+    )
     assert no_validity.status_code == 422
     assert no_validity.json()["field"] == "metadata.validity"
     pickled = {"artifact": ("toy.pkl", pickle.dumps(toy_classifier()), "application/octet-stream")}
-    refused = client.post("/api/v1/models/toy/versions", headers=admin_headers, files=pickled,
-                          data={"metadata": json.dumps(metadata)})
+    refused = client.post(
+        "/api/v1/models/toy/versions",
+        headers=admin_headers,
+        files=pickled,
+        data={"metadata": json.dumps(metadata)},
+    )
     assert refused.status_code == 422 and "trust_pickle" in refused.json()["reason"]

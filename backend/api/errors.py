@@ -38,8 +38,9 @@ def body_error_response(exc: ValueError, status: int = 422) -> JSONResponse:
     first = errors[0]
     if first.get("type") == "json_invalid":
         return error_response(400, "the body is not valid JSON", "body")
-    return error_response(status, str(first.get("msg", "invalid value")),
-                          _location(tuple(first.get("loc", ()))))
+    return error_response(
+        status, str(first.get("msg", "invalid value")), _location(tuple(first.get("loc", ())))
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

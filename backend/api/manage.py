@@ -79,8 +79,9 @@ def register_version(
     name: str,
     workspace: CurrentWorkspace,
     principal: CurrentPrincipal,
-    artifact: Annotated[UploadFile, File(description="the model file (.skops; .pkl/.joblib "
-                                                     "only with trust_pickle)")],
+    artifact: Annotated[
+        UploadFile, File(description="the model file (.skops; .pkl/.joblib only with trust_pickle)")
+    ],
     metadata: Annotated[str, Form(description="JSON: validity, signature, task, ...")],
 ) -> ModelVersionInfo:
     require(principal, "register")
@@ -120,8 +121,9 @@ def list_predictions(
 ) -> PredictionPage:
     require(principal, "read_predictions", model)
     return PredictionPage(
-        predictions=read_predictions(workspace.sessions, model=model, request_id=request_id,
-                                     limit=limit)
+        predictions=read_predictions(
+            workspace.sessions, model=model, request_id=request_id, limit=limit
+        )
     )
 
 

@@ -48,8 +48,11 @@ async def live() -> LiveResponse:
 async def ready(serving: CurrentServing) -> Response:
     body = ReadyResponse(ready=serving.ready)
     # Load balancers read the status code, OIP clients the body.
-    return Response(body.model_dump_json(), status_code=200 if serving.ready else 503,
-                    media_type="application/json")
+    return Response(
+        body.model_dump_json(),
+        status_code=200 if serving.ready else 503,
+        media_type="application/json",
+    )
 
 
 @router.get("", response_model=ServerMetadata, responses=ERRORS)
@@ -95,8 +98,9 @@ async def _ready(
     resolved, _ = serving.resolve_version(name, version, principal)
     # Readiness loads the version if needed: a model that cannot load is reported, not hidden.
     await serving.runtime(name, resolved)
-    return Response(ModelReadyResponse(name=name, ready=True).model_dump_json(),
-                    media_type="application/json")
+    return Response(
+        ModelReadyResponse(name=name, ready=True).model_dump_json(), media_type="application/json"
+    )
 
 
 @router.get("/models/{name}/ready", response_model=ModelReadyResponse, responses=ERRORS)
@@ -147,8 +151,11 @@ async def _infer(
         "model_name": name,
         "model_version": result.version,
         "id": result.request_id,
-        "parameters": {"serving_version": result.version, "request_id": result.request_id,
-                       "route": result.route},
+        "parameters": {
+            "serving_version": result.version,
+            "request_id": result.request_id,
+            "route": result.route,
+        },
         "outputs": encode_outputs(result.prediction, requested, available),
     }
     return Response(orjson.dumps(payload), media_type="application/json")
@@ -172,8 +179,14 @@ def _entity_ids(parameters: dict[str, Any], n_rows: int) -> list[str | None]:
     "/models/{name}/infer",
     response_model=InferResponse,
     responses=ERRORS,
-    openapi_extra={"requestBody": {"content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/InferRequest"}}}, "required": True}},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}
+            },
+            "required": True,
+        }
+    },
 )
 async def infer(
     name: str, request: Request, serving: CurrentServing, principal: CurrentPrincipal
@@ -185,8 +198,14 @@ async def infer(
     "/models/{name}/versions/{version}/infer",
     response_model=InferResponse,
     responses=ERRORS,
-    openapi_extra={"requestBody": {"content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/InferRequest"}}}, "required": True}},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}
+            },
+            "required": True,
+        }
+    },
 )
 async def infer_version(
     name: str, version: str, request: Request, serving: CurrentServing, principal: CurrentPrincipal

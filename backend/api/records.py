@@ -20,8 +20,16 @@ router = APIRouter(tags=["Record predictions"])
     "/v1/models/{name}:predict",
     response_model=RecordPredictResponse,
     responses=ERRORS,
-    openapi_extra={"requestBody": {"content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/RecordPredictRequest"}}}, "required": True}},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/RecordPredictRequest"}
+                }
+            },
+            "required": True,
+        }
+    },
 )
 async def predict_records(
     name: str, request: Request, serving: CurrentServing, principal: CurrentPrincipal

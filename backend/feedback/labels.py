@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.auth import Principal
-from backend.db.tables import LabelRow, ModelVersionRow, ModelRow, PredictionRow
+from backend.db.tables import LabelRow, ModelRow, ModelVersionRow, PredictionRow
 from backend.errors import Forbidden, InputError
 from backend.schemas import LabelIn, PredictionRecord
 
@@ -43,13 +43,19 @@ def store_labels(
                 continue
             model, version = found
             if not principal.may_use_model(model):
-                raise Forbidden(f"token may not label predictions of model {model!r}",
-                                f"labels[{i}].request_id")
+                raise Forbidden(
+                    f"token may not label predictions of model {model!r}", f"labels[{i}].request_id"
+                )
             _check_label(item.label, classes.get((model, version)), f"labels[{i}].label")
         now = time.time()
         rows = [
-            {"request_id": item.request_id, "row_index": item.row, "label": item.label,
-             "received_at": now, "source": principal.name}
+            {
+                "request_id": item.request_id,
+                "row_index": item.row,
+                "label": item.label,
+                "received_at": now,
+                "source": principal.name,
+            }
             for item in labels
         ]
         dialect = session.get_bind().dialect.name
@@ -57,8 +63,11 @@ def store_labels(
         statement = insert(LabelRow)
         statement = statement.on_conflict_do_update(
             index_elements=["request_id", "row_index"],
-            set_={"label": statement.excluded.label, "received_at": statement.excluded.received_at,
-                  "source": statement.excluded.source},
+            set_={
+                "label": statement.excluded.label,
+                "received_at": statement.excluded.received_at,
+                "source": statement.excluded.source,
+            },
         )
         session.execute(statement, rows)
     return len(labels), len(labels) - len(known)
@@ -72,8 +81,12 @@ def _models_of(
         chunk = keys[start : start + _LOOKUP_CHUNK]
         request_ids = {request_id for request_id, _ in chunk}
         rows = session.execute(
-            select(PredictionRow.request_id, PredictionRow.row_index, PredictionRow.model,
-                   PredictionRow.version).where(PredictionRow.request_id.in_(request_ids))
+            select(
+                PredictionRow.request_id,
+                PredictionRow.row_index,
+                PredictionRow.model,
+                PredictionRow.version,
+            ).where(PredictionRow.request_id.in_(request_ids))
         ).all()
         wanted = set(chunk)
         for request_id, row_index, model, version in rows:
@@ -88,11 +101,18 @@ def _class_labels(
     if not model_versions:
         return {}
     rows = session.execute(
-        select(ModelRow.name, ModelVersionRow.number, ModelVersionRow.task,
-               ModelVersionRow.class_labels)
+        select(
+            ModelRow.name,
+            ModelVersionRow.number,
+            ModelVersionRow.task,
+            ModelVersionRow.class_labels,
+        )
         .join(ModelRow, ModelVersionRow.model_id == ModelRow.id)
-        .where(tuple_(ModelRow.name, ModelVersionRow.number).in_(
-            [(name, int(version)) for name, version in model_versions if version.isdigit()]))
+        .where(
+            tuple_(ModelRow.name, ModelVersionRow.number).in_(
+                [(name, int(version)) for name, version in model_versions if version.isdigit()]
+            )
+        )
     ).all()
     return {
         (name, str(number)): labels if task == "classification" else None

@@ -11,12 +11,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.db.tables import ModelRow, ModelVersionRow
 from backend.errors import InputError, NotFound, ServeDeckError
 from backend.registry.artifacts import ArtifactStore, detect_format, untrusted_skops_types
 from backend.registry.loaded import LoadedVersion
 from backend.registry.signature import CompiledSignature, infer_signature
 from backend.schemas import FeatureSpec, ModelInfo, ModelVersionInfo, ValidityAssets
-from backend.db.tables import ModelRow, ModelVersionRow
 
 
 class Registry:

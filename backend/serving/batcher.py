@@ -31,6 +31,8 @@ class MicroBatcher:
         self.max_wait_s = max_wait_s
         self._pending: deque[tuple[list[dict[str, Any]], asyncio.Future[Prediction]]] = deque()
         self._running = False
+        # Held so the drain task cannot be garbage-collected while it runs.
+        self._drain_task: asyncio.Task[None] | None = None
         self.batches = 0
         self.rows = 0
 
@@ -40,7 +42,7 @@ class MicroBatcher:
         self._pending.append((rows, future))
         if not self._running:
             self._running = True
-            loop.create_task(self._drain())
+            self._drain_task = loop.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:

@@ -12,18 +12,34 @@ from backend.schemas import FeatureSpec, InferRequest, RequestInput, TensorMetad
 
 # Which OIP datatypes may carry each feature type (floats accept integers, as JSON does).
 _ALLOWED_DATATYPES: dict[str, frozenset[str]] = {
-    "float": frozenset({"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8",
-                        "UINT16", "UINT32", "UINT64"}),
+    "float": frozenset(
+        {
+            "FP16",
+            "FP32",
+            "FP64",
+            "INT8",
+            "INT16",
+            "INT32",
+            "INT64",
+            "UINT8",
+            "UINT16",
+            "UINT32",
+            "UINT64",
+        }
+    ),
     "int": frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}),
     "bool": frozenset({"BOOL"}),
     "category": frozenset({"BYTES"}),
     "string": frozenset({"BYTES"}),
 }
-_DATATYPE_FOR_FEATURE = {"float": "FP64", "int": "INT64", "bool": "BOOL", "category": "BYTES",
-                         "string": "BYTES"}
-KNOWN_DATATYPES = frozenset(
-    {"BOOL", "BYTES"} | _ALLOWED_DATATYPES["float"]
-)
+_DATATYPE_FOR_FEATURE = {
+    "float": "FP64",
+    "int": "INT64",
+    "bool": "BOOL",
+    "category": "BYTES",
+    "string": "BYTES",
+}
+KNOWN_DATATYPES = frozenset({"BOOL", "BYTES"} | _ALLOWED_DATATYPES["float"])
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -165,13 +181,20 @@ def encode_outputs(
             labels = prediction.labels
             datatype = _datatype_of(labels)
             data = [str(v) for v in labels] if datatype == "BYTES" else labels
-            outputs.append({"name": name, "shape": [len(labels)], "datatype": datatype,
-                            "data": data})
+            outputs.append(
+                {"name": name, "shape": [len(labels)], "datatype": datatype, "data": data}
+            )
         elif name == "predict_proba" and prediction.probabilities is not None:
             proba = prediction.probabilities
             width = len(proba[0]) if proba else 0
-            outputs.append({"name": name, "shape": [len(proba), width], "datatype": "FP64",
-                            "data": [p for row in proba for p in row]})
+            outputs.append(
+                {
+                    "name": name,
+                    "shape": [len(proba), width],
+                    "datatype": "FP64",
+                    "data": [p for row in proba for p in row],
+                }
+            )
     return outputs
 
 

@@ -89,9 +89,9 @@ class ServingService:
     def known_models(self) -> list[str]:
         return sorted(self._active)
 
-    def resolve_version(self, model: str, version: str | None, principal: Principal) -> tuple[
-        str, str
-    ]:
+    def resolve_version(
+        self, model: str, version: str | None, principal: Principal
+    ) -> tuple[str, str]:
         """Return (version, route) for a request, enforcing who may address which version."""
         if model not in self._active:
             raise NotFound(f"no model named {model!r}", "model")
@@ -168,8 +168,17 @@ class ServingService:
         finished = time.perf_counter()
         latency_ms = (finished - started) * 1000.0
         request_id = request_id or uuid.uuid4().hex
-        self._log(request_id, model, resolved, route, entity_ids, clean, prediction, latency_ms,
-                  principal.name)
+        self._log(
+            request_id,
+            model,
+            resolved,
+            route,
+            entity_ids,
+            clean,
+            prediction,
+            latency_ms,
+            principal.name,
+        )
         return ServeResult(request_id, model, resolved, route, prediction, latency_ms)
 
     def _log(
@@ -197,8 +206,10 @@ class ServingService:
                     route=route,
                     entity_id=entity_ids[i] if i < len(entity_ids) else None,
                     features=row,
-                    outputs={"predict": prediction.labels[i],
-                             "predict_proba": probabilities[i] if probabilities else None},
+                    outputs={
+                        "predict": prediction.labels[i],
+                        "predict_proba": probabilities[i] if probabilities else None,
+                    },
                     latency_ms=latency_ms,
                     token_name=token_name,
                 )

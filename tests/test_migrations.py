@@ -1,0 +1,46 @@
+"""Alembic migrations produce exactly the schema the code declares, and reopen in place."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from backend.db import create_db_engine, upgrade_database
+from backend.db.engine import alembic_config
+from backend.db.tables import Base
+from backend.settings import Settings
+from backend.workspace import Workspace
+
+
+def test_migrated_schema_matches_the_models(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    upgrade_database(engine)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+        assert context.get_current_revision() == head
+    engine.dispose()
+
+
+def test_an_existing_data_directory_reopens_in_place(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings.load(data_dir=tmp_path)
+    first = Workspace.open(settings)
+    token = first.admin_token()
+    first.tokens.create("kept", "support")
+    first.close()
+    again = Workspace.open(settings)
+    assert again.admin_token() == token
+    assert {t.name for t in again.tokens.list()} == {"admin", "kept"}
+    assert "predictions" in inspect(again.engine).get_table_names()
+    again.close()
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    workspace = Workspace.open(Settings.load(data_dir=tmp_path))
+    with workspace.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert workspace.settings.database_url.endswith(str(tmp_path / "servedeck.db"))
+    workspace.close()
