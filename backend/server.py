@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,19 @@ def app_from_environment() -> FastAPI:
     return create_app(Settings.load())
 
 
+def _announce_when_healthy(url: str, announce: Callable[[], None], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
+                if response.status == 200:
+                    announce()
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+
+
 def serve(
     settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "info"
 ) -> None:
@@ -68,8 +85,8 @@ def serve(
         config = uvicorn.Config(
             "backend.server:app_from_environment", factory=True, workers=workers, **common
         )
-        # Workers each open the workspace and announce nothing; the parent announces once.
-        announce()
+        # Workers each open the workspace; the parent announces once one of them answers.
+        threading.Thread(target=_announce_when_healthy, args=(url, announce), daemon=True).start()
         Multiprocess(config, sockets=[sock]).run()
         return
 

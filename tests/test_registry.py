@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 
+import pandas as pd
 import pytest
 import skops.io as sio
 from fastapi.testclient import TestClient
@@ -121,6 +122,18 @@ def test_signature_inference_from_a_training_frame() -> None:
     assert specs["count"].type == "int"
     assert specs["country"].type == "category" and specs["country"].categories == ["DE", "FR", "US"]
     assert specs["online"].type == "bool"
+    assert specs["note"].type == "category" and specs["note"].required
+
+
+def test_signature_inference_from_a_csv_with_gaps(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    frame, _ = toy_frame()
+    frame = frame.copy()
+    frame.loc[frame.index[:5], "amount"] = None
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    specs = {s.name: s for s in infer_signature(pd.read_csv(tmp_path / "train.csv"))}
+    assert specs["note"].type == "string" and not specs["note"].required
+    assert specs["amount"].type == "float" and not specs["amount"].required
+    assert specs["count"].required
 
 
 def test_bad_registrations(workspace: Workspace) -> None:

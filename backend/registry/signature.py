@@ -32,8 +32,17 @@ def infer_signature(
     specs: list[FeatureSpec] = []
     for name in frame.columns:
         column = frame[name]
-        spec: dict[str, Any] = {"name": str(name), "required": name not in optional_names}
-        if pd.api.types.is_bool_dtype(column):
+        # Missing values in training mean the feature is optional in the world as well.
+        has_missing = bool(column.isna().any())
+        spec: dict[str, Any] = {
+            "name": str(name),
+            "required": name not in optional_names and not has_missing,
+        }
+        if column.isna().all():
+            # CSV readers turn an always-empty text column into all-NaN floats.
+            spec["type"] = "string"
+            spec["default"] = ""
+        elif pd.api.types.is_bool_dtype(column):
             spec["type"] = "bool"
         elif pd.api.types.is_integer_dtype(column):
             spec["type"] = "int"
