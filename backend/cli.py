@@ -189,14 +189,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         duration=args.duration,
         drift_at=args.drift_at,
         label_delay=args.label_delay,
+        seed=args.seed,
     )
-    print(
-        json.dumps(
-            stats if isinstance(stats, dict) else getattr(stats, "__dict__", str(stats)),
-            indent=2,
-            default=str,
-        )
-    )
+    print(json.dumps(stats.as_dict(), indent=2, default=str))
     return 0
 
 
@@ -293,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--rate", type=float, default=20.0)
     simulate.add_argument("--duration", type=float, default=None)
     simulate.add_argument("--drift-at", type=float, default=None)
-    simulate.add_argument("--label-delay", type=float, default=5.0)
+    simulate.add_argument(
+        "--label-delay", type=float, default=5.0, help="seconds before labels are posted"
+    )
+    simulate.add_argument("--seed", type=int, default=0)
     simulate.set_defaults(func=cmd_simulate)
     return parser
 

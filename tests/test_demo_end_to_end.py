@@ -1,0 +1,125 @@
+"""The demo workspace as a newcomer meets it: build, serve with live traffic, label, stop."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from tests.helpers import start_server
+
+
+def _wait_ready(process: subprocess.Popen[str], timeout: float = 120) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line.startswith("SERVEDECK READY "):
+            threading.Thread(target=process.stdout.read, daemon=True).start()
+            return line.split()[-1]
+        if not line and process.poll() is not None:
+            break
+    process.kill()
+    raise AssertionError("demo server never became ready")
+
+
+def test_demo_serves_live_traffic_with_delayed_labels(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "demo",
+            "--serve",
+            "--port",
+            "0",
+            "--rate",
+            "40",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        url = _wait_ready(process)
+        headers = {"Authorization": f"Bearer {(tmp_path / 'admin.token').read_text().strip()}"}
+        models = requests.get(f"{url}/api/v1/models", headers=headers, timeout=10).json()
+        described = {m["name"]: m for m in models["models"]}
+        assert described["fraud"]["active_version"] == "1"
+        assert [v["version"] for v in described["fraud"]["versions"]] == ["1", "2"]
+        assert described["ride-price"]["task"] == "regression"
+        # Simulated traffic flows and chargeback labels follow a few seconds later.
+        deadline = time.monotonic() + 60
+        labelled: list[dict] = []
+        while time.monotonic() < deadline and not labelled:
+            page = requests.get(
+                f"{url}/api/v1/predictions",
+                headers=headers,
+                params={"model": "fraud", "limit": 1000},
+                timeout=10,
+            ).json()
+            labelled = [p for p in page["predictions"] if p["label"] is not None]
+            time.sleep(0.5)
+        assert labelled, "no labelled predictions within a minute"
+        record = labelled[0]
+        assert set(record["features"]) >= {"amount", "user_txn_count_7d", "card_txn_count_1h"}
+        assert record["entity_id"] and record["label"] in (0, 1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    # Building again is idempotent: no new versions, and quick.
+    again = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "demo", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    assert '"built": []' in again.stderr
+
+
+def test_simulate_command_against_a_running_server(tmp_path: Path) -> None:
+    built = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "demo", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    server = start_server(tmp_path)
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "backend.cli",
+                "simulate",
+                "--data-dir",
+                str(tmp_path),
+                "--rate",
+                "30",
+                "--duration",
+                "4",
+                "--label-delay",
+                "1",
+                "--drift-at",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        stats = json.loads(result.stdout)
+        assert stats["sent"] > 50 and stats["ok"] == stats["sent"]
+        assert stats["labels_posted"] > 0 and stats["drift_started_s"] is not None
+    finally:
+        server.stop()
