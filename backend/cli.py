@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -129,7 +130,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     workspace = _open(args)
     summary = build_demo(workspace)
-    print(json.dumps(summary, indent=2, default=str), file=sys.stderr)
+    built = ", ".join(summary["built"]) or "nothing (already there)"
+    print(f"demo workspace in {workspace.settings.data_dir}: built {built}", file=sys.stderr)
+    for name, model in summary["models"].items():
+        versions = ", ".join(model["versions"])
+        print(
+            f"  {name}: active version {model['active_version']}, versions {versions}",
+            file=sys.stderr,
+        )
     if not args.serve:
         return 0
     from backend.demo.simulate import run_simulator
@@ -152,13 +160,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         run_simulator(url, token, rate=args.rate, drift_at=args.drift_at, stop_event=stop)
 
+    port = args.port
+    if port and not _port_is_free(args.host, port):
+        print(f"port {port} is busy; serving on a free port instead", file=sys.stderr)
+        port = 0
     settings.server_info_file.unlink(missing_ok=True)
     threading.Thread(target=simulate_when_ready, name="simulator", daemon=True).start()
     try:
-        serve(settings, args.host, args.port)
+        serve(settings, args.host, port)
     finally:
         stop.set()
     return 0
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _wait_for_server(settings: Settings, stop: threading.Event) -> str | None:

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
 from backend.api.app import create_app
+from backend.errors import ServeDeckError
 from backend.settings import Settings
 from backend.workspace import Workspace
 
@@ -64,7 +65,13 @@ def serve(
     settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "info"
 ) -> None:
     workspace = Workspace.open(settings)
-    sock = bind_socket(host, port)
+    try:
+        sock = bind_socket(host, port)
+    except OSError as exc:
+        raise ServeDeckError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); pass --port 0 for a free port",
+            "port",
+        ) from None
     actual_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{actual_port}"

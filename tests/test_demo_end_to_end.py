@@ -83,7 +83,8 @@ def test_demo_serves_live_traffic_with_delayed_labels(tmp_path: Path) -> None:
         timeout=120,
     )
     assert again.returncode == 0, again.stderr
-    assert '"built": []' in again.stderr
+    assert "built nothing (already there)" in again.stderr
+    assert "fraud: active version 1, versions 1, 2" in again.stderr
 
 
 def test_simulate_command_against_a_running_server(tmp_path: Path) -> None:
