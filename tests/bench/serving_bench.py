@@ -1,0 +1,341 @@
+"""Benchmark 1: ServeDeck's full predict path against a bare FastAPI app, same model, same load.
+
+Servers run one at a time (a 2-core machine cannot host two fairly), each repeat alternates
+which server goes first, and the tables show medians over the repeats.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import sys
+import traceback
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.bench.loadgen import LoadResult, LoadTarget, generator_name
+from tests.bench.models import BenchModel, build_models, register_models
+from tests.bench.servers import ServerProcess, running_server
+from tests.bench.tables import fmt, format_table, short_error
+
+SERVERS = ("bare", "servedeck")
+THROUGHPUT_TARGET = 0.8  # servedeck req/s at least this fraction of bare
+P99_TARGET = 2.0  # servedeck p99 at most this multiple of bare
+
+
+@dataclass
+class Config:
+    seconds: float
+    warmup: float
+    repeats: int
+    concurrencies: tuple[int, ...] = (1, 16)
+
+
+@dataclass
+class Run:
+    model: str
+    server: str
+    concurrency: int
+    repeat: int
+    result: LoadResult | None = None
+    error: str | None = None
+
+
+@dataclass
+class LogCheck:
+    """Predictions ServeDeck answered with 2xx against the rows its log holds afterwards."""
+
+    model: str
+    repeat: int
+    answered: int
+    logged: int | None
+
+
+@dataclass
+class Outcome:
+    runs: list[Run] = field(default_factory=list)
+    log_checks: list[LogCheck] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    tracebacks: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=body, method="POST")
+    request.add_header("Content-Type", "application/json")
+    for name, value in headers.items():
+        request.add_header(name, value)
+    # No proxies: an exported http_proxy must not route 127.0.0.1 through a proxy.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=30) as response:
+        return dict(orjson.loads(response.read()))
+
+
+def _first_probability(server: str, payload: dict[str, Any]) -> float:
+    if server == "bare":
+        return float(payload["probabilities"][0][-1])
+    return float(list(payload["predictions"][0]["probabilities"].values())[-1])
+
+
+def _logged_rows(data_dir: Path, model: str) -> int:
+    with sqlite3.connect(data_dir / "servedeck.db", timeout=30) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM predictions WHERE model = ?", (model,)
+        ).fetchone()
+    return int(row[0])
+
+
+def _server_argv(server: str, model: BenchModel, data_dir: Path) -> tuple[list[str], str, str]:
+    """argv, ready-line prefix, and predict path for one server."""
+    if server == "bare":
+        argv = [sys.executable, "-m", "tests.bench.bare_app", "--model", str(model.artifact)]
+        argv += ["--features", ",".join(model.feature_names), "--port", "0"]
+        return argv, "BARE READY", "/predict"
+    argv = [sys.executable, "-m", "backend.cli", "serve", "--data-dir", str(data_dir)]
+    argv += ["--port", "0", "--log-level", "warning"]
+    return argv, "SERVEDECK READY", f"/v1/models/{model.name}:predict"
+
+
+def _session(
+    server: str,
+    model: BenchModel,
+    repeat: int,
+    data_dir: Path,
+    token: str,
+    config: Config,
+    outcome: Outcome,
+    sanity: dict[tuple[str, str], float],
+) -> None:
+    """Start one server, check one answer, run every concurrency level, stop it."""
+    argv, prefix, path = _server_argv(server, model, data_dir)
+    headers = {"Authorization": f"Bearer {token}"} if server == "servedeck" else {}
+    runs = [Run(model.name, server, c, repeat) for c in config.concurrencies]
+    outcome.runs.extend(runs)
+    logged_before = _logged_rows(data_dir, model.name) if server == "servedeck" else 0
+    answered = 0
+    label = f"{server}/{model.name}"
+    proc: ServerProcess | None = None
+    try:
+        with running_server(label, argv, prefix) as proc:
+            assert proc.url is not None
+            # One request first: a 401/422 here would make every load run pure error counts.
+            payload = _post(proc.url + path, model.bodies[0], headers)
+            answered += 1
+            sanity[(model.name, server)] = _first_probability(server, payload)
+            target = LoadTarget(data_dir.parent / "load", proc.url, path, headers)
+            target.prepare(model.bodies)
+            for run in runs:
+                try:
+                    run.result = target.run(run.concurrency, config.seconds, config.warmup)
+                    answered += run.result.ok_total
+                except Exception as exc:  # one failed level must not hide the others
+                    run.error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:
+        for run in runs:
+            if run.result is None and run.error is None:
+                run.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if proc is not None:
+            outcome.problems.extend(f"[{label} r{repeat + 1}] {line}" for line in proc.problems)
+            for key, lines in proc.tracebacks.items():
+                outcome.tracebacks.setdefault(f"{label}: {key}", lines)
+    if server == "servedeck":
+        # After SIGTERM ServeDeck has flushed its log, so every answer should have a row.
+        try:
+            logged: int | None = _logged_rows(data_dir, model.name) - logged_before
+        except Exception as exc:
+            outcome.problems.append(f"[{label}] cannot count logged rows: {exc}")
+            logged = None
+        outcome.log_checks.append(LogCheck(model.name, repeat, answered, logged))
+
+
+def run_serving_bench(work_dir: Path, config: Config) -> Outcome:
+    outcome = Outcome()
+    try:
+        models = build_models(work_dir / "models")
+        data_dir = work_dir / "servedeck"
+        token = register_models(data_dir, models)
+    except Exception:
+        outcome.error = "setup failed: " + traceback.format_exc(limit=3)
+        return outcome
+    sanity: dict[tuple[str, str], float] = {}
+    for repeat in range(config.repeats):
+        for index, model in enumerate(models):
+            # Alternate who goes first, so drift (thermal, a noisy neighbour) hits both.
+            order = SERVERS if (repeat + index) % 2 == 0 else SERVERS[::-1]
+            for server in order:
+                print(
+                    f"  repeat {repeat + 1}/{config.repeats}: {model.name} on {server}...",
+                    flush=True,
+                )
+                _session(server, model, repeat, data_dir, token, config, outcome, sanity)
+    for model in models:
+        bare, deck = sanity.get((model.name, "bare")), sanity.get((model.name, "servedeck"))
+        if bare is not None and deck is not None and abs(bare - deck) > 1e-9:
+            outcome.problems.append(
+                f"{model.name}: servers disagree on the same body ({bare!r} vs {deck!r})"
+            )
+    return outcome
+
+
+# ---------------------------------------------------------------------- summarising
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarise(outcome: Outcome) -> list[dict[str, Any]]:
+    """One entry per (model, server, concurrency), medians over repeats."""
+    keys = sorted({(r.model, r.server, r.concurrency) for r in outcome.runs}, key=str)
+    summary = []
+    for model, server, concurrency in keys:
+        runs = [
+            r
+            for r in outcome.runs
+            if (r.model, r.server, r.concurrency) == (model, server, concurrency)
+        ]
+        results = [r.result for r in runs if r.result is not None]
+        errors = [r.error for r in runs if r.error]
+        samples = [res.error_sample for res in results if res.error_sample]
+        summary.append(
+            {
+                "model": model,
+                "server": server,
+                "concurrency": concurrency,
+                "runs_ok": len(results),
+                "runs": len(runs),
+                "rps": _median([res.rps for res in results]),
+                "rps_all": [round(res.rps, 1) for res in results],
+                "p50_ms": _median([res.p50_ms for res in results]),
+                "p99_ms": _median([res.p99_ms for res in results]),
+                "errors": sum(res.errors for res in results),
+                "error": errors[0] if errors else (samples[0] if samples else None),
+            }
+        )
+    return summary
+
+
+def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    index = {(s["model"], s["server"], s["concurrency"]): s for s in summary}
+    out = []
+    for model, concurrency in sorted({(s["model"], s["concurrency"]) for s in summary}, key=str):
+        bare = index.get((model, "bare", concurrency), {})
+        deck = index.get((model, "servedeck", concurrency), {})
+        rps_ratio = p99_ratio = None
+        if bare.get("rps") and deck.get("rps") is not None:
+            rps_ratio = deck["rps"] / bare["rps"]
+        if bare.get("p99_ms") and deck.get("p99_ms") is not None:
+            p99_ratio = deck["p99_ms"] / bare["p99_ms"]
+        out.append(
+            {
+                "model": model,
+                "concurrency": concurrency,
+                "throughput_ratio": rps_ratio,
+                "throughput_ok": None if rps_ratio is None else rps_ratio >= THROUGHPUT_TARGET,
+                "p99_ratio": p99_ratio,
+                "p99_ok": None if p99_ratio is None else p99_ratio <= P99_TARGET,
+            }
+        )
+    return out
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("ok" if ok else "MISSED")
+
+
+def render(outcome: Outcome, config: Config) -> str:
+    if outcome.error:
+        return format_table("Serving overhead", ["error"], [[short_error(outcome.error, 200)]])
+    summary = summarise(outcome)
+    title = (
+        f"Serving overhead: medians of {config.repeats} run(s), {config.seconds:g} s each "
+        f"after {config.warmup:g} s warm-up, one row per request"
+    )
+    rows = [
+        [
+            s["model"],
+            s["server"],
+            s["concurrency"],
+            fmt(s["rps"]),
+            " / ".join(f"{v:.0f}" for v in s["rps_all"]) or "-",
+            fmt(s["p50_ms"], 2),
+            fmt(s["p99_ms"], 2),
+            s["errors"],
+            short_error(s["error"]) if s["error"] else "",
+        ]
+        for s in summary
+    ]
+    headers = ["model", "server", "conc", "req/s", "req/s per run", "p50 ms", "p99 ms"]
+    table = format_table(title, [*headers, "errors", "note"], rows)
+    if generator_name() == "wrk":
+        # Without this note the wrk and aiohttp percentiles look like the same statistic.
+        table += (
+            "\nwrk corrects latencies for coordinated omission: a server stall of T ms adds"
+            "\nsamples as if requests had kept arriving at the measured rate, so a few long"
+            "\npauses (e.g. a full GC) dominate p99 even at 1 connection."
+        )
+    parts = [table]
+    ratio_rows = [
+        [
+            r["model"],
+            r["concurrency"],
+            fmt(r["throughput_ratio"], 2) + "x" if r["throughput_ratio"] else "-",
+            f">= {THROUGHPUT_TARGET:.1f}x",
+            _verdict(r["throughput_ok"]),
+            fmt(r["p99_ratio"], 2) + "x" if r["p99_ratio"] else "-",
+            f"<= {P99_TARGET:.1f}x",
+            _verdict(r["p99_ok"]),
+        ]
+        for r in ratios(summary)
+    ]
+    ratio_headers = ["model", "conc", "req/s ratio", "target", "met", "p99 ratio", "target", "met"]
+    parts.append(format_table("ServeDeck / bare", ratio_headers, ratio_rows))
+    log_rows = [
+        [
+            c.model,
+            c.repeat + 1,
+            c.answered,
+            "-" if c.logged is None else c.logged,
+            "-" if c.logged is None else c.logged - c.answered,
+        ]
+        for c in outcome.log_checks
+    ]
+    parts.append(
+        format_table(
+            "ServeDeck prediction log after graceful stop (2xx answers vs rows written)",
+            ["model", "repeat", "answered", "logged", "difference"],
+            log_rows,
+        )
+        # The load generator does not count requests still in flight when it stops, but the
+        # server may answer and log them: a small positive difference is expected.
+        + "\nlogged may exceed answered by the requests in flight when each load run ends."
+    )
+    return "\n\n".join(parts)
+
+
+def to_json(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "error": outcome.error,
+        "runs": [
+            {
+                "model": r.model,
+                "server": r.server,
+                "concurrency": r.concurrency,
+                "repeat": r.repeat,
+                "result": r.result.as_dict() if r.result else None,
+                "error": r.error,
+            }
+            for r in outcome.runs
+        ],
+        "summary": summarise(outcome) if not outcome.error else [],
+        "ratios": ratios(summarise(outcome)) if not outcome.error else [],
+        "log_checks": [c.__dict__ for c in outcome.log_checks],
+        "server_log_problems": outcome.problems,
+        "server_tracebacks": outcome.tracebacks,
+    }
