@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -30,6 +31,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await serving.start()
+        # Everything loaded so far (libraries, models) lives for the whole process: moving it
+        # out of the collector's view turns 100+ ms full collections under load into ~1 ms.
+        gc.collect()
+        gc.freeze()
         if on_ready is not None:
             on_ready()
         try:

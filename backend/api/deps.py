@@ -11,12 +11,13 @@ from backend.serving import ServingService
 from backend.workspace import Workspace
 
 
-def get_workspace(request: Request) -> Workspace:
+# Every dependency is async: FastAPI runs a sync one in its thread pool on every request.
+async def get_workspace(request: Request) -> Workspace:
     workspace: Workspace = request.app.state.workspace
     return workspace
 
 
-def get_serving(request: Request) -> ServingService:
+async def get_serving(request: Request) -> ServingService:
     serving: ServingService = request.app.state.serving
     return serving
 

@@ -6,9 +6,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from backend.errors import ServeDeckError
 
@@ -56,6 +57,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":
             field, reason = "body", "the body is not valid JSON"
         return error_response(422, reason, field)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_left(_request: Request, _exc: ClientDisconnect) -> Response:
+        # The client hung up before sending its whole body: nobody is left to answer, and an
+        # ordinary disconnect is not a server error worth a traceback. 499 as nginx logs it.
+        return Response(status_code=499)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

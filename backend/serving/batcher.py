@@ -3,18 +3,28 @@
 A lone request is dispatched at once (no added latency). While the model is busy, requests
 that arrive meanwhile wait in line and go to the model together as one call, up to
 ``max_batch_size`` rows; an optional ``max_wait_s`` holds the first request of a batch back
-to collect more (MLServer's max_batch_time), off by default. Model calls run on one worker
-thread so the event loop keeps parsing and validating the next requests in the meantime.
+to collect more (MLServer's max_batch_time), off by default.
+
+Where a call runs adapts to the model: a call expected to finish within ``INLINE_BUDGET_S``
+runs on the event loop, because handing it to a thread costs more (a thread switch, and
+waiting for the GIL up to the 5 ms switch interval while the loop holds it). Slower calls go
+to the model thread so the loop keeps parsing and validating the next requests meanwhile.
+Either way, requests that arrive during a call form the next batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from concurrent.futures import Executor
 from typing import Any
 
 from backend.registry.loaded import LoadedVersion, Prediction
+
+INLINE_BUDGET_S = 0.001
+# Weight of the newest call in the running estimate of a call's duration.
+_EWMA_WEIGHT = 0.2
 
 
 class MicroBatcher:
@@ -35,6 +45,10 @@ class MicroBatcher:
         self._drain_task: asyncio.Task[None] | None = None
         self.batches = 0
         self.rows = 0
+        self.inline_batches = 0
+        # Running estimates of one call: its duration and its size. None until measured.
+        self._call_s: float | None = None
+        self._call_rows = 1.0
 
     async def predict(self, rows: list[dict[str, Any]]) -> Prediction:
         loop = asyncio.get_running_loop()
@@ -53,20 +67,47 @@ class MicroBatcher:
                     await asyncio.sleep(self.max_wait_s)
                 batch = self._take_batch()
                 all_rows = [row for rows, _ in batch for row in rows]
+                inline = self._expected_s(len(all_rows)) <= INLINE_BUDGET_S
                 try:
-                    result = await loop.run_in_executor(
-                        self.executor, self.loaded.predict, all_rows
-                    )
+                    if inline:
+                        result, seconds = self._timed_predict(all_rows)
+                    else:
+                        result, seconds = await loop.run_in_executor(
+                            self.executor, self._timed_predict, all_rows
+                        )
                 except Exception as exc:  # the model failed: every caller in the batch learns why
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
+                self._observe(seconds, len(all_rows))
                 self.batches += 1
+                self.inline_batches += inline
                 self.rows += len(all_rows)
                 self._hand_out(batch, result)
+                if inline:
+                    # Let the loop read the requests that arrived meanwhile: the next batch.
+                    await asyncio.sleep(0)
         finally:
             self._running = False
+
+    def _timed_predict(self, rows: list[dict[str, Any]]) -> tuple[Prediction, float]:
+        # Timed where it runs, so the estimate is the model's cost, not the hop or GIL wait.
+        started = time.perf_counter()
+        result = self.loaded.predict(rows)
+        return result, time.perf_counter() - started
+
+    def _expected_s(self, rows: int) -> float:
+        if self._call_s is None:
+            return float("inf")  # unmeasured: run it off the loop once to learn its cost
+        return self._call_s * max(1.0, rows / self._call_rows)
+
+    def _observe(self, seconds: float, rows: int) -> None:
+        if self._call_s is None:
+            self._call_s, self._call_rows = seconds, float(rows)
+            return
+        self._call_s += _EWMA_WEIGHT * (seconds - self._call_s)
+        self._call_rows += _EWMA_WEIGHT * (rows - self._call_rows)
 
     def _queued_rows(self) -> int:
         return sum(len(rows) for rows, _ in self._pending)

@@ -52,7 +52,7 @@ class PredictionLog:
         self.written = 0
         self.dropped = 0
         self.failed_flushes = 0
-        self._sqlite = engine.dialect.name == "sqlite"
+        self._dialect = engine.dialect.name
 
     def start(self) -> None:
         if self._thread is None:
@@ -108,8 +108,11 @@ class PredictionLog:
                 self._stopping.wait(2.0)
 
     def _write(self, batch: list[LoggedPrediction]) -> None:
-        if self._sqlite:
+        if self._dialect == "sqlite":
             self._write_sqlite(batch)
+            return
+        if self._dialect == "postgresql":
+            self._write_postgres(batch)
             return
         rows = [
             {
@@ -133,33 +136,52 @@ class PredictionLog:
     def _write_sqlite(self, batch: list[LoggedPrediction]) -> None:
         # SQLAlchemy's executemany costs ~4x the driver's own on SQLite; this is the hot table,
         # so rows go straight to sqlite3 with JSON encoded once, here in the writer thread.
-        dumps = json.dumps
-        params = [
-            (
-                item.request_id,
-                item.row_index,
-                item.created_at,
-                item.model,
-                item.version,
-                item.route,
-                item.entity_id,
-                dumps(item.features),
-                dumps(item.outputs),
-                item.latency_ms,
-                item.token_name,
-            )
-            for item in batch
-        ]
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
-            cursor.executemany(_SQLITE_INSERT, params)
+            cursor.executemany(_SQLITE_INSERT, _plain_rows(batch))
+            raw.commit()
+        finally:
+            raw.close()
+
+    def _write_postgres(self, batch: list[LoggedPrediction]) -> None:
+        # COPY: SQLAlchemy with psycopg sends one INSERT per row (measured 36k rows/s); COPY
+        # streams the batch in one statement.
+        raw = self.engine.raw_connection()
+        try:
+            connection = raw.driver_connection
+            assert connection is not None
+            with connection.cursor() as cursor, cursor.copy(_POSTGRES_COPY) as copy:
+                for row in _plain_rows(batch):
+                    copy.write_row(row)
             raw.commit()
         finally:
             raw.close()
 
 
-_SQLITE_INSERT = (
-    "INSERT INTO predictions (request_id, row_index, created_at, model, version, route, "
-    "entity_id, features, outputs, latency_ms, token_name) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+def _plain_rows(batch: list[LoggedPrediction]) -> list[tuple[object, ...]]:
+    dumps = json.dumps
+    return [
+        (
+            item.request_id,
+            item.row_index,
+            item.created_at,
+            item.model,
+            item.version,
+            item.route,
+            item.entity_id,
+            dumps(item.features),
+            dumps(item.outputs),
+            item.latency_ms,
+            item.token_name,
+        )
+        for item in batch
+    ]
+
+
+_COLUMNS = (
+    "request_id, row_index, created_at, model, version, route, entity_id, features, outputs, "
+    "latency_ms, token_name"
 )
+_POSTGRES_COPY = f"COPY predictions ({_COLUMNS}) FROM STDIN"
+_SQLITE_INSERT = f"INSERT INTO predictions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
