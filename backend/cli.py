@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import socket
@@ -39,7 +40,12 @@ def _read_json(path: str, what: str) -> Any:
 def cmd_serve(args: argparse.Namespace) -> int:
     from backend.server import serve
 
-    serve(_settings(args), args.host, args.port, workers=args.workers, log_level=args.log_level)
+    settings = _settings(args)
+    if args.max_batch_size is not None:
+        if args.max_batch_size < 1:
+            raise ServeDeckError("must be at least 1", "max-batch-size")
+        settings = dataclasses.replace(settings, max_batch_size=args.max_batch_size)
+    serve(settings, args.host, args.port, workers=args.workers, log_level=args.log_level)
     return 0
 
 
@@ -236,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=None,
+        help="rows per model call when requests are batched (1 turns it off)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     models = sub.add_parser("models", help="register and inspect models").add_subparsers(

@@ -88,6 +88,7 @@ def serve(
     if workers > 1:
         os.environ["SERVEDECK_DATA_DIR"] = str(settings.data_dir)
         os.environ["SERVEDECK_DATABASE_URL"] = settings.database_url
+        os.environ["SERVEDECK_MAX_BATCH_SIZE"] = str(settings.max_batch_size)
         workspace.close()
         config = uvicorn.Config(
             "backend.server:app_from_environment", factory=True, workers=workers, **common

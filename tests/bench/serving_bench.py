@@ -22,7 +22,8 @@ from tests.bench.models import BenchModel, build_models, register_models
 from tests.bench.servers import ServerProcess, running_server
 from tests.bench.tables import fmt, format_table, short_error
 
-SERVERS = ("bare", "servedeck")
+# "servedeck-unbatched" is ServeDeck with --max-batch-size 1: what micro-batching itself buys.
+SERVERS = ("bare", "servedeck", "servedeck-unbatched")
 THROUGHPUT_TARGET = 0.8  # servedeck req/s at least this fraction of bare
 P99_TARGET = 2.0  # servedeck p99 at most this multiple of bare
 
@@ -97,6 +98,8 @@ def _server_argv(server: str, model: BenchModel, data_dir: Path) -> tuple[list[s
         return argv, "BARE READY", "/predict"
     argv = [sys.executable, "-m", "backend.cli", "serve", "--data-dir", str(data_dir)]
     argv += ["--port", "0", "--log-level", "warning"]
+    if server == "servedeck-unbatched":
+        argv += ["--max-batch-size", "1"]
     return argv, "SERVEDECK READY", f"/v1/models/{model.name}:predict"
 
 
@@ -112,10 +115,11 @@ def _session(
 ) -> None:
     """Start one server, check one answer, run every concurrency level, stop it."""
     argv, prefix, path = _server_argv(server, model, data_dir)
-    headers = {"Authorization": f"Bearer {token}"} if server == "servedeck" else {}
+    is_deck = server.startswith("servedeck")
+    headers = {"Authorization": f"Bearer {token}"} if is_deck else {}
     runs = [Run(model.name, server, c, repeat) for c in config.concurrencies]
     outcome.runs.extend(runs)
-    logged_before = _logged_rows(data_dir, model.name) if server == "servedeck" else 0
+    logged_before = _logged_rows(data_dir, model.name) if is_deck else 0
     answered = 0
     label = f"{server}/{model.name}"
     proc: ServerProcess | None = None
@@ -143,14 +147,14 @@ def _session(
             outcome.problems.extend(f"[{label} r{repeat + 1}] {line}" for line in proc.problems)
             for key, lines in proc.tracebacks.items():
                 outcome.tracebacks.setdefault(f"{label}: {key}", lines)
-    if server == "servedeck":
+    if is_deck:
         # After SIGTERM ServeDeck has flushed its log, so every answer should have a row.
         try:
             logged: int | None = _logged_rows(data_dir, model.name) - logged_before
         except Exception as exc:
             outcome.problems.append(f"[{label}] cannot count logged rows: {exc}")
             logged = None
-        outcome.log_checks.append(LogCheck(model.name, repeat, answered, logged))
+        outcome.log_checks.append(LogCheck(f"{model.name} ({server})", repeat, answered, logged))
 
 
 def run_serving_bench(work_dir: Path, config: Config) -> Outcome:
@@ -296,6 +300,7 @@ def render(outcome: Outcome, config: Config) -> str:
     ]
     ratio_headers = ["model", "conc", "req/s ratio", "target", "met", "p99 ratio", "target", "met"]
     parts.append(format_table("ServeDeck / bare", ratio_headers, ratio_rows))
+    parts.append(_batching_table(summary))
     log_rows = [
         [
             c.model,
@@ -317,6 +322,29 @@ def render(outcome: Outcome, config: Config) -> str:
         + "\nlogged may exceed answered by the requests in flight when each load run ends."
     )
     return "\n\n".join(parts)
+
+
+def _batching_table(summary: list[dict[str, Any]]) -> str:
+    """Micro-batching on (default) against off, both the full ServeDeck path."""
+    index = {(s["model"], s["server"], s["concurrency"]): s for s in summary}
+    rows = []
+    for model, concurrency in sorted({(s["model"], s["concurrency"]) for s in summary}, key=str):
+        on = index.get((model, "servedeck", concurrency), {})
+        off = index.get((model, "servedeck-unbatched", concurrency), {})
+        gain = on["rps"] / off["rps"] if on.get("rps") and off.get("rps") else None
+        rows.append(
+            [
+                model,
+                concurrency,
+                fmt(off.get("rps")),
+                fmt(on.get("rps")),
+                fmt(gain, 2) + "x" if gain else "-",
+                fmt(off.get("p99_ms"), 2),
+                fmt(on.get("p99_ms"), 2),
+            ]
+        )
+    headers = ["model", "conc", "req/s off", "req/s on", "gain", "p99 ms off", "p99 ms on"]
+    return format_table("Micro-batching: ServeDeck with batching off / on", headers, rows)
 
 
 def to_json(outcome: Outcome) -> dict[str, Any]:
