@@ -151,3 +151,18 @@ def test_predictions_are_logged_with_features_and_labels(
         json={"labels": [{"request_id": "abc", "label": 0}]},
     ).json()
     assert late == {"accepted": 1, "unmatched": 0}
+
+
+def test_openapi_lists_every_referenced_schema(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert {"InferRequest", "RequestInput", "RecordPredictRequest"} <= set(schemas)
+    text = str(document)
+    import re
+
+    for name in set(re.findall(r"#/components/schemas/([A-Za-z0-9_]+)", text)):
+        assert name in schemas, f"dangling reference to {name}"
+    infer = document["paths"]["/v2/models/{name}/infer"]["post"]
+    assert infer["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/InferRequest"
+    )

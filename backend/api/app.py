@@ -12,6 +12,7 @@ from backend import __version__
 from backend.api import feedback, manage, oip, records
 from backend.api.errors import install_error_handlers
 from backend.api.limits import BodySizeLimit
+from backend.api.openapi import install_hand_parsed_schemas
 from backend.serving import PredictionLog, ServingService
 from backend.settings import Settings
 from backend.workspace import Workspace
@@ -59,4 +60,5 @@ def create_app(
     app.include_router(records.router)
     app.include_router(manage.router)
     app.include_router(feedback.router)
+    install_hand_parsed_schemas(app)
     return app

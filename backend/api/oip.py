@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from backend import __version__
 from backend.api.deps import CurrentPrincipal, CurrentServing
 from backend.api.errors import body_error_response
+from backend.api.openapi import hand_parsed_body
 from backend.auth.tokens import require
 from backend.errors import InputError
 from backend.schemas import (
@@ -179,14 +180,7 @@ def _entity_ids(parameters: dict[str, Any], n_rows: int) -> list[str | None]:
     "/models/{name}/infer",
     response_model=InferResponse,
     responses=ERRORS,
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}
-            },
-            "required": True,
-        }
-    },
+    openapi_extra=hand_parsed_body(InferRequest),
 )
 async def infer(
     name: str, request: Request, serving: CurrentServing, principal: CurrentPrincipal
@@ -198,14 +192,7 @@ async def infer(
     "/models/{name}/versions/{version}/infer",
     response_model=InferResponse,
     responses=ERRORS,
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}
-            },
-            "required": True,
-        }
-    },
+    openapi_extra=hand_parsed_body(InferRequest),
 )
 async def infer_version(
     name: str, version: str, request: Request, serving: CurrentServing, principal: CurrentPrincipal

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from backend.api.deps import CurrentPrincipal, CurrentServing
 from backend.api.errors import body_error_response
 from backend.api.oip import ERRORS
+from backend.api.openapi import hand_parsed_body
 from backend.errors import InputError
 from backend.schemas import RecordPredictRequest, RecordPredictResponse
 
@@ -20,16 +21,7 @@ router = APIRouter(tags=["Record predictions"])
     "/v1/models/{name}:predict",
     response_model=RecordPredictResponse,
     responses=ERRORS,
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/RecordPredictRequest"}
-                }
-            },
-            "required": True,
-        }
-    },
+    openapi_extra=hand_parsed_body(RecordPredictRequest),
 )
 async def predict_records(
     name: str, request: Request, serving: CurrentServing, principal: CurrentPrincipal
