@@ -6,10 +6,12 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
+from backend.errors import Unauthorized
 from backend.workspace import Workspace
 from tests.helpers import TOY_ROW, oip_tensors
 
@@ -159,3 +161,28 @@ def test_cli_prints_only_the_token(sqlite_workspace: Workspace) -> None:
     principal = sqlite_workspace.tokens.authenticate(f"Bearer {token}")
     assert principal.role == "client" and principal.models == frozenset({"toy"})
     assert principal.constraints == {"country": frozenset({"DE", "FR"})}
+
+
+def test_a_stale_cached_token_answers_at_once_and_refreshes_behind(workspace: Workspace) -> None:
+    tokens = workspace.tokens
+    secret = tokens.create("kiosk", "support")
+    header = f"Bearer {secret}"
+    assert tokens.authenticate_cached(header) is None  # never seen: only the database knows
+    assert tokens.authenticate(header).name == "kiosk"
+    # The test settings use a zero TTL, so every entry is stale: still answered from cache.
+    assert tokens.authenticate_cached(header) is not None
+    # Revoked by another process (straight in the database): the background refresh sees it.
+    with workspace.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "UPDATE tokens SET revoked_at = CURRENT_TIMESTAMP WHERE name = 'kiosk'"
+        )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if tokens.authenticate_cached(header) is None:
+                break
+        except Unauthorized:
+            break
+        time.sleep(0.01)
+    with pytest.raises(Unauthorized):
+        tokens.authenticate(header)

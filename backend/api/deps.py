@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from backend.auth import Principal
+from backend.auth import Principal, TokenService
 from backend.serving import ServingService
 from backend.workspace import Workspace
 
@@ -26,10 +27,13 @@ async def authenticate(
     request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
 ) -> Principal:
-    # async on purpose: a sync dependency costs a thread hop on every request, and a cached
-    # token is resolved in microseconds (a miss reads the database once per cache TTL).
-    workspace: Workspace = request.app.state.workspace
-    return workspace.tokens.authenticate(authorization)
+    # A cached token is resolved on the loop in microseconds; only a token never seen (or
+    # cached as unknown) costs a database read, and that runs in a thread, off the loop.
+    tokens: TokenService = request.app.state.workspace.tokens
+    cached = tokens.authenticate_cached(authorization)
+    if cached is not None:
+        return cached
+    return await asyncio.to_thread(tokens.authenticate, authorization)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]

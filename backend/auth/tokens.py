@@ -11,6 +11,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -86,6 +87,8 @@ class TokenService:
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
+        self._refreshing: set[str] = set()
+        self._refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-refresh")
 
     def create(
         self,
@@ -140,24 +143,56 @@ class TokenService:
             ]
 
     def authenticate(self, authorization: str | None) -> Principal:
+        """Resolve a bearer header, reading the database when the cache cannot answer."""
+        digest = self._digest_of_header(authorization)
+        principal = self._lookup(digest)
+        if principal is None:
+            raise Unauthorized("unknown or revoked token", "authorization")
+        return principal
+
+    def authenticate_cached(self, authorization: str | None) -> Principal | None:
+        """Answer from the cache alone, or None when only the database can.
+
+        A known token whose entry has aged past the TTL is still answered from the cache
+        while one background thread re-reads it: the request path never waits on the
+        database for a token it has seen, and a revocation in another process takes effect
+        within the TTL plus one refresh.
+        """
+        digest = self._digest_of_header(authorization)
+        cached = self._cache.get(digest)
+        if cached is None:
+            return None
+        stored_at, principal = cached
+        if time.monotonic() - stored_at < self.cache_ttl_s:
+            if principal is None:
+                raise Unauthorized("unknown or revoked token", "authorization")
+            return principal
+        if principal is None:
+            return None
+        with self._lock:
+            if digest not in self._refreshing:
+                self._refreshing.add(digest)
+                self._refresher.submit(self._refresh, digest)
+        return principal
+
+    @staticmethod
+    def _digest_of_header(authorization: str | None) -> str:
         if not authorization:
             raise Unauthorized("missing 'Authorization: Bearer <token>' header", "authorization")
         scheme, _, secret = authorization.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise Unauthorized("expected 'Authorization: Bearer <token>'", "authorization")
-        principal = self._resolve(secret.strip())
-        if principal is None:
-            raise Unauthorized("unknown or revoked token", "authorization")
-        return principal
+        return _digest(secret.strip())
 
-    def _resolve(self, secret: str) -> Principal | None:
-        # Cached per process so the request path does not touch the database; revocation
-        # therefore takes effect within cache_ttl_s.
-        digest = _digest(secret)
+    def _refresh(self, digest: str) -> None:
+        try:
+            self._lookup(digest)
+        finally:
+            with self._lock:
+                self._refreshing.discard(digest)
+
+    def _lookup(self, digest: str) -> Principal | None:
         now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and now - cached[0] < self.cache_ttl_s:
-            return cached[1]
         with self.sessions() as session:
             row = session.scalar(select(TokenRow).where(TokenRow.secret_sha256 == digest))
             principal = None
