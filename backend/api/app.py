@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from backend import __version__
 from backend.api import feedback, manage, oip, records
 from backend.api.errors import install_error_handlers
-from backend.api.limits import BodySizeLimit
+from backend.api.fast_path import PredictionFastPath
+from backend.api.limits import BodySizeLimit, InFlightCounter
 from backend.api.openapi import install_hand_parsed_schemas
 from backend.serving import PredictionLog, ServingService
 from backend.settings import Settings
@@ -55,7 +56,10 @@ def create_app(
     app.state.workspace = workspace
     app.state.serving = serving
     install_error_handlers(app)
+    # Added first, so it runs inside the size limit and the in-flight count.
+    app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(InFlightCounter, serving=serving)
     app.include_router(oip.router)
     app.include_router(records.router)
     app.include_router(manage.router)

@@ -23,17 +23,20 @@ async def get_serving(request: Request) -> ServingService:
     return serving
 
 
-async def authenticate(
-    request: Request,
-    authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
-) -> Principal:
+async def resolve_principal(tokens: TokenService, authorization: str | None) -> Principal:
     # A cached token is resolved on the loop in microseconds; only a token never seen (or
     # cached as unknown) costs a database read, and that runs in a thread, off the loop.
-    tokens: TokenService = request.app.state.workspace.tokens
     cached = tokens.authenticate_cached(authorization)
     if cached is not None:
         return cached
     return await asyncio.to_thread(tokens.authenticate, authorization)
+
+
+async def authenticate(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
+) -> Principal:
+    return await resolve_principal(request.app.state.workspace.tokens, authorization)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]

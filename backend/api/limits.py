@@ -60,5 +60,23 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": payload})
 
 
+class InFlightCounter:
+    """Counts the HTTP requests being handled, so serving can tell a lone request from a crowd."""
+
+    def __init__(self, app: ASGIApp, serving: Any):
+        self.app = app
+        self.serving = serving
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.serving.http_in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.serving.http_in_flight -= 1
+
+
 class _TooLarge(Exception):
     pass

@@ -118,7 +118,7 @@ async def model_version_ready(
     return await _ready(serving, principal, name, version)
 
 
-async def _infer(
+async def run_infer(
     request: Request,
     serving: ServingService,
     principal: Any,
@@ -185,7 +185,7 @@ def _entity_ids(parameters: dict[str, Any], n_rows: int) -> list[str | None]:
 async def infer(
     name: str, request: Request, serving: CurrentServing, principal: CurrentPrincipal
 ) -> Response:
-    return await _infer(request, serving, principal, name, None)
+    return await run_infer(request, serving, principal, name, None)
 
 
 @router.post(
@@ -197,4 +197,4 @@ async def infer(
 async def infer_version(
     name: str, version: str, request: Request, serving: CurrentServing, principal: CurrentPrincipal
 ) -> Response:
-    return await _infer(request, serving, principal, name, version)
+    return await run_infer(request, serving, principal, name, version)

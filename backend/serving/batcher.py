@@ -50,6 +50,18 @@ class MicroBatcher:
         self._call_s: float | None = None
         self._call_rows = 1.0
 
+    def can_predict_now(self, rows: int) -> bool:
+        """True when nothing is queued and the call is cheap enough to run on the loop."""
+        return not self._running and self._expected_s(rows) <= INLINE_BUDGET_S
+
+    def predict_now(self, rows: list[dict[str, Any]]) -> Prediction:
+        result, seconds = self._timed_predict(rows)
+        self._observe(seconds, len(rows))
+        self.batches += 1
+        self.inline_batches += 1
+        self.rows += len(rows)
+        return result
+
     async def predict(self, rows: list[dict[str, Any]]) -> Prediction:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Prediction] = loop.create_future()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,18 @@ from backend.serving.prediction_log import LoggedPrediction, PredictionLog
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class RequestIds:
+    """Unique request ids without uuid4's cost on every request: a random per-process prefix
+    (so workers and restarts never collide) and a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):010x}"
 
 
 @dataclass
@@ -43,6 +56,10 @@ class ServingService:
         self._loading: dict[tuple[str, str], asyncio.Future[MicroBatcher]] = {}
         self._active: dict[str, tuple[str | None, int]] = {}
         self._poll_task: asyncio.Task[None] | None = None
+        self._request_ids = RequestIds()
+        # HTTP requests being handled right now, kept by the API's InFlightCounter: when a
+        # request is alone, there is nothing to batch it with.
+        self.http_in_flight = 0
         self.ready = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -164,10 +181,10 @@ class ServingService:
         batcher = await self.runtime(model, resolved)
         clean = batcher.loaded.signature.validate_rows(rows, where)
         check_constraints(principal, clean, where)
-        prediction = await batcher.predict(clean)
+        prediction = await self._predict(batcher, clean)
         finished = time.perf_counter()
         latency_ms = (finished - started) * 1000.0
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or self._request_ids.next()
         self._log(
             request_id,
             model,
@@ -180,6 +197,16 @@ class ServingService:
             principal.name,
         )
         return ServeResult(request_id, model, resolved, route, prediction, latency_ms)
+
+    async def _predict(self, batcher: MicroBatcher, rows: list[dict[str, Any]]) -> Prediction:
+        if batcher.can_predict_now(len(rows)):
+            # Request tasks that arrived alongside this one start only when it yields: one
+            # turn of the loop lets them be counted before deciding.
+            await asyncio.sleep(0)
+            if self.http_in_flight <= 1 and batcher.can_predict_now(len(rows)):
+                # Alone and cheap: skip the batch queue and its extra turns of the loop.
+                return batcher.predict_now(rows)
+        return await batcher.predict(rows)
 
     def _log(
         self,

@@ -1,0 +1,73 @@
+"""The prediction routes, dispatched without FastAPI's routing and dependency injection.
+
+Profiling one-row requests showed FastAPI's route matching and dependency solving costing a
+fifth of a cheap model's request. These three routes are the hot path, so they are matched
+here by pattern and handed straight to the same handler functions the FastAPI routes call;
+everything else, and the OpenAPI description of these routes, stays with FastAPI.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from backend.api import oip, records
+from backend.api.deps import resolve_principal
+from backend.api.errors import error_response
+from backend.auth import Principal, TokenService
+from backend.errors import ServeDeckError
+from backend.serving import ServingService
+
+Handler = Callable[[Request, ServingService, Principal, dict[str, str]], Awaitable[Response]]
+
+
+async def _infer(
+    request: Request, serving: ServingService, principal: Principal, path: dict[str, str]
+) -> Response:
+    return await oip.run_infer(request, serving, principal, path["name"], path.get("version"))
+
+
+async def _records(
+    request: Request, serving: ServingService, principal: Principal, path: dict[str, str]
+) -> Response:
+    return await records.predict_records(path["name"], request, serving, principal)
+
+
+_ROUTES: list[tuple[re.Pattern[str], Handler]] = [
+    (re.compile(r"^/v2/models/(?P<name>[^/]+)/infer$"), _infer),
+    (re.compile(r"^/v2/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)/infer$"), _infer),
+    (re.compile(r"^/v1/models/(?P<name>[^/]+):predict$"), _records),
+]
+
+
+class PredictionFastPath:
+    def __init__(self, app: ASGIApp, serving: ServingService, tokens: TokenService):
+        self.app = app
+        self.serving = serving
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            for pattern, handler in _ROUTES:
+                match = pattern.match(scope["path"])
+                if match is not None:
+                    await self._handle(handler, match.groupdict(), scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _handle(
+        self, handler: Handler, path: dict[str, str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        request = Request(scope, receive)
+        try:
+            principal = await resolve_principal(self.tokens, request.headers.get("authorization"))
+            response = await handler(request, self.serving, principal, path)
+        except ServeDeckError as exc:
+            response = error_response(exc.status, exc.reason, exc.field)
+        except ClientDisconnect:
+            return  # the client hung up: nobody to answer
+        await response(scope, receive, send)
