@@ -40,10 +40,6 @@ class Forbidden(ServeDeckError):
     status = 403
 
 
-class PayloadTooLarge(ServeDeckError):
-    status = 413
-
-
 class ArtifactIntegrityError(ServeDeckError):
     """A stored artifact no longer matches the sha256 recorded when it was registered."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
@@ -31,7 +31,6 @@ class Settings:
     token_cache_ttl_s: float = 5.0
     # How often a worker re-reads which version is active (multi-worker switch latency).
     state_poll_interval_s: float = 0.5
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def artifacts_dir(self) -> Path:

@@ -166,3 +166,20 @@ def test_openapi_lists_every_referenced_schema(client: TestClient) -> None:
     assert infer["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/InferRequest"
     )
+
+
+def test_refuses_rather_than_answer_unlogged(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    prediction_log = client.app.state.serving.prediction_log  # type: ignore[attr-defined]
+    prediction_log.max_queued_rows = 0  # as if the store had been unreachable for long
+    refused = client.post(
+        "/v1/models/toy:predict", headers=admin_headers, json={"instances": [TOY_ROW]}
+    )
+    assert refused.status_code == 503
+    assert "prediction log" in refused.json()["reason"]
+    prediction_log.max_queued_rows = 1_000
+    answered = client.post(
+        "/v1/models/toy:predict", headers=admin_headers, json={"instances": [TOY_ROW]}
+    )
+    assert answered.status_code == 200

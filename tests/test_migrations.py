@@ -44,3 +44,12 @@ def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-d
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert workspace.settings.database_url.endswith(str(tmp_path / "servedeck.db"))
     workspace.close()
+
+
+def test_unsupported_database_is_named_clearly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from backend.errors import ServeDeckError
+
+    with pytest.raises(ServeDeckError, match="unsupported database URL 'mysql'"):
+        Workspace.open(Settings.load(data_dir=tmp_path, database_url="mysql://root@localhost/x"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -12,7 +13,6 @@ from backend import __version__
 from backend.api.deps import CurrentPrincipal, CurrentServing
 from backend.api.errors import body_error_response
 from backend.api.openapi import hand_parsed_body
-from backend.auth.tokens import require
 from backend.errors import InputError
 from backend.schemas import (
     ErrorBody,
@@ -64,17 +64,17 @@ async def server_metadata(_principal: CurrentPrincipal) -> ServerMetadata:
 async def _metadata(
     serving: ServingService, principal: Any, name: str, version: str | None
 ) -> ModelMetadata:
-    require(principal, "predict", name)
-    resolved, _ = serving.resolve_version(name, version, principal)
-    loaded = await serving.loaded(name, resolved)
-    info = serving.registry.get_model(name)
+    target = await serving.target(name, version, principal)
+    loaded = target.loaded
+    # A database read: in a thread, never on the event loop.
+    info = await asyncio.to_thread(serving.registry.get_model, name)
     return ModelMetadata(
         name=name,
         versions=[v.version for v in info.versions],
         platform="sklearn",
         inputs=input_metadata(loaded.signature.specs),
         outputs=output_metadata(loaded.task, loaded.has_proba, loaded.class_labels),
-        parameters={"version": resolved, "task": loaded.task},
+        parameters={"version": target.version, "task": loaded.task},
     )
 
 
@@ -95,10 +95,8 @@ async def model_version_metadata(
 async def _ready(
     serving: ServingService, principal: Any, name: str, version: str | None
 ) -> Response:
-    require(principal, "predict", name)
-    resolved, _ = serving.resolve_version(name, version, principal)
     # Readiness loads the version if needed: a model that cannot load is reported, not hidden.
-    await serving.runtime(name, resolved)
+    await serving.target(name, version, principal)
     return Response(
         ModelReadyResponse(name=name, ready=True).model_dump_json(), media_type="application/json"
     )
@@ -131,16 +129,14 @@ async def run_infer(
         infer = InferRequest.model_validate_json(body)
     except ValueError as exc:
         return body_error_response(exc, status=400)
-    require(principal, "predict", name)
-    resolved, _ = serving.resolve_version(name, version, principal)
-    loaded = await serving.loaded(name, resolved)
+    target = await serving.target(name, version, principal)
+    loaded = target.loaded
     available = output_names(loaded.task, loaded.has_proba)
     requested = check_requested_outputs(infer, available)
     rows = decode_request(infer, loaded.signature.specs, serving.settings.max_rows_per_request)
     parameters = infer.parameters or {}
     result = await serving.predict(
-        model=name,
-        version=version,
+        target,
         rows=rows,
         principal=principal,
         where="inputs.rows",

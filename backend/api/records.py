@@ -44,9 +44,9 @@ async def predict_records(
     entity_ids: list[str | None] = (
         list(body.entity_ids) if body.entity_ids is not None else [body.entity_id] * n_rows
     )
+    target = await serving.target(name, None, principal)
     result = await serving.predict(
-        model=name,
-        version=None,
+        target,
         rows=body.instances,
         principal=principal,
         where="instances",
@@ -56,7 +56,7 @@ async def predict_records(
     )
     labels = result.prediction.labels
     probabilities = result.prediction.probabilities
-    classes = [str(c) for c in (await serving.loaded(name, result.version)).class_labels or []]
+    classes = [str(c) for c in target.loaded.class_labels or []]
     predictions = [
         {
             "prediction": label,

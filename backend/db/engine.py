@@ -10,6 +10,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.errors import ServeDeckError
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -35,6 +37,13 @@ def create_db_engine(database_url: str) -> Engine:
         return engine
     if database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    if not database_url.startswith("postgresql+psycopg://"):
+        # The prediction log writes through each driver's bulk path (sqlite3, psycopg COPY).
+        raise ServeDeckError(
+            f"unsupported database URL {database_url.split(':', 1)[0]!r}: use sqlite:///PATH "
+            "or postgresql+psycopg://USER@HOST/DB",
+            "database_url",
+        )
     return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 

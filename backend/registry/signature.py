@@ -180,21 +180,3 @@ class CompiledSignature:
 
     def validate_rows(self, rows: Sequence[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
         return [self.validate_row(row, f"{prefix}[{i}]") for i, row in enumerate(rows)]
-
-
-def example_row(specs: Sequence[FeatureSpec]) -> dict[str, Any]:
-    """A valid input for a signature, used when no real example is at hand."""
-    row: dict[str, Any] = {}
-    for spec in specs:
-        if spec.type == "bool":
-            row[spec.name] = False
-        elif spec.type in ("int", "float"):
-            low = spec.min if spec.min is not None else 0.0
-            high = spec.max if spec.max is not None else low + 1.0
-            middle = (low + high) / 2
-            row[spec.name] = int(middle) if spec.type == "int" else middle
-        elif spec.type == "category":
-            row[spec.name] = (spec.categories or ["a"])[0]
-        else:
-            row[spec.name] = ""
-    return row

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, insert
-
-from backend.db.tables import PredictionRow
+from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 
-# A bounded queue protects memory when the store is down; what overflows is counted, not hidden.
+# A bounded queue protects memory when the store is down; past it, serving refuses requests
+# (503) rather than answer predictions it cannot log.
 MAX_QUEUED_ROWS = 1_000_000
 WRITE_CHUNK = 5_000
 
@@ -41,33 +40,31 @@ class LoggedPrediction:
 
 
 class PredictionLog:
-    def __init__(self, engine: Engine, flush_interval_s: float = 0.2):
+    def __init__(
+        self, engine: Engine, flush_interval_s: float = 0.2, max_queued_rows: int = MAX_QUEUED_ROWS
+    ):
         self.engine = engine
         self.flush_interval_s = flush_interval_s
+        self.max_queued_rows = max_queued_rows
         self._queue: deque[LoggedPrediction] = deque()
-        self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
-        self.written = 0
-        self.dropped = 0
         self.failed_flushes = 0
-        self._dialect = engine.dialect.name
+        self._write = (
+            self._write_postgres if engine.dialect.name == "postgresql" else self._write_sqlite
+        )
 
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
             self._thread.start()
 
-    def append(self, rows: list[LoggedPrediction]) -> None:
-        if len(self._queue) + len(rows) > MAX_QUEUED_ROWS:
-            self.dropped += len(rows)
-            return
-        self._queue.extend(rows)
+    def has_room(self, rows: int) -> bool:
+        return len(self._queue) + rows <= self.max_queued_rows
 
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
+    def append(self, rows: list[LoggedPrediction]) -> None:
+        self._queue.extend(rows)
 
     def flush(self) -> int:
         """Write everything queued now; returns the number of rows written."""
@@ -86,52 +83,22 @@ class PredictionLog:
                     log.exception("prediction log flush failed; will retry")
                     break
                 total += len(batch)
-        self.written += total
         return total
 
     def stop(self) -> None:
         self._stopping.set()
-        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
         self.flush()
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(self.flush_interval_s)
-            self._wake.clear()
+        while not self._stopping.wait(self.flush_interval_s):
             failures_before = self.failed_flushes
             self.flush()
             if self.failed_flushes > failures_before:
                 # The store is unavailable: back off instead of spinning on it.
                 self._stopping.wait(2.0)
-
-    def _write(self, batch: list[LoggedPrediction]) -> None:
-        if self._dialect == "sqlite":
-            self._write_sqlite(batch)
-            return
-        if self._dialect == "postgresql":
-            self._write_postgres(batch)
-            return
-        rows = [
-            {
-                "request_id": item.request_id,
-                "row_index": item.row_index,
-                "created_at": item.created_at,
-                "model": item.model,
-                "version": item.version,
-                "route": item.route,
-                "entity_id": item.entity_id,
-                "features": item.features,
-                "outputs": item.outputs,
-                "latency_ms": item.latency_ms,
-                "token_name": item.token_name,
-            }
-            for item in batch
-        ]
-        with self.engine.begin() as connection:
-            connection.execute(insert(PredictionRow), rows)
 
     def _write_sqlite(self, batch: list[LoggedPrediction]) -> None:
         # SQLAlchemy's executemany costs ~4x the driver's own on SQLite; this is the hot table,

@@ -33,6 +33,21 @@ class RequestIds:
         return f"{self._prefix}{next(self._counter):010x}"
 
 
+@dataclass(frozen=True)
+class Target:
+    """Which version answers a request, resolved once so that decoding, validation and the
+    prediction all use the same version even if the active one changes meanwhile."""
+
+    model: str
+    version: str
+    route: str
+    batcher: MicroBatcher
+
+    @property
+    def loaded(self) -> LoadedVersion:
+        return self.batcher.loaded
+
+
 @dataclass
 class ServeResult:
     request_id: str
@@ -71,8 +86,8 @@ class ServingService:
             if version is not None:
                 try:
                     await self.runtime(name, version)
-                except ServeDeckError as exc:
-                    log.error("cannot load %s version %s: %s", name, version, exc.message)
+                except Exception:  # one broken model must not keep the others from serving
+                    log.exception("cannot load %s version %s", name, version)
         self._poll_task = asyncio.create_task(self._poll_state())
         self.ready = True
 
@@ -102,9 +117,6 @@ class ServingService:
     def active_version(self, model: str) -> str | None:
         state = self._active.get(model)
         return state[0] if state else None
-
-    def known_models(self) -> list[str]:
-        return sorted(self._active)
 
     def resolve_version(
         self, model: str, version: str | None, principal: Principal
@@ -159,16 +171,18 @@ class ServingService:
             return batcher
         return await asyncio.shield(pending)
 
-    async def loaded(self, model: str, version: str) -> LoadedVersion:
-        return (await self.runtime(model, version)).loaded
+    async def target(self, model: str, version: str | None, principal: Principal) -> Target:
+        """Authorize, pick the version and make sure it is loaded."""
+        require(principal, "predict", model)
+        resolved, route = self.resolve_version(model, version, principal)
+        return Target(model, resolved, route, await self.runtime(model, resolved))
 
     # ------------------------------------------------------------------ predict
 
     async def predict(
         self,
+        target: Target,
         *,
-        model: str,
-        version: str | None,
         rows: list[dict[str, Any]],
         principal: Principal,
         where: str,
@@ -176,27 +190,33 @@ class ServingService:
         entity_ids: list[str | None],
         started: float,
     ) -> ServeResult:
-        require(principal, "predict", model)
-        resolved, route = self.resolve_version(model, version, principal)
-        batcher = await self.runtime(model, resolved)
-        clean = batcher.loaded.signature.validate_rows(rows, where)
+        clean = target.loaded.signature.validate_rows(rows, where)
         check_constraints(principal, clean, where)
-        prediction = await self._predict(batcher, clean)
+        if not self.prediction_log.has_room(len(clean)):
+            # Answering without logging would break the promise that every prediction is
+            # logged: refuse instead, until the store takes the backlog.
+            raise ServeDeckError(
+                "the prediction log cannot be written (is the database reachable?); retry shortly",
+                status=503,
+            )
+        prediction = await self._predict(target.batcher, clean)
         finished = time.perf_counter()
         latency_ms = (finished - started) * 1000.0
         request_id = request_id or self._request_ids.next()
         self._log(
             request_id,
-            model,
-            resolved,
-            route,
+            target.model,
+            target.version,
+            target.route,
             entity_ids,
             clean,
             prediction,
             latency_ms,
             principal.name,
         )
-        return ServeResult(request_id, model, resolved, route, prediction, latency_ms)
+        return ServeResult(
+            request_id, target.model, target.version, target.route, prediction, latency_ms
+        )
 
     async def _predict(self, batcher: MicroBatcher, rows: list[dict[str, Any]]) -> Prediction:
         if batcher.can_predict_now(len(rows)):
