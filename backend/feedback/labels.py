@@ -28,12 +28,11 @@ def store_labels(
     logged by another worker) is kept: it joins when the prediction lands.
     """
     keys = [(item.request_id, item.row) for item in labels]
-    if len(set(keys)) != len(keys):
-        seen: set[tuple[str, int]] = set()
-        for i, key in enumerate(keys):
-            if key in seen:
-                raise InputError("the same prediction is labelled twice", f"labels[{i}]")
-            seen.add(key)
+    seen: set[tuple[str, int]] = set()
+    for i, key in enumerate(keys):
+        if key in seen:
+            raise InputError("the same prediction is labelled twice", f"labels[{i}]")
+        seen.add(key)
     with sessions.begin() as session:
         known = _models_of(session, keys)
         classes = _class_labels(session, {model_version for model_version in known.values()})

@@ -43,8 +43,6 @@ class MicroBatcher:
         self._running = False
         # Held so the drain task cannot be garbage-collected while it runs.
         self._drain_task: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.rows = 0
         self.inline_batches = 0
         # Running estimates of one call: its duration and its size. None until measured.
         self._call_s: float | None = None
@@ -57,9 +55,7 @@ class MicroBatcher:
     def predict_now(self, rows: list[dict[str, Any]]) -> Prediction:
         result, seconds = self._timed_predict(rows)
         self._observe(seconds, len(rows))
-        self.batches += 1
         self.inline_batches += 1
-        self.rows += len(rows)
         return result
 
     async def predict(self, rows: list[dict[str, Any]]) -> Prediction:
@@ -93,9 +89,7 @@ class MicroBatcher:
                             future.set_exception(exc)
                     continue
                 self._observe(seconds, len(all_rows))
-                self.batches += 1
                 self.inline_batches += inline
-                self.rows += len(all_rows)
                 self._hand_out(batch, result)
                 if inline:
                     # Let the loop read the requests that arrived meanwhile: the next batch.

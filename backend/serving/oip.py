@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
 from backend.errors import InputError
 from backend.registry.loaded import Prediction
-from backend.schemas import FeatureSpec, InferRequest, RequestInput, TensorMetadata
+from backend.schemas import (
+    FeatureSpec,
+    InferRequest,
+    OipDatatype,
+    RequestInput,
+    TensorMetadata,
+)
 
+KNOWN_DATATYPES: frozenset[str] = frozenset(get_args(OipDatatype))
+_INTEGER_DATATYPES = frozenset(d for d in KNOWN_DATATYPES if "INT" in d)
 # Which OIP datatypes may carry each feature type (floats accept integers, as JSON does).
 _ALLOWED_DATATYPES: dict[str, frozenset[str]] = {
-    "float": frozenset(
-        {
-            "FP16",
-            "FP32",
-            "FP64",
-            "INT8",
-            "INT16",
-            "INT32",
-            "INT64",
-            "UINT8",
-            "UINT16",
-            "UINT32",
-            "UINT64",
-        }
-    ),
-    "int": frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}),
+    "float": _INTEGER_DATATYPES | {"FP16", "FP32", "FP64"},
+    "int": _INTEGER_DATATYPES,
     "bool": frozenset({"BOOL"}),
     "category": frozenset({"BYTES"}),
     "string": frozenset({"BYTES"}),
@@ -39,7 +33,6 @@ _DATATYPE_FOR_FEATURE = {
     "category": "BYTES",
     "string": "BYTES",
 }
-KNOWN_DATATYPES = frozenset({"BOOL", "BYTES"} | _ALLOWED_DATATYPES["float"])
 
 
 def _flatten(data: list[Any]) -> list[Any]:
