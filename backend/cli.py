@@ -164,7 +164,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        run_simulator(url, token, rate=args.rate, drift_at=args.drift_at, stop_event=stop)
+        try:
+            run_simulator(url, token, rate=args.rate, drift_at=args.drift_at, stop_event=stop)
+        except Exception:  # the server must go on serving; say why the traffic stopped
+            logging.getLogger("backend.demo").exception("the traffic simulator stopped")
 
     port = args.port
     if port and not _port_is_free(args.host, port):

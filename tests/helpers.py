@@ -20,6 +20,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from backend.demo.data import plain_records
 from backend.schemas import FeatureSpec, ValidityAssets
 from backend.workspace import Workspace
 
@@ -73,13 +74,6 @@ def toy_classifier() -> Pipeline:
     return Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=2000))]).fit(frame, labels)
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    records = []
-    for row in frame.to_dict(orient="records"):
-        records.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
-    return records
-
-
 def toy_validity(model: Any = None) -> ValidityAssets:
     model = model or toy_classifier()
     frame, labels = toy_frame()
@@ -88,11 +82,11 @@ def toy_validity(model: Any = None) -> ValidityAssets:
     return ValidityAssets(
         end_to_end=[
             {"inputs": row, "expected": int(e)}
-            for row, e in zip(_records(held.head(10)), expected, strict=True)
+            for row, e in zip(plain_records(held.head(10)), expected, strict=True)
         ],
         confidence_set=[
             {"inputs": row, "label": int(label)}
-            for row, label in zip(_records(held), labels.tail(100), strict=True)
+            for row, label in zip(plain_records(held), labels.tail(100), strict=True)
         ],
         metric="accuracy",
         acceptable_range=(0.7, 1.0),
@@ -187,20 +181,17 @@ def start_server(
     data_dir: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> ServerProcess:
     """A real `servedeck-server serve` on a free port; returns once it said it is ready."""
+    return launch(
+        ["serve", "--port", "0", "--log-level", "warning", *extra], data_dir, env, timeout
+    )
+
+
+def launch(
+    command: list[str], data_dir: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> ServerProcess:
+    """Run a `servedeck-server` command that serves, and wait for its ready line."""
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "backend.cli",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            "0",
-            "--log-level",
-            "warning",
-            *extra,
-        ],
+        [sys.executable, "-m", "backend.cli", *command, "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -3,53 +3,21 @@
 from __future__ import annotations
 
 import json
-import signal
+import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import requests
 
-from tests.helpers import start_server
-
-
-def _wait_ready(process: subprocess.Popen[str], timeout: float = 120) -> str:
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.startswith("SERVEDECK READY "):
-            threading.Thread(target=process.stdout.read, daemon=True).start()
-            return line.split()[-1]
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError("demo server never became ready")
+from tests.helpers import launch, start_server
 
 
 def test_demo_serves_live_traffic_with_delayed_labels(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "backend.cli",
-            "demo",
-            "--serve",
-            "--port",
-            "0",
-            "--rate",
-            "40",
-            "--data-dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    demo = launch(["demo", "--serve", "--port", "0", "--rate", "40"], tmp_path, timeout=120)
     try:
-        url = _wait_ready(process)
+        url = demo.url
         headers = {"Authorization": f"Bearer {(tmp_path / 'admin.token').read_text().strip()}"}
         models = requests.get(f"{url}/api/v1/models", headers=headers, timeout=10).json()
         described = {m["name"]: m for m in models["models"]}
@@ -73,8 +41,7 @@ def test_demo_serves_live_traffic_with_delayed_labels(tmp_path: Path) -> None:
         assert set(record["features"]) >= {"amount", "user_txn_count_7d", "card_txn_count_1h"}
         assert record["entity_id"] and record["label"] in (0, 1)
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        demo.stop(timeout=30)
     # Building again is idempotent: no new versions, and quick.
     again = subprocess.run(
         [sys.executable, "-m", "backend.cli", "demo", "--data-dir", str(tmp_path)],
@@ -124,3 +91,15 @@ def test_simulate_command_against_a_running_server(tmp_path: Path) -> None:
         assert stats["labels_posted"] > 0 and stats["drift_started_s"] is not None
     finally:
         server.stop()
+
+
+def test_simulator_backs_off_from_an_unreachable_server() -> None:
+    from backend.demo.simulate import run_simulator
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    stats = run_simulator(url, "sdk_none", rate=50, duration=2.0, label_delay=0.1)
+    # It reports the failure and backs off (0.25 s, 0.5 s, 1 s...) instead of hammering.
+    assert stats.errors.get("connection", 0) >= 1
+    assert stats.ok == 0 and stats.sent < 10

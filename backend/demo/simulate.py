@@ -12,6 +12,7 @@ after the fact, in one bulk feedback request per second.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -31,7 +32,7 @@ from backend.demo.data import (
     generate_rides,
     plain_records,
 )
-from backend.features.fraud import FraudFeatureState
+from backend.features.fraud import NO_PRIOR_TXN_S, FraudFeatureState
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,13 @@ MAX_LAG_S = 1.0
 MAX_LABELS_PER_POST = 5_000
 # Labels kept for retry while the server is unreachable; older ones are dropped beyond this.
 MAX_PENDING_LABELS = 200_000
-# Live traffic continues the training calendar; a week of unsent history first fills the
-# per-user and per-card windows, so the first live requests do not all look like new cards.
+# Live traffic continues the training calendar; unsent history first fills the per-user and
+# per-card state, as far back as the longest look-back of any feature (the 30-day "time since
+# the card's last transaction"), so live features start from the state training saw.
 LIVE_START = TRAINING_START + 60 * DAY_S
-WARMUP_DAYS = 7.0
+WARMUP_DAYS = NO_PRIOR_TXN_S / DAY_S
+# Back-off while the server is unreachable: 0.25 s doubling to at most 5 s.
+_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0, 5.0)
 _TIMEOUT = (3.05, 10.0)  # (connect, read) seconds
 _RIDE_CHUNK = 256
 
@@ -67,6 +71,7 @@ class SimulationStats:
     fraud_flagged: int = 0
     labels_posted: int = 0
     labels_rejected: int = 0
+    labels_unmatched: int = 0
     labels_unposted: int = 0
     elapsed_s: float = 0.0
     achieved_rate: float = 0.0
@@ -163,6 +168,7 @@ class _Simulator:
                 and now - start >= self.drift_at
             ):
                 self.stream.drift = 1.0
+                self.rides.clear()  # rides generated before the switch are undrifted
                 self.stats.drift_started_s = round(now - start, 2)
                 log.info("simulator: drift on (larger amounts, travel, quiet fraud)")
             if now >= next_flush:
@@ -170,7 +176,7 @@ class _Simulator:
                 next_flush = now + LABEL_FLUSH_INTERVAL_S
             if now >= next_progress:
                 self._log_progress(now - start)
-                next_progress += PROGRESS_INTERVAL_S
+                next_progress = now + PROGRESS_INTERVAL_S
             if now < next_send:
                 self.stop.wait(min(next_send, next_flush, next_progress, end) - now)
                 continue
@@ -182,7 +188,8 @@ class _Simulator:
                 next_send += interval
             else:
                 # Server unreachable: back off, then resume the schedule from now.
-                self.stop.wait(min(5.0, 0.25 * 2 ** (self.failures_in_a_row - 1)))
+                step = min(self.failures_in_a_row, len(_BACKOFF_S)) - 1
+                self.stop.wait(_BACKOFF_S[step])
                 next_send = time.monotonic()
 
     def _send_one(self) -> bool:
@@ -201,6 +208,11 @@ class _Simulator:
         began = time.monotonic()
         try:
             response = self.session.post(self.base_url + path, json=body, timeout=_TIMEOUT)
+        except requests.ConnectTimeout as exc:
+            # A subclass of Timeout, but it means unreachable, not slow: back off.
+            self.failures_in_a_row += 1
+            self._error("connection", str(exc))
+            return False
         except requests.Timeout:
             self._error("timeout", "no answer in time")
             return True  # reachable but slow: keep the pace, do not back off
@@ -273,6 +285,9 @@ class _Simulator:
                 )
                 continue
             self.stats.labels_posted += len(batch)
+            # Labels for predictions not (yet) in the log are kept by the server; say how many.
+            with contextlib.suppress(ValueError, AttributeError):
+                self.stats.labels_unmatched += int(response.json().get("unmatched", 0))
 
     # ------------------------------------------------------------------ reporting
 

@@ -24,17 +24,26 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from backend.demo.data import DEMO_SEED, generate_rides, generate_transactions, plain_records
+from backend.demo.data import (
+    DAY_S,
+    DEMO_SEED,
+    TRAINING_START,
+    generate_rides,
+    generate_transactions,
+    plain_records,
+)
 from backend.errors import NotFound
 from backend.features.fraud import (
     BOOL_FEATURES,
     CATEGORICAL_FEATURES,
     FRAUD_SIGNATURE,
+    NO_PRIOR_TXN_S,
     NUMERIC_FEATURES,
     build_training_frame,
 )
 from backend.features.ride_price import RIDE_PRICE_SIGNATURE
 from backend.registry import CompiledSignature, LoadedVersion, Registry
+from backend.registry.loaded import class_labels_of
 from backend.schemas import FeatureSpec, ValidityAssets
 
 FRAUD_MODEL = "fraud"
@@ -148,8 +157,12 @@ def _register(
 
 
 def _build_fraud(registry: Registry) -> dict[str, float]:
-    events = generate_transactions(seed=DEMO_SEED)
-    frame, labels = build_training_frame(events)
+    # The window before TRAINING_START only warms up the per-user and per-card state, as far
+    # back as the longest feature look-back, as the simulator does before live traffic.
+    events = generate_transactions(
+        days=60.0 + NO_PRIOR_TXN_S / DAY_S, seed=DEMO_SEED, start=TRAINING_START - NO_PRIOR_TXN_S
+    )
+    frame, labels = build_training_frame(events, keep_from=TRAINING_START)
     # Split by time, as the model will be used: trained on the past, checked on what follows.
     cut = int(len(frame) * (1 - _HOLDOUT_SHARE))
     train_x, train_y = frame.iloc[:cut], labels.iloc[:cut]
@@ -263,8 +276,7 @@ def _classification_candidate(
 def _served_predictions(
     estimator: Any, signature: Sequence[FeatureSpec], task: str
 ) -> Callable[[list[dict[str, Any]]], tuple[list[Any], list[list[float]] | None]]:
-    classes = getattr(estimator, "classes_", None)
-    labels = None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
+    labels = class_labels_of(estimator)
     loaded = LoadedVersion("demo", "?", estimator, CompiledSignature(signature), task, labels)
 
     def predict(rows: list[dict[str, Any]]) -> tuple[list[Any], list[list[float]] | None]:

@@ -11,6 +11,7 @@ any history yet, and a training feature that included it would leak.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -235,16 +236,23 @@ def features_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 
 def build_training_frame(
-    events: Iterable[LabelledCardEvent],
+    events: Iterable[LabelledCardEvent], *, keep_from: float = -math.inf
 ) -> tuple[pd.DataFrame, pd.Series]:
     """Replay labelled events in time order through a fresh `FraudFeatureState`.
 
-    Returns the features (one row per event, in time order, columns as `FRAUD_FEATURES`) and
-    the 0/1 fraud labels aligned with them. The sort is stable, so events sharing a timestamp
-    keep their given order, as they would when arriving one by one.
+    Returns the features (one row per event from `keep_from` on, in time order, columns as
+    `FRAUD_FEATURES`) and the 0/1 fraud labels aligned with them. Earlier events only fill the
+    state: without that warm-up the first weeks would look like a world of brand-new cards,
+    unlike anything served live. The sort is stable, so events sharing a timestamp keep their
+    given order, as they would when arriving one by one.
     """
     ordered = sorted(events, key=lambda event: event.timestamp)
     state = FraudFeatureState()
-    frame = features_frame(state.process(event) for event in ordered)
-    labels = pd.Series([int(event.is_fraud) for event in ordered], name="is_fraud", dtype="int64")
-    return frame, labels
+    rows: list[dict[str, Any]] = []
+    labels: list[int] = []
+    for event in ordered:
+        features = state.process(event)
+        if event.timestamp >= keep_from:
+            rows.append(features)
+            labels.append(int(event.is_fraud))
+    return features_frame(rows), pd.Series(labels, name="is_fraud", dtype="int64")

@@ -17,6 +17,12 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def class_labels_of(estimator: Any) -> list[Any] | None:
+    """The classifier's classes as plain Python values (JSON-able), or None."""
+    classes = getattr(estimator, "classes_", None)
+    return None if classes is None else [_plain(c) for c in classes]
+
+
 @dataclass
 class Prediction:
     labels: list[Any]

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.db.tables import ModelRow, ModelVersionRow
 from backend.errors import InputError, NotFound, ServeDeckError
 from backend.registry.artifacts import ArtifactStore, detect_format, untrusted_skops_types
-from backend.registry.loaded import LoadedVersion
+from backend.registry.loaded import LoadedVersion, class_labels_of
 from backend.registry.signature import CompiledSignature, infer_signature
 from backend.schemas import FeatureSpec, ModelInfo, ModelVersionInfo, ValidityAssets
 
@@ -69,7 +69,7 @@ class Registry:
         specs = _resolve_signature(estimator, signature, training_frame)
         compiled = CompiledSignature(specs)
         resolved_task = _resolve_task(estimator, task)
-        class_labels = _class_labels(estimator) if resolved_task == "classification" else None
+        class_labels = class_labels_of(estimator) if resolved_task == "classification" else None
         _check_validity_inputs(compiled, validity)
         example = example_input or validity.end_to_end[0].inputs
         example = compiled.validate_row(example, "example_input")
@@ -249,13 +249,6 @@ def _resolve_task(estimator: Any, task: str | None) -> str:
     if resolved not in ("classification", "regression"):
         raise InputError("cannot tell whether this is a classifier or a regressor", "task")
     return resolved
-
-
-def _class_labels(estimator: Any) -> list[Any] | None:
-    classes = getattr(estimator, "classes_", None)
-    if classes is None:
-        return None
-    return [c.item() if hasattr(c, "item") else c for c in classes]
 
 
 def _check_validity_inputs(compiled: CompiledSignature, validity: ValidityAssets) -> None:
