@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import types
 from collections.abc import Iterator
@@ -256,10 +255,8 @@ def test_build_demo_fills_in_a_missing_model(registry: Registry) -> None:
     assert [v.version for v in registry.get_model("ride-price").versions] == ["1"]
 
 
-def test_simulator_is_importable_and_checks_its_arguments() -> None:
-    from backend.demo.simulate import SimulationStats, run_simulator
+def test_simulator_checks_its_arguments() -> None:
+    from backend.demo.simulate import run_simulator
 
     with pytest.raises(ValueError, match="rate"):
         run_simulator("http://127.0.0.1:9", "token", rate=0)
-    assert dataclasses.is_dataclass(SimulationStats)
-    assert SimulationStats(target_rate=1.0).as_dict()["sent"] == 0

@@ -34,11 +34,8 @@ from backend.demo.data import (
 )
 from backend.errors import NotFound
 from backend.features.fraud import (
-    BOOL_FEATURES,
-    CATEGORICAL_FEATURES,
     FRAUD_SIGNATURE,
     NO_PRIOR_TXN_S,
-    NUMERIC_FEATURES,
     build_training_frame,
 )
 from backend.features.ride_price import RIDE_PRICE_SIGNATURE
@@ -185,7 +182,9 @@ def _build_fraud(registry: Registry) -> dict[str, float]:
     measured: dict[str, float] = {}
     versions: list[str] = []
     for filename, description, classifier in candidates:
-        estimator = Pipeline([("prepare", _fraud_preprocessor()), ("classify", classifier)])
+        estimator = Pipeline(
+            [("prepare", _preprocessor(FRAUD_SIGNATURE)), ("classify", classifier)]
+        )
         estimator.fit(train_x, train_y)
         candidate = _classification_candidate(
             estimator, description, e2e_rows, confidence_rows, confidence_labels
@@ -197,22 +196,25 @@ def _build_fraud(registry: Registry) -> dict[str, float]:
     return measured
 
 
-def _fraud_preprocessor() -> ColumnTransformer:
-    categories = {spec.name: spec.categories or [] for spec in FRAUD_SIGNATURE}
+def _preprocessor(signature: Sequence[FeatureSpec]) -> ColumnTransformer:
+    """One-hot categories (in the signature's order), scaled numbers, booleans as they are."""
+    categorical = [spec for spec in signature if spec.type == "category"]
+    numeric = [spec.name for spec in signature if spec.type in ("int", "float")]
+    flags = [spec.name for spec in signature if spec.type == "bool"]
     return ColumnTransformer(
         [
             (
                 "categories",
                 # Dense output: HistGradientBoosting does not take sparse input.
                 OneHotEncoder(
-                    categories=[categories[name] for name in CATEGORICAL_FEATURES],
+                    categories=[spec.categories or [] for spec in categorical],
                     handle_unknown="ignore",
                     sparse_output=False,
                 ),
-                list(CATEGORICAL_FEATURES),
+                [spec.name for spec in categorical],
             ),
-            ("numbers", StandardScaler(), list(NUMERIC_FEATURES)),
-            ("flags", "passthrough", list(BOOL_FEATURES)),
+            ("numbers", StandardScaler(), numeric),
+            ("flags", "passthrough", flags),
         ]
     )
 
@@ -294,20 +296,7 @@ def _build_ride_price(registry: Registry) -> dict[str, float]:
     cut = int(len(frame) * (1 - _HOLDOUT_SHARE))
     train_x, train_y = frame.iloc[:cut], target.iloc[:cut]
     holdout_x, holdout_y = frame.iloc[cut:], target.iloc[cut:]
-    cities = next(spec.categories for spec in RIDE_PRICE_SIGNATURE if spec.name == "city")
-    numeric = ["distance_km", "duration_min", "hour", "weekday", "demand_index"]
-    numeric.append("drivers_available")
-    prepare = ColumnTransformer(
-        [
-            (
-                "categories",
-                OneHotEncoder(categories=[cities], handle_unknown="ignore", sparse_output=False),
-                ["city"],
-            ),
-            ("numbers", StandardScaler(), numeric),
-            ("flags", "passthrough", ["rain"]),
-        ]
-    )
+    prepare = _preprocessor(RIDE_PRICE_SIGNATURE)
     regressor = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.1, random_state=0)
     estimator = Pipeline([("prepare", prepare), ("regress", regressor)])
     estimator.fit(train_x, train_y)

@@ -44,24 +44,6 @@ MAX_AMOUNT_RATIO = 1_000.0
 MIN_MEAN_FOR_RATIO = 1.0
 MAX_AMOUNT = 50_000.0
 
-FRAUD_FEATURES: tuple[str, ...] = (
-    "amount",
-    "hour",
-    "merchant_category",
-    "country",
-    "is_foreign",
-    "user_txn_count_7d",
-    "user_mean_amount_7d",
-    "amount_to_user_mean",
-    "card_txn_count_1h",
-    "seconds_since_last_card_txn",
-)
-CATEGORICAL_FEATURES: tuple[str, ...] = ("merchant_category", "country")
-BOOL_FEATURES: tuple[str, ...] = ("is_foreign",)
-NUMERIC_FEATURES: tuple[str, ...] = tuple(
-    name for name in FRAUD_FEATURES if name not in CATEGORICAL_FEATURES + BOOL_FEATURES
-)
-
 FRAUD_SIGNATURE: list[FeatureSpec] = [
     FeatureSpec(name="amount", type="float", min=0, max=MAX_AMOUNT, description="amount in EUR"),
     FeatureSpec(name="hour", type="int", min=0, max=23, description="hour of day, UTC"),
@@ -109,6 +91,7 @@ FRAUD_SIGNATURE: list[FeatureSpec] = [
         description="seconds since this card's previous transaction, capped at 30 days",
     ),
 ]
+FRAUD_FEATURES: tuple[str, ...] = tuple(spec.name for spec in FRAUD_SIGNATURE)
 
 
 class CardEvent(Protocol):

@@ -12,17 +12,6 @@ CITIES: tuple[str, ...] = ("Berlin", "Paris", "Amsterdam", "Madrid", "Rome", "Lo
 SURGE_MIN = 1.0
 SURGE_MAX = 3.5
 
-RIDE_PRICE_FEATURES: tuple[str, ...] = (
-    "distance_km",
-    "duration_min",
-    "hour",
-    "weekday",
-    "city",
-    "rain",
-    "demand_index",
-    "drivers_available",
-)
-
 RIDE_PRICE_SIGNATURE: list[FeatureSpec] = [
     FeatureSpec(name="distance_km", type="float", min=0, max=300),
     FeatureSpec(name="duration_min", type="float", min=0, max=600, description="estimated"),
@@ -39,3 +28,4 @@ RIDE_PRICE_SIGNATURE: list[FeatureSpec] = [
     ),
     FeatureSpec(name="drivers_available", type="int", min=0, max=5000),
 ]
+RIDE_PRICE_FEATURES: tuple[str, ...] = tuple(spec.name for spec in RIDE_PRICE_SIGNATURE)
