@@ -196,7 +196,7 @@ def _median(values: list[float | None]) -> float | None:
 
 def summarise(outcome: Outcome) -> list[dict[str, Any]]:
     """One entry per (model, server, concurrency), medians over repeats."""
-    keys = sorted({(r.model, r.server, r.concurrency) for r in outcome.runs}, key=str)
+    keys = sorted({(r.model, r.server, r.concurrency) for r in outcome.runs})
     summary = []
     for model, server, concurrency in keys:
         runs = [
@@ -228,7 +228,7 @@ def summarise(outcome: Outcome) -> list[dict[str, Any]]:
 def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     index = {(s["model"], s["server"], s["concurrency"]): s for s in summary}
     out = []
-    for model, concurrency in sorted({(s["model"], s["concurrency"]) for s in summary}, key=str):
+    for model, concurrency in sorted({(s["model"], s["concurrency"]) for s in summary}):
         bare = index.get((model, "bare", concurrency), {})
         deck = index.get((model, "servedeck", concurrency), {})
         rps_ratio = p99_ratio = None
@@ -328,7 +328,7 @@ def _batching_table(summary: list[dict[str, Any]]) -> str:
     """Micro-batching on (default) against off, both the full ServeDeck path."""
     index = {(s["model"], s["server"], s["concurrency"]): s for s in summary}
     rows = []
-    for model, concurrency in sorted({(s["model"], s["concurrency"]) for s in summary}, key=str):
+    for model, concurrency in sorted({(s["model"], s["concurrency"]) for s in summary}):
         on = index.get((model, "servedeck", concurrency), {})
         off = index.get((model, "servedeck-unbatched", concurrency), {})
         gain = on["rps"] / off["rps"] if on.get("rps") and off.get("rps") else None
