@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,12 @@ def server(workspace: Workspace) -> Iterator[ServerProcess]:
     running = start_server(workspace.settings.data_dir, env=env)
     yield running
     running.stop()
+
+
+def _children(pid: int) -> list[int]:
+    """Child process ids on Linux (none elsewhere: then the count is read at once)."""
+    listing = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in listing.read_text().split()] if listing.exists() else []
 
 
 def _logged(workspace: Workspace) -> int:
@@ -132,9 +139,14 @@ def test_kill_9_loses_at_most_one_flush_interval(
             pool.submit(client_loop, stop_at)
         while len(acknowledged) < 400:
             time.sleep(0.01)
+        writers = _children(server.process.pid)
         os.kill(server.process.pid, signal.SIGKILL)
         killed_at = time.monotonic()
     server.process.wait(timeout=10)
+    # The orphaned log writer still writes what it was handed, then exits.
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in writers) and time.monotonic() < deadline:
+        time.sleep(0.05)
     logged = _logged(workspace)
     lost = len(acknowledged) - logged
     window = [t for t in acknowledged if t > killed_at - 0.2]

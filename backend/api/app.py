@@ -14,7 +14,8 @@ from backend.api.errors import install_error_handlers
 from backend.api.fast_path import PredictionFastPath
 from backend.api.limits import BodySizeLimit, InFlightCounter
 from backend.api.openapi import install_hand_parsed_schemas
-from backend.serving import PredictionLog, ServingService
+from backend.serving.prediction_log import PredictionLog
+from backend.serving.service import ServingService
 from backend.settings import Settings
 from backend.workspace import Workspace
 

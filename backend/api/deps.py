@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from backend.auth import Principal, TokenService
-from backend.serving import ServingService
+from backend.serving.service import ServingService
 from backend.workspace import Workspace
 
 

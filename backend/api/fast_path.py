@@ -20,7 +20,7 @@ from backend.api.deps import resolve_principal
 from backend.api.errors import error_response
 from backend.auth import Principal, TokenService
 from backend.errors import ServeDeckError
-from backend.serving import ServingService
+from backend.serving.service import ServingService
 
 Handler = Callable[[Request, ServingService, Principal, dict[str, str]], Awaitable[Response]]
 

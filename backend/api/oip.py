@@ -24,7 +24,6 @@ from backend.schemas import (
     ReadyResponse,
     ServerMetadata,
 )
-from backend.serving import ServingService
 from backend.serving.oip import (
     check_requested_outputs,
     decode_request,
@@ -33,6 +32,7 @@ from backend.serving.oip import (
     output_metadata,
     output_names,
 )
+from backend.serving.service import ServingService
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -1,6 +1,5 @@
-"""The request path: resolve the version, validate, micro-batch, predict, log."""
+"""The request path: resolve the version, validate, micro-batch, predict, log.
 
-from backend.serving.prediction_log import LoggedPrediction, PredictionLog
-from backend.serving.service import ServeResult, ServingService
-
-__all__ = ["LoggedPrediction", "PredictionLog", "ServeResult", "ServingService"]
+Import from the submodules: this package's import must stay light, because the prediction-log
+writer process imports ``backend.serving.log_writer`` when it starts.
+"""

@@ -1,27 +1,41 @@
-"""The prediction log: rows are queued on the request path and written in batches by a thread.
+"""The prediction log: rows are encoded on the request path and written by a writer process.
 
-The request path only appends a tuple to a deque (no I/O, no JSON encoding). A writer thread
-drains it every flush interval, so a kill -9 loses at most one interval of predictions; a
-graceful stop drains everything.
+The request path encodes its rows once (orjson, a few microseconds) and appends the bytes to a
+list. A sender thread hands them to the writer process (see ``log_writer``) every flush
+interval; the process decodes, binds and writes them on its own core and acknowledges each
+message once committed. Rows stay in memory until acknowledged: if the writer process dies, a
+new one is started and gets them again. A kill -9 of the server loses at most the rows not yet
+handed over (one flush interval); the writer process still writes what it has. A graceful stop
+drains everything.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine
 
+from backend.serving.log_writer import WriterTarget, run_writer
+
 log = logging.getLogger(__name__)
 
-# A bounded queue protects memory when the store is down; past it, serving refuses requests
+# A bounded backlog protects memory when the store is down; past it, serving refuses requests
 # (503) rather than answer predictions it cannot log.
 MAX_QUEUED_ROWS = 1_000_000
-WRITE_CHUNK = 5_000
+# A message to the writer carries at most this many bytes, so one failed write retries a
+# bounded batch and the pipe never holds one huge message.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+RESTART_DELAY_S = 2.0
+STOP_TIMEOUT_S = 30.0
+_SPAWN = multiprocessing.get_context("spawn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,122 +53,250 @@ class LoggedPrediction:
     token_name: str
 
 
+@dataclass(slots=True)
+class _Message:
+    seq: int
+    payload: bytes
+    rows: int
+
+
+def writer_target(engine: Engine) -> WriterTarget:
+    url = engine.url
+    if engine.dialect.name == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ValueError("the prediction log needs a SQLite file, not an in-memory database")
+        return WriterTarget("sqlite", url.database)
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return WriterTarget("postgresql", conninfo)
+
+
 class PredictionLog:
     def __init__(
         self, engine: Engine, flush_interval_s: float = 0.2, max_queued_rows: int = MAX_QUEUED_ROWS
     ):
-        self.engine = engine
+        self.target = writer_target(engine)
         self.flush_interval_s = flush_interval_s
         self.max_queued_rows = max_queued_rows
-        self._queue: deque[LoggedPrediction] = deque()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._flush_lock = threading.Lock()
         self.failed_flushes = 0
-        self._write = (
-            self._write_postgres if engine.dialect.name == "postgresql" else self._write_sqlite
-        )
+        self.writer_restarts = 0
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._stopping = False
+        # Encoded frames appended by the request path, not yet handed to the writer.
+        self._pending: list[tuple[bytes, int]] = []
+        self._pending_rows = 0
+        # Handed to the writer, kept until it acknowledges them.
+        self._unacked: deque[_Message] = deque()
+        self._unacked_rows = 0
+        self._appended_total = 0
+        self._acked_total = 0
+        self._next_seq = 1
+        self._process: Any = None
+        self._connection: Connection | None = None
+        self._writer_died = False
+        self._sender: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
-            self._thread.start()
+    @property
+    def writer_pid(self) -> int | None:
+        process = self._process
+        return None if process is None else int(process.pid)
+
+    # -------------------------------------------------------------- request path
 
     def has_room(self, rows: int) -> bool:
-        return len(self._queue) + rows <= self.max_queued_rows
+        return self._pending_rows + self._unacked_rows + rows <= self.max_queued_rows
 
     def append(self, rows: list[LoggedPrediction]) -> None:
-        self._queue.extend(rows)
+        frame = orjson.dumps(
+            [
+                (
+                    row.request_id,
+                    row.row_index,
+                    row.created_at,
+                    row.model,
+                    row.version,
+                    row.route,
+                    row.entity_id,
+                    row.features,
+                    row.outputs,
+                    row.latency_ms,
+                    row.token_name,
+                )
+                for row in rows
+            ],
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+        with self._lock:
+            self._pending.append((frame, len(rows)))
+            self._pending_rows += len(rows)
+            self._appended_total += len(rows)
 
-    def flush(self) -> int:
-        """Write everything queued now; returns the number of rows written."""
-        total = 0
-        with self._flush_lock:
-            while self._queue:
-                batch: list[LoggedPrediction] = []
-                while self._queue and len(batch) < WRITE_CHUNK:
-                    batch.append(self._queue.popleft())
-                try:
-                    self._write(batch)
-                except Exception:
-                    # Keep the rows for the next attempt rather than lose accepted data.
-                    self._queue.extendleft(reversed(batch))
-                    self.failed_flushes += 1
-                    log.exception("prediction log flush failed; will retry")
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        if self._sender is not None:
+            return
+        self._start_writer()
+        self._sender = threading.Thread(target=self._send_loop, name="prediction-log", daemon=True)
+        self._sender.start()
+
+    def flush(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """Write everything appended so far; returns the number of rows acknowledged meanwhile.
+
+        Returns early (having written less) if a write fails, so callers see the failure in
+        ``failed_flushes`` instead of waiting on a store that is down.
+        """
+        if self._sender is None:
+            raise RuntimeError("the prediction log is not started")
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            target = self._appended_total
+            acked_before = self._acked_total
+            failures_before = self.failed_flushes
+            self._wake.set()
+            while self._acked_total < target and self.failed_flushes == failures_before:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     break
-                total += len(batch)
-        return total
+                self._changed.wait(remaining)
+            return self._acked_total - acked_before
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        if self._sender is None:
+            return
         self.flush()
+        with self._lock:
+            self._stopping = True
+        self._wake.set()
+        self._sender.join(timeout=STOP_TIMEOUT_S)
+        self._sender = None
+        if self._process is not None:
+            self._process.join(timeout=STOP_TIMEOUT_S)
+            if self._process.is_alive():
+                log.error("prediction log writer did not stop; terminating it")
+                self._process.terminate()
+            self._process = None
+        left = self._pending_rows + self._unacked_rows
+        if left:
+            log.error("prediction log: %d rows could not be written before stopping", left)
 
-    def _run(self) -> None:
-        while not self._stopping.wait(self.flush_interval_s):
-            failures_before = self.failed_flushes
-            self.flush()
-            if self.failed_flushes > failures_before:
-                # The store is unavailable: back off instead of spinning on it.
-                self._stopping.wait(2.0)
+    # -------------------------------------------------------------- sender thread
 
-    def _write_sqlite(self, batch: list[LoggedPrediction]) -> None:
-        # SQLAlchemy's executemany costs ~4x the driver's own on SQLite; this is the hot table,
-        # so rows go straight to sqlite3 with JSON encoded once, here in the writer thread.
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.executemany(_SQLITE_INSERT, _plain_rows(batch))
-            raw.commit()
-        finally:
-            raw.close()
-
-    def _write_postgres(self, batch: list[LoggedPrediction]) -> None:
-        # COPY: SQLAlchemy with psycopg sends one INSERT per row (measured 36k rows/s); COPY
-        # streams the batch in one statement.
-        raw = self.engine.raw_connection()
-        try:
-            connection = raw.driver_connection
-            assert connection is not None
-            with connection.cursor() as cursor, cursor.copy(_POSTGRES_COPY) as copy:
-                for row in _plain_rows(batch):
-                    copy.write_row(row)
-            raw.commit()
-        finally:
-            raw.close()
-
-
-def _dumps(value: Any) -> str:
-    # orjson: this encoding runs in the writer thread but holds the GIL the event loop needs;
-    # it is several times faster than json.dumps.
-    return orjson.dumps(value).decode()
-
-
-def _plain_rows(batch: list[LoggedPrediction]) -> list[tuple[object, ...]]:
-    dumps = _dumps
-    return [
-        (
-            item.request_id,
-            item.row_index,
-            item.created_at,
-            item.model,
-            item.version,
-            item.route,
-            item.entity_id,
-            dumps(item.features),
-            dumps(item.outputs),
-            item.latency_ms,
-            item.token_name,
+    def _start_writer(self) -> None:
+        parent_end, child_end = _SPAWN.Pipe(duplex=True)
+        process = _SPAWN.Process(
+            target=run_writer,
+            args=(child_end, self.target),
+            name="servedeck-prediction-log",
+            daemon=False,  # it must outlive a killed server long enough to write what it has
         )
-        for item in batch
-    ]
+        process.start()
+        child_end.close()
+        self._process = process
+        self._connection = parent_end
+        self._writer_died = False
+        threading.Thread(
+            target=self._read_acks, args=(parent_end,), name="prediction-log-acks", daemon=True
+        ).start()
 
+    def _send_loop(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            with self._lock:
+                stopping = self._stopping
+                writer_died = self._writer_died
+            if writer_died:
+                self._restart_writer()
+            self._send_pending()
+            if stopping:
+                self._send(b"Q")
+                return
 
-_COLUMNS = (
-    "request_id, row_index, created_at, model, version, route, entity_id, features, outputs, "
-    "latency_ms, token_name"
-)
-_POSTGRES_COPY = f"COPY predictions ({_COLUMNS}) FROM STDIN"
-_SQLITE_INSERT = f"INSERT INTO predictions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    def _send_pending(self) -> None:
+        with self._lock:
+            frames, self._pending = self._pending, []
+            rows, self._pending_rows = self._pending_rows, 0
+            if not frames:
+                return
+            messages = self._into_messages(frames)
+            self._unacked.extend(messages)
+            self._unacked_rows += rows
+        for message in messages:
+            if not self._send(b"R" + message.seq.to_bytes(8, "big") + message.payload):
+                return  # the writer died: the ack reader saw it and the rows are still kept
+
+    def _into_messages(self, frames: list[tuple[bytes, int]]) -> list[_Message]:
+        """Cut frames into messages of bounded size."""
+        messages: list[_Message] = []
+        batch: list[bytes] = []
+        size = rows = 0
+        for frame, frame_rows in frames:
+            if batch and size + len(frame) > MAX_MESSAGE_BYTES:
+                messages.append(self._message(batch, rows))
+                batch, size, rows = [], 0, 0
+            batch.append(frame)
+            size += len(frame) + 1
+            rows += frame_rows
+        if batch:
+            messages.append(self._message(batch, rows))
+        return messages
+
+    def _message(self, frames: list[bytes], rows: int) -> _Message:
+        seq = self._next_seq
+        self._next_seq += 1
+        return _Message(seq, b"\n".join(frames), rows)
+
+    def _send(self, message: bytes) -> bool:
+        connection = self._connection
+        if connection is None:
+            return False
+        try:
+            connection.send_bytes(message)
+        except OSError:
+            return False
+        return True
+
+    def _restart_writer(self) -> None:
+        self.writer_restarts += 1
+        log.error("prediction log writer died; restarting it (%d)", self.writer_restarts)
+        if self._process is not None:
+            self._process.join(timeout=1)
+        time.sleep(RESTART_DELAY_S if self.writer_restarts > 1 else 0)
+        self._start_writer()
+        with self._lock:
+            again = list(self._unacked)
+        for message in again:
+            if not self._send(b"R" + message.seq.to_bytes(8, "big") + message.payload):
+                return
+
+    # -------------------------------------------------------------- ack reader thread
+
+    def _read_acks(self, connection: Connection) -> None:
+        while True:
+            try:
+                message = connection.recv_bytes()
+            except (EOFError, OSError):
+                break
+            if message[:1] == b"A":
+                self._acknowledge(int.from_bytes(message[1:9], "big"))
+            elif message[:1] == b"!":
+                log.error("prediction log write failed: %s", message[1:].decode(errors="replace"))
+                with self._lock:
+                    self.failed_flushes += 1
+                    self._changed.notify_all()
+        connection.close()
+        with self._lock:
+            if not self._stopping and connection is self._connection:
+                self._writer_died = True
+                self._connection = None
+        self._wake.set()
+
+    def _acknowledge(self, seq: int) -> None:
+        with self._lock:
+            while self._unacked and self._unacked[0].seq <= seq:
+                message = self._unacked.popleft()
+                self._unacked_rows -= message.rows
+                self._acked_total += message.rows
+            self._changed.notify_all()

@@ -1,0 +1,107 @@
+"""The prediction log's writer process: rows survive its death and a store that goes away."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select, text
+
+from backend.db.tables import PredictionRow
+from backend.serving.prediction_log import LoggedPrediction, PredictionLog
+from backend.workspace import Workspace
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+def store(tmp_path, database_url: str) -> Iterator[Workspace]:  # type: ignore[no-untyped-def]
+    workspace = Workspace.open(make_settings(tmp_path, database_url))
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def prediction_log(store: Workspace) -> Iterator[PredictionLog]:
+    # A long interval: rows move only when a test flushes.
+    log = PredictionLog(store.engine, flush_interval_s=3600)
+    log.start()
+    yield log
+    log.stop()
+
+
+def _rows(request_id: str, n: int) -> list[LoggedPrediction]:
+    return [
+        LoggedPrediction(
+            request_id=request_id,
+            row_index=i,
+            created_at=time.time(),
+            model="toy",
+            version="1",
+            route="stable",
+            entity_id=f"user-{i}",
+            features={"amount": 12.5 + i, "country": "DE", "note": 'tricky "],[" text\n'},
+            outputs={"predict": 1, "predict_proba": [0.25, 0.75]},
+            latency_ms=1.25,
+            token_name="test",
+        )
+        for i in range(n)
+    ]
+
+
+def _stored(store: Workspace) -> int:
+    with store.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(PredictionRow)) or 0)
+
+
+def test_rows_are_written_exactly(prediction_log: PredictionLog, store: Workspace) -> None:
+    prediction_log.append(_rows("r1", 3))
+    assert prediction_log.flush() == 3
+    with store.sessions() as session:
+        row = session.scalars(select(PredictionRow).where(PredictionRow.row_index == 2)).one()
+    assert row.features == {"amount": 14.5, "country": "DE", "note": 'tricky "],[" text\n'}
+    assert row.outputs == {"predict": 1, "predict_proba": [0.25, 0.75]}
+    assert (row.request_id, row.entity_id, row.token_name) == ("r1", "user-2", "test")
+
+
+def test_rows_survive_the_writer_process_dying(
+    prediction_log: PredictionLog, store: Workspace
+) -> None:
+    prediction_log.append(_rows("before", 100))
+    assert prediction_log.flush() == 100
+    first_writer = prediction_log.writer_pid
+    assert first_writer is not None
+    os.kill(first_writer, signal.SIGKILL)
+    prediction_log.append(_rows("after", 50))
+    assert prediction_log.flush() == 50
+    assert prediction_log.writer_restarts == 1
+    assert prediction_log.writer_pid not in (None, first_writer)
+    assert _stored(store) == 150
+
+
+def test_store_down_then_back(prediction_log: PredictionLog, store: Workspace) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE predictions RENAME TO predictions_away"))
+    prediction_log.append(_rows("kept", 40))
+    # The flush gives up at the first failed write instead of hanging on a store that is down.
+    assert prediction_log.flush() == 0
+    assert prediction_log.failed_flushes >= 1
+    assert not prediction_log.has_room(prediction_log.max_queued_rows - 39)
+    with store.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE predictions_away RENAME TO predictions"))
+    deadline = time.monotonic() + 30
+    written = 0
+    while written < 40 and time.monotonic() < deadline:
+        written += prediction_log.flush(timeout_s=deadline - time.monotonic())
+    assert written == 40
+    assert _stored(store) == 40
+    assert prediction_log.has_room(prediction_log.max_queued_rows)
+
+
+def test_an_in_memory_database_is_refused() -> None:
+    from backend.db.engine import create_db_engine
+
+    with pytest.raises(ValueError, match="SQLite file"):
+        PredictionLog(create_db_engine("sqlite://"))
