@@ -1,27 +1,34 @@
 """The prediction-log writer process: takes encoded rows over a pipe and writes them in bulk.
 
 It runs in its own process so that decoding, binding and writing rows never hold the serving
-process's GIL: in one process, a writer thread doubled the event loop's p99 latency under load.
-The module imports only the standard library and orjson so that the process starts quickly.
+process's GIL: in one process, a writer thread multiplied the event loop's p99 latency under
+load. It is started as ``python -m backend.serving.log_writer`` (not multiprocessing's spawn,
+which re-imports the parent's main module) and imports only the standard library and orjson, so
+it starts in tens of milliseconds.
 
-Wire protocol (multiprocessing Connection messages):
-- parent -> child: ``b"R" + seq (8 bytes) + payload`` where the payload is newline-joined JSON
-  arrays of row arrays (column order of ``COLUMNS``); an empty payload is a barrier.
-  ``b"Q"`` asks the child to write what it has and exit; end of file (the parent died) too.
-- child -> parent: ``b"A" + seq`` once everything up to ``seq`` is committed;
-  ``b"!" + reason`` when a write failed (the rows are kept and retried).
+Wire protocol: frames of ``kind (1 byte) + seq (8 bytes) + length (4 bytes) + payload``.
+- parent -> child on stdin: ``T`` (first frame) with the JSON ``WriterTarget``; ``R`` with
+  newline-joined JSON arrays of row arrays (column order of ``COLUMNS``; an empty payload is
+  a barrier); ``Q`` to write what it has and exit. End of input (the parent died) also stops
+  it, after writing what it has.
+- child -> parent on stdout: ``A`` once everything up to ``seq`` is committed; ``!`` with the
+  reason when a write failed (the rows are kept and retried).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import queue
 import sqlite3
+import struct
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -36,6 +43,7 @@ OUTPUTS_COLUMN = 8
 RETRY_DELAY_S = 2.0
 # When the parent is gone or asks to stop, keep trying a down store this long before giving up.
 FINAL_RETRY_BUDGET_S = 20.0
+_HEADER = struct.Struct(">cQI")
 
 
 @dataclass(frozen=True)
@@ -48,57 +56,82 @@ class WriterTarget:
 
 Row = list[Any]
 RowWriter = Callable[[list[Row]], None]
+Frame = tuple[bytes, int, bytes]
 
 
-def run_writer(connection: Connection, target: WriterTarget) -> None:
-    """Entry point of the writer process."""
-    writer = _open_writer(target)
+def write_frame(stream: BinaryIO, kind: bytes, seq: int = 0, payload: bytes = b"") -> None:
+    stream.write(_HEADER.pack(kind, seq, len(payload)) + payload)
+    stream.flush()
+
+
+def read_frame(stream: BinaryIO) -> Frame | None:
+    """The next frame, or None at end of input."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    kind, seq, length = _HEADER.unpack(header)
+    payload = stream.read(length) if length else b""
+    if len(payload) < length:
+        return None
+    return kind, seq, payload
+
+
+def encode_target(target: WriterTarget) -> bytes:
+    return json.dumps(asdict(target)).encode()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    first = read_frame(sys.stdin.buffer)
+    if first is None or first[0] != b"T":
+        log.error("prediction log writer: no target given")
+        sys.exit(2)
+    target = WriterTarget(**json.loads(first[2]))
+    run_writer(sys.stdin.buffer, sys.stdout.buffer, _open_writer(target))
+
+
+def run_writer(inbox: BinaryIO, outbox: BinaryIO, writer: RowWriter) -> None:
+    # A reader thread keeps the pipe drained while a write runs, so that everything that
+    # arrived meanwhile goes into the next transaction together.
+    frames: queue.Queue[Frame | None] = queue.Queue()
+    threading.Thread(target=_read_all, args=(inbox, frames), daemon=True).start()
     rows: list[Row] = []
-    last_seq: int | None = None
     closing = False
-    while True:
-        if not rows and not closing:
-            closing, last_seq = _receive(connection, rows, last_seq, block=True)
-        if not closing:
-            # Take everything that arrived meanwhile: one transaction for many messages.
-            closing, last_seq = _receive(connection, rows, last_seq, block=False)
-        if rows or last_seq is not None:
-            if not _write_with_retry(writer, rows, connection, closing):
-                log.error("prediction log: gave up on %d rows; the store stayed down", len(rows))
-                return
-            rows.clear()
-            if last_seq is not None:
-                _send(connection, b"A" + last_seq.to_bytes(8, "big"))
-                last_seq = None
-        if closing:
+    while not closing:
+        last_seq: int | None = None
+        frame: Frame | None = frames.get()
+        while True:
+            if frame is None or frame[0] == b"Q":
+                closing = True
+                break
+            if frame[0] == b"R":
+                last_seq = frame[1]
+                for chunk in frame[2].split(b"\n") if frame[2] else ():
+                    rows.extend(_as_text_rows(orjson.loads(chunk)))
+            try:
+                frame = frames.get_nowait()
+            except queue.Empty:
+                break
+        if not _write_with_retry(writer, rows, outbox, closing):
+            log.error("prediction log: gave up on %d rows; the store stayed down", len(rows))
             return
+        rows.clear()
+        if last_seq is not None:
+            _send(outbox, b"A", last_seq)
 
 
-def _receive(
-    connection: Connection, rows: list[Row], last_seq: int | None, *, block: bool
-) -> tuple[bool, int | None]:
-    """Read messages into rows; returns (closing, highest sequence number seen)."""
-    while block or connection.poll(0):
-        block = False
-        try:
-            message = connection.recv_bytes()
-        except (EOFError, OSError):
-            return True, last_seq
-        kind = message[:1]
-        if kind == b"Q":
-            return True, last_seq
-        if kind == b"R":
-            last_seq = int.from_bytes(message[1:9], "big")
-            payload = message[9:]
-            if payload:
-                for frame in payload.split(b"\n"):
-                    rows.extend(_as_text_rows(orjson.loads(frame)))
-    return False, last_seq
+def _read_all(inbox: BinaryIO, frames: queue.Queue[Frame | None]) -> None:
+    try:
+        # Stop reading at Q: a thread blocked on stdin would hang the interpreter's exit.
+        while (frame := read_frame(inbox)) is not None:
+            frames.put(frame)
+            if frame[0] == b"Q":
+                return
+    finally:
+        frames.put(None)
 
 
-def _write_with_retry(
-    writer: RowWriter, rows: list[Row], connection: Connection, closing: bool
-) -> bool:
+def _write_with_retry(writer: RowWriter, rows: list[Row], outbox: BinaryIO, closing: bool) -> bool:
     started = time.monotonic()
     while True:
         try:
@@ -107,16 +140,16 @@ def _write_with_retry(
             return True
         except Exception as exc:
             log.exception("prediction log write failed; will retry")
-            _send(connection, b"!" + f"{type(exc).__name__}: {exc}".encode()[:2000])
+            _send(outbox, b"!", 0, f"{type(exc).__name__}: {exc}".encode()[:2000])
             if closing and time.monotonic() - started > FINAL_RETRY_BUDGET_S:
                 return False
             time.sleep(RETRY_DELAY_S)
 
 
-def _send(connection: Connection, message: bytes) -> None:
+def _send(outbox: BinaryIO, kind: bytes, seq: int, payload: bytes = b"") -> None:
     # If the parent is gone, the rows are written all the same.
-    with contextlib.suppress(OSError):
-        connection.send_bytes(message)
+    with contextlib.suppress(OSError, ValueError):
+        write_frame(outbox, kind, seq, payload)
 
 
 def _open_writer(target: WriterTarget) -> RowWriter:
@@ -173,3 +206,7 @@ def _postgres_writer(conninfo: str) -> RowWriter:
             raise
 
     return write
+
+
+if __name__ == "__main__":
+    main()

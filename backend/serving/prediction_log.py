@@ -11,19 +11,22 @@ drains everything.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import orjson
 from sqlalchemy import Engine
 
-from backend.serving.log_writer import WriterTarget, run_writer
+from backend.serving.log_writer import WriterTarget, encode_target, read_frame, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,8 @@ MAX_QUEUED_ROWS = 1_000_000
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 RESTART_DELAY_S = 2.0
 STOP_TIMEOUT_S = 30.0
-_SPAWN = multiprocessing.get_context("spawn")
+# The directory holding the ``backend`` package, for the writer's ``python -m``.
+_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +96,8 @@ class PredictionLog:
         self._appended_total = 0
         self._acked_total = 0
         self._next_seq = 1
-        self._process: Any = None
-        self._connection: Connection | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._connection: BinaryIO | None = None
         self._writer_died = False
         self._sender: threading.Thread | None = None
 
@@ -172,10 +176,8 @@ class PredictionLog:
         self._sender.join(timeout=STOP_TIMEOUT_S)
         self._sender = None
         if self._process is not None:
-            self._process.join(timeout=STOP_TIMEOUT_S)
-            if self._process.is_alive():
-                log.error("prediction log writer did not stop; terminating it")
-                self._process.terminate()
+            self._close_pipe()
+            self._wait_for_writer(STOP_TIMEOUT_S)
             self._process = None
         left = self._pending_rows + self._unacked_rows
         if left:
@@ -184,21 +186,46 @@ class PredictionLog:
     # -------------------------------------------------------------- sender thread
 
     def _start_writer(self) -> None:
-        parent_end, child_end = _SPAWN.Pipe(duplex=True)
-        process = _SPAWN.Process(
-            target=run_writer,
-            args=(child_end, self.target),
-            name="servedeck-prediction-log",
-            daemon=False,  # it must outlive a killed server long enough to write what it has
+        self._close_pipe()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            part for part in (_SOURCE_ROOT, env.get("PYTHONPATH")) if part
         )
-        process.start()
-        child_end.close()
+        # Not daemonic and in its own process group: after a kill -9 of the server it still
+        # writes what it was handed; a Ctrl+C in the terminal reaches it through the server.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "backend.serving.log_writer"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        assert process.stdin is not None and process.stdout is not None
         self._process = process
-        self._connection = parent_end
+        self._connection = cast(BinaryIO, process.stdin)
         self._writer_died = False
+        self._send(b"T", 0, encode_target(self.target))
         threading.Thread(
-            target=self._read_acks, args=(parent_end,), name="prediction-log-acks", daemon=True
+            target=self._read_acks,
+            args=(process.stdin, process.stdout),
+            name="prediction-log-acks",
+            daemon=True,
         ).start()
+
+    def _close_pipe(self) -> None:
+        # Only the sender thread (or stop, after it ended) closes: never under a running write.
+        if self._process is not None and self._process.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._process.stdin.close()
+
+    def _wait_for_writer(self, timeout_s: float) -> None:
+        assert self._process is not None
+        try:
+            self._process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            log.error("prediction log writer did not stop; terminating it")
+            self._process.kill()
+            self._process.wait()
 
     def _send_loop(self) -> None:
         while True:
@@ -224,7 +251,7 @@ class PredictionLog:
             self._unacked.extend(messages)
             self._unacked_rows += rows
         for message in messages:
-            if not self._send(b"R" + message.seq.to_bytes(8, "big") + message.payload):
+            if not self._send(b"R", message.seq, message.payload):
                 return  # the writer died: the ack reader saw it and the rows are still kept
 
     def _into_messages(self, frames: list[tuple[bytes, int]]) -> list[_Message]:
@@ -248,13 +275,13 @@ class PredictionLog:
         self._next_seq += 1
         return _Message(seq, b"\n".join(frames), rows)
 
-    def _send(self, message: bytes) -> bool:
+    def _send(self, kind: bytes, seq: int = 0, payload: bytes = b"") -> bool:
         connection = self._connection
         if connection is None:
             return False
         try:
-            connection.send_bytes(message)
-        except OSError:
+            write_frame(connection, kind, seq, payload)
+        except (OSError, ValueError):
             return False
         return True
 
@@ -262,31 +289,34 @@ class PredictionLog:
         self.writer_restarts += 1
         log.error("prediction log writer died; restarting it (%d)", self.writer_restarts)
         if self._process is not None:
-            self._process.join(timeout=1)
+            self._wait_for_writer(1.0)
         time.sleep(RESTART_DELAY_S if self.writer_restarts > 1 else 0)
         self._start_writer()
         with self._lock:
             again = list(self._unacked)
         for message in again:
-            if not self._send(b"R" + message.seq.to_bytes(8, "big") + message.payload):
+            if not self._send(b"R", message.seq, message.payload):
                 return
 
     # -------------------------------------------------------------- ack reader thread
 
-    def _read_acks(self, connection: Connection) -> None:
+    def _read_acks(self, connection: BinaryIO, acks: BinaryIO) -> None:
         while True:
             try:
-                message = connection.recv_bytes()
-            except (EOFError, OSError):
+                frame = read_frame(acks)
+            except (OSError, ValueError):
+                frame = None
+            if frame is None:
                 break
-            if message[:1] == b"A":
-                self._acknowledge(int.from_bytes(message[1:9], "big"))
-            elif message[:1] == b"!":
-                log.error("prediction log write failed: %s", message[1:].decode(errors="replace"))
+            kind, seq, payload = frame
+            if kind == b"A":
+                self._acknowledge(seq)
+            elif kind == b"!":
+                log.error("prediction log write failed: %s", payload.decode(errors="replace"))
                 with self._lock:
                     self.failed_flushes += 1
                     self._changed.notify_all()
-        connection.close()
+        acks.close()
         with self._lock:
             if not self._stopping and connection is self._connection:
                 self._writer_died = True
