@@ -301,3 +301,56 @@ class PredictionRecord(BaseModel):
 
 class PredictionPage(BaseModel):
     predictions: list[PredictionRecord]
+
+
+# ---------------------------------------------------------------- live monitoring
+
+# What the serving path did with a prediction. Only "answered" occurs until the guards
+# (abstain, fallback, hold-out) land; the wire format has room for them now.
+Decision = Literal["answered", "abstained", "fallback", "held_out"]
+DECISIONS: tuple[Decision, ...] = ("answered", "abstained", "fallback", "held_out")
+
+
+class PredictionEvent(BaseModel):
+    """One prediction as the live feed shows it (one row of a request)."""
+
+    seq: int
+    request_id: str
+    row: int
+    created_at: float
+    model: str
+    version: str
+    route: str
+    decision: Decision
+    # The predicted class or value, and for classifiers the probability of that class.
+    top_output: Any
+    confidence: float | None
+    latency_ms: float
+    entity_id: str | None
+    features: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+class PredictionEventBatch(BaseModel):
+    """The data of one server-sent ``predictions`` event."""
+
+    events: list[PredictionEvent]
+    # Events the client missed because it resumed after the feed had moved past them.
+    missed: int = 0
+
+
+class LiveSeries(BaseModel):
+    """Per-bucket live statistics, oldest bucket first; complete buckets only."""
+
+    model: str | None
+    resolution_s: int
+    starts: list[float]
+    requests: list[int]
+    latency_p50_ms: list[float | None]
+    latency_p95_ms: list[float | None]
+    latency_p99_ms: list[float | None]
+    # Per bucket, counts of top-class confidence in equal bins over [0, 1].
+    confidence_bins: int
+    confidence: list[list[int]]
+    # Per decision, rows per bucket.
+    decisions: dict[str, list[int]]

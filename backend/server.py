@@ -103,4 +103,20 @@ def serve(
         settings.server_info_file.unlink(missing_ok=True)
 
     app = create_app(workspace=workspace, on_ready=announce, on_stop=retire)
-    uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
+    _StreamClosingServer(uvicorn.Config(app, **common), app).run(sockets=[sock])
+
+
+class _StreamClosingServer(uvicorn.Server):
+    """Ends open event streams when asked to stop.
+
+    uvicorn waits for open responses before it shuts down; an event stream never ends by
+    itself, so without this every stop with a console attached would wait for the timeout.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI):
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self._app.state.serving.feed.close()
+        super().handle_exit(sig, frame)

@@ -32,7 +32,24 @@ PROTECTED = [
     ("POST", "/api/v1/feedback"),
     ("GET", "/api/v1/tokens"),
     ("GET", "/api/v1/whoami"),
+    ("GET", "/api/v1/events/predictions"),
+    ("GET", "/api/v1/monitor/live"),
 ]
+PUBLIC = {"/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs", "/redoc"}
+
+
+def test_the_protected_list_covers_every_route(client: TestClient) -> None:
+    paths = {getattr(route, "path", "") for route in client.app.routes}  # type: ignore[attr-defined]
+    listed = {path for _, path in PROTECTED}
+    # Routes with parameters are listed with example values: compare their fixed prefixes.
+    uncovered = [
+        path
+        for path in paths - PUBLIC
+        if path
+        and not path.startswith("/docs/")
+        and not any(p.startswith(path.split("{")[0].rstrip("/")) for p in listed)
+    ]
+    assert not uncovered, f"routes missing from PROTECTED: {uncovered}"
 
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED)

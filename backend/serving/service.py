@@ -12,6 +12,8 @@ from typing import Any
 
 from backend.auth.tokens import Principal, check_constraints, require
 from backend.errors import NotFound, ServeDeckError
+from backend.monitoring.feed import MAX_ROWS_PER_REQUEST, PredictionFeed
+from backend.monitoring.live_stats import LiveStats
 from backend.registry import LoadedVersion, Prediction, Registry
 from backend.serving.batcher import MicroBatcher
 from backend.serving.prediction_log import LoggedPrediction, PredictionLog
@@ -56,6 +58,8 @@ class ServingService:
         self.settings = settings
         self.registry = registry
         self.prediction_log = prediction_log
+        self.feed = PredictionFeed()
+        self.live_stats = LiveStats()
         # One model thread: sklearn calls hold the GIL for most of their time, so more threads
         # would only contend; batching is what raises throughput.
         self._model_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
@@ -234,24 +238,45 @@ class ServingService:
     ) -> None:
         now = time.time()
         probabilities = prediction.probabilities
-        self.prediction_log.append(
+        logged = [
+            LoggedPrediction(
+                request_id=request_id,
+                row_index=i,
+                created_at=now,
+                model=model,
+                version=version,
+                route=route,
+                entity_id=entity_ids[i] if i < len(entity_ids) else None,
+                features=row,
+                outputs={
+                    "predict": prediction.labels[i],
+                    "predict_proba": probabilities[i] if probabilities else None,
+                },
+                latency_ms=latency_ms,
+                token_name=token_name,
+            )
+            for i, row in enumerate(rows)
+        ]
+        self.prediction_log.append(logged)
+        confidences = [max(p) for p in probabilities] if probabilities else [None] * len(rows)
+        self.live_stats.record(model, now, latency_ms, confidences)
+        self.feed.publish(
             [
-                LoggedPrediction(
-                    request_id=request_id,
-                    row_index=i,
-                    created_at=now,
-                    model=model,
-                    version=version,
-                    route=route,
-                    entity_id=entity_ids[i] if i < len(entity_ids) else None,
-                    features=row,
-                    outputs={
-                        "predict": prediction.labels[i],
-                        "predict_proba": probabilities[i] if probabilities else None,
-                    },
-                    latency_ms=latency_ms,
-                    token_name=token_name,
-                )
-                for i, row in enumerate(rows)
+                {
+                    "request_id": request_id,
+                    "row": item.row_index,
+                    "created_at": now,
+                    "model": model,
+                    "version": version,
+                    "route": route,
+                    "decision": "answered",
+                    "top_output": item.outputs["predict"],
+                    "confidence": confidences[item.row_index],
+                    "latency_ms": latency_ms,
+                    "entity_id": item.entity_id,
+                    "features": item.features,
+                    "outputs": item.outputs,
+                }
+                for item in logged[:MAX_ROWS_PER_REQUEST]
             ]
         )

@@ -1,0 +1,85 @@
+"""Live monitoring: the prediction event stream (server-sent events) and live statistics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+import orjson
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+
+from backend.api.deps import CurrentPrincipal, CurrentServing
+from backend.api.oip import ERRORS
+from backend.auth.tokens import require
+from backend.monitoring.feed import PredictionFeed
+from backend.schemas import LiveSeries
+
+router = APIRouter(prefix="/api/v1", tags=["Monitoring"], responses=ERRORS)
+
+KEEPALIVE_S = 15.0
+# Events are gathered this long before being sent: at hundreds of predictions per second a
+# message per prediction would cost the console more than the predictions themselves.
+BATCH_WINDOW_S = 0.1
+
+
+@router.get(
+    "/events/predictions",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "an event stream"}},
+)
+async def prediction_events(
+    principal: CurrentPrincipal,
+    serving: CurrentServing,
+    model: Annotated[str | None, Query(description="only this model's predictions")] = None,
+    last_event_id: Annotated[str | None, Header(description="resume after this event")] = None,
+) -> StreamingResponse:
+    """Recent and new predictions as server-sent events (``event: predictions``).
+
+    Each message's data is a ``PredictionEventBatch``; its ``id`` resumes the stream (the
+    ``Last-Event-ID`` header). A new subscriber first gets up to 500 recent predictions.
+    A ``: keep-alive`` comment is sent every 15 s.
+    """
+    require(principal, "read_predictions")
+    feed = serving.feed
+    return StreamingResponse(
+        _stream(feed, model, feed.resume_after(last_event_id)),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _stream(feed: PredictionFeed, model: str | None, position: int) -> AsyncIterator[bytes]:
+    yield b"retry: 2000\n\n"
+    while not feed.closed:
+        events, missed, position = feed.since(position, model)
+        if events or missed:
+            data = orjson.dumps({"events": events, "missed": missed})
+            yield b"id: %s\nevent: predictions\ndata: %s\n\n" % (
+                feed.event_id(position).encode(),
+                data,
+            )
+            await asyncio.sleep(BATCH_WINDOW_S)
+            continue
+        if not events:
+            await feed.wait(KEEPALIVE_S)
+            if not feed.closed and feed.since(position, model)[2] == position:
+                yield b": keep-alive\n\n"
+
+
+@router.get("/monitor/live", response_model=LiveSeries)
+async def live_series(
+    principal: CurrentPrincipal,
+    serving: CurrentServing,
+    resolution: Annotated[Literal[1, 60], Query(description="bucket length in seconds")] = 1,
+    since: Annotated[float | None, Query(description="only buckets after this time")] = None,
+    model: Annotated[str | None, Query(description="one model (default: all)")] = None,
+) -> LiveSeries:
+    """Requests, latency percentiles, confidence and decisions per bucket.
+
+    One-second buckets cover the last hour, one-minute buckets the last day. Kept in memory
+    by each serving process since it started.
+    """
+    require(principal, "read_predictions")
+    return serving.live_stats.series(resolution, since, model)

@@ -1,0 +1,1 @@
+"""Monitoring: the live prediction feed and the live per-second statistics."""

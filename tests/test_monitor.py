@@ -1,0 +1,158 @@
+"""Live monitoring: the prediction event stream and the live statistics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from fastapi.testclient import TestClient
+
+from backend.monitoring.live_stats import LiveStats
+from backend.workspace import Workspace
+from tests.conftest import make_settings
+from tests.helpers import TOY_ROW, ServerProcess, register_toy_models, start_server
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
+    workspace = Workspace.open(make_settings(tmp_path))
+    register_toy_models(workspace)
+    token = workspace.admin_token()
+    workspace.close()
+    process = start_server(tmp_path)
+    yield process, token
+    process.stop()
+
+
+def _predict(url: str, token: str, n: int, entity: str) -> list[str]:
+    ids = []
+    for i in range(n):
+        response = requests.post(
+            f"{url}/v1/models/toy:predict",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"instances": [TOY_ROW], "entity_id": f"{entity}-{i}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        ids.append(response.json()["request_id"])
+    return ids
+
+
+def _read_events(
+    url: str, token: str, want: int, last_event_id: str | None = None
+) -> tuple[list[dict], str, int]:
+    """Events until `want` arrived: (events, the last event id, missed)."""
+    import orjson
+
+    headers = {"Authorization": f"Bearer {token}"}
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    events: list[dict] = []
+    missed = 0
+    event_id = ""
+    with requests.get(
+        f"{url}/api/v1/events/predictions", headers=headers, stream=True, timeout=(5, 20)
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines(decode_unicode=True):
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("data: "):
+                batch = orjson.loads(line[6:])
+                events.extend(batch["events"])
+                missed += batch["missed"]
+                if len(events) >= want:
+                    break
+    return events, event_id, missed
+
+
+def test_stream_shows_predictions_and_resumes(server: tuple[ServerProcess, str]) -> None:
+    process, token = server
+    received: list[tuple[list[dict], str, int]] = []
+    reader = threading.Thread(target=lambda: received.append(_read_events(process.url, token, 3)))
+    reader.start()
+    ids = _predict(process.url, token, 3, "first")
+    reader.join(timeout=30)
+    events, last_id, missed = received[0]
+    assert [e["request_id"] for e in events] == ids and missed == 0
+    first = events[0]
+    assert first["model"] == "toy" and first["decision"] == "answered"
+    assert first["entity_id"] == "first-0" and first["features"] == TOY_ROW
+    probabilities = first["outputs"]["predict_proba"]
+    assert first["confidence"] == pytest.approx(max(probabilities))
+    assert first["top_output"] == first["outputs"]["predict"]
+
+    # Resuming after the last id gets only what came later.
+    later = _predict(process.url, token, 2, "second")
+    resumed, _, missed = _read_events(process.url, token, 2, last_event_id=last_id)
+    assert [e["request_id"] for e in resumed] == later and missed == 0
+
+
+def test_a_server_with_an_open_stream_stops_promptly(server: tuple[ServerProcess, str]) -> None:
+    process, token = server
+    response = requests.get(
+        f"{process.url}/api/v1/events/predictions",
+        headers={"Authorization": f"Bearer {token}"},
+        stream=True,
+        timeout=(5, 30),
+    )
+    assert response.status_code == 200
+    started = time.monotonic()
+    process.stop()
+    assert time.monotonic() - started < 5
+    response.close()
+
+
+def test_stream_needs_a_reading_role(client: TestClient, workspace: Workspace) -> None:
+    token = workspace.tokens.create("app", "client", models=["toy"])
+    response = client.get(
+        "/api/v1/events/predictions", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 403
+
+
+def test_live_series_buckets() -> None:
+    stats = LiveStats()
+    start = 1_700_000_000.0
+    for second in range(3):
+        for i in range(10):
+            stats.record("fraud", start + second + 0.01 * i, 1.0 + i, [0.55, 0.95])
+    stats.record("other", start + 1, 500.0, [None])
+    series = stats.series(1, now=start + 3.5, model="fraud")
+    tail = slice(-3, None)
+    assert series.starts[tail] == [start, start + 1, start + 2]
+    assert series.requests[tail] == [10, 10, 10]
+    assert series.decisions["answered"][tail] == [20, 20, 20]
+    # Latencies 1..10 ms: the median is near 5 ms, p99 near 10 ms (histogram resolution).
+    assert 4.5 <= series.latency_p50_ms[-1] <= 6.5
+    assert 9.5 <= series.latency_p99_ms[-1] <= 12
+    assert series.confidence[-1][11] == 10 and series.confidence[-1][19] == 10
+    # All models together; only buckets after `since`; the open bucket is never sent.
+    both = stats.series(1, since=start, now=start + 3.5)
+    assert both.starts == [start + 1, start + 2] and both.requests == [11, 10]
+    assert stats.series(60, now=start + 3.5).requests == [0] * 1439
+    minute = stats.series(60, now=start + 120)
+    assert sum(minute.requests) == 31
+
+
+def test_live_series_over_http(client: TestClient, admin_headers: dict[str, str]) -> None:
+    for _ in range(5):
+        assert client.post(
+            "/v1/models/toy:predict", headers=admin_headers, json={"instances": [TOY_ROW]}
+        ).is_success
+    deadline = time.monotonic() + 5
+    total = 0
+    while total < 5 and time.monotonic() < deadline:  # the current second is still open
+        series = client.get(
+            "/api/v1/monitor/live", headers=admin_headers, params={"model": "toy"}
+        ).json()
+        total = sum(series["requests"])
+        time.sleep(0.2)
+    assert total == 5
+    bad = client.get("/api/v1/monitor/live", headers=admin_headers, params={"resolution": 7})
+    assert bad.status_code == 422 and "resolution" in bad.json()["field"]
