@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, Query
@@ -13,7 +13,9 @@ from fastapi.responses import StreamingResponse
 from backend.api.deps import CurrentPrincipal, CurrentServing
 from backend.api.oip import ERRORS
 from backend.auth.tokens import require
+from backend.errors import InputError
 from backend.monitoring.feed import PredictionFeed
+from backend.monitoring.live_stats import RESOLUTIONS
 from backend.schemas import LiveSeries
 
 router = APIRouter(prefix="/api/v1", tags=["Monitoring"], responses=ERRORS)
@@ -72,7 +74,7 @@ async def _stream(feed: PredictionFeed, model: str | None, position: int) -> Asy
 async def live_series(
     principal: CurrentPrincipal,
     serving: CurrentServing,
-    resolution: Annotated[Literal[1, 60], Query(description="bucket length in seconds")] = 1,
+    resolution: Annotated[int, Query(description="bucket length in seconds: 1 or 60")] = 1,
     since: Annotated[float | None, Query(description="only buckets after this time")] = None,
     model: Annotated[str | None, Query(description="one model (default: all)")] = None,
 ) -> LiveSeries:
@@ -82,4 +84,6 @@ async def live_series(
     by each serving process since it started.
     """
     require(principal, "read_predictions")
+    if resolution not in RESOLUTIONS:
+        raise InputError(f"must be one of {sorted(RESOLUTIONS)} (seconds)", "resolution")
     return serving.live_stats.series(resolution, since, model)
