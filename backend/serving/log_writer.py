@@ -8,9 +8,9 @@ it starts in tens of milliseconds.
 
 Wire protocol: frames of ``kind (1 byte) + seq (8 bytes) + length (4 bytes) + payload``.
 - parent -> child on stdin: ``T`` (first frame) with the JSON ``WriterTarget``; ``R`` with
-  newline-joined JSON arrays of row arrays (column order of ``COLUMNS``; an empty payload is
-  a barrier); ``Q`` to write what it has and exit. End of input (the parent died) also stops
-  it, after writing what it has.
+  newline-joined JSON arrays of row arrays (column order of ``COLUMNS``, features and outputs
+  already JSON text; an empty payload is a barrier); ``Q`` to write what it has and exit.
+  End of input (the parent died) also stops it, after writing what it has.
 - child -> parent on stdout: ``A`` once everything up to ``seq`` is committed; ``!`` with the
   reason when a write failed (the rows are kept and retried).
 """
@@ -26,7 +26,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
@@ -38,8 +38,6 @@ COLUMNS = (
     "request_id, row_index, created_at, model, version, route, entity_id, features, outputs, "
     "latency_ms, token_name"
 )
-FEATURES_COLUMN = 7
-OUTPUTS_COLUMN = 8
 RETRY_DELAY_S = 2.0
 # When the parent is gone or asks to stop, keep trying a down store this long before giving up.
 FINAL_RETRY_BUDGET_S = 20.0
@@ -107,7 +105,7 @@ def run_writer(inbox: BinaryIO, outbox: BinaryIO, writer: RowWriter) -> None:
             if frame[0] == b"R":
                 last_seq = frame[1]
                 for chunk in frame[2].split(b"\n") if frame[2] else ():
-                    rows.extend(_as_text_rows(orjson.loads(chunk)))
+                    rows.extend(orjson.loads(chunk))
             try:
                 frame = frames.get_nowait()
             except queue.Empty:
@@ -158,15 +156,6 @@ def _open_writer(target: WriterTarget) -> RowWriter:
     if target.dialect == "postgresql":
         return _postgres_writer(target.location)
     raise ValueError(f"unsupported prediction log store {target.dialect!r}")
-
-
-def _as_text_rows(rows: Iterable[Row]) -> Iterable[Row]:
-    # Features and outputs arrive as JSON values inside the row; the columns store JSON text.
-    dumps = orjson.dumps
-    for row in rows:
-        row[FEATURES_COLUMN] = dumps(row[FEATURES_COLUMN]).decode()
-        row[OUTPUTS_COLUMN] = dumps(row[OUTPUTS_COLUMN]).decode()
-        yield row
 
 
 def _sqlite_writer(path: str) -> RowWriter:

@@ -112,7 +112,11 @@ class PredictionLog:
         return self._pending_rows + self._unacked_rows + rows <= self.max_queued_rows
 
     def append(self, rows: list[LoggedPrediction]) -> None:
-        frame = orjson.dumps(
+        # Features and outputs are encoded here as the JSON text the columns store, so the
+        # writer only splits rows and never re-encodes them.
+        dumps = orjson.dumps
+        numpy = orjson.OPT_SERIALIZE_NUMPY
+        frame = dumps(
             [
                 (
                     row.request_id,
@@ -122,14 +126,13 @@ class PredictionLog:
                     row.version,
                     row.route,
                     row.entity_id,
-                    row.features,
-                    row.outputs,
+                    dumps(row.features, option=numpy).decode(),
+                    dumps(row.outputs, option=numpy).decode(),
                     row.latency_ms,
                     row.token_name,
                 )
                 for row in rows
-            ],
-            option=orjson.OPT_SERIALIZE_NUMPY,
+            ]
         )
         with self._lock:
             self._pending.append((frame, len(rows)))
