@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?=
 
-.PHONY: setup run test lint bench lock clean
+.PHONY: setup run serve-demo test lint bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP)
 
-## Build the demo workspace (once) and serve it with live simulated traffic.
+## Open the console on the embedded backend with the demo workspace and live traffic.
 run: setup
+	$(BIN)/servedeck --demo $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+## The same without a screen: serve the demo and print its address and token.
+serve-demo: setup
 	$(BIN)/servedeck-server demo --serve --rate 20 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 lint: setup

@@ -1,6 +1,5 @@
 """ServeDeck desktop console (PySide6 + pyqtgraph).
 
-The console arrives with issue 3; this package exists now so that the layering
-contract in pyproject.toml (backend never imports the console, the console reaches
-the backend only through ``backend.schemas`` and HTTP) is enforced from day one.
+Pages never touch the network: they ask ``tasks.TaskRunner`` to run a ``client.ApiClient``
+call in the background and get the result back as a Qt signal on the UI thread.
 """

@@ -1,0 +1,213 @@
+"""The console's only way to the backend: HTTP over requests, free of Qt.
+
+Every call returns the wire types of ``backend.schemas`` or raises ``ApiError`` (the backend
+answered with an error) or ``BackendUnreachable`` (no answer at all). Calls block: the console
+runs them through its background-work helper, never on the UI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from pydantic import BaseModel, ValidationError
+
+from backend.schemas import (
+    InferResponse,
+    LiveSeries,
+    ModelInfo,
+    ModelList,
+    PredictionEventBatch,
+    PredictionPage,
+    PredictionRecord,
+    WhoAmI,
+)
+
+T = TypeVar("T", bound=BaseModel)
+DEFAULT_TIMEOUT_S = 5.0
+# The stream sends a keep-alive comment every 15 s; twice that without a byte means it is gone.
+STREAM_READ_TIMEOUT_S = 35.0
+
+
+class ApiError(Exception):
+    """The backend answered with an error status; ``field`` names the offending input."""
+
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+class BackendUnreachable(ApiError):
+    def __init__(self, message: str):
+        super().__init__(0, message)
+
+
+@dataclass(frozen=True)
+class StreamMessage:
+    event_id: str
+    batch: PredictionEventBatch
+
+
+class ApiClient:
+    def __init__(self, base_url: str, token: str, timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._token = token
+        # requests.Session is not documented as thread-safe: one per thread.
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ calls
+
+    def is_live(self) -> bool:
+        try:
+            response = self._session().get(
+                f"{self.base_url}/v2/health/live", timeout=self.timeout_s
+            )
+        except requests.RequestException:
+            return False
+        return response.ok
+
+    def whoami(self) -> WhoAmI:
+        return self._get("/api/v1/whoami", WhoAmI)
+
+    def models(self) -> list[ModelInfo]:
+        return self._get("/api/v1/models", ModelList).models
+
+    def model(self, name: str) -> ModelInfo:
+        return self._get(f"/api/v1/models/{name}", ModelInfo)
+
+    def infer(self, model: str, version: str, inputs: list[dict[str, Any]]) -> InferResponse:
+        """One Open Inference Protocol request to an explicit version."""
+        return self._request(
+            "POST",
+            f"/v2/models/{model}/versions/{version}/infer",
+            InferResponse,
+            json={"inputs": inputs},
+        )
+
+    def logged_predictions(self, request_id: str) -> list[PredictionRecord]:
+        """The logged rows of one request, with their labels if any arrived."""
+        page = self._get("/api/v1/predictions", PredictionPage, params={"request_id": request_id})
+        return page.predictions
+
+    def live_series(
+        self, resolution_s: int, since: float | None = None, model: str | None = None
+    ) -> LiveSeries:
+        params: dict[str, Any] = {"resolution": resolution_s}
+        if since is not None:
+            params["since"] = since
+        if model:
+            params["model"] = model
+        return self._get("/api/v1/monitor/live", LiveSeries, params=params)
+
+    def stream_predictions(
+        self, last_event_id: str | None, stop: threading.Event
+    ) -> Iterator[StreamMessage]:
+        """Server-sent events from the live prediction feed, resuming after last_event_id.
+
+        Ends when ``stop`` is set (checked between messages and keep-alives) or the server
+        closes the stream; raises BackendUnreachable when the connection fails.
+        """
+        headers = self._headers()
+        headers["Accept"] = "text/event-stream"
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        try:
+            response = requests.get(
+                f"{self.base_url}/api/v1/events/predictions",
+                headers=headers,
+                stream=True,
+                timeout=(self.timeout_s, STREAM_READ_TIMEOUT_S),
+            )
+        except requests.RequestException as exc:
+            raise BackendUnreachable(_describe(exc)) from exc
+        with response:
+            if not response.ok:
+                raise _error_from(response)
+            try:
+                for event_id, data in _parse_sse(response.iter_lines(decode_unicode=True), stop):
+                    yield StreamMessage(event_id, PredictionEventBatch.model_validate_json(data))
+            except requests.RequestException as exc:
+                raise BackendUnreachable(_describe(exc)) from exc
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def _get(self, path: str, model: type[T], params: dict[str, Any] | None = None) -> T:
+        return self._request("GET", path, model, params=params)
+
+    def _request(self, method: str, path: str, model: type[T], **kwargs: Any) -> T:
+        try:
+            response = self._session().request(
+                method,
+                f"{self.base_url}{path}",
+                headers=self._headers(),
+                timeout=self.timeout_s,
+                **kwargs,
+            )
+        except requests.RequestException as exc:
+            raise BackendUnreachable(_describe(exc)) from exc
+        if not response.ok:
+            raise _error_from(response)
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ApiError(
+                response.status_code, f"unexpected answer from the backend: {exc}"
+            ) from exc
+
+
+def _describe(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "the backend did not answer in time"
+    if isinstance(exc, requests.ConnectionError):
+        return "cannot reach the backend"
+    return str(exc)
+
+
+def _error_from(response: requests.Response) -> ApiError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "error" in body:
+        return ApiError(response.status_code, str(body["error"]), body.get("field"))
+    return ApiError(response.status_code, f"HTTP {response.status_code}: {response.reason}")
+
+
+def _parse_sse(lines: Iterator[str], stop: threading.Event) -> Iterator[tuple[str, str]]:
+    """(event id, data) of each ``predictions`` message; comments are keep-alives."""
+    event_id = ""
+    kind = "message"
+    data: list[str] = []
+    for line in lines:
+        if stop.is_set():
+            return
+        if not line:
+            if data and kind == "predictions":
+                yield event_id, "\n".join(data)
+            kind, data = "message", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "id":
+            event_id = value
+        elif name == "event":
+            kind = value
+        elif name == "data":
+            data.append(value)

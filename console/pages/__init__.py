@@ -1,0 +1,13 @@
+"""The console's pages, in navigation order; each is one module."""
+
+from __future__ import annotations
+
+from console.pages.base import Page
+from console.pages.live import LivePage
+from console.pages.models import ModelsPage
+
+PAGES: tuple[type[Page], ...] = (LivePage, ModelsPage)
+
+
+def pages_for(role: str) -> list[type[Page]]:
+    return [page for page in PAGES if role in page.roles]

@@ -1,0 +1,623 @@
+"""The "Try it" panel: a form built from a version's signature, one OIP request, the answer.
+
+Numeric editors accept values outside a feature's declared range on purpose: the backend
+validates, and the panel is there to show what it says; the range is shown beside instead.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import json
+import math
+import re
+import shlex
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QGuiApplication,
+    QKeySequence,
+    QPainter,
+    QPaintEvent,
+    QPen,
+)
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from backend.schemas import FeatureSpec, InferResponse, ModelVersionInfo
+from console.client import ApiError, BackendUnreachable
+from console.context import ConsoleContext
+from console.resources import colour
+
+# One tensor per feature: the OIP datatype that carries each feature type.
+DATATYPES = dict(float="FP64", int="INT64", bool="BOOL", category="BYTES", string="BYTES")
+# Wide enough to type anything a model could plausibly see, including out-of-range values.
+FLOAT_LIMIT = 1e12
+INT_LIMIT = 2**31 - 1
+FLOAT_DECIMALS = 15
+
+TYPE_WORDS = dict(
+    float="a number (decimals allowed)",
+    int="a whole number",
+    bool="yes or no (true/false)",
+    category="one value from a fixed list",
+    string="free text",
+)
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.6g}"
+
+
+def range_text(spec: FeatureSpec) -> str:
+    """The declared range of a numeric feature in words: "0 – 10,000", "≥ 0", "any value"."""
+    if spec.min is not None and spec.max is not None:
+        return f"{_number(spec.min)} – {_number(spec.max)}"
+    if spec.min is not None:
+        return f"≥ {_number(spec.min)}"
+    if spec.max is not None:
+        return f"≤ {_number(spec.max)}"
+    return "any value"
+
+
+def feature_of(field: str | None, names: Iterable[str]) -> str | None:
+    """The feature an error's ``field`` points at: ``inputs.rows[0].amount``, ``inputs[2](x)``."""
+    if not field:
+        return None
+    known = sorted(names, key=len, reverse=True)
+    match = re.search(r"\(([^()]*)\)", field)
+    if match and match.group(1) in known:
+        return match.group(1)
+    for name in known:
+        if field == name or field.endswith(f".{name}"):
+            return name
+    return None
+
+
+class FloatBox(QDoubleSpinBox):
+    """Many decimals, so an example is sent exactly as stored; shown as 120.5, not 120.50000."""
+
+    def textFromValue(self, value: float) -> str:
+        text = repr(float(value))  # the shortest text that reads back as the same number
+        if "e" in text:
+            text = f"{value:.{self.decimals()}f}".rstrip("0")
+        return text.removesuffix(".0").rstrip(".").replace(".", self.locale().decimalPoint())
+
+
+class _FitScroll(QScrollArea):
+    """As tall as the form it holds when there is room (so the buttons stay right under it);
+    it scrolls when there is not."""
+
+    def sizeHint(self) -> QSize:
+        inner = self.widget()
+        return super().sizeHint() if inner is None else inner.sizeHint() + QSize(4, 4)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        # The form's rows changed: the size wanted follows (the viewport has no layout to tell).
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
+
+
+class _Outline(QWidget):
+    """Holds an editor; outlines it in red (painted: a stylesheet flattens spin box arrows)."""
+
+    invalid = False
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if self.invalid:
+            painter = QPainter(self)
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            painter.setPen(QPen(QColor(colour("bad")), 2))
+            painter.drawRoundedRect(QRectF(self.rect()).adjusted(1, 1, -1, -1), 3, 3)
+
+
+class FeatureEditor:
+    """One feature's row in the form: its editor, a "send it" box if optional, a hint."""
+
+    def __init__(self, spec: FeatureSpec, on_change: Callable[[], None]):
+        self.spec = spec
+        self._on_change = on_change
+        self.editor = self._make_editor()
+        self.editor.setObjectName(f"feature-{spec.name}")
+        self.editor.setToolTip(self.describe())
+        self.editor.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.include: QCheckBox | None = None
+        self.hint = make_label(tip=self.describe(), name="muted")
+        self.hint.setMinimumWidth(110)
+        self.container = QWidget()
+        row = QHBoxLayout(self.container)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.frame = _Outline()
+        framed = QHBoxLayout(self.frame)
+        framed.setContentsMargins(2, 2, 2, 2)
+        framed.addWidget(self.editor)
+        row.addWidget(self.frame, 1)
+        if not spec.required:
+            self.include = QCheckBox("send")
+            self.include.setChecked(True)
+            self.include.setToolTip(
+                "Ticked: send this value. Unticked: leave this optional input out, and the model "
+                f"uses its default ({json.dumps(spec.default)})."
+            )
+            self.include.toggled.connect(self._on_include)
+            row.addWidget(self.include)
+        row.addWidget(self.hint)
+        self.label = QLabel(spec.name + ("" if spec.required else " (optional)"))
+        self.label.setToolTip(self.describe())
+        self.label.setBuddy(self.editor)
+        self.set_invalid(False)
+        self._update_hint()
+
+    def describe(self) -> str:
+        spec = self.spec
+        lines = [f"<b>{spec.name}</b>: {TYPE_WORDS[spec.type]}."]
+        if spec.description:
+            lines.append(spec.description)
+        if spec.type in ("float", "int"):
+            lines.append(
+                f"Allowed range: {range_text(spec)}. You may type a value outside it to "
+                "see how the backend refuses it."
+            )
+        if spec.categories:
+            lines.append("Allowed values: " + ", ".join(spec.categories) + ".")
+        if not spec.required:
+            lines.append(f"Optional; when left out the model uses {json.dumps(spec.default)}.")
+        return "<br>".join(lines)
+
+    # ---------------------------------------------------------------- editors
+
+    def _make_editor(self) -> QWidget:
+        spec = self.spec
+        if spec.type == "float":
+            box = FloatBox()
+            box.setDecimals(FLOAT_DECIMALS)
+            box.setRange(-FLOAT_LIMIT, FLOAT_LIMIT)
+            box.setStepType(QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
+            box.valueChanged.connect(self._changed)
+            return box
+        if spec.type == "int":
+            spin = QSpinBox()
+            spin.setRange(-INT_LIMIT, INT_LIMIT)
+            spin.setGroupSeparatorShown(False)
+            spin.valueChanged.connect(self._changed)
+            return spin
+        if spec.type == "bool":
+            check = QCheckBox("false")
+            check.toggled.connect(lambda on: check.setText("true" if on else "false"))
+            check.toggled.connect(self._changed)
+            return check
+        if spec.type == "category":
+            combo = QComboBox()
+            # Editable, so that a value outside the list can be sent to see the backend refuse it.
+            combo.setEditable(True)
+            combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+            combo.addItems(spec.categories or [])
+            combo.currentTextChanged.connect(self._changed)
+            return combo
+        line = QLineEdit()
+        line.setPlaceholderText("text")
+        line.textChanged.connect(self._changed)
+        return line
+
+    def _changed(self, *_args: Any) -> None:
+        self.set_invalid(False)
+        self._update_hint()
+        self._on_change()
+
+    def _on_include(self, on: bool) -> None:
+        self.editor.setEnabled(on)
+        self._changed()
+
+    def _update_hint(self) -> None:
+        """The declared range (or the type), turned into a warning when the value leaves it."""
+        spec, value = self.spec, self.value()
+        numeric = spec.type in ("float", "int")
+        low = -math.inf if spec.min is None else spec.min
+        high = math.inf if spec.max is None else spec.max
+        text = range_text(spec) if numeric else spec.type
+        warning = ""
+        if self.is_included() and numeric and not low <= value <= high:
+            warning = f"outside {text}"
+        elif self.is_included() and spec.categories and value not in spec.categories:
+            warning = "not one of the values"
+        self.hint.setText(warning or text)
+        self.hint.setStyleSheet(f"color: {colour('warn')}; font-weight: bold;" if warning else "")
+
+    # ---------------------------------------------------------------- values
+
+    def is_included(self) -> bool:
+        return self.include is None or self.include.isChecked()
+
+    def value(self) -> Any:
+        editor = self.editor
+        if isinstance(editor, QDoubleSpinBox):
+            return float(editor.value())
+        if isinstance(editor, QSpinBox):
+            return int(editor.value())
+        if isinstance(editor, QCheckBox):
+            return editor.isChecked()
+        if isinstance(editor, QComboBox):
+            return editor.currentText()
+        assert isinstance(editor, QLineEdit)
+        return editor.text()
+
+    def set_value(self, value: Any) -> None:
+        """Show ``value``; None leaves an optional feature out (and a required one at rest)."""
+        spec = self.spec
+        if self.include is not None:
+            self.include.setChecked(value is not None)
+        if value is None:
+            value = spec.default
+        editor, text = self.editor, "" if value is None else str(value)
+        if isinstance(editor, QDoubleSpinBox | QSpinBox):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                value = spec.min if spec.min is not None else 0
+            if isinstance(editor, QDoubleSpinBox):
+                editor.setValue(float(value))
+            else:
+                editor.setValue(max(-INT_LIMIT, min(INT_LIMIT, int(value))))
+        elif isinstance(editor, QCheckBox):
+            editor.setChecked(bool(value))
+        elif isinstance(editor, QComboBox):
+            editor.setCurrentText(text)
+        elif isinstance(editor, QLineEdit):
+            editor.setText(text)
+        self.set_invalid(False)
+        self._update_hint()
+
+    def tensor(self) -> dict[str, Any] | None:
+        """This feature as one OIP input tensor, or None when an optional feature is left out."""
+        if not self.is_included():
+            return None
+        return {
+            "name": self.spec.name,
+            "shape": [1],
+            "datatype": DATATYPES[self.spec.type],
+            "data": [self.value()],
+        }
+
+    def set_invalid(self, invalid: bool) -> None:
+        """Mark the editor the backend complained about with a red border."""
+        self.editor.setProperty("invalid", invalid)
+        self.frame.invalid = invalid
+        self.frame.update()
+
+
+class TryItPanel(QWidget):
+    """Send one row to one version and show its answer, or the backend's objection."""
+
+    def __init__(self, context: ConsoleContext, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.context = context
+        self.model_name = ""
+        self.version: ModelVersionInfo | None = None
+        self.editors: dict[str, FeatureEditor] = {}
+        self.highlighted_feature: str | None = None
+        self.last_response: InferResponse | None = None
+        self.last_error: Exception | None = None
+        self.in_flight = False
+        self._generation = 0
+        self._sent_at = 0.0
+
+        self.title = make_label(
+            "Try it",
+            "Send one made-up input to this exact version and see what it answers. "
+            "The request is real: it is served and logged like any other.",
+            scale=1.15,
+        )
+
+        self.form_box = QWidget()
+        self.form = QFormLayout(self.form_box)
+        self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.form_scroll = _FitScroll()
+        self.form_scroll.setWidgetResizable(True)
+        self.form_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.form_scroll.setWidget(self.form_box)
+        self.form_scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.form_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # Tab goes to the editors
+
+        self.send_button = make_button(
+            "Send", "Send these values to this version and show its answer (Ctrl+Enter).", self.send
+        )
+        self.send_button.setDefault(True)
+        self.send_button.setShortcut(QKeySequence("Ctrl+Return"))
+        self.reset_button = make_button(
+            "Reset to example",
+            "Put back the example input stored with this version when it was registered.",
+            self.reset_to_example,
+        )
+        self.copy_button = make_button(
+            "Copy as curl",
+            "Copy this request as a curl command, to reproduce it from a terminal. "
+            "The token is left out: set SERVEDECK_TOKEN first.",
+            self.copy_as_curl,
+        )
+        buttons = QHBoxLayout()
+        for button in (self.send_button, self.reset_button, self.copy_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+
+        self.status = make_label(name="muted", wrap=True)
+        self.error_label = make_label(name="error", wrap=True)
+        self.error_label.setStyleSheet(
+            f"background: {colour('error_bg')}; color: {colour('bad')}; "
+            f"border: 1px solid {colour('bad')}; border-radius: 4px; padding: 6px;"
+        )
+        self.error_label.hide()
+
+        self.result_box = QGroupBox("Answer")
+        self.result_box.setToolTip("What the version answered to the last input sent.")
+        self.result_title = make_label(scale=1.3)
+        self.result_meta = make_label(
+            tip="Which version answered, how long the round trip took, and the request id: "
+            "look the request up in the prediction log with it, or attach a label to it later.",
+            name="muted",
+            wrap=True,
+        )
+        self.probabilities = make_label(
+            tip="How likely the model thinks each class is, for this input. They add up to "
+            "100%; the predicted class is the most likely one."
+        )
+        result_layout = QVBoxLayout(self.result_box)
+        for part in (self.result_title, self.result_meta, self.probabilities):
+            result_layout.addWidget(part)
+        self.result_box.hide()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.title)
+        layout.addWidget(self.form_scroll)
+        layout.addLayout(buttons)
+        for widget in (self.status, self.error_label, self.result_box):
+            layout.addWidget(widget)
+        layout.addStretch(1)
+        self.set_version("", None)
+
+    # ---------------------------------------------------------------- version and form
+
+    def set_version(self, model_name: str, version: ModelVersionInfo | None) -> None:
+        """Build the form for ``version``; the same version again keeps what the user typed."""
+        if (
+            version is not None
+            and self.version is not None
+            and model_name == self.model_name
+            and version.version == self.version.version
+            and version.signature == self.version.signature
+        ):
+            self.version = version
+            return
+        self._generation += 1  # an answer still on its way belongs to the previous version
+        self.in_flight = False
+        self.model_name = model_name
+        self.version = version
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.editors, self.highlighted_feature = {}, None
+        self._clear_result()
+        has_version = version is not None
+        for button in (self.send_button, self.reset_button, self.copy_button):
+            button.setEnabled(has_version)
+        if version is None:
+            self.title.setText("Try it")
+            self.status.setText("Select a model version to try it.")
+            return
+        self.title.setText(f"Try it: {model_name}, version {version.version}")
+        for spec in version.signature:
+            editor = FeatureEditor(spec, self._on_edit)
+            self.editors[spec.name] = editor
+            self.form.addRow(editor.label, editor.container)
+        # The editors are created last, so they end the focus chain: move the buttons after
+        # them, so Tab goes through the form first, then Send, Reset, Copy.
+        last = [e.include or e.editor for e in self.editors.values()][-1:]
+        chain = [*last, self.send_button, self.reset_button, self.copy_button]
+        for first, second in itertools.pairwise(chain):
+            QWidget.setTabOrder(first, second)
+        self.reset_to_example()
+        self.status.setText(
+            "Edit the values and press Send. Hover over a name to see what it means."
+        )
+
+    def reset_to_example(self) -> None:
+        if self.version is None:
+            return
+        example = self.version.example_input
+        for name, editor in self.editors.items():
+            editor.set_value(example.get(name))
+        self._clear_error()
+
+    def build_inputs(self) -> list[dict[str, Any]]:
+        tensors = (editor.tensor() for editor in self.editors.values())
+        return [tensor for tensor in tensors if tensor is not None]
+
+    def _on_edit(self) -> None:
+        highlighted = self.editors.get(self.highlighted_feature or "")
+        if highlighted is not None and not highlighted.editor.property("invalid"):
+            self.highlighted_feature = None
+        if self.result_box.isVisible():
+            # The answer shown is for other values now: dim it until the next Send.
+            self.result_box.setEnabled(False)
+            self.result_box.setTitle("Answer to the previous values (press Send to update)")
+
+    # ---------------------------------------------------------------- sending
+
+    def send(self) -> None:
+        if self.version is None or self.in_flight:
+            return
+        model, version, inputs = self.model_name, self.version.version, self.build_inputs()
+        self._generation += 1
+        generation = self._generation
+        self.in_flight = True
+        self.send_button.setEnabled(False)
+        self._clear_error()
+        self.status.setText(f"Sending to {model} version {version}…")
+        self._sent_at = time.perf_counter()
+
+        def deliver(show: Callable[[Any], None]) -> Callable[[Any], None]:
+            def receive(value: Any) -> None:
+                if generation == self._generation:  # else: for a version no longer shown
+                    self.in_flight = False
+                    self.send_button.setEnabled(True)
+                    show(value)
+
+            return receive
+
+        self.context.tasks.run(
+            lambda: self.context.client.infer(model, version, inputs),
+            deliver(self._show_response),
+            deliver(self._show_error),
+        )
+
+    def _show_response(self, response: InferResponse) -> None:
+        self.last_response, self.last_error = response, None
+        elapsed_ms = (time.perf_counter() - self._sent_at) * 1000
+        outputs = {output.name: output.data for output in response.outputs}
+        predicted = (outputs.get("predict") or [None])[0]
+        parameters = response.parameters or {}
+        serving = parameters.get("serving_version", response.model_version)
+        request_id = parameters.get("request_id", response.id)
+        probabilities = outputs.get("predict_proba")
+        labels = (self.version.class_labels if self.version else None) or []
+        self.probabilities.hide()
+        if probabilities and labels and len(probabilities) == len(labels):
+            best = max(range(len(labels)), key=lambda i: probabilities[i])
+            self.result_title.setText(
+                f"Predicted class: {predicted}  ({float(probabilities[best]):.1%} probability)"
+            )
+            self._fill_probabilities(labels, probabilities, best)
+        elif isinstance(predicted, float):
+            self.result_title.setText(f"Predicted value: {predicted:,.6g}")
+        else:
+            self.result_title.setText(f"Prediction: {predicted}")
+        self.result_meta.setText(
+            f"Answered by version <b>{serving}</b> in {elapsed_ms:,.0f} ms · "
+            f"request id <code>{request_id}</code>"
+        )
+        self.status.setText("")
+        self.result_box.setEnabled(True)
+        self.result_box.setTitle("Answer")
+        self.result_box.show()
+
+    def _fill_probabilities(self, labels: list[Any], probabilities: list[Any], best: int) -> None:
+        """One row per class: its name, its probability, and a bar as long as the probability."""
+        rows = []
+        for row, (label, probability) in enumerate(zip(labels, probabilities, strict=True)):
+            value, name = float(probability), html.escape(str(label))
+            filled = min(max(round(value * 100), 1), 99)
+            bar = (
+                "<table width='100%' cellspacing=0 cellpadding=0><tr>"
+                f"<td width='{filled}%' height=10 bgcolor='{colour('accent')}'></td>"
+                f"<td width='{100 - filled}%' bgcolor='{colour('border')}'></td></tr></table>"
+            )
+            name = f"<b>{name}</b> ← predicted" if row == best else name
+            cells = f"<td>{name}</td><td align=right>{value:.1%}</td>"
+            rows.append(f"<tr>{cells}<td width='60%'>{bar}</td></tr>")
+        self.probabilities.setText(
+            "<table width='100%' cellspacing=0 cellpadding=4><tr><th align=left>Class</th>"
+            f"<th align=right>Probability</th><th></th></tr>{''.join(rows)}</table>"
+        )
+        self.probabilities.show()
+
+    def _show_error(self, error: Exception) -> None:
+        self.last_response, self.last_error = None, error
+        self._clear_result()
+        if isinstance(error, BackendUnreachable):
+            text = (
+                f"<b>No answer from the backend</b> ({error.message}). Check that the server "
+                "is running and reachable; the console reconnects by itself."
+            )
+        elif isinstance(error, ApiError):
+            feature = feature_of(error.field, self.editors)
+            if feature is not None:
+                self._highlight(feature)
+            subject = f"the value of “{feature}”" if feature else "the request"
+            where = f", field {error.field}" if error.field and not feature else ""
+            text = (
+                f"<b>The backend refused {subject}</b> (HTTP {error.status}{where}):<br>"
+                + html.escape(error.message)
+            )
+        else:
+            text = f"<b>Unexpected error:</b> {html.escape(str(error))}"
+        self.error_label.setText(text)
+        self.status.setText("")
+        self.error_label.show()
+
+    def _highlight(self, feature: str) -> None:
+        self.highlighted_feature = feature
+        editor = self.editors[feature]
+        editor.set_invalid(True)
+        self.form_scroll.ensureWidgetVisible(editor.container)
+        editor.editor.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _clear_error(self) -> None:
+        self.error_label.hide()
+        self.error_label.clear()
+        for editor in self.editors.values():
+            editor.set_invalid(False)
+        self.highlighted_feature = None
+
+    def _clear_result(self) -> None:
+        self.result_box.hide()
+        self.result_title.clear()
+        self.result_meta.clear()
+
+    def copy_as_curl(self) -> None:
+        if self.version is None:
+            return
+        url = f"{self.context.client.base_url}/v2/models/{self.model_name}/versions/"
+        body = json.dumps({"inputs": self.build_inputs()})
+        QGuiApplication.clipboard().setText(
+            f"curl -X POST {shlex.quote(url + self.version.version + '/infer')} -H "
+            f"'Content-Type: application/json' -H \"Authorization: Bearer $SERVEDECK_TOKEN\" "
+            f"-d {shlex.quote(body)}"
+        )
+        self.status.setText("Copied the request as a curl command.")
+
+
+def make_label(
+    text: str = "", tip: str = "", name: str = "", wrap: bool = False, scale: float = 0.0
+) -> QLabel:
+    """A label with its tooltip; selectable, so values can be copied; bold when scaled."""
+    label = QLabel(text)
+    label.setToolTip(tip)
+    label.setObjectName(name)
+    label.setWordWrap(wrap)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    if scale:
+        font = QFont(label.font())
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * scale)
+        label.setFont(font)
+    return label
+
+
+def make_button(text: str, tip: str, slot: Callable[[], None]) -> QPushButton:
+    button = QPushButton(text)
+    button.setToolTip(tip)
+    button.clicked.connect(slot)
+    return button

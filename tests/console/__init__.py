@@ -1,0 +1,1 @@
+"""Console tests (pytest-qt, offscreen, against real backends)."""

@@ -1,0 +1,89 @@
+"""Fixtures for console tests: a real backend on a free port, a console context on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from PySide6.QtCore import QSettings
+
+from backend.workspace import Workspace
+from console.client import ApiClient
+from console.context import ConsoleContext
+from console.tasks import TaskRunner
+from tests.conftest import make_settings
+from tests.helpers import TOY_ROW, ServerProcess, launch, register_toy_models
+
+
+@dataclass
+class Backend:
+    data_dir: Path
+    admin_token: str
+    process: ServerProcess | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.process is not None
+        return self.process.url
+
+    def start(self, port: int = 0) -> None:
+        self.process = launch(
+            ["serve", "--port", str(port), "--log-level", "warning"], self.data_dir
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def create_token(self, name: str, role: str) -> str:
+        workspace = Workspace.open(make_settings(self.data_dir))
+        try:
+            return workspace.tokens.create(name, role, models=["toy"] if role == "client" else None)
+        finally:
+            workspace.close()
+
+    def predict(self, count: int, model: str = "toy") -> None:
+        session = requests.Session()
+        for i in range(count):
+            response = session.post(
+                f"{self.url}/v1/models/{model}:predict",
+                headers={"Authorization": f"Bearer {self.admin_token}"},
+                json={"instances": [TOY_ROW], "entity_id": f"card-{i}"},
+                timeout=10,
+            )
+            response.raise_for_status()
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[Backend]:
+    data_dir = tmp_path / "data"
+    workspace = Workspace.open(make_settings(data_dir))
+    register_toy_models(workspace)
+    token = workspace.admin_token()
+    workspace.close()
+    server = Backend(data_dir, token)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def console_settings(tmp_path: Path) -> QSettings:
+    return QSettings(str(tmp_path / "console.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def make_context(console_settings: QSettings) -> Iterator:  # type: ignore[type-arg]
+    runners: list[TaskRunner] = []
+
+    def make(url: str, token: str) -> ConsoleContext:
+        runner = TaskRunner()
+        runners.append(runner)
+        return ConsoleContext(ApiClient(url, token), runner, console_settings, origin=url)
+
+    yield make
+    for runner in runners:
+        runner.shutdown()

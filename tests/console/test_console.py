@@ -1,0 +1,141 @@
+"""The console against a real backend: start-up, connection loss, roles, the live page."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from console.app import Console
+from console.local_backend import LocalBackend
+from console.main_window import MainWindow
+from console.pages.live import LivePage
+from tests.console.conftest import Backend
+
+
+def _window(qtbot, make_context, backend: Backend, token: str) -> MainWindow:  # type: ignore[no-untyped-def]
+    window = MainWindow(make_context(backend.url, token))
+    qtbot.addWidget(window)
+    window.show()
+    window.start()
+    return window
+
+
+def test_connects_and_shows_the_pages_of_the_role(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+    window = _window(qtbot, make_context, backend, backend.admin_token)
+    qtbot.waitUntil(lambda: window.monitor.state == "connected", timeout=10_000)
+    assert "Connected" in window.state_label.text()
+    assert "admin" in window.origin_label.text()
+    assert [page.key for page in window.pages] == ["live", "models"]
+    assert not window.banner.isVisible()
+
+
+def test_support_sees_only_the_live_view(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+    window = _window(qtbot, make_context, backend, backend.create_token("helpdesk", "support"))
+    qtbot.waitUntil(lambda: window.role == "support", timeout=10_000)
+    assert [page.key for page in window.pages] == ["live"]
+
+
+def test_a_client_token_gets_no_pages_and_a_reason(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+    window = _window(qtbot, make_context, backend, backend.create_token("shop", "client"))
+    qtbot.waitUntil(lambda: window.role == "client", timeout=10_000)
+    assert window.pages == []
+    assert "meant for applications" in window.placeholder.text()
+
+
+def test_a_wrong_token_is_shown_as_refused(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+    window = _window(qtbot, make_context, backend, "sdk_not_a_token")
+    qtbot.waitUntil(lambda: window.monitor.state == "refused", timeout=10_000)
+    assert window.banner.isVisible() and "refused" in window.banner.text()
+
+
+def test_backend_down_and_back(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+    window = _window(qtbot, make_context, backend, backend.admin_token)
+    qtbot.waitUntil(lambda: window.monitor.state == "connected", timeout=10_000)
+    port = int(backend.url.rsplit(":", 1)[1])
+    backend.stop()
+    qtbot.waitUntil(lambda: window.monitor.state in ("reconnecting", "down"), timeout=15_000)
+    assert window.banner.isVisible()
+    # The UI stays responsive while the backend is away.
+    QApplication.processEvents()
+    backend.start(port)
+    qtbot.waitUntil(lambda: window.monitor.state == "connected", timeout=30_000)
+    assert not window.banner.isVisible()
+
+
+def test_live_table_fills_from_the_stream_and_stays_bounded(  # type: ignore[no-untyped-def]
+    qtbot, make_context, backend: Backend
+) -> None:
+    page = LivePage(make_context(backend.url, backend.admin_token), table_capacity=25)
+    qtbot.addWidget(page)
+    page.show()
+    page.connection_changed(True)
+    qtbot.waitUntil(lambda: getattr(page, "stream_state", "") == "streaming", timeout=10_000)
+    sender = threading.Thread(target=backend.predict, args=(40,))
+    sender.start()
+    qtbot.waitUntil(lambda: page.received_total >= 40, timeout=20_000)
+    sender.join()
+    assert page.table.rowCount() == 25  # bounded: the oldest fell off
+    newest = page.table.event_at(0)
+    assert newest is not None and newest.entity_id == "card-39" and newest.model == "toy"
+
+    # Filters: an outcome that never happened empties the view; "all" brings the rows back.
+    page.decision_filter.setCurrentIndex(page.decision_filter.findData("abstained"))
+    assert page.filtered.rowCount() == 0
+    page.decision_filter.setCurrentIndex(0)
+    assert page.filtered.rowCount() == 25
+
+    # Pause holds new rows back; resume shows them.
+    page.pause_button.setChecked(True)
+    top_before = page.table.event_at(0)
+    backend.predict(3)
+    qtbot.waitUntil(lambda: page.received_total >= 43, timeout=20_000)
+    assert page.table.event_at(0) is top_before and "3 new waiting" in page.status.text()
+    page.pause_button.setChecked(False)
+    assert page.table.event_at(0) is not top_before
+
+    # Details of the selected prediction, with its label looked up in the background.
+    page.view.selectRow(0)
+    qtbot.waitUntil(lambda: "label" in page.label_status.text().lower(), timeout=10_000)
+    features = page.details.topLevelItem(1)
+    assert features.text(0) == "Features" and features.childCount() > 0
+
+    # The charts get the live statistics once the current second is complete.
+    qtbot.waitUntil(
+        lambda: (
+            page.charts.buffers[1].size > 0
+            and page.charts.buffers[1].view()[1]["requests"].sum() >= 43
+        ),
+        timeout=20_000,
+    )
+    page.charts.redraw()
+    assert "requests" in page.charts.summary.text()
+    page.shutdown()
+
+
+def test_embedded_backend_starts_and_stops_cleanly(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    local = LocalBackend(tmp_path / "embedded")
+    with qtbot.waitSignal(local.ready, timeout=60_000) as ready:
+        local.start()
+    url = ready.args[0]
+    assert url.startswith("http://127.0.0.1:")
+    assert local.admin_token().startswith("sdk_")
+    assert local.stop() in (0, -15)
+    assert not (tmp_path / "embedded" / "server.json").exists()
+
+
+def test_servedeck_without_arguments_opens_on_the_embedded_backend(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path
+) -> None:
+    args = argparse.Namespace(demo=False, rate=20.0, connect=None, data_dir=tmp_path / "d")
+    console = Console(QApplication.instance(), args)  # type: ignore[arg-type]
+    console.start()
+    qtbot.waitUntil(lambda: console.window is not None, timeout=60_000)
+    assert console.window is not None
+    qtbot.addWidget(console.window)
+    qtbot.waitUntil(lambda: console.window.monitor.state == "connected", timeout=10_000)
+    assert console.local is not None and console.local.is_running()
+    console.shutdown()
+    assert not console.local.is_running()
