@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import queue
 import sqlite3
 import struct
@@ -80,6 +81,10 @@ def encode_target(target: WriterTarget) -> bytes:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    if hasattr(os, "nice"):
+        # Answering comes first: on a busy machine the log may lag by a few flushes (its
+        # backlog is bounded, and serving refuses with 503 before it overflows).
+        os.nice(10)
     first = read_frame(sys.stdin.buffer)
     if first is None or first[0] != b"T":
         log.error("prediction log writer: no target given")
