@@ -131,6 +131,7 @@ class LiveCharts(QWidget):
 
         pen = {"width": 1}
         self.requests_curve = self.requests_plot.plot(pen=pg.mkPen(colour("accent"), **pen))
+        self.requests_curve.setSkipFiniteCheck(True)  # counts are never NaN
         self.latency_curves = {
             name: self.latency_plot.plot(pen=pg.mkPen(col, **pen), name=name, connect="finite")
             for name, col in (

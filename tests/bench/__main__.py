@@ -1,4 +1,4 @@
-"""``make bench``: run both benchmarks, print tables, save JSON to the temp dir, exit 0.
+"""``make bench``: run the benchmarks, print tables, save JSON to the temp dir, exit 0.
 
 Environment knobs (defaults in brackets):
   BENCH_SECONDS [10]     measured seconds per load level
@@ -6,7 +6,9 @@ Environment knobs (defaults in brackets):
   BENCH_REPEATS [3]      repeats of every (model, server) pair; tables show medians
   BENCH_LOG_ROWS [200000] rows per timed flush of the prediction-log writer
   BENCH_LOADGEN          'aiohttp' forces the Python load generator even if wrk is installed
-  BENCH_ONLY             'serving' or 'log' to run just one benchmark
+  BENCH_ONLY             'serving', 'log' or 'console' to run just one benchmark
+  BENCH_CONSOLE_SECONDS [600] how long the console runs under load (memory: 1 min vs end)
+  BENCH_CONSOLE_RATE [500] simulated requests/s during the console benchmark
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from tests.bench import log_bench, serving_bench
+from tests.bench import console_bench, log_bench, serving_bench
 from tests.bench.loadgen import generator_name
 
 
@@ -91,6 +93,20 @@ def main() -> int:
                 message = traceback.format_exc()
                 tables.append(f"Prediction-log writer: FAILED\n{message}")
                 results["prediction_log"] = {"error": message}
+        if only in ("", "console"):
+            print("benchmark 3: the console under load", flush=True)
+            try:
+                console_result = console_bench.run_console_bench(
+                    work_dir,
+                    _env_number("BENCH_CONSOLE_SECONDS", 600.0),
+                    _env_number("BENCH_CONSOLE_RATE", 500.0),
+                )
+                tables.append(console_bench.render(console_result))
+                results["console"] = console_result
+            except Exception:
+                message = traceback.format_exc()
+                tables.append(f"Console under load: FAILED\n{message}")
+                results["console"] = {"error": message}
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 

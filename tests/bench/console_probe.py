@@ -1,0 +1,177 @@
+"""The console under load, measured from inside its own process (run by console_bench).
+
+Opens the console on an embedded demo backend, drives ``--rate`` simulated requests/s at it
+with simulator processes, and measures the UI thread's stalls (a 10 ms QTimer's lateness),
+the memory after one minute and at the end, and the chart redraw rate with 100,000 points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+from PySide6.QtCore import QElapsedTimer, QTimer
+from PySide6.QtWidgets import QApplication
+
+from console.app import Console
+from console.pages.live import LivePage
+from console.widgets.live_charts import LiveCharts, series_columns
+
+PROBE_INTERVAL_MS = 10
+SIMULATORS = 3  # one simulator process tops out near 250 requests/s on these machines
+REDRAW_POINTS = 100_000
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def redraw_rates(seconds: float = 3.0) -> tuple[float, float]:
+    """Redraws/s of one chart with 100,000 points, and of all four charts with as many."""
+    charts = LiveCharts(capacity={1: REDRAW_POINTS, 60: 16})
+    charts.timer.stop()
+    charts.resize(1200, 700)
+    charts.show()
+    now = time.time()
+    times = np.linspace(now - 290, now, REDRAW_POINTS)
+    rng = np.random.default_rng(3)
+    values = {}
+    for name, width in series_columns().items():
+        shape = (REDRAW_POINTS, width) if width > 1 else REDRAW_POINTS
+        values[name] = rng.random(shape) * 10
+    charts.buffers[1].extend(times, values)
+    app = QApplication.instance()
+    assert app is not None
+    requests = values["requests"]
+
+    def one_chart() -> None:
+        # The scene repaints from the event loop: only this chart's items changed.
+        charts.requests_curve.setData(times, requests)
+        app.processEvents()
+
+    def all_charts() -> None:
+        charts.redraw(now=now)
+        app.processEvents()
+
+    rates = []
+    for redraw in (one_chart, all_charts):
+        count = 0
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            redraw()
+            count += 1
+        rates.append(count / (time.perf_counter() - started))
+    charts.close()
+    return rates[0], rates[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--seconds", type=float, default=600)
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    app = QApplication(sys.argv[:1])
+    console = Console(
+        app, argparse.Namespace(demo=True, rate=20.0, connect=None, data_dir=args.data_dir)
+    )
+    result: dict[str, object] = {"rate_asked": args.rate, "seconds": args.seconds}
+    lateness_ms: list[float] = []
+    simulators: list[subprocess.Popen[bytes]] = []
+    clock = QElapsedTimer()
+    state: dict[str, float] = {}
+
+    def probe() -> None:
+        elapsed = clock.nsecsElapsed() / 1e6
+        clock.restart()
+        lateness_ms.append(max(0.0, elapsed - PROBE_INTERVAL_MS))
+
+    probe_timer = QTimer()
+    probe_timer.setInterval(PROBE_INTERVAL_MS)
+    probe_timer.timeout.connect(probe)
+
+    def live_page() -> LivePage | None:
+        window = console.window
+        page = window.page("live") if window is not None else None
+        return page if isinstance(page, LivePage) else None
+
+    def start_load() -> None:
+        page = live_page()
+        if page is None or console.window is None or console.window.monitor.state != "connected":
+            QTimer.singleShot(200, start_load)
+            return
+        console.window.resize(1400, 900)
+        for seed in range(SIMULATORS):
+            simulators.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "backend.cli",
+                        "simulate",
+                        "--data-dir",
+                        str(args.data_dir),
+                        "--rate",
+                        f"{args.rate / SIMULATORS:g}",
+                        "--duration",
+                        f"{args.seconds + 5:g}",
+                        "--seed",
+                        str(100 + seed),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        state["started"] = time.monotonic()
+        state["received_at_start"] = page.received_total
+        clock.start()
+        probe_timer.start()
+        QTimer.singleShot(60_000, lambda: state.__setitem__("rss_1min", rss_mb()))
+        QTimer.singleShot(int(args.seconds * 1000), finish)
+
+    def finish() -> None:
+        probe_timer.stop()
+        page = live_page()
+        elapsed = time.monotonic() - state["started"]
+        received = (page.received_total - state["received_at_start"]) if page else 0
+        stalls = np.asarray(lateness_ms[50:] or [math.nan])  # skip the first half second
+        result.update(
+            {
+                "rate_seen": received / elapsed,
+                "table_rows": page.table.rowCount() if page else 0,
+                "stall_p50_ms": float(np.percentile(stalls, 50)),
+                "stall_p99_ms": float(np.percentile(stalls, 99)),
+                "stall_max_ms": float(stalls.max()),
+                "rss_1min_mb": state.get("rss_1min", math.nan),
+                "rss_end_mb": rss_mb(),
+            }
+        )
+        for simulator in simulators:
+            simulator.terminate()
+        result["redraws_per_s_100k"], result["redraws_per_s_100k_all"] = redraw_rates()
+        args.out.write_text(json.dumps(result))
+        console.shutdown()
+        app.quit()
+
+    console.start()
+    start_load()
+    app.exec()
+
+
+if __name__ == "__main__":
+    main()
