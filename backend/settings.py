@@ -64,6 +64,7 @@ class Settings:
             ("SERVEDECK_MAX_BATCH_SIZE", "max_batch_size", int),
             ("SERVEDECK_MAX_BATCH_WAIT_MS", "max_batch_wait_ms", float),
             ("SERVEDECK_MAX_REQUEST_BYTES", "max_request_bytes", int),
+            ("SERVEDECK_STATE_POLL_INTERVAL", "state_poll_interval_s", float),
         ):
             raw = os.environ.get(env_name)
             if raw:
