@@ -127,6 +127,14 @@ OipDatatype = Literal[
     "FP64",
     "BYTES",
 ]
+# The datatype of the one tensor that carries each feature type (metadata, clients, errors).
+FEATURE_DATATYPES: dict[FeatureType, OipDatatype] = {
+    "float": "FP64",
+    "int": "INT64",
+    "bool": "BOOL",
+    "category": "BYTES",
+    "string": "BYTES",
+}
 
 
 class TensorMetadata(BaseModel):

@@ -63,32 +63,22 @@ class ApiClient:
 
     # ------------------------------------------------------------------ calls
 
-    def is_live(self) -> bool:
-        try:
-            response = self._session().get(
-                f"{self.base_url}/v2/health/live", timeout=self.timeout_s
-            )
-        except requests.RequestException:
-            return False
-        return response.ok
-
     def whoami(self) -> WhoAmI:
         return self._get("/api/v1/whoami", WhoAmI)
 
     def models(self) -> list[ModelInfo]:
         return self._get("/api/v1/models", ModelList).models
 
-    def model(self, name: str) -> ModelInfo:
-        return self._get(f"/api/v1/models/{name}", ModelInfo)
+    def infer_request(
+        self, model: str, version: str, inputs: list[dict[str, Any]]
+    ) -> tuple[str, dict[str, Any]]:
+        """The URL and JSON body of one Open Inference Protocol request to a version."""
+        url = f"{self.base_url}/v2/models/{model}/versions/{version}/infer"
+        return url, {"inputs": inputs}
 
     def infer(self, model: str, version: str, inputs: list[dict[str, Any]]) -> InferResponse:
-        """One Open Inference Protocol request to an explicit version."""
-        return self._request(
-            "POST",
-            f"/v2/models/{model}/versions/{version}/infer",
-            InferResponse,
-            json={"inputs": inputs},
-        )
+        url, body = self.infer_request(model, version, inputs)
+        return self._request("POST", url.removeprefix(self.base_url), InferResponse, json=body)
 
     def logged_predictions(self, request_id: str) -> list[PredictionRecord]:
         """The logged rows of one request, with their labels if any arrived."""
@@ -185,7 +175,16 @@ def _error_from(response: requests.Response) -> ApiError:
         body = None
     if isinstance(body, dict) and "error" in body:
         return ApiError(response.status_code, str(body["error"]), body.get("field"))
-    return ApiError(response.status_code, f"HTTP {response.status_code}: {response.reason}")
+    return ApiError(response.status_code, response.reason or "no reason given")
+
+
+def describe_error(error: Exception) -> str:
+    """One sentence for people, for any error a client call raises."""
+    if isinstance(error, BackendUnreachable):
+        return error.message
+    if isinstance(error, ApiError):
+        return f"the backend answered {error.status}: {error.message}"
+    return str(error)
 
 
 def _parse_sse(lines: Iterator[str], stop: threading.Event) -> Iterator[tuple[str, str]]:

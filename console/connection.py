@@ -12,7 +12,7 @@ import time
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from backend.schemas import WhoAmI
-from console.client import ApiError, BackendUnreachable
+from console.client import ApiError, describe_error
 from console.context import ConsoleContext
 
 HEARTBEAT_S = 2.0
@@ -70,9 +70,9 @@ class ConnectionMonitor(QObject):
             self._set("refused", f"the backend refused the token: {error.message}")
             delay = BACKOFF_S[-1]
         elif now - self._failing_since >= DOWN_AFTER_S:
-            self._set("down", f"{_reason(error)}; retrying every {delay:g} s")
+            self._set("down", f"{describe_error(error)}; retrying every {delay:g} s")
         else:
-            self._set("reconnecting", f"{_reason(error)}; retrying in {delay:g} s")
+            self._set("reconnecting", f"{describe_error(error)}; retrying in {delay:g} s")
         self._timer.start(int(delay * 1000))
 
     def _set(self, state: str, detail: str) -> None:
@@ -80,11 +80,3 @@ class ConnectionMonitor(QObject):
             return
         self.state, self.detail = state, detail
         self.state_changed.emit(state, detail)
-
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, BackendUnreachable):
-        return error.message
-    if isinstance(error, ApiError):
-        return f"the backend answered {error.status}: {error.message}"
-    return str(error)

@@ -32,43 +32,46 @@ class PredictionStream(QObject):
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="prediction-stream", daemon=True)
+        # A new event per reader: a stopped reader may still be finishing its last read and
+        # must not be revived by a later start.
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop,), name="prediction-stream", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread = None
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         failures = 0
-        stop = self._stop
         while not stop.is_set():
             try:
-                self._emit_state("streaming")
+                self._emit_state(stop, "streaming")
                 for message in self.client.stream_predictions(self.last_event_id, stop):
                     failures = 0
                     self.last_event_id = message.event_id
-                    self._emit(message.batch.events, message.batch.missed)
+                    self._emit(stop, message.batch.events, message.batch.missed)
             except ApiError as exc:
                 refused = exc.status in (401, 403)
-                self._emit_state("refused" if refused else "waiting")
+                self._emit_state(stop, "refused" if refused else "waiting")
                 log.info("prediction stream: %s", exc.message)
             else:
-                self._emit_state("waiting")
+                self._emit_state(stop, "waiting")
             if stop.is_set():
                 return
             failures += 1
             stop.wait(BACKOFF_S[min(failures - 1, len(BACKOFF_S) - 1)])
 
-    def _emit(self, events: list, missed: int) -> None:
+    def _emit(self, stop: threading.Event, events: list, missed: int) -> None:
         try:
             self.received.emit(events, missed)
         except RuntimeError:
-            self._stop.set()  # the console is gone
+            stop.set()  # the console is gone
 
-    def _emit_state(self, state: str) -> None:
+    def _emit_state(self, stop: threading.Event, state: str) -> None:
         try:
             self.state_changed.emit(state)
         except RuntimeError:
-            self._stop.set()
+            stop.set()

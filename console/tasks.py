@@ -56,10 +56,6 @@ class TaskRunner(QObject):
 
         return self._executor.submit(work)
 
-    @property
-    def pending(self) -> int:
-        return len(self._callbacks)
-
     def shutdown(self) -> None:
         self._closed = True
         self._callbacks.clear()

@@ -1,6 +1,8 @@
 """The live prediction feed: a bounded ring of recent predictions that streams can resume from.
 
 Predictions are published on the event loop (the request path), so the ring needs no lock.
+The request path only appends what it already built for the log; the event dicts a stream
+sends are made when a stream reads them, so nobody pays for them while no console watches.
 Event ids are ``<epoch>-<seq>``: the epoch changes when the server restarts, so a client that
 resumes across a restart gets what the new server has instead of a wrong position.
 """
@@ -10,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
+
+from backend.serving.prediction_log import LoggedPrediction
 
 FEED_CAPACITY = 20_000
 # A large batch request shows its first rows in the live feed; the log keeps all of them.
@@ -20,16 +25,18 @@ MAX_ROWS_PER_REQUEST = 100
 class PredictionFeed:
     def __init__(self, capacity: int = FEED_CAPACITY):
         self.epoch = os.urandom(4).hex()
-        self._events: deque[dict[str, Any]] = deque(maxlen=capacity)
+        # (seq, prediction, confidence of its top class)
+        self._events: deque[tuple[int, LoggedPrediction, float | None]] = deque(maxlen=capacity)
         self._next_seq = 1
         self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
 
-    def publish(self, events: list[dict[str, Any]]) -> None:
-        for event in events:
-            event["seq"] = self._next_seq
+    def publish(
+        self, predictions: list[LoggedPrediction], confidences: Sequence[float | None]
+    ) -> None:
+        for prediction in predictions:
+            self._events.append((self._next_seq, prediction, confidences[prediction.row_index]))
             self._next_seq += 1
-            self._events.append(event)
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
@@ -67,18 +74,17 @@ class PredictionFeed:
     ) -> tuple[list[dict[str, Any]], int, int]:
         """Events after ``after_seq``: (events, how many were missed, the new position)."""
         events = self._events
-        if not events or events[-1]["seq"] <= after_seq:
+        if not events or events[-1][0] <= after_seq:
             return [], 0, after_seq
-        first = events[0]["seq"]
+        first = events[0][0]
         missed = max(0, first - after_seq - 1) if after_seq else 0
         start = max(0, after_seq + 1 - first)
         selected: list[dict[str, Any]] = []
         position = after_seq
         for index in range(start, len(events)):
-            event = events[index]
-            position = event["seq"]
-            if model is None or event["model"] == model:
-                selected.append(event)
+            position, prediction, confidence = events[index]
+            if model is None or prediction.model == model:
+                selected.append(_event(position, prediction, confidence))
                 if len(selected) >= limit:
                     break
         return selected, missed, position
@@ -98,3 +104,24 @@ class PredictionFeed:
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _event(seq: int, prediction: LoggedPrediction, confidence: float | None) -> dict[str, Any]:
+    """The wire form, ``backend.schemas.PredictionEvent``."""
+    return {
+        "seq": seq,
+        "request_id": prediction.request_id,
+        "row": prediction.row_index,
+        "created_at": prediction.created_at,
+        "model": prediction.model,
+        "version": prediction.version,
+        "route": prediction.route,
+        # The only decision until the guards (abstain, fallback, hold-out) land.
+        "decision": "answered",
+        "top_output": prediction.outputs["predict"],
+        "confidence": confidence,
+        "latency_ms": prediction.latency_ms,
+        "entity_id": prediction.entity_id,
+        "features": prediction.features,
+        "outputs": prediction.outputs,
+    }

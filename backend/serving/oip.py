@@ -9,6 +9,7 @@ from typing import Any, get_args
 from backend.errors import InputError
 from backend.registry.loaded import Prediction
 from backend.schemas import (
+    FEATURE_DATATYPES,
     FeatureSpec,
     InferRequest,
     OipDatatype,
@@ -25,13 +26,6 @@ _ALLOWED_DATATYPES: dict[str, frozenset[str]] = {
     "bool": frozenset({"BOOL"}),
     "category": frozenset({"BYTES"}),
     "string": frozenset({"BYTES"}),
-}
-_DATATYPE_FOR_FEATURE = {
-    "float": "FP64",
-    "int": "INT64",
-    "bool": "BOOL",
-    "category": "BYTES",
-    "string": "BYTES",
 }
 
 
@@ -108,7 +102,7 @@ def _decode_per_feature(
         if tensor.datatype not in _ALLOWED_DATATYPES[spec.type]:
             raise InputError(
                 f"feature {spec.name!r} is {spec.type}; datatype {tensor.datatype} does not "
-                f"carry it (use {_DATATYPE_FOR_FEATURE[spec.type]})",
+                f"carry it (use {FEATURE_DATATYPES[spec.type]})",
                 f"{where}.datatype",
             )
         if n_rows is None:
@@ -211,7 +205,7 @@ def check_requested_outputs(request: InferRequest, available: list[str]) -> list
 
 def input_metadata(specs: Sequence[FeatureSpec]) -> list[TensorMetadata]:
     return [
-        TensorMetadata(name=spec.name, datatype=_DATATYPE_FOR_FEATURE[spec.type], shape=[-1])
+        TensorMetadata(name=spec.name, datatype=FEATURE_DATATYPES[spec.type], shape=[-1])
         for spec in specs
     ]
 

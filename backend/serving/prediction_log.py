@@ -89,16 +89,15 @@ class PredictionLog:
         self._stopping = False
         # Encoded frames appended by the request path, not yet handed to the writer.
         self._pending: list[tuple[bytes, int]] = []
-        self._pending_rows = 0
         # Handed to the writer, kept until it acknowledges them.
         self._unacked: deque[_Message] = deque()
-        self._unacked_rows = 0
+        # Rows appended and rows acknowledged since start: their difference is the backlog.
         self._appended_total = 0
         self._acked_total = 0
         self._next_seq = 1
         self._process: subprocess.Popen[bytes] | None = None
+        # The writer's stdin; None once the ack reader saw the writer die.
         self._connection: BinaryIO | None = None
-        self._writer_died = False
         self._sender: threading.Thread | None = None
 
     @property
@@ -109,7 +108,7 @@ class PredictionLog:
     # -------------------------------------------------------------- request path
 
     def has_room(self, rows: int) -> bool:
-        return self._pending_rows + self._unacked_rows + rows <= self.max_queued_rows
+        return self._appended_total - self._acked_total + rows <= self.max_queued_rows
 
     def append(self, rows: list[LoggedPrediction]) -> None:
         # Features and outputs are encoded here as the JSON text the columns store, so the
@@ -136,7 +135,6 @@ class PredictionLog:
         )
         with self._lock:
             self._pending.append((frame, len(rows)))
-            self._pending_rows += len(rows)
             self._appended_total += len(rows)
 
     # -------------------------------------------------------------- lifecycle
@@ -182,7 +180,7 @@ class PredictionLog:
             self._close_pipe()
             self._wait_for_writer(STOP_TIMEOUT_S)
             self._process = None
-        left = self._pending_rows + self._unacked_rows
+        left = self._appended_total - self._acked_total
         if left:
             log.error("prediction log: %d rows could not be written before stopping", left)
 
@@ -206,7 +204,6 @@ class PredictionLog:
         assert process.stdin is not None and process.stdout is not None
         self._process = process
         self._connection = cast(BinaryIO, process.stdin)
-        self._writer_died = False
         self._send(b"T", 0, encode_target(self.target))
         threading.Thread(
             target=self._read_acks,
@@ -236,7 +233,7 @@ class PredictionLog:
             self._wake.clear()
             with self._lock:
                 stopping = self._stopping
-                writer_died = self._writer_died
+                writer_died = self._connection is None
             if writer_died:
                 self._restart_writer()
             self._send_pending()
@@ -247,12 +244,10 @@ class PredictionLog:
     def _send_pending(self) -> None:
         with self._lock:
             frames, self._pending = self._pending, []
-            rows, self._pending_rows = self._pending_rows, 0
             if not frames:
                 return
             messages = self._into_messages(frames)
             self._unacked.extend(messages)
-            self._unacked_rows += rows
         for message in messages:
             if not self._send(b"R", message.seq, message.payload):
                 return  # the writer died: the ack reader saw it and the rows are still kept
@@ -322,14 +317,11 @@ class PredictionLog:
         acks.close()
         with self._lock:
             if not self._stopping and connection is self._connection:
-                self._writer_died = True
                 self._connection = None
         self._wake.set()
 
     def _acknowledge(self, seq: int) -> None:
         with self._lock:
             while self._unacked and self._unacked[0].seq <= seq:
-                message = self._unacked.popleft()
-                self._unacked_rows -= message.rows
-                self._acked_total += message.rows
+                self._acked_total += self._unacked.popleft().rows
             self._changed.notify_all()

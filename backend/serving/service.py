@@ -260,23 +260,4 @@ class ServingService:
         self.prediction_log.append(logged)
         confidences = [max(p) for p in probabilities] if probabilities else [None] * len(rows)
         self.live_stats.record(model, now, latency_ms, confidences)
-        self.feed.publish(
-            [
-                {
-                    "request_id": request_id,
-                    "row": item.row_index,
-                    "created_at": now,
-                    "model": model,
-                    "version": version,
-                    "route": route,
-                    "decision": "answered",
-                    "top_output": item.outputs["predict"],
-                    "confidence": confidences[item.row_index],
-                    "latency_ms": latency_ms,
-                    "entity_id": item.entity_id,
-                    "features": item.features,
-                    "outputs": item.outputs,
-                }
-                for item in logged[:MAX_ROWS_PER_REQUEST]
-            ]
-        )
+        self.feed.publish(logged[:MAX_ROWS_PER_REQUEST], confidences)

@@ -49,7 +49,12 @@ class LivePage(Page):
         self._held: deque[PredictionEvent] = deque(maxlen=table_capacity)
         self.received_total = 0
         self.missed_total = 0
+        self.stream_state = "waiting"
+        self.shown_event: PredictionEvent | None = None
         self._series_in_flight: set[int] = set()
+        # (model, version) pairs already offered in the filters: one set lookup per event.
+        self._seen: set[tuple[str, str]] = set()
+        self._filtered_model: str | None = None
 
         self.stream = PredictionStream(context.client)
         self.stream.received.connect(self._on_events)
@@ -161,11 +166,10 @@ class LivePage(Page):
         self.received_total += len(events)
         self.missed_total += missed
         for event in events:
-            self._remember_choice(self.model_filter, event.model)
-            if (
-                not self.model_filter.currentData()
-                or event.model == self.model_filter.currentData()
-            ):
+            key = (event.model, event.version)
+            if key not in self._seen:
+                self._seen.add(key)
+                self._remember_choice(self.model_filter, event.model)
                 self._remember_choice(self.version_filter, event.version)
         if self.paused:
             self._held.extend(events)
@@ -186,7 +190,7 @@ class LivePage(Page):
         self._show_status()
 
     def _show_status(self) -> None:
-        state = getattr(self, "stream_state", "waiting")
+        state = self.stream_state
         parts = [f"{self.received_total:,} received"]
         if self.paused:
             parts.append(f"paused, {len(self._held):,} new waiting")
@@ -241,7 +245,7 @@ class LivePage(Page):
 
     def _apply_filters(self) -> None:
         model = self.model_filter.currentData() or ""
-        previous_model = getattr(self, "_filtered_model", None)
+        previous_model = self._filtered_model
         self.filtered.set_filters(
             model, self.version_filter.currentData() or "", self.decision_filter.currentData() or ""
         )
@@ -290,7 +294,7 @@ class LivePage(Page):
         self.shown_event = event
 
         def done(records: list[PredictionRecord]) -> None:
-            if getattr(self, "shown_event", None) is not event:
+            if self.shown_event is not event:
                 return
             record = next((r for r in records if r.row == event.row), None)
             if record is None:
@@ -303,7 +307,7 @@ class LivePage(Page):
                 self.label_status.setText(f"Label (ground truth): {_plain(record.label)}")
 
         def failed(error: Exception) -> None:
-            if getattr(self, "shown_event", None) is event:
+            if self.shown_event is event:
                 self.label_status.setText(f"Could not look up the label: {error}")
 
         self.context.tasks.run(

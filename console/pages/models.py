@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 )
 
 from backend.schemas import ModelInfo, ModelVersionInfo
-from console.client import ApiError
+from console.client import describe_error
 from console.context import ConsoleContext
 from console.pages.base import ENGINEERING_ROLES, Page
 from console.resources import colour
@@ -365,8 +365,7 @@ class ModelsPage(Page):
 
     def _on_error(self, error: Exception) -> None:
         self.loading = False
-        reason = error.message if isinstance(error, ApiError) else str(error)
-        text = f"Could not load the models: {reason}."
+        text = f"Could not load the models: {describe_error(error)}."
         if self.loaded_at is not None:
             stamp = time.strftime("%H:%M:%S", time.localtime(self.loaded_at))
             text += f" Showing the list loaded at {stamp}."

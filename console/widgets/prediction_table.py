@@ -71,11 +71,6 @@ class PredictionTableModel(QAbstractTableModel):
         self._rows.extendleft(events)  # reversed order on purpose: the last is newest, on top
         self.endInsertRows()
 
-    def clear(self) -> None:
-        self.beginResetModel()
-        self._rows.clear()
-        self.endResetModel()
-
     def event_at(self, row: int) -> PredictionEvent | None:
         return self._rows[row] if 0 <= row < len(self._rows) else None
 

@@ -45,13 +45,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from backend.schemas import FeatureSpec, InferResponse, ModelVersionInfo
-from console.client import ApiError, BackendUnreachable
+from backend.schemas import FEATURE_DATATYPES, FeatureSpec, InferResponse, ModelVersionInfo
+from console.client import ApiError, BackendUnreachable, describe_error
 from console.context import ConsoleContext
 from console.resources import colour
 
-# One tensor per feature: the OIP datatype that carries each feature type.
-DATATYPES = dict(float="FP64", int="INT64", bool="BOOL", category="BYTES", string="BYTES")
 # Wide enough to type anything a model could plausibly see, including out-of-range values.
 FLOAT_LIMIT = 1e12
 INT_LIMIT = 2**31 - 1
@@ -297,13 +295,12 @@ class FeatureEditor:
         return {
             "name": self.spec.name,
             "shape": [1],
-            "datatype": DATATYPES[self.spec.type],
+            "datatype": FEATURE_DATATYPES[self.spec.type],
             "data": [self.value()],
         }
 
     def set_invalid(self, invalid: bool) -> None:
         """Mark the editor the backend complained about with a red border."""
-        self.editor.setProperty("invalid", invalid)
         self.frame.invalid = invalid
         self.frame.update()
 
@@ -457,7 +454,7 @@ class TryItPanel(QWidget):
 
     def _on_edit(self) -> None:
         highlighted = self.editors.get(self.highlighted_feature or "")
-        if highlighted is not None and not highlighted.editor.property("invalid"):
+        if highlighted is not None and not highlighted.frame.invalid:
             self.highlighted_feature = None
         if self.result_box.isVisible():
             # The answer shown is for other values now: dim it until the next Send.
@@ -562,7 +559,7 @@ class TryItPanel(QWidget):
                 + html.escape(error.message)
             )
         else:
-            text = f"<b>Unexpected error:</b> {html.escape(str(error))}"
+            text = f"<b>Unexpected error:</b> {html.escape(describe_error(error))}"
         self.error_label.setText(text)
         self.status.setText("")
         self.error_label.show()
@@ -589,12 +586,13 @@ class TryItPanel(QWidget):
     def copy_as_curl(self) -> None:
         if self.version is None:
             return
-        url = f"{self.context.client.base_url}/v2/models/{self.model_name}/versions/"
-        body = json.dumps({"inputs": self.build_inputs()})
+        url, body = self.context.client.infer_request(
+            self.model_name, self.version.version, self.build_inputs()
+        )
         QGuiApplication.clipboard().setText(
-            f"curl -X POST {shlex.quote(url + self.version.version + '/infer')} -H "
+            f"curl -X POST {shlex.quote(url)} -H "
             f"'Content-Type: application/json' -H \"Authorization: Bearer $SERVEDECK_TOKEN\" "
-            f"-d {shlex.quote(body)}"
+            f"-d {shlex.quote(json.dumps(body))}"
         )
         self.status.setText("Copied the request as a curl command.")
 

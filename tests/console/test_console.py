@@ -72,7 +72,7 @@ def test_live_table_fills_from_the_stream_and_stays_bounded(  # type: ignore[no-
     qtbot.addWidget(page)
     page.show()
     page.connection_changed(True)
-    qtbot.waitUntil(lambda: getattr(page, "stream_state", "") == "streaming", timeout=10_000)
+    qtbot.waitUntil(lambda: page.stream_state == "streaming", timeout=10_000)
     sender = threading.Thread(target=backend.predict, args=(40,))
     sender.start()
     qtbot.waitUntil(lambda: page.received_total >= 40, timeout=20_000)

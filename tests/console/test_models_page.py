@@ -205,12 +205,12 @@ def test_an_out_of_range_value_shows_the_backends_error_on_that_field(
     assert "amount" in panel.error_label.text()
     assert "below the allowed minimum" in panel.error_label.text()
     assert panel.highlighted_feature == "amount"
-    assert amount.editor.property("invalid") is True
+    assert amount.frame.invalid is True
     assert not panel.result_box.isVisible()
 
     # Fixing the value clears the highlight; the example brings everything back.
     amount.editor.setValue(5)
-    assert amount.editor.property("invalid") is False and panel.highlighted_feature is None
+    assert amount.frame.invalid is False and panel.highlighted_feature is None
     panel.reset_button.click()
     assert not panel.error_label.isVisible()
     _send_and_wait(qtbot, page)
@@ -229,7 +229,7 @@ def test_an_unknown_category_and_a_huge_count_name_their_field(
     _send_and_wait(qtbot, page)
     assert panel.highlighted_feature == "country"
     assert "unknown category" in panel.error_label.text()
-    assert country.property("invalid") is True
+    assert panel.editors["country"].frame.invalid is True
 
     panel.reset_to_example()
     count = panel.editors["count"].editor
@@ -237,7 +237,7 @@ def test_an_unknown_category_and_a_huge_count_name_their_field(
     count.setValue(-1)
     _send_and_wait(qtbot, page)
     assert panel.highlighted_feature == "count"
-    assert panel.editors["amount"].editor.property("invalid") is False
+    assert panel.editors["amount"].frame.invalid is False
 
 
 def test_an_optional_feature_can_be_left_out(qtbot: QtBot, page: ModelsPage) -> None:
