@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.api import create_app
-from backend.settings import Settings
 from backend.workspace import Workspace
 from tests.helpers import (
+    make_settings,
     register_toy_models,
     services_required,
 )
@@ -59,13 +59,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: igno
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'servedeck.db'}"
     return str(request.getfixturevalue("postgres_url"))
-
-
-def make_settings(tmp_path, database_url: str | None = None, **overrides) -> Settings:  # type: ignore[no-untyped-def]
-    base = Settings.load(data_dir=tmp_path, database_url=database_url)
-    values = {**base.__dict__, "token_cache_ttl_s": 0.0, "log_flush_interval_s": 0.05}
-    values.update(overrides)
-    return Settings(**values)
 
 
 @pytest.fixture

@@ -14,14 +14,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import requests
 import skops.io as sio
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
+from sqlalchemy import func, select
 
+from backend.db.tables import PredictionRow
 from backend.demo.data import plain_records
 from backend.schemas import FeatureSpec, ValidityAssets
+from backend.settings import Settings
 from backend.workspace import Workspace
 
 TOY_SIGNATURE = [
@@ -177,13 +181,59 @@ class ServerProcess:
         return self.process.wait(timeout=timeout)
 
 
+def make_settings(tmp_path, database_url: str | None = None, **overrides) -> Settings:  # type: ignore[no-untyped-def]
+    """Test settings: no token cache, a short log flush interval."""
+    base = Settings.load(data_dir=tmp_path, database_url=database_url)
+    values = {**base.__dict__, "token_cache_ttl_s": 0.0, "log_flush_interval_s": 0.05}
+    values.update(overrides)
+    return Settings(**values)
+
+
+def prepare_toy_data_dir(data_dir: Path) -> str:
+    """A data directory with the toy models registered; returns its admin token."""
+    workspace = Workspace.open(make_settings(data_dir))
+    try:
+        register_toy_models(workspace)
+        return workspace.admin_token()
+    finally:
+        workspace.close()
+
+
 def start_server(
-    data_dir: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 60
+    data_dir: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    port: int = 0,
 ) -> ServerProcess:
-    """A real `servedeck-server serve` on a free port; returns once it said it is ready."""
+    """A real `servedeck-server serve` (on a free port by default), once it said it is ready."""
     return launch(
-        ["serve", "--port", "0", "--log-level", "warning", *extra], data_dir, env, timeout
+        ["serve", "--port", str(port), "--log-level", "warning", *extra], data_dir, env, timeout
     )
+
+
+def post_predictions(
+    url: str, token: str, count: int, *, model: str = "toy", entity: str = "card"
+) -> list[str]:
+    """`count` record-form predictions of TOY_ROW, entity ids `<entity>-<i>`; their request ids."""
+    session = requests.Session()
+    request_ids = []
+    for i in range(count):
+        response = session.post(
+            f"{url}/v1/models/{model}:predict",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"instances": [TOY_ROW], "entity_id": f"{entity}-{i}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        request_ids.append(response.json()["request_id"])
+    return request_ids
+
+
+def logged_rows(workspace: Workspace) -> int:
+    """Rows in the prediction log."""
+    with workspace.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(PredictionRow)) or 0)
 
 
 def launch(

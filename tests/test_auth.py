@@ -102,13 +102,17 @@ def test_client_scope_and_constraints(client: TestClient, workspace: Workspace) 
         json={"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]},
     )
     assert other_model.status_code == 403 and other_model.json()["field"] == "model"
-    # A client may not address a version that is not being served.
+    # A client may address the served version, but not one that is not being served.
     assert (
         client.post(
             "/v2/models/toy/versions/1/infer", headers=headers, json=oip_tensors([TOY_ROW])
         ).status_code
         == 200
     )
+    unserved = client.post(
+        "/v2/models/toy/versions/2/infer", headers=headers, json=oip_tensors([TOY_ROW])
+    )
+    assert unserved.status_code == 403, unserved.text
     listed = client.get("/api/v1/models", headers=headers)
     assert listed.status_code == 403
     assert client.get("/api/v1/tokens", headers=headers).status_code == 403
@@ -194,12 +198,13 @@ def test_a_stale_cached_token_answers_at_once_and_refreshes_behind(workspace: Wo
             "UPDATE tokens SET revoked_at = CURRENT_TIMESTAMP WHERE name = 'kiosk'"
         )
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    seen = False
+    while not seen and time.monotonic() < deadline:
         try:
-            if tokens.authenticate_cached(header) is None:
-                break
+            seen = tokens.authenticate_cached(header) is None
         except Unauthorized:
-            break
+            seen = True
         time.sleep(0.01)
+    assert seen, "the cache never noticed the revocation"
     with pytest.raises(Unauthorized):
         tokens.authenticate(header)

@@ -13,11 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from sqlalchemy import func, select
 
-from backend.db.tables import PredictionRow
 from backend.workspace import Workspace
-from tests.helpers import TOY_ROW, ServerProcess, start_server
+from tests.helpers import TOY_ROW, ServerProcess, logged_rows, start_server
 
 
 @pytest.fixture
@@ -35,11 +33,6 @@ def _children(pid: int) -> list[int]:
     """Child process ids on Linux (none elsewhere: then the count is read at once)."""
     listing = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(child) for child in listing.read_text().split()] if listing.exists() else []
-
-
-def _logged(workspace: Workspace) -> int:
-    with workspace.sessions() as session:
-        return int(session.scalar(select(func.count()).select_from(PredictionRow)) or 0)
 
 
 def test_ready_handshake_and_requests(server: ServerProcess, workspace: Workspace) -> None:
@@ -108,7 +101,7 @@ def test_graceful_stop_flushes_every_accepted_prediction(
         accepted += response.status_code == 200
     # uvicorn re-raises SIGTERM after its graceful shutdown, so -SIGTERM is a clean stop.
     assert server.stop() in (0, -signal.SIGTERM)
-    assert _logged(workspace) == accepted == 150
+    assert logged_rows(workspace) == accepted == 150
     assert not workspace.settings.server_info_file.exists()
 
 
@@ -137,8 +130,10 @@ def test_kill_9_loses_at_most_one_flush_interval(
     with ThreadPoolExecutor(4) as pool:
         for _ in range(4):
             pool.submit(client_loop, stop_at)
-        while len(acknowledged) < 400:
+        deadline = time.monotonic() + 25
+        while len(acknowledged) < 400 and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert len(acknowledged) >= 400, "the server stopped answering before the kill"
         writers = _children(server.process.pid)
         os.kill(server.process.pid, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -147,7 +142,8 @@ def test_kill_9_loses_at_most_one_flush_interval(
     deadline = time.monotonic() + 30
     while any(Path(f"/proc/{pid}").exists() for pid in writers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    logged = _logged(workspace)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in writers), "the writer did not exit"
+    logged = logged_rows(workspace)
     lost = len(acknowledged) - logged
     window = [t for t in acknowledged if t > killed_at - 0.2]
     print(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,33 +13,21 @@ from fastapi.testclient import TestClient
 
 from backend.monitoring.live_stats import LiveStats
 from backend.workspace import Workspace
-from tests.conftest import make_settings
-from tests.helpers import TOY_ROW, ServerProcess, register_toy_models, start_server
+from tests.helpers import (
+    TOY_ROW,
+    ServerProcess,
+    post_predictions,
+    prepare_toy_data_dir,
+    start_server,
+)
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
-    workspace = Workspace.open(make_settings(tmp_path))
-    register_toy_models(workspace)
-    token = workspace.admin_token()
-    workspace.close()
+    token = prepare_toy_data_dir(tmp_path)
     process = start_server(tmp_path)
     yield process, token
     process.stop()
-
-
-def _predict(url: str, token: str, n: int, entity: str) -> list[str]:
-    ids = []
-    for i in range(n):
-        response = requests.post(
-            f"{url}/v1/models/toy:predict",
-            headers={"Authorization": f"Bearer {token}"},
-            json={"instances": [TOY_ROW], "entity_id": f"{entity}-{i}"},
-            timeout=10,
-        )
-        response.raise_for_status()
-        ids.append(response.json()["request_id"])
-    return ids
 
 
 def _read_events(
@@ -73,12 +61,10 @@ def _read_events(
 
 def test_stream_shows_predictions_and_resumes(server: tuple[ServerProcess, str]) -> None:
     process, token = server
-    received: list[tuple[list[dict], str, int]] = []
-    reader = threading.Thread(target=lambda: received.append(_read_events(process.url, token, 3)))
-    reader.start()
-    ids = _predict(process.url, token, 3, "first")
-    reader.join(timeout=30)
-    events, last_id, missed = received[0]
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(_read_events, process.url, token, 3)
+        ids = post_predictions(process.url, token, 3, entity="first")
+        events, last_id, missed = reading.result(timeout=30)
     assert [e["request_id"] for e in events] == ids and missed == 0
     first = events[0]
     assert first["model"] == "toy" and first["decision"] == "answered"
@@ -88,24 +74,23 @@ def test_stream_shows_predictions_and_resumes(server: tuple[ServerProcess, str])
     assert first["top_output"] == first["outputs"]["predict"]
 
     # Resuming after the last id gets only what came later.
-    later = _predict(process.url, token, 2, "second")
+    later = post_predictions(process.url, token, 2, entity="second")
     resumed, _, missed = _read_events(process.url, token, 2, last_event_id=last_id)
     assert [e["request_id"] for e in resumed] == later and missed == 0
 
 
 def test_a_server_with_an_open_stream_stops_promptly(server: tuple[ServerProcess, str]) -> None:
     process, token = server
-    response = requests.get(
+    with requests.get(
         f"{process.url}/api/v1/events/predictions",
         headers={"Authorization": f"Bearer {token}"},
         stream=True,
         timeout=(5, 30),
-    )
-    assert response.status_code == 200
-    started = time.monotonic()
-    process.stop()
-    assert time.monotonic() - started < 5
-    response.close()
+    ) as response:
+        assert response.status_code == 200
+        started = time.monotonic()
+        process.stop()
+        assert time.monotonic() - started < 5
 
 
 def test_stream_needs_a_reading_role(client: TestClient, workspace: Workspace) -> None:

@@ -8,12 +8,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from backend.db.tables import PredictionRow
 from backend.serving.prediction_log import LoggedPrediction, PredictionLog
 from backend.workspace import Workspace
-from tests.conftest import make_settings
+from tests.helpers import logged_rows, make_settings
 
 
 @pytest.fixture
@@ -51,11 +51,6 @@ def _rows(request_id: str, n: int) -> list[LoggedPrediction]:
     ]
 
 
-def _stored(store: Workspace) -> int:
-    with store.sessions() as session:
-        return int(session.scalar(select(func.count()).select_from(PredictionRow)) or 0)
-
-
 def test_rows_are_written_exactly(prediction_log: PredictionLog, store: Workspace) -> None:
     prediction_log.append(_rows("r1", 3))
     assert prediction_log.flush() == 3
@@ -78,7 +73,7 @@ def test_rows_survive_the_writer_process_dying(
     assert prediction_log.flush() == 50
     assert prediction_log.writer_restarts == 1
     assert prediction_log.writer_pid not in (None, first_writer)
-    assert _stored(store) == 150
+    assert logged_rows(store) == 150
 
 
 def test_store_down_then_back(prediction_log: PredictionLog, store: Workspace) -> None:
@@ -96,7 +91,7 @@ def test_store_down_then_back(prediction_log: PredictionLog, store: Workspace) -
     while written < 40 and time.monotonic() < deadline:
         written += prediction_log.flush(timeout_s=deadline - time.monotonic())
     assert written == 40
-    assert _stored(store) == 40
+    assert logged_rows(store) == 40
     assert prediction_log.has_room(prediction_log.max_queued_rows)
 
 

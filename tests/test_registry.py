@@ -18,6 +18,7 @@ from backend.workspace import Workspace
 from tests.helpers import (
     TOY_ROW,
     TOY_SIGNATURE,
+    oip_tensors,
     toy_classifier,
     toy_frame,
     toy_validity,
@@ -186,11 +187,16 @@ def test_register_over_http(client: TestClient, admin_headers: dict[str, str]) -
     assert described["versions"][0]["signature"][0]["max"] == 10_000
     one = client.get("/api/v1/models/toy/versions/2", headers=admin_headers).json()
     assert one["registered_by"] == "admin"
-    # Engineers may try a registered version before it is deployed; routed as "explicit".
-    tried = client.post(
+    # The record form answers with the active version.
+    served = client.post(
         "/v1/models/toy:predict", headers=admin_headers, json={"instances": [TOY_ROW]}
     )
-    assert tried.json()["route"] == "active"
+    assert served.json()["route"] == "active" and served.json()["model_version"] == "1"
+    # Engineers may try a registered version before it is deployed; routed as "explicit".
+    tried = client.post(
+        "/v2/models/toy/versions/2/infer", headers=admin_headers, json=oip_tensors([TOY_ROW])
+    ).json()
+    assert tried["model_version"] == "2" and tried["parameters"]["route"] == "explicit"
 
     bad_json = client.post(
         "/api/v1/models/toy/versions",

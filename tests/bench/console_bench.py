@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,8 @@ def run_console_bench(work_dir: Path, seconds: float, rate: float) -> dict[str, 
             f"the console probe wrote no result (exit {completed.returncode}):\n{tail}"
         )
     result: dict[str, Any] = json.loads(out.read_text())
+    if "error" in result:
+        raise RuntimeError(result["error"])
     return result
 
 
@@ -36,6 +39,7 @@ def _met(ok: bool) -> str:
 
 
 def render(result: dict[str, Any]) -> str:
+    # NaN when the run was shorter than a minute: there is no one-minute sample to compare.
     growth = result["rss_end_mb"] - result["rss_1min_mb"]
     minutes = result["seconds"] / 60
     stall_p99 = result["stall_p99_ms"]
@@ -60,7 +64,7 @@ def render(result: dict[str, Any]) -> str:
     ]
     rows[3][3] = _met(stall_p99 < STALL_P99_TARGET_MS)
     rows[5][3] = _met(redraws >= REDRAW_TARGET)
-    rows[9][3] = _met(growth < MEMORY_GROWTH_TARGET_MB)
+    rows[9][3] = _met(growth < MEMORY_GROWTH_TARGET_MB) if not math.isnan(growth) else "n/a"
     return format_table(
         "Console under load (embedded demo backend + simulators)",
         ["measure", "value", "target", "met"],

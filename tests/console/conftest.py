@@ -7,15 +7,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 from PySide6.QtCore import QSettings
 
 from backend.workspace import Workspace
 from console.client import ApiClient
 from console.context import ConsoleContext
 from console.tasks import TaskRunner
-from tests.conftest import make_settings
-from tests.helpers import TOY_ROW, ServerProcess, launch, register_toy_models
+from tests.helpers import (
+    ServerProcess,
+    make_settings,
+    post_predictions,
+    prepare_toy_data_dir,
+    start_server,
+)
 
 
 @dataclass
@@ -30,9 +34,7 @@ class Backend:
         return self.process.url
 
     def start(self, port: int = 0) -> None:
-        self.process = launch(
-            ["serve", "--port", str(port), "--log-level", "warning"], self.data_dir
-        )
+        self.process = start_server(self.data_dir, port=port)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -45,25 +47,14 @@ class Backend:
         finally:
             workspace.close()
 
-    def predict(self, count: int, model: str = "toy") -> None:
-        session = requests.Session()
-        for i in range(count):
-            response = session.post(
-                f"{self.url}/v1/models/{model}:predict",
-                headers={"Authorization": f"Bearer {self.admin_token}"},
-                json={"instances": [TOY_ROW], "entity_id": f"card-{i}"},
-                timeout=10,
-            )
-            response.raise_for_status()
+    def predict(self, count: int) -> None:
+        post_predictions(self.url, self.admin_token, count)
 
 
 @pytest.fixture
 def backend(tmp_path: Path) -> Iterator[Backend]:
     data_dir = tmp_path / "data"
-    workspace = Workspace.open(make_settings(data_dir))
-    register_toy_models(workspace)
-    token = workspace.admin_token()
-    workspace.close()
+    token = prepare_toy_data_dir(data_dir)
     server = Backend(data_dir, token)
     server.start()
     yield server

@@ -18,25 +18,23 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
-from backend.workspace import Workspace
 from console.client import ApiClient
 from console.context import ConsoleContext
 from console.pages.models import ModelsPage
 from console.tasks import TaskRunner
 from console.widgets.try_it import feature_of
-from tests.conftest import make_settings
-from tests.helpers import TOY_SIGNATURE, ServerProcess, register_toy_models, start_server
+from tests.helpers import (
+    TOY_SIGNATURE,
+    ServerProcess,
+    prepare_toy_data_dir,
+    start_server,
+)
 
 TIMEOUT_MS = 15_000
 
 
 def _toy_backend(data_dir: Path) -> tuple[ServerProcess, str]:
-    workspace = Workspace.open(make_settings(data_dir))
-    try:
-        register_toy_models(workspace)
-        token = workspace.admin_token()
-    finally:
-        workspace.close()
+    token = prepare_toy_data_dir(data_dir)
     return start_server(data_dir), token
 
 
@@ -279,6 +277,7 @@ def test_a_stopped_backend_gives_a_clear_message_and_no_crash(
     tmp_path: Path,
 ) -> None:
     server, token = _toy_backend(tmp_path / "data")
+    tasks = None
     try:
         page, tasks = _open_page(qtbot, server.url, token, tmp_path)
         _click_model(qtbot, page, "toy")
@@ -297,8 +296,9 @@ def test_a_stopped_backend_gives_a_clear_message_and_no_crash(
         page.connection_changed(False)
         assert "unreachable" in page.status.text()
         page.shutdown()
-        tasks.shutdown()
     finally:
+        if tasks is not None:
+            tasks.shutdown()
         server.stop()
 
 
