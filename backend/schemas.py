@@ -6,10 +6,14 @@ Plain pydantic types only; FastAPI publishes them as OpenAPI at /openapi.json.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Entity ids are stored with every logged row (128 characters at most there).
+MAX_ENTITY_ID = 128
+# Allowed input values a client token may be limited to: plain values, compared as such.
+ConstraintValue = str | int | float | bool
 FeatureType = Literal["float", "int", "bool", "category", "string"]
 Task = Literal["classification", "regression"]
 Role = Literal["admin", "engineer", "support", "client"]
@@ -185,7 +189,8 @@ class RequestOutput(BaseModel):
 
 
 class InferRequest(BaseModel):
-    id: str | None = None
+    # The request id is stored with every logged row (64 characters at most there).
+    id: str | None = Field(default=None, max_length=64)
     parameters: dict[str, Any] | None = None
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = None
@@ -214,9 +219,9 @@ class RecordPredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     instances: list[dict[str, Any]] = Field(min_length=1)
-    entity_id: str | None = Field(default=None, max_length=128)
+    entity_id: str | None = Field(default=None, max_length=MAX_ENTITY_ID)
     # One entity per instance, when a batch spans several entities.
-    entity_ids: list[str] | None = None
+    entity_ids: list[Annotated[str, Field(max_length=MAX_ENTITY_ID)]] | None = None
     id: str | None = Field(default=None, max_length=64)
 
 
@@ -240,7 +245,7 @@ class LabelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(min_length=1, max_length=64)
-    row: int = Field(default=0, ge=0)
+    row: int = Field(default=0, ge=0, le=2**31 - 1)
     label: Any
 
 
@@ -266,14 +271,14 @@ class TokenCreate(BaseModel):
     role: Role
     models: list[str] | None = None
     # feature name -> allowed values, e.g. {"country": ["DE", "FR"]}
-    constraints: dict[str, list[Any]] = Field(default_factory=dict)
+    constraints: dict[str, list[ConstraintValue]] = Field(default_factory=dict)
 
 
 class TokenInfo(BaseModel):
     name: str
     role: Role
     models: list[str] | None
-    constraints: dict[str, list[Any]]
+    constraints: dict[str, list[ConstraintValue]]
     created_at: datetime
     revoked: bool
 

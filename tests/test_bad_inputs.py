@@ -175,3 +175,63 @@ def test_bad_labels(client: TestClient, admin_headers: dict[str, str]) -> None:
         assert response.status_code == 422, (body, response.text)
         assert response.json()["field"] == field
         assert words in response.json()["reason"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"),
+    [
+        # "²" is a digit to Python's isdigit; a huge number overflows the integer column.
+        ("GET", "/api/v1/models/toy/versions/%C2%B2", None, 404, "version"),
+        ("GET", "/api/v1/models/toy/versions/" + "9" * 30, None, 404, "version"),
+        ("POST", "/v2/models/toy/versions/%C2%B2/infer", oip_tensors([TOY_ROW]), 404, "version"),
+        # Ids longer than their columns would stall the log on PostgreSQL: refused up front.
+        ("POST", "/v2/models/toy/infer", {**oip_tensors([TOY_ROW]), "id": "x" * 65}, 400, "id"),
+        (
+            "POST",
+            "/v2/models/toy/infer",
+            {**oip_tensors([TOY_ROW]), "parameters": {"entity_id": "e" * 129}},
+            400,
+            "parameters.entity_id",
+        ),
+        (
+            "POST",
+            "/v1/models/toy:predict",
+            {"instances": [TOY_ROW], "entity_ids": ["e" * 129]},
+            422,
+            "entity_ids[0]",
+        ),
+        ("POST", "/api/v1/feedback", {"labels": [{"request_id": "r", "row": 10**30}]}, 422, None),
+        ("GET", "/api/v1/monitor/live?since=nan", None, 422, "since"),
+        (
+            "POST",
+            "/api/v1/tokens",
+            {"name": "nested", "role": "client", "constraints": {"country": [["DE"]]}},
+            422,
+            "constraints",
+        ),
+    ],
+)
+def test_edge_values_get_a_clear_4xx(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    status: int,
+    field: str | None,
+) -> None:
+    response = client.request(method, path, headers=admin_headers, json=body)
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["error"]
+    if field is not None:
+        assert error["field"].startswith(field), error
+
+
+def test_a_zero_padded_version_is_the_same_version(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    answer = client.post(
+        "/v2/models/toy/versions/01/infer", headers=admin_headers, json=oip_tensors([TOY_ROW])
+    ).json()
+    assert answer["model_version"] == "1" and answer["parameters"]["route"] == "active"

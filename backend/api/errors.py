@@ -70,3 +70,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and reason == "Not Found":
             reason = "no such endpoint; see /docs for the API"
         return error_response(exc.status_code, reason)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not the caller's fault: still the documented error shape, never a bare
+        # "Internal Server Error" text. Starlette logs the traceback after this answer.
+        return error_response(500, f"internal error ({type(exc).__name__}); see the server log")

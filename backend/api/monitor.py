@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -63,11 +64,8 @@ async def _stream(feed: PredictionFeed, model: str | None, position: int) -> Asy
                 data,
             )
             await asyncio.sleep(BATCH_WINDOW_S)
-            continue
-        if not events:
-            await feed.wait(KEEPALIVE_S)
-            if not feed.closed and feed.since(position, model)[2] == position:
-                yield b": keep-alive\n\n"
+        elif not await feed.wait(KEEPALIVE_S):
+            yield b": keep-alive\n\n"
 
 
 @router.get("/monitor/live", response_model=LiveSeries)
@@ -86,4 +84,6 @@ async def live_series(
     require(principal, "read_predictions")
     if resolution not in RESOLUTIONS:
         raise InputError(f"must be one of {sorted(RESOLUTIONS)} (seconds)", "resolution")
+    if since is not None and not math.isfinite(since):
+        raise InputError("must be a time in Unix seconds", "since")
     return serving.live_stats.series(resolution, since, model)

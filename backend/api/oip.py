@@ -15,6 +15,7 @@ from backend.api.errors import body_error_response
 from backend.api.openapi import hand_parsed_body
 from backend.errors import InputError
 from backend.schemas import (
+    MAX_ENTITY_ID,
     ErrorBody,
     InferRequest,
     InferResponse,
@@ -167,9 +168,17 @@ def _entity_ids(parameters: dict[str, Any], n_rows: int) -> list[str | None]:
                 "parameters.entity_ids",
                 status=400,
             )
-        return [None if e is None else str(e) for e in many]
-    one = parameters.get("entity_id")
-    return [None if one is None else str(one)] * n_rows
+        return [_entity_id(e, f"parameters.entity_ids[{i}]") for i, e in enumerate(many)]
+    return [_entity_id(parameters.get("entity_id"), "parameters.entity_id")] * n_rows
+
+
+def _entity_id(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    if len(text) > MAX_ENTITY_ID:
+        raise InputError(f"at most {MAX_ENTITY_ID} characters", field, status=400)
+    return text
 
 
 @router.post(

@@ -89,13 +89,15 @@ class PredictionFeed:
                     break
         return selected, missed, position
 
-    async def wait(self, timeout_s: float) -> None:
+    async def wait(self, timeout_s: float) -> bool:
+        """Wait for new predictions (or the close); False if the time ran out first."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
             await asyncio.wait_for(waiter, timeout_s)
+            return True
         except TimeoutError:
-            pass
+            return False
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)

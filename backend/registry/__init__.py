@@ -2,7 +2,7 @@
 
 from backend.registry.artifacts import ArtifactStore
 from backend.registry.loaded import LoadedVersion, Prediction
-from backend.registry.service import Registry
+from backend.registry.service import Registry, parse_version
 from backend.registry.signature import CompiledSignature, infer_signature
 
 __all__ = [
@@ -12,4 +12,5 @@ __all__ = [
     "Prediction",
     "Registry",
     "infer_signature",
+    "parse_version",
 ]

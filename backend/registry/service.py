@@ -18,6 +18,16 @@ from backend.registry.loaded import LoadedVersion, class_labels_of
 from backend.registry.signature import CompiledSignature, infer_signature
 from backend.schemas import FeatureSpec, ModelInfo, ModelVersionInfo, ValidityAssets
 
+MAX_VERSION_DIGITS = 9
+
+
+def parse_version(version: str) -> int:
+    """A version number as a path carries it: ASCII digits only ("²" is a digit to Python),
+    short enough for the database's integer column; "01" and "1" are the same version."""
+    if not (version.isascii() and version.isdigit()) or len(version) > MAX_VERSION_DIGITS:
+        raise NotFound(f"versions are numbered 1, 2, ...; got {version[:40]!r}", "version")
+    return int(version)
+
 
 class Registry:
     def __init__(self, sessions: sessionmaker[Session], store: ArtifactStore):
@@ -189,11 +199,10 @@ class Registry:
 
     @staticmethod
     def _version_row(session: Session, model: ModelRow, version: str) -> ModelVersionRow:
-        if not version.isdigit():
-            raise NotFound(f"versions are numbered 1, 2, ...; got {version!r}", "version")
+        number = parse_version(version)
         row = session.scalar(
             select(ModelVersionRow).where(
-                ModelVersionRow.model_id == model.id, ModelVersionRow.number == int(version)
+                ModelVersionRow.model_id == model.id, ModelVersionRow.number == number
             )
         )
         if row is None:

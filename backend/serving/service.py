@@ -14,7 +14,7 @@ from backend.auth.tokens import Principal, check_constraints, require
 from backend.errors import NotFound, ServeDeckError
 from backend.monitoring.feed import MAX_ROWS_PER_REQUEST, PredictionFeed
 from backend.monitoring.live_stats import LiveStats
-from backend.registry import LoadedVersion, Prediction, Registry
+from backend.registry import LoadedVersion, Prediction, Registry, parse_version
 from backend.serving.batcher import MicroBatcher
 from backend.serving.prediction_log import LoggedPrediction, PredictionLog
 from backend.settings import Settings
@@ -129,6 +129,8 @@ class ServingService:
                     status=409,
                 )
             return active, "active"
+        # One spelling per version: "01" must not load, log and route as a second version.
+        version = str(parse_version(version))
         if version == active:
             return version, "active"
         # Addressing a version that is not being served is for people testing it.
