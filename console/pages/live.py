@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections import deque
-from typing import Any
 
 from PySide6.QtCore import QItemSelection, Qt, QTimer
 from PySide6.QtWidgets import (
@@ -26,6 +24,7 @@ from backend.schemas import DECISIONS, LiveSeries, PredictionEvent, PredictionRe
 from console.context import ConsoleContext
 from console.event_stream import PredictionStream
 from console.pages.base import ALL_ROLES, Page
+from console.widgets.common import plain_text
 from console.widgets.live_charts import LiveCharts
 from console.widgets.prediction_table import PredictionFilter, PredictionTableModel
 
@@ -283,10 +282,10 @@ class LivePage(Page):
             general.addChild(QTreeWidgetItem([name, str(value)]))
         features = QTreeWidgetItem(["Features"])
         for name, value in event.features.items():
-            features.addChild(QTreeWidgetItem([name, _plain(value)]))
+            features.addChild(QTreeWidgetItem([name, plain_text(value)]))
         outputs = QTreeWidgetItem(["Outputs"])
         for name, value in event.outputs.items():
-            outputs.addChild(QTreeWidgetItem([name, _plain(value)]))
+            outputs.addChild(QTreeWidgetItem([name, plain_text(value)]))
         for item in (general, features, outputs):
             self.details.addTopLevelItem(item)
             item.setExpanded(True)
@@ -304,7 +303,7 @@ class LivePage(Page):
             elif record.label is None:
                 self.label_status.setText("No label yet: ground truth usually arrives later.")
             else:
-                self.label_status.setText(f"Label (ground truth): {_plain(record.label)}")
+                self.label_status.setText(f"Label (ground truth): {plain_text(record.label)}")
 
         def failed(error: Exception) -> None:
             if self.shown_event is event:
@@ -340,9 +339,3 @@ class LivePage(Page):
         settings.setValue("live/decision", self.decision_filter.currentData() or "")
         settings.setValue("live/window", self.charts.window_choice.currentIndex())
         settings.setValue("live/splitter", self.splitter.saveState())
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from typing import Any
 
 from PySide6.QtCore import (
     QItemSelection,
@@ -33,8 +32,6 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSplitter,
     QStackedWidget,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QTreeView,
     QVBoxLayout,
@@ -46,7 +43,16 @@ from console.client import describe_error
 from console.context import ConsoleContext
 from console.pages.base import ENGINEERING_ROLES, Page
 from console.resources import colour
-from console.widgets.try_it import TYPE_WORDS, TryItPanel, make_button, make_label
+from console.widgets.common import (
+    make_button,
+    make_label,
+    make_splitter,
+    plain_text,
+    read_only_table,
+    table_item,
+)
+from console.widgets.feature_editor import TYPE_WORDS
+from console.widgets.try_it import TryItPanel
 
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -125,47 +131,8 @@ def _size(size: int) -> str:
     return f"{size} bytes"
 
 
-def _plain(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
-
-
-def _item(text: str, tooltip: str = "") -> QTableWidgetItem:
-    item = QTableWidgetItem(text)
-    item.setToolTip(tooltip or text)
-    return item
-
-
-def _table(columns: tuple[tuple[str, str], ...]) -> QTableWidget:
-    table = QTableWidget(0, len(columns))
-    for column, (name, tip) in enumerate(columns):
-        header = QTableWidgetItem(name)
-        header.setToolTip(tip)
-        table.setHorizontalHeaderItem(column, header)
-    table.verticalHeader().setVisible(False)
-    table.verticalHeader().setDefaultSectionSize(24)
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    table.setAlternatingRowColors(True)
-    table.setWordWrap(False)
-    table.setTabKeyNavigation(False)  # Tab leaves the table; the arrow keys move inside
-    header_view = table.horizontalHeader()
-    header_view.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    header_view.setSectionResizeMode(len(columns) - 1, QHeaderView.ResizeMode.Stretch)
-    return table
-
-
-def _splitter(orientation: Qt.Orientation, *parts: tuple[QWidget, int]) -> QSplitter:
-    splitter = QSplitter(orientation)
-    for index, (widget, stretch) in enumerate(parts):
-        splitter.addWidget(widget)
-        splitter.setStretchFactor(index, stretch)
-    splitter.setChildrenCollapsible(False)
-    return splitter
 
 
 class ModelsPage(Page):
@@ -243,11 +210,11 @@ class ModelsPage(Page):
         self.task_label = make_label(tip=MODEL_COLUMNS[1][1], name="muted")
         self.description_label = make_label(wrap=True)
 
-        self.versions = _table(VERSION_COLUMNS)
+        self.versions = read_only_table(VERSION_COLUMNS)
         self.versions.setToolTip("Every registered version of this model, newest first.")
         self.versions.itemSelectionChanged.connect(self._on_version_selected)
 
-        self.signature = _table(SIGNATURE_COLUMNS)
+        self.signature = read_only_table(SIGNATURE_COLUMNS)
         self.signature.setToolTip(
             "The signature: the inputs this version takes. Requests are checked against it "
             "before the model sees them, and refused with the offending input named."
@@ -279,7 +246,9 @@ class ModelsPage(Page):
         )
         self.try_it = TryItPanel(context)
 
-        self.lower_splitter = _splitter(Qt.Orientation.Horizontal, (self.tabs, 3), (self.try_it, 2))
+        self.lower_splitter = make_splitter(
+            Qt.Orientation.Horizontal, (self.tabs, 3), (self.try_it, 2)
+        )
         self.details = QWidget()
         details_column = QVBoxLayout(self.details)
         details_column.setContentsMargins(0, 0, 0, 0)
@@ -296,7 +265,7 @@ class ModelsPage(Page):
         self.right.addWidget(self.placeholder)
         self.right.addWidget(self.details)
 
-        self.splitter = _splitter(Qt.Orientation.Horizontal, (left, 1), (self.right, 4))
+        self.splitter = make_splitter(Qt.Orientation.Horizontal, (left, 1), (self.right, 4))
         self.splitter.setSizes([280, 1100])
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
@@ -489,19 +458,19 @@ class ModelsPage(Page):
         registered = version.registered_at.astimezone()
         trusted = version.trusted_by or ("not needed" if version.artifact_format == "skops" else "")
         cells = [
-            _item(version.version, f"Version {version.version}"),
-            _item(
+            table_item(version.version, f"Version {version.version}"),
+            table_item(
                 "● active" if active else "",
                 "This version answers requests that do not name a version."
                 if active
                 else "Not active: it answers only requests that name it.",
             ),
-            _item(f"{registered:%Y-%m-%d %H:%M}", f"{registered:%Y-%m-%d %H:%M:%S %Z}"),
-            _item(version.registered_by),
-            _item(version.artifact_format, VERSION_COLUMNS[4][1]),
-            _item(_size(version.artifact_size), f"{version.artifact_size:,} bytes"),
-            _item(trusted, VERSION_COLUMNS[6][1]),
-            _item(version.description or "", version.description or "No description."),
+            table_item(f"{registered:%Y-%m-%d %H:%M}", f"{registered:%Y-%m-%d %H:%M:%S %Z}"),
+            table_item(version.registered_by),
+            table_item(version.artifact_format, VERSION_COLUMNS[4][1]),
+            table_item(_size(version.artifact_size), f"{version.artifact_size:,} bytes"),
+            table_item(trusted, VERSION_COLUMNS[6][1]),
+            table_item(version.description or "", version.description or "No description."),
         ]
         cells[0].setData(NAME_ROLE, version.version)
         if active:
@@ -540,18 +509,18 @@ class ModelsPage(Page):
             required = "yes" if spec.required else f"no (default {json.dumps(spec.default)})"
             categories = ", ".join(spec.categories or [])
             cells = [
-                _item(spec.name, spec.description or spec.name),
-                _item(spec.type, f"{spec.type}: {TYPE_WORDS[spec.type]}"),
-                _item(
+                table_item(spec.name, spec.description or spec.name),
+                table_item(spec.type, f"{spec.type}: {TYPE_WORDS[spec.type]}"),
+                table_item(
                     required,
                     "A request must include it."
                     if spec.required
                     else f"Optional: when left out, {json.dumps(spec.default)} is used.",
                 ),
-                _item(_number(spec.min), "No lower limit." if spec.min is None else ""),
-                _item(_number(spec.max), "No upper limit." if spec.max is None else ""),
-                _item(categories, categories or "Any value of its type."),
-                _item(spec.description, spec.description or "No description."),
+                table_item(_number(spec.min), "No lower limit." if spec.min is None else ""),
+                table_item(_number(spec.max), "No upper limit." if spec.max is None else ""),
+                table_item(categories, categories or "Any value of its type."),
+                table_item(spec.description, spec.description or "No description."),
             ]
             for column in (3, 4):
                 cells[column].setTextAlignment(
@@ -588,7 +557,7 @@ class ModelsPage(Page):
             ("Trusted by", version.trusted_by or "not needed"),
         ]
         if version.task == "classification":
-            labels = ", ".join(_plain(label) for label in version.class_labels or [])
+            labels = ", ".join(plain_text(label) for label in version.class_labels or [])
             rows.append(("Classes", labels))
         rows.append(("Description", version.description or "—"))
         self._fill_form(self.registration_form, rows)

@@ -22,7 +22,7 @@ from console.client import ApiClient
 from console.context import ConsoleContext
 from console.pages.models import ModelsPage
 from console.tasks import TaskRunner
-from console.widgets.try_it import feature_of
+from console.widgets.feature_editor import feature_of
 from tests.helpers import (
     TOY_SIGNATURE,
     ServerProcess,
