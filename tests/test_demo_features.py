@@ -260,3 +260,16 @@ def test_simulator_checks_its_arguments() -> None:
 
     with pytest.raises(ValueError, match="rate"):
         run_simulator("http://127.0.0.1:9", "token", rate=0)
+
+
+def test_demo_traffic_is_deterministic_and_mixes_both_models():
+    from backend.demo.simulate import FRAUD_PATH, RIDE_PRICE_PATH, DemoTraffic
+
+    one, two = DemoTraffic(seed=7), DemoTraffic(seed=7)
+    first = [one.next_request() for _ in range(300)]
+    assert first == [two.next_request() for _ in range(300)]
+    paths = {path for _, path, _, _ in first}
+    assert paths == {FRAUD_PATH, RIDE_PRICE_PATH}
+    fraud = [body for model, _, body, _ in first if model == "fraud"]
+    # Every fraud request names its card, so canaries and labels can follow an entity.
+    assert all(body["entity_id"] and len(body["instances"]) == 1 for body in fraud)

@@ -93,6 +93,48 @@ class _PendingLabel:
     label: Any
 
 
+class DemoTraffic:
+    """The demo's prediction requests, in order: what the simulator sends, and what load
+    tests replay. Deterministic for a seed; ``drift`` switches to the drifted distribution."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.rng = np.random.default_rng([seed, 101])
+        self.stream = TransactionStream(
+            demo_population(),
+            seed=[seed, 100],
+            start=LIVE_START - WARMUP_DAYS * DAY_S,
+            id_prefix="live-",
+        )
+        self.state = FraudFeatureState()
+        for event in self.stream.until(LIVE_START):
+            self.state.observe(event)
+        self.rides: deque[tuple[dict[str, Any], float]] = deque()
+        self.ride_chunks = 0
+
+    def start_drift(self) -> None:
+        self.stream.drift = 1.0
+        self.rides.clear()  # rides generated before the switch are undrifted
+
+    def next_request(self) -> tuple[str, str, dict[str, Any], Any]:
+        """(model, path, JSON body, the true label that arrives later) of the next request."""
+        if self.rng.random() < RIDE_PRICE_SHARE:
+            row, label = self._next_ride()
+            return "ride-price", RIDE_PRICE_PATH, {"instances": [row]}, label
+        event = next(self.stream)
+        body = {"instances": [self.state.process(event)], "entity_id": event.card_id}
+        return "fraud", FRAUD_PATH, body, event.is_fraud
+
+    def _next_ride(self) -> tuple[dict[str, Any], float]:
+        if not self.rides:
+            self.ride_chunks += 1
+            frame, target = generate_rides(
+                _RIDE_CHUNK, seed=[self.seed, 102, self.ride_chunks], drift=self.stream.drift
+            )
+            self.rides.extend(zip(plain_records(frame), target.tolist(), strict=True))
+        return self.rides.popleft()
+
+
 class _Simulator:
     def __init__(
         self,
@@ -110,23 +152,11 @@ class _Simulator:
         self.duration = duration
         self.drift_at = drift_at
         self.label_delay = label_delay
-        self.seed = seed
         self.stop = stop_event
         self.stats = SimulationStats(target_rate=rate)
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
-        self.rng = np.random.default_rng([seed, 101])
-        self.stream = TransactionStream(
-            demo_population(),
-            seed=[seed, 100],
-            start=LIVE_START - WARMUP_DAYS * DAY_S,
-            id_prefix="live-",
-        )
-        self.state = FraudFeatureState()
-        for event in self.stream.until(LIVE_START):
-            self.state.observe(event)
-        self.rides: deque[tuple[dict[str, Any], float]] = deque()
-        self.ride_chunks = 0
+        self.traffic = DemoTraffic(seed)
         self.labels: deque[_PendingLabel] = deque()
         self.errors: Counter[str] = Counter()
         self.latency_total_s = 0.0
@@ -167,8 +197,7 @@ class _Simulator:
                 and self.stats.drift_started_s is None
                 and now - start >= self.drift_at
             ):
-                self.stream.drift = 1.0
-                self.rides.clear()  # rides generated before the switch are undrifted
+                self.traffic.start_drift()
                 self.stats.drift_started_s = round(now - start, 2)
                 log.info("simulator: drift on (larger amounts, travel, quiet fraud)")
             if now >= next_flush:
@@ -194,15 +223,7 @@ class _Simulator:
 
     def _send_one(self) -> bool:
         """Send one prediction request; False only when the server could not be reached."""
-        if self.rng.random() < RIDE_PRICE_SHARE:
-            model, path = "ride-price", RIDE_PRICE_PATH
-            row, label = self._next_ride()
-            body: dict[str, Any] = {"instances": [row]}
-        else:
-            model, path = "fraud", FRAUD_PATH
-            event = next(self.stream)
-            body = {"instances": [self.state.process(event)], "entity_id": event.card_id}
-            label = event.is_fraud
+        model, path, body, label = self.traffic.next_request()
         self.stats.sent += 1
         self.stats.sent_by_model[model] = self.stats.sent_by_model.get(model, 0) + 1
         began = time.monotonic()
@@ -240,15 +261,6 @@ class _Simulator:
             self.labels.popleft()
             self.stats.labels_unposted += 1
         return True
-
-    def _next_ride(self) -> tuple[dict[str, Any], float]:
-        if not self.rides:
-            self.ride_chunks += 1
-            frame, target = generate_rides(
-                _RIDE_CHUNK, seed=[self.seed, 102, self.ride_chunks], drift=self.stream.drift
-            )
-            self.rides.extend(zip(plain_records(frame), target.tolist(), strict=True))
-        return self.rides.popleft()
 
     # ------------------------------------------------------------------ labels
 

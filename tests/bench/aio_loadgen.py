@@ -1,9 +1,15 @@
-"""Closed-loop HTTP load in its own process, for machines without wrk.
+"""HTTP load in its own process: closed-loop for machines without wrk, or open-loop at a rate.
 
-N workers share one keep-alive connector; each sends a request, waits for the full response,
-records the latency with perf_counter, and sends the next. Prints one JSON object.
+Closed loop (default): N workers share one keep-alive connector; each sends a request, waits
+for the full response, records the latency with perf_counter, and sends the next.
+
+Open loop (``--rate R``): requests start on a fixed schedule, R per second, whatever the
+server's pace, with at most ``--concurrency`` in flight; a request that cannot start because
+all are busy is counted as ``behind``. This is what a busy service sees from its callers.
+Bodies may be prefixed by their path and a tab, to mix endpoints. Prints one JSON object.
 
     python -m tests.bench.aio_loadgen --url URL --bodies FILE --concurrency 16 --seconds 10
+    python -m tests.bench.aio_loadgen --url URL --bodies FILE --rate 500 --concurrency 64
 """
 
 from __future__ import annotations
@@ -30,6 +36,24 @@ class Phase:
     elapsed: float = 0.0
 
 
+async def _send(session: aiohttp.ClientSession, url: str, body: bytes, phase: Phase) -> None:
+    started = time.perf_counter()
+    try:
+        async with session.post(url, data=body) as response:
+            payload = await response.read()
+            status = response.status
+    except Exception as exc:  # counted, never raised: the schedule goes on
+        phase.errors += 1
+        phase.error_sample = phase.error_sample or f"{type(exc).__name__}: {exc}"
+        return
+    phase.latencies.append(time.perf_counter() - started)
+    if 200 <= status < 300:
+        phase.ok += 1
+    else:
+        phase.errors += 1
+        phase.error_sample = phase.error_sample or f"HTTP {status}: {payload[:200]!r}"
+
+
 async def _worker(
     session: aiohttp.ClientSession,
     url: str,
@@ -43,23 +67,10 @@ async def _worker(
     while time.perf_counter() < deadline:
         body = bodies[index % count]
         index += 1
-        started = time.perf_counter()
-        try:
-            async with session.post(url, data=body) as response:
-                payload = await response.read()
-                status = response.status
-        except Exception as exc:  # refused, reset, timeout: all count as errors, not crashes
-            phase.errors += 1
-            phase.error_sample = phase.error_sample or f"{type(exc).__name__}: {exc}"
+        completed = len(phase.latencies)
+        await _send(session, url, body, phase)
+        if len(phase.latencies) == completed:
             await asyncio.sleep(0.01)  # a dead server must not turn this into a busy loop
-            continue
-        # Latency of every completed exchange, error or not, as wrk reports it.
-        phase.latencies.append(time.perf_counter() - started)
-        if 200 <= status < 300:
-            phase.ok += 1
-        else:
-            phase.errors += 1
-            phase.error_sample = phase.error_sample or f"HTTP {status}: {payload[:200]!r}"
 
 
 async def _phase(
@@ -74,6 +85,69 @@ async def _phase(
     )
     phase.elapsed = time.perf_counter() - started
     return phase
+
+
+def split_path(line: bytes, default_url: str) -> tuple[str, bytes]:
+    """A body line is either JSON, or 'path<TAB>JSON' to send it to another path."""
+    path, tab, body = line.partition(b"\t")
+    if not tab:
+        return default_url, line
+    base = default_url.split("/", 3)
+    return "/".join(base[:3]) + path.decode(), body
+
+
+async def run_open_loop(
+    url: str,
+    lines: list[bytes],
+    headers: dict[str, str],
+    rate: float,
+    max_in_flight: int,
+    seconds: float,
+) -> dict[str, Any]:
+    requests = [split_path(line, url) for line in lines]
+    connector = aiohttp.TCPConnector(limit=max_in_flight, keepalive_timeout=60)
+    timeout = aiohttp.ClientTimeout(total=30)
+    all_headers = {"Content-Type": "application/json", **headers}
+    phase = Phase()
+    behind = 0
+    in_flight: set[asyncio.Task[None]] = set()
+    async with aiohttp.ClientSession(
+        connector=connector, headers=all_headers, timeout=timeout
+    ) as session:
+        started = time.perf_counter()
+        sent = 0
+        while True:
+            now = time.perf_counter()
+            if now - started >= seconds:
+                break
+            due = int((now - started) * rate) + 1
+            while sent < due:
+                if len(in_flight) >= max_in_flight:
+                    behind += due - sent  # skipped, not queued: a backlog would burst later
+                    sent = due
+                    break
+                target, body = requests[sent % len(requests)]
+                task = asyncio.create_task(_send(session, target, body, phase))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                sent += 1
+            await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=30)
+        phase.elapsed = time.perf_counter() - started
+    completed = len(phase.latencies)
+    millis = np.asarray(phase.latencies) * 1000.0
+    return {
+        "requests": completed,
+        "seconds": phase.elapsed,
+        "rps": completed / phase.elapsed if phase.elapsed > 0 else 0.0,
+        "p50_ms": float(np.percentile(millis, 50)) if completed else None,
+        "p99_ms": float(np.percentile(millis, 99)) if completed else None,
+        "errors": phase.errors,
+        "ok_total": phase.ok,
+        "behind": behind,
+        "error_sample": phase.error_sample,
+    }
 
 
 async def run(
@@ -114,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--header", action="append", default=[], help="'Name: value'")
+    parser.add_argument("--rate", type=float, help="open loop: start this many requests/s")
     args = parser.parse_args(argv)
     bodies = [line for line in Path(args.bodies).read_bytes().splitlines() if line]
     headers = dict(h.split(": ", 1) for h in args.header)
@@ -125,7 +200,11 @@ def main(argv: list[str] | None = None) -> None:
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
-    result = runner(run(args.url, bodies, headers, args.concurrency, args.seconds, args.warmup))
+    if args.rate:
+        work = run_open_loop(args.url, bodies, headers, args.rate, args.concurrency, args.seconds)
+    else:
+        work = run(args.url, bodies, headers, args.concurrency, args.seconds, args.warmup)
+    result = runner(work)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 
