@@ -16,7 +16,10 @@ import requests
 from pydantic import BaseModel, ValidationError
 
 from backend.schemas import (
+    FeedbackRequest,
+    FeedbackResponse,
     InferResponse,
+    LabelIn,
     LiveSeries,
     ModelInfo,
     ModelList,
@@ -84,6 +87,13 @@ class ApiClient:
         """The logged rows of one request, with their labels if any arrived."""
         page = self._get("/api/v1/predictions", PredictionPage, params={"request_id": request_id})
         return page.predictions
+
+    def post_label(self, request_id: str, row: int, label: Any) -> FeedbackResponse:
+        """Record the ground truth of one logged prediction row."""
+        body = FeedbackRequest(labels=[LabelIn(request_id=request_id, row=row, label=label)])
+        return self._request(
+            "POST", "/api/v1/feedback", FeedbackResponse, json=body.model_dump(mode="json")
+        )
 
     def live_series(
         self, resolution_s: int, since: float | None = None, model: str | None = None

@@ -20,11 +20,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from backend.schemas import DECISIONS, LiveSeries, PredictionEvent, PredictionRecord
+from backend.schemas import DECISIONS, LiveSeries, PredictionEvent
 from console.context import ConsoleContext
 from console.event_stream import PredictionStream
 from console.pages.base import ALL_ROLES, Page
 from console.widgets.common import plain_text
+from console.widgets.label_panel import LabelPanel
 from console.widgets.live_charts import LiveCharts
 from console.widgets.prediction_table import PredictionFilter, PredictionTableModel
 
@@ -94,12 +95,11 @@ class LivePage(Page):
         self.details.setHeaderLabels(["Field", "Value"])
         self.details.setToolTip("Everything about the selected prediction.")
         self.details.setColumnWidth(0, 170)
-        self.label_status = QLabel("Select a prediction to see its details.")
-        self.label_status.setWordWrap(True)
+        self.label_panel = LabelPanel(context)
         detail_box = QWidget()
         detail_layout = QVBoxLayout(detail_box)
         detail_layout.setContentsMargins(0, 0, 0, 0)
-        detail_layout.addWidget(self.label_status)
+        detail_layout.addWidget(self.label_panel)
         detail_layout.addWidget(self.details, 1)
 
         self.charts = LiveCharts()
@@ -289,29 +289,8 @@ class LivePage(Page):
         for item in (general, features, outputs):
             self.details.addTopLevelItem(item)
             item.setExpanded(True)
-        self.label_status.setText("Looking up the ground-truth label…")
         self.shown_event = event
-
-        def done(records: list[PredictionRecord]) -> None:
-            if self.shown_event is not event:
-                return
-            record = next((r for r in records if r.row == event.row), None)
-            if record is None:
-                self.label_status.setText(
-                    "Not in the prediction log yet (written within a second)."
-                )
-            elif record.label is None:
-                self.label_status.setText("No label yet: ground truth usually arrives later.")
-            else:
-                self.label_status.setText(f"Label (ground truth): {plain_text(record.label)}")
-
-        def failed(error: Exception) -> None:
-            if self.shown_event is event:
-                self.label_status.setText(f"Could not look up the label: {error}")
-
-        self.context.tasks.run(
-            lambda: self.context.client.logged_predictions(event.request_id), done, failed
-        )
+        self.label_panel.show_for(event)
 
     # ---------------------------------------------------------------- settings
 

@@ -96,7 +96,7 @@ def test_live_table_fills_from_the_stream_and_stays_bounded(  # type: ignore[no-
 
     # Details of the selected prediction, with its label looked up in the background.
     page.view.selectRow(0)
-    qtbot.waitUntil(lambda: "label" in page.label_status.text().lower(), timeout=10_000)
+    qtbot.waitUntil(lambda: "label" in page.label_panel.status.text().lower(), timeout=10_000)
     features = page.details.topLevelItem(1)
     assert features.text(0) == "Features" and features.childCount() > 0
 
