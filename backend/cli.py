@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from backend.cli_deploy import add_deploy_commands
 from backend.errors import ServeDeckError
 from backend.settings import Settings
 from backend.workspace import Workspace
@@ -329,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--seed", type=int, default=0)
     simulate.set_defaults(func=cmd_simulate)
+
+    add_deploy_commands(sub, common, _open)
     return parser
 
 

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ServeDeckError(Exception):
     status = 400
 
-    def __init__(self, reason: str, field: str | None = None, status: int | None = None):
+    def __init__(
+        self,
+        reason: str,
+        field: str | None = None,
+        status: int | None = None,
+        details: dict[str, Any] | None = None,
+    ):
         super().__init__(reason)
         self.reason = reason
         self.field = field
+        # Extra members of the JSON error body (a refused deployment's gate report).
+        self.details = details or {}
         if status is not None:
             self.status = status
 

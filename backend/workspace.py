@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.auth import TokenService
 from backend.db import create_db_engine, session_factory, upgrade_database
 from backend.db.tables import TokenRow
+from backend.deploy.service import DeployService
 from backend.registry import ArtifactStore, Registry
 from backend.settings import Settings
 
@@ -22,6 +23,7 @@ class Workspace:
     sessions: sessionmaker[Session]
     registry: Registry
     tokens: TokenService
+    deploy: DeployService
 
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
@@ -29,12 +31,14 @@ class Workspace:
         engine = create_db_engine(settings.database_url)
         upgrade_database(engine)
         sessions = session_factory(engine)
+        registry = Registry(sessions, ArtifactStore(settings.artifacts_dir))
         workspace = cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
-            registry=Registry(sessions, ArtifactStore(settings.artifacts_dir)),
+            registry=registry,
             tokens=TokenService(sessions, settings.token_cache_ttl_s),
+            deploy=DeployService(sessions, registry),
         )
         workspace.ensure_admin_token()
         return workspace

@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 from sqlalchemy import func, select
 
+from backend.auth.tokens import Principal
 from backend.db.tables import PredictionRow
 from backend.demo.data import plain_records
 from backend.schemas import FeatureSpec, ValidityAssets
@@ -125,6 +126,9 @@ def price_validity() -> ValidityAssets:
 PRICE_SIGNATURE = [FeatureSpec(name="x1", type="float"), FeatureSpec(name="x2", type="float")]
 
 
+SETUP = Principal(name="test-setup", role="admin")
+
+
 def register_toy_models(workspace: Workspace) -> None:
     registry = workspace.registry
     registry.register_version(
@@ -135,7 +139,7 @@ def register_toy_models(workspace: Workspace) -> None:
         registered_by="tests",
         signature=TOY_SIGNATURE,
     )
-    registry.activate("toy", "1")
+    workspace.deploy.deploy("toy", "1", "test setup", SETUP)
     registry.register_version(
         "price",
         sio.dumps(price_model()[0]),
@@ -144,7 +148,7 @@ def register_toy_models(workspace: Workspace) -> None:
         registered_by="tests",
         signature=PRICE_SIGNATURE,
     )
-    registry.activate("price", "1")
+    workspace.deploy.deploy("price", "1", "test setup", SETUP)
 
 
 def oip_tensors(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +10,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import mean_absolute_error, roc_auc_score
 
-from backend.db import create_db_engine, session_factory, upgrade_database
 from backend.demo.data import (
     DAY_S,
     TRAINING_START,
@@ -30,8 +28,9 @@ from backend.features import (
     build_training_frame,
 )
 from backend.features.fraud import NO_PRIOR_TXN_S
-from backend.registry import ArtifactStore, CompiledSignature, Registry
+from backend.registry import CompiledSignature
 from backend.settings import Settings
+from backend.workspace import Workspace
 
 _PYTHON_TYPES = {"float": float, "int": int, "bool": bool, "category": str}
 
@@ -192,19 +191,19 @@ def test_rides_are_deterministic_and_bounded() -> None:
 
 
 @pytest.fixture
-def registry(tmp_path: Any) -> Iterator[Registry]:
-    settings = Settings.load(data_dir=tmp_path)
-    settings.ensure_dirs()
-    engine = create_db_engine(settings.database_url)
-    upgrade_database(engine)
-    yield Registry(session_factory(engine), ArtifactStore(settings.artifacts_dir))
-    engine.dispose()
+def workspace(tmp_path: Any) -> Iterator[Workspace]:
+    opened = Workspace.open(Settings.load(data_dir=tmp_path))
+    yield opened
+    opened.close()
 
 
-def test_build_demo_registers_activates_and_reproduces(registry: Registry) -> None:
-    workspace = types.SimpleNamespace(registry=registry)
+def test_build_demo_registers_deploys_and_reproduces(workspace: Workspace) -> None:
+    registry = workspace.registry
     summary = build_demo(workspace)
     assert summary["built"] == ["fraud", "ride-price"]
+    # Deployed through the gates, and recorded as such.
+    history = workspace.deploy.model_info("fraud").history
+    assert [(e.action, e.to_version, e.actor) for e in history] == [("deploy", "1", "demo-setup")]
 
     fraud = registry.get_model("fraud")
     rides = registry.get_model("ride-price")
@@ -244,13 +243,16 @@ def test_build_demo_registers_activates_and_reproduces(registry: Registry) -> No
     assert again["models"]["fraud"]["versions"].keys() == {"1", "2"}
     assert [v.version for v in registry.get_model("fraud").versions] == ["1", "2"]
     assert [v.version for v in registry.get_model("ride-price").versions] == ["1"]
+    # A model registered but never deployed gets its first version deployed.
+    assert registry.get_model("ride-price").active_version == "1"
 
 
-def test_build_demo_fills_in_a_missing_model(registry: Registry) -> None:
+def test_build_demo_fills_in_a_missing_model(workspace: Workspace) -> None:
     from backend.demo import workspace as demo_workspace
 
+    registry = workspace.registry
     demo_workspace._build_ride_price(registry)
-    summary = build_demo(types.SimpleNamespace(registry=registry))
+    summary = build_demo(workspace)
     assert summary["built"] == ["fraud"]
     assert [v.version for v in registry.get_model("ride-price").versions] == ["1"]
 

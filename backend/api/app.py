@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backend import __version__
-from backend.api import feedback, manage, monitor, oip, records
+from backend.api import deploy, feedback, manage, monitor, oip, records
 from backend.api.errors import install_error_handlers
 from backend.api.fast_path import PredictionFastPath
 from backend.api.limits import BodySizeLimit, InFlightCounter
@@ -65,6 +65,7 @@ def create_app(
     app.include_router(records.router)
     app.include_router(manage.router)
     app.include_router(feedback.router)
+    app.include_router(deploy.router)
     app.include_router(monitor.router)
     install_hand_parsed_schemas(app)
     return app

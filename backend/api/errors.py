@@ -14,9 +14,12 @@ from starlette.requests import ClientDisconnect
 from backend.errors import ServeDeckError
 
 
-def error_response(status: int, reason: str, field: str | None = None) -> JSONResponse:
+def error_response(
+    status: int, reason: str, field: str | None = None, details: dict[str, Any] | None = None
+) -> JSONResponse:
     message = f"{field}: {reason}" if field else reason
-    return JSONResponse({"error": message, "field": field, "reason": reason}, status_code=status)
+    body = {**(details or {}), "error": message, "field": field, "reason": reason}
+    return JSONResponse(body, status_code=status)
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -47,7 +50,7 @@ def body_error_response(exc: ValueError, status: int = 422) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServeDeckError)
     async def _servedeck_error(_request: Request, exc: ServeDeckError) -> JSONResponse:
-        return error_response(exc.status, exc.reason, exc.field)
+        return error_response(exc.status, exc.reason, exc.field, exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

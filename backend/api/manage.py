@@ -63,7 +63,7 @@ def list_models(workspace: CurrentWorkspace, principal: CurrentPrincipal) -> Mod
 @router.get("/models/{name}", response_model=ModelInfo)
 def get_model(name: str, workspace: CurrentWorkspace, principal: CurrentPrincipal) -> ModelInfo:
     require(principal, "read", name)
-    return workspace.registry.get_model(name)
+    return workspace.deploy.model_info(name)
 
 
 @router.get("/models/{name}/versions/{version}", response_model=ModelVersionInfo)

@@ -130,12 +130,12 @@ async def run_infer(
         infer = InferRequest.model_validate_json(body)
     except ValueError as exc:
         return body_error_response(exc, status=400)
-    target = await serving.target(name, version, principal)
+    parameters = infer.parameters or {}
+    target = await serving.target(name, version, principal, _routing_entity(parameters))
     loaded = target.loaded
     available = output_names(loaded.task, loaded.has_proba)
     requested = check_requested_outputs(infer, available)
     rows = decode_request(infer, loaded.signature.specs, serving.settings.max_rows_per_request)
-    parameters = infer.parameters or {}
     result = await serving.predict(
         target,
         rows=rows,
@@ -157,6 +157,15 @@ async def run_infer(
         "outputs": encode_outputs(result.prediction, requested, available),
     }
     return Response(orjson.dumps(payload), media_type="application/json")
+
+
+def _routing_entity(parameters: dict[str, Any]) -> str | None:
+    """The entity a canary is sticky to: entity_id, or the first of entity_ids (checked later)."""
+    entity = parameters.get("entity_id")
+    many = parameters.get("entity_ids")
+    if entity is None and isinstance(many, list) and many:
+        entity = many[0]
+    return entity if isinstance(entity, str) else None
 
 
 def _entity_ids(parameters: dict[str, Any], n_rows: int) -> list[str | None]:

@@ -44,7 +44,8 @@ async def predict_records(
     entity_ids: list[str | None] = (
         list(body.entity_ids) if body.entity_ids is not None else [body.entity_id] * n_rows
     )
-    target = await serving.target(name, None, principal)
+    # A canary is sticky per entity; a request with several goes where its first one goes.
+    target = await serving.target(name, None, principal, entity_ids[0] if entity_ids else None)
     result = await serving.predict(
         target,
         rows=body.instances,

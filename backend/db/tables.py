@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -38,6 +39,8 @@ class ModelRow(Base):
     active_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # Bumped on every change of what is served, so that every worker notices by polling.
     state_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # The running rollout (a RolloutState as JSON), or None.
+    rollout: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     versions: Mapped[list[ModelVersionRow]] = relationship(
@@ -115,3 +118,36 @@ class LabelRow(Base):
     label: Mapped[Any] = mapped_column(JSON)
     received_at: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(128))
+
+
+class GateReportRow(Base):
+    __tablename__ = "gate_reports"
+    __table_args__ = (Index("ix_gate_reports_model_version", "model", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(16))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    checked_by: Mapped[str] = mapped_column(String(128))
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The whole GateReport as JSON: gates, mismatching rows, metric against its range.
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class AuditEventRow(Base):
+    """Append-only (database triggers refuse UPDATE and DELETE): who changed what, and why."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_model", "model", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    action: Mapped[str] = mapped_column(String(32))
+    from_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    to_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

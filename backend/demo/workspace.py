@@ -24,6 +24,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
+from backend.auth.tokens import Principal
 from backend.demo.data import (
     DAY_S,
     DEMO_SEED,
@@ -42,6 +43,7 @@ from backend.features.ride_price import RIDE_PRICE_SIGNATURE
 from backend.registry import CompiledSignature, LoadedVersion, Registry
 from backend.registry.loaded import class_labels_of
 from backend.schemas import FeatureSpec, ValidityAssets
+from backend.workspace import Workspace
 
 FRAUD_MODEL = "fraud"
 RIDE_PRICE_MODEL = "ride-price"
@@ -70,10 +72,13 @@ class _Candidate:
     description: str
 
 
-def build_demo(workspace: Any) -> dict[str, Any]:
-    """Train and register the demo models that are missing; activate the first versions.
+DEMO_SETUP = Principal(name="demo-setup", role="admin")
 
-    Only `workspace.registry` is used, so any object with a `registry` attribute will do.
+
+def build_demo(workspace: Workspace) -> dict[str, Any]:
+    """Train and register the demo models that are missing; deploy their first versions
+    (through the gates, recorded in the audit trail as done by "demo-setup").
+
     Returns a JSON-able summary: which models were built now, the time taken, and per model
     its active version and each version's metric gate (and measured value, when built now).
     """
@@ -92,6 +97,11 @@ def build_demo(workspace: Any) -> dict[str, Any]:
         if not _has_versions(registry, RIDE_PRICE_MODEL):
             measured[RIDE_PRICE_MODEL] = _build_ride_price(registry)
             built.append(RIDE_PRICE_MODEL)
+    for name in (FRAUD_MODEL, RIDE_PRICE_MODEL):
+        if registry.get_model(name).active_version is None:
+            workspace.deploy.deploy(
+                name, "1", "demo workspace: the first version of the model", DEMO_SETUP
+            )
 
     models: dict[str, Any] = {}
     for name in (FRAUD_MODEL, RIDE_PRICE_MODEL):
@@ -180,7 +190,6 @@ def _build_fraud(registry: Registry) -> dict[str, float]:
         ),
     ]
     measured: dict[str, float] = {}
-    versions: list[str] = []
     for filename, description, classifier in candidates:
         estimator = Pipeline(
             [("prepare", _preprocessor(FRAUD_SIGNATURE)), ("classify", classifier)]
@@ -191,8 +200,6 @@ def _build_fraud(registry: Registry) -> dict[str, float]:
         )
         version = _register(registry, FRAUD_MODEL, filename, candidate, FRAUD_SIGNATURE)
         measured[version] = candidate.measured
-        versions.append(version)
-    registry.activate(FRAUD_MODEL, versions[0])
     return measured
 
 
@@ -335,5 +342,4 @@ def _build_ride_price(registry: Registry) -> dict[str, float]:
     version = _register(
         registry, RIDE_PRICE_MODEL, "ride-price-v1.skops", candidate, RIDE_PRICE_SIGNATURE
     )
-    registry.activate(RIDE_PRICE_MODEL, version)
     return {version: candidate.measured}

@@ -16,7 +16,13 @@ from backend.errors import InputError, NotFound, ServeDeckError
 from backend.registry.artifacts import ArtifactStore, detect_format, untrusted_skops_types
 from backend.registry.loaded import LoadedVersion, class_labels_of
 from backend.registry.signature import CompiledSignature, infer_signature
-from backend.schemas import FeatureSpec, ModelInfo, ModelVersionInfo, ValidityAssets
+from backend.schemas import (
+    FeatureSpec,
+    ModelInfo,
+    ModelVersionInfo,
+    RolloutState,
+    ValidityAssets,
+)
 
 MAX_VERSION_DIGITS = 9
 
@@ -144,16 +150,6 @@ class Registry:
             session.flush()
             return _version_info(row)
 
-    # ------------------------------------------------------------------ serving state
-
-    def activate(self, name: str, version: str) -> None:
-        """Make a version the one served by default (the gated path arrives with deployments)."""
-        with self.sessions.begin() as session:
-            model = self._model_row(session, name)
-            self._version_row(session, model, version)
-            model.active_version = version
-            model.state_generation += 1
-
     # ------------------------------------------------------------------ reading
 
     def list_models(self) -> list[ModelInfo]:
@@ -182,13 +178,20 @@ class Registry:
                 name, version, estimator, CompiledSignature(specs), row.task, row.class_labels
             )
 
-    def serving_states(self) -> dict[str, tuple[str | None, int]]:
-        """Model name -> (active version, generation): polled by every worker."""
+    def serving_states(self) -> dict[str, tuple[str | None, int, dict[str, Any] | None]]:
+        """Model name -> (active version, generation, rollout): polled by every worker."""
         with self.sessions() as session:
             rows = session.execute(
-                select(ModelRow.name, ModelRow.active_version, ModelRow.state_generation)
+                select(
+                    ModelRow.name,
+                    ModelRow.active_version,
+                    ModelRow.state_generation,
+                    ModelRow.rollout,
+                )
             ).all()
-            return {name: (active, generation) for name, active, generation in rows}
+            return {
+                name: (active, generation, rollout) for name, active, generation, rollout in rows
+            }
 
     @staticmethod
     def _model_row(session: Session, name: str) -> ModelRow:
@@ -298,4 +301,5 @@ def _model_info(model: ModelRow) -> ModelInfo:
         latest_version=versions[-1].version if versions else None,
         created_at=model.created_at,
         versions=versions,
+        rollout=RolloutState(**model.rollout) if model.rollout else None,
     )

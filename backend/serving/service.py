@@ -15,8 +15,10 @@ from backend.errors import NotFound, ServeDeckError
 from backend.monitoring.feed import MAX_ROWS_PER_REQUEST, PredictionFeed
 from backend.monitoring.live_stats import LiveStats
 from backend.registry import LoadedVersion, Prediction, Registry, parse_version
+from backend.schemas import RolloutState
 from backend.serving.batcher import MicroBatcher
 from backend.serving.prediction_log import LoggedPrediction, PredictionLog
+from backend.serving.routing import ModelRouting, goes_to_canary
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ class Target:
     version: str
     route: str
     batcher: MicroBatcher
+    # The rollout candidate scoring the same request unseen (shadow phase), or None.
+    shadow: MicroBatcher | None = None
 
     @property
     def loaded(self) -> LoadedVersion:
@@ -66,7 +70,14 @@ class ServingService:
         self._load_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="load")
         self._batchers: dict[tuple[str, str], MicroBatcher] = {}
         self._loading: dict[tuple[str, str], asyncio.Future[MicroBatcher]] = {}
-        self._active: dict[str, tuple[str | None, int]] = {}
+        self._routing: dict[str, ModelRouting] = {}
+        # Versions that served before the current one, per model: kept loaded so that a
+        # rollback switches at once instead of loading first.
+        self._previous: dict[str, str] = {}
+        # Shadow predictions in flight: held so they are not garbage-collected mid-way.
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        # Shadow predictions that failed (the candidate raised or refused the input), per model.
+        self.shadow_failures: dict[str, int] = {}
         self._poll_task: asyncio.Task[None] | None = None
         # HTTP requests being handled right now, kept by the API's InFlightCounter: when a
         # request is alone, there is nothing to batch it with.
@@ -78,12 +89,6 @@ class ServingService:
     async def start(self) -> None:
         self.prediction_log.start()
         await self.refresh_state()
-        for name, (version, _) in self._active.items():
-            if version is not None:
-                try:
-                    await self.runtime(name, version)
-                except Exception:  # one broken model must not keep the others from serving
-                    log.exception("cannot load %s version %s", name, version)
         self._poll_task = asyncio.create_task(self._poll_state())
         self.ready = True
 
@@ -96,8 +101,42 @@ class ServingService:
         self._load_executor.shutdown(wait=False)
 
     async def refresh_state(self) -> None:
+        """Re-read what every model serves; switch only once the new versions are loaded.
+
+        Until the switch, requests keep going to the versions they went to: no request ever
+        waits for a load or finds a half-switched state.
+        """
         loop = asyncio.get_running_loop()
-        self._active = await loop.run_in_executor(self._load_executor, self.registry.serving_states)
+        states = await loop.run_in_executor(self._load_executor, self.registry.serving_states)
+        routing: dict[str, ModelRouting] = {}
+        for name, (active, generation, rollout) in states.items():
+            known = self._routing.get(name)
+            if known is not None and known.generation == generation:
+                routing[name] = known
+                continue
+            state = ModelRouting(active, generation, RolloutState(**rollout) if rollout else None)
+            for version in state.versions_in_use:
+                try:
+                    await self.runtime(name, version)
+                except Exception:  # one broken version must not keep the others from serving
+                    log.exception("cannot load %s version %s", name, version)
+            routing[name] = state
+            if known is not None and known.active and known.active != active:
+                self._previous[name] = known.active
+        self._routing = routing
+        self._unload_unused()
+
+    def _unload_unused(self) -> None:
+        keep = {
+            (name, version)
+            for name, state in self._routing.items()
+            for version in (*state.versions_in_use, self._previous.get(name))
+            if version is not None
+        }
+        # Versions addressed explicitly (people testing them) load again on demand; requests
+        # in flight hold their own reference, so dropping one here fails nothing.
+        for key in [key for key in self._batchers if key not in keep]:
+            del self._batchers[key]
 
     async def _poll_state(self) -> None:
         # Another worker (or the CLI) may change the active version: every worker re-reads it.
@@ -111,16 +150,21 @@ class ServingService:
     # ------------------------------------------------------------------ resolution
 
     def active_version(self, model: str) -> str | None:
-        state = self._active.get(model)
-        return state[0] if state else None
+        state = self._routing.get(model)
+        return state.active if state else None
 
     def resolve_version(
-        self, model: str, version: str | None, principal: Principal
-    ) -> tuple[str, str]:
-        """Return (version, route) for a request, enforcing who may address which version."""
-        if model not in self._active:
+        self,
+        model: str,
+        version: str | None,
+        principal: Principal,
+        entity_id: str | None = None,
+    ) -> tuple[str, str, str | None]:
+        """(version, route, shadow version) for a request, enforcing who may address what."""
+        state = self._routing.get(model)
+        if state is None:
             raise NotFound(f"no model named {model!r}", "model")
-        active = self.active_version(model)
+        active = state.active
         if version is None:
             if active is None:
                 raise ServeDeckError(
@@ -128,14 +172,16 @@ class ServingService:
                     "model",
                     status=409,
                 )
-            return active, "active"
+            if state.rollout is not None and goes_to_canary(state, model, entity_id):
+                return state.rollout.candidate, "canary", None
+            return active, "active", state.shadow
         # One spelling per version: "01" must not load, log and route as a second version.
         version = str(parse_version(version))
         if version == active:
-            return version, "active"
+            return version, "active", None
         # Addressing a version that is not being served is for people testing it.
         require(principal, "deploy", model)
-        return version, "explicit"
+        return version, "explicit", None
 
     async def runtime(self, model: str, version: str) -> MicroBatcher:
         key = (model, version)
@@ -169,11 +215,18 @@ class ServingService:
             return batcher
         return await asyncio.shield(pending)
 
-    async def target(self, model: str, version: str | None, principal: Principal) -> Target:
-        """Authorize, pick the version and make sure it is loaded."""
+    async def target(
+        self,
+        model: str,
+        version: str | None,
+        principal: Principal,
+        entity_id: str | None = None,
+    ) -> Target:
+        """Authorize, pick the version (and any shadow) and make sure they are loaded."""
         require(principal, "predict", model)
-        resolved, route = self.resolve_version(model, version, principal)
-        return Target(model, resolved, route, await self.runtime(model, resolved))
+        resolved, route, shadow = self.resolve_version(model, version, principal, entity_id)
+        shadow_batcher = await self.runtime(model, shadow) if shadow is not None else None
+        return Target(model, resolved, route, await self.runtime(model, resolved), shadow_batcher)
 
     # ------------------------------------------------------------------ predict
 
@@ -212,8 +265,49 @@ class ServingService:
             latency_ms,
             principal.name,
         )
+        if target.shadow is not None:
+            task = asyncio.create_task(
+                self._shadow(
+                    target.model, target.shadow, rows, where, request_id, entity_ids, principal
+                )
+            )
+            self._shadow_tasks.add(task)
+            task.add_done_callback(self._shadow_tasks.discard)
         return ServeResult(
             request_id, target.model, target.version, target.route, prediction, latency_ms
+        )
+
+    async def _shadow(
+        self,
+        model: str,
+        batcher: MicroBatcher,
+        rows: list[dict[str, Any]],
+        where: str,
+        request_id: str,
+        entity_ids: list[str | None],
+        principal: Principal,
+    ) -> None:
+        """Score the request with the candidate too, log it as "shadow", return it to no one."""
+        started = time.perf_counter()
+        version = batcher.loaded.version
+        try:
+            clean = batcher.loaded.signature.validate_rows(rows, where)
+            prediction = await self._predict(batcher, clean)
+        except Exception as exc:  # the candidate's failure must never reach the caller
+            self.shadow_failures[model] = self.shadow_failures.get(model, 0) + 1
+            log.debug("shadow %s version %s failed: %s", model, version, exc)
+            return
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        self._log(
+            request_id,
+            model,
+            version,
+            "shadow",
+            entity_ids,
+            clean,
+            prediction,
+            latency_ms,
+            principal.name,
         )
 
     async def _predict(self, batcher: MicroBatcher, rows: list[dict[str, Any]]) -> Prediction:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -26,6 +26,10 @@ from backend.schemas import FeedbackResponse, ModelInfo, PredictionEvent, Predic
 from console.client import describe_error
 from console.context import ConsoleContext
 from console.widgets.common import make_button, make_label, plain_text
+
+# The log writes within about a second: look again a few times before giving up.
+LOOKUP_RETRIES = 5
+LOOKUP_RETRY_MS = 700
 
 
 class LabelError(ValueError):
@@ -127,10 +131,12 @@ class LabelPanel(QWidget):
         layout.addWidget(self.status, 1)
         layout.addWidget(self.record_button, 0, Qt.AlignmentFlag.AlignTop)
 
-    def show_for(self, event: PredictionEvent) -> None:
-        self.shown = event
-        self.record_button.setEnabled(True)
-        self.status.setText("Looking up the ground-truth label…")
+    def show_for(self, event: PredictionEvent, attempt: int = 0) -> None:
+        """Show the label of ``event``; a row the log has not written yet is looked up again."""
+        if attempt == 0:
+            self.shown = event
+            self.record_button.setEnabled(True)
+            self.status.setText("Looking up the ground-truth label…")
         known = event.model in self._models
 
         def lookup() -> tuple[list[PredictionRecord], list[ModelInfo] | None]:
@@ -141,14 +147,30 @@ class LabelPanel(QWidget):
             records, models = result
             for model in models or []:
                 self._models[model.name] = model
-            if self.shown is event:
-                self._show_record(next((r for r in records if r.row == event.row), None))
+            if self.shown is not event:
+                return
+            # A shadow copy of the prediction shares its request id: match version and route.
+            record = next(
+                (
+                    r
+                    for r in records
+                    if (r.row, r.version, r.route) == (event.row, event.version, event.route)
+                ),
+                None,
+            )
+            self._show_record(record)
+            if record is None and attempt < LOOKUP_RETRIES:
+                QTimer.singleShot(LOOKUP_RETRY_MS, lambda: self._retry(event, attempt + 1))
 
         def failed(error: Exception) -> None:
             if self.shown is event:
                 self.status.setText(f"Could not look up the label: {describe_error(error)}")
 
         self.context.tasks.run(lookup, done, failed)
+
+    def _retry(self, event: PredictionEvent, attempt: int) -> None:
+        if self.shown is event:
+            self.show_for(event, attempt)
 
     def _show_record(self, record: PredictionRecord | None) -> None:
         if record is None:

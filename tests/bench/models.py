@@ -20,6 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from backend.auth.tokens import Principal
 from backend.schemas import (
     EndToEndExample,
     FeatureSpec,
@@ -222,7 +223,9 @@ def register_models(data_dir: Path, models: list[BenchModel]) -> str:
                 signature=model.signature,
                 trusted_types=model.trusted_types,
             )
-            workspace.registry.activate(model.name, info.version)
+            workspace.deploy.deploy(
+                model.name, info.version, "benchmark setup", Principal(name="bench", role="admin")
+            )
         return workspace.admin_token()
     finally:
         workspace.close()

@@ -1,0 +1,4 @@
+"""Deployments: the gates a version passes, rollouts, rollback and the audit trail.
+
+Import from the submodules (gates, metrics, service, audit).
+"""

@@ -1,0 +1,101 @@
+"""The audit trail: one append-only row per deployment action (who, when, what, why)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.auth.tokens import Principal
+from backend.db.tables import AuditEventRow
+from backend.schemas import DEPLOYMENT_ACTIONS, AuditAction, AuditEvent
+
+
+def record_event(
+    session: Session,
+    actor: Principal,
+    action: AuditAction,
+    model: str | None,
+    *,
+    from_version: str | None = None,
+    to_version: str | None = None,
+    reason: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEventRow:
+    """Add the event to ``session``'s transaction: it lands with the change it describes."""
+    row = AuditEventRow(
+        actor=actor.name,
+        role=actor.role,
+        model=model,
+        action=action,
+        from_version=from_version,
+        to_version=to_version,
+        reason=reason,
+        details=details or {},
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def to_event(row: AuditEventRow) -> AuditEvent:
+    return AuditEvent(
+        id=row.id,
+        at=row.at,
+        actor=row.actor,
+        role=row.role,
+        model=row.model,
+        action=row.action,  # type: ignore[arg-type]
+        from_version=row.from_version,
+        to_version=row.to_version,
+        reason=row.reason,
+        details=row.details,
+    )
+
+
+def list_events(
+    sessions: sessionmaker[Session],
+    *,
+    model: str | None = None,
+    before_id: int | None = None,
+    limit: int = 100,
+) -> list[AuditEvent]:
+    """Newest first; page backwards with ``before_id``."""
+    query = select(AuditEventRow).order_by(AuditEventRow.id.desc()).limit(limit)
+    if model is not None:
+        query = query.where(AuditEventRow.model == model)
+    if before_id is not None:
+        query = query.where(AuditEventRow.id < before_id)
+    with sessions() as session:
+        return [to_event(row) for row in session.scalars(query)]
+
+
+def deployment_history(session: Session, model: str) -> list[AuditEvent]:
+    """What changed the default version of ``model``, oldest first."""
+    rows = session.scalars(
+        select(AuditEventRow)
+        .where(AuditEventRow.model == model, AuditEventRow.action.in_(DEPLOYMENT_ACTIONS))
+        .order_by(AuditEventRow.id)
+    )
+    return [to_event(row) for row in rows]
+
+
+def good_versions(history: list[AuditEvent]) -> list[str]:
+    """The versions a rollback can return to, oldest first; the last one is serving now.
+
+    A deployment or promotion pushes its version; a rollback pops the one it left. So after
+    1 → 2 → 3 and a rollback to 2, the next rollback goes to 1, not back to 3.
+    """
+    stack: list[str] = []
+    for event in history:
+        if event.action == "rollback":
+            if stack:
+                stack.pop()
+            if event.to_version is not None and (not stack or stack[-1] != event.to_version):
+                stack.append(event.to_version)
+        elif event.to_version is not None:
+            if not stack and event.from_version is not None:
+                stack.append(event.from_version)  # served before any recorded deployment
+            stack.append(event.to_version)
+    return stack

@@ -1,0 +1,438 @@
+"""Deployments: deploy and roll back through the gates, run rollouts, record every action.
+
+Every change of what a model serves is one conditional UPDATE of the model's row, guarded by
+its state generation: two actions racing on one model cannot both win (the loser gets 409
+and retries on fresh state), and every serving worker notices the new generation by polling.
+The audit event and the gate report land in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.auth.tokens import Principal
+from backend.db.tables import GateReportRow, ModelRow
+from backend.deploy.audit import deployment_history, good_versions, record_event, to_event
+from backend.deploy.gates import run_gates
+from backend.errors import Conflict, InputError, NotFound
+from backend.registry import Registry, parse_version
+from backend.schemas import (
+    AuditAction,
+    DeploymentState,
+    GatePurpose,
+    GateReport,
+    ModelInfo,
+    RolloutRequest,
+    RolloutState,
+)
+
+# Actions the backend takes by itself (a rollout advancing or aborting on its checks).
+SYSTEM = Principal(name="servedeck", role="system")
+
+
+class GatesRefused(Conflict):
+    """409 with the whole gate report in the error body."""
+
+    def __init__(self, what: str, report: GateReport):
+        failed = [g.gate for g in report.gates if g.outcome == "failed"]
+        super().__init__(
+            f"{what} refused: version {report.version} failed the {', '.join(failed)} "
+            "gate(s); see gate_report",
+            "version",
+            details={"gate_report": report.model_dump(mode="json")},
+        )
+        self.report = report
+
+
+class DeployService:
+    def __init__(self, sessions: sessionmaker[Session], registry: Registry):
+        self.sessions = sessions
+        self.registry = registry
+
+    # ------------------------------------------------------------------ deploy and rollback
+
+    def deploy(
+        self, model: str, version: str, reason: str, actor: Principal, force_signature: bool = False
+    ) -> DeploymentState:
+        version = str(parse_version(version))
+        active, generation, rollout = self._snapshot(model)
+        self.registry.get_version(model, version)  # 404 for a version never registered
+        if rollout is not None:
+            raise Conflict(
+                f"a rollout of version {rollout.candidate} is running; promote or abort it "
+                "before deploying",
+                "rollout",
+            )
+        if version == active:
+            raise Conflict(f"version {version} is already serving", "version")
+        report = self._check(model, version, "deploy", actor, active, reason, force_signature)
+        if not report.passed:
+            self._refuse("deploy_refused", model, actor, active, version, reason, report)
+            raise GatesRefused("deployment", report)
+        return self._change(
+            model,
+            generation,
+            actor,
+            "deploy",
+            active,
+            version,
+            reason,
+            {"active_version": version},
+            report,
+        )
+
+    def rollback(
+        self, model: str, reason: str, actor: Principal, force_signature: bool = False
+    ) -> DeploymentState:
+        """Back to the version served before this one, through the same gates."""
+        active, generation, rollout = self._snapshot(model)
+        if rollout is not None:
+            raise Conflict(
+                f"a rollout of version {rollout.candidate} is running; abort it to send all "
+                f"traffic back to version {active}",
+                "rollout",
+            )
+        if active is None:
+            raise Conflict(f"model {model!r} serves no version yet: nothing to roll back", "model")
+        with self.sessions() as session:
+            stack = good_versions(deployment_history(session, model))
+        if stack and stack[-1] == active:
+            stack.pop()
+        if not stack:
+            raise Conflict(
+                f"version {active} is the first version {model!r} served: there is no earlier "
+                "version to roll back to; deploy another version instead",
+                "version",
+            )
+        target = stack[-1]
+        report = self._check(model, target, "rollback", actor, active, reason, force_signature)
+        if not report.passed:
+            self._refuse("rollback_refused", model, actor, active, target, reason, report)
+            raise GatesRefused("rollback", report)
+        return self._change(
+            model,
+            generation,
+            actor,
+            "rollback",
+            active,
+            target,
+            reason,
+            {"active_version": target},
+            report,
+        )
+
+    # ------------------------------------------------------------------ rollouts
+
+    def start_rollout(
+        self, model: str, request: RolloutRequest, actor: Principal
+    ) -> DeploymentState:
+        candidate = str(parse_version(request.candidate))
+        active, generation, rollout = self._snapshot(model)
+        self.registry.get_version(model, candidate)
+        if rollout is not None:
+            raise Conflict(
+                f"a rollout of version {rollout.candidate} is already running; promote or "
+                "abort it first",
+                "rollout",
+            )
+        if active is None:
+            raise Conflict(
+                f"model {model!r} serves no version yet: deploy one first (a rollout compares "
+                "a candidate with the version serving)",
+                "model",
+            )
+        if candidate == active:
+            raise Conflict(f"version {candidate} is already serving", "candidate")
+        _check_steps(request.steps)
+        report = self._check(
+            model, candidate, "rollout", actor, active, request.reason, request.force_signature
+        )
+        if not report.passed:
+            self._refuse("rollout_refused", model, actor, active, candidate, request.reason, report)
+            raise GatesRefused("rollout", report)
+        now = datetime.now(UTC)
+        shadow_first = request.mode == "shadow"
+        state = RolloutState(
+            candidate=candidate,
+            mode=request.mode,
+            phase="shadow" if shadow_first else "canary",
+            steps=request.steps,
+            step_index=-1 if shadow_first else 0,
+            percent=0.0 if shadow_first else request.steps[0],
+            paused=False,
+            min_dwell_s=request.min_dwell_s,
+            min_samples=request.min_samples,
+            checks=request.checks,
+            started_by=actor.name,
+            started_at=now,
+            step_started_at=now,
+        )
+        return self._change(
+            model,
+            generation,
+            actor,
+            "rollout_start",
+            active,
+            candidate,
+            request.reason,
+            {"rollout": state.model_dump(mode="json")},
+            report,
+            details={"mode": request.mode, "steps": request.steps, "stage": _stage(state)},
+        )
+
+    def pause(self, model: str, reason: str, actor: Principal) -> DeploymentState:
+        return self._set_paused(model, True, reason, actor)
+
+    def resume(self, model: str, reason: str, actor: Principal) -> DeploymentState:
+        return self._set_paused(model, False, reason, actor)
+
+    def promote(self, model: str, reason: str, actor: Principal) -> DeploymentState:
+        """The candidate becomes the serving version for all traffic; the rollout ends."""
+        active, generation, rollout = self._running(model)
+        return self._change(
+            model,
+            generation,
+            actor,
+            "promote",
+            active,
+            rollout.candidate,
+            reason,
+            {"active_version": rollout.candidate, "rollout": None},
+            details={"stage": _stage(rollout)},
+        )
+
+    def abort(
+        self, model: str, reason: str, actor: Principal, details: dict[str, Any] | None = None
+    ) -> DeploymentState:
+        """All traffic back to the serving version; the candidate stops scoring."""
+        active, generation, rollout = self._running(model)
+        return self._change(
+            model,
+            generation,
+            actor,
+            "abort",
+            rollout.candidate,
+            active,
+            reason,
+            {"rollout": None},
+            details={"stage": _stage(rollout), **(details or {})},
+        )
+
+    def advance(
+        self, model: str, expected: RolloutState, details: dict[str, Any]
+    ) -> DeploymentState:
+        """The next stage, when ``expected`` is still the state (one worker wins the race)."""
+        active, generation, rollout = self._running(model)
+        if rollout != expected:
+            raise Conflict("the rollout changed meanwhile", "rollout")
+        now = datetime.now(UTC)
+        following = rollout.model_copy(
+            update={
+                "phase": "canary",
+                "step_index": rollout.step_index + 1,
+                "percent": rollout.steps[rollout.step_index + 1],
+                "step_started_at": now,
+            }
+        )
+        return self._change(
+            model,
+            generation,
+            SYSTEM,
+            "rollout_step",
+            active,
+            rollout.candidate,
+            f"checks passed; now {_stage(following)}",
+            {"rollout": following.model_dump(mode="json")},
+            details={"from_stage": _stage(rollout), "stage": _stage(following), **details},
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def model_info(self, model: str) -> ModelInfo:
+        info = self.registry.get_model(model)
+        with self.sessions() as session:
+            info.history = deployment_history(session, model)
+        return info
+
+    def gate_reports(self, model: str, version: str | None = None) -> list[GateReport]:
+        self.registry.get_model(model)  # 404 for an unknown model
+        query = select(GateReportRow).where(GateReportRow.model == model)
+        if version is not None:
+            query = query.where(GateReportRow.version == str(parse_version(version)))
+        with self.sessions() as session:
+            rows = session.scalars(query.order_by(GateReportRow.id.desc()).limit(200))
+            return [GateReport(**row.report, id=row.id) for row in rows]
+
+    def rollout_state(self, model: str) -> RolloutState | None:
+        return self._snapshot(model)[2]
+
+    # ------------------------------------------------------------------ internals
+
+    def _snapshot(self, model: str) -> tuple[str | None, int, RolloutState | None]:
+        with self.sessions() as session:
+            row = session.scalar(select(ModelRow).where(ModelRow.name == model))
+            if row is None:
+                raise NotFound(f"no model named {model!r}", "model")
+            rollout = RolloutState(**row.rollout) if row.rollout else None
+            return row.active_version, row.state_generation, rollout
+
+    def _running(self, model: str) -> tuple[str | None, int, RolloutState]:
+        active, generation, rollout = self._snapshot(model)
+        if rollout is None:
+            raise Conflict(
+                f"no rollout is running for {model!r}; start one with PUT "
+                f"/api/v1/models/{model}/rollout",
+                "rollout",
+            )
+        return active, generation, rollout
+
+    def _set_paused(
+        self, model: str, paused: bool, reason: str, actor: Principal
+    ) -> DeploymentState:
+        active, generation, rollout = self._running(model)
+        if rollout.paused == paused:
+            raise Conflict(f"the rollout is already {'paused' if paused else 'running'}", "rollout")
+        # Resuming restarts the dwell time: the checks need a fresh window of traffic.
+        changed = rollout.model_copy(
+            update={"paused": paused, "step_started_at": datetime.now(UTC)}
+        )
+        action: AuditAction = "rollout_pause" if paused else "rollout_resume"
+        return self._change(
+            model,
+            generation,
+            actor,
+            action,
+            active,
+            rollout.candidate,
+            reason,
+            {"rollout": changed.model_dump(mode="json")},
+            details={"stage": _stage(rollout)},
+        )
+
+    def _check(
+        self,
+        model: str,
+        version: str,
+        purpose: GatePurpose,
+        actor: Principal,
+        active: str | None,
+        reason: str,
+        force_signature: bool,
+    ) -> GateReport:
+        info = self.registry.get_version(model, version)
+        callers = self.registry.get_version(model, active).signature if active else None
+        if force_signature and not reason.strip():
+            raise InputError("forcing a signature change needs a reason", "reason")
+        run = run_gates(
+            self.registry,
+            info,
+            model,
+            purpose=purpose,
+            checked_by=actor.name,
+            callers_signature=callers,
+            force_reason=reason if force_signature else None,
+        )
+        report = run.report
+        with self.sessions.begin() as session:
+            row = GateReportRow(
+                model=model,
+                version=version,
+                purpose=purpose,
+                passed=report.passed,
+                checked_by=actor.name,
+                checked_at=report.checked_at,
+                report=report.model_dump(mode="json", exclude={"id"}),
+            )
+            session.add(row)
+            session.flush()
+            report.id = row.id
+        return report
+
+    def _refuse(
+        self,
+        action: AuditAction,
+        model: str,
+        actor: Principal,
+        active: str | None,
+        version: str,
+        reason: str,
+        report: GateReport,
+    ) -> None:
+        failed = [g.gate for g in report.gates if g.outcome == "failed"]
+        with self.sessions.begin() as session:
+            record_event(
+                session,
+                actor,
+                action,
+                model,
+                from_version=active,
+                to_version=version,
+                reason=reason,
+                details={"gate_report_id": report.id, "failed_gates": failed},
+            )
+
+    def _change(
+        self,
+        model: str,
+        generation: int,
+        actor: Principal,
+        action: AuditAction,
+        from_version: str | None,
+        to_version: str | None,
+        reason: str,
+        values: dict[str, Any],
+        report: GateReport | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> DeploymentState:
+        with self.sessions.begin() as session:
+            changed = session.execute(
+                update(ModelRow)
+                .where(ModelRow.name == model, ModelRow.state_generation == generation)
+                .values(state_generation=generation + 1, **values)
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                raise Conflict(
+                    f"model {model!r} changed while this {action.replace('_', ' ')} was being "
+                    "checked; look at its new state and try again",
+                    "model",
+                )
+            event = record_event(
+                session,
+                actor,
+                action,
+                model,
+                from_version=from_version,
+                to_version=to_version,
+                reason=reason,
+                details={**({"gate_report_id": report.id} if report else {}), **(details or {})},
+            )
+            row = session.scalar(select(ModelRow).where(ModelRow.name == model))
+            assert row is not None
+            rollout = RolloutState(**row.rollout) if row.rollout else None
+            return DeploymentState(
+                model=model,
+                active_version=row.active_version,
+                rollout=rollout,
+                report=report,
+                event=to_event(event),
+            )
+
+
+def _check_steps(steps: list[float]) -> None:
+    for i, step in enumerate(steps):
+        if not 0 < step <= 100:
+            raise InputError(
+                f"each step is a percentage above 0 and at most 100, got {step}", f"steps[{i}]"
+            )
+        if i and step <= steps[i - 1]:
+            raise InputError(
+                "steps must increase: each share of traffic above the last", f"steps[{i}]"
+            )
+
+
+def _stage(rollout: RolloutState) -> str:
+    return "shadow" if rollout.phase == "shadow" else f"canary {rollout.percent:g}%"

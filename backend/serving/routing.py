@@ -1,0 +1,52 @@
+"""Which version answers a request: the serving version, a canary share, or a shadow copy."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+from backend.schemas import RolloutState
+
+# Canary shares are resolved to 1/100 of a percent.
+BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class ModelRouting:
+    """One model's serving state as every worker polls it from the database."""
+
+    active: str | None
+    generation: int
+    rollout: RolloutState | None = None
+
+    @property
+    def versions_in_use(self) -> tuple[str, ...]:
+        """The versions that may answer or shadow a request: keep them loaded."""
+        versions = [self.active] if self.active else []
+        if self.rollout is not None:
+            versions.append(self.rollout.candidate)
+        return tuple(versions)
+
+    @property
+    def shadow(self) -> str | None:
+        """The candidate that scores every request in parallel, unseen, or None."""
+        rollout = self.rollout
+        return rollout.candidate if rollout is not None and rollout.phase == "shadow" else None
+
+
+def entity_bucket(model: str, entity_id: str) -> int:
+    """A stable bucket per (model, entity): the same entity always lands in the same one, and
+    raising the canary share only adds entities to the canary, never moves them back."""
+    digest = hashlib.blake2b(f"{model}\0{entity_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def goes_to_canary(routing: ModelRouting, model: str, entity_id: str | None) -> bool:
+    rollout = routing.rollout
+    if rollout is None or rollout.phase != "canary" or rollout.percent <= 0:
+        return False
+    threshold = rollout.percent * BUCKETS / 100
+    # Without an entity there is nothing to be sticky to: each request is drawn on its own.
+    bucket = entity_bucket(model, entity_id) if entity_id else random.randrange(BUCKETS)
+    return bucket < threshold

@@ -1,0 +1,285 @@
+"""The deployment API: deploy, rollback, rollouts and the audit trail, as clients use them."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from backend.cli import main as cli_main
+from backend.workspace import Workspace
+from tests.deploy_helpers import register_toy
+from tests.helpers import TOY_ROW, logged_rows
+
+
+def _deploy(client: TestClient, headers: dict[str, str], version: str, reason: str = "better"):  # type: ignore[no-untyped-def]
+    return client.post(
+        "/api/v1/models/toy/deploy", json={"version": version, "reason": reason}, headers=headers
+    )
+
+
+def _predict(client: TestClient, headers: dict[str, str], entity: str | None = None) -> dict:  # type: ignore[type-arg]
+    body: dict = {"instances": [TOY_ROW]}  # type: ignore[type-arg]
+    if entity is not None:
+        body["entity_id"] = entity
+    response = client.post("/v1/models/toy:predict", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_deploy_then_rollback_then_nothing_left_to_roll_back(
+    workspace: Workspace, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    register_toy(workspace)
+    register_toy(workspace)
+    assert _deploy(client, admin_headers, "2").status_code == 200
+    assert _predict(client, admin_headers)["model_version"] == "2"
+    assert _deploy(client, admin_headers, "3").status_code == 200
+    assert _predict(client, admin_headers)["model_version"] == "3"
+
+    back = client.post(
+        "/api/v1/models/toy/rollback", json={"reason": "v3 misfires"}, headers=admin_headers
+    )
+    assert back.status_code == 200, back.text
+    state = back.json()
+    assert state["active_version"] == "2" and state["event"]["from_version"] == "3"
+    assert state["report"]["purpose"] == "rollback" and state["report"]["passed"]
+    assert _predict(client, admin_headers)["model_version"] == "2"
+    # The next rollback goes further back (1), not forth to the version just left (3).
+    again = client.post(
+        "/api/v1/models/toy/rollback", json={"reason": "v2 too"}, headers=admin_headers
+    )
+    assert again.json()["active_version"] == "1"
+    last = client.post("/api/v1/models/toy/rollback", json={"reason": "?"}, headers=admin_headers)
+    assert last.status_code == 409
+    assert "no earlier version" in last.json()["reason"] and last.json()["field"] == "version"
+
+    model = client.get("/api/v1/models/toy", headers=admin_headers).json()
+    assert [(e["action"], e["from_version"], e["to_version"]) for e in model["history"]] == [
+        ("deploy", None, "1"), ("deploy", "1", "2"), ("deploy", "2", "3"),
+        ("rollback", "3", "2"), ("rollback", "2", "1"),
+    ]  # fmt: skip
+
+
+def test_a_refused_deployment_answers_409_with_the_gate_report(
+    workspace: Workspace, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    from tests.deploy_helpers import retrained_toy, validity_with
+
+    model = retrained_toy()
+    register_toy(
+        workspace,
+        model,
+        validity=validity_with(model, acceptable_range=(0.99, 1.0)),
+    )
+    response = _deploy(client, admin_headers, "2")
+    assert response.status_code == 409
+    body = response.json()
+    assert "failed the metric gate" in body["error"] and body["field"] == "version"
+    gates = {g["gate"]: g["outcome"] for g in body["gate_report"]["gates"]}
+    assert gates["metric"] == "failed" and gates["end_to_end"] == "passed"
+    events = client.get("/api/v1/audit?model=toy", headers=admin_headers).json()["events"]
+    assert events[0]["action"] == "deploy_refused" and events[0]["details"]["failed_gates"] == [
+        "metric"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field", "words"),
+    [
+        ({"version": "9", "reason": "r"}, 404, "version", "has no version 9"),
+        ({"version": "1", "reason": "r"}, 409, "version", "already serving"),
+        ({"version": "x", "reason": "r"}, 404, "version", "numbered"),
+        ({"version": "2"}, 422, "reason", "required"),
+        ({"version": "2", "reason": ""}, 422, "reason", "at least 1 character"),
+    ],
+)
+def test_deploy_refuses_bad_requests_with_what_to_do(  # type: ignore[no-untyped-def]
+    workspace: Workspace, client: TestClient, admin_headers, body, status, field, words
+) -> None:
+    register_toy(workspace)
+    response = client.post("/api/v1/models/toy/deploy", json=body, headers=admin_headers)
+    assert response.status_code == status, response.text
+    assert response.json()["field"] == field and words in response.json()["error"]
+
+
+def test_only_engineers_and_admins_change_deployments_support_reads(
+    workspace: Workspace, client: TestClient
+) -> None:
+    register_toy(workspace)
+    support = {"Authorization": f"Bearer {workspace.tokens.create('help', 'support')}"}
+    engineer = {"Authorization": f"Bearer {workspace.tokens.create('eng', 'engineer')}"}
+    assert _deploy(client, support, "2").status_code == 403
+    assert (
+        client.post(
+            "/api/v1/models/toy/rollback", json={"reason": "r"}, headers=support
+        ).status_code
+        == 403
+    )
+    assert client.get("/api/v1/audit", headers=support).status_code == 200
+    assert client.get("/api/v1/models/toy/gate-reports", headers=support).status_code == 200
+    assert _deploy(client, engineer, "2").status_code == 200
+    event = client.get("/api/v1/audit", headers=support).json()["events"][0]
+    assert (event["actor"], event["role"], event["action"]) == ("eng", "engineer", "deploy")
+    assert client.get("/api/v1/audit").status_code == 401
+
+
+def test_the_audit_trail_is_append_only_in_the_database(
+    workspace: Workspace, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    register_toy(workspace)
+    _deploy(client, admin_headers, "2")
+    for statement in (
+        "UPDATE audit_events SET reason = 'nothing happened'",
+        "DELETE FROM audit_events",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"), workspace.engine.begin() as connection:
+            connection.execute(text(statement))
+    events = client.get("/api/v1/audit", headers=admin_headers).json()["events"]
+    assert [e["reason"] for e in events][:1] == ["better"]
+
+
+def test_rollout_requests_that_cannot_run_say_what_to_do(
+    workspace: Workspace, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    register_toy(workspace)
+    url = "/api/v1/models/toy/rollout"
+    bad_step = client.put(
+        url, json={"candidate": "2", "mode": "canary", "steps": [5, 150]}, headers=admin_headers
+    )
+    assert bad_step.status_code == 422 and bad_step.json()["field"] == "steps[1]"
+    down = client.put(
+        url, json={"candidate": "2", "mode": "canary", "steps": [50, 10]}, headers=admin_headers
+    )
+    assert down.status_code == 422 and "increase" in down.json()["reason"]
+    bad_mode = client.put(url, json={"candidate": "2", "mode": "blue-green"}, headers=admin_headers)
+    assert bad_mode.status_code == 422 and bad_mode.json()["field"] == "mode"
+    assert client.post(f"{url}/promote", headers=admin_headers).status_code == 409
+
+    started = client.put(
+        url, json={"candidate": "2", "mode": "canary", "steps": [10, 50]}, headers=admin_headers
+    )
+    assert started.status_code == 200, started.text
+    second = client.put(url, json={"candidate": "2", "mode": "shadow"}, headers=admin_headers)
+    assert second.status_code == 409 and "already running" in second.json()["reason"]
+    blocked = _deploy(client, admin_headers, "2")
+    assert blocked.status_code == 409 and "promote or abort" in blocked.json()["reason"]
+    rollback = client.post(
+        "/api/v1/models/toy/rollback", json={"reason": "r"}, headers=admin_headers
+    )
+    assert rollback.status_code == 409 and "abort it" in rollback.json()["reason"]
+
+
+def test_a_canary_is_sticky_per_entity_and_promote_ends_it(
+    workspace: Workspace, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    register_toy(workspace)
+    url = "/api/v1/models/toy/rollout"
+    state = client.put(
+        url,
+        json={"candidate": "2", "mode": "canary", "steps": [30, 60], "reason": "try v2"},
+        headers=admin_headers,
+    ).json()
+    assert state["rollout"]["phase"] == "canary" and state["rollout"]["percent"] == 30
+    first = {f"card-{i}": _predict(client, admin_headers, f"card-{i}") for i in range(200)}
+    canary = [e for e, answer in first.items() if answer["route"] == "canary"]
+    assert all(first[e]["model_version"] == "2" for e in canary)
+    assert 0.2 < len(canary) / len(first) < 0.4
+    # Sticky: the same entities get the same version again.
+    for entity in list(first)[:40]:
+        assert _predict(client, admin_headers, entity)["route"] == first[entity]["route"]
+
+    paused = client.post(f"{url}/pause", json={"reason": "looking"}, headers=admin_headers).json()
+    assert paused["rollout"]["paused"] and paused["rollout"]["percent"] == 30
+    assert client.post(f"{url}/pause", headers=admin_headers).status_code == 409
+    assert client.post(f"{url}/resume", headers=admin_headers).json()["rollout"]["paused"] is False
+    promoted = client.post(
+        f"{url}/promote", json={"reason": "looks good"}, headers=admin_headers
+    ).json()
+    assert promoted["active_version"] == "2" and promoted["rollout"] is None
+    assert {_predict(client, admin_headers, e)["route"] for e in canary[:10]} == {"active"}
+    actions = [
+        e["action"]
+        for e in client.get("/api/v1/audit?model=toy", headers=admin_headers).json()["events"]
+    ]
+    assert actions[:4] == ["promote", "rollout_resume", "rollout_pause", "rollout_start"]
+
+
+def test_a_shadow_scores_every_request_unseen_and_abort_stops_it(
+    workspace: Workspace, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    register_toy(workspace)
+    url = "/api/v1/models/toy/rollout"
+    state = client.put(url, json={"candidate": "2", "mode": "shadow"}, headers=admin_headers).json()
+    assert state["rollout"]["phase"] == "shadow" and state["rollout"]["percent"] == 0
+    answers = [_predict(client, admin_headers, f"card-{i}") for i in range(20)]
+    assert {(a["model_version"], a["route"]) for a in answers} == {("1", "active")}
+    serving = client.app.state.serving  # type: ignore[attr-defined]
+    request_ids = {a["request_id"] for a in answers}
+
+    def shadowed() -> set[str]:
+        serving.prediction_log.flush(10)
+        with workspace.engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT request_id, version, route FROM predictions WHERE model = 'toy'")
+            ).all()
+        return {r.request_id for r in rows if r.route == "shadow" and r.version == "2"}
+
+    # The shadow scores after the answer left: wait for it, with a deadline.
+    deadline = time.monotonic() + 10
+    while shadowed() != request_ids and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert shadowed() == request_ids  # every request scored by the candidate, none answered by it
+
+    aborted = client.post(
+        f"{url}/abort", json={"reason": "disagrees"}, headers=admin_headers
+    ).json()
+    assert aborted["rollout"] is None and aborted["event"]["from_version"] == "2"
+    before = logged_rows(workspace)
+    _predict(client, admin_headers)
+    serving.prediction_log.flush(10)
+    assert logged_rows(workspace) == before + 1  # no shadow row any more
+
+
+def test_the_command_line_deploys_rolls_back_and_shows_the_audit(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register_toy(workspace)
+    location = [
+        "--data-dir",
+        str(workspace.settings.data_dir),
+        "--database-url",
+        workspace.settings.database_url,
+    ]
+    assert cli_main(["deploy", "toy", "2", "--reason", "from the shell", *location]) == 0
+    assert "deploy 1 -> 2" in capsys.readouterr().out
+    assert cli_main(["rollback", "toy", "--reason", "oops", *location]) == 0
+    assert "rollback 2 -> 1" in capsys.readouterr().out
+    assert cli_main(["rollback", "toy", "--reason", "again", *location]) == 2
+    assert "no earlier version" in capsys.readouterr().err
+    assert (
+        cli_main(
+            [
+                "rollout",
+                "start",
+                "toy",
+                "--candidate",
+                "2",
+                "--mode",
+                "canary",
+                "--steps",
+                "5,50",
+                *location,
+            ]
+        )
+        == 0
+    )
+    assert "canary 5%" in capsys.readouterr().out
+    assert cli_main(["rollout", "abort", "toy", "--reason", "enough", *location]) == 0
+    assert "abort 2 -> 1; serving version 1" in capsys.readouterr().out
+    assert cli_main(["audit", "--model", "toy", *location]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert " abort 2 -> 1" in lines[0] and "cli:" in lines[0]
