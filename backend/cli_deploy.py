@@ -15,6 +15,7 @@ from typing import Any
 
 from backend.auth.tokens import Principal
 from backend.deploy.audit import list_events
+from backend.deploy.controller import rollout_status
 from backend.deploy.service import GatesRefused
 from backend.errors import ServeDeckError
 from backend.schemas import (
@@ -131,8 +132,12 @@ def add_deploy_commands(sub: Any, common: argparse.ArgumentParser, open_workspac
         return _run(lambda: method(args.name, args.reason, cli_actor()))
 
     def rollout_show(args: argparse.Namespace) -> int:
-        state = open_workspace(args).deploy.rollout_state(args.name)
-        print(state.model_dump_json(indent=2) if state else "no rollout is running")
+        # Failed candidate calls are counted inside the serving workers, not visible here.
+        status = rollout_status(open_workspace(args).deploy, args.name, (0, 0))
+        if status.rollout is None:
+            print("no rollout is running")
+            return 0
+        print(status.model_dump_json(indent=2))
         return 0
 
     def reports(args: argparse.Namespace) -> int:

@@ -119,6 +119,8 @@ AuditAction = Literal[
     "rollout_resume",
     "promote",
     "abort",
+    "policy",
+    "metric_alert",
 ]
 # Audit actions that change which version answers by default: the deployment history.
 DEPLOYMENT_ACTIONS: tuple[AuditAction, ...] = ("deploy", "rollback", "promote")
@@ -181,6 +183,23 @@ class RollbackRequest(BaseModel):
     force_signature: bool = False
 
 
+class ServingPolicy(BaseModel):
+    """How the serving version is watched once live."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Roll back by itself when the live metric leaves the acceptable range.
+    auto_rollback: bool = False
+    # The newest labelled predictions the live metric is computed on.
+    metric_window: int = Field(default=500, ge=10, le=100_000)
+    # Fewer labelled predictions than this: the live metric is not judged.
+    min_labelled: int = Field(default=100, ge=10, le=100_000)
+
+
+class PolicyRequest(ServingPolicy):
+    reason: Reason = ""
+
+
 class ActionRequest(BaseModel):
     """Pause, resume, promote or abort: only why."""
 
@@ -236,6 +255,29 @@ class RolloutState(BaseModel):
     step_started_at: datetime
 
 
+class RolloutCheck(BaseModel):
+    """One check of the current rollout step, as last measured."""
+
+    name: Literal["samples", "dwell", "error_rate", "p99_latency", "agreement", "live_metric"]
+    # None: not measurable yet (too few samples, no labels); the step waits for it.
+    passed: bool | None
+    value: float | None
+    limit: float | None
+    detail: str
+
+
+class RolloutStatus(BaseModel):
+    """The running rollout with its checks: what the step waits for, or why it moved."""
+
+    model: str
+    active_version: str | None
+    rollout: RolloutState | None
+    checks: list[RolloutCheck] = Field(default_factory=list)
+    # "wait", "advance", "promote" or "abort", and why in words.
+    verdict: Literal["none", "wait", "advance", "promote", "abort"] = "none"
+    detail: str = ""
+
+
 class AuditEvent(BaseModel):
     id: int
     at: datetime
@@ -272,6 +314,9 @@ class ModelInfo(BaseModel):
     created_at: datetime
     versions: list[ModelVersionInfo] = Field(default_factory=list)
     rollout: RolloutState | None = None
+    policy: ServingPolicy = Field(default_factory=ServingPolicy)
+    # The version a rollback would return to now (None: there is none).
+    rollback_target: str | None = None
     # Deployments, rollbacks and promotions, oldest first (one model's view only).
     history: list[AuditEvent] = Field(default_factory=list)
 

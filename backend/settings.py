@@ -31,6 +31,8 @@ class Settings:
     token_cache_ttl_s: float = 5.0
     # How often a worker re-reads which version is active (multi-worker switch latency).
     state_poll_interval_s: float = 0.5
+    # How often a worker judges the running rollouts' checks (and moves them on).
+    rollout_check_interval_s: float = 2.0
 
     @property
     def artifacts_dir(self) -> Path:
@@ -65,6 +67,7 @@ class Settings:
             ("SERVEDECK_MAX_BATCH_WAIT_MS", "max_batch_wait_ms", float),
             ("SERVEDECK_MAX_REQUEST_BYTES", "max_request_bytes", int),
             ("SERVEDECK_STATE_POLL_INTERVAL", "state_poll_interval_s", float),
+            ("SERVEDECK_ROLLOUT_CHECK_INTERVAL", "rollout_check_interval_s", float),
         ):
             raw = os.environ.get(env_name)
             if raw:

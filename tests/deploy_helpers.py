@@ -16,9 +16,14 @@ from tests.helpers import TOY_SIGNATURE, toy_classifier, toy_frame, toy_validity
 ENGINEER = Principal(name="eng", role="engineer")
 
 
-def retrained_toy(regularisation: float = 0.5, drop: tuple[str, ...] = ()) -> Pipeline:
-    """The toy pipeline fitted again (a distinct artifact), optionally without some features."""
+def retrained_toy(
+    regularisation: float = 0.5, drop: tuple[str, ...] = (), contrary: bool = False
+) -> Pipeline:
+    """The toy pipeline fitted again (a distinct artifact), optionally without some features,
+    or ``contrary``: trained on inverted labels, so it disagrees with version 1."""
     frame, labels = toy_frame()
+    if contrary:
+        labels = 1 - labels
     model = clone(toy_classifier())
     model.set_params(clf__C=regularisation)
     if drop:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from backend.api.errors import install_error_handlers
 from backend.api.fast_path import PredictionFastPath
 from backend.api.limits import BodySizeLimit, InFlightCounter
 from backend.api.openapi import install_hand_parsed_schemas
+from backend.deploy.controller import RolloutController
 from backend.serving.prediction_log import PredictionLog
 from backend.serving.service import ServingService
 from backend.settings import Settings
@@ -30,10 +32,12 @@ def create_app(
     settings = workspace.settings
     prediction_log = PredictionLog(workspace.engine, settings.log_flush_interval_s)
     serving = ServingService(settings, workspace.registry, prediction_log)
+    rollouts = RolloutController(workspace.deploy, serving, settings.rollout_check_interval_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await serving.start()
+        judging = asyncio.create_task(rollouts.run())
         # Everything loaded so far (libraries, models) lives for the whole process: moving it
         # out of the collector's view turns 100+ ms full collections under load into ~1 ms.
         gc.collect()
@@ -43,6 +47,7 @@ def create_app(
         try:
             yield
         finally:
+            judging.cancel()
             # Graceful shutdown: everything accepted is written before the process ends.
             await serving.stop()
             if on_stop is not None:
@@ -56,6 +61,7 @@ def create_app(
     )
     app.state.workspace = workspace
     app.state.serving = serving
+    app.state.rollouts = rollouts
     install_error_handlers(app)
     # Added first, so it runs inside the size limit and the in-flight count.
     app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)

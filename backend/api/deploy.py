@@ -10,12 +10,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 
 from backend.api.deps import CurrentPrincipal, CurrentServing, CurrentWorkspace
 from backend.api.oip import ERRORS
 from backend.auth.tokens import require
 from backend.deploy.audit import list_events
+from backend.deploy.controller import RolloutController
 from backend.schemas import (
     ActionRequest,
     AuditPage,
@@ -24,9 +25,11 @@ from backend.schemas import (
     ErrorBody,
     GateReport,
     GateReportList,
+    PolicyRequest,
     RollbackRequest,
     RolloutRequest,
-    RolloutState,
+    RolloutStatus,
+    ServingPolicy,
 )
 from backend.serving.service import ServingService
 
@@ -98,13 +101,12 @@ async def start_rollout(
     return await _apply(serving, lambda: workspace.deploy.start_rollout(name, body, principal))
 
 
-@router.get("/models/{name}/rollout", response_model=RolloutState | None)
-def get_rollout(
-    name: str, workspace: CurrentWorkspace, principal: CurrentPrincipal
-) -> RolloutState | None:
-    """The running rollout, or null."""
+@router.get("/models/{name}/rollout", response_model=RolloutStatus)
+async def get_rollout(name: str, request: Request, principal: CurrentPrincipal) -> RolloutStatus:
+    """The running rollout (null when none), its step's checks and what it waits for."""
     require(principal, "read", name)
-    return workspace.deploy.rollout_state(name)
+    controller: RolloutController = request.app.state.rollouts
+    return await asyncio.to_thread(controller.status, name)
 
 
 def _rollout_action(action: str, summary: str) -> None:
@@ -133,6 +135,16 @@ _rollout_action("promote", "Serve the candidate for all traffic and end the roll
 _rollout_action("abort", "Send all traffic back to the serving version and end the rollout")
 _rollout_action("pause", "Hold the rollout at its current step (traffic shares stay)")
 _rollout_action("resume", "Let a paused rollout advance again")
+
+
+@router.put("/models/{name}/policy", response_model=ServingPolicy)
+def set_policy(
+    name: str, body: PolicyRequest, workspace: CurrentWorkspace, principal: CurrentPrincipal
+) -> ServingPolicy:
+    """How the serving version is watched: auto-rollback when its live metric leaves range."""
+    require(principal, "deploy", name)
+    policy = ServingPolicy(**body.model_dump(exclude={"reason"}))
+    return workspace.deploy.set_policy(name, policy, body.reason, principal)
 
 
 @router.get("/models/{name}/gate-reports", response_model=GateReportList)

@@ -41,6 +41,8 @@ class ModelRow(Base):
     state_generation: Mapped[int] = mapped_column(Integer, default=0)
     # The running rollout (a RolloutState as JSON), or None.
     rollout: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # A ServingPolicy as JSON; None means the defaults.
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     versions: Mapped[list[ModelVersionRow]] = relationship(

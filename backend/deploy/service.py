@@ -15,19 +15,21 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.auth.tokens import Principal
-from backend.db.tables import GateReportRow, ModelRow
+from backend.db.tables import AuditEventRow, GateReportRow, ModelRow
 from backend.deploy.audit import deployment_history, good_versions, record_event, to_event
 from backend.deploy.gates import run_gates
 from backend.errors import Conflict, InputError, NotFound
 from backend.registry import Registry, parse_version
 from backend.schemas import (
     AuditAction,
+    AuditEvent,
     DeploymentState,
     GatePurpose,
     GateReport,
     ModelInfo,
     RolloutRequest,
     RolloutState,
+    ServingPolicy,
 )
 
 # Actions the backend takes by itself (a rollout advancing or aborting on its checks).
@@ -99,16 +101,13 @@ class DeployService:
         if active is None:
             raise Conflict(f"model {model!r} serves no version yet: nothing to roll back", "model")
         with self.sessions() as session:
-            stack = good_versions(deployment_history(session, model))
-        if stack and stack[-1] == active:
-            stack.pop()
-        if not stack:
+            target = _rollback_target(deployment_history(session, model), active)
+        if target is None:
             raise Conflict(
                 f"version {active} is the first version {model!r} served: there is no earlier "
                 "version to roll back to; deploy another version instead",
                 "version",
             )
-        target = stack[-1]
         report = self._check(model, target, "rollback", actor, active, reason, force_signature)
         if not report.passed:
             self._refuse("rollback_refused", model, actor, active, target, reason, report)
@@ -190,7 +189,9 @@ class DeployService:
     def resume(self, model: str, reason: str, actor: Principal) -> DeploymentState:
         return self._set_paused(model, False, reason, actor)
 
-    def promote(self, model: str, reason: str, actor: Principal) -> DeploymentState:
+    def promote(
+        self, model: str, reason: str, actor: Principal, details: dict[str, Any] | None = None
+    ) -> DeploymentState:
         """The candidate becomes the serving version for all traffic; the rollout ends."""
         active, generation, rollout = self._running(model)
         return self._change(
@@ -202,7 +203,7 @@ class DeployService:
             rollout.candidate,
             reason,
             {"active_version": rollout.candidate, "rollout": None},
-            details={"stage": _stage(rollout)},
+            details={"stage": _stage(rollout), **(details or {})},
         )
 
     def abort(
@@ -250,12 +251,57 @@ class DeployService:
             details={"from_stage": _stage(rollout), "stage": _stage(following), **details},
         )
 
+    # ------------------------------------------------------------------ policy
+
+    def set_policy(
+        self, model: str, policy: ServingPolicy, reason: str, actor: Principal
+    ) -> ServingPolicy:
+        with self.sessions.begin() as session:
+            row = session.scalar(select(ModelRow).where(ModelRow.name == model))
+            if row is None:
+                raise NotFound(f"no model named {model!r}", "model")
+            row.policy = policy.model_dump(mode="json")
+            record_event(
+                session,
+                actor,
+                "policy",
+                model,
+                to_version=row.active_version,
+                reason=reason,
+                details=policy.model_dump(mode="json"),
+            )
+        return policy
+
+    def record_alert(self, model: str, version: str, reason: str, details: dict[str, Any]) -> None:
+        with self.sessions.begin() as session:
+            record_event(
+                session,
+                SYSTEM,
+                "metric_alert",
+                model,
+                to_version=version,
+                reason=reason,
+                details=details,
+            )
+
+    def last_event(self, model: str) -> AuditEvent | None:
+        with self.sessions() as session:
+            row = session.scalar(
+                select(AuditEventRow)
+                .where(AuditEventRow.model == model)
+                .order_by(AuditEventRow.id.desc())
+                .limit(1)
+            )
+            return to_event(row) if row is not None else None
+
     # ------------------------------------------------------------------ reading
 
     def model_info(self, model: str) -> ModelInfo:
         info = self.registry.get_model(model)
         with self.sessions() as session:
             info.history = deployment_history(session, model)
+        if info.active_version is not None:
+            info.rollback_target = _rollback_target(info.history, info.active_version)
         return info
 
     def gate_reports(self, model: str, version: str | None = None) -> list[GateReport]:
@@ -266,9 +312,6 @@ class DeployService:
         with self.sessions() as session:
             rows = session.scalars(query.order_by(GateReportRow.id.desc()).limit(200))
             return [GateReport(**row.report, id=row.id) for row in rows]
-
-    def rollout_state(self, model: str) -> RolloutState | None:
-        return self._snapshot(model)[2]
 
     # ------------------------------------------------------------------ internals
 
@@ -420,6 +463,13 @@ class DeployService:
                 report=report,
                 event=to_event(event),
             )
+
+
+def _rollback_target(history: list[AuditEvent], active: str) -> str | None:
+    stack = good_versions(history)
+    if stack and stack[-1] == active:
+        stack.pop()
+    return stack[-1] if stack else None
 
 
 def _check_steps(steps: list[float]) -> None:

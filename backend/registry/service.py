@@ -21,6 +21,7 @@ from backend.schemas import (
     ModelInfo,
     ModelVersionInfo,
     RolloutState,
+    ServingPolicy,
     ValidityAssets,
 )
 
@@ -302,4 +303,5 @@ def _model_info(model: ModelRow) -> ModelInfo:
         created_at=model.created_at,
         versions=versions,
         rollout=RolloutState(**model.rollout) if model.rollout else None,
+        policy=ServingPolicy(**(model.policy or {})),
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.auth.tokens import Principal, check_constraints, require
+from backend.deploy.observe import CandidateFailures
 from backend.errors import NotFound, ServeDeckError
 from backend.monitoring.feed import MAX_ROWS_PER_REQUEST, PredictionFeed
 from backend.monitoring.live_stats import LiveStats
@@ -76,8 +77,8 @@ class ServingService:
         self._previous: dict[str, str] = {}
         # Shadow predictions in flight: held so they are not garbage-collected mid-way.
         self._shadow_tasks: set[asyncio.Task[None]] = set()
-        # Shadow predictions that failed (the candidate raised or refused the input), per model.
-        self.shadow_failures: dict[str, int] = {}
+        # Calls to a rollout candidate and how many failed, per model and rollout step.
+        self.candidate_failures = CandidateFailures()
         self._poll_task: asyncio.Task[None] | None = None
         # HTTP requests being handled right now, kept by the API's InFlightCounter: when a
         # request is alone, there is nothing to batch it with.
@@ -148,6 +149,20 @@ class ServingService:
                 log.exception("could not refresh the serving state")
 
     # ------------------------------------------------------------------ resolution
+
+    def routing(self, model: str) -> ModelRouting | None:
+        return self._routing.get(model)
+
+    def models_serving(self) -> list[str]:
+        return [name for name, state in self._routing.items() if state.active is not None]
+
+    def models_in_rollout(self) -> list[str]:
+        return [name for name, state in self._routing.items() if state.rollout is not None]
+
+    def _count_candidate_call(self, model: str, failed: bool) -> None:
+        state = self._routing.get(model)
+        if state is not None:
+            self.candidate_failures.record(model, state.generation, failed)
 
     def active_version(self, model: str) -> str | None:
         state = self._routing.get(model)
@@ -250,7 +265,15 @@ class ServingService:
                 "the prediction log cannot be written (is the database reachable?); retry shortly",
                 status=503,
             )
-        prediction = await self._predict(target.batcher, clean)
+        if target.route == "canary":
+            try:
+                prediction = await self._predict(target.batcher, clean)
+            except Exception:
+                self._count_candidate_call(target.model, failed=True)
+                raise
+            self._count_candidate_call(target.model, failed=False)
+        else:
+            prediction = await self._predict(target.batcher, clean)
         finished = time.perf_counter()
         latency_ms = (finished - started) * 1000.0
         request_id = request_id or new_request_id()
@@ -294,9 +317,10 @@ class ServingService:
             clean = batcher.loaded.signature.validate_rows(rows, where)
             prediction = await self._predict(batcher, clean)
         except Exception as exc:  # the candidate's failure must never reach the caller
-            self.shadow_failures[model] = self.shadow_failures.get(model, 0) + 1
+            self._count_candidate_call(model, failed=True)
             log.debug("shadow %s version %s failed: %s", model, version, exc)
             return
+        self._count_candidate_call(model, failed=False)
         latency_ms = (time.perf_counter() - started) * 1000.0
         self._log(
             request_id,

@@ -1,0 +1,239 @@
+"""Rollouts move by themselves: a step advances when its checks pass, aborts when one fails.
+
+A step is judged once it has run ``min_dwell_s`` and the candidate answered (or shadowed)
+``min_samples`` requests. Before that only a failure can act: a candidate that errors or
+is far slower is stopped at once rather than after the dwell time. The shadow phase is
+followed by the first canary step; the last canary step is followed by promotion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from backend.deploy.observe import MIN_LABELLED, StepObservation, observe_step
+from backend.deploy.service import SYSTEM, DeployService
+from backend.deploy.watch import watch_model
+from backend.errors import ServeDeckError
+from backend.schemas import RolloutCheck, RolloutState, RolloutStatus
+
+if TYPE_CHECKING:
+    from backend.serving.service import ServingService
+
+log = logging.getLogger(__name__)
+
+# The serving versions' live metrics are judged every this many rollout rounds.
+WATCH_EVERY = 5
+# Failed calls needed before the error-rate check may abort ahead of min_samples.
+MIN_FAILURES_TO_ABORT_EARLY = 5
+
+
+@dataclass
+class Verdict:
+    action: str  # "wait", "advance", "promote", "abort"
+    checks: list[RolloutCheck]
+    detail: str
+
+
+def evaluate(
+    rollout: RolloutState,
+    observation: StepObservation,
+    metric_range: tuple[float, float],
+    now: datetime,
+) -> Verdict:
+    checks = rollout.checks
+    enough = observation.candidate_samples >= rollout.min_samples
+    dwelt = (now - rollout.step_started_at).total_seconds()
+    results = [
+        RolloutCheck(
+            name="samples",
+            passed=enough,
+            value=observation.candidate_samples,
+            limit=rollout.min_samples,
+            detail=f"{observation.candidate_samples} of {rollout.min_samples} requests seen",
+        ),
+        RolloutCheck(
+            name="dwell",
+            passed=dwelt >= rollout.min_dwell_s,
+            value=round(dwelt, 1),
+            limit=rollout.min_dwell_s,
+            detail=f"{dwelt:.0f} s of {rollout.min_dwell_s:g} s at this step",
+        ),
+        _error_rate(observation, checks.max_error_rate, enough),
+        _latency(observation, checks.max_p99_ratio, enough),
+    ]
+    if rollout.phase == "shadow":
+        results.append(_agreement(observation, checks.min_agreement, enough))
+    results.append(_metric(observation, metric_range))
+
+    failed = [c for c in results if c.passed is False and c.name not in ("samples", "dwell")]
+    if failed:
+        return Verdict("abort", results, "; ".join(f"{c.name}: {c.detail}" for c in failed))
+    if rollout.paused:
+        return Verdict("wait", results, "paused: the checks run, the step does not move")
+    waiting = [c for c in results if c.passed is not True and c.name != "live_metric"]
+    if waiting:
+        return Verdict("wait", results, "; ".join(c.detail for c in waiting))
+    if rollout.phase == "canary" and rollout.step_index == len(rollout.steps) - 1:
+        return Verdict("promote", results, "the last step passed its checks")
+    return Verdict("advance", results, "the step passed its checks")
+
+
+def _error_rate(observation: StepObservation, limit: float, enough: bool) -> RolloutCheck:
+    calls, failures = observation.attempts, observation.failures
+    rate = failures / calls if calls else 0.0
+    judged = enough or failures >= MIN_FAILURES_TO_ABORT_EARLY
+    return RolloutCheck(
+        name="error_rate",
+        passed=(rate <= limit) if judged and calls else (None if not enough else True),
+        value=rate,
+        limit=limit,
+        detail=f"{failures} of {calls} candidate calls failed ({rate:.1%}, at most {limit:.1%})",
+    )
+
+
+def _latency(observation: StepObservation, limit: float, enough: bool) -> RolloutCheck:
+    candidate, active = observation.candidate_p99_ms, observation.active_p99_ms
+    if candidate is None or active is None or active <= 0 or not enough:
+        return RolloutCheck(
+            name="p99_latency",
+            passed=None,
+            value=None,
+            limit=limit,
+            detail="waiting for enough requests on both versions",
+        )
+    ratio = candidate / active
+    return RolloutCheck(
+        name="p99_latency",
+        passed=ratio <= limit,
+        value=ratio,
+        limit=limit,
+        detail=f"candidate p99 {candidate:.1f} ms is {ratio:.2f}x the active "
+        f"{active:.1f} ms (at most {limit:g}x)",
+    )
+
+
+def _agreement(observation: StepObservation, limit: float, enough: bool) -> RolloutCheck:
+    if not observation.compared or not enough:
+        return RolloutCheck(
+            name="agreement",
+            passed=None,
+            value=None,
+            limit=limit,
+            detail="waiting for requests scored by both versions",
+        )
+    share = observation.agreeing / observation.compared
+    return RolloutCheck(
+        name="agreement",
+        passed=share >= limit,
+        value=share,
+        limit=limit,
+        detail=f"same answer on {share:.1%} of {observation.compared} requests "
+        f"(at least {limit:.0%})",
+    )
+
+
+def _metric(observation: StepObservation, metric_range: tuple[float, float]) -> RolloutCheck:
+    low, high = metric_range
+    value = observation.live_metric
+    if value is None:
+        note = observation.metric_note or f"needs {MIN_LABELLED} labelled predictions"
+        return RolloutCheck(
+            name="live_metric",
+            passed=None,
+            value=None,
+            limit=None,
+            detail=f"not judged: {note}",
+        )
+    return RolloutCheck(
+        name="live_metric",
+        passed=low <= value <= high,
+        value=value,
+        limit=None,
+        detail=f"{value:.4g} on {observation.labelled} labelled predictions, "
+        f"acceptable [{low:g}, {high:g}]",
+    )
+
+
+def rollout_status(
+    deploy: DeployService, model: str, candidate_calls: tuple[int, int]
+) -> RolloutStatus:
+    """The rollout of ``model`` judged now; ``candidate_calls`` is (calls, failures) as seen
+    by the asking worker (failures leave no row in the log)."""
+    info = deploy.registry.get_model(model)
+    rollout = info.rollout
+    status = RolloutStatus(model=model, active_version=info.active_version, rollout=rollout)
+    if rollout is None:
+        return status
+    candidate = deploy.registry.get_version(model, rollout.candidate)
+    observation = observe_step(deploy.sessions, model, rollout, candidate)
+    observation.attempts, observation.failures = candidate_calls
+    verdict = evaluate(rollout, observation, candidate.validity.acceptable_range, datetime.now(UTC))
+    status.checks = verdict.checks
+    status.verdict = verdict.action  # type: ignore[assignment]
+    status.detail = verdict.detail
+    return status
+
+
+class RolloutController:
+    """Runs in every serving worker: judges the running rollouts every few seconds."""
+
+    def __init__(self, deploy: DeployService, serving: ServingService, interval_s: float):
+        self.deploy = deploy
+        self.serving = serving
+        self.interval_s = interval_s
+
+    def status(self, model: str) -> RolloutStatus:
+        """The rollout with its checks as they stand now (also for people asking)."""
+        routing = self.serving.routing(model)
+        generation = routing.generation if routing is not None else -1
+        return rollout_status(
+            self.deploy, model, self.serving.candidate_failures.counts(model, generation)
+        )
+
+    def step(self, model: str) -> RolloutStatus:
+        """Judge one model's rollout and act on the verdict."""
+        status = self.status(model)
+        rollout = status.rollout
+        if rollout is None or status.verdict == "wait":
+            return status
+        details = {"checks": [c.model_dump(mode="json") for c in status.checks]}
+        try:
+            if status.verdict == "abort":
+                self.deploy.abort(
+                    model, f"a check failed: {status.detail}", SYSTEM, details=details
+                )
+            elif status.verdict == "promote":
+                self.deploy.promote(model, "every step passed its checks", SYSTEM, details)
+            elif status.verdict == "advance":
+                self.deploy.advance(model, rollout, details)
+        except ServeDeckError as exc:  # another worker acted first, or a person did
+            log.info("rollout of %s not moved: %s", model, exc.reason)
+        return status
+
+    async def run(self) -> None:
+        rounds = 0
+        while True:
+            await asyncio.sleep(self.interval_s)
+            rounds += 1
+            if rounds % WATCH_EVERY == 0:
+                await self._watch_live_metrics()
+            for model in self.serving.models_in_rollout():
+                try:
+                    await asyncio.to_thread(self.step, model)
+                    await self.serving.refresh_state()
+                except Exception:
+                    log.exception("could not judge the rollout of %s", model)
+
+    async def _watch_live_metrics(self) -> None:
+        for model in self.serving.models_serving():
+            try:
+                outcome = await asyncio.to_thread(watch_model, self.deploy, model)
+                if outcome.startswith("alerted"):
+                    log.warning("%s: %s", model, outcome)
+                    await self.serving.refresh_state()
+            except Exception:
+                log.exception("could not judge the live metric of %s", model)

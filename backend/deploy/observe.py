@@ -1,0 +1,166 @@
+"""What a rollout step has shown so far, read from the prediction log and the labels.
+
+Every worker logs to the same store, so any worker sees the whole traffic of the step.
+Failures are the exception: a candidate that raises leaves no prediction row, so they are
+counted by each worker in memory (``CandidateFailures``) and judged by the worker that saw
+them; an abort from any one worker is safe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.db.tables import LabelRow, PredictionRow
+from backend.deploy.metrics import MetricUnavailable, score_metric
+from backend.registry import Prediction
+from backend.schemas import ModelVersionInfo, RolloutState
+
+# The newest rows a step is judged on: bounds the work of one evaluation.
+MAX_ROWS = 100_000
+# Labelled candidate predictions needed before the live metric counts.
+MIN_LABELLED = 30
+# Regression answers agree when this close, relative to the active version's answer.
+REGRESSION_AGREEMENT = 0.05
+
+
+@dataclass
+class StepObservation:
+    candidate_samples: int = 0
+    active_samples: int = 0
+    candidate_p99_ms: float | None = None
+    active_p99_ms: float | None = None
+    compared: int = 0
+    agreeing: int = 0
+    labelled: int = 0
+    live_metric: float | None = None
+    metric_note: str = ""
+    attempts: int = 0
+    failures: int = 0
+
+
+class CandidateFailures:
+    """Per-worker count of candidate calls and failures, reset for each rollout step."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[int, int, int]] = {}  # model -> (generation, calls, fails)
+
+    def record(self, model: str, generation: int, failed: bool) -> None:
+        known, calls, fails = self._counts.get(model, (generation, 0, 0))
+        if known != generation:
+            calls, fails = 0, 0
+        self._counts[model] = (generation, calls + 1, fails + int(failed))
+
+    def counts(self, model: str, generation: int) -> tuple[int, int]:
+        known, calls, fails = self._counts.get(model, (generation, 0, 0))
+        return (calls, fails) if known == generation else (0, 0)
+
+
+def observe_step(
+    sessions: sessionmaker[Session],
+    model: str,
+    rollout: RolloutState,
+    candidate: ModelVersionInfo,
+) -> StepObservation:
+    since = rollout.step_started_at.timestamp()
+    # The active version's baseline spans the whole rollout: at a 100% step it gets no traffic.
+    baseline_since = rollout.started_at.timestamp()
+    candidate_route = "shadow" if rollout.phase == "shadow" else "canary"
+    observation = StepObservation()
+    with sessions() as session:
+        rows = session.execute(
+            select(
+                PredictionRow.request_id,
+                PredictionRow.row_index,
+                PredictionRow.version,
+                PredictionRow.route,
+                PredictionRow.latency_ms,
+                PredictionRow.outputs,
+                PredictionRow.created_at,
+            )
+            .where(PredictionRow.model == model, PredictionRow.created_at >= baseline_since)
+            .order_by(PredictionRow.id.desc())
+            .limit(MAX_ROWS)
+        ).all()
+        labelled = session.execute(
+            select(PredictionRow.outputs, LabelRow.label)
+            .join(
+                LabelRow,
+                (LabelRow.request_id == PredictionRow.request_id)
+                & (LabelRow.row_index == PredictionRow.row_index),
+            )
+            .where(
+                PredictionRow.model == model,
+                PredictionRow.created_at >= since,
+                PredictionRow.version == rollout.candidate,
+                PredictionRow.route == candidate_route,
+            )
+            .limit(MAX_ROWS)
+        ).all()
+    candidate_rows = [
+        r
+        for r in rows
+        if r.route == candidate_route and r.version == rollout.candidate and r.created_at >= since
+    ]
+    active_rows = [r for r in rows if r.route == "active"]
+    observation.candidate_samples = len(candidate_rows)
+    observation.active_samples = len(active_rows)
+    observation.candidate_p99_ms = _p99([r.latency_ms for r in candidate_rows])
+    observation.active_p99_ms = _p99([r.latency_ms for r in active_rows])
+    if rollout.phase == "shadow":
+        answers = {
+            (r.request_id, r.row_index): r.outputs.get("predict")
+            for r in active_rows
+            if r.created_at >= since
+        }
+        for row in candidate_rows:
+            key = (row.request_id, row.row_index)
+            if key in answers:
+                observation.compared += 1
+                observation.agreeing += _agree(answers[key], row.outputs.get("predict"))
+    _live_metric(observation, labelled, candidate)
+    return observation
+
+
+def _p99(values: list[float]) -> float | None:
+    return float(np.percentile(values, 99)) if values else None
+
+
+def _agree(active: Any, candidate: Any) -> bool:
+    if isinstance(active, float) or isinstance(candidate, float):
+        try:
+            a, b = float(active), float(candidate)
+        except (TypeError, ValueError):
+            return False
+        return math.isclose(a, b, rel_tol=REGRESSION_AGREEMENT, abs_tol=1e-9)
+    return bool(active == candidate)
+
+
+def _live_metric(
+    observation: StepObservation, labelled: Sequence[Any], candidate: ModelVersionInfo
+) -> None:
+    observation.labelled = len(labelled)
+    if len(labelled) < MIN_LABELLED:
+        observation.metric_note = f"{len(labelled)} of {MIN_LABELLED} labels needed"
+        return
+    outputs = [row.outputs for row in labelled]
+    probabilities = [o.get("predict_proba") for o in outputs]
+    prediction = Prediction(
+        [o.get("predict") for o in outputs],
+        probabilities if all(p is not None for p in probabilities) else None,
+    )
+    try:
+        observation.live_metric = score_metric(
+            candidate.validity.metric,
+            [row.label for row in labelled],
+            prediction,
+            candidate.class_labels,
+        )
+    except (MetricUnavailable, ValueError) as exc:
+        observation.metric_note = str(exc)

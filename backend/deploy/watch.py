@@ -1,0 +1,95 @@
+"""The serving version's live metric, judged against the range its gates used.
+
+Out of range, an alert is recorded in the audit trail (once per version) and, where the
+model's policy says so, the model is rolled back by the backend itself, through the gates.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from backend.db.tables import LabelRow, PredictionRow
+from backend.deploy.metrics import MetricUnavailable, score_metric
+from backend.deploy.service import SYSTEM, DeployService
+from backend.errors import ServeDeckError
+from backend.registry import Prediction
+
+log = logging.getLogger(__name__)
+
+
+def live_metric(
+    deploy: DeployService, model: str, version: str, window: int
+) -> tuple[float | None, int]:
+    """(metric, labelled rows) over the newest ``window`` labelled answers of ``version``."""
+    info = deploy.registry.get_version(model, version)
+    with deploy.sessions() as session:
+        rows = session.execute(
+            select(PredictionRow.outputs, LabelRow.label)
+            .join(
+                LabelRow,
+                (LabelRow.request_id == PredictionRow.request_id)
+                & (LabelRow.row_index == PredictionRow.row_index),
+            )
+            .where(
+                PredictionRow.model == model,
+                PredictionRow.version == version,
+                PredictionRow.route.in_(("active", "canary")),
+            )
+            .order_by(PredictionRow.id.desc())
+            .limit(window)
+        ).all()
+    if not rows:
+        return None, 0
+    probabilities = [row.outputs.get("predict_proba") for row in rows]
+    prediction = Prediction(
+        [row.outputs.get("predict") for row in rows],
+        probabilities if all(p is not None for p in probabilities) else None,
+    )
+    try:
+        value = score_metric(
+            info.validity.metric, [row.label for row in rows], prediction, info.class_labels
+        )
+    except (MetricUnavailable, ValueError):
+        return None, len(rows)
+    return value, len(rows)
+
+
+def watch_model(deploy: DeployService, model: str) -> str:
+    """Judge one model's serving version; returns what was done, in words (for logs)."""
+    info = deploy.registry.get_model(model)
+    active = info.active_version
+    if active is None or info.rollout is not None:
+        return "nothing to judge"  # a rollout judges its candidate with its own checks
+    policy = info.policy
+    value, labelled = live_metric(deploy, model, active, policy.metric_window)
+    if value is None or labelled < policy.min_labelled:
+        return f"{labelled} labelled predictions, {policy.min_labelled} needed"
+    validity = deploy.registry.get_version(model, active).validity
+    low, high = validity.acceptable_range
+    if low <= value <= high:
+        return f"{validity.metric} {value:.4g} in range"
+    last = deploy.last_event(model)
+    if last is not None and last.action == "metric_alert" and last.to_version == active:
+        return "already alerted"
+    reason = (
+        f"live {validity.metric} {value:.4g} on the newest {labelled} labelled predictions is "
+        f"outside [{low:g}, {high:g}]"
+    )
+    details = {
+        "metric": validity.metric,
+        "value": value,
+        "acceptable_range": [low, high],
+        "labelled": labelled,
+        "auto_rollback": policy.auto_rollback,
+    }
+    deploy.record_alert(model, active, reason, details)
+    if not policy.auto_rollback:
+        return "alerted"
+    try:
+        deploy.rollback(model, f"automatic: {reason}", SYSTEM)
+    except ServeDeckError as exc:  # refused by a gate, or no earlier version: the alert stands
+        log.warning("automatic rollback of %s refused: %s", model, exc.reason)
+        return f"alerted; rollback refused: {exc.reason}"
+    return "alerted and rolled back"

@@ -1,0 +1,153 @@
+"""Rollouts move by their own checks: advance, promote, or abort."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.api.app import create_app
+from backend.deploy.controller import evaluate
+from backend.deploy.observe import StepObservation
+from backend.schemas import RolloutChecks, RolloutState
+from backend.workspace import Workspace
+from tests.deploy_helpers import register_toy, retrained_toy, validity_with
+from tests.helpers import TOY_ROW, make_settings, register_toy_models
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def _rollout(phase: str = "canary", step: int = 0, paused: bool = False) -> RolloutState:
+    steps = [10.0, 50.0]
+    return RolloutState(
+        candidate="2", mode="shadow", phase=phase, steps=steps,  # type: ignore[arg-type]
+        step_index=-1 if phase == "shadow" else step,
+        percent=0.0 if phase == "shadow" else steps[step], paused=paused,
+        min_dwell_s=60, min_samples=100, checks=RolloutChecks(), started_by="t",
+        started_at=NOW - timedelta(minutes=5), step_started_at=NOW - timedelta(seconds=61),
+    )  # fmt: skip
+
+
+def _seen(**changes: float) -> StepObservation:
+    base = StepObservation(
+        candidate_samples=150, active_samples=1500, candidate_p99_ms=12.0, active_p99_ms=10.0,
+        compared=150, agreeing=149, attempts=150, failures=0,
+    )  # fmt: skip
+    for name, value in changes.items():
+        setattr(base, name, value)
+    return base
+
+
+def _verdict(rollout: RolloutState, seen: StepObservation, now: datetime = NOW) -> str:
+    return evaluate(rollout, seen, (0.7, 1.0), now).action
+
+
+def test_a_step_waits_for_its_dwell_time_and_samples() -> None:
+    assert _verdict(_rollout(), _seen(candidate_samples=40)) == "wait"
+    assert _verdict(_rollout(), _seen(), now=NOW - timedelta(seconds=30)) == "wait"
+    verdict = evaluate(_rollout(), _seen(candidate_samples=40), (0.7, 1.0), NOW)
+    assert "40 of 100 requests seen" in verdict.detail
+
+
+def test_passing_steps_advance_and_the_last_one_promotes() -> None:
+    assert _verdict(_rollout("shadow"), _seen()) == "advance"
+    assert _verdict(_rollout("canary", 0), _seen()) == "advance"
+    assert _verdict(_rollout("canary", 1), _seen()) == "promote"
+    assert _verdict(_rollout("canary", 0, paused=True), _seen()) == "wait"
+
+
+@pytest.mark.parametrize(
+    ("phase", "changes", "failed"),
+    [
+        ("canary", {"failures": 3}, "error_rate"),
+        ("canary", {"candidate_p99_ms": 25.0}, "p99_latency"),
+        ("shadow", {"agreeing": 100}, "agreement"),
+        ("canary", {"live_metric": 0.5, "labelled": 80}, "live_metric"),
+    ],
+)
+def test_a_failing_check_aborts(phase: str, changes: dict[str, float], failed: str) -> None:
+    verdict = evaluate(_rollout(phase), _seen(**changes), (0.7, 1.0), NOW)
+    assert verdict.action == "abort" and verdict.detail.startswith(f"{failed}:")
+    assert [c.name for c in verdict.checks if c.passed is False] == [failed]
+
+
+def test_a_candidate_that_keeps_failing_is_stopped_before_its_samples_are_in() -> None:
+    early = _seen(candidate_samples=12, attempts=12, failures=6)
+    assert _verdict(_rollout(), early, now=NOW - timedelta(seconds=50)) == "abort"
+    # A paused rollout still stops a failing candidate.
+    assert _verdict(_rollout(paused=True), _seen(failures=20)) == "abort"
+
+
+@pytest.fixture
+def fast_client(tmp_path, database_url: str) -> Iterator[tuple[Workspace, TestClient]]:  # type: ignore[no-untyped-def]
+    workspace = Workspace.open(make_settings(tmp_path, database_url, rollout_check_interval_s=0.1))
+    register_toy_models(workspace)
+    with TestClient(create_app(workspace=workspace)) as client:
+        yield workspace, client
+    workspace.close()
+
+
+def _drive_until(client: TestClient, headers: dict[str, str], done, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+    """Send traffic until ``done()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    i = 0
+    while not done():
+        if time.monotonic() > deadline:
+            status = client.get("/api/v1/models/toy/rollout", headers=headers).json()
+            raise AssertionError(f"the rollout did not move in time: {status}")
+        body = {"instances": [TOY_ROW], "entity_id": f"card-{i}"}
+        assert client.post("/v1/models/toy:predict", json=body, headers=headers).status_code == 200
+        i += 1
+
+
+def test_a_rollout_advances_through_shadow_and_canary_to_promotion_by_itself(
+    fast_client: tuple[Workspace, TestClient],
+) -> None:
+    workspace, client = fast_client
+    headers = {"Authorization": f"Bearer {workspace.admin_token()}"}
+    register_toy(workspace)
+    request = {
+        "candidate": "2", "mode": "shadow", "steps": [20, 100], "min_dwell_s": 0,
+        "min_samples": 10, "checks": {"min_agreement": 0.8, "max_p99_ratio": 50},
+    }  # fmt: skip
+    assert (
+        client.put("/api/v1/models/toy/rollout", json=request, headers=headers).status_code == 200
+    )
+    status = client.get("/api/v1/models/toy/rollout", headers=headers).json()
+    assert status["rollout"]["phase"] == "shadow" and status["verdict"] == "wait"
+    assert {c["name"] for c in status["checks"]} >= {"samples", "agreement", "p99_latency"}
+
+    _drive_until(client, headers, lambda: workspace.registry.get_model("toy").active_version == "2")
+    events = client.get("/api/v1/audit?model=toy", headers=headers).json()["events"]
+    moves = [(e["action"], e["actor"], e["details"].get("stage")) for e in reversed(events)]
+    assert moves[-4:] == [
+        ("rollout_start", "admin", "shadow"),
+        ("rollout_step", "servedeck", "canary 20%"),
+        ("rollout_step", "servedeck", "canary 100%"),
+        ("promote", "servedeck", "canary 100%"),
+    ]
+    passed = [c for c in events[0]["details"]["checks"] if c["passed"]]
+    assert {c["name"] for c in passed} >= {"samples", "dwell", "error_rate", "p99_latency"}
+
+
+def test_a_shadow_that_disagrees_is_aborted_by_its_checks(
+    fast_client: tuple[Workspace, TestClient],
+) -> None:
+    workspace, client = fast_client
+    headers = {"Authorization": f"Bearer {workspace.admin_token()}"}
+    contrary = retrained_toy(contrary=True)
+    # Its own validity assets pass the gates; live, it disagrees with version 1.
+    register_toy(workspace, contrary, validity=validity_with(contrary, acceptable_range=(0.0, 1.0)))
+    request = {"candidate": "2", "mode": "shadow", "min_dwell_s": 0, "min_samples": 10}
+    assert (
+        client.put("/api/v1/models/toy/rollout", json=request, headers=headers).status_code == 200
+    )
+    _drive_until(client, headers, lambda: workspace.registry.get_model("toy").rollout is None)
+    model = workspace.registry.get_model("toy")
+    assert model.active_version == "1"
+    event = client.get("/api/v1/audit?model=toy", headers=headers).json()["events"][0]
+    assert (event["action"], event["actor"]) == ("abort", "servedeck")
+    assert event["reason"].startswith("a check failed: agreement: same answer on")
