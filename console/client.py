@@ -16,8 +16,15 @@ import requests
 from pydantic import BaseModel, ValidationError
 
 from backend.schemas import (
+    ActionRequest,
+    AuditEvent,
+    AuditPage,
+    DeploymentState,
+    DeployRequest,
     FeedbackRequest,
     FeedbackResponse,
+    GateReport,
+    GateReportList,
     InferResponse,
     LabelIn,
     LiveSeries,
@@ -26,6 +33,9 @@ from backend.schemas import (
     PredictionEventBatch,
     PredictionPage,
     PredictionRecord,
+    RollbackRequest,
+    RolloutRequest,
+    RolloutStatus,
     WhoAmI,
 )
 
@@ -38,11 +48,27 @@ STREAM_READ_TIMEOUT_S = 35.0
 class ApiError(Exception):
     """The backend answered with an error status; ``field`` names the offending input."""
 
-    def __init__(self, status: int, message: str, field: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: str | None = None,
+        body: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
+        # The whole JSON error body: a refused deployment carries its gate report here.
+        self.body = body or {}
+
+    @property
+    def gate_report(self) -> GateReport | None:
+        report = self.body.get("gate_report")
+        try:
+            return GateReport.model_validate(report) if report is not None else None
+        except ValidationError:
+            return None
 
 
 class BackendUnreachable(ApiError):
@@ -88,12 +114,49 @@ class ApiClient:
         page = self._get("/api/v1/predictions", PredictionPage, params={"request_id": request_id})
         return page.predictions
 
+    # ------------------------------------------------------------------ deployments
+
+    def model(self, name: str) -> ModelInfo:
+        """One model with its rollout, policy and deployment history."""
+        return self._get(f"/api/v1/models/{name}", ModelInfo)
+
+    def gate_reports(self, name: str) -> list[GateReport]:
+        return self._get(f"/api/v1/models/{name}/gate-reports", GateReportList).reports
+
+    def deploy(self, name: str, version: str, reason: str) -> DeploymentState:
+        body = DeployRequest(version=version, reason=reason)
+        return self._post(f"/api/v1/models/{name}/deploy", body, DeploymentState)
+
+    def rollback(self, name: str, reason: str) -> DeploymentState:
+        body = RollbackRequest(reason=reason)
+        return self._post(f"/api/v1/models/{name}/rollback", body, DeploymentState)
+
+    def start_rollout(self, name: str, request: RolloutRequest) -> DeploymentState:
+        return self._request(
+            "PUT",
+            f"/api/v1/models/{name}/rollout",
+            DeploymentState,
+            json=request.model_dump(mode="json"),
+        )
+
+    def rollout_action(self, name: str, action: str, reason: str = "") -> DeploymentState:
+        """``action``: promote, abort, pause or resume."""
+        body = ActionRequest(reason=reason)
+        return self._post(f"/api/v1/models/{name}/rollout/{action}", body, DeploymentState)
+
+    def rollout_status(self, name: str) -> RolloutStatus:
+        return self._get(f"/api/v1/models/{name}/rollout", RolloutStatus)
+
+    def audit(self, model: str | None = None, limit: int = 200) -> list[AuditEvent]:
+        params: dict[str, Any] = {"limit": limit}
+        if model:
+            params["model"] = model
+        return self._get("/api/v1/audit", AuditPage, params=params).events
+
     def post_label(self, request_id: str, row: int, label: Any) -> FeedbackResponse:
         """Record the ground truth of one logged prediction row."""
         body = FeedbackRequest(labels=[LabelIn(request_id=request_id, row=row, label=label)])
-        return self._request(
-            "POST", "/api/v1/feedback", FeedbackResponse, json=body.model_dump(mode="json")
-        )
+        return self._post("/api/v1/feedback", body, FeedbackResponse)
 
     def live_series(
         self, resolution_s: int, since: float | None = None, model: str | None = None
@@ -149,6 +212,9 @@ class ApiClient:
     def _get(self, path: str, model: type[T], params: dict[str, Any] | None = None) -> T:
         return self._request("GET", path, model, params=params)
 
+    def _post(self, path: str, body: BaseModel, model: type[T]) -> T:
+        return self._request("POST", path, model, json=body.model_dump(mode="json"))
+
     def _request(self, method: str, path: str, model: type[T], **kwargs: Any) -> T:
         try:
             response = self._session().request(
@@ -184,7 +250,7 @@ def _error_from(response: requests.Response) -> ApiError:
     except ValueError:
         body = None
     if isinstance(body, dict) and "error" in body:
-        return ApiError(response.status_code, str(body["error"]), body.get("field"))
+        return ApiError(response.status_code, str(body["error"]), body.get("field"), body)
     return ApiError(response.status_code, response.reason or "no reason given")
 
 

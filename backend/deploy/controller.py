@@ -48,16 +48,17 @@ def evaluate(
     enough = observation.candidate_samples >= rollout.min_samples
     dwelt = (now - rollout.step_started_at).total_seconds()
     results = [
+        # Not there yet is waiting (None), never failing: only time and traffic fix it.
         RolloutCheck(
             name="samples",
-            passed=enough,
+            passed=True if enough else None,
             value=observation.candidate_samples,
             limit=rollout.min_samples,
             detail=f"{observation.candidate_samples} of {rollout.min_samples} requests seen",
         ),
         RolloutCheck(
             name="dwell",
-            passed=dwelt >= rollout.min_dwell_s,
+            passed=True if dwelt >= rollout.min_dwell_s else None,
             value=round(dwelt, 1),
             limit=rollout.min_dwell_s,
             detail=f"{dwelt:.0f} s of {rollout.min_dwell_s:g} s at this step",
@@ -69,7 +70,7 @@ def evaluate(
         results.append(_agreement(observation, checks.min_agreement, enough))
     results.append(_metric(observation, metric_range))
 
-    failed = [c for c in results if c.passed is False and c.name not in ("samples", "dwell")]
+    failed = [c for c in results if c.passed is False]
     if failed:
         return Verdict("abort", results, "; ".join(f"{c.name}: {c.detail}" for c in failed))
     if rollout.paused:

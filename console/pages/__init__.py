@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from console.pages.base import Page
+from console.pages.deployments import DeploymentsPage
 from console.pages.live import LivePage
 from console.pages.models import ModelsPage
 
-PAGES: tuple[type[Page], ...] = (LivePage, ModelsPage)
+PAGES: tuple[type[Page], ...] = (LivePage, ModelsPage, DeploymentsPage)
 
 
 def pages_for(role: str) -> list[type[Page]]:

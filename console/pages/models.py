@@ -47,6 +47,7 @@ from console.widgets.common import (
     make_button,
     make_label,
     make_splitter,
+    number_text,
     plain_text,
     read_only_table,
     table_item,
@@ -129,10 +130,6 @@ def _size(size: int) -> str:
             return f"{value:,.0f} {unit}" if unit == "bytes" else f"{value:,.1f} {unit}"
         value /= 1024
     return f"{size} bytes"
-
-
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:g}"
 
 
 class ModelsPage(Page):
@@ -517,8 +514,8 @@ class ModelsPage(Page):
                     if spec.required
                     else f"Optional: when left out, {json.dumps(spec.default)} is used.",
                 ),
-                table_item(_number(spec.min), "No lower limit." if spec.min is None else ""),
-                table_item(_number(spec.max), "No upper limit." if spec.max is None else ""),
+                table_item(number_text(spec.min), "No lower limit." if spec.min is None else ""),
+                table_item(number_text(spec.max), "No upper limit." if spec.max is None else ""),
                 table_item(categories, categories or "Any value of its type."),
                 table_item(spec.description, spec.description or "No description."),
             ]

@@ -44,6 +44,13 @@ def make_button(text: str, tip: str, slot: Callable[[], None]) -> QPushButton:
     return button
 
 
+def number_text(value: float | None) -> str:
+    """A limit or value as people read it: 10,000 and 0.25, never 1e+04; blank for none."""
+    if value is None:
+        return ""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.6g}"
+
+
 def plain_text(value: Any) -> str:
     """A value as people read it: strings as they are, anything else as JSON."""
     return value if isinstance(value, str) else json.dumps(value)

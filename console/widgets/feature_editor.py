@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from backend.schemas import FEATURE_DATATYPES, FeatureSpec
 from console.resources import colour
-from console.widgets.common import make_label
+from console.widgets.common import make_label, number_text
 
 # Wide enough to type anything a model could plausibly see, including out-of-range values.
 FLOAT_LIMIT = 1e12
@@ -46,20 +46,14 @@ TYPE_WORDS = dict(
 )
 
 
-def _number(value: float | None) -> str:
-    if value is None:
-        return ""
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.6g}"
-
-
 def range_text(spec: FeatureSpec) -> str:
     """The declared range of a numeric feature in words: "0 – 10,000", "≥ 0", "any value"."""
     if spec.min is not None and spec.max is not None:
-        return f"{_number(spec.min)} – {_number(spec.max)}"
+        return f"{number_text(spec.min)} – {number_text(spec.max)}"
     if spec.min is not None:
-        return f"≥ {_number(spec.min)}"
+        return f"≥ {number_text(spec.min)}"
     if spec.max is not None:
-        return f"≤ {_number(spec.max)}"
+        return f"≤ {number_text(spec.max)}"
     return "any value"
 
 

@@ -69,7 +69,8 @@ def use_palette_colours() -> None:
     )
 
 
-def _plot(title: str, tooltip: str, left: str) -> pg.PlotWidget:
+def time_plot(title: str, tooltip: str, left: str) -> pg.PlotWidget:
+    """A chart over wall-clock time, as every live chart in the console draws it."""
     plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
     plot.setTitle(title)
     plot.setToolTip(tooltip)
@@ -101,12 +102,12 @@ class LiveCharts(QWidget):
         self.summary = QLabel()
         self.summary.setToolTip("Totals over the window shown.")
 
-        self.requests_plot = _plot(
+        self.requests_plot = time_plot(
             "Requests per second",
             "How many prediction requests the backend answered each second.",
             "req/s",
         )
-        self.latency_plot = _plot(
+        self.latency_plot = time_plot(
             "Latency (ms)",
             "How long answers took. p50: half of the requests were faster than this line; "
             "p95 and p99: all but the slowest 5 % and 1 % were faster.",
@@ -121,7 +122,7 @@ class LiveCharts(QWidget):
         self.confidence_plot.setLabel("bottom", "probability of the predicted class")
         self.confidence_plot.setMenuEnabled(False)
         self.confidence_plot.setMouseEnabled(x=False, y=False)
-        self.decision_plot = _plot(
+        self.decision_plot = time_plot(
             "Decisions (share)",
             "Which share of predictions was answered, abstained from, answered by a fallback "
             "or held out, over time.",

@@ -6,9 +6,10 @@ Environment knobs (defaults in brackets):
   BENCH_REPEATS [3]      repeats of every (model, server) pair; tables show medians
   BENCH_LOG_ROWS [200000] rows per timed flush of the prediction-log writer
   BENCH_LOADGEN          'aiohttp' forces the Python load generator even if wrk is installed
-  BENCH_ONLY             'serving', 'log' or 'console' to run just one benchmark
+  BENCH_ONLY             'serving', 'log', 'console' or 'switch' to run just one benchmark
   BENCH_CONSOLE_SECONDS [600] how long the console runs under load (memory: 1 min vs end)
   BENCH_CONSOLE_RATE [500] simulated requests/s during the console benchmark
+  BENCH_SWITCH_SECONDS [20] seconds of load without, then with, 20 deployment switches
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from tests.bench import console_bench, log_bench, serving_bench
+from tests.bench import console_bench, log_bench, serving_bench, switch_bench
 from tests.bench.loadgen import generator_name
 
 
@@ -107,6 +108,18 @@ def main() -> int:
                 message = traceback.format_exc()
                 tables.append(f"Console under load: FAILED\n{message}")
                 results["console"] = {"error": message}
+        if only in ("", "switch"):
+            print("benchmark 4: deployment switches under load", flush=True)
+            try:
+                switch_result = switch_bench.run_switch_bench(
+                    work_dir, _env_number("BENCH_SWITCH_SECONDS", 20.0)
+                )
+                tables.append(switch_bench.render(switch_result))
+                results["switch"] = switch_bench.to_json(switch_result)
+            except Exception:
+                message = traceback.format_exc()
+                tables.append(f"Deployment switches under load: FAILED\n{message}")
+                results["switch"] = {"error": message}
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 

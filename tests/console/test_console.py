@@ -28,7 +28,7 @@ def test_connects_and_shows_the_pages_of_the_role(qtbot, make_context, backend: 
     qtbot.waitUntil(lambda: window.monitor.state == "connected", timeout=10_000)
     assert "Connected" in window.state_label.text()
     assert "admin" in window.origin_label.text()
-    assert [page.key for page in window.pages] == ["live", "models"]
+    assert [page.key for page in window.pages] == ["live", "models", "deploy"]
     assert not window.banner.isVisible()
 
 
@@ -142,3 +142,45 @@ def test_servedeck_without_arguments_opens_on_the_embedded_backend(  # type: ign
     finally:
         console.shutdown()
     assert console.local is not None and not console.local.is_running()
+
+
+def test_the_live_page_is_usable_from_the_keyboard(  # type: ignore[no-untyped-def]
+    qtbot, make_context, backend: Backend
+) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    page = LivePage(make_context(backend.url, backend.admin_token))
+    qtbot.addWidget(page)
+    page.show()
+    page.activateWindow()
+    qtbot.waitUntil(lambda: page.isActiveWindow(), timeout=5_000)
+    page.model_filter.setFocus()
+    order = [QApplication.focusWidget()]
+    for _ in range(4):
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+        order.append(QApplication.focusWidget())
+    # Filters left to right, then pause, then the table: the order they are read in.
+    assert order == [
+        page.model_filter,
+        page.version_filter,
+        page.decision_filter,
+        page.pause_button,
+        page.view,
+    ]
+    # And on round the page: the details, the label action and the chart window are reachable.
+    reached = set()
+    for _ in range(12):
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+        reached.add(QApplication.focusWidget())
+    assert {page.details, page.charts.window_choice} <= reached
+    # Every control says what it does.
+    for widget in (
+        page.model_filter,
+        page.version_filter,
+        page.decision_filter,
+        page.pause_button,
+        page.view,
+    ):
+        assert widget.toolTip(), f"{widget} has no tooltip"
+    page.shutdown()

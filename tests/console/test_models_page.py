@@ -139,7 +139,7 @@ def test_selecting_a_model_shows_its_versions_signature_and_checks(
     names = [_cell(signature, r, 0) for r in range(signature.rowCount())]
     assert names == [spec.name for spec in TOY_SIGNATURE]
     assert _cell(signature, 0, 1) == "float"
-    assert _cell(signature, 0, 3) == "0" and _cell(signature, 0, 4) == "10000"
+    assert _cell(signature, 0, 3) == "0" and _cell(signature, 0, 4) == "10,000"
     assert _cell(signature, 2, 5) == "DE, FR, US"
     assert _cell(signature, 4, 2).startswith("no")
     validity = _form(page.validity_form)
@@ -314,3 +314,27 @@ def test_a_stopped_backend_gives_a_clear_message_and_no_crash(
 )
 def test_the_field_of_an_error_maps_to_its_feature(field: str | None, feature: str | None) -> None:
     assert feature_of(field, ["amount", "country", "b", "a.b"]) == feature
+
+
+def test_copy_as_curl_gives_a_command_that_reproduces_the_request(
+    qtbot: QtBot, page: ModelsPage, toy_server: tuple[str, str]
+) -> None:
+    import shlex
+
+    import requests
+    from PySide6.QtGui import QGuiApplication
+
+    _click_model(qtbot, page, "toy")
+    panel = page.try_it
+    qtbot.mouseClick(panel.copy_button, Qt.MouseButton.LeftButton)
+    words = shlex.split(QGuiApplication.clipboard().text())
+    assert words[:3] == ["curl", "-X", "POST"]
+    url = words[3]
+    headers = dict(words[i + 1].split(": ", 1) for i, word in enumerate(words) if word == "-H")
+    body = words[words.index("-d") + 1]
+    # Replayed as a terminal would, with the token the command asks for in $SERVEDECK_TOKEN.
+    assert headers["Authorization"] == "Bearer $SERVEDECK_TOKEN"
+    headers["Authorization"] = f"Bearer {toy_server[1]}"
+    answer = requests.post(url, data=body, headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert {output["name"] for output in answer.json()["outputs"]} >= {"predict"}

@@ -1,0 +1,404 @@
+"""Deployments: versions with their gate reports, deploy, rollouts, one-click rollback, history."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QBrush, QColor, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QHBoxLayout,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from backend.schemas import AuditEvent, DeploymentState, GateReport, ModelInfo
+from console.client import describe_error
+from console.context import ConsoleContext
+from console.dialogs.errors import show_failure
+from console.dialogs.reason import ReasonDialog
+from console.pages.base import ENGINEERING_ROLES, Page
+from console.resources import colour
+from console.widgets.common import make_button, make_label, read_only_table, table_item
+from console.widgets.gate_report import GateReportView
+from console.widgets.rollout_panel import RolloutPanel
+
+MODEL_POLL_MS = 10_000
+VERSION_COLUMNS = (
+    ("Version", "The version number."),
+    ("State", "serving: answers requests now; candidate: being rolled out."),
+    ("Checks", "The result of the latest checks (gates) this version went through."),
+    ("Registered", "When it was registered (your local time)."),
+    ("Description", "What changed in this version, in the registrant's words."),
+)
+HISTORY_COLUMNS = (
+    ("When", "Your local time."),
+    ("Who", "The token that acted, and its role; “servedeck” is the backend itself."),
+    ("What", "The action."),
+    ("Versions", "From which version to which."),
+    ("Why", "The reason given."),
+)
+ACTION_WORDS = {
+    "deploy": "deployed",
+    "deploy_refused": "deployment refused",
+    "rollback": "rolled back",
+    "rollback_refused": "rollback refused",
+    "rollout_start": "rollout started",
+    "rollout_refused": "rollout refused",
+    "rollout_step": "rollout moved on",
+    "rollout_pause": "rollout paused",
+    "rollout_resume": "rollout resumed",
+    "promote": "promoted",
+    "abort": "rollout aborted",
+    "policy": "policy changed",
+    "metric_alert": "quality alert",
+}
+
+
+def _local(moment: object) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[attr-defined]
+
+
+def _open_alert(events: list[AuditEvent], serving: str | None) -> AuditEvent | None:
+    """The quality alert on the serving version, unless a deployment came after it."""
+    for event in events:  # newest first
+        if event.action in ("deploy", "rollback", "promote"):
+            return None
+        if event.action == "metric_alert" and event.to_version == serving:
+            return event
+    return None
+
+
+class DeploymentsPage(Page):
+    key = "deploy"
+    title = "Deployments"
+    icon = "deploy"
+    tooltip = (
+        "Which version serves each model: deploy a version after its checks, roll a new one "
+        "out step by step, or roll back in one click."
+    )
+    roles = ENGINEERING_ROLES
+
+    def __init__(self, context: ConsoleContext):
+        super().__init__(context)
+        self.model: ModelInfo | None = None
+        self.reports: list[GateReport] = []
+        self.dialog: ReasonDialog | None = None
+        self.error_dialog: QDialog | None = None
+        self._loading = False
+        self._load_again: str | None = None
+        self.selected = str(context.settings.value("deploy/model", "") or "")
+
+        self.model_box = QComboBox()
+        self.model_box.setToolTip("The model to look at and steer.")
+        self.model_box.setMinimumWidth(180)
+        self.model_box.activated.connect(lambda _i: self.load(self.model_box.currentText()))
+        self.refresh_button = make_button(
+            "Refresh", "Load again from the backend (F5).", self.refresh
+        )
+        self.refresh_button.setShortcut(QKeySequence("F5"))
+        self.serving = make_label("", name="heading")
+        self.serving.setToolTip("The version that answers requests now.")
+        self.summary = make_label("Not loaded yet.", name="muted", wrap=True)
+        self.alert = make_label("", name="error", wrap=True)
+        self.alert.setToolTip(
+            "The serving version's quality on labelled answers left the range its checks used."
+        )
+        self.alert.hide()
+        # What the last action did (or why it failed): kept until the next action.
+        self.outcome = make_label("", wrap=True)
+        self.outcome.setToolTip("The result of your last deployment action.")
+        self.rollback_button = make_button(
+            "Roll back…",
+            "Return this model to the version it served before, through the same checks as a "
+            "deployment. Takes effect for every request within a second.",
+            self.confirm_rollback,
+        )
+        self.rollback_button.setObjectName("danger")
+        self.rollback_button.setMinimumHeight(36)
+
+        top = QHBoxLayout()
+        top.addWidget(make_label("Model"))
+        top.addWidget(self.model_box)
+        top.addWidget(self.refresh_button)
+        top.addStretch(1)
+        top.addWidget(self.rollback_button)
+
+        self.versions = read_only_table(VERSION_COLUMNS)
+        self.versions.setToolTip("The registered versions. Select one to see its latest checks.")
+        self.versions.itemSelectionChanged.connect(self._show_selected_report)
+        self.deploy_button = make_button(
+            "Deploy selected version…",
+            "Run the selected version's checks (gates) and, if all pass, serve it to all traffic.",
+            self.confirm_deploy,
+        )
+        self.report = GateReportView()
+        versions_tab = QWidget()
+        versions_layout = QVBoxLayout(versions_tab)
+        versions_layout.addWidget(self.versions, 1)
+        versions_layout.addWidget(self.deploy_button)
+        versions_layout.addWidget(self.report, 2)
+
+        self.rollout = RolloutPanel(context)
+        self.rollout.changed.connect(self.reload)
+        self.history = read_only_table(HISTORY_COLUMNS)
+        self.history.setToolTip("Every deployment action on this model, newest first.")
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(versions_tab, "Versions")
+        self.tabs.addTab(self.rollout, "Rollout")
+        self.tabs.addTab(self.history, "History")
+        self.tabs.setTabToolTip(0, "Versions and the checks they went through.")
+        self.tabs.setTabToolTip(1, "Roll a new version out gradually, with checks at each step.")
+        self.tabs.setTabToolTip(2, "The audit trail: who did what, when and why.")
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.serving)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.alert)
+        layout.addWidget(self.outcome)
+        layout.addWidget(self.tabs, 1)
+
+        self.poll_timer = QTimer(self)
+        self.poll_timer.setInterval(MODEL_POLL_MS)
+        self.poll_timer.timeout.connect(self.reload)
+
+    # ------------------------------------------------------------------ page contract
+
+    def page_shown(self) -> None:
+        self.refresh()
+        self.poll_timer.start()
+
+    def connection_changed(self, connected: bool) -> None:
+        if connected and self.isVisible():
+            self.refresh()
+
+    def shutdown(self) -> None:
+        self.poll_timer.stop()
+        self.rollout.stop()
+
+    # ------------------------------------------------------------------ loading
+
+    def refresh(self) -> None:
+        """Reload the list of models, then the selected one."""
+
+        def done(names: list[str]) -> None:
+            self.model_box.clear()
+            self.model_box.addItems(names)
+            if not names:
+                self.summary.setText("No models registered yet.")
+                return
+            chosen = self.selected if self.selected in names else names[0]
+            self.model_box.setCurrentText(chosen)
+            self.load(chosen)
+
+        self.context.tasks.run(
+            lambda: [m.name for m in self.context.client.models()], done, self._load_failed
+        )
+
+    def reload(self) -> None:
+        if self.model is not None:
+            self.load(self.model.name)
+
+    def load(self, name: str) -> None:
+        if not name:
+            return
+        if self._loading:
+            # A load is under way: run another when it ends, so no change goes unseen.
+            self._load_again = name
+            return
+        self._loading = True
+        self._load_again = None
+        self.selected = name
+        self.context.settings.setValue("deploy/model", name)
+        client = self.context.client
+
+        def fetch() -> tuple[ModelInfo, list[GateReport], list[AuditEvent]]:
+            return client.model(name), client.gate_reports(name), client.audit(name)
+
+        def done(result: tuple[ModelInfo, list[GateReport], list[AuditEvent]]) -> None:
+            self._finish_load()
+            if result[0].name == self.selected:
+                self.show_model(*result)
+
+        def failed(error: Exception) -> None:
+            self._finish_load()
+            self._load_failed(error)
+
+        self.context.tasks.run(fetch, done, failed)
+
+    def _finish_load(self) -> None:
+        self._loading = False
+        if self._load_again is not None:
+            QTimer.singleShot(0, lambda name=self._load_again: self.load(name))
+            self._load_again = None
+
+    def _load_failed(self, error: Exception) -> None:
+        self.summary.setText(f"Could not load: {describe_error(error)}")
+
+    def show_model(
+        self, model: ModelInfo, reports: list[GateReport], events: list[AuditEvent]
+    ) -> None:
+        self.model, self.reports = model, reports
+        serving = model.active_version
+        self.serving.setText(
+            f"{model.name} serves version {serving}"
+            if serving
+            else f"{model.name} serves nothing yet"
+        )
+        rollout = model.rollout
+        parts = []
+        if rollout is not None:
+            stage = "shadow" if rollout.phase == "shadow" else f"canary {rollout.percent:g}%"
+            parts.append(f"Rollout of version {rollout.candidate}: {stage}.")
+        policy = model.policy
+        parts.append(
+            "Rolls back by itself if its live quality leaves the acceptable range."
+            if policy.auto_rollback
+            else "Live quality is watched; a drop raises an alert (no automatic rollback)."
+        )
+        self.summary.setText(" ".join(parts))
+        target = model.rollback_target
+        self.rollback_button.setEnabled(target is not None and rollout is None)
+        self.rollback_button.setText(
+            f"Roll back to version {target}…" if target else "Nothing to roll back to"
+        )
+        if rollout is not None:
+            self.rollback_button.setToolTip("A rollout is running: abort it on the Rollout tab.")
+        alert = _open_alert(events, serving)
+        self.alert.setVisible(alert is not None)
+        if alert is not None:
+            self.alert.setText(f"Quality alert since {_local(alert.at)}: {alert.reason}.")
+        self._fill_versions(model)
+        self._fill_history(events)
+        self.rollout.set_model(model)
+
+    def _latest_report(self, version: str) -> GateReport | None:
+        return next((r for r in self.reports if r.version == version), None)
+
+    def _fill_versions(self, model: ModelInfo) -> None:
+        selected = self.selected_version()
+        candidate = model.rollout.candidate if model.rollout else None
+        versions = list(reversed(model.versions))
+        self.versions.setRowCount(len(versions))
+        green, red = QBrush(QColor(colour("ok"))), QBrush(QColor(colour("bad")))
+        for row, version in enumerate(versions):
+            report = self._latest_report(version.version)
+            state = (
+                "serving"
+                if version.version == model.active_version
+                else "candidate"
+                if version.version == candidate
+                else ""
+            )
+            checks = "never checked" if report is None else "passed" if report.passed else "refused"
+            cells = (
+                table_item(version.version),
+                table_item(state),
+                table_item(checks),
+                table_item(_local(version.registered_at)),
+                table_item(version.description),
+            )
+            if report is not None:
+                cells[2].setForeground(green if report.passed else red)
+            for column, cell in enumerate(cells):
+                self.versions.setItem(row, column, cell)
+        rows = [v.version for v in versions]
+        self.versions.selectRow(rows.index(selected) if selected in rows else 0)
+        self._show_selected_report()
+
+    def _fill_history(self, events: list[AuditEvent]) -> None:
+        self.history.setRowCount(len(events))
+        for row, event in enumerate(events):
+            versions = f"{event.from_version or '—'} → {event.to_version or '—'}"
+            cells = (
+                table_item(_local(event.at)),
+                table_item(f"{event.actor} ({event.role})"),
+                table_item(ACTION_WORDS.get(event.action, event.action)),
+                table_item(versions),
+                table_item(event.reason, event.reason),
+            )
+            for column, cell in enumerate(cells):
+                self.history.setItem(row, column, cell)
+
+    def selected_version(self) -> str | None:
+        row = self.versions.currentRow()
+        item = self.versions.item(row, 0) if row >= 0 else None
+        return item.text() if item is not None else None
+
+    def _show_selected_report(self) -> None:
+        version = self.selected_version()
+        self.report.show_report(self._latest_report(version) if version else None)
+        model = self.model
+        can_deploy = (
+            model is not None
+            and version is not None
+            and version != model.active_version
+            and model.rollout is None
+        )
+        self.deploy_button.setEnabled(can_deploy)
+        self.deploy_button.setText(
+            f"Deploy version {version}…" if can_deploy else "Deploy selected version…"
+        )
+
+    # ------------------------------------------------------------------ actions
+
+    def confirm_deploy(self) -> None:
+        model, version = self.model, self.selected_version()
+        if model is None or version is None:
+            return
+        instead = f", instead of version {model.active_version}" if model.active_version else ""
+        self._confirm(
+            "Deploy",
+            f"Check version {version} of {model.name} and, if every check passes, serve it to "
+            f"all traffic{instead}?",
+            "Check and deploy",
+            lambda reason: self.context.client.deploy(model.name, version, reason),
+            "Deployment refused",
+        )
+
+    def confirm_rollback(self) -> None:
+        model = self.model
+        if model is None or model.rollback_target is None:
+            return
+        self._confirm(
+            "Roll back",
+            f"Roll {model.name} back from version {model.active_version} to version "
+            f"{model.rollback_target}?",
+            "Roll back",
+            lambda reason: self.context.client.rollback(model.name, reason),
+            "Rollback failed",
+        )
+
+    def _confirm(self, title, question, action, call, failure_title) -> None:  # type: ignore[no-untyped-def]
+        dialog = ReasonDialog(title, question, action, self)
+        dialog.accepted.connect(lambda: self._run(call, dialog.reason_text, failure_title))
+        self.dialog = dialog
+        dialog.open()
+
+    def _run(self, call, reason: str, failure_title: str) -> None:  # type: ignore[no-untyped-def]
+        started = time.monotonic()
+        self.outcome.setText("Running the checks…")
+        self.rollback_button.setEnabled(False)
+        self.deploy_button.setEnabled(False)
+
+        def done(state: DeploymentState) -> None:
+            event = state.event
+            took = time.monotonic() - started
+            self.outcome.setText(
+                f"{state.model}: {ACTION_WORDS.get(event.action, event.action)} from version "
+                f"{event.from_version or '—'} to {event.to_version} in {took:.1f} s; version "
+                f"{state.active_version} answers every request now."
+            )
+            self.reload()
+
+        def failed(error: Exception) -> None:
+            self.outcome.setText(f"{failure_title}: {describe_error(error)}")
+            self.error_dialog = show_failure(self, failure_title, error)
+            self.reload()
+
+        self.context.tasks.run(lambda: call(reason), done, failed)
