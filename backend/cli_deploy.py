@@ -133,7 +133,7 @@ def add_deploy_commands(sub: Any, common: argparse.ArgumentParser, open_workspac
 
     def rollout_show(args: argparse.Namespace) -> int:
         # Failed candidate calls are counted inside the serving workers, not visible here.
-        status = rollout_status(open_workspace(args).deploy, args.name, (0, 0))
+        status = rollout_status(open_workspace(args).deploy, args.name)
         if status.rollout is None:
             print("no rollout is running")
             return 0

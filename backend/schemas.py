@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Entity ids are stored with every logged row (128 characters at most there).
 MAX_ENTITY_ID = 128
@@ -181,6 +181,9 @@ class RollbackRequest(BaseModel):
 
     reason: Reason = Field(min_length=1)
     force_signature: bool = False
+    # The version the caller saw serving: if another rollback got there first, this one is
+    # refused instead of going back a second step.
+    from_version: str | None = Field(default=None, max_length=32)
 
 
 class ServingPolicy(BaseModel):
@@ -194,6 +197,12 @@ class ServingPolicy(BaseModel):
     metric_window: int = Field(default=500, ge=10, le=100_000)
     # Fewer labelled predictions than this: the live metric is not judged.
     min_labelled: int = Field(default=100, ge=10, le=100_000)
+
+    @model_validator(mode="after")
+    def _window_holds_the_minimum(self) -> ServingPolicy:
+        if self.min_labelled > self.metric_window:
+            raise ValueError("min_labelled cannot exceed metric_window: it would never be judged")
+        return self
 
 
 class PolicyRequest(ServingPolicy):

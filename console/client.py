@@ -127,8 +127,9 @@ class ApiClient:
         body = DeployRequest(version=version, reason=reason)
         return self._post(f"/api/v1/models/{name}/deploy", body, DeploymentState)
 
-    def rollback(self, name: str, reason: str) -> DeploymentState:
-        body = RollbackRequest(reason=reason)
+    def rollback(self, name: str, reason: str, from_version: str | None = None) -> DeploymentState:
+        """``from_version``: the version the user saw serving (a second click is refused)."""
+        body = RollbackRequest(reason=reason, from_version=from_version)
         return self._post(f"/api/v1/models/{name}/rollback", body, DeploymentState)
 
     def start_rollout(self, name: str, request: RolloutRequest) -> DeploymentState:

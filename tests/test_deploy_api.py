@@ -283,3 +283,29 @@ def test_the_command_line_deploys_rolls_back_and_shows_the_audit(
     assert cli_main(["audit", "--model", "toy", *location]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert " abort 2 -> 1" in lines[0] and "cli:" in lines[0]
+
+
+def test_a_rollback_from_a_version_no_longer_serving_is_refused(
+    workspace: Workspace, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    register_toy(workspace)
+    _deploy(client, admin_headers, "2")
+    url = "/api/v1/models/toy/rollback"
+    first = client.post(url, json={"reason": "r", "from_version": "2"}, headers=admin_headers)
+    assert first.status_code == 200 and first.json()["active_version"] == "1"
+    # The same click again (or a second person): not a second step back.
+    again = client.post(url, json={"reason": "r", "from_version": "2"}, headers=admin_headers)
+    assert again.status_code == 409 and again.json()["field"] == "from_version"
+    assert "no longer serves" in again.json()["reason"]
+
+
+def test_audit_pages_of_a_scoped_token_hold_only_its_models(
+    workspace: Workspace, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    register_toy(workspace)
+    _deploy(client, admin_headers, "2")
+    scoped = workspace.tokens.create("pricing", "engineer", models=["price"])
+    headers = {"Authorization": f"Bearer {scoped}"}
+    events = client.get("/api/v1/audit?limit=1", headers=headers).json()["events"]
+    assert [e["model"] for e in events] == ["price"]  # a full page, not an empty one
+    assert client.get("/api/v1/audit?model=toy", headers=headers).status_code == 403

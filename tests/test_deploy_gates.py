@@ -164,3 +164,24 @@ def test_signature_differences_are_sorted_into_breaking_and_compatible() -> None
         "feature 'country' has different categories",
         "feature 'channel' is new and optional",
     ]
+
+
+def test_an_undefined_metric_is_unavailable_not_nan() -> None:
+    from backend.deploy.metrics import MetricUnavailable, score_metric
+    from backend.registry import Prediction
+
+    # Three classes, one absent from the labels: scikit-learn answers NaN here.
+    prediction = Prediction([0, 1, 0], [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1]])
+    with pytest.raises(MetricUnavailable, match="undefined"):
+        score_metric("roc_auc", [0, 1, 0], prediction, [0, 1, 2])
+
+
+def test_an_alert_counts_until_the_version_is_deployed_again(workspace: Workspace) -> None:
+    register_toy(workspace)
+    workspace.deploy.deploy("toy", "2", "new", ENGINEER)
+    assert workspace.deploy.alert_state("toy", "2") == (False, False)
+    workspace.deploy.record_alert("toy", "2", "live accuracy low", {})
+    assert workspace.deploy.alert_state("toy", "2") == (True, False)
+    workspace.deploy.rollback("toy", "back", ENGINEER)
+    workspace.deploy.deploy("toy", "2", "fixed the labels", ENGINEER)
+    assert workspace.deploy.alert_state("toy", "2") == (False, False)  # it serves afresh

@@ -151,3 +151,50 @@ def test_a_shadow_that_disagrees_is_aborted_by_its_checks(
     event = client.get("/api/v1/audit?model=toy", headers=headers).json()["events"][0]
     assert (event["action"], event["actor"]) == ("abort", "servedeck")
     assert event["reason"].startswith("a check failed: agreement: same answer on")
+
+
+def test_a_stale_verdict_does_not_move_a_changed_rollout(workspace: Workspace) -> None:
+    from backend.deploy.service import SYSTEM
+    from backend.errors import Conflict
+    from backend.schemas import RolloutRequest
+    from tests.deploy_helpers import ENGINEER
+
+    register_toy(workspace)
+    started = workspace.deploy.start_rollout(
+        "toy", RolloutRequest(candidate="2", mode="canary"), ENGINEER
+    )
+    judged = started.rollout
+    assert judged is not None
+    workspace.deploy.pause("toy", "a person looks", ENGINEER)  # between verdict and action
+    with pytest.raises(Conflict, match="changed meanwhile"):
+        workspace.deploy.promote("toy", "checks passed", SYSTEM, expected=judged)
+    assert workspace.registry.get_model("toy").active_version == "1"
+
+
+def test_a_candidate_that_cannot_load_where_it_serves_aborts_its_rollout(
+    fast_client: tuple[Workspace, TestClient],
+) -> None:
+    from backend.schemas import RolloutRequest
+    from tests.deploy_helpers import ENGINEER
+
+    workspace, client = fast_client
+    headers = {"Authorization": f"Bearer {workspace.admin_token()}"}
+    info = register_toy(workspace)
+    # Started outside the server (as the command line does): the server loads it on its poll.
+    workspace.deploy.start_rollout(
+        "toy", RolloutRequest(candidate="2", mode="canary", steps=[50]), ENGINEER
+    )
+    path = workspace.registry.store.path_for(info.artifact_sha256)
+    path.write_bytes(b"damaged after its checks")
+    deadline = time.monotonic() + 20
+    answers = []
+    while workspace.registry.get_model("toy").rollout is not None:
+        assert time.monotonic() < deadline, "the rollout was not aborted"
+        response = client.post(
+            "/v1/models/toy:predict", json={"instances": [TOY_ROW]}, headers=headers
+        )
+        answers.append((response.status_code, response.json().get("model_version")))
+    assert set(answers) == {(200, "1")}  # no caller saw the broken candidate
+    event = client.get("/api/v1/audit?model=toy", headers=headers).json()["events"][0]
+    assert (event["action"], event["actor"]) == ("abort", "servedeck")
+    assert "error_rate" in event["reason"]

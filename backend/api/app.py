@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -48,6 +49,8 @@ def create_app(
             yield
         finally:
             judging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await judging
             # Graceful shutdown: everything accepted is written before the process ends.
             await serving.stop()
             if on_stop is not None:

@@ -84,7 +84,9 @@ async def rollback(
     require(principal, "deploy", name)
     return await _apply(
         serving,
-        lambda: workspace.deploy.rollback(name, body.reason, principal, body.force_signature),
+        lambda: workspace.deploy.rollback(
+            name, body.reason, principal, body.force_signature, body.from_version
+        ),
     )
 
 
@@ -169,7 +171,11 @@ def audit(
 ) -> AuditPage:
     """The audit trail, newest first; page back with before_id."""
     require(principal, "read", model)
-    events = list_events(workspace.sessions, model=model, before_id=before_id, limit=limit)
-    if principal.models is not None:
-        events = [e for e in events if e.model is None or principal.may_use_model(e.model)]
+    events = list_events(
+        workspace.sessions,
+        model=model,
+        before_id=before_id,
+        limit=limit,
+        visible_models=principal.models,
+    )
     return AuditPage(events=events)

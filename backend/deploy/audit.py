@@ -60,11 +60,17 @@ def list_events(
     model: str | None = None,
     before_id: int | None = None,
     limit: int = 100,
+    visible_models: frozenset[str] | None = None,
 ) -> list[AuditEvent]:
-    """Newest first; page backwards with ``before_id``."""
+    """Newest first; page backwards with ``before_id``. ``visible_models``: a scoped token's
+    models (events of no model stay visible); filtered in SQL so pages stay full."""
     query = select(AuditEventRow).order_by(AuditEventRow.id.desc()).limit(limit)
     if model is not None:
         query = query.where(AuditEventRow.model == model)
+    if visible_models is not None:
+        query = query.where(
+            AuditEventRow.model.is_(None) | AuditEventRow.model.in_(sorted(visible_models))
+        )
     if before_id is not None:
         query = query.where(AuditEventRow.id < before_id)
     with sessions() as session:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from backend.deploy.observe import MIN_LABELLED, StepObservation, observe_step
+from backend.deploy.observe import MIN_LABELLED, StepObservation, observe_step, step_key
 from backend.deploy.service import SYSTEM, DeployService
 from backend.deploy.watch import watch_model
 from backend.errors import ServeDeckError
@@ -86,10 +87,11 @@ def evaluate(
 def _error_rate(observation: StepObservation, limit: float, enough: bool) -> RolloutCheck:
     calls, failures = observation.attempts, observation.failures
     rate = failures / calls if calls else 0.0
-    judged = enough or failures >= MIN_FAILURES_TO_ABORT_EARLY
+    # Failures are counted by each worker: one that saw no candidate calls cannot judge them.
+    judged = calls > 0 and (enough or failures >= MIN_FAILURES_TO_ABORT_EARLY)
     return RolloutCheck(
         name="error_rate",
-        passed=(rate <= limit) if judged and calls else (None if not enough else True),
+        passed=(rate <= limit) if judged else None,
         value=rate,
         limit=limit,
         detail=f"{failures} of {calls} candidate calls failed ({rate:.1%}, at most {limit:.1%})",
@@ -160,10 +162,13 @@ def _metric(observation: StepObservation, metric_range: tuple[float, float]) -> 
 
 
 def rollout_status(
-    deploy: DeployService, model: str, candidate_calls: tuple[int, int]
+    deploy: DeployService,
+    model: str,
+    candidate_calls: Callable[[RolloutState], tuple[int, int]] | None = None,
 ) -> RolloutStatus:
-    """The rollout of ``model`` judged now; ``candidate_calls`` is (calls, failures) as seen
-    by the asking worker (failures leave no row in the log)."""
+    """The rollout of ``model`` judged now. ``candidate_calls`` gives (calls, failures) of
+    the step as seen by the asking worker (failures leave no row in the log); without it
+    (the command line) the error rate is not judged."""
     info = deploy.registry.get_model(model)
     rollout = info.rollout
     status = RolloutStatus(model=model, active_version=info.active_version, rollout=rollout)
@@ -171,7 +176,8 @@ def rollout_status(
         return status
     candidate = deploy.registry.get_version(model, rollout.candidate)
     observation = observe_step(deploy.sessions, model, rollout, candidate)
-    observation.attempts, observation.failures = candidate_calls
+    if candidate_calls is not None:
+        observation.attempts, observation.failures = candidate_calls(rollout)
     verdict = evaluate(rollout, observation, candidate.validity.acceptable_range, datetime.now(UTC))
     status.checks = verdict.checks
     status.verdict = verdict.action  # type: ignore[assignment]
@@ -189,10 +195,9 @@ class RolloutController:
 
     def status(self, model: str) -> RolloutStatus:
         """The rollout with its checks as they stand now (also for people asking)."""
-        routing = self.serving.routing(model)
-        generation = routing.generation if routing is not None else -1
+        failures = self.serving.candidate_failures
         return rollout_status(
-            self.deploy, model, self.serving.candidate_failures.counts(model, generation)
+            self.deploy, model, lambda rollout: failures.counts(model, step_key(rollout))
         )
 
     def step(self, model: str) -> RolloutStatus:
@@ -205,10 +210,12 @@ class RolloutController:
         try:
             if status.verdict == "abort":
                 self.deploy.abort(
-                    model, f"a check failed: {status.detail}", SYSTEM, details=details
+                    model, f"a check failed: {status.detail}", SYSTEM, details, expected=rollout
                 )
             elif status.verdict == "promote":
-                self.deploy.promote(model, "every step passed its checks", SYSTEM, details)
+                self.deploy.promote(
+                    model, "every step passed its checks", SYSTEM, details, expected=rollout
+                )
             elif status.verdict == "advance":
                 self.deploy.advance(model, rollout, details)
         except ServeDeckError as exc:  # another worker acted first, or a person did

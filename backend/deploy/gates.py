@@ -117,7 +117,11 @@ def run_gates(
     try:
         loaded = registry.load(model, info.version)
     except ArtifactIntegrityError as exc:
-        record("artifact_hash", False, exc.reason)
+        if exc.field == "artifact_sha256":  # missing or modified file
+            record("artifact_hash", False, exc.reason)
+        else:  # the file is intact but may not be loaded (no recorded trust)
+            record("artifact_hash", True, f"sha256 {info.artifact_sha256[:12]}… matches")
+            record("load", False, exc.reason)
     except Exception as exc:  # any loader failure means the artifact cannot serve
         record("artifact_hash", True, f"sha256 {info.artifact_sha256[:12]}… matches")
         record("load", False, f"cannot load the {info.artifact_format} file: {exc}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +27,21 @@ def score_metric(
     prediction: Prediction,
     class_labels: Sequence[Any] | None,
 ) -> float:
-    """The metric of ``prediction`` against the true ``labels``, as a plain float."""
+    """The metric of ``prediction`` against the true ``labels``, as a finite float."""
+    value = _score(metric, labels, prediction, class_labels)
+    # scikit-learn answers NaN (with a warning) where a metric is undefined, e.g. roc_auc
+    # with a class absent from the labels: that is "cannot be computed", never a value.
+    if not math.isfinite(value):
+        raise MetricUnavailable(f"{metric} is undefined on these examples")
+    return value
+
+
+def _score(
+    metric: str,
+    labels: Sequence[Any],
+    prediction: Prediction,
+    class_labels: Sequence[Any] | None,
+) -> float:
     if not labels:
         raise MetricUnavailable("no labelled examples")
     if metric in REGRESSION_METRICS:

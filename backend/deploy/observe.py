@@ -22,6 +22,7 @@ from backend.deploy.metrics import MetricUnavailable, score_metric
 from backend.registry import Prediction
 from backend.schemas import ModelVersionInfo, RolloutState
 
+StepKey = tuple[str, float]
 # The newest rows a step is judged on: bounds the work of one evaluation.
 MAX_ROWS = 100_000
 # Labelled candidate predictions needed before the live metric counts.
@@ -46,20 +47,28 @@ class StepObservation:
 
 
 class CandidateFailures:
-    """Per-worker count of candidate calls and failures, reset for each rollout step."""
+    """Per-worker count of candidate calls and failures, for each rollout step.
+
+    A step is named by its rollout's candidate and the time the step started: the same in
+    every worker and in the database, whichever serving state a worker has installed.
+    """
 
     def __init__(self) -> None:
-        self._counts: dict[str, tuple[int, int, int]] = {}  # model -> (generation, calls, fails)
+        self._counts: dict[str, tuple[StepKey, int, int]] = {}  # model -> (step, calls, fails)
 
-    def record(self, model: str, generation: int, failed: bool) -> None:
-        known, calls, fails = self._counts.get(model, (generation, 0, 0))
-        if known != generation:
+    def record(self, model: str, step: StepKey, failed: bool) -> None:
+        known, calls, fails = self._counts.get(model, (step, 0, 0))
+        if known != step:
             calls, fails = 0, 0
-        self._counts[model] = (generation, calls + 1, fails + int(failed))
+        self._counts[model] = (step, calls + 1, fails + int(failed))
 
-    def counts(self, model: str, generation: int) -> tuple[int, int]:
-        known, calls, fails = self._counts.get(model, (generation, 0, 0))
-        return (calls, fails) if known == generation else (0, 0)
+    def counts(self, model: str, step: StepKey) -> tuple[int, int]:
+        known, calls, fails = self._counts.get(model, (step, 0, 0))
+        return (calls, fails) if known == step else (0, 0)
+
+
+def step_key(rollout: RolloutState) -> StepKey:
+    return (rollout.candidate, rollout.step_started_at.timestamp())
 
 
 def observe_step(
@@ -73,17 +82,20 @@ def observe_step(
     baseline_since = rollout.started_at.timestamp()
     candidate_route = "shadow" if rollout.phase == "shadow" else "canary"
     observation = StepObservation()
+    shadow = rollout.phase == "shadow"
+    # Answers are decoded only where they are compared (the shadow phase): decoding tens of
+    # thousands of JSON documents every round would take CPU from the requests being served.
+    columns = [
+        PredictionRow.version,
+        PredictionRow.route,
+        PredictionRow.latency_ms,
+        PredictionRow.created_at,
+    ]
+    if shadow:
+        columns += [PredictionRow.request_id, PredictionRow.row_index, PredictionRow.outputs]
     with sessions() as session:
         rows = session.execute(
-            select(
-                PredictionRow.request_id,
-                PredictionRow.row_index,
-                PredictionRow.version,
-                PredictionRow.route,
-                PredictionRow.latency_ms,
-                PredictionRow.outputs,
-                PredictionRow.created_at,
-            )
+            select(*columns)
             .where(PredictionRow.model == model, PredictionRow.created_at >= baseline_since)
             .order_by(PredictionRow.id.desc())
             .limit(MAX_ROWS)
@@ -113,7 +125,7 @@ def observe_step(
     observation.active_samples = len(active_rows)
     observation.candidate_p99_ms = _p99([r.latency_ms for r in candidate_rows])
     observation.active_p99_ms = _p99([r.latency_ms for r in active_rows])
-    if rollout.phase == "shadow":
+    if shadow:
         answers = {
             (r.request_id, r.row_index): r.outputs.get("predict")
             for r in active_rows

@@ -21,6 +21,7 @@ from backend.deploy.gates import run_gates
 from backend.errors import Conflict, InputError, NotFound
 from backend.registry import Registry, parse_version
 from backend.schemas import (
+    DEPLOYMENT_ACTIONS,
     AuditAction,
     AuditEvent,
     DeploymentState,
@@ -88,10 +89,24 @@ class DeployService:
         )
 
     def rollback(
-        self, model: str, reason: str, actor: Principal, force_signature: bool = False
+        self,
+        model: str,
+        reason: str,
+        actor: Principal,
+        force_signature: bool = False,
+        from_version: str | None = None,
     ) -> DeploymentState:
-        """Back to the version served before this one, through the same gates."""
+        """Back to the version served before this one, through the same gates.
+
+        ``from_version``: the version the caller saw serving; refused (409) if another action
+        changed it meanwhile, so two rollbacks racing never go back two steps."""
         active, generation, rollout = self._snapshot(model)
+        if from_version is not None and str(parse_version(from_version)) != active:
+            raise Conflict(
+                f"version {from_version} no longer serves {model!r} (version {active} does); "
+                "look at its new state before rolling back",
+                "from_version",
+            )
         if rollout is not None:
             raise Conflict(
                 f"a rollout of version {rollout.candidate} is running; abort it to send all "
@@ -190,10 +205,18 @@ class DeployService:
         return self._set_paused(model, False, reason, actor)
 
     def promote(
-        self, model: str, reason: str, actor: Principal, details: dict[str, Any] | None = None
+        self,
+        model: str,
+        reason: str,
+        actor: Principal,
+        details: dict[str, Any] | None = None,
+        expected: RolloutState | None = None,
     ) -> DeploymentState:
-        """The candidate becomes the serving version for all traffic; the rollout ends."""
-        active, generation, rollout = self._running(model)
+        """The candidate becomes the serving version for all traffic; the rollout ends.
+
+        ``expected``: act only if the rollout is still exactly this (the controller's verdict
+        must not land on a rollout that was paused or replaced meanwhile)."""
+        active, generation, rollout = self._running(model, expected)
         return self._change(
             model,
             generation,
@@ -207,10 +230,15 @@ class DeployService:
         )
 
     def abort(
-        self, model: str, reason: str, actor: Principal, details: dict[str, Any] | None = None
+        self,
+        model: str,
+        reason: str,
+        actor: Principal,
+        details: dict[str, Any] | None = None,
+        expected: RolloutState | None = None,
     ) -> DeploymentState:
         """All traffic back to the serving version; the candidate stops scoring."""
-        active, generation, rollout = self._running(model)
+        active, generation, rollout = self._running(model, expected)
         return self._change(
             model,
             generation,
@@ -227,9 +255,7 @@ class DeployService:
         self, model: str, expected: RolloutState, details: dict[str, Any]
     ) -> DeploymentState:
         """The next stage, when ``expected`` is still the state (one worker wins the race)."""
-        active, generation, rollout = self._running(model)
-        if rollout != expected:
-            raise Conflict("the rollout changed meanwhile", "rollout")
+        active, generation, rollout = self._running(model, expected)
         now = datetime.now(UTC)
         following = rollout.model_copy(
             update={
@@ -284,15 +310,25 @@ class DeployService:
                 details=details,
             )
 
-    def last_event(self, model: str) -> AuditEvent | None:
+    def alert_state(self, model: str, version: str) -> tuple[bool, bool]:
+        """(alerted, automatic rollback refused) for ``version`` since it last became the
+        serving version: an alert is raised once, a refused rollback not retried forever."""
+        alerted = refused = False
         with self.sessions() as session:
-            row = session.scalar(
+            rows = session.scalars(
                 select(AuditEventRow)
                 .where(AuditEventRow.model == model)
                 .order_by(AuditEventRow.id.desc())
-                .limit(1)
+                .limit(500)
             )
-            return to_event(row) if row is not None else None
+            for row in rows:  # newest first, back to the deployment that started it
+                if row.action in DEPLOYMENT_ACTIONS:
+                    break
+                if row.action == "metric_alert" and row.to_version == version:
+                    alerted = True
+                if row.action == "rollback_refused" and row.actor == SYSTEM.name:
+                    refused = True
+        return alerted, refused
 
     # ------------------------------------------------------------------ reading
 
@@ -323,7 +359,9 @@ class DeployService:
             rollout = RolloutState(**row.rollout) if row.rollout else None
             return row.active_version, row.state_generation, rollout
 
-    def _running(self, model: str) -> tuple[str | None, int, RolloutState]:
+    def _running(
+        self, model: str, expected: RolloutState | None = None
+    ) -> tuple[str | None, int, RolloutState]:
         active, generation, rollout = self._snapshot(model)
         if rollout is None:
             raise Conflict(
@@ -331,6 +369,8 @@ class DeployService:
                 f"/api/v1/models/{model}/rollout",
                 "rollout",
             )
+        if expected is not None and rollout != expected:
+            raise Conflict("the rollout changed meanwhile", "rollout")
         return active, generation, rollout
 
     def _set_paused(

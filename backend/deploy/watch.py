@@ -70,25 +70,26 @@ def watch_model(deploy: DeployService, model: str) -> str:
     low, high = validity.acceptable_range
     if low <= value <= high:
         return f"{validity.metric} {value:.4g} in range"
-    last = deploy.last_event(model)
-    if last is not None and last.action == "metric_alert" and last.to_version == active:
-        return "already alerted"
+    alerted, rollback_refused = deploy.alert_state(model, active)
     reason = (
         f"live {validity.metric} {value:.4g} on the newest {labelled} labelled predictions is "
         f"outside [{low:g}, {high:g}]"
     )
-    details = {
-        "metric": validity.metric,
-        "value": value,
-        "acceptable_range": [low, high],
-        "labelled": labelled,
-        "auto_rollback": policy.auto_rollback,
-    }
-    deploy.record_alert(model, active, reason, details)
-    if not policy.auto_rollback:
-        return "alerted"
+    if not alerted:
+        details = {
+            "metric": validity.metric,
+            "value": value,
+            "acceptable_range": [low, high],
+            "labelled": labelled,
+            "auto_rollback": policy.auto_rollback,
+        }
+        deploy.record_alert(model, active, reason, details)
+    # Rolled back once per alert: also when the policy is switched on after it was raised,
+    # never again after the gates refused it.
+    if not policy.auto_rollback or rollback_refused:
+        return "already alerted" if alerted else "alerted"
     try:
-        deploy.rollback(model, f"automatic: {reason}", SYSTEM)
+        deploy.rollback(model, f"automatic: {reason}", SYSTEM, from_version=active)
     except ServeDeckError as exc:  # refused by a gate, or no earlier version: the alert stands
         log.warning("automatic rollback of %s refused: %s", model, exc.reason)
         return f"alerted; rollback refused: {exc.reason}"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.auth.tokens import Principal, check_constraints, require
-from backend.deploy.observe import CandidateFailures
+from backend.deploy.observe import CandidateFailures, step_key
 from backend.errors import NotFound, ServeDeckError
 from backend.monitoring.feed import MAX_ROWS_PER_REQUEST, PredictionFeed
 from backend.monitoring.live_stats import LiveStats
@@ -23,6 +23,11 @@ from backend.serving.routing import ModelRouting, goes_to_canary
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+# A candidate slower than the traffic would pile up shadow calls on the model thread the
+# callers' answers need: beyond this many in flight, requests are not shadowed.
+MAX_SHADOWS_IN_FLIGHT = 64
 
 
 def new_request_id() -> str:
@@ -77,6 +82,8 @@ class ServingService:
         self._previous: dict[str, str] = {}
         # Shadow predictions in flight: held so they are not garbage-collected mid-way.
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._refreshing = asyncio.Lock()
+        self._rollouts: set[str] = set()
         # Calls to a rollout candidate and how many failed, per model and rollout step.
         self.candidate_failures = CandidateFailures()
         self._poll_task: asyncio.Task[None] | None = None
@@ -105,27 +112,46 @@ class ServingService:
         """Re-read what every model serves; switch only once the new versions are loaded.
 
         Until the switch, requests keep going to the versions they went to: no request ever
-        waits for a load or finds a half-switched state.
+        waits for a load or finds a half-switched state. A version that cannot load keeps
+        its model on the state it had (a rollout candidate counts a failed call per try, so
+        the rollout aborts by its error-rate check), and is tried again at the next poll.
         """
-        loop = asyncio.get_running_loop()
-        states = await loop.run_in_executor(self._load_executor, self.registry.serving_states)
-        routing: dict[str, ModelRouting] = {}
-        for name, (active, generation, rollout) in states.items():
-            known = self._routing.get(name)
-            if known is not None and known.generation == generation:
-                routing[name] = known
-                continue
-            state = ModelRouting(active, generation, RolloutState(**rollout) if rollout else None)
-            for version in state.versions_in_use:
-                try:
-                    await self.runtime(name, version)
-                except Exception:  # one broken version must not keep the others from serving
-                    log.exception("cannot load %s version %s", name, version)
-            routing[name] = state
-            if known is not None and known.active and known.active != active:
-                self._previous[name] = known.active
-        self._routing = routing
-        self._unload_unused()
+        # One refresh at a time: a slow one finishing last must not install an older state.
+        async with self._refreshing:
+            loop = asyncio.get_running_loop()
+            states = await loop.run_in_executor(self._load_executor, self.registry.serving_states)
+            routing: dict[str, ModelRouting] = {}
+            # As the database says, even where a candidate that failed to load is not routed
+            # to: those rollouts must still be judged (and aborted).
+            self._rollouts = {name for name, (_, _, rollout) in states.items() if rollout}
+            for name, (active, generation, rollout) in states.items():
+                known = self._routing.get(name)
+                if known is not None and known.generation >= generation:
+                    routing[name] = known
+                    continue
+                state = ModelRouting(
+                    active, generation, RolloutState(**rollout) if rollout else None
+                )
+                if not await self._load_all(name, state) and known is not None:
+                    routing[name] = known
+                    continue
+                routing[name] = state
+                if known is not None and known.active and known.active != active:
+                    self._previous[name] = known.active
+            self._routing = routing
+            self._unload_unused()
+
+    async def _load_all(self, model: str, state: ModelRouting) -> bool:
+        loaded = True
+        for version in state.versions_in_use:
+            try:
+                await self.runtime(model, version)
+            except Exception:  # one broken version must not keep the others from serving
+                log.exception("cannot load %s version %s", model, version)
+                loaded = False
+                if state.rollout is not None and version == state.rollout.candidate:
+                    self.candidate_failures.record(model, step_key(state.rollout), failed=True)
+        return loaded
 
     def _unload_unused(self) -> None:
         keep = {
@@ -157,12 +183,12 @@ class ServingService:
         return [name for name, state in self._routing.items() if state.active is not None]
 
     def models_in_rollout(self) -> list[str]:
-        return [name for name, state in self._routing.items() if state.rollout is not None]
+        return sorted(self._rollouts)
 
     def _count_candidate_call(self, model: str, failed: bool) -> None:
         state = self._routing.get(model)
-        if state is not None:
-            self.candidate_failures.record(model, state.generation, failed)
+        if state is not None and state.rollout is not None:
+            self.candidate_failures.record(model, step_key(state.rollout), failed)
 
     def active_version(self, model: str) -> str | None:
         state = self._routing.get(model)
@@ -288,7 +314,7 @@ class ServingService:
             latency_ms,
             principal.name,
         )
-        if target.shadow is not None:
+        if target.shadow is not None and len(self._shadow_tasks) < MAX_SHADOWS_IN_FLIGHT:
             task = asyncio.create_task(
                 self._shadow(
                     target.model, target.shadow, rows, where, request_id, entity_ids, principal
@@ -379,5 +405,6 @@ class ServingService:
         ]
         self.prediction_log.append(logged)
         confidences = [max(p) for p in probabilities] if probabilities else [None] * len(rows)
-        self.live_stats.record(model, now, latency_ms, confidences)
+        if route != "shadow":  # a shadow copy is not traffic: it must not double the rates
+            self.live_stats.record(model, now, latency_ms, confidences)
         self.feed.publish(logged[:MAX_ROWS_PER_REQUEST], confidences)

@@ -370,7 +370,9 @@ class DeploymentsPage(Page):
             f"Roll {model.name} back from version {model.active_version} to version "
             f"{model.rollback_target}?",
             "Roll back",
-            lambda reason: self.context.client.rollback(model.name, reason),
+            lambda reason: self.context.client.rollback(
+                model.name, reason, from_version=model.active_version
+            ),
             "Rollback failed",
         )
 

@@ -161,8 +161,8 @@ class RolloutPanel(QWidget):
         buttons.addStretch(1)
         self.chart = time_plot(
             "Candidate against the current version",
-            "How the candidate compares over time: latency ratio (1 = as fast), agreement and "
-            "error rate (as shares).",
+            "How the candidate compares over time: latency ratio (1 = as fast), agreement, "
+            "error rate and its quality metric on labelled answers (where labels arrived).",
             "ratio / share",
         )
         self.chart.addLegend(offset=(8, 8))
@@ -171,6 +171,9 @@ class RolloutPanel(QWidget):
             "p99_ratio": self.chart.plot(pen=pg.mkPen(colour("accent"), **pen), name="p99 ratio"),
             "agreement": self.chart.plot(pen=pg.mkPen(colour("ok"), **pen), name="agreement"),
             "error_rate": self.chart.plot(pen=pg.mkPen(colour("bad"), **pen), name="error rate"),
+            "live_metric": self.chart.plot(
+                pen=pg.mkPen(colour("warn"), **pen), name="candidate quality (labelled)"
+            ),
         }
         self.history = RingSeries(CHART_POINTS, {name: 1 for name in self.curves})
         running_page = QWidget()
@@ -290,6 +293,7 @@ class RolloutPanel(QWidget):
             "p99_ratio": values.get("p99_latency"),
             "agreement": values.get("agreement"),
             "error_rate": values.get("error_rate"),
+            "live_metric": values.get("live_metric"),
         }
         self.history.extend(
             np.array([time.time()]),
