@@ -184,3 +184,49 @@ def test_the_live_page_is_usable_from_the_keyboard(  # type: ignore[no-untyped-d
     ):
         assert widget.toolTip(), f"{widget} has no tooltip"
     page.shutdown()
+
+
+def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: ignore[no-untyped-def]
+    qtbot, make_context, backend: Backend
+) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication, QTabBar, QWidget
+
+    window = _window(qtbot, make_context, backend, backend.admin_token)
+    qtbot.waitUntil(
+        lambda: [p.key for p in window.pages] == ["live", "models", "deploy"], timeout=10_000
+    )
+    window.activateWindow()
+    qtbot.waitUntil(lambda: window.isActiveWindow(), timeout=5_000)
+
+    def explained(widget: QWidget) -> bool:
+        # A control, or the container it sits in (a table's viewport, a combo's line edit);
+        # a tab bar explains itself tab by tab.
+        if isinstance(widget, QTabBar):
+            return all(widget.tabToolTip(i) for i in range(widget.count()))
+        while widget is not None and widget is not window:
+            if widget.toolTip():
+                return True
+            widget = widget.parentWidget()
+        return False
+
+    for row, page in enumerate(window.pages):
+        window.navigation.setCurrentRow(row)
+        qtbot.waitUntil(lambda page=page: page.isVisible(), timeout=5_000)
+        # Walked once it shows what it loads (a model selected, its details and forms).
+        loaded = {
+            "live": lambda: True,
+            "models": lambda page=page: page.selected_version is not None,
+            "deploy": lambda page=page: page.model is not None,
+        }[page.key]
+        qtbot.waitUntil(loaded, timeout=10_000)
+        page.focusNextChild()
+        seen: list[QWidget] = []
+        for _ in range(30):
+            focused = QApplication.focusWidget()
+            if focused is not None and page.isAncestorOf(focused) and focused not in seen:
+                seen.append(focused)
+            qtbot.keyClick(focused or window, Qt.Key.Key_Tab)
+        assert len(seen) >= 4, f"{page.key}: Tab reaches only {seen}"
+        unexplained = [w for w in seen if not explained(w)]
+        assert not unexplained, f"{page.key}: no tooltip on {unexplained}"
