@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -26,6 +26,7 @@ from backend.schemas import (
     ModelInfo,
     RolloutChecks,
     RolloutRequest,
+    RolloutState,
     RolloutStatus,
 )
 from console.client import describe_error
@@ -212,15 +213,26 @@ class RolloutPanel(QWidget):
         index = self.candidate.findData(current)
         self.candidate.setCurrentIndex(max(index, 0))
         self.start_button.setEnabled(self.candidate.count() > 0)
-        running = model.rollout is not None
-        self.pages.setCurrentIndex(1 if running else 0)
-        if running:
-            self.poll_timer.start()
-            self.redraw_timer.start()
-            self.poll()
+        self.pages.setCurrentIndex(1 if model.rollout is not None else 0)
+        self._follow()
+
+    def _follow(self) -> None:
+        """Poll the rollout's checks only while one runs and someone can see them."""
+        if self.model is not None and self.model.rollout is not None and self.isVisible():
+            if not self.poll_timer.isActive():
+                self.poll_timer.start()
+                self.redraw_timer.start()
+                self.poll()
         else:
-            self.poll_timer.stop()
-            self.redraw_timer.stop()
+            self.stop()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._follow()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        self.stop()
 
     def stop(self) -> None:
         self.poll_timer.stop()
@@ -335,8 +347,14 @@ class RolloutPanel(QWidget):
             "Checking the candidate and starting the rollout…",
         )
 
+    def _rollout(self) -> RolloutState | None:
+        """The rollout as last polled, or as last loaded with the model."""
+        if self.status is not None and self.status.rollout is not None:
+            return self.status.rollout
+        return self.model.rollout if self.model is not None else None
+
     def pause(self) -> None:
-        model, rollout = self.model, self.status.rollout if self.status else None
+        model, rollout = self.model, self._rollout()
         if model is None or rollout is None:
             return
         action = "resume" if rollout.paused else "pause"
@@ -362,7 +380,7 @@ class RolloutPanel(QWidget):
         )
 
     def _confirm(self, action: str, title: str, question: str) -> None:
-        model, rollout = self.model, self.status.rollout if self.status else None
+        model, rollout = self.model, self._rollout()
         if model is None or rollout is None:
             return
         text = question.format(candidate=rollout.candidate, active=model.active_version)
