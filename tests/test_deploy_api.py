@@ -55,7 +55,7 @@ def test_deploy_then_rollback_then_nothing_left_to_roll_back(
     assert again.json()["active_version"] == "1"
     last = client.post("/api/v1/models/toy/rollback", json={"reason": "?"}, headers=admin_headers)
     assert last.status_code == 409
-    assert "no earlier version" in last.json()["reason"] and last.json()["field"] == "version"
+    assert "no earlier good version" in last.json()["reason"] and last.json()["field"] == "version"
 
     model = client.get("/api/v1/models/toy", headers=admin_headers).json()
     assert [(e["action"], e["from_version"], e["to_version"]) for e in model["history"]] == [
@@ -259,7 +259,7 @@ def test_the_command_line_deploys_rolls_back_and_shows_the_audit(
     assert cli_main(["rollback", "toy", "--reason", "oops", *location]) == 0
     assert "rollback 2 -> 1" in capsys.readouterr().out
     assert cli_main(["rollback", "toy", "--reason", "again", *location]) == 2
-    assert "no earlier version" in capsys.readouterr().err
+    assert "no earlier good version" in capsys.readouterr().err
     assert (
         cli_main(
             [

@@ -185,3 +185,42 @@ def test_an_alert_counts_until_the_version_is_deployed_again(workspace: Workspac
     workspace.deploy.rollback("toy", "back", ENGINEER)
     workspace.deploy.deploy("toy", "2", "fixed the labels", ENGINEER)
     assert workspace.deploy.alert_state("toy", "2") == (False, False)  # it serves afresh
+
+
+def test_a_rollback_skips_a_version_that_raised_a_quality_alert(workspace: Workspace) -> None:
+    register_toy(workspace)
+    register_toy(workspace)
+    workspace.deploy.deploy("toy", "2", "new", ENGINEER)
+    workspace.deploy.record_alert("toy", "2", "live accuracy low", {})
+    workspace.deploy.deploy("toy", "3", "replaces the bad one", ENGINEER)
+    # 2 served before 3, but its quality fell while it did: back to 1, the last good one.
+    assert workspace.deploy.model_info("toy").rollback_target == "1"
+    assert workspace.deploy.rollback("toy", "3 misbehaves", ENGINEER).active_version == "1"
+    # Deployed again on purpose, a version counts as good again.
+    workspace.deploy.deploy("toy", "2", "labels were wrong, 2 is fine", ENGINEER)
+    workspace.deploy.deploy("toy", "3", "try again", ENGINEER)
+    assert workspace.deploy.model_info("toy").rollback_target == "2"
+
+
+def test_the_good_versions_follow_deployments_rollbacks_and_alerts() -> None:
+    from datetime import UTC, datetime
+
+    from backend.deploy.audit import good_versions
+    from backend.schemas import AuditEvent
+
+    def event(action: str, before: str | None, after: str) -> AuditEvent:
+        return AuditEvent(
+            id=0, at=datetime.now(UTC), actor="t", role="admin", model="m", action=action,
+            from_version=before, to_version=after, reason="",
+        )  # fmt: skip
+
+    chain = [event("deploy", None, "1"), event("deploy", "1", "2"), event("deploy", "2", "3")]
+    assert good_versions(chain) == ["1", "2", "3"]
+    assert good_versions([*chain, event("rollback", "3", "2")]) == ["1", "2"]
+    alerted = [*chain[:2], event("metric_alert", None, "2"), chain[2]]
+    assert good_versions(alerted) == ["1", "3"]
+    # A rollback that skipped the bad version leaves neither on the way back.
+    back = [*alerted, event("rollback", "3", "1")]
+    assert good_versions(back) == ["1"]
+    # Served before any recorded deployment: the first event's from_version counts.
+    assert good_versions([event("deploy", "4", "5")]) == ["4", "5"]

@@ -198,3 +198,28 @@ def test_a_candidate_that_cannot_load_where_it_serves_aborts_its_rollout(
     event = client.get("/api/v1/audit?model=toy", headers=headers).json()["events"][0]
     assert (event["action"], event["actor"]) == ("abort", "servedeck")
     assert "error_rate" in event["reason"]
+
+
+def test_candidate_calls_of_every_worker_are_summed_for_the_step(workspace: Workspace) -> None:
+    from backend.deploy.observe import CandidateFailures, step_calls, step_key
+    from backend.schemas import RolloutRequest
+    from tests.deploy_helpers import ENGINEER
+
+    register_toy(workspace)
+    rollout = workspace.deploy.start_rollout(
+        "toy", RolloutRequest(candidate="2", mode="canary"), ENGINEER
+    ).rollout
+    assert rollout is not None
+    step = step_key(rollout)
+    first, second = CandidateFailures(), CandidateFailures()
+    second.worker = "other-host:1"
+    for failed in (False, False, True):
+        first.record("toy", step, failed)
+    for failed in (True, True):
+        second.record("toy", step, failed)
+    for worker in (first, second, first):  # saving again changes nothing
+        worker.save(workspace.sessions)
+    assert step_calls(workspace.sessions, "toy", rollout) == (5, 3)
+    # A new step starts from zero.
+    paused = workspace.deploy.pause("toy", "look", ENGINEER).rollout
+    assert paused is not None and step_calls(workspace.sessions, "toy", paused) == (0, 0)

@@ -153,3 +153,25 @@ class AuditEventRow(Base):
     to_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CandidateCallsRow(Base):
+    """Each serving worker's count of calls to a rollout candidate, per rollout step.
+
+    A candidate that fails leaves no prediction row, so its failures are counted here: every
+    worker adds its own row, and whoever judges the step sums them all.
+    """
+
+    __tablename__ = "candidate_calls"
+    __table_args__ = (
+        UniqueConstraint("model", "candidate", "step_started", "worker", name="uq_candidate_calls"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    candidate: Mapped[str] = mapped_column(String(32))
+    # The step's start as Unix seconds: names the step in every worker.
+    step_started: Mapped[float] = mapped_column(Float)
+    worker: Mapped[str] = mapped_column(String(128))
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)

@@ -77,11 +77,13 @@ def list_events(
         return [to_event(row) for row in session.scalars(query)]
 
 
-def deployment_history(session: Session, model: str) -> list[AuditEvent]:
-    """What changed the default version of ``model``, oldest first."""
+def deployment_history(session: Session, model: str, with_alerts: bool = False) -> list[AuditEvent]:
+    """What changed the default version of ``model`` (and its quality alerts if asked),
+    oldest first."""
+    actions = (*DEPLOYMENT_ACTIONS, "metric_alert") if with_alerts else DEPLOYMENT_ACTIONS
     rows = session.scalars(
         select(AuditEventRow)
-        .where(AuditEventRow.model == model, AuditEventRow.action.in_(DEPLOYMENT_ACTIONS))
+        .where(AuditEventRow.model == model, AuditEventRow.action.in_(actions))
         .order_by(AuditEventRow.id)
     )
     return [to_event(row) for row in rows]
@@ -94,14 +96,29 @@ def good_versions(history: list[AuditEvent]) -> list[str]:
     1 → 2 → 3 and a rollback to 2, the next rollback goes to 1, not back to 3.
     """
     stack: list[str] = []
+    # Versions whose live quality left its range while they served: not "good" to return to,
+    # until someone deploys them again on purpose.
+    bad: set[str] = set()
     for event in history:
+        if event.action == "metric_alert":
+            if event.to_version is not None:
+                bad.add(event.to_version)
+            continue
+        if event.action != "rollback" and event.to_version is not None:
+            bad.discard(event.to_version)
         if event.action == "rollback":
+            # Back to its target: the version left, and any it skipped (bad ones), come off.
             if stack:
                 stack.pop()
-            if event.to_version is not None and (not stack or stack[-1] != event.to_version):
+            while stack and stack[-1] != event.to_version:
+                stack.pop()
+            if event.to_version is not None and not stack:
                 stack.append(event.to_version)
         elif event.to_version is not None:
             if not stack and event.from_version is not None:
                 stack.append(event.from_version)  # served before any recorded deployment
             stack.append(event.to_version)
-    return stack
+    if not stack:
+        return []
+    serving = stack[-1]
+    return [v for v in stack[:-1] if v not in bad and v != serving] + [serving]

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from backend.deploy.observe import MIN_LABELLED, StepObservation, observe_step, step_key
+from backend.deploy.observe import MIN_LABELLED, StepObservation, observe_step
 from backend.deploy.service import SYSTEM, DeployService
 from backend.deploy.watch import watch_model
 from backend.errors import ServeDeckError
@@ -161,14 +160,8 @@ def _metric(observation: StepObservation, metric_range: tuple[float, float]) -> 
     )
 
 
-def rollout_status(
-    deploy: DeployService,
-    model: str,
-    candidate_calls: Callable[[RolloutState], tuple[int, int]] | None = None,
-) -> RolloutStatus:
-    """The rollout of ``model`` judged now. ``candidate_calls`` gives (calls, failures) of
-    the step as seen by the asking worker (failures leave no row in the log); without it
-    (the command line) the error rate is not judged."""
+def rollout_status(deploy: DeployService, model: str) -> RolloutStatus:
+    """The rollout of ``model`` judged now, on what every worker logged and counted."""
     info = deploy.registry.get_model(model)
     rollout = info.rollout
     status = RolloutStatus(model=model, active_version=info.active_version, rollout=rollout)
@@ -176,8 +169,6 @@ def rollout_status(
         return status
     candidate = deploy.registry.get_version(model, rollout.candidate)
     observation = observe_step(deploy.sessions, model, rollout, candidate)
-    if candidate_calls is not None:
-        observation.attempts, observation.failures = candidate_calls(rollout)
     verdict = evaluate(rollout, observation, candidate.validity.acceptable_range, datetime.now(UTC))
     status.checks = verdict.checks
     status.verdict = verdict.action  # type: ignore[assignment]
@@ -195,10 +186,7 @@ class RolloutController:
 
     def status(self, model: str) -> RolloutStatus:
         """The rollout with its checks as they stand now (also for people asking)."""
-        failures = self.serving.candidate_failures
-        return rollout_status(
-            self.deploy, model, lambda rollout: failures.counts(model, step_key(rollout))
-        )
+        return rollout_status(self.deploy, model)
 
     def step(self, model: str) -> RolloutStatus:
         """Judge one model's rollout and act on the verdict."""
@@ -229,7 +217,15 @@ class RolloutController:
             rounds += 1
             if rounds % WATCH_EVERY == 0:
                 await self._watch_live_metrics()
-            for model in self.serving.models_in_rollout():
+            rollouts = self.serving.models_in_rollout()
+            if rollouts:
+                try:  # this worker's candidate calls first, so the verdict counts them
+                    await asyncio.to_thread(
+                        self.serving.candidate_failures.save, self.deploy.sessions
+                    )
+                except Exception:
+                    log.exception("could not save the candidate call counts")
+            for model in rollouts:
                 try:
                     await asyncio.to_thread(self.step, model)
                     await self.serving.refresh_state()

@@ -1,23 +1,26 @@
 """What a rollout step has shown so far, read from the prediction log and the labels.
 
 Every worker logs to the same store, so any worker sees the whole traffic of the step.
-Failures are the exception: a candidate that raises leaves no prediction row, so they are
-counted by each worker in memory (``CandidateFailures``) and judged by the worker that saw
-them; an abort from any one worker is safe.
+Failures leave no prediction row: each worker counts its candidate calls and failures
+(``CandidateFailures``) and writes them to ``candidate_calls``, where they are summed.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.db.tables import LabelRow, PredictionRow
+from backend.db.tables import CandidateCallsRow, LabelRow, PredictionRow
 from backend.deploy.metrics import MetricUnavailable, score_metric
 from backend.registry import Prediction
 from backend.schemas import ModelVersionInfo, RolloutState
@@ -47,14 +50,16 @@ class StepObservation:
 
 
 class CandidateFailures:
-    """Per-worker count of candidate calls and failures, for each rollout step.
+    """This worker's count of candidate calls and failures, for each model's current step.
 
     A step is named by its rollout's candidate and the time the step started: the same in
-    every worker and in the database, whichever serving state a worker has installed.
+    every worker and in the database. ``save`` writes the counts where every worker's are
+    summed (``candidate_calls``).
     """
 
     def __init__(self) -> None:
         self._counts: dict[str, tuple[StepKey, int, int]] = {}  # model -> (step, calls, fails)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def record(self, model: str, step: StepKey, failed: bool) -> None:
         known, calls, fails = self._counts.get(model, (step, 0, 0))
@@ -62,9 +67,47 @@ class CandidateFailures:
             calls, fails = 0, 0
         self._counts[model] = (step, calls + 1, fails + int(failed))
 
-    def counts(self, model: str, step: StepKey) -> tuple[int, int]:
-        known, calls, fails = self._counts.get(model, (step, 0, 0))
-        return (calls, fails) if known == step else (0, 0)
+    def save(self, sessions: sessionmaker[Session]) -> None:
+        """Write this worker's counts (absolute, so writing twice changes nothing)."""
+        if not self._counts:
+            return
+        with sessions.begin() as session:
+            dialect = session.get_bind().dialect.name
+            insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+            for model, ((candidate, started), calls, fails) in list(self._counts.items()):
+                statement = insert(CandidateCallsRow).values(
+                    model=model,
+                    candidate=candidate,
+                    step_started=started,
+                    worker=self.worker,
+                    calls=calls,
+                    failures=fails,
+                )
+                session.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["model", "candidate", "step_started", "worker"],
+                        set_={"calls": calls, "failures": fails},
+                    )
+                )
+
+
+def step_calls(
+    sessions: sessionmaker[Session], model: str, rollout: RolloutState
+) -> tuple[int, int]:
+    """(calls, failures) of the candidate in the current step, summed over every worker."""
+    candidate, started = step_key(rollout)
+    with sessions() as session:
+        calls, failures = session.execute(
+            select(
+                func.coalesce(func.sum(CandidateCallsRow.calls), 0),
+                func.coalesce(func.sum(CandidateCallsRow.failures), 0),
+            ).where(
+                CandidateCallsRow.model == model,
+                CandidateCallsRow.candidate == candidate,
+                CandidateCallsRow.step_started == started,
+            )
+        ).one()
+    return int(calls), int(failures)
 
 
 def step_key(rollout: RolloutState) -> StepKey:
@@ -137,6 +180,7 @@ def observe_step(
                 observation.compared += 1
                 observation.agreeing += _agree(answers[key], row.outputs.get("predict"))
     _live_metric(observation, labelled, candidate)
+    observation.attempts, observation.failures = step_calls(sessions, model, rollout)
     return observation
 
 

@@ -116,11 +116,12 @@ class DeployService:
         if active is None:
             raise Conflict(f"model {model!r} serves no version yet: nothing to roll back", "model")
         with self.sessions() as session:
-            target = _rollback_target(deployment_history(session, model), active)
+            target = _rollback_target(deployment_history(session, model, True), active)
         if target is None:
             raise Conflict(
-                f"version {active} is the first version {model!r} served: there is no earlier "
-                "version to roll back to; deploy another version instead",
+                f"{model!r} has no earlier good version to roll back to from version {active} "
+                "(it was the first served, or every earlier one was rolled back from or raised "
+                "a quality alert); deploy another version instead",
                 "version",
             )
         report = self._check(model, target, "rollback", actor, active, reason, force_signature)
@@ -336,8 +337,9 @@ class DeployService:
         info = self.registry.get_model(model)
         with self.sessions() as session:
             info.history = deployment_history(session, model)
-        if info.active_version is not None:
-            info.rollback_target = _rollback_target(info.history, info.active_version)
+            if info.active_version is not None:
+                events = deployment_history(session, model, with_alerts=True)
+                info.rollback_target = _rollback_target(events, info.active_version)
         return info
 
     def gate_reports(self, model: str, version: str | None = None) -> list[GateReport]:
