@@ -27,6 +27,10 @@ from console.widgets.gate_report import GateReportView
 from console.widgets.rollout_panel import RolloutPanel
 
 MODEL_POLL_MS = 10_000
+ROLLBACK_HELP = (
+    "Return this model to the last good version it served before, through the same checks "
+    "as a deployment. Takes effect for every request within a second."
+)
 VERSION_COLUMNS = (
     ("Version", "The version number."),
     ("State", "serving: answers requests now; candidate: being rolled out."),
@@ -111,12 +115,7 @@ class DeploymentsPage(Page):
         # What the last action did (or why it failed): kept until the next action.
         self.outcome = make_label("", wrap=True)
         self.outcome.setToolTip("The result of your last deployment action.")
-        self.rollback_button = make_button(
-            "Roll back…",
-            "Return this model to the version it served before, through the same checks as a "
-            "deployment. Takes effect for every request within a second.",
-            self.confirm_rollback,
-        )
+        self.rollback_button = make_button("Roll back…", ROLLBACK_HELP, self.confirm_rollback)
         self.rollback_button.setObjectName("danger")
         self.rollback_button.setMinimumHeight(36)
 
@@ -264,11 +263,14 @@ class DeploymentsPage(Page):
         self.summary.setText(" ".join(parts))
         target = model.rollback_target
         self.rollback_button.setEnabled(target is not None and rollout is None)
-        self.rollback_button.setText(
-            f"Roll back to version {target}…" if target else "Nothing to roll back to"
-        )
         if rollout is not None:
+            self.rollback_button.setText("Rollout running: abort it to go back")
             self.rollback_button.setToolTip("A rollout is running: abort it on the Rollout tab.")
+        else:
+            self.rollback_button.setText(
+                f"Roll back to version {target}…" if target else "Nothing to roll back to"
+            )
+            self.rollback_button.setToolTip(ROLLBACK_HELP)
         alert = _open_alert(events, serving)
         self.alert.setVisible(alert is not None)
         if alert is not None:
