@@ -8,7 +8,8 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -178,11 +179,22 @@ class ServerProcess:
     process: subprocess.Popen[str]
     url: str
     data_dir: Path
+    # The server's last output lines, kept so that a server that died can say why.
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=80))
 
     def stop(self, timeout: float = 20) -> int:
         if self.process.poll() is None:
             self.process.terminate()
+        else:
+            # It ended before anyone stopped it: show why (pytest prints this on failure).
+            print(f"server exited by itself with {self.process.returncode}; its last output:")
+            print("".join(self.output))
         return self.process.wait(timeout=timeout)
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
 
 
 def make_settings(tmp_path, database_url: str | None = None, **overrides) -> Settings:  # type: ignore[no-untyped-def]
@@ -260,8 +272,10 @@ def launch(
             break
         seen.append(line)
         if line.startswith("SERVEDECK READY "):
+            server = ServerProcess(process, line.split()[-1], data_dir)
+            server.output.extend(seen)
             # Keep draining output so a chatty server never blocks on a full pipe.
-            threading.Thread(target=process.stdout.read, daemon=True).start()
-            return ServerProcess(process, line.split()[-1], data_dir)
+            threading.Thread(target=server._drain, daemon=True).start()
+            return server
     process.kill()
     raise RuntimeError("server did not become ready:\n" + "".join(seen))

@@ -162,9 +162,8 @@ def _metric(observation: StepObservation, metric_range: tuple[float, float]) -> 
 
 def rollout_status(deploy: DeployService, model: str) -> RolloutStatus:
     """The rollout of ``model`` judged now, on what every worker logged and counted."""
-    info = deploy.registry.get_model(model)
-    rollout = info.rollout
-    status = RolloutStatus(model=model, active_version=info.active_version, rollout=rollout)
+    active, rollout, _policy = deploy.serving_state(model)
+    status = RolloutStatus(model=model, active_version=active, rollout=rollout)
     if rollout is None:
         return status
     candidate = deploy.registry.get_version(model, rollout.candidate)

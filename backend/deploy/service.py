@@ -353,6 +353,16 @@ class DeployService:
 
     # ------------------------------------------------------------------ internals
 
+    def serving_state(self, model: str) -> tuple[str | None, RolloutState | None, ServingPolicy]:
+        """(serving version, rollout, policy) from the model's row alone: cheap enough to
+        read every few seconds, unlike the whole ModelInfo with every version's assets."""
+        with self.sessions() as session:
+            row = session.scalar(select(ModelRow).where(ModelRow.name == model))
+            if row is None:
+                raise NotFound(f"no model named {model!r}", "model")
+            rollout = RolloutState(**row.rollout) if row.rollout else None
+            return row.active_version, rollout, ServingPolicy(**(row.policy or {}))
+
     def _snapshot(self, model: str) -> tuple[str | None, int, RolloutState | None]:
         with self.sessions() as session:
             row = session.scalar(select(ModelRow).where(ModelRow.name == model))

@@ -15,15 +15,16 @@ from backend.deploy.metrics import MetricUnavailable, score_metric
 from backend.deploy.service import SYSTEM, DeployService
 from backend.errors import ServeDeckError
 from backend.registry import Prediction
+from backend.schemas import ModelVersionInfo
 
 log = logging.getLogger(__name__)
 
 
 def live_metric(
-    deploy: DeployService, model: str, version: str, window: int
+    deploy: DeployService, model: str, info: ModelVersionInfo, window: int
 ) -> tuple[float | None, int]:
-    """(metric, labelled rows) over the newest ``window`` labelled answers of ``version``."""
-    info = deploy.registry.get_version(model, version)
+    """(metric, labelled rows) over the newest ``window`` labelled answers of a version."""
+    version = info.version
     with deploy.sessions() as session:
         rows = session.execute(
             select(PredictionRow.outputs, LabelRow.label)
@@ -58,15 +59,14 @@ def live_metric(
 
 def watch_model(deploy: DeployService, model: str) -> str:
     """Judge one model's serving version; returns what was done, in words (for logs)."""
-    info = deploy.registry.get_model(model)
-    active = info.active_version
-    if active is None or info.rollout is not None:
+    active, rollout, policy = deploy.serving_state(model)
+    if active is None or rollout is not None:
         return "nothing to judge"  # a rollout judges its candidate with its own checks
-    policy = info.policy
-    value, labelled = live_metric(deploy, model, active, policy.metric_window)
+    info = deploy.registry.get_version(model, active)
+    value, labelled = live_metric(deploy, model, info, policy.metric_window)
     if value is None or labelled < policy.min_labelled:
         return f"{labelled} labelled predictions, {policy.min_labelled} needed"
-    validity = deploy.registry.get_version(model, active).validity
+    validity = info.validity
     low, high = validity.acceptable_range
     if low <= value <= high:
         return f"{validity.metric} {value:.4g} in range"
