@@ -102,20 +102,30 @@ def serve(
         # In the lifespan, not after run(): uvicorn re-raises the stop signal once it is done.
         settings.server_info_file.unlink(missing_ok=True)
 
-    app = create_app(workspace=workspace, on_ready=announce, on_stop=retire)
-    _StreamClosingServer(uvicorn.Config(app, **common), app).run(sockets=[sock])
+    app = create_app(workspace=workspace, on_stop=retire)
+    _StreamClosingServer(uvicorn.Config(app, **common), app, on_listening=announce).run(
+        sockets=[sock]
+    )
 
 
 class _StreamClosingServer(uvicorn.Server):
-    """Ends open event streams when asked to stop.
+    """Announces readiness once it accepts connections; ends open event streams on stop.
 
-    uvicorn waits for open responses before it shuts down; an event stream never ends by
-    itself, so without this every stop with a console attached would wait for the timeout.
+    The app's lifespan startup runs before uvicorn listens: a ready line printed there let a
+    fast client connect in between and be refused. uvicorn waits for open responses before
+    it shuts down; an event stream never ends by itself, so without closing them every stop
+    with a console attached would wait for the timeout.
     """
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI):
+    def __init__(self, config: uvicorn.Config, app: FastAPI, on_listening: Callable[[], None]):
         super().__init__(config)
         self._app = app
+        self._on_listening = on_listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._on_listening()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         self._app.state.serving.feed.close()

@@ -153,3 +153,19 @@ def test_kill_9_loses_at_most_one_flush_interval(
     assert lost >= 0
     # Everything acknowledged before the last interval (plus one write in flight) is on disk.
     assert logged >= len([t for t in acknowledged if t <= killed_at - 0.5])
+
+
+def test_the_ready_line_comes_once_connections_are_accepted(workspace: Workspace) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    env = {"SERVEDECK_DATABASE_URL": workspace.settings.database_url}
+    for _ in range(2):
+        running = start_server(workspace.settings.data_dir, env=env)
+        try:
+            address = urlsplit(running.url)
+            # At once, no retry: a ready line printed before uvicorn listens is refused here.
+            with socket.create_connection((address.hostname, address.port), timeout=2):
+                pass
+        finally:
+            running.stop()

@@ -26,7 +26,6 @@ from backend.workspace import Workspace
 def create_app(
     settings: Settings | None = None,
     workspace: Workspace | None = None,
-    on_ready: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
 ) -> FastAPI:
     workspace = workspace or Workspace.open(settings or Settings.load())
@@ -43,8 +42,6 @@ def create_app(
         # out of the collector's view turns 100+ ms full collections under load into ~1 ms.
         gc.collect()
         gc.freeze()
-        if on_ready is not None:
-            on_ready()
         try:
             yield
         finally:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
@@ -32,18 +30,12 @@ def load_model(path: str) -> Any:
     return sio.load(path, trusted=sio.get_untrusted_types(file=path))
 
 
-def create_app(model: Any, feature_names: list[str], on_ready: Any = None) -> FastAPI:
+def create_app(model: Any, feature_names: list[str]) -> FastAPI:
     # Same rule as ServeDeck's LoadedVersion: a model fitted on a DataFrame gets a DataFrame.
     frame_columns = getattr(model, "feature_names_in_", None)
     columns = [str(c) for c in frame_columns] if frame_columns is not None else None
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if on_ready is not None:
-            on_ready()
-        yield
-
-    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
@@ -80,10 +72,23 @@ def main(argv: list[str] | None = None) -> None:
     def announce() -> None:
         print(f"{READY_LINE} {url}", flush=True)
 
-    app = create_app(load_model(args.model), args.features.split(","), on_ready=announce)
+    app = create_app(load_model(args.model), args.features.split(","))
     # The same uvicorn settings ServeDeck's `serve` uses, so the HTTP stack is identical.
     config = uvicorn.Config(app, log_level="warning", access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    _AnnouncingServer(config, announce).run(sockets=[sock])
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """Says it is ready once it listens (a lifespan hook would run before that)."""
+
+    def __init__(self, config: uvicorn.Config, announce: Any):
+        super().__init__(config)
+        self._announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._announce()
 
 
 if __name__ == "__main__":
