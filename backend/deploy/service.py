@@ -9,7 +9,7 @@ The audit event and the gate report land in the same transaction as the change.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +28,7 @@ from backend.schemas import (
     GatePurpose,
     GateReport,
     ModelInfo,
+    ModelVersionInfo,
     RolloutRequest,
     RolloutState,
     ServingPolicy,
@@ -63,7 +64,8 @@ class DeployService:
     ) -> DeploymentState:
         version = str(parse_version(version))
         active, generation, rollout = self._snapshot(model)
-        self.registry.get_version(model, version)  # 404 for a version never registered
+        # First, so that an unknown version is a 404 whatever the model's state; kept for the gates.
+        info = self.registry.get_version(model, version)
         if rollout is not None:
             raise Conflict(
                 f"a rollout of version {rollout.candidate} is running; promote or abort it "
@@ -72,20 +74,8 @@ class DeployService:
             )
         if version == active:
             raise Conflict(f"version {version} is already serving", "version")
-        report = self._check(model, version, "deploy", actor, active, reason, force_signature)
-        if not report.passed:
-            self._refuse("deploy_refused", model, actor, active, version, reason, report)
-            raise GatesRefused("deployment", report)
-        return self._change(
-            model,
-            generation,
-            actor,
-            "deploy",
-            active,
-            version,
-            reason,
-            {"active_version": version},
-            report,
+        return self._switch(
+            model, generation, actor, "deploy", active, version, reason, force_signature, info
         )
 
     def rollback(
@@ -124,20 +114,8 @@ class DeployService:
                 "a quality alert); deploy another version instead",
                 "version",
             )
-        report = self._check(model, target, "rollback", actor, active, reason, force_signature)
-        if not report.passed:
-            self._refuse("rollback_refused", model, actor, active, target, reason, report)
-            raise GatesRefused("rollback", report)
-        return self._change(
-            model,
-            generation,
-            actor,
-            "rollback",
-            active,
-            target,
-            reason,
-            {"active_version": target},
-            report,
+        return self._switch(
+            model, generation, actor, "rollback", active, target, reason, force_signature
         )
 
     # ------------------------------------------------------------------ rollouts
@@ -147,7 +125,7 @@ class DeployService:
     ) -> DeploymentState:
         candidate = str(parse_version(request.candidate))
         active, generation, rollout = self._snapshot(model)
-        self.registry.get_version(model, candidate)
+        info = self.registry.get_version(model, candidate)
         if rollout is not None:
             raise Conflict(
                 f"a rollout of version {rollout.candidate} is already running; promote or "
@@ -163,12 +141,16 @@ class DeployService:
         if candidate == active:
             raise Conflict(f"version {candidate} is already serving", "candidate")
         _check_steps(request.steps)
-        report = self._check(
-            model, candidate, "rollout", actor, active, request.reason, request.force_signature
+        report = self._passing_report(
+            model,
+            candidate,
+            "rollout",
+            actor,
+            active,
+            request.reason,
+            request.force_signature,
+            info,
         )
-        if not report.passed:
-            self._refuse("rollout_refused", model, actor, active, candidate, request.reason, report)
-            raise GatesRefused("rollout", report)
         now = datetime.now(UTC)
         shadow_first = request.mode == "shadow"
         state = RolloutState(
@@ -408,6 +390,52 @@ class DeployService:
             details={"stage": _stage(rollout)},
         )
 
+    def _switch(
+        self,
+        model: str,
+        generation: int,
+        actor: Principal,
+        action: Literal["deploy", "rollback"],
+        active: str | None,
+        target: str,
+        reason: str,
+        force_signature: bool,
+        info: ModelVersionInfo | None = None,
+    ) -> DeploymentState:
+        """Gate ``target`` and make it the serving version: a deployment and a rollback are
+        the same path, only the version chosen differs."""
+        report = self._passing_report(model, target, action, actor, active, reason, force_signature)
+        return self._change(
+            model,
+            generation,
+            actor,
+            action,
+            active,
+            target,
+            reason,
+            {"active_version": target},
+            report,
+        )
+
+    def _passing_report(
+        self,
+        model: str,
+        version: str,
+        purpose: GatePurpose,
+        actor: Principal,
+        active: str | None,
+        reason: str,
+        force_signature: bool,
+        info: ModelVersionInfo | None = None,
+    ) -> GateReport:
+        """The gate report of ``version``; a refusal is recorded and raised as 409."""
+        report = self._check(model, version, purpose, actor, active, reason, force_signature, info)
+        if not report.passed:
+            action: AuditAction = f"{purpose}_refused"  # type: ignore[assignment]
+            self._refuse(action, model, actor, active, version, reason, report)
+            raise GatesRefused("deployment" if purpose == "deploy" else purpose, report)
+        return report
+
     def _check(
         self,
         model: str,
@@ -417,8 +445,9 @@ class DeployService:
         active: str | None,
         reason: str,
         force_signature: bool,
+        info: ModelVersionInfo | None = None,
     ) -> GateReport:
-        info = self.registry.get_version(model, version)
+        info = info or self.registry.get_version(model, version)
         callers = self.registry.get_version(model, active).signature if active else None
         if force_signature and not reason.strip():
             raise InputError("forcing a signature change needs a reason", "reason")

@@ -66,6 +66,7 @@ class LabelDialog(QDialog):
     ):
         super().__init__(parent)
         self.setWindowTitle("Record the true outcome")
+        self.setMinimumWidth(420)
         self.task = model.task if model else None
         version = (
             next((v for v in model.versions if v.version == event.version), None) if model else None
@@ -102,6 +103,7 @@ class LabelDialog(QDialog):
         except LabelError as exc:
             self.error.setText(str(exc))
             self.error.show()
+            self.adjustSize()  # laid out before the message existed: grow to show all of it
             self.value.setFocus()
             return
         self.accept()

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,60 +67,59 @@ def main() -> int:
     print(header, flush=True)
     results: dict[str, Any] = {"machine": header, "config": config.__dict__}
     tables: list[str] = []
+
+    def serving(work_dir: Path) -> tuple[list[str], Any]:
+        outcome = serving_bench.run_serving_bench(work_dir, config)
+        found = [serving_bench.render(outcome, config)]
+        if outcome.problems:
+            found.append(
+                "Server log lines worth a look:\n"
+                + "\n".join(f"  {p}" for p in outcome.problems[:30])
+            )
+        return found, serving_bench.to_json(outcome)
+
+    def prediction_log(work_dir: Path) -> tuple[list[str], Any]:
+        measured = log_bench.run_log_bench(work_dir, log_rows)
+        return [log_bench.render(measured)], log_bench.to_json(measured)
+
+    def console(work_dir: Path) -> tuple[list[str], Any]:
+        measured = console_bench.run_console_bench(
+            work_dir,
+            _env_number("BENCH_CONSOLE_SECONDS", 600.0),
+            _env_number("BENCH_CONSOLE_RATE", 500.0),
+        )
+        return [console_bench.render(measured)], measured
+
+    def switches(work_dir: Path) -> tuple[list[str], Any]:
+        measured = switch_bench.run_switch_bench(
+            work_dir, _env_number("BENCH_SWITCH_SECONDS", 20.0)
+        )
+        return [switch_bench.render(measured)], switch_bench.to_json(measured)
+
+    # BENCH_ONLY key, results key, what is running, the table's title, the run.
+    benches: list[tuple[str, str, str, str, Callable[[Path], tuple[list[str], Any]]]] = [
+        ("serving", "serving", "serving overhead", "Serving overhead", serving),
+        ("log", "prediction_log", "prediction-log writer", "Prediction-log writer",
+         prediction_log),
+        ("console", "console", "the console under load", "Console under load", console),
+        ("switch", "switch", "deployment switches under load",
+         "Deployment switches under load", switches),
+    ]  # fmt: skip
     work_dir = Path(tempfile.mkdtemp(prefix="servedeck-bench-"))
     try:
-        if only in ("", "serving"):
-            print("benchmark 1: serving overhead", flush=True)
+        for number, (key, result_key, what, title, run) in enumerate(benches, 1):
+            if only not in ("", key):
+                continue
+            print(f"benchmark {number}: {what}", flush=True)
             try:
-                outcome = serving_bench.run_serving_bench(work_dir, config)
-                tables.append(serving_bench.render(outcome, config))
-                results["serving"] = serving_bench.to_json(outcome)
-                if outcome.problems:
-                    tables.append(
-                        "Server log lines worth a look:\n"
-                        + "\n".join(f"  {p}" for p in outcome.problems[:30])
-                    )
+                bench_tables, data = run(work_dir)
+                tables.extend(bench_tables)
+                results[result_key] = data
             except Exception:
                 # The bench reports, it never fails the build: the error goes in the output.
                 message = traceback.format_exc()
-                tables.append(f"Serving overhead: FAILED\n{message}")
-                results["serving"] = {"error": message}
-        if only in ("", "log"):
-            print("benchmark 2: prediction-log writer", flush=True)
-            try:
-                log_results = log_bench.run_log_bench(work_dir, log_rows)
-                tables.append(log_bench.render(log_results))
-                results["prediction_log"] = log_bench.to_json(log_results)
-            except Exception:
-                message = traceback.format_exc()
-                tables.append(f"Prediction-log writer: FAILED\n{message}")
-                results["prediction_log"] = {"error": message}
-        if only in ("", "console"):
-            print("benchmark 3: the console under load", flush=True)
-            try:
-                console_result = console_bench.run_console_bench(
-                    work_dir,
-                    _env_number("BENCH_CONSOLE_SECONDS", 600.0),
-                    _env_number("BENCH_CONSOLE_RATE", 500.0),
-                )
-                tables.append(console_bench.render(console_result))
-                results["console"] = console_result
-            except Exception:
-                message = traceback.format_exc()
-                tables.append(f"Console under load: FAILED\n{message}")
-                results["console"] = {"error": message}
-        if only in ("", "switch"):
-            print("benchmark 4: deployment switches under load", flush=True)
-            try:
-                switch_result = switch_bench.run_switch_bench(
-                    work_dir, _env_number("BENCH_SWITCH_SECONDS", 20.0)
-                )
-                tables.append(switch_bench.render(switch_result))
-                results["switch"] = switch_bench.to_json(switch_result)
-            except Exception:
-                message = traceback.format_exc()
-                tables.append(f"Deployment switches under load: FAILED\n{message}")
-                results["switch"] = {"error": message}
+                tables.append(f"{title}: FAILED\n{message}")
+                results[result_key] = {"error": message}
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 

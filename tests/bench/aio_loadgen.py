@@ -87,6 +87,46 @@ async def _phase(
     return phase
 
 
+def open_session(max_in_flight: int, headers: dict[str, str]) -> aiohttp.ClientSession:
+    """One keep-alive connector for every request of a run, JSON bodies, the given headers."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_in_flight, keepalive_timeout=60),
+        headers={"Content-Type": "application/json", **headers},
+        timeout=aiohttp.ClientTimeout(total=30),
+    )
+
+
+def event_loop_runner() -> Any:
+    """uvloop's runner where installed: it roughly halves the client's own CPU cost, which
+    matters on a small machine where client and server share the cores."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+def read_request_args(args: argparse.Namespace) -> tuple[list[bytes], dict[str, str]]:
+    """The body lines (``--bodies``) and headers (``--header 'Name: value'``) of a run."""
+    bodies = [line for line in Path(args.bodies).read_bytes().splitlines() if line]
+    return bodies, dict(h.split(": ", 1) for h in args.header)
+
+
+def _summary(measured: Phase, ok_total: int, error_sample: str) -> dict[str, Any]:
+    completed = len(measured.latencies)
+    millis = np.asarray(measured.latencies) * 1000.0
+    return {
+        "requests": completed,
+        "seconds": measured.elapsed,
+        "rps": completed / measured.elapsed if measured.elapsed > 0 else 0.0,
+        "p50_ms": float(np.percentile(millis, 50)) if completed else None,
+        "p99_ms": float(np.percentile(millis, 99)) if completed else None,
+        "errors": measured.errors,
+        "ok_total": ok_total,
+        "error_sample": error_sample,
+    }
+
+
 def split_path(line: bytes, default_url: str) -> tuple[str, bytes]:
     """A body line is either JSON, or 'path<TAB>JSON' to send it to another path."""
     path, tab, body = line.partition(b"\t")
@@ -105,15 +145,10 @@ async def run_open_loop(
     seconds: float,
 ) -> dict[str, Any]:
     requests = [split_path(line, url) for line in lines]
-    connector = aiohttp.TCPConnector(limit=max_in_flight, keepalive_timeout=60)
-    timeout = aiohttp.ClientTimeout(total=30)
-    all_headers = {"Content-Type": "application/json", **headers}
     phase = Phase()
     behind = 0
     in_flight: set[asyncio.Task[None]] = set()
-    async with aiohttp.ClientSession(
-        connector=connector, headers=all_headers, timeout=timeout
-    ) as session:
+    async with open_session(max_in_flight, headers) as session:
         started = time.perf_counter()
         sent = 0
         while True:
@@ -135,19 +170,7 @@ async def run_open_loop(
         if in_flight:
             await asyncio.wait(in_flight, timeout=30)
         phase.elapsed = time.perf_counter() - started
-    completed = len(phase.latencies)
-    millis = np.asarray(phase.latencies) * 1000.0
-    return {
-        "requests": completed,
-        "seconds": phase.elapsed,
-        "rps": completed / phase.elapsed if phase.elapsed > 0 else 0.0,
-        "p50_ms": float(np.percentile(millis, 50)) if completed else None,
-        "p99_ms": float(np.percentile(millis, 99)) if completed else None,
-        "errors": phase.errors,
-        "ok_total": phase.ok,
-        "behind": behind,
-        "error_sample": phase.error_sample,
-    }
+    return {**_summary(phase, phase.ok, phase.error_sample), "behind": behind}
 
 
 async def run(
@@ -158,26 +181,10 @@ async def run(
     seconds: float,
     warmup: float,
 ) -> dict[str, Any]:
-    connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=60)
-    timeout = aiohttp.ClientTimeout(total=30)
-    all_headers = {"Content-Type": "application/json", **headers}
-    async with aiohttp.ClientSession(
-        connector=connector, headers=all_headers, timeout=timeout
-    ) as session:
+    async with open_session(concurrency, headers) as session:
         warm = await _phase(session, url, bodies, concurrency, warmup) if warmup > 0 else Phase()
         measured = await _phase(session, url, bodies, concurrency, seconds)
-    completed = len(measured.latencies)
-    millis = np.asarray(measured.latencies) * 1000.0
-    return {
-        "requests": completed,
-        "seconds": measured.elapsed,
-        "rps": completed / measured.elapsed if measured.elapsed > 0 else 0.0,
-        "p50_ms": float(np.percentile(millis, 50)) if completed else None,
-        "p99_ms": float(np.percentile(millis, 99)) if completed else None,
-        "errors": measured.errors,
-        "ok_total": warm.ok + measured.ok,
-        "error_sample": measured.error_sample or warm.error_sample,
-    }
+    return _summary(measured, warm.ok + measured.ok, measured.error_sample or warm.error_sample)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,21 +197,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--header", action="append", default=[], help="'Name: value'")
     parser.add_argument("--rate", type=float, help="open loop: start this many requests/s")
     args = parser.parse_args(argv)
-    bodies = [line for line in Path(args.bodies).read_bytes().splitlines() if line]
-    headers = dict(h.split(": ", 1) for h in args.header)
-    try:
-        # uvloop (shipped with uvicorn[standard]) roughly halves the client's own CPU cost,
-        # which matters on a small machine where client and server share the cores.
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+    bodies, headers = read_request_args(args)
     if args.rate:
         work = run_open_loop(args.url, bodies, headers, args.rate, args.concurrency, args.seconds)
     else:
         work = run(args.url, bodies, headers, args.concurrency, args.seconds, args.warmup)
-    result = runner(work)
+    result = event_loop_runner()(work)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 

@@ -23,11 +23,11 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
+
+from tests.bench.aio_loadgen import event_loop_runner, open_session, read_request_args
 
 READY_LINE = "VERSION LOAD READY"
 
@@ -92,13 +92,8 @@ async def _worker(
 async def run(
     url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int, seconds: float
 ) -> tuple[Recorder, float]:
-    connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=60)
-    timeout = aiohttp.ClientTimeout(total=30)
-    all_headers = {"Content-Type": "application/json", **headers}
     recorder = Recorder()
-    async with aiohttp.ClientSession(
-        connector=connector, headers=all_headers, timeout=timeout
-    ) as session:
+    async with open_session(concurrency, headers) as session:
         started = time.monotonic()
         deadline = started + seconds
         stride = max(1, len(bodies) // concurrency)
@@ -121,16 +116,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--out", required=True, help="JSON lines [t, status, version]")
     args = parser.parse_args(argv)
-    bodies = [line for line in Path(args.bodies).read_bytes().splitlines() if line]
-    headers = dict(h.split(": ", 1) for h in args.header)
-    try:
-        # uvloop roughly halves the client's own CPU cost; client and server share the cores.
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    recorder, elapsed = runner(run(args.url, bodies, headers, args.concurrency, args.seconds))
+    bodies, headers = read_request_args(args)
+    recorder, elapsed = event_loop_runner()(
+        run(args.url, bodies, headers, args.concurrency, args.seconds)
+    )
     with open(args.out, "wb") as out:
         for answer in recorder.answers:
             out.write(orjson.dumps(answer) + b"\n")
