@@ -7,11 +7,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 
+from backend.api.app import create_app
 from backend.registry import CompiledSignature, LoadedVersion, Prediction
 from backend.schemas import FeatureSpec
 from backend.serving.batcher import MicroBatcher
+from backend.workspace import Workspace
+from tests.helpers import TOY_ROW
 
 
 class _Recorder:
@@ -89,3 +93,37 @@ def test_a_failing_model_fails_only_its_batch() -> None:
             await batcher.predict([{"x": 1.0}])
 
     asyncio.run(scenario())
+
+
+def test_lone_requests_are_not_taken_for_a_crowd_and_a_crowd_is_still_batched(
+    sqlite_workspace: Workspace,
+) -> None:
+    """Lone requests may skip the loop turn that counts a crowd; a burst must still batch."""
+    app = create_app(workspace=sqlite_workspace)
+    serving = app.state.serving
+    headers = {"Authorization": f"Bearer {sqlite_workspace.admin_token()}"}
+
+    async def scenario() -> tuple[list[int], int, float, int]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://deck") as http:
+
+                async def post() -> int:
+                    response = await http.post(
+                        "/v1/models/toy:predict", headers=headers, json={"instances": [TOY_ROW]}
+                    )
+                    return response.status_code
+
+                # The first call measures the model on its thread; then it counts as cheap.
+                statuses = [await post() for _ in range(30)]
+                batcher = serving._batchers[("toy", "1")]
+                lone_calls, crowded_after_lone = batcher.calls, serving.last_crowded
+                statuses += await asyncio.gather(*(post() for _ in range(48)))
+                return statuses, lone_calls, crowded_after_lone, batcher.calls - lone_calls
+
+    statuses, lone_calls, crowded_after_lone, crowd_calls = asyncio.run(scenario())
+    assert statuses == [200] * 78
+    assert lone_calls == 30  # one model call per lone request
+    assert crowded_after_lone < 0, "requests one at a time were taken for a crowd"
+    assert serving.last_crowded > 0
+    assert crowd_calls < 48 / 2, f"48 concurrent requests took {crowd_calls} model calls"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -71,7 +72,10 @@ class InFlightCounter:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        self.serving.http_in_flight += 1
+        serving = self.serving
+        serving.http_in_flight += 1
+        if serving.http_in_flight > 1:
+            serving.last_crowded = time.monotonic()
         try:
             await self.app(scope, receive, send)
         finally:

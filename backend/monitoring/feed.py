@@ -1,7 +1,8 @@
 """The live prediction feed: a bounded ring of recent predictions that streams can resume from.
 
 Predictions are published on the event loop (the request path), so the ring needs no lock.
-The request path only appends what it already built for the log; the event dicts a stream
+The request path only appends the rows it already encoded for the log (flat tuples of
+scalars and JSON text, which the garbage collector stops scanning); the event dicts a stream
 sends are made when a stream reads them, so nobody pays for them while no console watches.
 Event ids are ``<epoch>-<seq>``: the epoch changes when the server restarts, so a client that
 resumes across a restart gets what the new server has instead of a wrong position.
@@ -15,7 +16,21 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from backend.serving.prediction_log import LoggedPrediction
+import orjson
+
+from backend.serving.prediction_log import (
+    ROW_CREATED_AT,
+    ROW_ENTITY_ID,
+    ROW_FEATURES,
+    ROW_INDEX,
+    ROW_LATENCY_MS,
+    ROW_MODEL,
+    ROW_OUTPUTS,
+    ROW_REQUEST_ID,
+    ROW_ROUTE,
+    ROW_VERSION,
+    LogRow,
+)
 
 FEED_CAPACITY = 20_000
 # A large batch request shows its first rows in the live feed; the log keeps all of them.
@@ -25,18 +40,26 @@ MAX_ROWS_PER_REQUEST = 100
 class PredictionFeed:
     def __init__(self, capacity: int = FEED_CAPACITY):
         self.epoch = os.urandom(4).hex()
-        # (seq, prediction, confidence of its top class)
-        self._events: deque[tuple[int, LoggedPrediction, float | None]] = deque(maxlen=capacity)
+        # (seq, confidence of the top class, top output) + the logged row: one flat tuple.
+        self._events: deque[tuple[Any, ...]] = deque(maxlen=capacity)
         self._next_seq = 1
         self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
 
     def publish(
-        self, predictions: list[LoggedPrediction], confidences: Sequence[float | None]
+        self,
+        rows: list[LogRow],
+        top_outputs: Sequence[Any],
+        confidences: Sequence[float | None],
     ) -> None:
-        for prediction in predictions:
-            self._events.append((self._next_seq, prediction, confidences[prediction.row_index]))
-            self._next_seq += 1
+        """Rows of one request in order as the log encoded them, with their answers and
+        confidences (row i of the request is rows[i], top_outputs[i], confidences[i])."""
+        events = self._events
+        seq = self._next_seq
+        for i, row in enumerate(rows):
+            events.append((seq, confidences[i], top_outputs[i], *row))
+            seq += 1
+        self._next_seq = seq
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
@@ -82,9 +105,10 @@ class PredictionFeed:
         selected: list[dict[str, Any]] = []
         position = after_seq
         for index in range(start, len(events)):
-            position, prediction, confidence = events[index]
-            if model is None or prediction.model == model:
-                selected.append(_event(position, prediction, confidence))
+            event = events[index]
+            position = event[0]
+            if model is None or event[_FIRST + ROW_MODEL] == model:
+                selected.append(_event(event))
                 if len(selected) >= limit:
                     break
         return selected, missed, position
@@ -108,22 +132,28 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def _event(seq: int, prediction: LoggedPrediction, confidence: float | None) -> dict[str, Any]:
+# A stored event is (seq, confidence, top output) followed by the LogRow's fields.
+_FIRST = 3
+
+
+def _event(event: tuple[Any, ...]) -> dict[str, Any]:
     """The wire form, ``backend.schemas.PredictionEvent``."""
+    row = event[_FIRST:]
     return {
-        "seq": seq,
-        "request_id": prediction.request_id,
-        "row": prediction.row_index,
-        "created_at": prediction.created_at,
-        "model": prediction.model,
-        "version": prediction.version,
-        "route": prediction.route,
+        "seq": event[0],
+        "request_id": row[ROW_REQUEST_ID],
+        "row": row[ROW_INDEX],
+        "created_at": row[ROW_CREATED_AT],
+        "model": row[ROW_MODEL],
+        "version": row[ROW_VERSION],
+        "route": row[ROW_ROUTE],
         # The only decision until the guards (abstain, fallback, hold-out) land.
         "decision": "answered",
-        "top_output": prediction.outputs["predict"],
-        "confidence": confidence,
-        "latency_ms": prediction.latency_ms,
-        "entity_id": prediction.entity_id,
-        "features": prediction.features,
-        "outputs": prediction.outputs,
+        "top_output": event[2],
+        "confidence": event[1],
+        "latency_ms": row[ROW_LATENCY_MS],
+        "entity_id": row[ROW_ENTITY_ID],
+        # Already JSON text (the log's): embedded as it is, never decoded and re-encoded.
+        "features": orjson.Fragment(row[ROW_FEATURES]),
+        "outputs": orjson.Fragment(row[ROW_OUTPUTS]),
     }

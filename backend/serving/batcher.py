@@ -43,6 +43,8 @@ class MicroBatcher:
         self._running = False
         # Held so the drain task cannot be garbage-collected while it runs.
         self._drain_task: asyncio.Task[None] | None = None
+        # Model calls made, and how many of them ran on the loop.
+        self.calls = 0
         self.inline_batches = 0
         # Running estimates of one call: its duration and its size. None until measured.
         self._call_s: float | None = None
@@ -109,6 +111,7 @@ class MicroBatcher:
         return self._call_s * max(1.0, rows / self._call_rows)
 
     def _observe(self, seconds: float, rows: int) -> None:
+        self.calls += 1
         if self._call_s is None:
             self._call_s, self._call_rows = seconds, float(rows)
             return
