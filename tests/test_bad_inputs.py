@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -136,6 +138,31 @@ def test_oversized_payload_is_refused_before_reading(
     response = client.post("/v2/models/toy/infer", headers=admin_headers, content=big)
     assert response.status_code == 413
     assert response.json()["field"] == "body"
+
+
+def test_oversized_streamed_payload_is_refused_while_reading(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    # Chunked transfer declares no length: the limit is counted as the body arrives.
+    limit = client.app.state.workspace.settings.max_request_bytes  # type: ignore[attr-defined]
+    chunk = b" " * 65_536
+
+    def body() -> Iterator[bytes]:
+        yield b'{"instances": ['
+        for _ in range(limit // len(chunk) + 2):
+            yield chunk
+        yield b"]}"
+
+    for path in ("/v1/models/toy:predict", "/api/v1/feedback"):
+        response = client.post(path, headers=admin_headers, content=body())
+        assert response.status_code == 413, (path, response.text)
+        assert response.json()["field"] == "body"
+    small = client.post(
+        "/v1/models/toy:predict",
+        headers=admin_headers,
+        content=iter([b'{"instances": [', orjson.dumps(TOY_ROW), b"]}"]),
+    )
+    assert small.status_code == 200, small.text
 
 
 def test_too_many_rows(client: TestClient, admin_headers: dict[str, str]) -> None:

@@ -1,4 +1,5 @@
-"""Refuse oversized bodies before they are read into memory (413), declared or streamed."""
+"""Refuse oversized bodies (413): a declared length before reading, a streamed body as soon as
+it passes the limit (so at most the limit is ever held in memory); count requests in flight."""
 
 from __future__ import annotations
 
@@ -23,26 +24,39 @@ class BodySizeLimit:
                 try:
                     declared = int(value)
                 except ValueError:
-                    declared = 0
+                    break  # the HTTP server refuses such a request before it gets here
                 if declared > self.max_bytes:
                     await self._refuse(send)
                     return
-                break
+                # The HTTP server delivers no more than the declared length: nothing to count.
+                await self.app(scope, receive, send)
+                return
+        # No declared length (chunked): read the body here, counting, and hand it on whole.
+        # Raising from inside receive instead let FastAPI's body parsing turn it into a 400.
+        chunks: list[bytes] = []
         received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client left before its body arrived: nobody to answer
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body: Message | None = {"type": "http.request", "body": b"".join(chunks)}
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._refuse(send)
+        async def replay() -> Message:
+            nonlocal body
+            if body is not None:
+                message, body = body, None
+                return message
+            return await receive()  # after the body: the disconnect, for streaming responses
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
         reason = f"the request body is larger than the limit of {self.max_bytes} bytes"
@@ -80,7 +94,3 @@ class InFlightCounter:
             await self.app(scope, receive, send)
         finally:
             self.serving.http_in_flight -= 1
-
-
-class _TooLarge(Exception):
-    pass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,8 @@ class LoadedVersion:
             estimator
         )
         self.has_proba = task == "classification" and hasattr(estimator, "predict_proba")
+        if self.has_proba and self.class_labels is None:
+            self.class_labels = class_labels_of(estimator)
 
     def _design(self, rows: Sequence[dict[str, Any]]) -> Any:
         names = self.signature.names
@@ -64,9 +66,10 @@ class LoadedVersion:
         with sklearn.config_context(assume_finite=True):
             if self.has_proba:
                 proba = self.estimator.predict_proba(design)
-                classes = self.estimator.classes_
-                labels = [_plain(classes[i]) for i in np.argmax(proba, axis=1)]
-                return Prediction(labels, proba.astype(float).tolist())
+                # Labels from the plain class list: no numpy scalar per row to convert.
+                classes = cast(list[Any], self.class_labels)
+                labels = [classes[i] for i in proba.argmax(axis=1).tolist()]
+                return Prediction(labels, proba.tolist())  # tolist: plain Python floats
             raw = self.estimator.predict(design)
         return Prediction([_plain(v) for v in raw], None)
 

@@ -69,17 +69,12 @@ def _number_checker(spec: FeatureSpec, integral: bool) -> Checker:
     kind = "an integer" if integral else "a number"
 
     def check(value: Any) -> Any:
-        # bool is an int subclass in Python; a JSON true is not a number to a model.
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expected {kind}, got {_describe(value)}")
-        if integral and isinstance(value, float):
-            if not value.is_integer():
-                raise ValueError(f"expected an integer, got {value!r}")
-            value = int(value)
-        if not integral:
+        # A JSON number with a fraction arrives as exactly float: the common case, first.
+        if type(value) is float and not integral:
             if not math.isfinite(value):
                 raise ValueError(f"{value!r} is not a finite number")
-            value = float(value)
+        else:
+            value = _number(value, integral, kind)
         if low is not None and value < low:
             raise ValueError(f"{value!r} is below the allowed minimum {low:g}")
         if high is not None and value > high:
@@ -87,6 +82,21 @@ def _number_checker(spec: FeatureSpec, integral: bool) -> Checker:
         return value
 
     return check
+
+
+def _number(value: Any, integral: bool, kind: str) -> int | float:
+    # bool is an int subclass in Python; a JSON true is not a number to a model.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected {kind}, got {_describe(value)}")
+    if integral:
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"expected an integer, got {value!r}")
+            return int(value)
+        return value
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    return float(value)
 
 
 def _bool_checker(_spec: FeatureSpec) -> Checker:

@@ -85,10 +85,12 @@ LogRow = tuple[str, int, float, str, str, str, str | None, str, str, float, str]
 ) = range(11)
 
 
+def json_text(value: Any) -> str:
+    """A features or outputs column's content; encoded once, the writer never re-encodes it."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
 def encode_rows(rows: list[LoggedPrediction]) -> list[LogRow]:
-    """Features and outputs become the JSON text their columns store, encoded once here."""
-    dumps = orjson.dumps
-    numpy = orjson.OPT_SERIALIZE_NUMPY
     return [
         (
             row.request_id,
@@ -98,8 +100,8 @@ def encode_rows(rows: list[LoggedPrediction]) -> list[LogRow]:
             row.version,
             row.route,
             row.entity_id,
-            dumps(row.features, option=numpy).decode(),
-            dumps(row.outputs, option=numpy).decode(),
+            json_text(row.features),
+            json_text(row.outputs),
             row.latency_ms,
             row.token_name,
         )
