@@ -19,35 +19,40 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared: int | None = None
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
-                    break  # the HTTP server refuses such a request before it gets here
-                if declared > self.max_bytes:
-                    await self._refuse(send)
-                    return
-                # The HTTP server delivers no more than the declared length: nothing to count.
-                await self.app(scope, receive, send)
-                return
+                    declared = None  # the HTTP server refuses such a request before this
+            elif name == b"transfer-encoding":
+                chunked = True
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(send)
+            return
+        if declared is not None and not chunked:
+            # The HTTP server delivers no more than the declared length: nothing to count.
+            # (With a transfer encoding too, some servers frame by it and ignore the length.)
+            await self.app(scope, receive, send)
+            return
         # No declared length (chunked): read the body here, counting, and hand it on whole.
         # Raising from inside receive instead let FastAPI's body parsing turn it into a 400.
-        chunks: list[bytes] = []
-        received = 0
+        # This happens before authentication (as FastAPI's own body reading does), so an
+        # unknown caller can make the server hold at most the limit per request.
+        whole = bytearray()
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 return  # the client left before its body arrived: nobody to answer
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > self.max_bytes:
+            whole += message.get("body", b"")
+            if len(whole) > self.max_bytes:
                 await self._refuse(send)
                 return
-            chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body: Message | None = {"type": "http.request", "body": b"".join(chunks)}
+        body: Message | None = {"type": "http.request", "body": bytes(whole)}
 
         async def replay() -> Message:
             nonlocal body
@@ -76,14 +81,18 @@ class BodySizeLimit:
 
 
 class InFlightCounter:
-    """Counts the HTTP requests being handled, so serving can tell a lone request from a crowd."""
+    """Counts the POST requests being handled, so serving can tell a lone request from a crowd.
+
+    GETs are left out: an open event stream (a console watching) would otherwise count as a
+    second request forever, and every lone prediction would be taken for part of a crowd.
+    """
 
     def __init__(self, app: ASGIApp, serving: Any):
         self.app = app
         self.serving = serving
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         serving = self.serving
@@ -93,4 +102,4 @@ class InFlightCounter:
         try:
             await self.app(scope, receive, send)
         finally:
-            self.serving.http_in_flight -= 1
+            serving.http_in_flight -= 1

@@ -53,6 +53,8 @@ class LoadedVersion:
         self.has_proba = task == "classification" and hasattr(estimator, "predict_proba")
         if self.has_proba and self.class_labels is None:
             self.class_labels = class_labels_of(estimator)
+            # Probabilities without classes cannot be named: answer with labels alone.
+            self.has_proba = self.class_labels is not None
 
     def _design(self, rows: Sequence[dict[str, Any]]) -> Any:
         names = self.signature.names
