@@ -7,12 +7,12 @@ import gc
 import orjson
 
 from backend.monitoring.feed import PredictionFeed
-from backend.serving.prediction_log import LoggedPrediction, encode_rows
+from backend.serving.prediction_log import LogRow, log_row
 
 
-def _rows(request_id: str, n: int, model: str = "fraud") -> list[LoggedPrediction]:
+def _rows(request_id: str, n: int, model: str = "fraud") -> list[LogRow]:
     return [
-        LoggedPrediction(
+        log_row(
             request_id=request_id,
             row_index=i,
             created_at=1_700_000_000.0 + i,
@@ -31,7 +31,7 @@ def _rows(request_id: str, n: int, model: str = "fraud") -> list[LoggedPredictio
 
 def test_events_carry_every_field_of_the_logged_row() -> None:
     feed = PredictionFeed(capacity=10)
-    feed.publish(encode_rows(_rows("r1", 2)), [0, 1], [0.75, None])
+    feed.publish(_rows("r1", 2), [0, 1], [0.75, None])
     events, missed, position = feed.since(0)
     assert missed == 0 and position == 2
     wire = orjson.loads(orjson.dumps({"events": events}))["events"]
@@ -56,8 +56,8 @@ def test_events_carry_every_field_of_the_logged_row() -> None:
 
 def test_model_filter_and_missed_count() -> None:
     feed = PredictionFeed(capacity=3)
-    feed.publish(encode_rows(_rows("a", 2, "fraud")), [0, 0], [0.9, 0.9])
-    feed.publish(encode_rows(_rows("b", 3, "ride-price")), [1.5, 1.6, 1.7], [None] * 3)
+    feed.publish(_rows("a", 2, "fraud"), [0, 0], [0.9, 0.9])
+    feed.publish(_rows("b", 3, "ride-price"), [1.5, 1.6, 1.7], [None] * 3)
     events, missed, position = feed.since(1, "ride-price")
     assert missed == 1  # event 2 left the ring of three before it was read
     assert [e["top_output"] for e in events] == [1.5, 1.6, 1.7] and position == 5
@@ -69,7 +69,7 @@ def test_the_ring_holds_nothing_the_garbage_collector_must_scan() -> None:
     # young-generation collection under load scan them again.
     feed = PredictionFeed(capacity=1_000)
     for n in range(200):
-        feed.publish(encode_rows(_rows(f"r{n}", 3)), [0, 1, 0], [0.6, 0.7, 0.8])
+        feed.publish(_rows(f"r{n}", 3), [0, 1, 0], [0.6, 0.7, 0.8])
     gc.collect()
     events = list(feed._events)
     assert len(events) == 600

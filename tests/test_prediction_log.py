@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, text
 
 from backend.db.tables import PredictionRow
-from backend.serving.prediction_log import LoggedPrediction, PredictionLog
+from backend.serving.prediction_log import LogRow, PredictionLog, log_row
 from backend.workspace import Workspace
 from tests.helpers import logged_rows, make_settings
 
@@ -32,9 +32,9 @@ def prediction_log(store: Workspace) -> Iterator[PredictionLog]:
     log.stop()
 
 
-def _rows(request_id: str, n: int) -> list[LoggedPrediction]:
+def _rows(request_id: str, n: int) -> list[LogRow]:
     return [
-        LoggedPrediction(
+        log_row(
             request_id=request_id,
             row_index=i,
             created_at=time.time(),

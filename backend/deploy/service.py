@@ -428,25 +428,8 @@ class DeployService:
         force_signature: bool,
         info: ModelVersionInfo | None = None,
     ) -> GateReport:
-        """The gate report of ``version``; a refusal is recorded and raised as 409."""
-        report = self._check(model, version, purpose, actor, active, reason, force_signature, info)
-        if not report.passed:
-            action: AuditAction = f"{purpose}_refused"  # type: ignore[assignment]
-            self._refuse(action, model, actor, active, version, reason, report)
-            raise GatesRefused("deployment" if purpose == "deploy" else purpose, report)
-        return report
-
-    def _check(
-        self,
-        model: str,
-        version: str,
-        purpose: GatePurpose,
-        actor: Principal,
-        active: str | None,
-        reason: str,
-        force_signature: bool,
-        info: ModelVersionInfo | None = None,
-    ) -> GateReport:
+        """Run the gates on ``version`` and store their report; a refusal is recorded in the
+        audit trail and raised as 409."""
         info = info or self.registry.get_version(model, version)
         callers = self.registry.get_version(model, active).signature if active else None
         if force_signature and not reason.strip():
@@ -474,6 +457,10 @@ class DeployService:
             session.add(row)
             session.flush()
             report.id = row.id
+        if not report.passed:
+            action: AuditAction = f"{purpose}_refused"  # type: ignore[assignment]
+            self._refuse(action, model, actor, active, version, reason, report)
+            raise GatesRefused("deployment" if purpose == "deploy" else purpose, report)
         return report
 
     def _refuse(

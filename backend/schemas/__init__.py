@@ -322,7 +322,9 @@ class WhoAmI(BaseModel):
 # ---------------------------------------------------------------- prediction log
 
 
-class PredictionRecord(BaseModel):
+class LoggedPredictionFields(BaseModel):
+    """What the prediction log holds of one row of a request; read back and streamed live."""
+
     request_id: str
     row: int
     created_at: float
@@ -333,6 +335,9 @@ class PredictionRecord(BaseModel):
     features: dict[str, Any]
     outputs: dict[str, Any]
     latency_ms: float
+
+
+class PredictionRecord(LoggedPredictionFields):
     token_name: str
     label: Any = None
 
@@ -349,24 +354,14 @@ Decision = Literal["answered", "abstained", "fallback", "held_out"]
 DECISIONS: tuple[Decision, ...] = ("answered", "abstained", "fallback", "held_out")
 
 
-class PredictionEvent(BaseModel):
+class PredictionEvent(LoggedPredictionFields):
     """One prediction as the live feed shows it (one row of a request)."""
 
     seq: int
-    request_id: str
-    row: int
-    created_at: float
-    model: str
-    version: str
-    route: str
     decision: Decision
     # The predicted class or value, and for classifiers the probability of that class.
     top_output: Any
     confidence: float | None
-    latency_ms: float
-    entity_id: str | None
-    features: dict[str, Any]
-    outputs: dict[str, Any]
 
 
 class PredictionEventBatch(BaseModel):

@@ -42,21 +42,6 @@ STOP_TIMEOUT_S = 30.0
 _SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedPrediction:
-    request_id: str
-    row_index: int
-    created_at: float
-    model: str
-    version: str
-    route: str
-    entity_id: str | None
-    features: dict[str, Any]
-    outputs: dict[str, Any]
-    latency_ms: float
-    token_name: str
-
-
 @dataclass(slots=True)
 class _Message:
     seq: int
@@ -67,8 +52,8 @@ class _Message:
 # One row as the writer inserts it, in the column order of ``log_writer.COLUMNS``: request id,
 # row index, created at, model, version, route, entity id, features and outputs (JSON text),
 # latency in ms, token name. Scalars and strings only: a ring of them (the live feed) is
-# left alone by the garbage collector, where LoggedPrediction objects with their dicts made
-# it scan tens of thousands of objects every few hundred requests.
+# left alone by the garbage collector, where objects with dicts made it scan tens of thousands
+# of objects every few hundred requests.
 LogRow = tuple[str, int, float, str, str, str, str | None, str, str, float, str]
 (
     ROW_REQUEST_ID,
@@ -90,23 +75,34 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
-def encode_rows(rows: list[LoggedPrediction]) -> list[LogRow]:
-    return [
-        (
-            row.request_id,
-            row.row_index,
-            row.created_at,
-            row.model,
-            row.version,
-            row.route,
-            row.entity_id,
-            json_text(row.features),
-            json_text(row.outputs),
-            row.latency_ms,
-            row.token_name,
-        )
-        for row in rows
-    ]
+def log_row(
+    *,
+    request_id: str,
+    row_index: int,
+    created_at: float,
+    model: str,
+    version: str,
+    route: str,
+    entity_id: str | None,
+    features: dict[str, Any],
+    outputs: dict[str, Any],
+    latency_ms: float,
+    token_name: str,
+) -> LogRow:
+    """One prediction as the log stores it (and the live feed keeps it)."""
+    return (
+        request_id,
+        row_index,
+        created_at,
+        model,
+        version,
+        route,
+        entity_id,
+        json_text(features),
+        json_text(outputs),
+        latency_ms,
+        token_name,
+    )
 
 
 def writer_target(engine: Engine) -> WriterTarget:
@@ -155,11 +151,8 @@ class PredictionLog:
     def has_room(self, rows: int) -> bool:
         return self._appended_total - self._acked_total + rows <= self.max_queued_rows
 
-    def append(self, rows: list[LoggedPrediction]) -> None:
-        self.append_encoded(encode_rows(rows))
-
-    def append_encoded(self, rows: list[LogRow]) -> None:
-        """Append rows already made by ``encode_rows`` (serving shares them with the feed)."""
+    def append(self, rows: list[LogRow]) -> None:
+        """Append rows made by ``log_row`` (serving shares the same tuples with the feed)."""
         frame = orjson.dumps(rows)
         with self._lock:
             self._pending.append((frame, len(rows)))

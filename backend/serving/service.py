@@ -17,7 +17,7 @@ from backend.monitoring.live_stats import LiveStats
 from backend.registry import LoadedVersion, Prediction, Registry, parse_version
 from backend.schemas import RolloutState
 from backend.serving.batcher import MicroBatcher
-from backend.serving.prediction_log import LogRow, PredictionLog, json_text
+from backend.serving.prediction_log import PredictionLog, log_row
 from backend.serving.request_ids import new_request_id
 from backend.serving.routing import ModelRouting, goes_to_canary
 from backend.settings import Settings
@@ -397,29 +397,26 @@ class ServingService:
         labels = prediction.labels
         probabilities = prediction.probabilities
         n_ids = len(entity_ids)
-        # Rows straight in the log's form (no LoggedPrediction objects on the request path).
-        encoded: list[LogRow] = [
-            (
-                request_id,
-                i,
-                now,
-                model,
-                version,
-                route,
-                entity_ids[i] if i < n_ids else None,
-                json_text(row),
-                json_text(
-                    {
-                        "predict": labels[i],
-                        "predict_proba": probabilities[i] if probabilities else None,
-                    }
-                ),
-                latency_ms,
-                token_name,
+        encoded = [
+            log_row(
+                request_id=request_id,
+                row_index=i,
+                created_at=now,
+                model=model,
+                version=version,
+                route=route,
+                entity_id=entity_ids[i] if i < n_ids else None,
+                features=row,
+                outputs={
+                    "predict": labels[i],
+                    "predict_proba": probabilities[i] if probabilities else None,
+                },
+                latency_ms=latency_ms,
+                token_name=token_name,
             )
             for i, row in enumerate(rows)
         ]
-        self.prediction_log.append_encoded(encoded)
+        self.prediction_log.append(encoded)
         confidences = [max(p) for p in probabilities] if probabilities else [None] * len(rows)
         if route != "shadow":  # a shadow copy is not traffic: it must not double the rates
             self.live_stats.record(model, now, latency_ms, confidences)

@@ -19,6 +19,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,54 +37,73 @@ class Phase:
     elapsed: float = 0.0
 
 
-async def _send(session: aiohttp.ClientSession, url: str, body: bytes, phase: Phase) -> None:
+# What one request came to: (HTTP status, response body, seconds); status 0 and the error's
+# text when no answer came.
+Record = Callable[[int, bytes, float], None]
+
+
+def _record_into(phase: Phase) -> Record:
+    def record(status: int, payload: bytes, seconds: float) -> None:
+        if status == 0:
+            phase.errors += 1
+            phase.error_sample = phase.error_sample or payload.decode()
+            return
+        phase.latencies.append(seconds)
+        if 200 <= status < 300:
+            phase.ok += 1
+        else:
+            phase.errors += 1
+            phase.error_sample = phase.error_sample or f"HTTP {status}: {payload[:200]!r}"
+
+    return record
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: bytes, record: Record) -> bool:
+    """Send one request and record its outcome; False when no answer came."""
     started = time.perf_counter()
     try:
         async with session.post(url, data=body) as response:
             payload = await response.read()
             status = response.status
-    except Exception as exc:  # counted, never raised: the schedule goes on
-        phase.errors += 1
-        phase.error_sample = phase.error_sample or f"{type(exc).__name__}: {exc}"
-        return
-    phase.latencies.append(time.perf_counter() - started)
-    if 200 <= status < 300:
-        phase.ok += 1
-    else:
-        phase.errors += 1
-        phase.error_sample = phase.error_sample or f"HTTP {status}: {payload[:200]!r}"
+    except Exception as exc:  # recorded, never raised: the load goes on
+        record(0, f"{type(exc).__name__}: {exc}".encode(), time.perf_counter() - started)
+        return False
+    record(status, payload, time.perf_counter() - started)
+    return True
 
 
-async def _worker(
+async def closed_loop(
     session: aiohttp.ClientSession,
     url: str,
     bodies: list[bytes],
-    offset: int,
-    deadline: float,
-    phase: Phase,
-) -> None:
-    index = offset
+    concurrency: int,
+    seconds: float,
+    record: Record,
+) -> float:
+    """``concurrency`` workers each send a body, wait for the answer and send the next, until
+    ``seconds`` have passed; returns the time it took. Workers start at spread-out bodies."""
+    started = time.perf_counter()
+    deadline = started + seconds
     count = len(bodies)
-    while time.perf_counter() < deadline:
-        body = bodies[index % count]
-        index += 1
-        completed = len(phase.latencies)
-        await _send(session, url, body, phase)
-        if len(phase.latencies) == completed:
-            await asyncio.sleep(0.01)  # a dead server must not turn this into a busy loop
+    stride = max(1, count // concurrency)
+
+    async def worker(index: int) -> None:
+        while time.perf_counter() < deadline:
+            if not await post(session, url, bodies[index % count], record):
+                await asyncio.sleep(0.01)  # a dead server must not turn this into a busy loop
+            index += 1
+
+    await asyncio.gather(*(worker(i * stride) for i in range(concurrency)))
+    return time.perf_counter() - started
 
 
 async def _phase(
     session: aiohttp.ClientSession, url: str, bodies: list[bytes], concurrency: int, seconds: float
 ) -> Phase:
     phase = Phase()
-    started = time.perf_counter()
-    deadline = started + seconds
-    stride = max(1, len(bodies) // concurrency)
-    await asyncio.gather(
-        *(_worker(session, url, bodies, i * stride, deadline, phase) for i in range(concurrency))
+    phase.elapsed = await closed_loop(
+        session, url, bodies, concurrency, seconds, _record_into(phase)
     )
-    phase.elapsed = time.perf_counter() - started
     return phase
 
 
@@ -146,8 +166,9 @@ async def run_open_loop(
 ) -> dict[str, Any]:
     requests = [split_path(line, url) for line in lines]
     phase = Phase()
+    record = _record_into(phase)
     behind = 0
-    in_flight: set[asyncio.Task[None]] = set()
+    in_flight: set[asyncio.Task[bool]] = set()
     async with open_session(max_in_flight, headers) as session:
         started = time.perf_counter()
         sent = 0
@@ -162,7 +183,7 @@ async def run_open_loop(
                     sent = due
                     break
                 target, body = requests[sent % len(requests)]
-                task = asyncio.create_task(_send(session, target, body, phase))
+                task = asyncio.create_task(post(session, target, body, record))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
                 sent += 1

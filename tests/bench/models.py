@@ -209,23 +209,30 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir.resolve() / 'servedeck.db'}"
 
 
+BENCH_ADMIN = Principal(name="bench", role="admin")
+
+
+def register_version(workspace: Workspace, name: str, model: BenchModel) -> str:
+    """Register one built model as a new version of ``name``; returns its version."""
+    info = workspace.registry.register_version(
+        name,
+        model.artifact.read_bytes(),
+        filename=model.artifact.name,
+        validity=model.validity,
+        registered_by="bench",
+        signature=model.signature,
+        trusted_types=model.trusted_types,
+    )
+    return info.version
+
+
 def register_models(data_dir: Path, models: list[BenchModel]) -> str:
     """Register and activate every model in a fresh data dir; returns the admin token."""
     workspace = Workspace.open(Settings.load(data_dir=data_dir, database_url=sqlite_url(data_dir)))
     try:
         for model in models:
-            info = workspace.registry.register_version(
-                model.name,
-                model.artifact.read_bytes(),
-                filename=model.artifact.name,
-                validity=model.validity,
-                registered_by="bench",
-                signature=model.signature,
-                trusted_types=model.trusted_types,
-            )
-            workspace.deploy.deploy(
-                model.name, info.version, "benchmark setup", Principal(name="bench", role="admin")
-            )
+            version = register_version(workspace, model.name, model)
+            workspace.deploy.deploy(model.name, version, "benchmark setup", BENCH_ADMIN)
         return workspace.admin_token()
     finally:
         workspace.close()

@@ -27,10 +27,9 @@ from typing import Any
 
 import orjson
 
-from backend.auth.tokens import Principal
 from backend.settings import Settings
 from backend.workspace import Workspace
-from tests.bench.models import build_lr20, sqlite_url
+from tests.bench.models import BENCH_ADMIN, build_lr20, register_version, sqlite_url
 from tests.bench.servers import REPO_ROOT, ServerProcess, clean_env, running_server
 from tests.bench.tables import fmt, format_table, short_error
 from tests.bench.version_load import READY_LINE
@@ -99,20 +98,8 @@ def _prepare(work_dir: Path) -> tuple[Path, str, list[str], list[bytes]]:
     settings = Settings.load(data_dir=data_dir, database_url=sqlite_url(data_dir))
     workspace = Workspace.open(settings)
     try:
-        versions = []
-        for build in builds:
-            info = workspace.registry.register_version(
-                MODEL,
-                build.artifact.read_bytes(),
-                filename=build.artifact.name,
-                validity=build.validity,
-                registered_by="bench",
-                signature=build.signature,
-                trusted_types=build.trusted_types,
-            )
-            versions.append(info.version)
-        actor = Principal(name="bench", role="admin")
-        workspace.deploy.deploy(MODEL, versions[0], "benchmark setup", actor)
+        versions = [register_version(workspace, MODEL, build) for build in builds]
+        workspace.deploy.deploy(MODEL, versions[0], "benchmark setup", BENCH_ADMIN)
         token = workspace.admin_token()
     finally:
         workspace.close()

@@ -18,16 +18,14 @@ status 0 with no version.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
 from dataclasses import dataclass, field
 
-import aiohttp
 import orjson
 
-from tests.bench.aio_loadgen import event_loop_runner, open_session, read_request_args
+from tests.bench.aio_loadgen import closed_loop, event_loop_runner, open_session, read_request_args
 
 READY_LINE = "VERSION LOAD READY"
 
@@ -40,6 +38,15 @@ class Recorder:
     answers: list[Answer] = field(default_factory=list)
     error_sample: str = ""
     announced: bool = False
+
+    def record(self, status: int, payload: bytes, _seconds: float) -> None:
+        """An outcome as ``aio_loadgen.post`` reports it (status 0: no answer, error text)."""
+        ok = 200 <= status < 300
+        self.add(status, _version_of(payload) if ok else None)
+        if status == 0:
+            self.error_sample = self.error_sample or payload.decode()
+        elif not ok:
+            self.error_sample = self.error_sample or f"HTTP {status}: {payload[:200]!r}"
 
     def add(self, status: int, version: str | None) -> None:
         self.answers.append((time.time(), status, version))
@@ -57,53 +64,12 @@ def _version_of(payload: bytes) -> str | None:
     return None if version is None else str(version)
 
 
-async def _send(session: aiohttp.ClientSession, url: str, body: bytes, recorder: Recorder) -> bool:
-    try:
-        async with session.post(url, data=body) as response:
-            payload = await response.read()
-            status = response.status
-    except Exception as exc:  # recorded, never raised: the load goes on
-        recorder.add(0, None)
-        recorder.error_sample = recorder.error_sample or f"{type(exc).__name__}: {exc}"
-        return False
-    ok = 200 <= status < 300
-    recorder.add(status, _version_of(payload) if ok else None)
-    if not ok:
-        recorder.error_sample = recorder.error_sample or f"HTTP {status}: {payload[:200]!r}"
-    return True
-
-
-async def _worker(
-    session: aiohttp.ClientSession,
-    url: str,
-    bodies: list[bytes],
-    offset: int,
-    deadline: float,
-    recorder: Recorder,
-) -> None:
-    index = offset
-    while time.monotonic() < deadline:
-        answered = await _send(session, url, bodies[index % len(bodies)], recorder)
-        index += 1
-        if not answered:
-            await asyncio.sleep(0.01)  # a dead server must not turn this into a busy loop
-
-
 async def run(
     url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int, seconds: float
 ) -> tuple[Recorder, float]:
     recorder = Recorder()
     async with open_session(concurrency, headers) as session:
-        started = time.monotonic()
-        deadline = started + seconds
-        stride = max(1, len(bodies) // concurrency)
-        await asyncio.gather(
-            *(
-                _worker(session, url, bodies, i * stride, deadline, recorder)
-                for i in range(concurrency)
-            )
-        )
-        elapsed = time.monotonic() - started
+        elapsed = await closed_loop(session, url, bodies, concurrency, seconds, recorder.record)
     return recorder, elapsed
 
 
