@@ -19,8 +19,11 @@ def default_data_dir() -> Path:
 class Settings:
     data_dir: Path
     database_url: str
-    # How often buffered prediction-log rows are written; a kill -9 loses at most this much.
+    # How often the writer drains the prediction spool into the store (how far the log lags).
     log_flush_interval_s: float = 0.2
+    # "never": an answered prediction survives a kill of any process (the kernel holds it);
+    # "always": also a machine crash (each answer waits for the disk).
+    log_fsync: str = "never"
     # Micro-batching: a batch is dispatched as soon as the model is idle, so a lone request
     # never waits; under load, requests that arrive while the model is busy share one call.
     max_batch_size: int = 64
@@ -37,6 +40,10 @@ class Settings:
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
 
     @property
     def admin_token_file(self) -> Path:
@@ -60,7 +67,7 @@ class Settings:
         url = database_url or os.environ.get("SERVEDECK_DATABASE_URL")
         if not url:
             url = f"sqlite:///{resolved_dir / 'servedeck.db'}"
-        overrides: dict[str, float | int] = {}
+        overrides: dict[str, float | int | str] = {}
         for env_name, attr, cast in (
             ("SERVEDECK_LOG_FLUSH_INTERVAL", "log_flush_interval_s", float),
             ("SERVEDECK_MAX_BATCH_SIZE", "max_batch_size", int),
@@ -68,6 +75,7 @@ class Settings:
             ("SERVEDECK_MAX_REQUEST_BYTES", "max_request_bytes", int),
             ("SERVEDECK_STATE_POLL_INTERVAL", "state_poll_interval_s", float),
             ("SERVEDECK_ROLLOUT_CHECK_INTERVAL", "rollout_check_interval_s", float),
+            ("SERVEDECK_LOG_FSYNC", "log_fsync", str),
         ):
             raw = os.environ.get(env_name)
             if raw:

@@ -7,7 +7,7 @@ import gc
 import orjson
 
 from backend.monitoring.feed import PredictionFeed
-from backend.serving.prediction_log import LogRow, log_row
+from backend.predictions.rows import LogRow, log_row
 
 
 def _rows(request_id: str, n: int, model: str = "fraud") -> list[LogRow]:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -103,56 +100,6 @@ def test_graceful_stop_flushes_every_accepted_prediction(
     assert server.stop() in (0, -signal.SIGTERM)
     assert logged_rows(workspace) == accepted == 150
     assert not workspace.settings.server_info_file.exists()
-
-
-def test_kill_9_loses_at_most_one_flush_interval(
-    server: ServerProcess, workspace: Workspace
-) -> None:
-    headers = {"Authorization": f"Bearer {workspace.admin_token()}"}
-    acknowledged: list[float] = []
-
-    def client_loop(stop_at: float) -> None:
-        session = requests.Session()
-        while time.monotonic() < stop_at:
-            try:
-                response = session.post(
-                    f"{server.url}/v1/models/toy:predict",
-                    headers=headers,
-                    json={"instances": [TOY_ROW]},
-                    timeout=5,
-                )
-            except requests.RequestException:
-                return
-            if response.status_code == 200:
-                acknowledged.append(time.monotonic())
-
-    stop_at = time.monotonic() + 30
-    with ThreadPoolExecutor(4) as pool:
-        for _ in range(4):
-            pool.submit(client_loop, stop_at)
-        deadline = time.monotonic() + 25
-        while len(acknowledged) < 400 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(acknowledged) >= 400, "the server stopped answering before the kill"
-        writers = _children(server.process.pid)
-        os.kill(server.process.pid, signal.SIGKILL)
-        killed_at = time.monotonic()
-    server.process.wait(timeout=10)
-    # The orphaned log writer still writes what it was handed, then exits.
-    deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() for pid in writers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(Path(f"/proc/{pid}").exists() for pid in writers), "the writer did not exit"
-    logged = logged_rows(workspace)
-    lost = len(acknowledged) - logged
-    window = [t for t in acknowledged if t > killed_at - 0.2]
-    print(
-        f"\nkill -9: {len(acknowledged)} acknowledged, {logged} logged, {lost} lost; "
-        f"{len(window)} were acknowledged in the last 0.2 s flush interval"
-    )
-    assert lost >= 0
-    # Everything acknowledged before the last interval (plus one write in flight) is on disk.
-    assert logged >= len([t for t in acknowledged if t <= killed_at - 0.5])
 
 
 def test_the_ready_line_comes_once_connections_are_accepted(workspace: Workspace) -> None:

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import select, text
 
 from backend.db.tables import PredictionRow
-from backend.serving.prediction_log import LogRow, PredictionLog, log_row
+from backend.predictions.log import PredictionLog
+from backend.predictions.rows import LogRow, log_row
 from backend.workspace import Workspace
 from tests.helpers import logged_rows, make_settings
 
@@ -26,7 +27,7 @@ def store(tmp_path, database_url: str) -> Iterator[Workspace]:  # type: ignore[n
 @pytest.fixture
 def prediction_log(store: Workspace) -> Iterator[PredictionLog]:
     # A long interval: rows move only when a test flushes.
-    log = PredictionLog(store.engine, flush_interval_s=3600)
+    log = PredictionLog(store.engine, store.settings.spool_dir, flush_interval_s=3600)
     log.start()
     yield log
     log.stop()
@@ -95,8 +96,8 @@ def test_store_down_then_back(prediction_log: PredictionLog, store: Workspace) -
     assert prediction_log.has_room(prediction_log.max_queued_rows)
 
 
-def test_an_in_memory_database_is_refused() -> None:
+def test_an_in_memory_database_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from backend.db.engine import create_db_engine
 
     with pytest.raises(ValueError, match="SQLite file"):
-        PredictionLog(create_db_engine("sqlite://"))
+        PredictionLog(create_db_engine("sqlite://"), tmp_path)

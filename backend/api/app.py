@@ -17,7 +17,7 @@ from backend.api.fast_path import PredictionFastPath
 from backend.api.limits import BodySizeLimit, InFlightCounter
 from backend.api.openapi import install_hand_parsed_schemas
 from backend.deploy.controller import RolloutController
-from backend.serving.prediction_log import PredictionLog
+from backend.predictions.log import PredictionLog
 from backend.serving.service import ServingService
 from backend.settings import Settings
 from backend.workspace import Workspace
@@ -30,7 +30,12 @@ def create_app(
 ) -> FastAPI:
     workspace = workspace or Workspace.open(settings or Settings.load())
     settings = workspace.settings
-    prediction_log = PredictionLog(workspace.engine, settings.log_flush_interval_s)
+    prediction_log = PredictionLog(
+        workspace.engine,
+        settings.spool_dir,
+        settings.log_flush_interval_s,
+        fsync=settings.log_fsync,
+    )
     serving = ServingService(settings, workspace.registry, prediction_log)
     rollouts = RolloutController(workspace.deploy, serving, settings.rollout_check_interval_s)
 

@@ -12,7 +12,7 @@ from backend.api.deps import CurrentPrincipal, CurrentWorkspace
 from backend.api.oip import ERRORS
 from backend.auth.tokens import require
 from backend.errors import InputError
-from backend.feedback import read_predictions
+from backend.predictions.reads import read_predictions
 from backend.schemas import (
     FeatureSpec,
     ModelInfo,

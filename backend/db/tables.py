@@ -110,6 +110,20 @@ class PredictionRow(Base):
     token_name: Mapped[str] = mapped_column(String(128))
 
 
+class LogSegmentRow(Base):
+    """How far the writer has written each prediction-spool segment (see predictions/spool).
+
+    Updated in the transaction that inserts the segment's rows: whoever drains the segment
+    next starts exactly there, so a replay after a crash never writes a row twice.
+    """
+
+    __tablename__ = "log_segments"
+
+    segment: Mapped[str] = mapped_column(String(160), primary_key=True)
+    committed_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
 class LabelRow(Base):
     __tablename__ = "labels"
     __table_args__ = (UniqueConstraint("request_id", "row_index", name="uq_label_prediction"),)

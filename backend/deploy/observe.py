@@ -20,8 +20,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.db.tables import CandidateCallsRow, LabelRow, PredictionRow
+from backend.db.tables import CandidateCallsRow
 from backend.deploy.metrics import MetricUnavailable, score_metric
+from backend.predictions.reads import labelled_since, window_rows
 from backend.registry import Prediction
 from backend.schemas import ModelVersionInfo, RolloutState
 
@@ -128,36 +129,10 @@ def observe_step(
     shadow = rollout.phase == "shadow"
     # Answers are decoded only where they are compared (the shadow phase): decoding tens of
     # thousands of JSON documents every round would take CPU from the requests being served.
-    columns = [
-        PredictionRow.version,
-        PredictionRow.route,
-        PredictionRow.latency_ms,
-        PredictionRow.created_at,
-    ]
-    if shadow:
-        columns += [PredictionRow.request_id, PredictionRow.row_index, PredictionRow.outputs]
-    with sessions() as session:
-        rows = session.execute(
-            select(*columns)
-            .where(PredictionRow.model == model, PredictionRow.created_at >= baseline_since)
-            .order_by(PredictionRow.id.desc())
-            .limit(MAX_ROWS)
-        ).all()
-        labelled = session.execute(
-            select(PredictionRow.outputs, LabelRow.label)
-            .join(
-                LabelRow,
-                (LabelRow.request_id == PredictionRow.request_id)
-                & (LabelRow.row_index == PredictionRow.row_index),
-            )
-            .where(
-                PredictionRow.model == model,
-                PredictionRow.created_at >= since,
-                PredictionRow.version == rollout.candidate,
-                PredictionRow.route == candidate_route,
-            )
-            .limit(MAX_ROWS)
-        ).all()
+    rows = window_rows(sessions, model, baseline_since, with_answers=shadow, limit=MAX_ROWS)
+    labelled = labelled_since(
+        sessions, model, rollout.candidate, candidate_route, since, limit=MAX_ROWS
+    )
     candidate_rows = [
         r
         for r in rows
@@ -205,7 +180,7 @@ def _live_metric(
     if len(labelled) < MIN_LABELLED:
         observation.metric_note = f"{len(labelled)} of {MIN_LABELLED} labels needed"
         return
-    outputs = [row.outputs for row in labelled]
+    outputs = [answer for answer, _ in labelled]
     probabilities = [o.get("predict_proba") for o in outputs]
     prediction = Prediction(
         [o.get("predict") for o in outputs],
@@ -214,7 +189,7 @@ def _live_metric(
     try:
         observation.live_metric = score_metric(
             candidate.validity.metric,
-            [row.label for row in labelled],
+            [label for _, label in labelled],
             prediction,
             candidate.class_labels,
         )

@@ -9,27 +9,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
-
-from backend.db.tables import LabelRow, PredictionRow
 from backend.deploy.metrics import MetricUnavailable, score_metric
 from backend.deploy.service import SYSTEM, DeployService
 from backend.errors import ServeDeckError
+from backend.predictions.reads import newest_labelled
 from backend.registry import Prediction
 from backend.schemas import ModelVersionInfo
 
 log = logging.getLogger(__name__)
-
-# Labels read per page, and pages at most, when looking for a version's labelled answers.
-LABEL_PAGE = 2_000
-MAX_LABEL_PAGES = 25
 
 
 def live_metric(
     deploy: DeployService, model: str, info: ModelVersionInfo, window: int
 ) -> tuple[float | None, int]:
     """(metric, labelled rows) over the ``window`` answers of a version labelled last."""
-    rows = _newest_labelled(deploy, model, info.version, window)
+    rows = newest_labelled(deploy.sessions, model, info.version, window)
     if not rows:
         return None, 0
     probabilities: list[Any] = [outputs.get("predict_proba") for outputs, _ in rows]
@@ -44,47 +38,6 @@ def live_metric(
     except (MetricUnavailable, ValueError):
         return None, len(rows)
     return value, len(rows)
-
-
-def _newest_labelled(
-    deploy: DeployService, model: str, version: str, window: int
-) -> list[tuple[dict[str, Any], Any]]:
-    """(outputs, label) of the version's answers labelled last, newest label first.
-
-    Read from the labels backwards in pages, each page's predictions fetched by request id:
-    a join ordered by either table made SQLite scan the model's whole prediction log.
-    """
-    found: list[tuple[dict[str, Any], Any]] = []
-    before: int | None = None
-    with deploy.sessions() as session:
-        for _page in range(MAX_LABEL_PAGES):
-            query = select(LabelRow.id, LabelRow.request_id, LabelRow.row_index, LabelRow.label)
-            if before is not None:
-                query = query.where(LabelRow.id < before)
-            labels = session.execute(query.order_by(LabelRow.id.desc()).limit(LABEL_PAGE)).all()
-            if not labels:
-                break
-            before = labels[-1].id
-            outputs = {
-                (row.request_id, row.row_index): row.outputs
-                for row in session.execute(
-                    select(
-                        PredictionRow.request_id, PredictionRow.row_index, PredictionRow.outputs
-                    ).where(
-                        PredictionRow.request_id.in_({label.request_id for label in labels}),
-                        PredictionRow.model == model,
-                        PredictionRow.version == version,
-                        PredictionRow.route.in_(("active", "canary")),
-                    )
-                )
-            }
-            for label in labels:
-                answer = outputs.get((label.request_id, label.row_index))
-                if answer is not None:
-                    found.append((answer, label.label))
-                    if len(found) == window:
-                        return found
-    return found
 
 
 def watch_model(deploy: DeployService, model: str) -> str:

@@ -1,5 +1,5 @@
-"""Ground truth: labels attached to logged predictions, and reading the log back."""
+"""Ground truth: labels attached to logged predictions."""
 
-from backend.feedback.labels import read_predictions, store_labels
+from backend.feedback.labels import store_labels
 
-__all__ = ["read_predictions", "store_labels"]
+__all__ = ["store_labels"]

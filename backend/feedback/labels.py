@@ -12,11 +12,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.auth import Principal
-from backend.db.tables import LabelRow, ModelRow, ModelVersionRow, PredictionRow
+from backend.db.tables import LabelRow, ModelRow, ModelVersionRow
 from backend.errors import Forbidden, InputError
-from backend.schemas import LabelIn, PredictionRecord
-
-_LOOKUP_CHUNK = 400
+from backend.predictions.reads import models_of
+from backend.schemas import LabelIn
 
 
 def store_labels(
@@ -34,7 +33,7 @@ def store_labels(
             raise InputError("the same prediction is labelled twice", f"labels[{i}]")
         seen.add(key)
     with sessions.begin() as session:
-        known = _models_of(session, keys)
+        known = models_of(session, keys)
         classes = _class_labels(session, {model_version for model_version in known.values()})
         for i, item in enumerate(labels):
             found = known.get((item.request_id, item.row))
@@ -72,28 +71,6 @@ def store_labels(
     return len(labels), len(labels) - len(known)
 
 
-def _models_of(
-    session: Session, keys: list[tuple[str, int]]
-) -> dict[tuple[str, int], tuple[str, str]]:
-    found: dict[tuple[str, int], tuple[str, str]] = {}
-    for start in range(0, len(keys), _LOOKUP_CHUNK):
-        chunk = keys[start : start + _LOOKUP_CHUNK]
-        request_ids = {request_id for request_id, _ in chunk}
-        rows = session.execute(
-            select(
-                PredictionRow.request_id,
-                PredictionRow.row_index,
-                PredictionRow.model,
-                PredictionRow.version,
-            ).where(PredictionRow.request_id.in_(request_ids))
-        ).all()
-        wanted = set(chunk)
-        for request_id, row_index, model, version in rows:
-            if (request_id, row_index) in wanted:
-                found[(request_id, row_index)] = (model, version)
-    return found
-
-
 def _class_labels(
     session: Session, model_versions: set[tuple[str, str]]
 ) -> dict[tuple[str, str], list[Any] | None]:
@@ -128,44 +105,3 @@ def _check_label(label: Any, classes: list[Any] | None, field: str) -> None:
         return
     if label not in classes and str(label) not in {str(c) for c in classes}:
         raise InputError(f"unknown class {label!r}; classes: {classes}", field)
-
-
-def read_predictions(
-    sessions: sessionmaker[Session],
-    *,
-    model: str | None = None,
-    request_id: str | None = None,
-    limit: int = 100,
-) -> list[PredictionRecord]:
-    with sessions() as session:
-        query = (
-            select(PredictionRow, LabelRow.label)
-            .outerjoin(
-                LabelRow,
-                (LabelRow.request_id == PredictionRow.request_id)
-                & (LabelRow.row_index == PredictionRow.row_index),
-            )
-            .order_by(PredictionRow.id.desc())
-            .limit(limit)
-        )
-        if model is not None:
-            query = query.where(PredictionRow.model == model)
-        if request_id is not None:
-            query = query.where(PredictionRow.request_id == request_id)
-        return [
-            PredictionRecord(
-                request_id=row.request_id,
-                row=row.row_index,
-                created_at=row.created_at,
-                model=row.model,
-                version=row.version,
-                route=row.route,
-                entity_id=row.entity_id,
-                features=row.features,
-                outputs=row.outputs,
-                latency_ms=row.latency_ms,
-                token_name=row.token_name,
-                label=label,
-            )
-            for row, label in session.execute(query).all()
-        ]

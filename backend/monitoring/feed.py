@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from backend.serving.prediction_log import (
+from backend.predictions.rows import (
     ROW_CREATED_AT,
     ROW_ENTITY_ID,
     ROW_FEATURES,

@@ -14,10 +14,12 @@ from backend.deploy.observe import CandidateFailures, step_key
 from backend.errors import NotFound, ServeDeckError
 from backend.monitoring.feed import MAX_ROWS_PER_REQUEST, PredictionFeed
 from backend.monitoring.live_stats import LiveStats
+from backend.predictions.log import PredictionLog
+from backend.predictions.rows import log_row
+from backend.predictions.spool import SpoolWriteError
 from backend.registry import LoadedVersion, Prediction, Registry, parse_version
 from backend.schemas import RolloutState
 from backend.serving.batcher import MicroBatcher
-from backend.serving.prediction_log import PredictionLog, log_row
 from backend.serving.request_ids import new_request_id
 from backend.serving.routing import ModelRouting, goes_to_canary
 from backend.settings import Settings
@@ -306,17 +308,23 @@ class ServingService:
         finished = time.perf_counter()
         latency_ms = (finished - started) * 1000.0
         request_id = request_id or new_request_id()
-        self._log(
-            request_id,
-            target.model,
-            target.version,
-            target.route,
-            entity_ids,
-            clean,
-            prediction,
-            latency_ms,
-            principal.name,
-        )
+        try:
+            self._log(
+                request_id,
+                target.model,
+                target.version,
+                target.route,
+                entity_ids,
+                clean,
+                prediction,
+                latency_ms,
+                principal.name,
+            )
+        except SpoolWriteError as exc:
+            # Not kept, so not answered: the caller retries and nothing is half-logged.
+            raise ServeDeckError(
+                f"the prediction log cannot be written ({exc}); retry shortly", status=503
+            ) from exc
         if target.shadow is not None and len(self._shadow_tasks) < MAX_SHADOWS_IN_FLIGHT:
             task = asyncio.create_task(
                 self._shadow(

@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from backend.db.tables import PredictionRow
-from backend.serving.prediction_log import LogRow, PredictionLog, log_row
+from backend.predictions.log import PredictionLog
+from backend.predictions.rows import LogRow, log_row
 from backend.serving.request_ids import new_request_id
 from backend.settings import Settings
 from backend.workspace import Workspace
@@ -76,9 +77,9 @@ def measure(settings: Settings, backend: str, rows: int, rounds: int = 3) -> Log
     result = LogResult(backend, rows)
     workspace = Workspace.open(settings)
     try:
-        # A long interval: flush() hands the rows over at once, so the write is what is timed
-        # (rows go through the pipe to the writer process and are acknowledged when committed).
-        log = PredictionLog(workspace.engine, flush_interval_s=3600)
+        # A long interval: flush() wakes the writer at once, so the write is what is timed
+        # (rows go through the spool to the writer process and are acknowledged when committed).
+        log = PredictionLog(workspace.engine, settings.spool_dir, flush_interval_s=3600)
         log.start()
         for _ in range(rounds):
             failures_before = log.failed_flushes

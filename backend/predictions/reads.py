@@ -1,0 +1,195 @@
+"""Every read of the prediction log and of its join with labels.
+
+Each query is bounded by what it reads (a request id, a model's time window, a page), and
+served by an index: ``(request_id, row_index)`` for lookups, ``(model, created_at)`` for
+windows, the label table's id for "newest labelled". None scans the log as it grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.db.tables import LabelRow, PredictionRow
+from backend.schemas import PredictionRecord
+
+# Request ids per lookup query (bound parameters stay well under every driver's limit).
+LOOKUP_CHUNK = 400
+# Labels read per page, and pages at most, when looking for a version's labelled answers.
+LABEL_PAGE = 2_000
+MAX_LABEL_PAGES = 25
+
+PredictionKey = tuple[str, int]
+
+
+def read_predictions(
+    sessions: sessionmaker[Session],
+    *,
+    model: str | None = None,
+    request_id: str | None = None,
+    limit: int = 100,
+) -> list[PredictionRecord]:
+    """The newest predictions (of a model, or of one request), each with its label if any."""
+    with sessions() as session:
+        query = (
+            select(PredictionRow, LabelRow.label)
+            .outerjoin(
+                LabelRow,
+                (LabelRow.request_id == PredictionRow.request_id)
+                & (LabelRow.row_index == PredictionRow.row_index),
+            )
+            .limit(limit)
+        )
+        if model is not None:
+            # Newest first along the (model, created_at) index: a page costs its own rows.
+            query = query.where(PredictionRow.model == model).order_by(
+                PredictionRow.created_at.desc(), PredictionRow.id.desc()
+            )
+        else:
+            query = query.order_by(PredictionRow.id.desc())
+        if request_id is not None:
+            query = query.where(PredictionRow.request_id == request_id)
+        return [
+            PredictionRecord(
+                request_id=row.request_id,
+                row=row.row_index,
+                created_at=row.created_at,
+                model=row.model,
+                version=row.version,
+                route=row.route,
+                entity_id=row.entity_id,
+                features=row.features,
+                outputs=row.outputs,
+                latency_ms=row.latency_ms,
+                token_name=row.token_name,
+                label=label,
+            )
+            for row, label in session.execute(query).all()
+        ]
+
+
+def models_of(
+    session: Session, keys: Sequence[PredictionKey]
+) -> dict[PredictionKey, tuple[str, str]]:
+    """(model, version) of each logged prediction among ``keys`` (absent: not logged yet)."""
+    found: dict[PredictionKey, tuple[str, str]] = {}
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        chunk = keys[start : start + LOOKUP_CHUNK]
+        rows = session.execute(
+            select(
+                PredictionRow.request_id,
+                PredictionRow.row_index,
+                PredictionRow.model,
+                PredictionRow.version,
+            ).where(PredictionRow.request_id.in_({request_id for request_id, _ in chunk}))
+        ).all()
+        wanted = set(chunk)
+        for request_id, row_index, model, version in rows:
+            if (request_id, row_index) in wanted:
+                found[(request_id, row_index)] = (model, version)
+    return found
+
+
+def newest_labelled(
+    sessions: sessionmaker[Session],
+    model: str,
+    version: str,
+    window: int,
+    routes: Iterable[str] = ("active", "canary"),
+) -> list[tuple[dict[str, Any], Any]]:
+    """(outputs, label) of the version's answers labelled last, newest label first.
+
+    Read from the labels backwards in pages, each page's predictions fetched by request id:
+    a join ordered by either table made SQLite scan the model's whole prediction log.
+    """
+    found: list[tuple[dict[str, Any], Any]] = []
+    before: int | None = None
+    routes = tuple(routes)
+    with sessions() as session:
+        for _page in range(MAX_LABEL_PAGES):
+            query = select(LabelRow.id, LabelRow.request_id, LabelRow.row_index, LabelRow.label)
+            if before is not None:
+                query = query.where(LabelRow.id < before)
+            labels = session.execute(query.order_by(LabelRow.id.desc()).limit(LABEL_PAGE)).all()
+            if not labels:
+                break
+            before = labels[-1].id
+            outputs = {
+                (row.request_id, row.row_index): row.outputs
+                for row in session.execute(
+                    select(
+                        PredictionRow.request_id, PredictionRow.row_index, PredictionRow.outputs
+                    ).where(
+                        PredictionRow.request_id.in_({label.request_id for label in labels}),
+                        PredictionRow.model == model,
+                        PredictionRow.version == version,
+                        PredictionRow.route.in_(routes),
+                    )
+                )
+            }
+            for label in labels:
+                answer = outputs.get((label.request_id, label.row_index))
+                if answer is not None:
+                    found.append((answer, label.label))
+                    if len(found) == window:
+                        return found
+    return found
+
+
+def window_rows(
+    sessions: sessionmaker[Session],
+    model: str,
+    since: float,
+    *,
+    with_answers: bool,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """A model's newest rows since ``since``: version, route, latency_ms, created_at, and
+    with ``with_answers`` also request_id, row_index and outputs (decoding answers costs CPU
+    the requests being served need, so only readers that compare answers ask for them)."""
+    columns: list[Any] = [
+        PredictionRow.version,
+        PredictionRow.route,
+        PredictionRow.latency_ms,
+        PredictionRow.created_at,
+    ]
+    if with_answers:
+        columns += [PredictionRow.request_id, PredictionRow.row_index, PredictionRow.outputs]
+    with sessions() as session:
+        return session.execute(
+            select(*columns)
+            .where(PredictionRow.model == model, PredictionRow.created_at >= since)
+            .order_by(PredictionRow.created_at.desc())
+            .limit(limit)
+        ).all()
+
+
+def labelled_since(
+    sessions: sessionmaker[Session],
+    model: str,
+    version: str,
+    route: str,
+    since: float,
+    limit: int,
+) -> list[tuple[dict[str, Any], Any]]:
+    """(outputs, label) of a version's answers on a route since ``since`` that have labels."""
+    with sessions() as session:
+        rows = session.execute(
+            select(PredictionRow.outputs, LabelRow.label)
+            .join(
+                LabelRow,
+                (LabelRow.request_id == PredictionRow.request_id)
+                & (LabelRow.row_index == PredictionRow.row_index),
+            )
+            .where(
+                PredictionRow.model == model,
+                PredictionRow.created_at >= since,
+                PredictionRow.version == version,
+                PredictionRow.route == route,
+            )
+            .limit(limit)
+        ).all()
+    return [(outputs, label) for outputs, label in rows]

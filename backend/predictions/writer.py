@@ -1,0 +1,277 @@
+"""The prediction-log writer process: drains spool segments into the store.
+
+It runs in its own process so that decoding, binding and writing rows never hold the serving
+process's GIL: in one process, a writer thread multiplied the event loop's p99 latency under
+load. It is started as ``python -m backend.predictions.writer`` (not multiprocessing's spawn,
+which re-imports the parent's main module) and imports only the standard library and orjson
+(psycopg for PostgreSQL), so it starts in tens of milliseconds.
+
+Each serving process has one writer, which drains its parent's spool directory every interval
+(and at once when asked), and adopts the directories of serving processes that are gone (a kill
+-9, a machine crash) once it can take their lock. Rows and the segment's new committed offset
+are written in one transaction, guarded by the offset read before: two writers draining the same
+segment (one adopting it while the other still finishes) cannot both commit the same rows.
+
+Pipe protocol, frames of ``kind (1 byte) + seq (8 bytes) + length (4 bytes) + payload``:
+- parent -> child on stdin: ``T`` (first frame) with the JSON ``WriterConfig``; ``N`` to drain
+  now; ``Q`` to drain everything and exit. End of input (the parent died) does the same.
+- child -> parent on stdout: ``A`` with seq = the committed offset and payload = the segment
+  number, after each commit of the parent's rows (and once per segment at start); ``!`` with
+  the reason when a write failed (the rows stay in the spool and are tried again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import queue
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from backend.predictions.rows import decode_rows
+from backend.predictions.spool import (
+    Segment,
+    claim_owner,
+    owner_database,
+    owner_directories,
+    read_records,
+    remove_owner,
+    segments,
+)
+from backend.predictions.store import OffsetConflict, SegmentStore, open_store
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY_S = 2.0
+# When the parent is gone or asks to stop, keep trying a down store this long before leaving
+# the rest in the spool (the next writer to start takes it from there).
+FINAL_RETRY_BUDGET_S = 20.0
+# How often directories of serving processes that are gone are looked for.
+ORPHAN_SCAN_S = 5.0
+# Bytes of records read into one transaction.
+BATCH_BYTES = 4 * 1024 * 1024
+# After the parent is gone, how long to wait for its lock (the kernel releases it as the
+# process ends, which may come a moment after its pipe closed).
+CLAIM_PARENT_S = 5.0
+_HEADER = struct.Struct(">cQI")
+
+Frame = tuple[bytes, int, bytes]
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """Where rows go (a SQLite file, or a PostgreSQL conninfo) and where they come from."""
+
+    dialect: str
+    location: str
+    spool_dir: str
+    # The parent's spool directory's name.
+    owner: str
+    # ``spool.database_fingerprint`` of the target: only spools of this database are adopted.
+    database: str
+    interval_s: float = 0.2
+    # Commit durably (SQLite synchronous=FULL): with the fsync policy ``always``.
+    durable: bool = False
+
+
+def write_frame(stream: BinaryIO, kind: bytes, seq: int = 0, payload: bytes = b"") -> None:
+    stream.write(_HEADER.pack(kind, seq, len(payload)) + payload)
+    stream.flush()
+
+
+def read_frame(stream: BinaryIO) -> Frame | None:
+    """The next frame, or None at end of input."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    kind, seq, length = _HEADER.unpack(header)
+    payload = stream.read(length) if length else b""
+    if len(payload) < length:
+        return None
+    return kind, seq, payload
+
+
+def encode_config(config: WriterConfig) -> bytes:
+    return json.dumps(asdict(config)).encode()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    if hasattr(os, "nice"):
+        # Answering comes first: on a busy machine the log may lag by a few intervals (the
+        # backlog is bounded, and serving refuses with 503 before it overflows).
+        os.nice(10)
+    first = read_frame(sys.stdin.buffer)
+    if first is None or first[0] != b"T":
+        log.error("prediction log writer: no configuration given")
+        sys.exit(2)
+    config = WriterConfig(**json.loads(first[2]))
+    store = open_store(config.dialect, config.location, durable=config.durable)
+    Writer(config, store, sys.stdout.buffer).run(sys.stdin.buffer)
+
+
+class Writer:
+    def __init__(self, config: WriterConfig, store: SegmentStore, outbox: BinaryIO):
+        self.config = config
+        self.store = store
+        self.outbox = outbox
+        self.spool_dir = Path(config.spool_dir)
+        self.parent_dir = self.spool_dir / config.owner
+        # Committed offsets known to this writer, by segment key.
+        self._committed: dict[str, int] = {}
+
+    def run(self, inbox: BinaryIO) -> None:
+        frames: queue.Queue[Frame | None] = queue.Queue()
+        threading.Thread(target=_read_all, args=(inbox, frames), daemon=True).start()
+        self._attempt(lambda: self._drain(self.parent_dir, final=False), report_failure=True)
+        next_scan = 0.0
+        while True:
+            quitting = nudged = False
+            try:
+                frame = frames.get(timeout=self.config.interval_s)
+                while True:
+                    if frame is None or frame[0] == b"Q":
+                        quitting = True
+                    nudged = True
+                    frame = frames.get_nowait()
+            except queue.Empty:
+                pass
+            if quitting:
+                self._finish()
+                return
+            # Asked to flush: say where we are even if nothing was new, since the parent may
+            # have counted its last rows only after our last acknowledgement went out.
+            self._attempt(
+                functools.partial(self._drain, self.parent_dir, final=False, announce=nudged),
+                report_failure=True,
+            )
+            if time.monotonic() >= next_scan:
+                self._attempt(self._adopt_orphans, report_failure=False)
+                next_scan = time.monotonic() + ORPHAN_SCAN_S
+
+    # -------------------------------------------------------------- draining
+
+    def _attempt(self, work: Callable[[], None], report_failure: bool) -> bool:
+        try:
+            work()
+            return True
+        except OffsetConflict:
+            # Another writer committed this segment meanwhile: read its offset again.
+            self._committed.clear()
+            return False
+        except Exception as exc:
+            log.exception("prediction log write failed; will retry")
+            if report_failure:
+                self._send(b"!", 0, f"{type(exc).__name__}: {exc}".encode()[:2000])
+            time.sleep(RETRY_DELAY_S)
+            return False
+
+    def _drain(self, directory: Path, final: bool, announce: bool = False) -> None:
+        """Write every whole record of an owner's segments; remove the sealed, drained ones.
+
+        A segment is sealed once a newer one exists (its owner appends only to the newest) or,
+        with ``final``, when its owner is gone. A sealed segment ends at its first bad record.
+        """
+        found = segments(directory)
+        report = directory == self.parent_dir
+        for index, segment in enumerate(found):
+            sealed = final or index < len(found) - 1
+            offset, bad = self._drain_segment(segment, report)
+            if report and announce:
+                self._send(b"A", offset, str(segment.number).encode())
+            if sealed:
+                if bad:
+                    log.warning(
+                        "prediction spool %s: ignored a record cut short at byte %d "
+                        "(its request was never answered)",
+                        segment.key,
+                        offset,
+                    )
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(segment.path)
+                self.store.forget(segment.key)
+                self._committed.pop(segment.key, None)
+
+    def _drain_segment(self, segment: Segment, report: bool) -> tuple[int, bool]:
+        committed = self._committed.get(segment.key)
+        if committed is None:
+            committed = self._committed[segment.key] = self.store.committed_offset(segment.key)
+            if report:
+                self._send(b"A", committed, str(segment.number).encode())
+        while True:
+            result = read_records(segment.path, committed, BATCH_BYTES)
+            if not result.payloads:
+                return committed, result.stopped_at_bad_record
+            rows = [row for payload in result.payloads for row in decode_rows(payload)]
+            self.store.commit(segment.key, committed, result.offset, rows)
+            committed = self._committed[segment.key] = result.offset
+            if report:
+                self._send(b"A", committed, str(segment.number).encode())
+
+    def _adopt_orphans(self) -> None:
+        """Finish the spools of serving processes that are gone."""
+        for directory in owner_directories(self.spool_dir):
+            if directory == self.parent_dir:
+                continue
+            database = owner_database(directory)
+            if database is not None and database != self.config.database:
+                continue  # another database's rows: its own writer will take them
+            lock = claim_owner(directory)
+            if lock is None:
+                continue  # its serving process lives, or another writer is on it
+            try:
+                self._drain(directory, final=True)
+                remove_owner(directory)
+            finally:
+                os.close(lock)
+
+    def _finish(self) -> None:
+        """The parent stopped or died: drain its spool to the end and remove it."""
+        lock = None
+        deadline = time.monotonic() + CLAIM_PARENT_S
+        while lock is None and time.monotonic() < deadline:
+            lock = claim_owner(self.parent_dir)
+            if lock is None:
+                if not self.parent_dir.exists():
+                    return
+                time.sleep(0.05)
+        if lock is None:
+            return  # another writer adopted it already
+        try:
+            started = time.monotonic()
+            while not self._attempt(lambda: self._drain(self.parent_dir, final=True), True):
+                if time.monotonic() - started > FINAL_RETRY_BUDGET_S:
+                    log.error("prediction log: the store stayed down; rows are kept in the spool")
+                    return
+            remove_owner(self.parent_dir)
+        finally:
+            os.close(lock)
+
+    def _send(self, kind: bytes, seq: int, payload: bytes = b"") -> None:
+        # If the parent is gone, the rows are written all the same.
+        with contextlib.suppress(OSError, ValueError):
+            write_frame(self.outbox, kind, seq, payload)
+
+
+def _read_all(inbox: BinaryIO, frames: queue.Queue[Frame | None]) -> None:
+    try:
+        # Stop reading at Q: a thread blocked on stdin would hang the interpreter's exit.
+        while (frame := read_frame(inbox)) is not None:
+            frames.put(frame)
+            if frame[0] == b"Q":
+                return
+    finally:
+        frames.put(None)
+
+
+if __name__ == "__main__":
+    main()

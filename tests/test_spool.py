@@ -1,0 +1,199 @@
+"""The prediction spool and its writer: torn records, orphans, replays and two writers at once."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from backend.db.tables import LogSegmentRow, PredictionRow
+from backend.predictions.log import PredictionLog, writer_target
+from backend.predictions.rows import LogRow, encode_rows, log_row
+from backend.predictions.spool import (
+    MAGIC,
+    SpoolAppender,
+    claim_owner,
+    database_fingerprint,
+    read_records,
+    segment_key,
+    segments,
+)
+from backend.predictions.store import OffsetConflict, open_store
+from backend.predictions.writer import Writer, WriterConfig
+from backend.workspace import Workspace
+from tests.helpers import TOY_ROW, logged_rows, make_settings
+
+
+@pytest.fixture
+def store(tmp_path, database_url: str) -> Iterator[Workspace]:  # type: ignore[no-untyped-def]
+    workspace = Workspace.open(make_settings(tmp_path, database_url))
+    yield workspace
+    workspace.close()
+
+
+def _rows(request_id: str, n: int = 1) -> list[LogRow]:
+    return [
+        log_row(
+            request_id=request_id,
+            row_index=i,
+            created_at=time.time(),
+            model="toy",
+            version="1",
+            route="active",
+            entity_id=None,
+            features={"amount": 1.5},
+            outputs={"predict": 1, "predict_proba": [0.1, 0.9]},
+            latency_ms=0.5,
+            token_name="test",
+        )
+        for i in range(n)
+    ]
+
+
+def _writer(workspace: Workspace, owner: str) -> Writer:
+    dialect, location = writer_target(workspace.engine)
+    config = WriterConfig(
+        dialect=dialect,
+        location=location,
+        spool_dir=str(workspace.settings.spool_dir),
+        owner=owner,
+        database=database_fingerprint(dialect, location),
+    )
+    return Writer(config, open_store(dialect, location), io.BytesIO())
+
+
+def _fingerprint(workspace: Workspace) -> str:
+    return database_fingerprint(*writer_target(workspace.engine))
+
+
+def test_records_read_back_and_a_torn_tail_is_not_a_record(tmp_path: Path) -> None:
+    spool = SpoolAppender(tmp_path, "db", segment_bytes=1 << 20)
+    ends = [spool.append(encode_rows(_rows(f"r{i}", 2)))[1] for i in range(3)]
+    path = segments(spool.directory)[0].path
+    # Half a record, as a kill in the middle of a large write leaves it.
+    with open(path, "ab") as file:
+        file.write(b"\x40\x00\x00\x00\x00\x00\x00\x00{partial")
+    result = read_records(path, 0, 1 << 20)
+    assert len(result.payloads) == 3 and result.offset == ends[-1]
+    assert result.stopped_at_bad_record
+    # From an offset in the middle: only what follows.
+    assert len(read_records(path, ends[0], 1 << 20).payloads) == 2
+    # A damaged record (CRC) stops reading at it.
+    data = bytearray(path.read_bytes())
+    data[len(MAGIC) + 12] ^= 0xFF
+    path.write_bytes(bytes(data))
+    damaged = read_records(path, 0, 1 << 20)
+    assert damaged.payloads == [] and damaged.stopped_at_bad_record
+    spool.close()
+
+
+def test_segments_rotate_and_the_owner_lock_tells_who_lives(tmp_path: Path) -> None:
+    spool = SpoolAppender(tmp_path, "db", segment_bytes=200)
+    for i in range(10):
+        spool.append(encode_rows(_rows(f"r{i}")))
+    assert len(segments(spool.directory)) > 2
+    assert claim_owner(spool.directory) is None  # the owner lives
+    spool.close()
+    lock = claim_owner(spool.directory)
+    assert lock is not None  # the owner is gone: a writer may take its spool
+    os.close(lock)
+
+
+def test_an_orphaned_spool_is_written_once_and_removed(store: Workspace) -> None:
+    spool = SpoolAppender(store.settings.spool_dir, _fingerprint(store), segment_bytes=300)
+    for i in range(20):
+        spool.append(encode_rows(_rows(f"orphan-{i}", 2)))
+    with open(segments(spool.directory)[-1].path, "ab") as file:
+        file.write(b"\xff\x00\x00\x00torn")  # the owner died in the middle of a write
+    spool.close()  # as a kill -9 releases the lock
+    writer = _writer(store, owner="someone-else")
+    writer._adopt_orphans()
+    assert logged_rows(store) == 40
+    assert not spool.directory.exists()
+    # Adopting again finds nothing: no row is written twice.
+    writer._adopt_orphans()
+    assert logged_rows(store) == 40
+    with store.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(LogSegmentRow)) == 0
+
+
+def test_a_spool_of_another_database_is_left_alone(store: Workspace) -> None:
+    spool = SpoolAppender(store.settings.spool_dir, "another-database")
+    spool.append(encode_rows(_rows("elsewhere")))
+    spool.close()
+    _writer(store, owner="someone-else")._adopt_orphans()
+    assert logged_rows(store) == 0
+    assert spool.directory.exists()
+
+
+def test_a_stale_offset_writes_nothing(store: Workspace) -> None:
+    """Two writers on one segment (one adopting it while the other finishes): one commits."""
+    dialect, location = writer_target(store.engine)
+    first, second = open_store(dialect, location), open_store(dialect, location)
+    key = segment_key("owner", 1)
+    assert first.committed_offset(key) == 0 == second.committed_offset(key)
+    rows = [list(row) for row in _rows("once", 3)]
+    first.commit(key, 0, 100, rows)
+    with pytest.raises(OffsetConflict):
+        second.commit(key, 0, 100, rows)
+    assert logged_rows(store) == 3
+    assert second.committed_offset(key) == 100
+
+
+def test_fsync_always_is_accepted_and_unknown_policies_refused(store: Workspace) -> None:
+    log = PredictionLog(store.engine, store.settings.spool_dir, fsync="always")
+    log.start()
+    try:
+        log.append(_rows("durable", 2))
+        assert log.flush(10) == 2
+    finally:
+        log.stop()
+    assert not any(store.settings.spool_dir.iterdir())
+    with pytest.raises(ValueError, match="fsync"):
+        PredictionLog(store.engine, store.settings.spool_dir, fsync="sometimes")
+
+
+def test_a_restart_writes_what_a_dead_server_left(store: Workspace) -> None:
+    """A server and its writer both gone (power cut, kill -9): the next start writes it all."""
+    spool = SpoolAppender(store.settings.spool_dir, _fingerprint(store))
+    for i in range(5):
+        spool.append(encode_rows(_rows(f"left-{i}")))
+    spool.close()
+    log = PredictionLog(store.engine, store.settings.spool_dir, flush_interval_s=0.05)
+    log.start()
+    try:
+        deadline = time.monotonic() + 20
+        while logged_rows(store) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        log.stop()
+    assert logged_rows(store) == 5
+    assert not spool.directory.exists()
+
+
+def test_a_spool_that_cannot_be_written_refuses_the_request(sqlite_workspace: Workspace) -> None:
+    from backend.api import create_app
+
+    with TestClient(create_app(workspace=sqlite_workspace)) as client:
+        headers = {"Authorization": f"Bearer {sqlite_workspace.admin_token()}"}
+        serving = client.app.state.serving  # type: ignore[attr-defined]
+        served = client.post(
+            "/v1/models/toy:predict", headers=headers, json={"instances": [TOY_ROW]}
+        )
+        assert served.status_code == 200
+        serving.prediction_log._spool.close()  # as if the disk had failed
+        refused = client.post(
+            "/v1/models/toy:predict", headers=headers, json={"instances": [TOY_ROW]}
+        )
+        assert refused.status_code == 503
+        assert "prediction log" in refused.json()["reason"]
+    # What was answered before the failure is written all the same.
+    with sqlite_workspace.sessions() as session:
+        request_ids = list(session.scalars(select(PredictionRow.request_id)))
+    assert request_ids == [served.json()["request_id"]]
