@@ -128,5 +128,5 @@ class _StreamClosingServer(uvicorn.Server):
             self._on_listening()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        self._app.state.serving.feed.close()
+        self._app.state.feed.close()
         super().handle_exit(sig, frame)

@@ -116,8 +116,9 @@ def test_lone_requests_are_not_taken_for_a_crowd_and_a_crowd_is_still_batched(
 
                 # The first call measures the model on its thread; then it counts as cheap.
                 statuses = [await post() for _ in range(30)]
-                batcher = serving._batchers[("toy", "1")]
-                lone_calls, crowded_after_lone = batcher.calls, serving.last_crowded
+                batcher = serving.state.loaded("toy", "1")
+                assert batcher is not None
+                lone_calls, crowded_after_lone = batcher.calls, serving.crowd.last_crowded
                 statuses += await asyncio.gather(*(post() for _ in range(48)))
                 return statuses, lone_calls, crowded_after_lone, batcher.calls - lone_calls
 
@@ -125,5 +126,5 @@ def test_lone_requests_are_not_taken_for_a_crowd_and_a_crowd_is_still_batched(
     assert statuses == [200] * 78
     assert lone_calls == 30  # one model call per lone request
     assert crowded_after_lone < 0, "requests one at a time were taken for a crowd"
-    assert serving.last_crowded > 0
+    assert serving.crowd.last_crowded > 0
     assert crowd_calls < 48 / 2, f"48 concurrent requests took {crowd_calls} model calls"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Any
 
 from backend.api.limits import BodySizeLimit, InFlightCounter
+from backend.serving.crowd import CrowdGauge
 
 LIMIT = 1_000
 
@@ -62,11 +62,12 @@ def test_a_small_length_beside_a_transfer_encoding_does_not_skip_the_count() -> 
 
 
 def test_only_posts_count_as_requests_in_flight() -> None:
-    serving = SimpleNamespace(http_in_flight=0, last_crowded=-1.0)
+    crowd = CrowdGauge()
+    never_crowded = crowd.last_crowded
     seen: list[int] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(serving.http_in_flight)
+        seen.append(crowd.in_flight)
 
     async def nothing() -> dict[str, Any]:
         return {"type": "http.disconnect"}
@@ -74,7 +75,7 @@ def test_only_posts_count_as_requests_in_flight() -> None:
     async def discard(message: dict[str, Any]) -> None:
         return None
 
-    counter = InFlightCounter(app, serving)
+    counter = InFlightCounter(app, crowd)
 
     async def scenario() -> None:
         # An open event stream (a GET) must not make every prediction look crowded.
@@ -83,4 +84,4 @@ def test_only_posts_count_as_requests_in_flight() -> None:
 
     asyncio.run(scenario())
     assert seen == [0, 1]
-    assert serving.http_in_flight == 0 and serving.last_crowded == -1.0
+    assert crowd.in_flight == 0 and crowd.last_crowded == never_crowded

@@ -207,8 +207,9 @@ def test_a_candidate_that_cannot_load_where_it_serves_aborts_its_rollout(
 
 
 def test_candidate_calls_of_every_worker_are_summed_for_the_step(workspace: Workspace) -> None:
-    from backend.deploy.observe import CandidateFailures, step_calls, step_key
+    from backend.deploy.observe import step_calls
     from backend.schemas import RolloutRequest
+    from backend.serving.candidates import CandidateCalls
     from tests.deploy_helpers import ENGINEER
 
     register_toy(workspace)
@@ -216,13 +217,13 @@ def test_candidate_calls_of_every_worker_are_summed_for_the_step(workspace: Work
         "toy", RolloutRequest(candidate="2", mode="canary"), ENGINEER
     ).rollout
     assert rollout is not None
-    step = step_key(rollout)
-    first, second = CandidateFailures(), CandidateFailures()
+    first, second = CandidateCalls(), CandidateCalls()
     second.worker = "other-host:1"
     for failed in (False, False, True):
-        first.record("toy", step, failed)
+        first.record("toy", rollout, failed)
     for failed in (True, True):
-        second.record("toy", step, failed)
+        second.record("toy", rollout, failed)
+    first.record("toy", None, failed=True)  # no rollout: nothing to count
     for worker in (first, second, first):  # saving again changes nothing
         worker.save(workspace.sessions)
     assert step_calls(workspace.sessions, "toy", rollout) == (5, 3)

@@ -17,8 +17,13 @@ from backend.api.fast_path import PredictionFastPath
 from backend.api.limits import BodySizeLimit, InFlightCounter
 from backend.api.openapi import install_hand_parsed_schemas
 from backend.deploy.controller import RolloutController
+from backend.monitoring.feed import PredictionFeed
+from backend.monitoring.live_stats import LiveStats
 from backend.predictions.log import PredictionLog
+from backend.serving.candidates import CandidateCalls
+from backend.serving.crowd import CrowdGauge
 from backend.serving.service import ServingService
+from backend.serving.state import ServingState
 from backend.settings import Settings
 from backend.workspace import Workspace
 
@@ -36,8 +41,13 @@ def create_app(
         settings.log_flush_interval_s,
         fsync=settings.log_fsync,
     )
-    serving = ServingService(settings, workspace.registry, prediction_log)
-    rollouts = RolloutController(workspace.deploy, serving, settings.rollout_check_interval_s)
+    feed = PredictionFeed()
+    live_stats = LiveStats()
+    crowd = CrowdGauge()
+    state = ServingState(settings, workspace.registry, CandidateCalls())
+    # Everything that keeps what was answered is an observer of the request path.
+    serving = ServingService(state, prediction_log, [prediction_log, live_stats, feed], crowd)
+    rollouts = RolloutController(workspace.deploy, state, settings.rollout_check_interval_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -66,12 +76,14 @@ def create_app(
     )
     app.state.workspace = workspace
     app.state.serving = serving
+    app.state.feed = feed
+    app.state.live_stats = live_stats
     app.state.rollouts = rollouts
     install_error_handlers(app)
     # Added first, so it runs inside the size limit and the in-flight count.
     app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(InFlightCounter, serving=serving)
+    app.add_middleware(InFlightCounter, crowd=crowd)
     app.include_router(oip.router)
     app.include_router(records.router)
     app.include_router(manage.router)

@@ -50,7 +50,7 @@ OptionalAction = Annotated[ActionRequest | None, Body()]
 
 async def _apply(serving: ServingService, change: Callable[[], DeploymentState]) -> DeploymentState:
     state = await asyncio.to_thread(change)
-    await serving.refresh_state()
+    await serving.state.refresh_state()
     return state
 
 

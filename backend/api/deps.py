@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from backend.auth import Principal, TokenService
+from backend.monitoring.feed import PredictionFeed
+from backend.monitoring.live_stats import LiveStats
 from backend.serving.service import ServingService
 from backend.workspace import Workspace
 
@@ -21,6 +23,16 @@ async def get_workspace(request: Request) -> Workspace:
 async def get_serving(request: Request) -> ServingService:
     serving: ServingService = request.app.state.serving
     return serving
+
+
+async def get_feed(request: Request) -> PredictionFeed:
+    feed: PredictionFeed = request.app.state.feed
+    return feed
+
+
+async def get_live_stats(request: Request) -> LiveStats:
+    live_stats: LiveStats = request.app.state.live_stats
+    return live_stats
 
 
 async def resolve_principal(tokens: TokenService, authorization: str | None) -> Principal:
@@ -42,3 +54,5 @@ async def authenticate(
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 CurrentWorkspace = Annotated[Workspace, Depends(get_workspace)]
 CurrentServing = Annotated[ServingService, Depends(get_serving)]
+CurrentFeed = Annotated[PredictionFeed, Depends(get_feed)]
+CurrentLiveStats = Annotated[LiveStats, Depends(get_live_stats)]

@@ -4,10 +4,11 @@ it passes the limit (so at most the limit is ever held in memory); count request
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backend.serving.crowd import CrowdGauge
 
 
 class BodySizeLimit:
@@ -87,19 +88,17 @@ class InFlightCounter:
     second request forever, and every lone prediction would be taken for part of a crowd.
     """
 
-    def __init__(self, app: ASGIApp, serving: Any):
+    def __init__(self, app: ASGIApp, crowd: CrowdGauge):
         self.app = app
-        self.serving = serving
+        self.crowd = crowd
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        serving = self.serving
-        serving.http_in_flight += 1
-        if serving.http_in_flight > 1:
-            serving.last_crowded = time.monotonic()
+        crowd = self.crowd
+        crowd.enter()
         try:
             await self.app(scope, receive, send)
         finally:
-            serving.http_in_flight -= 1
+            crowd.leave()

@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from backend.api.deps import CurrentPrincipal, CurrentServing
+from backend.api.deps import CurrentFeed, CurrentLiveStats, CurrentPrincipal
 from backend.api.oip import ERRORS
 from backend.auth.tokens import require
 from backend.errors import InputError
@@ -34,7 +34,7 @@ BATCH_WINDOW_S = 0.1
 )
 async def prediction_events(
     principal: CurrentPrincipal,
-    serving: CurrentServing,
+    feed: CurrentFeed,
     model: Annotated[str | None, Query(description="only this model's predictions")] = None,
     last_event_id: Annotated[str | None, Header(description="resume after this event")] = None,
 ) -> StreamingResponse:
@@ -45,7 +45,6 @@ async def prediction_events(
     A ``: keep-alive`` comment is sent every 15 s.
     """
     require(principal, "read_predictions")
-    feed = serving.feed
     return StreamingResponse(
         _stream(feed, model, feed.resume_after(last_event_id)),
         media_type="text/event-stream",
@@ -71,7 +70,7 @@ async def _stream(feed: PredictionFeed, model: str | None, position: int) -> Asy
 @router.get("/monitor/live", response_model=LiveSeries)
 async def live_series(
     principal: CurrentPrincipal,
-    serving: CurrentServing,
+    live_stats: CurrentLiveStats,
     resolution: Annotated[int, Query(description="bucket length in seconds: 1 or 60")] = 1,
     since: Annotated[float | None, Query(description="only buckets after this time")] = None,
     model: Annotated[str | None, Query(description="one model (default: all)")] = None,
@@ -86,4 +85,4 @@ async def live_series(
         raise InputError(f"must be one of {sorted(RESOLUTIONS)} (seconds)", "resolution")
     if since is not None and not math.isfinite(since):
         raise InputError("must be a time in Unix seconds", "since")
-    return serving.live_stats.series(resolution, since, model)
+    return live_stats.series(resolution, since, model)

@@ -12,7 +12,9 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from backend.deploy.observe import MIN_LABELLED, StepObservation, observe_step
 from backend.deploy.service import SYSTEM, DeployService
@@ -20,8 +22,18 @@ from backend.deploy.watch import watch_model
 from backend.errors import ServeDeckError
 from backend.schemas import RolloutCheck, RolloutState, RolloutStatus
 
-if TYPE_CHECKING:
-    from backend.serving.service import ServingService
+
+class ServingWorker(Protocol):
+    """What the controller needs of this worker's serving state (``serving.ServingState``)."""
+
+    def models_serving(self) -> list[str]: ...
+
+    def models_in_rollout(self) -> list[str]: ...
+
+    def save_candidate_calls(self, sessions: sessionmaker[Session]) -> None: ...
+
+    async def refresh_state(self) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +190,7 @@ def rollout_status(deploy: DeployService, model: str) -> RolloutStatus:
 class RolloutController:
     """Runs in every serving worker: judges the running rollouts every few seconds."""
 
-    def __init__(self, deploy: DeployService, serving: ServingService, interval_s: float):
+    def __init__(self, deploy: DeployService, serving: ServingWorker, interval_s: float):
         self.deploy = deploy
         self.serving = serving
         self.interval_s = interval_s
@@ -219,9 +231,7 @@ class RolloutController:
             rollouts = self.serving.models_in_rollout()
             if rollouts:
                 try:  # this worker's candidate calls first, so the verdict counts them
-                    await asyncio.to_thread(
-                        self.serving.candidate_failures.save, self.deploy.sessions
-                    )
+                    await asyncio.to_thread(self.serving.save_candidate_calls, self.deploy.sessions)
                 except Exception:
                     log.exception("could not save the candidate call counts")
             for model in rollouts:

@@ -2,22 +2,18 @@
 
 Every worker logs to the same store, so any worker sees the whole traffic of the step.
 Failures leave no prediction row: each worker counts its candidate calls and failures
-(``CandidateFailures``) and writes them to ``candidate_calls``, where they are summed.
+(``serving.candidates``) and writes them to ``candidate_calls``, where they are summed.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.tables import CandidateCallsRow
@@ -26,7 +22,6 @@ from backend.predictions.reads import labelled_since, window_rows
 from backend.registry import Prediction
 from backend.schemas import ModelVersionInfo, RolloutState
 
-StepKey = tuple[str, float]
 # The newest rows a step is judged on: bounds the work of one evaluation.
 MAX_ROWS = 100_000
 # Labelled candidate predictions needed before the live metric counts.
@@ -50,53 +45,11 @@ class StepObservation:
     failures: int = 0
 
 
-class CandidateFailures:
-    """This worker's count of candidate calls and failures, for each model's current step.
-
-    A step is named by its rollout's candidate and the time the step started: the same in
-    every worker and in the database. ``save`` writes the counts where every worker's are
-    summed (``candidate_calls``).
-    """
-
-    def __init__(self) -> None:
-        self._counts: dict[str, tuple[StepKey, int, int]] = {}  # model -> (step, calls, fails)
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
-
-    def record(self, model: str, step: StepKey, failed: bool) -> None:
-        known, calls, fails = self._counts.get(model, (step, 0, 0))
-        if known != step:
-            calls, fails = 0, 0
-        self._counts[model] = (step, calls + 1, fails + int(failed))
-
-    def save(self, sessions: sessionmaker[Session]) -> None:
-        """Write this worker's counts (absolute, so writing twice changes nothing)."""
-        if not self._counts:
-            return
-        with sessions.begin() as session:
-            dialect = session.get_bind().dialect.name
-            insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-            for model, ((candidate, started), calls, fails) in list(self._counts.items()):
-                statement = insert(CandidateCallsRow).values(
-                    model=model,
-                    candidate=candidate,
-                    step_started=started,
-                    worker=self.worker,
-                    calls=calls,
-                    failures=fails,
-                )
-                session.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["model", "candidate", "step_started", "worker"],
-                        set_={"calls": calls, "failures": fails},
-                    )
-                )
-
-
 def step_calls(
     sessions: sessionmaker[Session], model: str, rollout: RolloutState
 ) -> tuple[int, int]:
     """(calls, failures) of the candidate in the current step, summed over every worker."""
-    candidate, started = step_key(rollout)
+    candidate, started = rollout.step_key()
     with sessions() as session:
         calls, failures = session.execute(
             select(
@@ -109,10 +62,6 @@ def step_calls(
             )
         ).one()
     return int(calls), int(failures)
-
-
-def step_key(rollout: RolloutState) -> StepKey:
-    return (rollout.candidate, rollout.step_started_at.timestamp())
 
 
 def observe_step(

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from backend.predictions.observers import AnsweredBatch
 from backend.predictions.rows import (
     ROW_CREATED_AT,
     ROW_ENTITY_ID,
@@ -64,6 +65,10 @@ class PredictionFeed:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
                 _wake(waiter)
+
+    def observe(self, batch: AnsweredBatch) -> None:
+        """The observer seam: a large batch shows its first rows; the log keeps all of them."""
+        self.publish(batch.log_rows()[:MAX_ROWS_PER_REQUEST], batch.labels, batch.confidences())
 
     @property
     def closed(self) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from backend.predictions.observers import AnsweredBatch
 from backend.schemas import DECISIONS, LiveSeries
 
 # 0.01 ms to 100 s, geometric steps of ~15 %.
@@ -117,6 +118,11 @@ class LiveStats:
         if stats is None:
             stats = self._models[model] = ModelStats()
         stats.record(now, latency_ms, confidences, DECISIONS.index(decision))
+
+    def observe(self, batch: AnsweredBatch) -> None:
+        """The observer seam: one request's answer (a shadow copy is not traffic)."""
+        if batch.counts_as_traffic:
+            self.record(batch.model, batch.answered_at, batch.latency_ms, batch.confidences())
 
     def series(
         self,

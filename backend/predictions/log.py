@@ -23,6 +23,7 @@ from typing import BinaryIO, cast
 
 from sqlalchemy import Engine
 
+from backend.predictions.observers import AnsweredBatch
 from backend.predictions.rows import LogRow, encode_rows
 from backend.predictions.spool import SpoolAppender, database_fingerprint
 from backend.predictions.writer import WriterConfig, encode_config, read_frame, write_frame
@@ -104,6 +105,10 @@ class PredictionLog:
         segment, offset = self._spool.append(encode_rows(rows))
         self._appended_total += len(rows)
         self._positions.append((segment, offset, self._appended_total))
+
+    def observe(self, batch: AnsweredBatch) -> None:
+        """The observer seam: the first observer, so a batch it cannot keep is not answered."""
+        self.append(batch.log_rows())
 
     # -------------------------------------------------------------- lifecycle
 

@@ -39,6 +39,7 @@ from backend.schemas.deploy import (
     RolloutState,
     RolloutStatus,
     ServingPolicy,
+    StepKey,
 )
 
 # Entity ids are stored with every logged row (128 characters at most there).

@@ -152,6 +152,10 @@ class RolloutRequest(BaseModel):
     force_signature: bool = False
 
 
+# A rollout step: (candidate version, the step's start as Unix seconds).
+StepKey = tuple[str, float]
+
+
 class RolloutState(BaseModel):
     candidate: str
     mode: RolloutMode
@@ -169,6 +173,10 @@ class RolloutState(BaseModel):
     started_by: str
     started_at: datetime
     step_started_at: datetime
+
+    def step_key(self) -> StepKey:
+        """Names the current step the same way in every worker and in the database."""
+        return (self.candidate, self.step_started_at.timestamp())
 
 
 class RolloutCheck(BaseModel):
