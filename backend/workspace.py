@@ -12,6 +12,7 @@ from backend.auth import TokenService
 from backend.db import create_db_engine, session_factory, upgrade_database
 from backend.db.tables import TokenRow
 from backend.deploy.service import DeployService
+from backend.monitoring.alerts import AlertService
 from backend.registry import ArtifactStore, Registry
 from backend.settings import Settings
 
@@ -24,6 +25,7 @@ class Workspace:
     registry: Registry
     tokens: TokenService
     deploy: DeployService
+    alerts: AlertService
 
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
@@ -32,13 +34,15 @@ class Workspace:
         upgrade_database(engine)
         sessions = session_factory(engine)
         registry = Registry(sessions, ArtifactStore(settings.artifacts_dir))
+        alerts = AlertService(sessions)
         workspace = cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             registry=registry,
             tokens=TokenService(sessions, settings.token_cache_ttl_s),
-            deploy=DeployService(sessions, registry),
+            deploy=DeployService(sessions, registry, alerts),
+            alerts=alerts,
         )
         workspace.ensure_admin_token()
         return workspace

@@ -34,6 +34,10 @@ PROTECTED = [
     ("GET", "/api/v1/whoami"),
     ("GET", "/api/v1/events/predictions"),
     ("GET", "/api/v1/monitor/live"),
+    ("GET", "/api/v1/alerts"),
+    ("GET", "/api/v1/alerts/1"),
+    ("POST", "/api/v1/alerts/1/acknowledge"),
+    ("GET", "/api/v1/events/alerts"),
 ]
 PUBLIC = {"/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs", "/redoc"}
 

@@ -167,8 +167,8 @@ def test_signature_differences_are_sorted_into_breaking_and_compatible() -> None
 
 
 def test_an_undefined_metric_is_unavailable_not_nan() -> None:
-    from backend.deploy.metrics import MetricUnavailable, score_metric
     from backend.registry import Prediction
+    from backend.registry.metrics import MetricUnavailable, score_metric
 
     # Three classes, one absent from the labels: scikit-learn answers NaN here.
     prediction = Prediction([0, 1, 0], [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1]])
@@ -179,12 +179,18 @@ def test_an_undefined_metric_is_unavailable_not_nan() -> None:
 def test_an_alert_counts_until_the_version_is_deployed_again(workspace: Workspace) -> None:
     register_toy(workspace)
     workspace.deploy.deploy("toy", "2", "new", ENGINEER)
-    assert workspace.deploy.alert_state("toy", "2") == (False, False)
-    workspace.deploy.record_alert("toy", "2", "live accuracy low", {})
-    assert workspace.deploy.alert_state("toy", "2") == (True, False)
+    alerts = workspace.alerts
+    assert alerts.active("toy", "2", "live_metric") is None
+    alert, raised = alerts.raise_once(
+        "toy", "2", "live_metric", severity="critical", title="low", explanation="", details={}
+    )
+    assert raised and alerts.active("toy", "2", "live_metric") == alert
     workspace.deploy.rollback("toy", "back", ENGINEER)
+    assert alerts.active("toy", "2", "live_metric") == alert  # a rollback does not clear it
     workspace.deploy.deploy("toy", "2", "fixed the labels", ENGINEER)
-    assert workspace.deploy.alert_state("toy", "2") == (False, False)  # it serves afresh
+    assert alerts.active("toy", "2", "live_metric") is None  # it serves afresh
+    resolved = alerts.get(alert.id)
+    assert resolved.status == "resolved" and "judged afresh" in resolved.resolution
 
 
 def test_a_rollback_skips_a_version_that_raised_a_quality_alert(workspace: Workspace) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from backend.deploy.watch import watch_model
+from backend.deploy.reactions import react_to_quality
 from backend.workspace import Workspace
 from tests.deploy_helpers import register_toy
 from tests.helpers import TOY_ROW
@@ -27,6 +27,10 @@ def _serve_and_label(client: TestClient, headers: dict[str, str], count: int, wr
     assert response.json()["accepted"] == count
 
 
+def watch_model(workspace: Workspace, model: str) -> str:
+    return react_to_quality(workspace.deploy, workspace.alerts, model)
+
+
 def test_a_live_metric_out_of_range_alerts_once_and_rolls_back_by_policy(
     workspace: Workspace, client: TestClient, admin_headers: dict[str, str]
 ) -> None:
@@ -42,17 +46,17 @@ def test_a_live_metric_out_of_range_alerts_once_and_rolls_back_by_policy(
     )
 
     _serve_and_label(client, admin_headers, 10, wrong=True)
-    assert watch_model(workspace.deploy, "toy") == "10 labelled predictions, 20 needed"
+    assert watch_model(workspace, "toy") == "10 labelled predictions, 20 needed"
     _serve_and_label(client, admin_headers, 40, wrong=False)
-    assert watch_model(workspace.deploy, "toy") == "accuracy 0.8 in range"  # 40 of 50 right
+    assert watch_model(workspace, "toy") == "accuracy 0.8 in range"  # 40 of 50 right
     _serve_and_label(client, admin_headers, 30, wrong=True)
-    assert watch_model(workspace.deploy, "toy") == "alerted"
-    assert watch_model(workspace.deploy, "toy") == "already alerted"
+    assert watch_model(workspace, "toy") == "alerted"
+    assert watch_model(workspace, "toy") == "already alerted"
     assert workspace.registry.get_model("toy").active_version == "2"
 
     policy["auto_rollback"] = True
     client.put("/api/v1/models/toy/policy", json=policy, headers=admin_headers)
-    assert watch_model(workspace.deploy, "toy") == "alerted and rolled back"
+    assert watch_model(workspace, "toy") == "alerted and rolled back"
     model = client.get("/api/v1/models/toy", headers=admin_headers).json()
     assert model["active_version"] == "1" and model["policy"]["auto_rollback"] is True
     events = client.get("/api/v1/audit?model=toy", headers=admin_headers).json()["events"]
@@ -61,8 +65,15 @@ def test_a_live_metric_out_of_range_alerts_once_and_rolls_back_by_policy(
     assert len(alerts) == 1  # raised once, the rollback came when the policy asked for it
     alert = alerts[0]
     assert (rollback["action"], rollback["actor"]) == ("rollback", "servedeck")
-    assert rollback["reason"].startswith("automatic: live accuracy")
+    assert rollback["reason"].startswith("automatic: toy version 2: live accuracy")
     assert alert["action"] == "metric_alert" and alert["details"]["labelled"] == 50
+    # The alert itself is monitoring's: listed, with plain words, until someone owns it.
+    listed = client.get("/api/v1/alerts?model=toy", headers=admin_headers).json()["alerts"]
+    assert [(a["version"], a["kind"], a["status"]) for a in listed] == [
+        ("2", "live_metric", "open")
+    ]
+    assert listed[0]["id"] == alert["details"]["alert_id"]
+    assert "What to do" in listed[0]["explanation"]
 
 
 def test_support_cannot_change_the_policy(workspace: Workspace, client: TestClient) -> None:

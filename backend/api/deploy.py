@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 
 from backend.api.deps import CurrentPrincipal, CurrentServing, CurrentWorkspace
-from backend.api.oip import ERRORS
+from backend.api.errors import ERRORS
 from backend.auth.tokens import require
 from backend.deploy.audit import list_events
 from backend.deploy.controller import RolloutController

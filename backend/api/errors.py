@@ -12,6 +12,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from backend.errors import ServeDeckError
+from backend.schemas import ErrorBody
+
+# The error answers every router declares in its OpenAPI description.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422)
+}
 
 
 def error_response(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from backend.api.deps import CurrentPrincipal, CurrentWorkspace
-from backend.api.oip import ERRORS
+from backend.api.errors import ERRORS
 from backend.auth.tokens import require
 from backend.feedback import store_labels
 from backend.schemas import FeedbackRequest, FeedbackResponse

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend import __version__
 from backend.api.deps import CurrentPrincipal, CurrentWorkspace
-from backend.api.oip import ERRORS
+from backend.api.errors import ERRORS
 from backend.auth.tokens import require
 from backend.errors import InputError
 from backend.predictions.reads import read_predictions

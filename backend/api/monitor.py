@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from backend.api.deps import CurrentFeed, CurrentLiveStats, CurrentPrincipal
-from backend.api.oip import ERRORS
+from backend.api.errors import ERRORS
 from backend.auth.tokens import require
 from backend.errors import InputError
 from backend.monitoring.feed import PredictionFeed

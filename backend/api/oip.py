@@ -11,12 +11,11 @@ from fastapi import APIRouter, Request, Response
 
 from backend import __version__
 from backend.api.deps import CurrentPrincipal, CurrentServing
-from backend.api.errors import body_error_response
+from backend.api.errors import ERRORS, body_error_response
 from backend.api.openapi import hand_parsed_body
 from backend.errors import InputError
 from backend.schemas import (
     MAX_ENTITY_ID,
-    ErrorBody,
     InferRequest,
     InferResponse,
     LiveResponse,
@@ -36,9 +35,6 @@ from backend.serving.oip import (
 from backend.serving.service import ServingService
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422)
-}
 
 
 @router.get("/health/live", response_model=LiveResponse)

@@ -8,8 +8,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from backend.api.deps import CurrentPrincipal, CurrentServing
-from backend.api.errors import body_error_response
-from backend.api.oip import ERRORS
+from backend.api.errors import ERRORS, body_error_response
 from backend.api.openapi import hand_parsed_body
 from backend.errors import InputError
 from backend.schemas import RecordPredictRequest, RecordPredictResponse

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -167,6 +168,42 @@ class AuditEventRow(Base):
     to_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AlertRow(Base):
+    """An alert (monitoring): raised once per cause while active, acknowledged by a person."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_model", "model", "id"),
+        # One active alert per cause, across every worker.
+        Index(
+            "uq_alerts_active_cause",
+            "model",
+            "version",
+            "kind",
+            unique=True,
+            sqlite_where=text("status != 'resolved'"),
+            postgresql_where=text("status != 'resolved'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(Text)
+    explanation: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Unix seconds (shown as UTC date-times on the wire).
+    raised_at: Mapped[float] = mapped_column(Float)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    acknowledged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    acknowledgement: Mapped[str] = mapped_column(Text, default="")
+    resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resolution: Mapped[str] = mapped_column(Text, default="")
 
 
 class CandidateCallsRow(Base):

@@ -17,8 +17,8 @@ from typing import Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.deploy.observe import MIN_LABELLED, StepObservation, observe_step
+from backend.deploy.reactions import react_to_quality
 from backend.deploy.service import SYSTEM, DeployService
-from backend.deploy.watch import watch_model
 from backend.errors import ServeDeckError
 from backend.schemas import RolloutCheck, RolloutState, RolloutStatus
 
@@ -244,7 +244,9 @@ class RolloutController:
     async def _watch_live_metrics(self) -> None:
         for model in self.serving.models_serving():
             try:
-                outcome = await asyncio.to_thread(watch_model, self.deploy, model)
+                outcome = await asyncio.to_thread(
+                    react_to_quality, self.deploy, self.deploy.alerts, model
+                )
                 if outcome.startswith("alerted"):
                     log.warning("%s: %s", model, outcome)
                     await self.serving.refresh_state()

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from backend.deploy.metrics import MetricUnavailable, score_metric
 from backend.errors import ArtifactIntegrityError
 from backend.registry import LoadedVersion, Registry
+from backend.registry.metrics import MetricUnavailable, score_metric
 from backend.schemas import (
     EndToEndMismatch,
     FeatureSpec,

@@ -8,7 +8,6 @@ Failures leave no prediction row: each worker counts its candidate calls and fai
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.tables import CandidateCallsRow
-from backend.deploy.metrics import MetricUnavailable, score_metric
+from backend.monitoring.quality import live_metric
 from backend.predictions.reads import labelled_since, window_rows
-from backend.registry import Prediction
 from backend.schemas import ModelVersionInfo, RolloutState
 
 # The newest rows a step is judged on: bounds the work of one evaluation.
@@ -103,7 +101,12 @@ def observe_step(
             if key in answers:
                 observation.compared += 1
                 observation.agreeing += _agree(answers[key], row.outputs.get("predict"))
-    _live_metric(observation, labelled, candidate)
+    measured = live_metric(
+        labelled, candidate.validity.metric, candidate.class_labels, MIN_LABELLED
+    )
+    observation.labelled = measured.labelled
+    observation.live_metric = measured.value
+    observation.metric_note = measured.note
     observation.attempts, observation.failures = step_calls(sessions, model, rollout)
     return observation
 
@@ -120,27 +123,3 @@ def _agree(active: Any, candidate: Any) -> bool:
             return False
         return math.isclose(a, b, rel_tol=REGRESSION_AGREEMENT, abs_tol=1e-9)
     return bool(active == candidate)
-
-
-def _live_metric(
-    observation: StepObservation, labelled: Sequence[Any], candidate: ModelVersionInfo
-) -> None:
-    observation.labelled = len(labelled)
-    if len(labelled) < MIN_LABELLED:
-        observation.metric_note = f"{len(labelled)} of {MIN_LABELLED} labels needed"
-        return
-    outputs = [answer for answer, _ in labelled]
-    probabilities = [o.get("predict_proba") for o in outputs]
-    prediction = Prediction(
-        [o.get("predict") for o in outputs],
-        probabilities if all(p is not None for p in probabilities) else None,
-    )
-    try:
-        observation.live_metric = score_metric(
-            candidate.validity.metric,
-            [label for _, label in labelled],
-            prediction,
-            candidate.class_labels,
-        )
-    except (MetricUnavailable, ValueError) as exc:
-        observation.metric_note = str(exc)

@@ -19,6 +19,7 @@ from backend.db.tables import AuditEventRow, GateReportRow, ModelRow
 from backend.deploy.audit import deployment_history, good_versions, record_event, to_event
 from backend.deploy.gates import run_gates
 from backend.errors import Conflict, InputError, NotFound
+from backend.monitoring.alerts import AlertService
 from backend.registry import Registry, parse_version
 from backend.schemas import (
     DEPLOYMENT_ACTIONS,
@@ -53,9 +54,10 @@ class GatesRefused(Conflict):
 
 
 class DeployService:
-    def __init__(self, sessions: sessionmaker[Session], registry: Registry):
+    def __init__(self, sessions: sessionmaker[Session], registry: Registry, alerts: AlertService):
         self.sessions = sessions
         self.registry = registry
+        self.alerts = alerts
 
     # ------------------------------------------------------------------ deploy and rollback
 
@@ -74,9 +76,11 @@ class DeployService:
             )
         if version == active:
             raise Conflict(f"version {version} is already serving", "version")
-        return self._switch(
+        state = self._switch(
             model, generation, actor, "deploy", active, version, reason, force_signature, info
         )
+        self._judge_afresh(model, version, actor)
+        return state
 
     def rollback(
         self,
@@ -200,7 +204,7 @@ class DeployService:
         ``expected``: act only if the rollout is still exactly this (the controller's verdict
         must not land on a rollout that was paused or replaced meanwhile)."""
         active, generation, rollout = self._running(model, expected)
-        return self._change(
+        state = self._change(
             model,
             generation,
             actor,
@@ -211,6 +215,8 @@ class DeployService:
             {"active_version": rollout.candidate, "rollout": None},
             details={"stage": _stage(rollout), **(details or {})},
         )
+        self._judge_afresh(model, rollout.candidate, actor)
+        return state
 
     def abort(
         self,
@@ -282,6 +288,8 @@ class DeployService:
         return policy
 
     def record_alert(self, model: str, version: str, reason: str, details: dict[str, Any]) -> None:
+        """A quality alert was raised on the serving version: recorded so that rollbacks skip
+        the version until it is deployed again on purpose (the alert itself is monitoring's)."""
         with self.sessions.begin() as session:
             record_event(
                 session,
@@ -293,10 +301,9 @@ class DeployService:
                 details=details,
             )
 
-    def alert_state(self, model: str, version: str) -> tuple[bool, bool]:
-        """(alerted, automatic rollback refused) for ``version`` since it last became the
-        serving version: an alert is raised once, a refused rollback not retried forever."""
-        alerted = refused = False
+    def automatic_rollback_refused(self, model: str) -> bool:
+        """Whether an automatic rollback was refused since the serving version last became
+        serving: a refused rollback is not retried forever."""
         with self.sessions() as session:
             rows = session.scalars(
                 select(AuditEventRow)
@@ -306,12 +313,10 @@ class DeployService:
             )
             for row in rows:  # newest first, back to the deployment that started it
                 if row.action in DEPLOYMENT_ACTIONS:
-                    break
-                if row.action == "metric_alert" and row.to_version == version:
-                    alerted = True
+                    return False
                 if row.action == "rollback_refused" and row.actor == SYSTEM.name:
-                    refused = True
-        return alerted, refused
+                    return True
+        return False
 
     # ------------------------------------------------------------------ reading
 
@@ -334,6 +339,16 @@ class DeployService:
             return [GateReport(**row.report, id=row.id) for row in rows]
 
     # ------------------------------------------------------------------ internals
+
+    def _judge_afresh(self, model: str, version: str, actor: Principal) -> None:
+        """A version deployed on purpose starts with a clean slate: its old quality alert no
+        longer applies, and a new one is raised if its quality leaves the range again."""
+        self.alerts.resolve(
+            model,
+            version,
+            "live_metric",
+            f"version {version} was deployed again by {actor.name}; it is judged afresh",
+        )
 
     def serving_state(self, model: str) -> tuple[str | None, RolloutState | None, ServingPolicy]:
         """(serving version, rollout, policy) from the model's row alone: cheap enough to

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.schemas.common import Metric
 
-# Deployment types are defined in their own module and exported from here, like the rest.
+# Deployment and monitoring types are defined in their own modules and exported from here.
 from backend.schemas.deploy import (
     DEFAULT_ROLLOUT_STEPS,
     DEPLOYMENT_ACTIONS,
@@ -40,6 +40,15 @@ from backend.schemas.deploy import (
     RolloutStatus,
     ServingPolicy,
     StepKey,
+)
+from backend.schemas.monitoring import (
+    ALERT_STATUSES,
+    AcknowledgeRequest,
+    Alert,
+    AlertKind,
+    AlertList,
+    AlertSeverity,
+    AlertStatus,
 )
 
 # Entity ids are stored with every logged row (128 characters at most there).

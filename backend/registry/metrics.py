@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from backend.registry import Prediction
+from backend.registry.loaded import Prediction
 
 CLASSIFICATION_METRICS = frozenset(
     {"accuracy", "balanced_accuracy", "f1", "precision", "recall", "roc_auc", "log_loss"}

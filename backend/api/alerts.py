@@ -1,0 +1,125 @@
+"""Alerts API: list, read and acknowledge alerts; follow new ones as server-sent events.
+
+Alerts are rows in the store, so every worker answers the same and a stream sees alerts
+raised by any worker (it looks for new ones every ``POLL_S``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query
+from fastapi.responses import StreamingResponse
+
+from backend.api.deps import CurrentFeed, CurrentPrincipal, CurrentWorkspace
+from backend.api.errors import ERRORS
+from backend.auth.tokens import Principal, require
+from backend.errors import Forbidden, InputError
+from backend.monitoring.alerts import AlertService
+from backend.monitoring.feed import PredictionFeed
+from backend.schemas import AcknowledgeRequest, Alert, AlertList, AlertStatus
+
+router = APIRouter(prefix="/api/v1", tags=["Alerts"], responses=ERRORS)
+
+POLL_S = 2.0
+KEEPALIVE_S = 15.0
+AlertId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def _visible(principal: Principal, alert: Alert) -> Alert:
+    if not principal.may_use_model(alert.model):
+        raise Forbidden(f"token may not see alerts of model {alert.model!r}", "alert_id")
+    return alert
+
+
+@router.get("/alerts", response_model=AlertList)
+def list_alerts(
+    workspace: CurrentWorkspace,
+    principal: CurrentPrincipal,
+    model: str | None = None,
+    status: Annotated[
+        list[AlertStatus] | None,
+        Query(description="only these (repeat the parameter); default: open and acknowledged"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AlertList:
+    """Alerts newest first: by default the ones still active (open or acknowledged)."""
+    require(principal, "read", model)
+    statuses = status or ["open", "acknowledged"]
+    return AlertList(
+        alerts=workspace.alerts.list(
+            model=model, statuses=statuses, visible_models=principal.models, limit=limit
+        )
+    )
+
+
+@router.get("/events/alerts")
+async def alert_events(
+    workspace: CurrentWorkspace,
+    principal: CurrentPrincipal,
+    feed: CurrentFeed,
+    model: str | None = None,
+    last_event_id: Annotated[str | None, Header(description="resume after this alert id")] = None,
+) -> StreamingResponse:
+    """New alerts as server-sent events (``event: alert``, data: an ``Alert``); the event id
+    is the alert's id (``Last-Event-ID`` resumes). Without one, the stream starts with the
+    alerts raised from now on."""
+    require(principal, "read", model)
+    if last_event_id is not None and not last_event_id.isdigit():
+        raise InputError("must be an alert id", "Last-Event-ID")
+    alerts = workspace.alerts
+    if last_event_id is not None:
+        after = int(last_event_id)
+    else:
+        newest = await asyncio.to_thread(alerts.list, statuses=None, limit=1)
+        after = newest[0].id if newest else 0
+    return StreamingResponse(
+        _stream(alerts, principal, model, after, feed),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _stream(
+    alerts: AlertService, principal: Principal, model: str | None, after: int, feed: PredictionFeed
+) -> AsyncIterator[bytes]:
+    yield b"retry: 2000\n\n"
+    quiet = 0.0
+    # The feed closes when the server stops: open streams end instead of holding it up.
+    while not feed.closed:
+        found = await asyncio.to_thread(
+            alerts.list, model=model, visible_models=principal.models, after_id=after, limit=100
+        )
+        for alert in found:
+            after = alert.id
+            yield b"id: %d\nevent: alert\ndata: %s\n\n" % (
+                alert.id,
+                alert.model_dump_json().encode(),
+            )
+        quiet = 0.0 if found else quiet + POLL_S
+        if quiet >= KEEPALIVE_S:
+            quiet = 0.0
+            yield b": keep-alive\n\n"
+        await asyncio.sleep(POLL_S)
+
+
+@router.get("/alerts/{alert_id}", response_model=Alert)
+def get_alert(workspace: CurrentWorkspace, principal: CurrentPrincipal, alert_id: AlertId) -> Alert:
+    require(principal, "read")
+    return _visible(principal, workspace.alerts.get(alert_id))
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_model=Alert)
+def acknowledge_alert(
+    workspace: CurrentWorkspace,
+    principal: CurrentPrincipal,
+    alert_id: AlertId,
+    request: AcknowledgeRequest | None = None,
+) -> Alert:
+    """Say that someone owns the alert (409 if it is not open any more)."""
+    require(principal, "deploy")
+    _visible(principal, workspace.alerts.get(alert_id))
+    note = request.note if request is not None else ""
+    return workspace.alerts.acknowledge(alert_id, principal.name, note)
