@@ -230,3 +230,38 @@ def test_the_good_versions_follow_deployments_rollbacks_and_alerts() -> None:
     assert good_versions(back) == ["1"]
     # Served before any recorded deployment: the first event's from_version counts.
     assert good_versions([event("deploy", "4", "5")]) == ["4", "5"]
+
+
+def test_a_deployment_reads_the_version_it_gates_once(workspace: Workspace) -> None:
+    register_toy(workspace)
+    registry = workspace.registry
+    reads: list[tuple[str, str]] = []
+    original = registry.get_version
+
+    def counted(model: str, version: str):  # type: ignore[no-untyped-def]
+        reads.append((model, version))
+        return original(model, version)
+
+    registry.get_version = counted  # type: ignore[method-assign]
+    try:
+        workspace.deploy.deploy("toy", "2", "new", ENGINEER)
+    finally:
+        registry.get_version = original  # type: ignore[method-assign]
+    # The candidate once (kept for the gates), the serving version once (its callers' signature).
+    assert sorted(reads) == [("toy", "1"), ("toy", "2")]
+
+
+def test_a_stale_change_is_refused_and_changes_nothing(workspace: Workspace) -> None:
+    from backend.deploy.changes import Change, apply_change, read_model_state
+    from backend.errors import Conflict
+
+    register_toy(workspace)
+    before = read_model_state(workspace.sessions, "toy")
+    workspace.deploy.deploy("toy", "2", "new", ENGINEER)
+    stale = Change("deploy", ENGINEER, before.active, "1", "late", {"active_version": "1"})
+    with pytest.raises(Conflict, match="changed while this deploy"):
+        apply_change(workspace.sessions, "toy", before.generation, stale)
+    after = read_model_state(workspace.sessions, "toy")
+    assert after.active == "2" and after.generation == before.generation + 1
+    with pytest.raises(Conflict, match="no rollout is running"):
+        after.running_rollout("toy")

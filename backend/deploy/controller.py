@@ -174,7 +174,8 @@ def _metric(observation: StepObservation, metric_range: tuple[float, float]) -> 
 
 def rollout_status(deploy: DeployService, model: str) -> RolloutStatus:
     """The rollout of ``model`` judged now, on what every worker logged and counted."""
-    active, rollout, _policy = deploy.serving_state(model)
+    state = deploy.state(model)
+    active, rollout = state.active, state.rollout
     status = RolloutStatus(model=model, active_version=active, rollout=rollout)
     if rollout is None:
         return status

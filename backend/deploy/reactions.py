@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 
 def react_to_quality(deploy: DeployService, alerts: AlertService, model: str) -> str:
     """Judge one model's serving version and react; returns what was done, in words."""
-    active, rollout, policy = deploy.serving_state(model)
-    if active is None or rollout is not None:
+    state = deploy.state(model)
+    active, policy = state.active, state.policy
+    if active is None or state.rollout is not None:
         return "nothing to judge"  # a rollout judges its candidate with its own checks
     verdict = judge_live_metric(
         deploy.sessions,

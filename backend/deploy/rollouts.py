@@ -1,0 +1,205 @@
+"""The rollout state machine: shadow, canary steps, promotion or abort; pause and resume.
+
+Each transition is one guarded change of the model's row (``changes.apply_change``); a
+verdict of the controller names the rollout it judged (``expected``) and lands only on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.auth.tokens import Principal
+from backend.deploy.changes import SYSTEM, Change, apply_change, read_model_state
+from backend.deploy.gating import GateKeeper, GateRequest
+from backend.errors import Conflict, InputError
+from backend.registry import Registry, parse_version
+from backend.schemas import AuditAction, DeploymentState, RolloutRequest, RolloutState
+
+
+class Rollouts:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        registry: Registry,
+        gates: GateKeeper,
+        on_serving: Callable[[str, str, Principal], None],
+    ):
+        self.sessions = sessions
+        self.registry = registry
+        self.gates = gates
+        # Told when a version starts serving on purpose (a promotion).
+        self.on_serving = on_serving
+
+    def start(self, model: str, request: RolloutRequest, actor: Principal) -> DeploymentState:
+        candidate = str(parse_version(request.candidate))
+        state = read_model_state(self.sessions, model)
+        info = self.registry.get_version(model, candidate)
+        if state.rollout is not None:
+            raise Conflict(
+                f"a rollout of version {state.rollout.candidate} is already running; promote "
+                "or abort it first",
+                "rollout",
+            )
+        if state.active is None:
+            raise Conflict(
+                f"model {model!r} serves no version yet: deploy one first (a rollout compares "
+                "a candidate with the version serving)",
+                "model",
+            )
+        if candidate == state.active:
+            raise Conflict(f"version {candidate} is already serving", "candidate")
+        _check_steps(request.steps)
+        report = self.gates.passing_report(
+            GateRequest(
+                model,
+                candidate,
+                "rollout",
+                actor,
+                state.active,
+                request.reason,
+                request.force_signature,
+                info,
+            )
+        )
+        now = datetime.now(UTC)
+        shadow_first = request.mode == "shadow"
+        rollout = RolloutState(
+            candidate=candidate,
+            mode=request.mode,
+            phase="shadow" if shadow_first else "canary",
+            steps=request.steps,
+            step_index=-1 if shadow_first else 0,
+            percent=0.0 if shadow_first else request.steps[0],
+            paused=False,
+            min_dwell_s=request.min_dwell_s,
+            min_samples=request.min_samples,
+            checks=request.checks,
+            started_by=actor.name,
+            started_at=now,
+            step_started_at=now,
+        )
+        change = Change(
+            "rollout_start",
+            actor,
+            state.active,
+            candidate,
+            request.reason,
+            {"rollout": rollout.model_dump(mode="json")},
+            report,
+            details={"mode": request.mode, "steps": request.steps, "stage": stage(rollout)},
+        )
+        return apply_change(self.sessions, model, state.generation, change)
+
+    def set_paused(
+        self, model: str, paused: bool, reason: str, actor: Principal
+    ) -> DeploymentState:
+        state = read_model_state(self.sessions, model)
+        rollout = state.running_rollout(model)
+        if rollout.paused == paused:
+            raise Conflict(f"the rollout is already {'paused' if paused else 'running'}", "rollout")
+        # Resuming restarts the dwell time: the checks need a fresh window of traffic.
+        changed = rollout.model_copy(
+            update={"paused": paused, "step_started_at": datetime.now(UTC)}
+        )
+        action: AuditAction = "rollout_pause" if paused else "rollout_resume"
+        change = Change(
+            action,
+            actor,
+            state.active,
+            rollout.candidate,
+            reason,
+            {"rollout": changed.model_dump(mode="json")},
+            details={"stage": stage(rollout)},
+        )
+        return apply_change(self.sessions, model, state.generation, change)
+
+    def promote(
+        self,
+        model: str,
+        reason: str,
+        actor: Principal,
+        details: dict[str, Any] | None = None,
+        expected: RolloutState | None = None,
+    ) -> DeploymentState:
+        """The candidate becomes the serving version for all traffic; the rollout ends."""
+        state = read_model_state(self.sessions, model)
+        rollout = state.running_rollout(model, expected)
+        change = Change(
+            "promote",
+            actor,
+            state.active,
+            rollout.candidate,
+            reason,
+            {"active_version": rollout.candidate, "rollout": None},
+            details={"stage": stage(rollout), **(details or {})},
+        )
+        result = apply_change(self.sessions, model, state.generation, change)
+        self.on_serving(model, rollout.candidate, actor)
+        return result
+
+    def abort(
+        self,
+        model: str,
+        reason: str,
+        actor: Principal,
+        details: dict[str, Any] | None = None,
+        expected: RolloutState | None = None,
+    ) -> DeploymentState:
+        """All traffic back to the serving version; the candidate stops scoring."""
+        state = read_model_state(self.sessions, model)
+        rollout = state.running_rollout(model, expected)
+        change = Change(
+            "abort",
+            actor,
+            rollout.candidate,
+            state.active,
+            reason,
+            {"rollout": None},
+            details={"stage": stage(rollout), **(details or {})},
+        )
+        return apply_change(self.sessions, model, state.generation, change)
+
+    def advance(
+        self, model: str, expected: RolloutState, details: dict[str, Any]
+    ) -> DeploymentState:
+        """The next stage, when ``expected`` is still the state (one worker wins the race)."""
+        state = read_model_state(self.sessions, model)
+        rollout = state.running_rollout(model, expected)
+        following = rollout.model_copy(
+            update={
+                "phase": "canary",
+                "step_index": rollout.step_index + 1,
+                "percent": rollout.steps[rollout.step_index + 1],
+                "step_started_at": datetime.now(UTC),
+            }
+        )
+        change = Change(
+            "rollout_step",
+            SYSTEM,
+            state.active,
+            rollout.candidate,
+            f"checks passed; now {stage(following)}",
+            {"rollout": following.model_dump(mode="json")},
+            details={"from_stage": stage(rollout), "stage": stage(following), **details},
+        )
+        return apply_change(self.sessions, model, state.generation, change)
+
+
+def _check_steps(steps: list[float]) -> None:
+    for i, step in enumerate(steps):
+        if not 0 < step <= 100:
+            raise InputError(
+                f"each step is a percentage above 0 and at most 100, got {step}", f"steps[{i}]"
+            )
+        if i and step <= steps[i - 1]:
+            raise InputError(
+                "steps must increase: each share of traffic above the last", f"steps[{i}]"
+            )
+
+
+def stage(rollout: RolloutState) -> str:
+    return "shadow" if rollout.phase == "shadow" else f"canary {rollout.percent:g}%"

@@ -1,0 +1,122 @@
+"""Switching the serving version: a deployment and a rollback, through the same gates.
+
+A rollback returns to the previous good version: versions rolled back from, or that raised a
+quality alert while serving, are skipped until someone deploys them again on purpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.auth.tokens import Principal
+from backend.deploy.audit import deployment_history, good_versions
+from backend.deploy.changes import Change, ModelState, apply_change, read_model_state
+from backend.deploy.gating import GateKeeper, GateRequest
+from backend.errors import Conflict
+from backend.registry import Registry, parse_version
+from backend.schemas import AuditEvent, DeploymentState, ModelVersionInfo
+
+
+class Switching:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        registry: Registry,
+        gates: GateKeeper,
+        on_serving: Callable[[str, str, Principal], None],
+    ):
+        self.sessions = sessions
+        self.registry = registry
+        self.gates = gates
+        # Told when a version starts serving on purpose (a deployment).
+        self.on_serving = on_serving
+
+    def deploy(
+        self, model: str, version: str, reason: str, actor: Principal, force_signature: bool = False
+    ) -> DeploymentState:
+        version = str(parse_version(version))
+        state = read_model_state(self.sessions, model)
+        # First, so that an unknown version is a 404 whatever the model's state; kept for the
+        # gates, which would otherwise read it again.
+        info = self.registry.get_version(model, version)
+        if state.rollout is not None:
+            raise Conflict(
+                f"a rollout of version {state.rollout.candidate} is running; promote or abort "
+                "it before deploying",
+                "rollout",
+            )
+        if version == state.active:
+            raise Conflict(f"version {version} is already serving", "version")
+        result = self._switch(model, state, actor, "deploy", version, reason, force_signature, info)
+        self.on_serving(model, version, actor)
+        return result
+
+    def rollback(
+        self,
+        model: str,
+        reason: str,
+        actor: Principal,
+        force_signature: bool = False,
+        from_version: str | None = None,
+    ) -> DeploymentState:
+        """Back to the version served before this one, through the same gates.
+
+        ``from_version``: the version the caller saw serving; refused (409) if another action
+        changed it meanwhile, so two rollbacks racing never go back two steps."""
+        state = read_model_state(self.sessions, model)
+        active = state.active
+        if from_version is not None and str(parse_version(from_version)) != active:
+            raise Conflict(
+                f"version {from_version} no longer serves {model!r} (version {active} does); "
+                "look at its new state before rolling back",
+                "from_version",
+            )
+        if state.rollout is not None:
+            raise Conflict(
+                f"a rollout of version {state.rollout.candidate} is running; abort it to send "
+                f"all traffic back to version {active}",
+                "rollout",
+            )
+        if active is None:
+            raise Conflict(f"model {model!r} serves no version yet: nothing to roll back", "model")
+        with self.sessions() as session:
+            target = rollback_target(deployment_history(session, model, True), active)
+        if target is None:
+            raise Conflict(
+                f"{model!r} has no earlier good version to roll back to from version {active} "
+                "(it was the first served, or every earlier one was rolled back from or raised "
+                "a quality alert); deploy another version instead",
+                "version",
+            )
+        return self._switch(model, state, actor, "rollback", target, reason, force_signature)
+
+    def _switch(
+        self,
+        model: str,
+        state: ModelState,
+        actor: Principal,
+        action: Literal["deploy", "rollback"],
+        target: str,
+        reason: str,
+        force_signature: bool,
+        info: ModelVersionInfo | None = None,
+    ) -> DeploymentState:
+        """Gate ``target`` and make it the serving version: a deployment and a rollback are
+        the same path, only the version chosen differs."""
+        report = self.gates.passing_report(
+            GateRequest(model, target, action, actor, state.active, reason, force_signature, info)
+        )
+        change = Change(
+            action, actor, state.active, target, reason, {"active_version": target}, report
+        )
+        return apply_change(self.sessions, model, state.generation, change)
+
+
+def rollback_target(history: list[AuditEvent], active: str) -> str | None:
+    stack = good_versions(history)
+    if stack and stack[-1] == active:
+        stack.pop()
+    return stack[-1] if stack else None
