@@ -114,8 +114,15 @@ def test_a_scoped_token_sees_only_its_models_alerts(
     headers = {"Authorization": f"Bearer {token}"}
     listed = client.get("/api/v1/alerts", headers=headers).json()["alerts"]
     assert [a["id"] for a in listed] == [mine.id]
-    assert client.get(f"/api/v1/alerts/{theirs.id}", headers=headers).status_code == 403
+    # Another model's alert is answered as if it did not exist, naming nothing of it.
+    hidden = client.get(f"/api/v1/alerts/{theirs.id}", headers=headers)
+    assert hidden.status_code == 404 and "elsewhere" not in hidden.text
     assert client.get(f"/api/v1/alerts/{mine.id}", headers=headers).status_code == 200
+    # A superscript two (as raw Latin-1, as a client may send it) passes str.isdigit().
+    for bad in (b"\xb2", b"99999999999999999999", b"-1", b"abc"):
+        refused = client.get("/api/v1/events/alerts", headers={**headers, "Last-Event-ID": bad})
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["field"] == "Last-Event-ID"
 
 
 @pytest.fixture

@@ -53,3 +53,41 @@ def test_unsupported_database_is_named_clearly(tmp_path) -> None:  # type: ignor
 
     with pytest.raises(ServeDeckError, match="unsupported database URL 'mysql'"):
         Workspace.open(Settings.load(data_dir=tmp_path, database_url="mysql://root@localhost/x"))
+
+
+def test_an_active_quality_alert_of_the_audit_trail_becomes_an_alert(database_url: str) -> None:
+    """Before 0006 an alert was only an audit event: the serving version keeps its alert."""
+    from alembic import command
+    from sqlalchemy import text
+
+    engine = create_db_engine(database_url)
+    command.upgrade(alembic_config(engine), "0005")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO models (name, task, description, active_version, state_generation,"
+                " created_at) VALUES ('fraud', 'classification', '', '2', 3, CURRENT_TIMESTAMP)"
+            )
+        )
+        for action, version, reason in (
+            ("deploy", "1", "first"),
+            ("metric_alert", "1", "old, before a deployment"),
+            ("deploy", "2", "second"),
+            ("metric_alert", "2", "live accuracy 0.6 is outside [0.8, 1]"),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO audit_events (at, actor, role, model, action, to_version, "
+                    "reason, details) VALUES (CURRENT_TIMESTAMP, 'servedeck', 'system', "
+                    "'fraud', :action, :version, :reason, '{\"labelled\": 50}')"
+                ),
+                {"action": action, "version": version, "reason": reason},
+            )
+    upgrade_database(engine)
+    with engine.connect() as connection:
+        alerts = connection.execute(
+            text("SELECT model, version, kind, status, title FROM alerts")
+        ).all()
+    engine.dispose()
+    assert [tuple(a[:4]) for a in alerts] == [("fraud", "2", "live_metric", "open")]
+    assert "live accuracy 0.6" in alerts[0][4]

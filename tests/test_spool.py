@@ -13,13 +13,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from backend.db.tables import LogSegmentRow, PredictionRow
-from backend.predictions.log import PredictionLog, writer_target
+from backend.predictions.drain import Drainer
+from backend.predictions.log import PredictionLog, store_identity, writer_target
 from backend.predictions.rows import LogRow, encode_rows, log_row
 from backend.predictions.spool import (
     MAGIC,
     SpoolAppender,
     claim_owner,
-    database_fingerprint,
     read_records,
     segment_key,
     segments,
@@ -63,13 +63,19 @@ def _writer(workspace: Workspace, owner: str) -> Writer:
         location=location,
         spool_dir=str(workspace.settings.spool_dir),
         owner=owner,
-        database=database_fingerprint(dialect, location),
+        database=store_identity(workspace.engine),
     )
-    return Writer(config, open_store(dialect, location), io.BytesIO())
+    return Writer(config, lambda: open_store(dialect, location), io.BytesIO())
+
+
+def _adopt(workspace: Workspace) -> None:
+    """One round of adopting stopped servers' spools, as a writer's adoption thread does."""
+    writer = _writer(workspace, owner="someone-else")
+    writer._adopt_orphans(Drainer(writer.store_factory(), writer.spool_dir))
 
 
 def _fingerprint(workspace: Workspace) -> str:
-    return database_fingerprint(*writer_target(workspace.engine))
+    return store_identity(workspace.engine)
 
 
 def test_records_read_back_and_a_torn_tail_is_not_a_record(tmp_path: Path) -> None:
@@ -112,12 +118,11 @@ def test_an_orphaned_spool_is_written_once_and_removed(store: Workspace) -> None
     with open(segments(spool.directory)[-1].path, "ab") as file:
         file.write(b"\xff\x00\x00\x00torn")  # the owner died in the middle of a write
     spool.close()  # as a kill -9 releases the lock
-    writer = _writer(store, owner="someone-else")
-    writer._adopt_orphans()
+    _adopt(store)
     assert logged_rows(store) == 40
     assert not spool.directory.exists()
     # Adopting again finds nothing: no row is written twice.
-    writer._adopt_orphans()
+    _adopt(store)
     assert logged_rows(store) == 40
     with store.sessions() as session:
         assert session.scalar(select(func.count()).select_from(LogSegmentRow)) == 0
@@ -127,7 +132,7 @@ def test_a_spool_of_another_database_is_left_alone(store: Workspace) -> None:
     spool = SpoolAppender(store.settings.spool_dir, "another-database")
     spool.append(encode_rows(_rows("elsewhere")))
     spool.close()
-    _writer(store, owner="someone-else")._adopt_orphans()
+    _adopt(store)
     assert logged_rows(store) == 0
     assert spool.directory.exists()
 
@@ -197,3 +202,94 @@ def test_a_spool_that_cannot_be_written_refuses_the_request(sqlite_workspace: Wo
     with sqlite_workspace.sessions() as session:
         request_ids = list(session.scalars(select(PredictionRow.request_id)))
     assert request_ids == [served.json()["request_id"]]
+
+
+def test_a_failed_sync_keeps_the_record_and_moves_to_a_new_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk error after a whole write: the answer is refused, nothing half-written stays."""
+    from backend.predictions import spool as spool_module
+    from backend.predictions.spool import SpoolWriteError
+
+    spool = SpoolAppender(tmp_path, "db", fsync=True)
+    spool.append(encode_rows(_rows("first")))
+
+    def failing_sync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(spool_module.os, "fdatasync", failing_sync)
+        with pytest.raises(SpoolWriteError, match="sync"):
+            spool.append(encode_rows(_rows("unsure")))
+    assert spool.append(encode_rows(_rows("after")))[0] == 2  # a new segment
+    spool.close()
+    read = [read_records(s.path, 0, 1 << 20) for s in segments(spool.directory)]
+    assert [len(r.payloads) for r in read] == [2, 1]
+    assert not any(r.stopped_at_bad_record for r in read)
+
+
+def test_a_write_cut_short_leaves_no_half_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.predictions import spool as spool_module
+    from backend.predictions.spool import SpoolWriteError
+
+    spool = SpoolAppender(tmp_path, "db")
+    spool.append(encode_rows(_rows("first")))
+    real_write = os.write
+    calls = {"n": 0}
+
+    def disk_full_halfway(fd: int, data: bytes) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(spool_module.os, "write", disk_full_halfway)
+        with pytest.raises(SpoolWriteError, match="No space"):
+            spool.append(encode_rows(_rows("lost", 3)))
+    spool.append(encode_rows(_rows("after")))
+    spool.close()
+    result = read_records(segments(spool.directory)[0].path, 0, 1 << 20)
+    assert len(result.payloads) == 2 and not result.stopped_at_bad_record
+
+
+def test_a_record_the_store_refuses_is_set_aside_not_retried_forever(store: Workspace) -> None:
+    spool = SpoolAppender(store.settings.spool_dir, _fingerprint(store))
+    spool.append(encode_rows(_rows("good-1")))
+    spool.append(b'[["too", "few", "columns"]]')  # a row no store takes
+    spool.append(encode_rows(_rows("good-2")))
+    spool.close()
+    _adopt(store)
+    assert logged_rows(store) == 2
+    rejected = store.settings.spool_dir / "rejected"
+    kept = sorted(p.name for p in rejected.iterdir())
+    assert len(kept) == 2 and kept[0].endswith(".reason.txt") and kept[1].endswith(".rows.json")
+    assert (rejected / kept[1]).read_bytes() == b'[["too", "few", "columns"]]'
+    assert not spool.directory.exists()
+
+
+def test_ids_with_control_characters_are_refused(client: TestClient) -> None:
+    from tests.helpers import TOY_ROW
+
+    headers = {"Authorization": f"Bearer {client.app.state.workspace.admin_token()}"}  # type: ignore[attr-defined]
+    for body in (
+        {"instances": [TOY_ROW], "id": "a\u0000b"},
+        {"instances": [TOY_ROW], "entity_id": "card\n1"},
+    ):
+        refused = client.post("/v1/models/toy:predict", headers=headers, json=body)
+        assert refused.status_code in (400, 422), refused.text
+    oip = client.post(
+        "/v2/models/toy/infer",
+        headers=headers,
+        json={
+            "id": "x\u0000",
+            "inputs": [{"name": "amount", "shape": [1], "datatype": "FP64", "data": [1.0]}],
+        },
+    )
+    assert oip.status_code == 400 and oip.json()["field"] == "id"
+    label = client.post(
+        "/api/v1/feedback", headers=headers, json={"labels": [{"request_id": "\u0000"}]}
+    )
+    assert label.status_code == 422

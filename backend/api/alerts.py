@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from backend.api.deps import CurrentFeed, CurrentPrincipal, CurrentWorkspace
 from backend.api.errors import ERRORS
 from backend.auth.tokens import Principal, require
-from backend.errors import Forbidden, InputError
+from backend.errors import InputError, NotFound
 from backend.monitoring.alerts import AlertService
 from backend.monitoring.feed import PredictionFeed
 from backend.schemas import AcknowledgeRequest, Alert, AlertList, AlertStatus
@@ -29,8 +29,9 @@ AlertId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def _visible(principal: Principal, alert: Alert) -> Alert:
+    # Answered as if it did not exist: a scoped token learns nothing of other models.
     if not principal.may_use_model(alert.model):
-        raise Forbidden(f"token may not see alerts of model {alert.model!r}", "alert_id")
+        raise NotFound(f"no alert {alert.id}", "alert_id")
     return alert
 
 
@@ -67,11 +68,9 @@ async def alert_events(
     is the alert's id (``Last-Event-ID`` resumes). Without one, the stream starts with the
     alerts raised from now on."""
     require(principal, "read", model)
-    if last_event_id is not None and not last_event_id.isdigit():
-        raise InputError("must be an alert id", "Last-Event-ID")
     alerts = workspace.alerts
     if last_event_id is not None:
-        after = int(last_event_id)
+        after = _alert_id(last_event_id)
     else:
         newest = await asyncio.to_thread(alerts.list, statuses=None, limit=1)
         after = newest[0].id if newest else 0
@@ -103,6 +102,12 @@ async def _stream(
             quiet = 0.0
             yield b": keep-alive\n\n"
         await asyncio.sleep(POLL_S)
+
+
+def _alert_id(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise InputError("must be an alert id (a whole number)", "Last-Event-ID")
+    return int(text)
 
 
 @router.get("/alerts/{alert_id}", response_model=Alert)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from backend.api.openapi import hand_parsed_body
 from backend.errors import InputError
 from backend.schemas import (
     MAX_ENTITY_ID,
+    PRINTABLE,
     InferRequest,
     InferResponse,
     LiveResponse,
@@ -35,6 +37,7 @@ from backend.serving.oip import (
 from backend.serving.service import ServingService
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
+_CONTROL_CHARACTER = re.compile(PRINTABLE.replace("^[^", "[").replace("]*$", "]"))
 
 
 @router.get("/health/live", response_model=LiveResponse)
@@ -183,6 +186,8 @@ def _entity_id(value: Any, field: str) -> str | None:
     text = str(value)
     if len(text) > MAX_ENTITY_ID:
         raise InputError(f"at most {MAX_ENTITY_ID} characters", field, status=400)
+    if _CONTROL_CHARACTER.search(text):
+        raise InputError("an id is printable text (no control characters)", field, status=400)
     return text
 
 

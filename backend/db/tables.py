@@ -111,6 +111,15 @@ class PredictionRow(Base):
     token_name: Mapped[str] = mapped_column(String(128))
 
 
+class StoreIdentityRow(Base):
+    """One row: this store's identity, made once. Prediction spools name the store their rows
+    belong to by it (a connection string changes with a password or a moved file)."""
+
+    __tablename__ = "store_identity"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+
+
 class LogSegmentRow(Base):
     """How far the writer has written each prediction-spool segment (see predictions/spool).
 

@@ -8,6 +8,7 @@ event and the gate report's id land in the same transaction as the change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,8 @@ class Change:
     values: dict[str, Any]
     report: GateReport | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # Run inside the change's transaction (what the change makes moot goes with it).
+    also: Callable[[Session], None] | None = None
 
 
 def apply_change(
@@ -92,6 +95,8 @@ def apply_change(
                 "being checked; look at its new state and try again",
                 "model",
             )
+        if change.also is not None:
+            change.also(session)
         report = change.report
         event = record_event(
             session,

@@ -36,7 +36,7 @@ def react_to_quality(deploy: DeployService, alerts: AlertService, model: str) ->
     alert = verdict.alert
     if alert is None:
         return verdict.text
-    if verdict.raised:
+    if verdict.raised or not deploy.alert_recorded(model, alert.id):
         deploy.record_alert(
             model,
             active,

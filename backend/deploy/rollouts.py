@@ -26,12 +26,12 @@ class Rollouts:
         sessions: sessionmaker[Session],
         registry: Registry,
         gates: GateKeeper,
-        on_serving: Callable[[str, str, Principal], None],
+        on_serving: Callable[[str, str, Principal, Session], None],
     ):
         self.sessions = sessions
         self.registry = registry
         self.gates = gates
-        # Told when a version starts serving on purpose (a promotion).
+        # Told (inside the change's transaction) when a version starts serving on purpose.
         self.on_serving = on_serving
 
     def start(self, model: str, request: RolloutRequest, actor: Principal) -> DeploymentState:
@@ -136,10 +136,9 @@ class Rollouts:
             reason,
             {"active_version": rollout.candidate, "rollout": None},
             details={"stage": stage(rollout), **(details or {})},
+            also=lambda session: self.on_serving(model, rollout.candidate, actor, session),
         )
-        result = apply_change(self.sessions, model, state.generation, change)
-        self.on_serving(model, rollout.candidate, actor)
-        return result
+        return apply_change(self.sessions, model, state.generation, change)
 
     def abort(
         self,

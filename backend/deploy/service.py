@@ -112,7 +112,7 @@ class DeployService:
                     return True
         return False
 
-    def _judge_afresh(self, model: str, version: str, actor: Principal) -> None:
+    def _judge_afresh(self, model: str, version: str, actor: Principal, session: Session) -> None:
         """A version deployed on purpose starts with a clean slate: its old quality alert no
         longer applies, and a new one is raised if its quality leaves the range again."""
         self.alerts.resolve(
@@ -120,7 +120,20 @@ class DeployService:
             version,
             "live_metric",
             f"version {version} was deployed again by {actor.name}; it is judged afresh",
+            session,
         )
+
+    def alert_recorded(self, model: str, alert_id: int) -> bool:
+        """Whether a quality alert's consequence is in the audit trail already (the alert and
+        its audit event are written one after the other: a crash between leaves it out)."""
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(AuditEventRow)
+                .where(AuditEventRow.model == model, AuditEventRow.action == "metric_alert")
+                .order_by(AuditEventRow.id.desc())
+                .limit(100)
+            )
+            return any(row.details.get("alert_id") == alert_id for row in rows)
 
     # ------------------------------------------------------------------ reading
 

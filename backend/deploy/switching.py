@@ -26,12 +26,12 @@ class Switching:
         sessions: sessionmaker[Session],
         registry: Registry,
         gates: GateKeeper,
-        on_serving: Callable[[str, str, Principal], None],
+        on_serving: Callable[[str, str, Principal, Session], None],
     ):
         self.sessions = sessions
         self.registry = registry
         self.gates = gates
-        # Told when a version starts serving on purpose (a deployment).
+        # Told (inside the change's transaction) when a version starts serving on purpose.
         self.on_serving = on_serving
 
     def deploy(
@@ -50,9 +50,7 @@ class Switching:
             )
         if version == state.active:
             raise Conflict(f"version {version} is already serving", "version")
-        result = self._switch(model, state, actor, "deploy", version, reason, force_signature, info)
-        self.on_serving(model, version, actor)
-        return result
+        return self._switch(model, state, actor, "deploy", version, reason, force_signature, info)
 
     def rollback(
         self,
@@ -109,8 +107,21 @@ class Switching:
         report = self.gates.passing_report(
             GateRequest(model, target, action, actor, state.active, reason, force_signature, info)
         )
+
+        def on_purpose(session: Session) -> None:
+            # A rollback returns to a version that served before: not a fresh start.
+            if action == "deploy":
+                self.on_serving(model, target, actor, session)
+
         change = Change(
-            action, actor, state.active, target, reason, {"active_version": target}, report
+            action,
+            actor,
+            state.active,
+            target,
+            reason,
+            {"active_version": target},
+            report,
+            also=on_purpose,
         )
         return apply_change(self.sessions, model, state.generation, change)
 

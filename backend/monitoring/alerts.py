@@ -128,20 +128,30 @@ class AlertService:
                 raise Conflict(f"alert {alert_id} is already {row.status}{by}", "alert_id")
             return to_alert(row)
 
-    def resolve(self, model: str, version: str | None, kind: AlertKind, resolution: str) -> int:
-        """Resolve the active alerts of a cause; returns how many."""
-        with self.sessions.begin() as session:
-            changed = session.execute(
-                update(AlertRow)
-                .where(
-                    AlertRow.model == model,
-                    AlertRow.version == version,
-                    AlertRow.kind == kind,
-                    AlertRow.status.in_(ACTIVE_STATUSES),
-                )
-                .values(status="resolved", resolved_at=time.time(), resolution=resolution)
+    def resolve(
+        self,
+        model: str,
+        version: str | None,
+        kind: AlertKind,
+        resolution: str,
+        session: Session | None = None,
+    ) -> int:
+        """Resolve the active alerts of a cause; returns how many. With ``session``, inside
+        the caller's transaction (it lands with the change that made the alert moot)."""
+        if session is None:
+            with self.sessions.begin() as own:
+                return self.resolve(model, version, kind, resolution, own)
+        changed = session.execute(
+            update(AlertRow)
+            .where(
+                AlertRow.model == model,
+                AlertRow.version == version,
+                AlertRow.kind == kind,
+                AlertRow.status.in_(ACTIVE_STATUSES),
             )
-            return int(changed.rowcount)  # type: ignore[attr-defined]
+            .values(status="resolved", resolved_at=time.time(), resolution=resolution)
+        )
+        return int(changed.rowcount)  # type: ignore[attr-defined]
 
 
 def _time(value: float | None) -> datetime | None:

@@ -93,7 +93,7 @@ class PredictionFeed:
             # A new subscriber starts with the recent past rather than an empty table.
             return max(0, self._next_seq - 1 - 500)
         epoch, _, seq = last_event_id.partition("-")
-        if epoch != self.epoch or not seq.isdigit():
+        if epoch != self.epoch or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
             return 0
         return min(int(seq), self._next_seq - 1)
 

@@ -17,15 +17,17 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, select
 
+from backend.db.tables import StoreIdentityRow
 from backend.predictions.observers import AnsweredBatch
 from backend.predictions.rows import LogRow, encode_rows
-from backend.predictions.spool import SpoolAppender, database_fingerprint
+from backend.predictions.spool import SpoolAppender
 from backend.predictions.writer import WriterConfig, encode_config, read_frame, write_frame
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,17 @@ def writer_target(engine: Engine) -> tuple[str, str]:
     return "postgresql", url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def store_identity(engine: Engine) -> str:
+    """The store's identity (made by a migration): names the database a spool's rows are
+    for, whatever its connection string (a new password, a moved data directory)."""
+    with engine.begin() as connection:
+        found = connection.execute(select(StoreIdentityRow.id)).scalar()
+        if found is None:  # a store made without the migrations (tests building tables)
+            found = str(uuid.uuid4())
+            connection.execute(insert(StoreIdentityRow).values(id=found))
+        return str(found)
+
+
 class PredictionLog:
     def __init__(
         self,
@@ -61,6 +74,7 @@ class PredictionLog:
     ):
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}, got {fsync!r}")
+        self.engine = engine
         self.dialect, self.location = writer_target(engine)
         self.spool_dir = spool_dir
         self.flush_interval_s = flush_interval_s
@@ -115,8 +129,8 @@ class PredictionLog:
     def start(self) -> None:
         if self._reader is not None:
             return
-        database = database_fingerprint(self.dialect, self.location)
-        self._spool = SpoolAppender(self.spool_dir, database, fsync=self.fsync == "always")
+        self.database = store_identity(self.engine)
+        self._spool = SpoolAppender(self.spool_dir, self.database, fsync=self.fsync == "always")
         self._start_writer()
         self._reader = threading.Thread(
             target=self._read_acks, name="prediction-log-acks", daemon=True
@@ -156,6 +170,9 @@ class PredictionLog:
         self._send(b"Q")
         if self._process is not None:
             self._wait_for_writer(STOP_TIMEOUT_S)
+            if self._process.stdin is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._process.stdin.close()
         self._reader.join(timeout=STOP_TIMEOUT_S)
         self._reader = None
         left = self._appended_total - self._acked_total
@@ -176,24 +193,28 @@ class PredictionLog:
         )
         # In its own process group: a Ctrl+C in the terminal reaches it through the server's
         # orderly stop, and after a kill -9 of the server it still finishes the spool.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "backend.predictions.writer"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            start_new_session=True,
-        )
-        self._process = process
         config = WriterConfig(
             dialect=self.dialect,
             location=self.location,
             spool_dir=str(self.spool_dir),
             owner=self._spool.owner,
-            database=database_fingerprint(self.dialect, self.location),
+            database=self.database,
             interval_s=self.flush_interval_s,
             durable=self.fsync == "always",
         )
-        self._send(b"T", 0, encode_config(config))
+        # The configuration goes first: a flush's nudge must not reach a writer before it.
+        with self._pipe_lock:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "backend.predictions.writer"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+            )
+            assert process.stdin is not None
+            with contextlib.suppress(OSError, ValueError):
+                write_frame(cast(BinaryIO, process.stdin), b"T", 0, encode_config(config))
+            self._process = process
 
     def _send(self, kind: bytes, seq: int = 0, payload: bytes = b"") -> None:
         process = self._process
@@ -214,26 +235,36 @@ class PredictionLog:
     def _read_acks(self) -> None:
         """Take the writer's acknowledgements; start a new writer whenever one dies."""
         while True:
-            process = self._process
-            assert process is not None and process.stdout is not None
-            self._read_until_closed(cast(BinaryIO, process.stdout))
-            with self._lock:
-                stopping = self._stopping
-            if stopping:
-                return
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=1.0)
-            with contextlib.suppress(OSError, ValueError):
-                if process.stdin is not None:
-                    process.stdin.close()
-            self.writer_restarts += 1
-            log.error("prediction log writer died; restarting it (%d)", self.writer_restarts)
-            if self.writer_restarts > 1:
-                time.sleep(RESTART_DELAY_S)
-            with self._lock:
-                if self._stopping:
+            try:
+                if self._follow_writer():
                     return
-            self._start_writer()
+            except Exception:  # this thread must outlive any one failure: it is the log's
+                log.exception("prediction log: could not follow or restart the writer")
+                time.sleep(RESTART_DELAY_S)
+
+    def _follow_writer(self) -> bool:
+        """Read the current writer until it ends, then start another; True once stopping."""
+        process = self._process
+        assert process is not None and process.stdout is not None
+        self._read_until_closed(cast(BinaryIO, process.stdout))
+        with self._lock:
+            stopping = self._stopping
+        if stopping:
+            return True
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=1.0)
+        with contextlib.suppress(OSError, ValueError):
+            if process.stdin is not None:
+                process.stdin.close()
+        self.writer_restarts += 1
+        log.error("prediction log writer died; restarting it (%d)", self.writer_restarts)
+        if self.writer_restarts > 1:
+            time.sleep(RESTART_DELAY_S)
+        with self._lock:
+            if self._stopping:
+                return True
+        self._start_writer()
+        return False
 
     def _read_until_closed(self, acks: BinaryIO) -> None:
         while True:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import socket
@@ -42,6 +41,8 @@ _RECORD = struct.Struct("<II")
 SEGMENT_BYTES = 64 * 1024 * 1024
 # One record holds one request's rows; anything larger than this is a corrupt length field.
 MAX_RECORD_BYTES = 1 << 30
+# Records the store refused (see ``drain``), kept with the reason; not an owner's directory.
+REJECTED_DIR = "rejected"
 LOCK_FILE = "owner.lock"
 OWNER_FILE = "owner.json"
 SEGMENT_SUFFIX = ".seg"
@@ -50,11 +51,6 @@ SEGMENT_SUFFIX = ".seg"
 class SpoolWriteError(OSError):
     """The spool could not take a record (disk full, I/O error): the request must not be
     answered, since its prediction could not be kept."""
-
-
-def database_fingerprint(dialect: str, location: str) -> str:
-    """Names the database a spool's rows belong to, without keeping a password in a file."""
-    return hashlib.sha256(f"{dialect}\0{location}".encode()).hexdigest()[:32]
 
 
 def segment_name(number: int) -> str:
@@ -95,23 +91,36 @@ class SpoolAppender:
         self.segment = 0
         self.offset = 0
         self._fd = -1
+        # The next segment number to try (a failed attempt's number is never reused).
+        self._next_number = 1
+        # The current segment may hold a cut-short record: append in a new one.
+        self._broken = False
         self._open_next_segment()
 
     def append(self, payload: bytes) -> tuple[int, int]:
         """Append one record; returns (segment, offset after it) once the kernel holds it."""
         if self._fd < 0:
             raise SpoolWriteError("the prediction spool is closed")
-        if self.offset >= self.segment_bytes:
+        if self._broken or self.offset >= self.segment_bytes:
             self._open_next_segment()
         record = _RECORD.pack(len(payload), zlib.crc32(payload)) + payload
         try:
             _write_all(self._fd, record)
-            if self.fsync:
-                os.fdatasync(self._fd)
         except OSError as exc:
-            self._abandon_partial_record()
+            # Cut short (disk full): no part of it may stay in front of the next record.
+            self._cut_back()
             raise SpoolWriteError(f"cannot write the prediction spool: {exc}") from exc
+        # Whole in the file from here on: a writer may read and store it at any moment.
         self.offset += len(record)
+        if self.fsync:
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                # Whether this file reached the disk is unknown now: leave the record (it may
+                # be stored already, and an answer refused then has a logged row) and go on
+                # in a new segment.
+                self._broken = True
+                raise SpoolWriteError(f"cannot sync the prediction spool: {exc}") from exc
         return self.segment, self.offset
 
     def close(self) -> None:
@@ -124,10 +133,14 @@ class SpoolAppender:
             self._lock_fd = -1
 
     def _open_next_segment(self) -> None:
-        number = self.segment + 1
-        fd = os.open(
-            self.directory / segment_name(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
-        )
+        number = self._next_number
+        self._next_number += 1
+        path = self.directory / segment_name(number)
+        try:
+            # O_EXCL: a file left by a failed attempt is never appended to (numbers move on).
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        except OSError as exc:
+            raise SpoolWriteError(f"cannot start a prediction spool segment: {exc}") from exc
         try:
             _write_all(fd, MAGIC)
             if self.fsync:
@@ -135,20 +148,22 @@ class SpoolAppender:
                 _fsync_directory(self.directory)
         except OSError as exc:
             os.close(fd)
+            # Readers drop a segment without its header once a newer one exists.
+            with contextlib.suppress(OSError):
+                os.unlink(path)
             raise SpoolWriteError(f"cannot start a prediction spool segment: {exc}") from exc
         if self._fd >= 0:
             os.close(self._fd)
         self._fd, self.segment, self.offset = fd, number, len(MAGIC)
+        self._broken = False
 
-    def _abandon_partial_record(self) -> None:
-        # A write cut short (disk full) must not leave half a record before the next one:
-        # cut it off, or, if even that fails, seal this segment where it went wrong (readers
-        # end a sealed segment at its first bad record) and go on in a new one.
+    def _cut_back(self) -> None:
+        # If even the cut fails, the record stays torn at the end of this segment: readers end
+        # a sealed segment at its first bad record, so the next append starts a new one.
         try:
             os.ftruncate(self._fd, self.offset)
         except OSError:
-            with contextlib.suppress(OSError):
-                self._open_next_segment()
+            self._broken = True
 
 
 @dataclass(frozen=True)
@@ -178,7 +193,7 @@ def segments(directory: Path) -> list[Segment]:
 def owner_directories(spool_dir: Path) -> Iterator[Path]:
     with contextlib.suppress(FileNotFoundError):
         for entry in sorted(os.scandir(spool_dir), key=lambda entry: entry.name):
-            if entry.is_dir(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False) and entry.name != REJECTED_DIR:
                 yield Path(entry.path)
 
 
@@ -205,9 +220,10 @@ def claim_owner(directory: Path) -> int | None:
 
 def remove_owner(directory: Path) -> None:
     """Delete a drained owner's directory (its lock is held by the caller)."""
-    for entry in list(os.scandir(directory)):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(entry.path)
+    with contextlib.suppress(FileNotFoundError):
+        for entry in list(os.scandir(directory)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
     with contextlib.suppress(OSError):
         os.rmdir(directory)
 
@@ -256,6 +272,11 @@ def read_records(path: Path, offset: int, max_bytes: int) -> ReadResult:
         payloads.append(payload)
         position = end
     return ReadResult(payloads, offset + position, position < len(data))
+
+
+def record_size(payload: bytes) -> int:
+    """Bytes a record with this payload takes in a segment."""
+    return _RECORD.size + len(payload)
 
 
 def _write_all(fd: int, data: bytes) -> None:

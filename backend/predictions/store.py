@@ -34,6 +34,10 @@ class SegmentStore(Protocol):
         """The segment file is gone: its offset is not needed any more."""
         ...
 
+    def forget_owner(self, owner: str) -> None:
+        """The owner's spool is gone: none of its segments' offsets are needed any more."""
+        ...
+
 
 def open_store(dialect: str, location: str, durable: bool = False) -> SegmentStore:
     if dialect == "sqlite":
@@ -53,6 +57,7 @@ _ADVANCE = (
     "WHERE segment = {p} AND committed_offset = {p}"
 )
 _FORGET = "DELETE FROM log_segments WHERE segment = {p}"
+_FORGET_OWNER = "DELETE FROM log_segments WHERE substr(segment, 1, {p}) = {p}"
 
 
 class SqliteSegmentStore:
@@ -87,6 +92,10 @@ class SqliteSegmentStore:
 
     def forget(self, key: str) -> None:
         self.connection.execute(_FORGET.format(p="?"), (key,))
+
+    def forget_owner(self, owner: str) -> None:
+        prefix = f"{owner}/"
+        self.connection.execute(_FORGET_OWNER.format(p="?"), (len(prefix), prefix))
 
 
 class PostgresSegmentStore:
@@ -146,5 +155,14 @@ class PostgresSegmentStore:
         def delete(connection: Any) -> None:
             with connection.cursor() as cursor:
                 cursor.execute(_FORGET.format(p="%s"), (key,))
+
+        self._run(delete)
+
+    def forget_owner(self, owner: str) -> None:
+        prefix = f"{owner}/"
+
+        def delete(connection: Any) -> None:
+            with connection.cursor() as cursor:
+                cursor.execute(_FORGET_OWNER.format(p="%s"), (len(prefix), prefix))
 
         self._run(delete)

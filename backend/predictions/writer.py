@@ -16,8 +16,8 @@ Pipe protocol, frames of ``kind (1 byte) + seq (8 bytes) + length (4 bytes) + pa
 - parent -> child on stdin: ``T`` (first frame) with the JSON ``WriterConfig``; ``N`` to drain
   now; ``Q`` to drain everything and exit. End of input (the parent died) does the same.
 - child -> parent on stdout: ``A`` with seq = the committed offset and payload = the segment
-  number, after each commit of the parent's rows (and once per segment at start); ``!`` with
-  the reason when a write failed (the rows stay in the spool and are tried again).
+  number, after each commit of the parent's rows and for every segment after each round;
+  ``!`` with the reason when a write failed (the rows stay in the spool and are tried again).
 """
 
 from __future__ import annotations
@@ -37,16 +37,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from backend.predictions.rows import decode_rows
-from backend.predictions.spool import (
-    Segment,
-    claim_owner,
-    owner_database,
-    owner_directories,
-    read_records,
-    remove_owner,
-    segments,
-)
+from backend.predictions.drain import Drainer
+from backend.predictions.spool import claim_owner, owner_database, owner_directories, remove_owner
 from backend.predictions.store import OffsetConflict, SegmentStore, open_store
 
 log = logging.getLogger(__name__)
@@ -57,8 +49,6 @@ RETRY_DELAY_S = 2.0
 FINAL_RETRY_BUDGET_S = 20.0
 # How often directories of serving processes that are gone are looked for.
 ORPHAN_SCAN_S = 5.0
-# Bytes of records read into one transaction.
-BATCH_BYTES = 4 * 1024 * 1024
 # After the parent is gone, how long to wait for its lock (the kernel releases it as the
 # process ends, which may come a moment after its pipe closed).
 CLAIM_PARENT_S = 5.0
@@ -76,7 +66,7 @@ class WriterConfig:
     spool_dir: str
     # The parent's spool directory's name.
     owner: str
-    # ``spool.database_fingerprint`` of the target: only spools of this database are adopted.
+    # The store's identity (``log.store_identity``): only spools of this store are adopted.
     database: str
     interval_s: float = 0.2
     # Commit durably (SQLite synchronous=FULL): with the fsync policy ``always``.
@@ -115,50 +105,64 @@ def main() -> None:
         log.error("prediction log writer: no configuration given")
         sys.exit(2)
     config = WriterConfig(**json.loads(first[2]))
-    store = open_store(config.dialect, config.location, durable=config.durable)
+
+    def store() -> SegmentStore:
+        return open_store(config.dialect, config.location, durable=config.durable)
+
     Writer(config, store, sys.stdout.buffer).run(sys.stdin.buffer)
 
 
 class Writer:
-    def __init__(self, config: WriterConfig, store: SegmentStore, outbox: BinaryIO):
+    """Drains the parent's spool (main thread) and adopts dead owners' spools (a thread of
+    its own, with its own store connection, so a large backlog left by a crash never holds
+    up the live spool)."""
+
+    def __init__(self, config: WriterConfig, store: Callable[[], SegmentStore], outbox: BinaryIO):
         self.config = config
-        self.store = store
+        self.store_factory = store
         self.outbox = outbox
         self.spool_dir = Path(config.spool_dir)
         self.parent_dir = self.spool_dir / config.owner
-        # Committed offsets known to this writer, by segment key.
-        self._committed: dict[str, int] = {}
+        self.parent = Drainer(store(), self.spool_dir)
+        # The last position told to the parent, per segment; and whether it asked (a flush).
+        self._told: dict[int, int] = {}
+        self._asked = False
 
     def run(self, inbox: BinaryIO) -> None:
         frames: queue.Queue[Frame | None] = queue.Queue()
         threading.Thread(target=_read_all, args=(inbox, frames), daemon=True).start()
-        self._attempt(lambda: self._drain(self.parent_dir, final=False), report_failure=True)
-        next_scan = 0.0
+        threading.Thread(target=self._adopt_forever, name="adopt", daemon=True).start()
+        self._attempt(functools.partial(self._drain_parent, final=False), report_failure=True)
         while True:
-            quitting = nudged = False
+            quitting = False
             try:
                 frame = frames.get(timeout=self.config.interval_s)
                 while True:
                     if frame is None or frame[0] == b"Q":
                         quitting = True
-                    nudged = True
+                    self._asked = True
                     frame = frames.get_nowait()
             except queue.Empty:
                 pass
             if quitting:
                 self._finish()
                 return
-            # Asked to flush: say where we are even if nothing was new, since the parent may
-            # have counted its last rows only after our last acknowledgement went out.
-            self._attempt(
-                functools.partial(self._drain, self.parent_dir, final=False, announce=nudged),
-                report_failure=True,
-            )
-            if time.monotonic() >= next_scan:
-                self._attempt(self._adopt_orphans, report_failure=False)
-                next_scan = time.monotonic() + ORPHAN_SCAN_S
+            self._attempt(functools.partial(self._drain_parent, final=False), report_failure=True)
 
     # -------------------------------------------------------------- draining
+
+    def _drain_parent(self, final: bool) -> None:
+        self.parent.drain(self.parent_dir, final, progress=self._acknowledge)
+        self._asked = False
+
+    def _acknowledge(self, segment: int, offset: int) -> None:
+        # Told when it moved, and when the parent asked even if nothing moved: it may have
+        # counted its last rows only after our last acknowledgement went out. Otherwise quiet,
+        # so an idle server's threads are not woken every interval.
+        if self._told.get(segment) == offset and not self._asked:
+            return
+        self._told[segment] = offset
+        self._send(b"A", offset, str(segment).encode())
 
     def _attempt(self, work: Callable[[], None], report_failure: bool) -> bool:
         try:
@@ -166,7 +170,7 @@ class Writer:
             return True
         except OffsetConflict:
             # Another writer committed this segment meanwhile: read its offset again.
-            self._committed.clear()
+            self.parent.forget_offsets()
             return False
         except Exception as exc:
             log.exception("prediction log write failed; will retry")
@@ -175,49 +179,20 @@ class Writer:
             time.sleep(RETRY_DELAY_S)
             return False
 
-    def _drain(self, directory: Path, final: bool, announce: bool = False) -> None:
-        """Write every whole record of an owner's segments; remove the sealed, drained ones.
-
-        A segment is sealed once a newer one exists (its owner appends only to the newest) or,
-        with ``final``, when its owner is gone. A sealed segment ends at its first bad record.
-        """
-        found = segments(directory)
-        report = directory == self.parent_dir
-        for index, segment in enumerate(found):
-            sealed = final or index < len(found) - 1
-            offset, bad = self._drain_segment(segment, report)
-            if report and announce:
-                self._send(b"A", offset, str(segment.number).encode())
-            if sealed:
-                if bad:
-                    log.warning(
-                        "prediction spool %s: ignored a record cut short at byte %d "
-                        "(its request was never answered)",
-                        segment.key,
-                        offset,
-                    )
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(segment.path)
-                self.store.forget(segment.key)
-                self._committed.pop(segment.key, None)
-
-    def _drain_segment(self, segment: Segment, report: bool) -> tuple[int, bool]:
-        committed = self._committed.get(segment.key)
-        if committed is None:
-            committed = self._committed[segment.key] = self.store.committed_offset(segment.key)
-            if report:
-                self._send(b"A", committed, str(segment.number).encode())
+    def _adopt_forever(self) -> None:
+        drainer: Drainer | None = None
         while True:
-            result = read_records(segment.path, committed, BATCH_BYTES)
-            if not result.payloads:
-                return committed, result.stopped_at_bad_record
-            rows = [row for payload in result.payloads for row in decode_rows(payload)]
-            self.store.commit(segment.key, committed, result.offset, rows)
-            committed = self._committed[segment.key] = result.offset
-            if report:
-                self._send(b"A", committed, str(segment.number).encode())
+            try:
+                drainer = drainer or Drainer(self.store_factory(), self.spool_dir)
+                self._adopt_orphans(drainer)
+            except OffsetConflict:
+                if drainer is not None:
+                    drainer.forget_offsets()
+            except Exception:
+                log.exception("could not finish the spool of a stopped server; will retry")
+            time.sleep(ORPHAN_SCAN_S)
 
-    def _adopt_orphans(self) -> None:
+    def _adopt_orphans(self, drainer: Drainer) -> None:
         """Finish the spools of serving processes that are gone."""
         for directory in owner_directories(self.spool_dir):
             if directory == self.parent_dir:
@@ -229,7 +204,7 @@ class Writer:
             if lock is None:
                 continue  # its serving process lives, or another writer is on it
             try:
-                self._drain(directory, final=True)
+                drainer.drain(directory, final=True)
                 remove_owner(directory)
             finally:
                 os.close(lock)
@@ -248,7 +223,8 @@ class Writer:
             return  # another writer adopted it already
         try:
             started = time.monotonic()
-            while not self._attempt(lambda: self._drain(self.parent_dir, final=True), True):
+            drain = functools.partial(self._drain_parent, final=True)
+            while not self._attempt(drain, report_failure=True):
                 if time.monotonic() - started > FINAL_RETRY_BUDGET_S:
                     log.error("prediction log: the store stayed down; rows are kept in the spool")
                     return

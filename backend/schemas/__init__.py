@@ -53,6 +53,11 @@ from backend.schemas.monitoring import (
 
 # Entity ids are stored with every logged row (128 characters at most there).
 MAX_ENTITY_ID = 128
+# Ids stored in the log (request and entity ids) are printable text: a control character such
+# as NUL cannot be stored in PostgreSQL's text columns, and has no business in an id.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+RequestId = Annotated[str, Field(max_length=64, pattern=PRINTABLE)]
+EntityId = Annotated[str, Field(max_length=MAX_ENTITY_ID, pattern=PRINTABLE)]
 # Allowed input values a client token may be limited to: plain values, compared as such.
 ConstraintValue = str | int | float | bool
 FeatureType = Literal["float", "int", "bool", "category", "string"]
@@ -225,7 +230,7 @@ class RequestOutput(BaseModel):
 
 class InferRequest(BaseModel):
     # The request id is stored with every logged row (64 characters at most there).
-    id: str | None = Field(default=None, max_length=64)
+    id: RequestId | None = None
     parameters: dict[str, Any] | None = None
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = None
@@ -254,10 +259,10 @@ class RecordPredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     instances: list[dict[str, Any]] = Field(min_length=1)
-    entity_id: str | None = Field(default=None, max_length=MAX_ENTITY_ID)
+    entity_id: EntityId | None = None
     # One entity per instance, when a batch spans several entities.
-    entity_ids: list[Annotated[str, Field(max_length=MAX_ENTITY_ID)]] | None = None
-    id: str | None = Field(default=None, max_length=64)
+    entity_ids: list[EntityId] | None = None
+    id: RequestId | None = None
 
 
 class RecordPrediction(BaseModel):
@@ -279,7 +284,7 @@ class RecordPredictResponse(BaseModel):
 class LabelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    request_id: str = Field(min_length=1, max_length=64)
+    request_id: RequestId = Field(min_length=1)
     row: int = Field(default=0, ge=0, le=2**31 - 1)
     label: Any
 

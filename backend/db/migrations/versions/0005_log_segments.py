@@ -1,9 +1,11 @@
-"""prediction spool segments and how far each is written
+"""prediction spool segments and how far each is written; the store's identity
 
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-02 09:00:00
 """
+
+import uuid
 
 import sqlalchemy as sa
 from alembic import op
@@ -22,7 +24,14 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("segment"),
     )
+    identity = op.create_table(
+        "store_identity",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.bulk_insert(identity, [{"id": str(uuid.uuid4())}])
 
 
 def downgrade() -> None:
+    op.drop_table("store_identity")
     op.drop_table("log_segments")

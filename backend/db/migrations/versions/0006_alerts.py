@@ -5,6 +5,9 @@ Revises: 0005
 Create Date: 2026-12-02 09:45:00
 """
 
+import json
+import time
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -44,6 +47,50 @@ def upgrade() -> None:
         sqlite_where=active,
         postgresql_where=active,
     )
+
+    _carry_over_active_quality_alerts()
+
+
+def _carry_over_active_quality_alerts() -> None:
+    """A serving version whose quality alert was an audit event (before alerts had a table)
+    keeps it as an open alert: it must not be raised, and recorded, a second time."""
+    bind = op.get_bind()
+    models = bind.execute(
+        sa.text("SELECT name, active_version FROM models WHERE active_version IS NOT NULL")
+    ).all()
+    for name, active in models:
+        events = bind.execute(
+            sa.text(
+                "SELECT action, to_version, reason, details FROM audit_events "
+                "WHERE model = :model ORDER BY id DESC LIMIT 500"
+            ),
+            {"model": name},
+        ).all()
+        for action, to_version, reason, details in events:
+            if action in ("deploy", "rollback", "promote"):
+                break  # alerts before the version last became serving do not count
+            if action == "metric_alert" and to_version == active:
+                bind.execute(
+                    sa.text(
+                        "INSERT INTO alerts (model, version, kind, severity, status, title, "
+                        "explanation, details, raised_at, acknowledgement, resolution) VALUES "
+                        "(:model, :version, 'live_metric', 'critical', 'open', :title, "
+                        ":explanation, :details, :raised_at, '', '')"
+                    ),
+                    {
+                        "model": name,
+                        "version": active,
+                        "title": f"{name} version {active}: {reason}",
+                        "explanation": (
+                            "The live quality of this version left the range its checks "
+                            "allowed (recorded before this upgrade). Compare it with the "
+                            "previous version and roll back if it does not recover."
+                        ),
+                        "details": details if isinstance(details, str) else json.dumps(details),
+                        "raised_at": time.time(),
+                    },
+                )
+                break
 
 
 def downgrade() -> None:
