@@ -255,15 +255,6 @@ def _error_from(response: requests.Response) -> ApiError:
     return ApiError(response.status_code, response.reason or "no reason given")
 
 
-def describe_error(error: Exception) -> str:
-    """One sentence for people, for any error a client call raises."""
-    if isinstance(error, BackendUnreachable):
-        return error.message
-    if isinstance(error, ApiError):
-        return f"the backend answered {error.status}: {error.message}"
-    return str(error)
-
-
 def _parse_sse(lines: Iterator[str], stop: threading.Event) -> Iterator[tuple[str, str]]:
     """(event id, data) of each ``predictions`` message; comments are keep-alives."""
     event_id = ""

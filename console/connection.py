@@ -12,8 +12,10 @@ import time
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from backend.schemas import WhoAmI
-from console.client import ApiError, describe_error
+from console.client import ApiError
 from console.context import ConsoleContext
+from console.dialogs.errors import describe_error
+from console.tasks import owner_prefix
 
 HEARTBEAT_S = 2.0
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -31,7 +33,7 @@ class ConnectionMonitor(QObject):
         self.detail = ""
         self._failures = 0
         self._failing_since: float | None = None
-        self._in_flight = False
+        self._task_key = f"{owner_prefix('connection')}/whoami"
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.check_now)
@@ -41,15 +43,16 @@ class ConnectionMonitor(QObject):
 
     def stop(self) -> None:
         self._timer.stop()
+        self.context.tasks.cancel(self._task_key)
 
     def check_now(self) -> None:
-        if self._in_flight:
-            return
-        self._in_flight = True
-        self.context.tasks.run(self.context.client.whoami, self._on_answer, self._on_failure)
+        client = self.context.client
+        # Keyed: a check started while one is under way replaces it, so one answer counts.
+        self.context.tasks.run(
+            self._task_key, lambda _state: client.whoami(), self._on_answer, self._on_failure
+        )
 
     def _on_answer(self, identity: WhoAmI) -> None:
-        self._in_flight = False
         self._failures = 0
         self._failing_since = None
         changed = self.context.identity != identity
@@ -60,7 +63,6 @@ class ConnectionMonitor(QObject):
         self._timer.start(int(HEARTBEAT_S * 1000))
 
     def _on_failure(self, error: Exception) -> None:
-        self._in_flight = False
         self._failures += 1
         now = time.monotonic()
         if self._failing_since is None:

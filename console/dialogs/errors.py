@@ -1,29 +1,24 @@
-"""Errors shown as dialogs that never block the event loop (opened, not exec'd)."""
+"""What a backend call's error means, in words for people, and the dialogs that show it.
+
+Dialogs are opened, never exec'd: a modal loop would stall the live stream.
+"""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QVBoxLayout, QWidget
 
 from backend.schemas import GateReport
-from console.client import ApiError, describe_error
+from console.client import ApiError, BackendUnreachable
+from console.dialogs.messages import show_error
 from console.widgets.gate_report import GateReportView
 
 
-def show_error(parent: QWidget, title: str, message: str) -> QMessageBox:
-    box = QMessageBox(
-        QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, parent
-    )
-    box.open()
-    return box
-
-
-def input_problem(error: Exception) -> str:
-    """A form value the wire types refused, in one sentence naming the field."""
-    if isinstance(error, ValidationError) and error.errors():
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        return f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg"))
+def describe_error(error: Exception) -> str:
+    """One sentence for people, for any error a client call raises."""
+    if isinstance(error, BackendUnreachable):
+        return error.message
+    if isinstance(error, ApiError):
+        return f"the backend answered {error.status}: {error.message}"
     return str(error)
 
 

@@ -1,10 +1,19 @@
-"""The page contract: one module per page, shown only to the roles that may use it."""
+"""The page contract: one module per page, shown only to the roles that may use it.
+
+Pages own the network: they ask the task helper to run client calls (keyed by this page and a
+purpose, so a newer call replaces an older one) and hand what comes back to their widgets.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from PySide6.QtWidgets import QWidget
 
+from console.client import ApiClient
 from console.context import ConsoleContext
+from console.tasks import Callback, TaskState, Work, owner_prefix
 
 ALL_ROLES = frozenset({"admin", "engineer", "support"})
 ENGINEERING_ROLES = frozenset({"admin", "engineer"})
@@ -21,6 +30,8 @@ class Page(QWidget):
         super().__init__()
         self.context = context
         self.setObjectName(f"page-{self.key}")
+        self._task_prefix = owner_prefix(self.key)
+        self._purposes: set[str] = set()
 
     def page_shown(self) -> None:
         """The user opened this page: refresh what may be stale."""
@@ -29,4 +40,44 @@ class Page(QWidget):
         """The backend came back or went away."""
 
     def shutdown(self) -> None:
-        """The console is closing: stop timers and streams."""
+        """The console is closing (or the page is replaced): stop its timers, streams, tasks."""
+        for purpose in self._purposes:
+            self.cancel_task(purpose)
+
+    # ---------------------------------------------------------------- background work
+
+    def task_key(self, purpose: str) -> str:
+        return f"{self._task_prefix}/{purpose}"
+
+    def run_task(
+        self,
+        purpose: str,
+        work: Work,
+        on_done: Callback | None = None,
+        on_error: Callback | None = None,
+        **options: Any,
+    ) -> TaskState | None:
+        """Run ``work(state)`` as this page's task ``purpose`` (see ``TaskRunner.run``)."""
+        self._purposes.add(purpose)
+        return self.context.tasks.run(self.task_key(purpose), work, on_done, on_error, **options)
+
+    def call_backend(
+        self,
+        purpose: str,
+        call: Callable[[ApiClient], Any],
+        on_done: Callback | None = None,
+        on_error: Callback | None = None,
+        *,
+        replace: bool = True,
+    ) -> TaskState | None:
+        """Run one client call, ``call(client)``, in the background as the task ``purpose``."""
+        client = self.context.client
+        return self.run_task(
+            purpose, lambda _state: call(client), on_done, on_error, replace=replace
+        )
+
+    def cancel_task(self, purpose: str) -> None:
+        self.context.tasks.cancel(self.task_key(purpose))
+
+    def task_running(self, purpose: str) -> bool:
+        return self.context.tasks.is_running(self.task_key(purpose))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from PySide6.QtCore import QTimer
-from PySide6.QtGui import QBrush, QColor, QKeySequence
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -15,16 +16,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from backend.schemas import AuditEvent, DeploymentState, GateReport, ModelInfo
-from console.client import describe_error
+from backend.schemas import (
+    AuditEvent,
+    DeploymentState,
+    GateReport,
+    ModelInfo,
+    RolloutRequest,
+    RolloutStatus,
+)
+from console.client import ApiClient
 from console.context import ConsoleContext
-from console.dialogs.errors import show_failure
+from console.dialogs.errors import describe_error, show_failure
 from console.dialogs.reason import ReasonDialog
 from console.pages.base import ENGINEERING_ROLES, Page
-from console.resources import colour
-from console.widgets.common import make_button, make_label, read_only_table, table_item
+from console.widgets.common import make_button, make_label
 from console.widgets.gate_report import GateReportView
-from console.widgets.rollout_panel import RolloutPanel
+from console.widgets.rollout_panel import ACTION_FAILURES, RolloutPanel
+from console.widgets.tables import Cell, ReadOnlyTable
 
 MODEL_POLL_MS = 10_000
 ROLLBACK_HELP = (
@@ -92,8 +100,6 @@ class DeploymentsPage(Page):
         self.reports: list[GateReport] = []
         self.dialog: ReasonDialog | None = None
         self.error_dialog: QDialog | None = None
-        self._loading = False
-        self._load_again: str | None = None
         self.selected = str(context.settings.value("deploy/model", "") or "")
 
         self.model_box = QComboBox()
@@ -126,9 +132,9 @@ class DeploymentsPage(Page):
         top.addStretch(1)
         top.addWidget(self.rollback_button)
 
-        self.versions = read_only_table(VERSION_COLUMNS)
+        self.versions = ReadOnlyTable(VERSION_COLUMNS)
         self.versions.setToolTip("The registered versions. Select one to see its latest checks.")
-        self.versions.itemSelectionChanged.connect(self._show_selected_report)
+        self.versions.selectionModel().selectionChanged.connect(self._show_selected_report)
         self.deploy_button = make_button(
             "Deploy selected version…",
             "Run the selected version's checks (gates) and, if all pass, serve it to all traffic.",
@@ -141,9 +147,11 @@ class DeploymentsPage(Page):
         versions_layout.addWidget(self.deploy_button)
         versions_layout.addWidget(self.report, 2)
 
-        self.rollout = RolloutPanel(context)
-        self.rollout.changed.connect(self.reload)
-        self.history = read_only_table(HISTORY_COLUMNS)
+        self.rollout = RolloutPanel()
+        self.rollout.status_wanted.connect(self.poll_rollout)
+        self.rollout.start_requested.connect(self.start_rollout)
+        self.rollout.action_requested.connect(self.steer_rollout)
+        self.history = ReadOnlyTable(HISTORY_COLUMNS)
         self.history.setToolTip("Every deployment action on this model, newest first.")
 
         self.tabs = QTabWidget()
@@ -164,7 +172,7 @@ class DeploymentsPage(Page):
 
         self.poll_timer = QTimer(self)
         self.poll_timer.setInterval(MODEL_POLL_MS)
-        self.poll_timer.timeout.connect(self.reload)
+        self.poll_timer.timeout.connect(lambda: self.reload(replace=False))
 
     # ------------------------------------------------------------------ page contract
 
@@ -177,6 +185,7 @@ class DeploymentsPage(Page):
             self.refresh()
 
     def shutdown(self) -> None:
+        super().shutdown()
         self.poll_timer.stop()
         self.rollout.stop()
 
@@ -195,46 +204,33 @@ class DeploymentsPage(Page):
             self.model_box.setCurrentText(chosen)
             self.load(chosen)
 
-        self.context.tasks.run(
-            lambda: [m.name for m in self.context.client.models()], done, self._load_failed
+        self.call_backend(
+            "models", lambda client: [m.name for m in client.models()], done, self._load_failed
         )
 
-    def reload(self) -> None:
+    def reload(self, replace: bool = True) -> None:
+        """Load the model shown again; ``replace=False`` (the poll) keeps a load under way."""
         if self.model is not None:
-            self.load(self.model.name)
+            self.load(self.model.name, replace=replace)
 
-    def load(self, name: str) -> None:
+    def load(self, name: str, replace: bool = True) -> None:
+        """Load ``name`` with its gate reports and history; a load under way is replaced, so
+        what shows is the model asked for last, as it was after the last action."""
         if not name:
             return
-        if self._loading:
-            # A load is under way: run another when it ends, so no change goes unseen.
-            self._load_again = name
-            return
-        self._loading = True
-        self._load_again = None
         self.selected = name
         self.context.settings.setValue("deploy/model", name)
-        client = self.context.client
 
-        def fetch() -> tuple[ModelInfo, list[GateReport], list[AuditEvent]]:
+        def fetch(client: ApiClient) -> tuple[ModelInfo, list[GateReport], list[AuditEvent]]:
             return client.model(name), client.gate_reports(name), client.audit(name)
 
-        def done(result: tuple[ModelInfo, list[GateReport], list[AuditEvent]]) -> None:
-            self._finish_load()
-            if result[0].name == self.selected:
-                self.show_model(*result)
-
-        def failed(error: Exception) -> None:
-            self._finish_load()
-            self._load_failed(error)
-
-        self.context.tasks.run(fetch, done, failed)
-
-    def _finish_load(self) -> None:
-        self._loading = False
-        if self._load_again is not None:
-            QTimer.singleShot(0, lambda name=self._load_again: self.load(name))
-            self._load_again = None
+        self.call_backend(
+            "model",
+            fetch,
+            lambda found: self.show_model(*found),
+            self._load_failed,
+            replace=replace,
+        )
 
     def _load_failed(self, error: Exception) -> None:
         self.summary.setText(f"Could not load: {describe_error(error)}")
@@ -242,6 +238,8 @@ class DeploymentsPage(Page):
     def show_model(
         self, model: ModelInfo, reports: list[GateReport], events: list[AuditEvent]
     ) -> None:
+        if self.model is None or self.model.name != model.name:
+            self.cancel_task("rollout-status")  # a poll on its way is for the model left
         self.model, self.reports = model, reports
         serving = model.active_version
         self.serving.setText(
@@ -286,9 +284,8 @@ class DeploymentsPage(Page):
         selected = self.selected_version()
         candidate = model.rollout.candidate if model.rollout else None
         versions = list(reversed(model.versions))
-        self.versions.setRowCount(len(versions))
-        green, red = QBrush(QColor(colour("ok"))), QBrush(QColor(colour("bad")))
-        for row, version in enumerate(versions):
+        rows = []
+        for version in versions:
             report = self._latest_report(version.version)
             state = (
                 "serving"
@@ -298,39 +295,37 @@ class DeploymentsPage(Page):
                 else ""
             )
             checks = "never checked" if report is None else "passed" if report.passed else "refused"
-            cells = (
-                table_item(version.version),
-                table_item(state),
-                table_item(checks),
-                table_item(_local(version.registered_at)),
-                table_item(version.description),
+            tone = "" if report is None else "ok" if report.passed else "bad"
+            rows.append(
+                (
+                    Cell(version.version),
+                    Cell(state),
+                    Cell(checks, tone=tone),
+                    Cell(_local(version.registered_at)),
+                    Cell(version.description),
+                )
             )
-            if report is not None:
-                cells[2].setForeground(green if report.passed else red)
-            for column, cell in enumerate(cells):
-                self.versions.setItem(row, column, cell)
-        rows = [v.version for v in versions]
-        self.versions.selectRow(rows.index(selected) if selected in rows else 0)
+        self.versions.set_rows(rows, keys=[v.version for v in versions])
+        self.versions.select_key(selected)
         self._show_selected_report()
 
     def _fill_history(self, events: list[AuditEvent]) -> None:
-        self.history.setRowCount(len(events))
-        for row, event in enumerate(events):
-            versions = f"{event.from_version or '—'} → {event.to_version or '—'}"
-            cells = (
-                table_item(_local(event.at)),
-                table_item(f"{event.actor} ({event.role})"),
-                table_item(ACTION_WORDS.get(event.action, event.action)),
-                table_item(versions),
-                table_item(event.reason, event.reason),
-            )
-            for column, cell in enumerate(cells):
-                self.history.setItem(row, column, cell)
+        self.history.set_rows(
+            [
+                (
+                    Cell(_local(event.at)),
+                    Cell(f"{event.actor} ({event.role})"),
+                    Cell(ACTION_WORDS.get(event.action, event.action)),
+                    Cell(f"{event.from_version or '—'} → {event.to_version or '—'}"),
+                    Cell(event.reason, event.reason),
+                )
+                for event in events
+            ]
+        )
 
     def selected_version(self) -> str | None:
-        row = self.versions.currentRow()
-        item = self.versions.item(row, 0) if row >= 0 else None
-        return item.text() if item is not None else None
+        version = self.versions.current_key()
+        return str(version) if version is not None else None
 
     def _show_selected_report(self) -> None:
         version = self.selected_version()
@@ -359,7 +354,7 @@ class DeploymentsPage(Page):
             f"Check version {version} of {model.name} and, if every check passes, serve it to "
             f"all traffic{instead}?",
             "Check and deploy",
-            lambda reason: self.context.client.deploy(model.name, version, reason),
+            lambda client, reason: client.deploy(model.name, version, reason),
             "Deployment refused",
         )
 
@@ -372,19 +367,29 @@ class DeploymentsPage(Page):
             f"Roll {model.name} back from version {model.active_version} to version "
             f"{model.rollback_target}?",
             "Roll back",
-            lambda reason: self.context.client.rollback(
+            lambda client, reason: client.rollback(
                 model.name, reason, from_version=model.active_version
             ),
             "Rollback failed",
         )
 
-    def _confirm(self, title, question, action, call, failure_title) -> None:  # type: ignore[no-untyped-def]
+    def _confirm(
+        self,
+        title: str,
+        question: str,
+        action: str,
+        call: Callable[[ApiClient, str], DeploymentState],
+        failure_title: str,
+    ) -> None:
+        """Ask for a reason, then run ``call(client, reason)``."""
         dialog = ReasonDialog(title, question, action, self)
         dialog.accepted.connect(lambda: self._run(call, dialog.reason_text, failure_title))
         self.dialog = dialog
         dialog.open()
 
-    def _run(self, call, reason: str, failure_title: str) -> None:  # type: ignore[no-untyped-def]
+    def _run(
+        self, call: Callable[[ApiClient, str], DeploymentState], reason: str, failure_title: str
+    ) -> None:
         started = time.monotonic()
         self.outcome.setText("Running the checks…")
         self.rollback_button.setEnabled(False)
@@ -405,4 +410,42 @@ class DeploymentsPage(Page):
             self.error_dialog = show_failure(self, failure_title, error)
             self.reload()
 
-        self.context.tasks.run(lambda: call(reason), done, failed)
+        self.call_backend("deployment", lambda client: call(client, reason), done, failed)
+
+    # ------------------------------------------------------------------ rollouts
+
+    def poll_rollout(self, model: str) -> None:
+        """The rollout panel wants fresh checks; a poll on its way already brings them."""
+
+        def done(status: RolloutStatus) -> None:
+            self.rollout.show_status(status)
+            if status.rollout is None:
+                self.reload()  # it ended (promoted or aborted by its checks)
+
+        self.call_backend(
+            "rollout-status",
+            lambda client: client.rollout_status(model),
+            done,
+            lambda error: self.rollout.show_status_failed(describe_error(error)),
+            replace=False,
+        )
+
+    def start_rollout(self, model: str, request: RolloutRequest) -> None:
+        self._steer("start", lambda client: client.start_rollout(model, request))
+
+    def steer_rollout(self, model: str, action: str, reason: str) -> None:
+        """Pause, resume, promote or abort the running rollout."""
+        self._steer(action, lambda client: client.rollout_action(model, action, reason))
+
+    def _steer(self, action: str, call: Callable[[ApiClient], DeploymentState]) -> None:
+        title = ACTION_FAILURES[action]
+
+        def done(_state: DeploymentState) -> None:
+            self.rollout.show_action_done()
+            self.reload()
+
+        def failed(error: Exception) -> None:
+            self.rollout.show_action_failed(f"{title}: {describe_error(error)}")
+            self.error_dialog = show_failure(self, title, error)
+
+        self.call_backend("rollout-action", call, done, failed)

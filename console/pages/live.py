@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from PySide6.QtCore import QItemSelection, Qt, QTimer
 from PySide6.QtWidgets import (
@@ -20,10 +21,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from backend.schemas import DECISIONS, LiveSeries, PredictionEvent
+from backend.schemas import (
+    DECISIONS,
+    FeedbackResponse,
+    ModelInfo,
+    PredictionEvent,
+    PredictionRecord,
+)
+from console.client import ApiClient
 from console.context import ConsoleContext
+from console.dialogs.errors import describe_error
 from console.event_stream import PredictionStream
 from console.pages.base import ALL_ROLES, Page
+from console.tasks import TaskState
 from console.widgets.common import plain_text
 from console.widgets.label_panel import LabelPanel
 from console.widgets.live_charts import LiveCharts
@@ -31,6 +41,9 @@ from console.widgets.prediction_table import PredictionFilter, PredictionTableMo
 
 SERIES_POLL_MS = {1: 1_000, 60: 30_000}
 ALL = ""
+# The log writes within about a second: a label lookup looks again a few times before giving up.
+LOOKUP_RETRIES = 5
+LOOKUP_RETRY_S = 0.7
 
 
 class LivePage(Page):
@@ -51,7 +64,8 @@ class LivePage(Page):
         self.missed_total = 0
         self.stream_state = "waiting"
         self.shown_event: PredictionEvent | None = None
-        self._series_in_flight: set[int] = set()
+        # The models seen so far, for the label dialog's classes: fetched once, not per row.
+        self.models: dict[str, ModelInfo] = {}
         # (model, version) pairs already offered in the filters: one set lookup per event.
         self._seen: set[tuple[str, str]] = set()
         self._filtered_model: str | None = None
@@ -95,7 +109,8 @@ class LivePage(Page):
         self.details.setHeaderLabels(["Field", "Value"])
         self.details.setToolTip("Everything about the selected prediction.")
         self.details.setColumnWidth(0, 170)
-        self.label_panel = LabelPanel(context)
+        self.label_panel = LabelPanel()
+        self.label_panel.label_chosen.connect(self.record_label)
         detail_box = QWidget()
         detail_layout = QVBoxLayout(detail_box)
         detail_layout.setContentsMargins(0, 0, 0, 0)
@@ -153,6 +168,7 @@ class LivePage(Page):
                 self.poll_series(resolution)
 
     def shutdown(self) -> None:
+        super().shutdown()
         self.stream.stop()
         for timer in self.series_timers.values():
             timer.stop()
@@ -205,25 +221,25 @@ class LivePage(Page):
 
     # ---------------------------------------------------------------- charts
 
-    def poll_series(self, resolution: int) -> None:
-        if resolution in self._series_in_flight:
-            return
-        self._series_in_flight.add(resolution)
+    def poll_series(self, resolution: int, replace: bool = False) -> None:
+        """Fetch the statistics after the newest bucket shown.
+
+        A poll keeps one still on its way (it brings the same news); ``replace`` drops it,
+        for when the question changed (another model chosen).
+        """
         since = self.charts.last_time(resolution)
         model = self.model_filter.currentData() or None
+        self.call_backend(
+            f"series/{resolution}",
+            lambda client: client.live_series(resolution, since=since, model=model),
+            self.charts.add_series,
+            self._series_failed,
+            replace=replace,
+        )
 
-        def fetch() -> LiveSeries:
-            return self.context.client.live_series(resolution, since=since, model=model)
-
-        def done(series: LiveSeries) -> None:
-            self._series_in_flight.discard(resolution)
-            if series.model == (self.model_filter.currentData() or None):
-                self.charts.add_series(series)
-
-        def failed(_error: Exception) -> None:
-            self._series_in_flight.discard(resolution)
-
-        self.context.tasks.run(fetch, done, failed)
+    @staticmethod
+    def _series_failed(_error: Exception) -> None:
+        """The charts stay as they are; the next poll tries again, the banner says why."""
 
     def _on_window_changed(self, _index: int) -> None:
         self.poll_series(self.charts.resolution)
@@ -253,7 +269,7 @@ class LivePage(Page):
             for buffer in self.charts.buffers.values():
                 buffer.clear()
             for resolution in self.series_timers:
-                self.poll_series(resolution)
+                self.poll_series(resolution, replace=True)
         self._filtered_model = model
 
     def _on_selection(self, selected: QItemSelection, _deselected: QItemSelection) -> None:
@@ -290,7 +306,54 @@ class LivePage(Page):
             self.details.addTopLevelItem(item)
             item.setExpanded(True)
         self.shown_event = event
-        self.label_panel.show_for(event)
+        self.look_up_label(event)
+
+    # ---------------------------------------------------------------- labels
+
+    def look_up_label(self, event: PredictionEvent) -> None:
+        """Look up the label of ``event`` (replacing the lookup of the one selected before)."""
+        self.label_panel.show_prediction(event, self.models.get(event.model))
+        known = event.model in self.models
+        client = self.context.client
+
+        def look_up(state: TaskState) -> tuple[PredictionRecord | None, list[ModelInfo]]:
+            models = [] if known else client.models()
+            record = _logged_row(event, client)
+            for _retry in range(LOOKUP_RETRIES):
+                if record is not None:
+                    break
+                state.set_partial_result((None, models))  # "not in the log yet", for now
+                if state.wait(LOOKUP_RETRY_S):
+                    break  # another prediction was selected
+                record = _logged_row(event, client)
+            return record, models
+
+        self.run_task(
+            "label",
+            look_up,
+            self._show_label,
+            lambda error: self.label_panel.show_lookup_failed(describe_error(error)),
+            on_partial_result=self._show_label,
+        )
+
+    def _show_label(self, found: tuple[PredictionRecord | None, list[ModelInfo]]) -> None:
+        record, models = found
+        self.models.update((model.name, model) for model in models)
+        shown = self.label_panel.shown
+        if shown is not None and shown.model in self.models:
+            self.label_panel.set_model(self.models[shown.model])
+        self.label_panel.show_record(record)
+
+    def record_label(self, event: PredictionEvent, label: Any) -> None:
+        def done(response: FeedbackResponse) -> None:
+            self.label_panel.show_recorded(event, label, bool(response.unmatched))
+
+        self.call_backend(
+            "record-label",
+            lambda client: client.post_label(event.request_id, event.row, label),
+            done,
+            lambda error: self.label_panel.show_not_recorded(event, describe_error(error)),
+        )
 
     # ---------------------------------------------------------------- settings
 
@@ -318,3 +381,12 @@ class LivePage(Page):
         settings.setValue("live/decision", self.decision_filter.currentData() or "")
         settings.setValue("live/window", self.charts.window_choice.currentIndex())
         settings.setValue("live/splitter", self.splitter.saveState())
+
+
+def _logged_row(event: PredictionEvent, client: ApiClient) -> PredictionRecord | None:
+    """The logged row of ``event``; a shadow copy shares its request id, so match version and
+    route too."""
+    for record in client.logged_predictions(event.request_id):
+        if (record.row, record.version, record.route) == (event.row, event.version, event.route):
+            return record
+    return None

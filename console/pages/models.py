@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
-import json
 import time
+from typing import Any
 
 from PySide6.QtCore import (
     QItemSelection,
@@ -13,47 +13,34 @@ from PySide6.QtCore import (
     QSortFilterProxyModel,
     Qt,
 )
-from PySide6.QtGui import (
-    QBrush,
-    QColor,
-    QFontDatabase,
-    QKeySequence,
-    QStandardItem,
-    QStandardItemModel,
-)
+from PySide6.QtGui import QBrush, QColor, QKeySequence, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFormLayout,
-    QFrame,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLineEdit,
-    QScrollArea,
     QSplitter,
     QStackedWidget,
-    QTabWidget,
     QTreeView,
     QVBoxLayout,
     QWidget,
 )
 
-from backend.schemas import ModelInfo, ModelVersionInfo
-from console.client import describe_error
+from backend.schemas import InferResponse, ModelInfo, ModelVersionInfo
+from console.client import ApiError, BackendUnreachable
 from console.context import ConsoleContext
+from console.dialogs.errors import describe_error
 from console.pages.base import ENGINEERING_ROLES, Page
 from console.resources import colour
-from console.widgets.common import (
-    make_button,
-    make_label,
-    make_splitter,
-    number_text,
-    plain_text,
-    read_only_table,
-    table_item,
-)
-from console.widgets.feature_editor import TYPE_WORDS
+from console.widgets.common import make_button, make_label, make_splitter
+from console.widgets.tables import Cell, ReadOnlyTable
 from console.widgets.try_it import TryItPanel
+from console.widgets.version_details import (
+    FORMAT_HELP,
+    TRUSTED_HELP,
+    VersionDetails,
+    size_text,
+)
 
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -67,69 +54,11 @@ VERSION_COLUMNS = (
     ("Status", "“active” marks the version that answers requests that do not name a version."),
     ("Registered", "When this version was registered (your local time)."),
     ("By", "Who registered it."),
-    (
-        "Format",
-        "How the model file is stored. skops is safe to load; pickle and joblib can run "
-        "code when loaded, so someone must vouch for them.",
-    ),
+    ("Format", FORMAT_HELP),
     ("Size", "The size of the model file."),
-    ("Trusted by", "Who vouched for a pickle or joblib file (skops files need no one)."),
+    ("Trusted by", TRUSTED_HELP),
     ("Description", "What changed in this version, in the registrant's words."),
 )
-SIGNATURE_COLUMNS = (
-    ("Feature", "The input's name, as requests must spell it."),
-    ("Type", "What kind of value it takes: number, whole number, yes/no, one of a list, text."),
-    (
-        "Required",
-        "Whether a request must include it; if not, the default used when it is left out.",
-    ),
-    ("Min", "The smallest value accepted; smaller ones are refused."),
-    ("Max", "The largest value accepted; larger ones are refused."),
-    ("Categories", "The only values accepted, for inputs that take one of a list."),
-    ("Description", "What the input means."),
-)
-METRIC_HELP = {
-    "accuracy": "the share of examples the model gets right",
-    "balanced_accuracy": "the share right, averaged over the classes so rare classes count",
-    "f1": "a balance of precision and recall for the positive class",
-    "precision": "of the examples flagged positive, the share that really are",
-    "recall": "of the examples that really are positive, the share flagged",
-    "roc_auc": "how well the model ranks positives above negatives (1 is perfect, 0.5 is chance)",
-    "log_loss": "how far its probabilities are from the truth (lower is better)",
-    "mae": "the average distance between prediction and truth (lower is better)",
-    "rmse": "like the average error, but large misses count more (lower is better)",
-    "r2": "the share of the variation the model explains (1 is perfect)",
-}
-FIELD_HELP = {
-    "Validity checks": "What this version must pass before it may serve: exact answers on known "
-    "inputs, and a quality score on labelled examples.",
-    "Registration": "Where this version came from and how its file is stored.",
-    "Quality metric": "It is computed on the confidence set before the version may serve.",
-    "Acceptable range": "The version may serve only if its quality metric falls in this range.",
-    "End-to-end examples": "Known inputs with the exact answer this version must give. They "
-    "catch a damaged model file or a library that changed behaviour.",
-    "Confidence-set rows": "Labelled examples (inputs with the true answer) the quality metric "
-    "is computed on.",
-    "Tolerance": "How far an end-to-end answer may stray from the expected number and still "
-    "count as the same (rounding differences between machines).",
-    "Version": "The version number.",
-    "Registered": "When it was registered (your local time).",
-    "Registered by": "Who registered it.",
-    "File format": VERSION_COLUMNS[4][1],
-    "SHA-256": "A fingerprint of the model file. The backend refuses to load a file whose "
-    "fingerprint no longer matches.",
-    "Trusted by": VERSION_COLUMNS[6][1],
-    "Classes": "The answers this classifier can give.",
-}
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:,.0f} {unit}" if unit == "bytes" else f"{value:,.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"
 
 
 class ModelsPage(Page):
@@ -147,9 +76,9 @@ class ModelsPage(Page):
         self.models: dict[str, ModelInfo] = {}
         self.selected_model: str | None = str(context.settings.value("models/selected", "") or "")
         self.selected_version: str | None = None
-        self.loading = False
         self.loaded_at: float | None = None
         self._rebuilding = False
+        self._filling_versions = False
 
         # ------------------------------------------------ left: the list of models
         self.search = QLineEdit()
@@ -207,44 +136,17 @@ class ModelsPage(Page):
         self.task_label = make_label(tip=MODEL_COLUMNS[1][1], name="muted")
         self.description_label = make_label(wrap=True)
 
-        self.versions = read_only_table(VERSION_COLUMNS)
+        self.versions = ReadOnlyTable(VERSION_COLUMNS)
         self.versions.setToolTip("Every registered version of this model, newest first.")
-        self.versions.itemSelectionChanged.connect(self._on_version_selected)
+        self.versions.selectionModel().selectionChanged.connect(self._on_version_selected)
 
-        self.signature = read_only_table(SIGNATURE_COLUMNS)
-        self.signature.setToolTip(
-            "The signature: the inputs this version takes. Requests are checked against it "
-            "before the model sees them, and refused with the offending input named."
-        )
-        self.validity_form = QFormLayout()
-        self.registration_form = QFormLayout()
-        details = QWidget()
-        details_layout = QVBoxLayout(details)
-        for title, form in (
-            ("Validity checks", self.validity_form),
-            ("Registration", self.registration_form),
-        ):
-            box = QGroupBox(title)
-            box.setToolTip(FIELD_HELP[title])
-            box.setLayout(form)
-            details_layout.addWidget(box)
-        details_layout.addStretch(1)
-        details_scroll = QScrollArea()
-        details_scroll.setWidgetResizable(True)
-        details_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        details_scroll.setWidget(details)
-
-        self.tabs = QTabWidget()
-        self.tabs.addTab(self.signature, "Signature")
-        self.tabs.setTabToolTip(0, "The inputs this version takes, with their allowed values.")
-        self.tabs.addTab(details_scroll, "Validity && registration")
-        self.tabs.setTabToolTip(
-            1, "The checks this version must pass to serve, and where it came from."
-        )
-        self.try_it = TryItPanel(context)
+        self.version_details = VersionDetails()
+        self.try_it = TryItPanel()
+        self.try_it.send_requested.connect(self.try_version)
+        self.try_it.copy_requested.connect(self.copy_request)
 
         self.lower_splitter = make_splitter(
-            Qt.Orientation.Horizontal, (self.tabs, 3), (self.try_it, 2)
+            Qt.Orientation.Horizontal, (self.version_details, 3), (self.try_it, 2)
         )
         self.details = QWidget()
         details_column = QVBoxLayout(self.details)
@@ -267,8 +169,15 @@ class ModelsPage(Page):
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
 
-        chain = (self.search, self.refresh_button, self.model_view, self.versions, self.tabs)
-        for first, second in itertools.pairwise((*chain, self.signature)):
+        chain = (
+            self.search,
+            self.refresh_button,
+            self.model_view,
+            self.versions,
+            self.version_details,
+            self.version_details.signature,
+        )
+        for first, second in itertools.pairwise(chain):
             QWidget.setTabOrder(first, second)
         self._restore_layout()
 
@@ -284,6 +193,7 @@ class ModelsPage(Page):
             self._set_status("The backend is unreachable: showing the list as last loaded.", "warn")
 
     def shutdown(self) -> None:
+        super().shutdown()
         settings = self.context.settings
         settings.setValue("models/selected", self.selected_model or "")
         for key, splitter in self._splitters().items():
@@ -303,18 +213,16 @@ class ModelsPage(Page):
 
     # ---------------------------------------------------------------- loading
 
+    @property
+    def loading(self) -> bool:
+        return self.task_running("models")
+
     def refresh(self) -> None:
-        """Load the models again in the background; one load at a time."""
-        if self.loading:
-            return
-        self.loading = True
+        """Load the models again in the background (a load under way is replaced)."""
         self._set_status("Loading models…", "muted")
-        self.context.tasks.run(
-            lambda: self.context.client.models(), self._on_models, self._on_error
-        )
+        self.call_backend("models", lambda client: client.models(), self._on_models, self._on_error)
 
     def _on_models(self, models: list[ModelInfo]) -> None:
-        self.loading = False
         self.loaded_at = time.time()
         self.models = {model.name: model for model in models}
         self._fill_list(models)
@@ -330,7 +238,6 @@ class ModelsPage(Page):
             self.try_it.set_version("", None)
 
     def _on_error(self, error: Exception) -> None:
-        self.loading = False
         text = f"Could not load the models: {describe_error(error)}."
         if self.loaded_at is not None:
             stamp = time.strftime("%H:%M:%S", time.localtime(self.loaded_at))
@@ -433,145 +340,88 @@ class ModelsPage(Page):
         keep = None if changed else self.selected_version
         wanted = keep if any(v.version == keep for v in versions) else None
         wanted = wanted or model.active_version or model.latest_version
-        self.versions.blockSignals(True)
+        # The rows arrive at once and the selection is set afterwards: what it selects is
+        # shown once, at the end, not for each step (which would empty the try-it form).
+        self._filling_versions = True
         try:
-            self.versions.setRowCount(len(versions))
-            for row, version in enumerate(versions):
-                self._fill_version_row(row, version, version.version == model.active_version)
+            self.versions.set_rows(
+                [_version_row(v, v.version == model.active_version) for v in versions],
+                keys=[v.version for v in versions],
+            )
             # As tall as its rows (2 to 6 shown), so the space goes to the version's details.
             shown = min(max(len(versions), 2), 6)
             header = self.versions.horizontalHeader().sizeHint().height()
             self.versions.setFixedHeight(
                 header + shown * self.versions.verticalHeader().defaultSectionSize() + 4
             )
-            target = next((r for r, v in enumerate(versions) if v.version == wanted), 0)
-            if versions:
-                self.versions.selectRow(target)
+            self.versions.select_key(wanted)
         finally:
-            self.versions.blockSignals(False)
+            self._filling_versions = False
         self._on_version_selected()
 
-    def _fill_version_row(self, row: int, version: ModelVersionInfo, active: bool) -> None:
-        registered = version.registered_at.astimezone()
-        trusted = version.trusted_by or ("not needed" if version.artifact_format == "skops" else "")
-        cells = [
-            table_item(version.version, f"Version {version.version}"),
-            table_item(
-                "● active" if active else "",
-                "This version answers requests that do not name a version."
-                if active
-                else "Not active: it answers only requests that name it.",
-            ),
-            table_item(f"{registered:%Y-%m-%d %H:%M}", f"{registered:%Y-%m-%d %H:%M:%S %Z}"),
-            table_item(version.registered_by),
-            table_item(version.artifact_format, VERSION_COLUMNS[4][1]),
-            table_item(_size(version.artifact_size), f"{version.artifact_size:,} bytes"),
-            table_item(trusted, VERSION_COLUMNS[6][1]),
-            table_item(version.description or "", version.description or "No description."),
-        ]
-        cells[0].setData(NAME_ROLE, version.version)
-        if active:
-            cells[1].setForeground(QBrush(QColor(colour("ok"))))
-            for cell in cells:
-                font = cell.font()
-                font.setBold(True)
-                cell.setFont(font)
-        for column, cell in enumerate(cells):
-            self.versions.setItem(row, column, cell)
-
     def _on_version_selected(self) -> None:
+        if self._filling_versions:
+            return
         model = self.models.get(self.selected_model or "")
-        rows = self.versions.selectionModel().selectedRows()
-        item = self.versions.item(rows[0].row(), 0) if rows else None
-        name = str(item.data(NAME_ROLE)) if item is not None else None
+        name = self.versions.selected_key()
         versions = model.versions if model is not None else []
         version = next((v for v in versions if v.version == name), None)
         if model is None or version is None:  # a model without versions: nothing to show
-            self.signature.setRowCount(0)
-            self._fill_form(self.validity_form, [])
-            self._fill_form(self.registration_form, [])
-            self.try_it.set_version("", None)
+            self.version_details.show_version(None)
+            self._show_try_it("", None)
             return
         self.selected_version = version.version
-        self._show_signature(version)
-        self._show_validity(version)
-        self._show_registration(version)
-        self.try_it.set_version(model.name, version)
+        self.version_details.show_version(version)
+        self._show_try_it(model.name, version)
 
-    # ---------------------------------------------------------------- version details
+    # ---------------------------------------------------------------- try it
 
-    def _show_signature(self, version: ModelVersionInfo) -> None:
-        self.signature.setRowCount(len(version.signature))
-        for row, spec in enumerate(version.signature):
-            required = "yes" if spec.required else f"no (default {json.dumps(spec.default)})"
-            categories = ", ".join(spec.categories or [])
-            cells = [
-                table_item(spec.name, spec.description or spec.name),
-                table_item(spec.type, f"{spec.type}: {TYPE_WORDS[spec.type]}"),
-                table_item(
-                    required,
-                    "A request must include it."
-                    if spec.required
-                    else f"Optional: when left out, {json.dumps(spec.default)} is used.",
-                ),
-                table_item(number_text(spec.min), "No lower limit." if spec.min is None else ""),
-                table_item(number_text(spec.max), "No upper limit." if spec.max is None else ""),
-                table_item(categories, categories or "Any value of its type."),
-                table_item(spec.description, spec.description or "No description."),
-            ]
-            for column in (3, 4):
-                cells[column].setTextAlignment(
-                    Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-                )
-            for column, cell in enumerate(cells):
-                self.signature.setItem(row, column, cell)
+    def _show_try_it(self, model_name: str, version: ModelVersionInfo | None) -> None:
+        if not self.try_it.is_showing(model_name, version):
+            self.cancel_task("try-it")  # an answer on its way is for the version no longer shown
+        self.try_it.set_version(model_name, version)
 
-    def _show_validity(self, version: ModelVersionInfo) -> None:
-        validity = version.validity
-        low, high = validity.acceptable_range
-        rows = [
-            ("Quality metric", validity.metric),
-            ("Acceptable range", f"{low:g} – {high:g}"),
-            ("End-to-end examples", f"{len(validity.end_to_end):,}"),
-            ("Confidence-set rows", f"{len(validity.confidence_set):,}"),
-        ]
-        if version.task == "regression":
-            rows.append(("Tolerance", f"{validity.tolerance:g}"))
-        metric = f"{validity.metric}: {METRIC_HELP.get(validity.metric, '')}. "
-        self._fill_form(
-            self.validity_form, rows, {"Quality metric": metric + FIELD_HELP["Quality metric"]}
+    def try_version(self, model: str, version: str, inputs: list[dict[str, Any]]) -> None:
+        """The user pressed Send: one request to that version, its answer to the panel."""
+        self.call_backend(
+            "try-it",
+            lambda client: client.infer(model, version, inputs),
+            self._show_answer,
+            self._show_objection,
         )
 
-    def _show_registration(self, version: ModelVersionInfo) -> None:
-        registered = version.registered_at.astimezone()
-        rows = [
-            ("Version", version.version),
-            ("Registered", f"{registered:%Y-%m-%d %H:%M:%S %Z}"),
-            ("Registered by", version.registered_by),
-            ("File format", version.artifact_format),
-            ("File size", f"{_size(version.artifact_size)} ({version.artifact_size:,} bytes)"),
-            ("SHA-256", version.artifact_sha256),
-            ("Trusted by", version.trusted_by or "not needed"),
-        ]
-        if version.task == "classification":
-            labels = ", ".join(plain_text(label) for label in version.class_labels or [])
-            rows.append(("Classes", labels))
-        rows.append(("Description", version.description or "—"))
-        self._fill_form(self.registration_form, rows)
+    def _show_answer(self, response: InferResponse) -> None:
+        self.try_it.show_response(response)
 
-    @staticmethod
-    def _fill_form(
-        form: QFormLayout, rows: list[tuple[str, str]], tips: dict[str, str] | None = None
-    ) -> None:
-        while form.rowCount():
-            form.removeRow(0)
-        for name, value in rows:
-            tip = (tips or {}).get(name) or FIELD_HELP.get(name, "")
-            field: QWidget = make_label(value, tip or value, wrap=True)
-            if name == "SHA-256":  # one long word: a read-only line that scrolls and copies
-                field = QLineEdit(value)
-                field.setReadOnly(True)
-                field.setFrame(False)
-                field.setToolTip(tip)
-                field.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-            form.addRow(make_label(name, tip or name), field)
+    def _show_objection(self, error: Exception) -> None:
+        if isinstance(error, BackendUnreachable):
+            self.try_it.show_unreachable(error.message)
+        elif isinstance(error, ApiError):
+            self.try_it.show_refused(error.status, error.message, error.field)
+        else:
+            self.try_it.show_unexpected(describe_error(error))
+
+    def copy_request(self, model: str, version: str, inputs: list[dict[str, Any]]) -> None:
+        url, body = self.context.client.infer_request(model, version, inputs)
+        self.try_it.copy_command(url, body)
+
+
+def _version_row(version: ModelVersionInfo, active: bool) -> tuple[Cell, ...]:
+    """One version's cells; the active one in bold, its status in green."""
+    registered = version.registered_at.astimezone()
+    trusted = version.trusted_by or ("not needed" if version.artifact_format == "skops" else "")
+    status_tip = (
+        "This version answers requests that do not name a version."
+        if active
+        else "Not active: it answers only requests that name it."
+    )
+    return (
+        Cell(version.version, f"Version {version.version}", bold=active),
+        Cell("● active" if active else "", status_tip, "ok" if active else "", bold=active),
+        Cell(f"{registered:%Y-%m-%d %H:%M}", f"{registered:%Y-%m-%d %H:%M:%S %Z}", bold=active),
+        Cell(version.registered_by, bold=active),
+        Cell(version.artifact_format, FORMAT_HELP, bold=active),
+        Cell(size_text(version.artifact_size), f"{version.artifact_size:,} bytes", bold=active),
+        Cell(trusted, TRUSTED_HELP, bold=active),
+        Cell(version.description or "", version.description or "No description.", bold=active),
+    )

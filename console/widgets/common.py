@@ -8,16 +8,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QHeaderView,
-    QLabel,
-    QPushButton,
-    QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
-    QWidget,
-)
+from PySide6.QtWidgets import QLabel, QPushButton, QSplitter, QWidget
 
 
 def make_label(
@@ -54,32 +45,6 @@ def number_text(value: float | None) -> str:
 def plain_text(value: Any) -> str:
     """A value as people read it: strings as they are, anything else as JSON."""
     return value if isinstance(value, str) else json.dumps(value)
-
-
-def table_item(text: str, tooltip: str = "") -> QTableWidgetItem:
-    item = QTableWidgetItem(text)
-    item.setToolTip(tooltip or text)
-    return item
-
-
-def read_only_table(columns: tuple[tuple[str, str], ...]) -> QTableWidget:
-    table = QTableWidget(0, len(columns))
-    for column, (name, tip) in enumerate(columns):
-        header = QTableWidgetItem(name)
-        header.setToolTip(tip)
-        table.setHorizontalHeaderItem(column, header)
-    table.verticalHeader().setVisible(False)
-    table.verticalHeader().setDefaultSectionSize(24)
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    table.setAlternatingRowColors(True)
-    table.setWordWrap(False)
-    table.setTabKeyNavigation(False)  # Tab leaves the table; the arrow keys move inside
-    header_view = table.horizontalHeader()
-    header_view.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    header_view.setSectionResizeMode(len(columns) - 1, QHeaderView.ResizeMode.Stretch)
-    return table
 
 
 def make_splitter(orientation: Qt.Orientation, *parts: tuple[QWidget, int]) -> QSplitter:

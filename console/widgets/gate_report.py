@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from backend.schemas import GateReport
-from console.resources import colour
-from console.widgets.common import make_label, plain_text, read_only_table, table_item
+from backend.schemas import GateReport, GateResult
+from console.widgets.common import make_label, plain_text
+from console.widgets.tables import Cell, ReadOnlyTable
 
 GATE_WORDS = {
     "artifact_hash": "File unchanged",
@@ -41,9 +40,9 @@ class GateReportView(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self.summary = make_label("No checks run yet.", name="muted", wrap=True)
-        self.gates = read_only_table(GATE_COLUMNS)
+        self.gates = ReadOnlyTable(GATE_COLUMNS)
         self.gates.setToolTip("Each check the version went through, failures first.")
-        self.mismatches = read_only_table(MISMATCH_COLUMNS)
+        self.mismatches = ReadOnlyTable(MISMATCH_COLUMNS)
         self.mismatches.setToolTip("Known examples the version answered differently.")
         self.mismatch_title = make_label("Known examples answered differently", name="heading")
         layout = QVBoxLayout(self)
@@ -55,11 +54,12 @@ class GateReportView(QWidget):
         self.show_report(None)
 
     def show_report(self, report: GateReport | None) -> None:
-        self.gates.setRowCount(0)
-        self.mismatches.setRowCount(0)
-        self.mismatch_title.setVisible(False)
-        self.mismatches.setVisible(False)
+        mismatches = report.end_to_end_mismatches if report is not None else []
+        self.mismatch_title.setVisible(bool(mismatches))
+        self.mismatches.setVisible(bool(mismatches))
         if report is None:
+            self.gates.set_rows([])
+            self.mismatches.set_rows([])
             self.summary.setText("No checks run yet for this version.")
             return
         verdict = "passed every check" if report.passed else "was REFUSED"
@@ -69,40 +69,32 @@ class GateReportView(QWidget):
             f"{when})."
         )
         gates = sorted(report.gates, key=lambda g: OUTCOME_ORDER[g.outcome])
-        self.gates.setRowCount(len(gates))
-        red = QBrush(QColor(colour("bad")))
-        for row, gate in enumerate(gates):
-            cells = (
-                table_item(GATE_WORDS[gate.gate], GATE_HELP[gate.gate]),
-                table_item(gate.outcome),
-                table_item(gate.detail, gate.detail),
-            )
-            for column, cell in enumerate(cells):
-                if gate.outcome == "failed":
-                    cell.setForeground(red)
-                self.gates.setItem(row, column, cell)
-        if report.end_to_end_mismatches:
-            self.mismatch_title.setVisible(True)
-            self.mismatches.setVisible(True)
-            self.mismatches.setRowCount(len(report.end_to_end_mismatches))
-            for row, mismatch in enumerate(report.end_to_end_mismatches):
-                inputs = plain_text(mismatch.inputs)
-                for column, cell in enumerate(
-                    (
-                        table_item(str(mismatch.index)),
-                        table_item(plain_text(mismatch.expected)),
-                        table_item(plain_text(mismatch.actual)),
-                        table_item(inputs, inputs),
-                    )
-                ):
-                    if column == 2:
-                        cell.setForeground(red)
-                    self.mismatches.setItem(row, column, cell)
+        self.gates.set_rows([_gate_row(gate) for gate in gates])
+        self.mismatches.set_rows(
+            [
+                (
+                    Cell(str(mismatch.index)),
+                    Cell(plain_text(mismatch.expected)),
+                    Cell(plain_text(mismatch.actual), tone="bad"),
+                    Cell(plain_text(mismatch.inputs)),
+                )
+                for mismatch in mismatches
+            ]
+        )
 
     def failed_rows(self) -> list[str]:
         """The checks shown in red, top to bottom (for tests and screen readers)."""
         return [
-            self.gates.item(row, 0).text()
-            for row in range(self.gates.rowCount())
-            if self.gates.item(row, 1).text() == "failed"
+            self.gates.text(row, 0)
+            for row in range(self.gates.row_count())
+            if self.gates.text(row, 1) == "failed"
         ]
+
+
+def _gate_row(gate: GateResult) -> tuple[Cell, ...]:
+    tone = "bad" if gate.outcome == "failed" else ""  # a failed check is red all along
+    return (
+        Cell(GATE_WORDS[gate.gate], GATE_HELP[gate.gate], tone),
+        Cell(gate.outcome, tone=tone),
+        Cell(gate.detail, tone=tone),
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -22,14 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from backend.schemas import FeedbackResponse, ModelInfo, PredictionEvent, PredictionRecord
-from console.client import describe_error
-from console.context import ConsoleContext
+from backend.schemas import ModelInfo, PredictionEvent, PredictionRecord
 from console.widgets.common import make_button, make_label, plain_text
-
-# The log writes within about a second: look again a few times before giving up.
-LOOKUP_RETRIES = 5
-LOOKUP_RETRY_MS = 700
 
 
 class LabelError(ValueError):
@@ -110,13 +104,20 @@ class LabelDialog(QDialog):
 
 
 class LabelPanel(QWidget):
-    def __init__(self, context: ConsoleContext):
+    """Shows the ground truth of the selected prediction and asks for one to record.
+
+    It makes no call: ``label_chosen`` says the user wants a label recorded, and the page
+    hands back what the lookup or the recording found.
+    """
+
+    label_chosen = Signal(object, object)  # PredictionEvent, the label as the model's type
+
+    def __init__(self) -> None:
         super().__init__()
-        self.context = context
         self.shown: PredictionEvent | None = None
+        self.model: ModelInfo | None = None
         self.dialog: LabelDialog | None = None
         self.error_box: QMessageBox | None = None
-        self._models: dict[str, ModelInfo] = {}
         self.status = make_label("Select a prediction to see its details.", wrap=True)
         self.status.setToolTip(
             "The ground truth: what really happened, once someone or some system reported it."
@@ -133,48 +134,20 @@ class LabelPanel(QWidget):
         layout.addWidget(self.status, 1)
         layout.addWidget(self.record_button, 0, Qt.AlignmentFlag.AlignTop)
 
-    def show_for(self, event: PredictionEvent, attempt: int = 0) -> None:
-        """Show the label of ``event``; a row the log has not written yet is looked up again."""
-        if attempt == 0:
-            self.shown = event
-            self.record_button.setEnabled(True)
-            self.status.setText("Looking up the ground-truth label…")
-        known = event.model in self._models
+    # ---------------------------------------------------------------- the label shown
 
-        def lookup() -> tuple[list[PredictionRecord], list[ModelInfo] | None]:
-            records = self.context.client.logged_predictions(event.request_id)
-            return records, None if known else self.context.client.models()
+    def show_prediction(self, event: PredictionEvent, model: ModelInfo | None) -> None:
+        """A prediction was selected; its label is being looked up."""
+        self.shown, self.model = event, model
+        self.record_button.setEnabled(True)
+        self.status.setText("Looking up the ground-truth label…")
 
-        def done(result: tuple[list[PredictionRecord], list[ModelInfo] | None]) -> None:
-            records, models = result
-            for model in models or []:
-                self._models[model.name] = model
-            if self.shown is not event:
-                return
-            # A shadow copy of the prediction shares its request id: match version and route.
-            record = next(
-                (
-                    r
-                    for r in records
-                    if (r.row, r.version, r.route) == (event.row, event.version, event.route)
-                ),
-                None,
-            )
-            self._show_record(record)
-            if record is None and attempt < LOOKUP_RETRIES:
-                QTimer.singleShot(LOOKUP_RETRY_MS, lambda: self._retry(event, attempt + 1))
+    def set_model(self, model: ModelInfo) -> None:
+        """The model of the prediction shown: its classes are offered in the dialog."""
+        self.model = model
 
-        def failed(error: Exception) -> None:
-            if self.shown is event:
-                self.status.setText(f"Could not look up the label: {describe_error(error)}")
-
-        self.context.tasks.run(lookup, done, failed)
-
-    def _retry(self, event: PredictionEvent, attempt: int) -> None:
-        if self.shown is event:
-            self.show_for(event, attempt)
-
-    def _show_record(self, record: PredictionRecord | None) -> None:
+    def show_record(self, record: PredictionRecord | None) -> None:
+        """The logged row of the prediction shown; None while the log has not written it."""
         if record is None:
             self.status.setText("Not in the prediction log yet (written within a second).")
         elif record.label is None:
@@ -182,47 +155,47 @@ class LabelPanel(QWidget):
         else:
             self.status.setText(f"Label (ground truth): {plain_text(record.label)}")
 
+    def show_lookup_failed(self, reason: str) -> None:
+        self.status.setText(f"Could not look up the label: {reason}")
+
+    # ---------------------------------------------------------------- recording one
+
     def open_dialog(self) -> None:
         event = self.shown
         if event is None:
             return
-        self.dialog = LabelDialog(event, self._models.get(event.model), self)
+        self.dialog = LabelDialog(event, self.model, self)
         self.dialog.accepted.connect(
-            lambda: self._post(event, self.dialog.label if self.dialog else None)
+            lambda: self._chosen(event, self.dialog.label if self.dialog else None)
         )
         # open(), not exec(): the console keeps streaming while the dialog is up.
         self.dialog.open()
 
-    def _post(self, event: PredictionEvent, label: Any) -> None:
+    def _chosen(self, event: PredictionEvent, label: Any) -> None:
         self.record_button.setEnabled(False)
         self.status.setText("Recording the label…")
+        self.label_chosen.emit(event, label)
 
-        def done(response: FeedbackResponse) -> None:
-            self.record_button.setEnabled(True)
-            if self.shown is not event:
-                return
-            text = f"Label (ground truth): {plain_text(label)}, recorded by you."
-            if response.unmatched:
-                text += " It joins the prediction once the log has written it."
-            self.status.setText(text)
+    def show_recorded(self, event: PredictionEvent, label: Any, unmatched: bool) -> None:
+        self.record_button.setEnabled(True)
+        if self.shown is not event:
+            return  # another prediction is shown now: its own label stays on screen
+        text = f"Label (ground truth): {plain_text(label)}, recorded by you."
+        if unmatched:
+            text += " It joins the prediction once the log has written it."
+        self.status.setText(text)
 
-        def failed(error: Exception) -> None:
-            self.record_button.setEnabled(True)
-            if self.shown is event:
-                self.status.setText("The label was not recorded.")
-            # open(), not a static warning(): a modal loop would stall the live stream.
-            box = QMessageBox(
-                QMessageBox.Icon.Warning,
-                "Label not recorded",
-                f"The label was not recorded: {describe_error(error)}",
-                QMessageBox.StandardButton.Ok,
-                self,
-            )
-            box.open()
-            self.error_box = box
-
-        self.context.tasks.run(
-            lambda: self.context.client.post_label(event.request_id, event.row, label),
-            done,
-            failed,
+    def show_not_recorded(self, event: PredictionEvent, reason: str) -> None:
+        self.record_button.setEnabled(True)
+        if self.shown is event:
+            self.status.setText("The label was not recorded.")
+        # open(), not a static warning(): a modal loop would stall the live stream.
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "Label not recorded",
+            f"The label was not recorded: {reason}",
+            QMessageBox.StandardButton.Ok,
+            self,
         )
+        box.open()
+        self.error_box = box

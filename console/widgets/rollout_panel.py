@@ -1,4 +1,9 @@
-"""Rollout controls: start one (candidate, mode, steps, checks), watch its checks, steer it."""
+"""Rollout controls: start one (candidate, mode, steps, checks), watch its checks, steer it.
+
+The panel makes no call: it asks (``start_requested``, ``action_requested``, and
+``status_wanted`` every few seconds while a rollout runs and the panel is seen), and the page
+hands back what the backend said.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,14 @@ import time
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QHideEvent, QShowEvent
+from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
-    QDialog,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLineEdit,
+    QMessageBox,
     QSpinBox,
     QStackedWidget,
     QVBoxLayout,
@@ -24,19 +29,19 @@ from PySide6.QtWidgets import (
 from backend.schemas import (
     DEFAULT_ROLLOUT_STEPS,
     ModelInfo,
+    RolloutCheck,
     RolloutChecks,
     RolloutRequest,
     RolloutState,
     RolloutStatus,
 )
-from console.client import describe_error
-from console.context import ConsoleContext
-from console.dialogs.errors import input_problem, show_error, show_failure
+from console.dialogs.messages import input_problem, show_error
 from console.dialogs.reason import ReasonDialog
 from console.resources import colour
 from console.series_buffer import RingSeries
-from console.widgets.common import make_button, make_label, read_only_table, table_item
+from console.widgets.common import make_button, make_label
 from console.widgets.live_charts import time_plot
+from console.widgets.tables import Cell, ReadOnlyTable
 
 STATUS_POLL_MS = 2_000
 CHART_POINTS = 1_800  # an hour of polls
@@ -48,6 +53,14 @@ CHECK_WORDS = {
     "agreement": "Same answer as now",
     "live_metric": "Quality on labelled answers",
 }
+# What went wrong, by the action asked for: the title of the message that says why.
+ACTION_FAILURES = {
+    "start": "Rollout not started",
+    "pause": "Could not pause",
+    "resume": "Could not resume",
+    "promote": "Promote failed",
+    "abort": "Abort rollout failed",
+}
 CHECK_COLUMNS = (
     ("Check", "What the current step must show before the rollout moves on."),
     ("State", "ok, FAILED (the rollout stops by itself), or waiting (not measurable yet)."),
@@ -56,18 +69,16 @@ CHECK_COLUMNS = (
 
 
 class RolloutPanel(QWidget):
-    """Emits ``changed`` after any action, so the page reloads the model."""
+    start_requested = Signal(str, object)  # model, RolloutRequest
+    action_requested = Signal(str, str, str)  # model, pause/resume/promote/abort, reason
+    status_wanted = Signal(str)  # model: time to poll the running rollout's checks
 
-    changed = Signal()
-
-    def __init__(self, context: ConsoleContext):
+    def __init__(self) -> None:
         super().__init__()
-        self.context = context
         self.model: ModelInfo | None = None
         self.status: RolloutStatus | None = None
         self.dialog: ReasonDialog | None = None
-        self.error_dialog: QDialog | None = None
-        self._polling = False
+        self.error_dialog: QMessageBox | None = None
 
         # ---------------------------------------------- start form
         self.candidate = QComboBox()
@@ -143,7 +154,7 @@ class RolloutPanel(QWidget):
         self.stage = make_label("", name="heading")
         self.stage.setToolTip("Where the rollout stands: the candidate and its share of traffic.")
         self.verdict = make_label("", name="muted", wrap=True)
-        self.checks = read_only_table(CHECK_COLUMNS)
+        self.checks = ReadOnlyTable(CHECK_COLUMNS)
         self.pause_button = make_button(
             "Pause", "Hold the rollout at this step; its share of traffic stays.", self.pause
         )
@@ -241,23 +252,11 @@ class RolloutPanel(QWidget):
     # ------------------------------------------------------------------ status
 
     def poll(self) -> None:
-        model = self.model
-        if model is None or self._polling:
-            return
-        self._polling = True
+        if self.model is not None:
+            self.status_wanted.emit(self.model.name)
 
-        def done(status: RolloutStatus) -> None:
-            self._polling = False
-            if self.model is not None and status.model == self.model.name:
-                self.show_status(status)
-                if status.rollout is None:
-                    self.changed.emit()  # it ended (promoted or aborted by its checks)
-
-        def failed(error: Exception) -> None:
-            self._polling = False
-            self.verdict.setText(f"Could not read the rollout: {describe_error(error)}")
-
-        self.context.tasks.run(lambda: self.context.client.rollout_status(model.name), done, failed)
+    def show_status_failed(self, reason: str) -> None:
+        self.verdict.setText(f"Could not read the rollout: {reason}")
 
     def show_status(self, status: RolloutStatus) -> None:
         self.status = status
@@ -285,21 +284,7 @@ class RolloutPanel(QWidget):
         }
         self.verdict.setText(f"{words[status.verdict]}: {status.detail}")
         self.pause_button.setText("Resume" if rollout.paused else "Pause")
-        self.checks.setRowCount(len(status.checks))
-        red, green = QBrush(QColor(colour("bad"))), QBrush(QColor(colour("ok")))
-        for row, check in enumerate(status.checks):
-            state = {True: "ok", False: "FAILED", None: "waiting"}[check.passed]
-            cells = (
-                table_item(CHECK_WORDS[check.name]),
-                table_item(state),
-                table_item(check.detail, check.detail),
-            )
-            for column, cell in enumerate(cells):
-                if check.passed is False:
-                    cell.setForeground(red)
-                elif check.passed and column == 1:
-                    cell.setForeground(green)
-                self.checks.setItem(row, column, cell)
+        self.checks.set_rows([_check_row(check) for check in status.checks])
         values = {c.name: c.value for c in status.checks}
         point = {
             "p99_ratio": values.get("p99_latency"),
@@ -341,11 +326,8 @@ class RolloutPanel(QWidget):
         except ValueError as exc:
             self.error_dialog = show_error(self, "Rollout not started", input_problem(exc))
             return
-        self._act(
-            "Rollout not started",
-            lambda: self.context.client.start_rollout(model.name, request),
-            "Checking the candidate and starting the rollout…",
-        )
+        self._acting("Checking the candidate and starting the rollout…")
+        self.start_requested.emit(model.name, request)
 
     def _rollout(self) -> RolloutState | None:
         """The rollout as last polled, or as last loaded with the model."""
@@ -358,11 +340,8 @@ class RolloutPanel(QWidget):
         if model is None or rollout is None:
             return
         action = "resume" if rollout.paused else "pause"
-        self._act(
-            f"Could not {action}",
-            lambda: self.context.client.rollout_action(model.name, action),
-            f"{action.title()}…",
-        )
+        self._acting(f"{action.title()}…")
+        self.action_requested.emit(model.name, action, "")
 
     def promote(self) -> None:
         self._confirm(
@@ -387,31 +366,35 @@ class RolloutPanel(QWidget):
         dialog = ReasonDialog(title, text, title, self)
 
         def accepted() -> None:
-            reason = dialog.reason_text
-            self._act(
-                f"{title} failed",
-                lambda: self.context.client.rollout_action(model.name, action, reason),
-                f"{title}…",
-            )
+            self._acting(f"{title}…")
+            self.action_requested.emit(model.name, action, dialog.reason_text)
 
         dialog.accepted.connect(accepted)
         self.dialog = dialog
         dialog.open()
 
-    def _act(self, failure_title: str, call, progress: str) -> None:  # type: ignore[no-untyped-def]
+    def _acting(self, progress: str) -> None:
+        """An action was asked for: say so, and hold the start button until it is answered."""
         self.verdict.setText(progress)
         self.start_button.setEnabled(False)
 
-        def done(_state: object) -> None:
-            self.start_button.setEnabled(True)
-            self.changed.emit()
+    def show_action_done(self) -> None:
+        self.start_button.setEnabled(True)
 
-        def failed(error: Exception) -> None:
-            self.start_button.setEnabled(True)
-            self.verdict.setText(f"{failure_title}: {describe_error(error)}")
-            self.error_dialog = show_failure(self, failure_title, error)
+    def show_action_failed(self, text: str) -> None:
+        self.start_button.setEnabled(True)
+        self.verdict.setText(text)
 
-        self.context.tasks.run(call, done, failed)
+
+def _check_row(check: RolloutCheck) -> tuple[Cell, ...]:
+    """A failed check is red all along; a passed one says ok in green."""
+    state = {True: "ok", False: "FAILED", None: "waiting"}[check.passed]
+    tone = "bad" if check.passed is False else ""
+    return (
+        Cell(CHECK_WORDS[check.name], tone=tone),
+        Cell(state, tone=tone or ("ok" if check.passed else "")),
+        Cell(check.detail, check.detail, tone=tone),
+    )
 
 
 def _percent_box(share: float, tooltip: str) -> QDoubleSpinBox:

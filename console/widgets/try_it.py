@@ -2,6 +2,8 @@
 
 Numeric editors accept values outside a feature's declared range on purpose: the backend
 validates, and the panel is there to show what it says; the range is shown beside instead.
+The panel makes no call: it asks for one (``send_requested``) and the page hands back the
+answer or the backend's objection.
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ import itertools
 import json
 import shlex
 import time
-from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtGui import (
     QGuiApplication,
     QKeySequence,
@@ -31,8 +32,6 @@ from PySide6.QtWidgets import (
 )
 
 from backend.schemas import InferResponse, ModelVersionInfo
-from console.client import ApiError, BackendUnreachable, describe_error
-from console.context import ConsoleContext
 from console.resources import colour
 from console.widgets.common import make_button, make_label
 from console.widgets.feature_editor import (
@@ -41,7 +40,6 @@ from console.widgets.feature_editor import (
 )
 
 
-# Wide enough to type anything a model could plausibly see, including out-of-range values.
 class _FitScroll(QScrollArea):
     """As tall as the form it holds when there is room (so the buttons stay right under it);
     it scrolls when there is not."""
@@ -60,17 +58,18 @@ class _FitScroll(QScrollArea):
 class TryItPanel(QWidget):
     """Send one row to one version and show its answer, or the backend's objection."""
 
-    def __init__(self, context: ConsoleContext, parent: QWidget | None = None):
+    # model, version, OIP input tensors: the user asked to send them, or to copy the request.
+    send_requested = Signal(str, str, list)
+    copy_requested = Signal(str, str, list)
+
+    def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.context = context
         self.model_name = ""
         self.version: ModelVersionInfo | None = None
         self.editors: dict[str, FeatureEditor] = {}
         self.highlighted_feature: str | None = None
         self.last_response: InferResponse | None = None
-        self.last_error: Exception | None = None
-        self.in_flight = False
-        self._generation = 0
+        self.last_error: str | None = None  # the objection shown, as plain text
         self._sent_at = 0.0
 
         self.title = make_label(
@@ -150,19 +149,21 @@ class TryItPanel(QWidget):
 
     # ---------------------------------------------------------------- version and form
 
-    def set_version(self, model_name: str, version: ModelVersionInfo | None) -> None:
-        """Build the form for ``version``; the same version again keeps what the user typed."""
-        if (
+    def is_showing(self, model_name: str, version: ModelVersionInfo | None) -> bool:
+        """Whether the form is already the one of ``version`` (what was typed stays)."""
+        return (
             version is not None
             and self.version is not None
             and model_name == self.model_name
             and version.version == self.version.version
             and version.signature == self.version.signature
-        ):
+        )
+
+    def set_version(self, model_name: str, version: ModelVersionInfo | None) -> None:
+        """Build the form for ``version``; the same version again keeps what the user typed."""
+        if self.is_showing(model_name, version):
             self.version = version
             return
-        self._generation += 1  # an answer still on its way belongs to the previous version
-        self.in_flight = False
         self.model_name = model_name
         self.version = version
         while self.form.rowCount():
@@ -216,34 +217,18 @@ class TryItPanel(QWidget):
     # ---------------------------------------------------------------- sending
 
     def send(self) -> None:
-        if self.version is None or self.in_flight:
+        if self.version is None:
             return
-        model, version, inputs = self.model_name, self.version.version, self.build_inputs()
-        self._generation += 1
-        generation = self._generation
-        self.in_flight = True
-        self.send_button.setEnabled(False)
+        model, version = self.model_name, self.version.version
+        self.send_button.setEnabled(False)  # until the answer is shown
         self._clear_error()
         self.status.setText(f"Sending to {model} version {version}…")
         self._sent_at = time.perf_counter()
+        self.send_requested.emit(model, version, self.build_inputs())
 
-        def deliver(show: Callable[[Any], None]) -> Callable[[Any], None]:
-            def receive(value: Any) -> None:
-                if generation == self._generation:  # else: for a version no longer shown
-                    self.in_flight = False
-                    self.send_button.setEnabled(True)
-                    show(value)
-
-            return receive
-
-        self.context.tasks.run(
-            lambda: self.context.client.infer(model, version, inputs),
-            deliver(self._show_response),
-            deliver(self._show_error),
-        )
-
-    def _show_response(self, response: InferResponse) -> None:
+    def show_response(self, response: InferResponse) -> None:
         self.last_response, self.last_error = response, None
+        self.send_button.setEnabled(True)
         elapsed_ms = (time.perf_counter() - self._sent_at) * 1000
         outputs = {output.name: output.data for output in response.outputs}
         predicted = (outputs.get("predict") or [None])[0]
@@ -292,27 +277,33 @@ class TryItPanel(QWidget):
         )
         self.probabilities.show()
 
-    def _show_error(self, error: Exception) -> None:
-        self.last_response, self.last_error = None, error
+    def show_unreachable(self, reason: str) -> None:
+        """No answer came back at all."""
+        self._show_error(
+            f"<b>No answer from the backend</b> ({html.escape(reason)}). Check that the server "
+            "is running and reachable; the console reconnects by itself."
+        )
+
+    def show_refused(self, status: int, message: str, field: str | None) -> None:
+        """The backend answered with an error; ``field`` names the input it objects to."""
+        feature = feature_of(field, self.editors)
+        subject = f"the value of “{feature}”" if feature else "the request"
+        where = f", field {field}" if field and not feature else ""
+        self._show_error(
+            f"<b>The backend refused {subject}</b> (HTTP {status}{where}):<br>"
+            + html.escape(message)
+        )
+        if feature is not None:
+            self._highlight(feature)
+
+    def show_unexpected(self, description: str) -> None:
+        self._show_error(f"<b>Unexpected error:</b> {html.escape(description)}")
+
+    def _show_error(self, text: str) -> None:
         self._clear_result()
-        if isinstance(error, BackendUnreachable):
-            text = (
-                f"<b>No answer from the backend</b> ({error.message}). Check that the server "
-                "is running and reachable; the console reconnects by itself."
-            )
-        elif isinstance(error, ApiError):
-            feature = feature_of(error.field, self.editors)
-            if feature is not None:
-                self._highlight(feature)
-            subject = f"the value of “{feature}”" if feature else "the request"
-            where = f", field {error.field}" if error.field and not feature else ""
-            text = (
-                f"<b>The backend refused {subject}</b> (HTTP {error.status}{where}):<br>"
-                + html.escape(error.message)
-            )
-        else:
-            text = f"<b>Unexpected error:</b> {html.escape(describe_error(error))}"
         self.error_label.setText(text)
+        self.last_response, self.last_error = None, self.error_label.text()
+        self.send_button.setEnabled(True)
         self.status.setText("")
         self.error_label.show()
 
@@ -336,11 +327,11 @@ class TryItPanel(QWidget):
         self.result_meta.clear()
 
     def copy_as_curl(self) -> None:
-        if self.version is None:
-            return
-        url, body = self.context.client.infer_request(
-            self.model_name, self.version.version, self.build_inputs()
-        )
+        if self.version is not None:
+            self.copy_requested.emit(self.model_name, self.version.version, self.build_inputs())
+
+    def copy_command(self, url: str, body: dict[str, Any]) -> None:
+        """Put the request to ``url`` with ``body`` on the clipboard as a curl command."""
         QGuiApplication.clipboard().setText(
             f"curl -X POST {shlex.quote(url)} -H "
             f"'Content-Type: application/json' -H \"Authorization: Bearer $SERVEDECK_TOKEN\" "
