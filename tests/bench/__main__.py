@@ -4,12 +4,20 @@ Environment knobs (defaults in brackets):
   BENCH_SECONDS [10]     measured seconds per load level
   BENCH_WARMUP [2]       warm-up seconds before each load level
   BENCH_REPEATS [3]      repeats of every (model, server) pair; tables show medians
+  BENCH_BASELINE [b543ac0] git ref of a baseline ServeDeck the serving benchmark also runs
+                         (a worktree, its own data dir), to show now/baseline ratios from
+                         the same run; '' or 'none' skips it
   BENCH_LOG_ROWS [200000] rows per timed flush of the prediction-log writer
   BENCH_LOADGEN          'aiohttp' forces the Python load generator even if wrk is installed
-  BENCH_ONLY             'serving', 'log', 'console' or 'switch' to run just one benchmark
+  BENCH_ONLY             'serving', 'log', 'console', 'switch', 'growth' or 'durability' to
+                         run just one benchmark
   BENCH_CONSOLE_SECONDS [600] how long the console runs under load (memory: 1 min vs end)
   BENCH_CONSOLE_RATE [500] simulated requests/s during the console benchmark
   BENCH_SWITCH_SECONDS [20] seconds of load without, then with, 20 deployment switches
+  BENCH_GROWTH_ROWS [5000000] old rows in the filled prediction log of the log-growth
+                         benchmark (queries and serving on an empty vs a filled log)
+  BENCH_DURABILITY_SECONDS [20] load before each kill -9 (3 runs each of the server, the log
+                         writer, both)
 """
 
 from __future__ import annotations
@@ -26,7 +34,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.bench import console_bench, log_bench, serving_bench, switch_bench
+from tests.bench import (
+    console_bench,
+    durability_bench,
+    growth_bench,
+    log_bench,
+    serving_bench,
+    switch_bench,
+)
 from tests.bench.loadgen import generator_name
 
 
@@ -59,6 +74,7 @@ def main() -> int:
         seconds=_env_number("BENCH_SECONDS", 10.0),
         warmup=_env_number("BENCH_WARMUP", 2.0),
         repeats=max(1, int(_env_number("BENCH_REPEATS", 3))),
+        baseline=serving_bench.baseline_ref(os.environ.get("BENCH_BASELINE")),
     )
     log_rows = max(1, int(_env_number("BENCH_LOG_ROWS", 200_000)))
     only = os.environ.get("BENCH_ONLY", "").strip().lower()
@@ -96,6 +112,17 @@ def main() -> int:
         )
         return [switch_bench.render(measured)], switch_bench.to_json(measured)
 
+    def growth(work_dir: Path) -> tuple[list[str], Any]:
+        rows = max(1, int(_env_number("BENCH_GROWTH_ROWS", 5_000_000)))
+        measured = growth_bench.run_growth_bench(work_dir, rows)
+        return [growth_bench.render(measured)], measured
+
+    def durability(work_dir: Path) -> tuple[list[str], Any]:
+        measured = durability_bench.run_durability_bench(
+            work_dir, _env_number("BENCH_DURABILITY_SECONDS", 20.0)
+        )
+        return [durability_bench.render(measured)], measured
+
     # BENCH_ONLY key, results key, what is running, the table's title, the run.
     benches: list[tuple[str, str, str, str, Callable[[Path], tuple[list[str], Any]]]] = [
         ("serving", "serving", "serving overhead", "Serving overhead", serving),
@@ -104,6 +131,8 @@ def main() -> int:
         ("console", "console", "the console under load", "Console under load", console),
         ("switch", "switch", "deployment switches under load",
          "Deployment switches under load", switches),
+        ("growth", "growth", "queries and serving as the log grows", "Log growth", growth),
+        ("durability", "durability", "kill -9 under load", "kill -9 under load", durability),
     ]  # fmt: skip
     work_dir = Path(tempfile.mkdtemp(prefix="servedeck-bench-"))
     try:

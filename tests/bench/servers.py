@@ -27,10 +27,21 @@ def clean_env() -> dict[str, str]:
 
 
 class ServerProcess:
-    def __init__(self, label: str, argv: list[str], ready_prefix: str):
+    def __init__(
+        self,
+        label: str,
+        argv: list[str],
+        ready_prefix: str,
+        *,
+        cwd: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+    ):
         self.label = label
         self.argv = argv
         self.ready_prefix = ready_prefix
+        # Another checkout to run from (the serving bench's baseline); the repository otherwise.
+        self.cwd = cwd or REPO_ROOT
+        self.extra_env = dict(extra_env or {})
         self.url: str | None = None
         self.tail: deque[str] = deque(maxlen=40)
         # Problem summary -> how often; a traceback is summarised by its exception line, so
@@ -47,8 +58,8 @@ class ServerProcess:
     def start(self, timeout_s: float = 120.0) -> str:
         self._proc = subprocess.Popen(
             self.argv,
-            cwd=REPO_ROOT,
-            env=clean_env(),
+            cwd=self.cwd,
+            env={**clean_env(), **self.extra_env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -139,8 +150,15 @@ class ServerProcess:
 
 
 @contextmanager
-def running_server(label: str, argv: list[str], ready_prefix: str) -> Iterator[ServerProcess]:
-    server = ServerProcess(label, argv, ready_prefix)
+def running_server(
+    label: str,
+    argv: list[str],
+    ready_prefix: str,
+    *,
+    cwd: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[ServerProcess]:
+    server = ServerProcess(label, argv, ready_prefix, cwd=cwd, extra_env=extra_env)
     try:
         server.start()
         yield server

@@ -1,7 +1,9 @@
 """Benchmark 1: ServeDeck's full predict path against a bare FastAPI app, same model, same load.
 
 Servers run one at a time (a 2-core machine cannot host two fairly), each repeat alternates
-which server goes first, and the tables show medians over the repeats.
+which server goes first, and the tables show medians over the repeats. With a baseline ref
+(BENCH_BASELINE), a ServeDeck built from that commit runs beside the current one in the same
+rotation, so the before/after comparison is measured in one run on the same machine state.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import statistics
 import sys
 import traceback
 import urllib.request
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from tests.bench import baseline
+from tests.bench.baseline import Deck
 from tests.bench.loadgen import LoadResult, LoadTarget, generator_name
 from tests.bench.models import BenchModel, build_models, register_models
 from tests.bench.servers import ServerProcess, running_server
@@ -26,6 +31,13 @@ from tests.bench.tables import fmt, format_table, short_error
 SERVERS = ("bare", "servedeck", "servedeck-unbatched")
 THROUGHPUT_TARGET = 0.8  # servedeck req/s at least this fraction of bare
 P99_TARGET = 2.0  # servedeck p99 at most this multiple of bare
+# ServeDeck from the BENCH_BASELINE commit; it runs right after "servedeck" (or right before,
+# in the reversed turns), so the A/B pair is always adjacent in time.
+BASELINE = "servedeck-baseline"
+DEFAULT_BASELINE = "b543ac0"  # the last commit before the spooled prediction log
+BASELINE_RPS_TARGET = 0.95  # current req/s at least this fraction of the baseline's
+BASELINE_P99_TARGET = 1 / 0.95  # current p99 at most this multiple of the baseline's
+_BASELINE_TARGETS = (BASELINE_RPS_TARGET, BASELINE_P99_TARGET)
 
 
 @dataclass
@@ -34,6 +46,7 @@ class Config:
     warmup: float
     repeats: int
     concurrencies: tuple[int, ...] = (1, 16)
+    baseline: str | None = None  # a git ref; None runs no baseline
 
 
 @dataclass
@@ -63,6 +76,11 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
     tracebacks: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
+    baseline_ref: str | None = None  # as asked for
+    baseline_commit: str | None = None  # what it resolved to
+    baseline_error: str | None = None  # the baseline could not be set up; the rest ran
+    # (model, server) -> the last class probability of the first body: same model, same answer.
+    sanity: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
@@ -107,16 +125,16 @@ def _session(
     server: str,
     model: BenchModel,
     repeat: int,
-    data_dir: Path,
-    token: str,
+    deck: Deck,
     config: Config,
     outcome: Outcome,
     sanity: dict[tuple[str, str], float],
 ) -> None:
     """Start one server, check one answer, run every concurrency level, stop it."""
+    data_dir = deck.data_dir
     argv, prefix, path = _server_argv(server, model, data_dir)
     is_deck = server.startswith("servedeck")
-    headers = {"Authorization": f"Bearer {token}"} if is_deck else {}
+    headers = {"Authorization": f"Bearer {deck.token}"} if is_deck else {}
     runs = [Run(model.name, server, c, repeat) for c in config.concurrencies]
     outcome.runs.extend(runs)
     logged_before = _logged_rows(data_dir, model.name) if is_deck else 0
@@ -124,7 +142,7 @@ def _session(
     label = f"{server}/{model.name}"
     proc: ServerProcess | None = None
     try:
-        with running_server(label, argv, prefix) as proc:
+        with running_server(label, argv, prefix, cwd=deck.src, extra_env=deck.extra_env) as proc:
             assert proc.url is not None
             # One request first: a 401/422 here would make every load run pure error counts.
             payload = _post(proc.url + path, model.bodies[0], headers)
@@ -157,32 +175,79 @@ def _session(
         outcome.log_checks.append(LogCheck(f"{model.name} ({server})", repeat, answered, logged))
 
 
+def baseline_ref(raw: str | None) -> str | None:
+    """BENCH_BASELINE: unset means the default ref; empty or 'none' turns the baseline off."""
+    if raw is None:
+        return DEFAULT_BASELINE
+    ref = raw.strip()
+    return None if ref.lower() in ("", "none") else ref
+
+
+def _servers(decks: dict[str, Deck]) -> tuple[str, ...]:
+    order: list[str] = []
+    for server in SERVERS:
+        order.append(server)
+        if server == "servedeck" and BASELINE in decks:
+            order.append(BASELINE)
+    return tuple(order)
+
+
+def _set_up_baseline(
+    work_dir: Path, config: Config, models: list[BenchModel], outcome: Outcome, stack: ExitStack
+) -> Deck | None:
+    """The baseline's checkout and data dir; on failure the error is kept and the rest runs."""
+    if not config.baseline:
+        return None
+    outcome.baseline_ref = config.baseline
+    try:
+        outcome.baseline_commit = baseline.resolve(config.baseline)
+        print(f"  baseline: ServeDeck at {outcome.baseline_commit}...", flush=True)
+        src = stack.enter_context(
+            baseline.worktree(config.baseline, work_dir / "baseline-src", outcome.problems)
+        )
+        return baseline.register(src, work_dir, models)
+    except Exception:
+        outcome.baseline_error = traceback.format_exc(limit=3)
+        return None
+
+
 def run_serving_bench(work_dir: Path, config: Config) -> Outcome:
     outcome = Outcome()
     try:
         models = build_models(work_dir / "models")
         data_dir = work_dir / "servedeck"
-        token = register_models(data_dir, models)
+        current = Deck(data_dir, register_models(data_dir, models))
     except Exception:
         outcome.error = "setup failed: " + traceback.format_exc(limit=3)
         return outcome
+    decks = {server: current for server in SERVERS}
     sanity: dict[tuple[str, str], float] = {}
-    for repeat in range(config.repeats):
-        for index, model in enumerate(models):
-            # Alternate who goes first, so drift (thermal, a noisy neighbour) hits both.
-            order = SERVERS if (repeat + index) % 2 == 0 else SERVERS[::-1]
-            for server in order:
-                print(
-                    f"  repeat {repeat + 1}/{config.repeats}: {model.name} on {server}...",
-                    flush=True,
-                )
-                _session(server, model, repeat, data_dir, token, config, outcome, sanity)
+    with ExitStack() as stack:  # removes the baseline's worktree, also on failure
+        old = _set_up_baseline(work_dir, config, models, outcome, stack)
+        if old is not None:
+            decks[BASELINE] = old
+        servers = _servers(decks)
+        for repeat in range(config.repeats):
+            for index, model in enumerate(models):
+                # Alternate who goes first, so drift (thermal, a noisy neighbour) hits both.
+                order = servers if (repeat + index) % 2 == 0 else servers[::-1]
+                for server in order:
+                    print(
+                        f"  repeat {repeat + 1}/{config.repeats}: {model.name} on {server}...",
+                        flush=True,
+                    )
+                    _session(server, model, repeat, decks[server], config, outcome, sanity)
+    outcome.sanity = sanity
     for model in models:
-        bare, deck = sanity.get((model.name, "bare")), sanity.get((model.name, "servedeck"))
-        if bare is not None and deck is not None and abs(bare - deck) > 1e-9:
-            outcome.problems.append(
-                f"{model.name}: servers disagree on the same body ({bare!r} vs {deck!r})"
-            )
+        # Every server must give the same answer to the same body as the bare app.
+        bare = sanity.get((model.name, "bare"))
+        for server in servers:
+            other = sanity.get((model.name, server))
+            if bare is not None and other is not None and abs(bare - other) > 1e-9:
+                outcome.problems.append(
+                    f"{model.name}: {server} disagrees with bare on the same body "
+                    f"({other!r} vs {bare!r})"
+                )
     return outcome
 
 
@@ -225,12 +290,19 @@ def summarise(outcome: Outcome) -> list[dict[str, Any]]:
     return summary
 
 
-def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def ratios(
+    summary: list[dict[str, Any]],
+    reference: str = "bare",
+    measured: str = "servedeck",
+    rps_target: float = THROUGHPUT_TARGET,
+    p99_target: float = P99_TARGET,
+) -> list[dict[str, Any]]:
+    """``measured`` over ``reference`` per model and concurrency, checked against targets."""
     index = {(s["model"], s["server"], s["concurrency"]): s for s in summary}
     out = []
     for model, concurrency in sorted({(s["model"], s["concurrency"]) for s in summary}):
-        bare = index.get((model, "bare", concurrency), {})
-        deck = index.get((model, "servedeck", concurrency), {})
+        bare = index.get((model, reference, concurrency), {})
+        deck = index.get((model, measured, concurrency), {})
         rps_ratio = p99_ratio = None
         if bare.get("rps") and deck.get("rps") is not None:
             rps_ratio = deck["rps"] / bare["rps"]
@@ -241,9 +313,13 @@ def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "model": model,
                 "concurrency": concurrency,
                 "throughput_ratio": rps_ratio,
-                "throughput_ok": None if rps_ratio is None else rps_ratio >= THROUGHPUT_TARGET,
+                "throughput_ok": None if rps_ratio is None else rps_ratio >= rps_target,
                 "p99_ratio": p99_ratio,
-                "p99_ok": None if p99_ratio is None else p99_ratio <= P99_TARGET,
+                "p99_ok": None if p99_ratio is None else p99_ratio <= p99_target,
+                "reference_rps": bare.get("rps"),
+                "measured_rps": deck.get("rps"),
+                "reference_p99_ms": bare.get("p99_ms"),
+                "measured_p99_ms": deck.get("p99_ms"),
             }
         )
     return out
@@ -300,6 +376,8 @@ def render(outcome: Outcome, config: Config) -> str:
     ]
     ratio_headers = ["model", "conc", "req/s ratio", "target", "met", "p99 ratio", "target", "met"]
     parts.append(format_table("ServeDeck / bare", ratio_headers, ratio_rows))
+    if outcome.baseline_ref:
+        parts.append(_baseline_table(outcome, summary))
     parts.append(_batching_table(summary))
     log_rows = [
         [
@@ -322,6 +400,45 @@ def render(outcome: Outcome, config: Config) -> str:
         + "\nlogged may exceed answered by the requests in flight when each load run ends."
     )
     return "\n\n".join(parts)
+
+
+def _baseline_table(outcome: Outcome, summary: list[dict[str, Any]]) -> str:
+    """The current ServeDeck against the one built from the baseline commit, same run."""
+    ref, commit = outcome.baseline_ref or "", outcome.baseline_commit
+    title = f"ServeDeck now vs baseline {ref}"
+    if commit and commit != ref:
+        title += f" ({commit})"
+    if outcome.baseline_error:
+        # The exception line says what went wrong; the whole traceback is in the JSON.
+        last = outcome.baseline_error.strip().splitlines()[-1]
+        return format_table(title, ["baseline not run"], [[short_error(last, 200)]])
+    rows = []
+    for r in ratios(summary, BASELINE, "servedeck", *_BASELINE_TARGETS):
+        old = outcome.sanity.get((r["model"], BASELINE))
+        now = outcome.sanity.get((r["model"], "servedeck"))
+        same = "-" if old is None or now is None else ("yes" if abs(old - now) <= 1e-9 else "NO")
+        rows.append(
+            [
+                r["model"],
+                r["concurrency"],
+                fmt(r["reference_rps"]),
+                fmt(r["measured_rps"]),
+                fmt(r["throughput_ratio"], 2) + "x" if r["throughput_ratio"] else "-",
+                _verdict(r["throughput_ok"]),
+                fmt(r["reference_p99_ms"], 2),
+                fmt(r["measured_p99_ms"], 2),
+                fmt(r["p99_ratio"], 2) + "x" if r["p99_ratio"] else "-",
+                _verdict(r["p99_ok"]),
+                same,
+            ]
+        )
+    headers = ["model", "conc", "req/s base", "req/s now", "ratio", "met"]
+    headers += ["p99 ms base", "p99 ms now", "ratio", "met", "same answer"]
+    return (
+        format_table(title, headers, rows)
+        + f"\ntargets: req/s ratio >= {BASELINE_RPS_TARGET:.2f}x, "
+        + f"p99 ratio <= {BASELINE_P99_TARGET:.3f}x (1/{BASELINE_RPS_TARGET:.2f})."
+    )
 
 
 def _batching_table(summary: list[dict[str, Any]]) -> str:
@@ -363,6 +480,17 @@ def to_json(outcome: Outcome) -> dict[str, Any]:
         ],
         "summary": summarise(outcome) if not outcome.error else [],
         "ratios": ratios(summarise(outcome)) if not outcome.error else [],
+        "baseline": {
+            "ref": outcome.baseline_ref,
+            "commit": outcome.baseline_commit,
+            "error": outcome.baseline_error,
+            "ratios": (
+                ratios(summarise(outcome), BASELINE, "servedeck", *_BASELINE_TARGETS)
+                if outcome.baseline_ref and not outcome.error
+                else []
+            ),
+        },
+        "sanity": {f"{m} on {s}": v for (m, s), v in outcome.sanity.items()},
         "log_checks": [c.__dict__ for c in outcome.log_checks],
         "server_log_problems": outcome.problems,
         "server_tracebacks": outcome.tracebacks,
