@@ -70,6 +70,14 @@ def workspace(tmp_path, database_url: str) -> Iterator[Workspace]:  # type: igno
 
 
 @pytest.fixture
+def store(tmp_path, database_url: str) -> Iterator[Workspace]:  # type: ignore[no-untyped-def]
+    """An empty store (no models), SQLite and PostgreSQL."""
+    ws = Workspace.open(make_settings(tmp_path, database_url))
+    yield ws
+    ws.close()
+
+
+@pytest.fixture
 def sqlite_workspace(tmp_path) -> Iterator[Workspace]:  # type: ignore[no-untyped-def]
     ws = Workspace.open(make_settings(tmp_path))
     register_toy_models(ws)

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from backend.auth.tokens import Principal
 from backend.db.tables import PredictionRow
 from backend.demo.data import plain_records
+from backend.predictions.rows import LogRow, log_row
 from backend.schemas import FeatureSpec, ValidityAssets
 from backend.settings import Settings
 from backend.workspace import Workspace
@@ -279,3 +280,23 @@ def launch(
             return server
     process.kill()
     raise RuntimeError("server did not become ready:\n" + "".join(seen))
+
+
+def sample_log_rows(request_id: str, n: int = 1) -> list[LogRow]:
+    """``n`` log rows of one request, with text that JSON must escape (quotes, a newline)."""
+    return [
+        log_row(
+            request_id=request_id,
+            row_index=i,
+            created_at=time.time(),
+            model="toy",
+            version="1",
+            route="active",
+            entity_id=f"user-{i}",
+            features={"amount": 12.5 + i, "country": "DE", "note": 'tricky "],[" text\n'},
+            outputs={"predict": 1, "predict_proba": [0.25, 0.75]},
+            latency_ms=1.25,
+            token_name="test",
+        )
+        for i in range(n)
+    ]

@@ -12,16 +12,8 @@ from sqlalchemy import select, text
 
 from backend.db.tables import PredictionRow
 from backend.predictions.log import PredictionLog
-from backend.predictions.rows import LogRow, log_row
 from backend.workspace import Workspace
-from tests.helpers import logged_rows, make_settings
-
-
-@pytest.fixture
-def store(tmp_path, database_url: str) -> Iterator[Workspace]:  # type: ignore[no-untyped-def]
-    workspace = Workspace.open(make_settings(tmp_path, database_url))
-    yield workspace
-    workspace.close()
+from tests.helpers import logged_rows, sample_log_rows
 
 
 @pytest.fixture
@@ -33,27 +25,8 @@ def prediction_log(store: Workspace) -> Iterator[PredictionLog]:
     log.stop()
 
 
-def _rows(request_id: str, n: int) -> list[LogRow]:
-    return [
-        log_row(
-            request_id=request_id,
-            row_index=i,
-            created_at=time.time(),
-            model="toy",
-            version="1",
-            route="stable",
-            entity_id=f"user-{i}",
-            features={"amount": 12.5 + i, "country": "DE", "note": 'tricky "],[" text\n'},
-            outputs={"predict": 1, "predict_proba": [0.25, 0.75]},
-            latency_ms=1.25,
-            token_name="test",
-        )
-        for i in range(n)
-    ]
-
-
 def test_rows_are_written_exactly(prediction_log: PredictionLog, store: Workspace) -> None:
-    prediction_log.append(_rows("r1", 3))
+    prediction_log.append(sample_log_rows("r1", 3))
     assert prediction_log.flush() == 3
     with store.sessions() as session:
         row = session.scalars(select(PredictionRow).where(PredictionRow.row_index == 2)).one()
@@ -65,12 +38,12 @@ def test_rows_are_written_exactly(prediction_log: PredictionLog, store: Workspac
 def test_rows_survive_the_writer_process_dying(
     prediction_log: PredictionLog, store: Workspace
 ) -> None:
-    prediction_log.append(_rows("before", 100))
+    prediction_log.append(sample_log_rows("before", 100))
     assert prediction_log.flush() == 100
     first_writer = prediction_log.writer_pid
     assert first_writer is not None
     os.kill(first_writer, signal.SIGKILL)
-    prediction_log.append(_rows("after", 50))
+    prediction_log.append(sample_log_rows("after", 50))
     assert prediction_log.flush() == 50
     assert prediction_log.writer_restarts == 1
     assert prediction_log.writer_pid not in (None, first_writer)
@@ -80,7 +53,7 @@ def test_rows_survive_the_writer_process_dying(
 def test_store_down_then_back(prediction_log: PredictionLog, store: Workspace) -> None:
     with store.engine.begin() as connection:
         connection.execute(text("ALTER TABLE predictions RENAME TO predictions_away"))
-    prediction_log.append(_rows("kept", 40))
+    prediction_log.append(sample_log_rows("kept", 40))
     # The flush gives up at the first failed write instead of hanging on a store that is down.
     assert prediction_log.flush() == 0
     assert prediction_log.failed_flushes >= 1

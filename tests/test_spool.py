@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from sqlalchemy import func, select
 from backend.db.tables import LogSegmentRow, PredictionRow
 from backend.predictions.drain import Drainer
 from backend.predictions.log import PredictionLog, store_identity, writer_target
-from backend.predictions.rows import LogRow, encode_rows, log_row
+from backend.predictions.rows import encode_rows
 from backend.predictions.spool import (
     MAGIC,
     SpoolAppender,
@@ -27,33 +26,7 @@ from backend.predictions.spool import (
 from backend.predictions.store import OffsetConflict, open_store
 from backend.predictions.writer import Writer, WriterConfig
 from backend.workspace import Workspace
-from tests.helpers import TOY_ROW, logged_rows, make_settings
-
-
-@pytest.fixture
-def store(tmp_path, database_url: str) -> Iterator[Workspace]:  # type: ignore[no-untyped-def]
-    workspace = Workspace.open(make_settings(tmp_path, database_url))
-    yield workspace
-    workspace.close()
-
-
-def _rows(request_id: str, n: int = 1) -> list[LogRow]:
-    return [
-        log_row(
-            request_id=request_id,
-            row_index=i,
-            created_at=time.time(),
-            model="toy",
-            version="1",
-            route="active",
-            entity_id=None,
-            features={"amount": 1.5},
-            outputs={"predict": 1, "predict_proba": [0.1, 0.9]},
-            latency_ms=0.5,
-            token_name="test",
-        )
-        for i in range(n)
-    ]
+from tests.helpers import TOY_ROW, logged_rows, sample_log_rows
 
 
 def _writer(workspace: Workspace, owner: str) -> Writer:
@@ -80,7 +53,7 @@ def _fingerprint(workspace: Workspace) -> str:
 
 def test_records_read_back_and_a_torn_tail_is_not_a_record(tmp_path: Path) -> None:
     spool = SpoolAppender(tmp_path, "db", segment_bytes=1 << 20)
-    ends = [spool.append(encode_rows(_rows(f"r{i}", 2)))[1] for i in range(3)]
+    ends = [spool.append(encode_rows(sample_log_rows(f"r{i}", 2)))[1] for i in range(3)]
     path = segments(spool.directory)[0].path
     # Half a record, as a kill in the middle of a large write leaves it.
     with open(path, "ab") as file:
@@ -102,7 +75,7 @@ def test_records_read_back_and_a_torn_tail_is_not_a_record(tmp_path: Path) -> No
 def test_segments_rotate_and_the_owner_lock_tells_who_lives(tmp_path: Path) -> None:
     spool = SpoolAppender(tmp_path, "db", segment_bytes=200)
     for i in range(10):
-        spool.append(encode_rows(_rows(f"r{i}")))
+        spool.append(encode_rows(sample_log_rows(f"r{i}")))
     assert len(segments(spool.directory)) > 2
     assert claim_owner(spool.directory) is None  # the owner lives
     spool.close()
@@ -114,7 +87,7 @@ def test_segments_rotate_and_the_owner_lock_tells_who_lives(tmp_path: Path) -> N
 def test_an_orphaned_spool_is_written_once_and_removed(store: Workspace) -> None:
     spool = SpoolAppender(store.settings.spool_dir, _fingerprint(store), segment_bytes=300)
     for i in range(20):
-        spool.append(encode_rows(_rows(f"orphan-{i}", 2)))
+        spool.append(encode_rows(sample_log_rows(f"orphan-{i}", 2)))
     with open(segments(spool.directory)[-1].path, "ab") as file:
         file.write(b"\xff\x00\x00\x00torn")  # the owner died in the middle of a write
     spool.close()  # as a kill -9 releases the lock
@@ -130,7 +103,7 @@ def test_an_orphaned_spool_is_written_once_and_removed(store: Workspace) -> None
 
 def test_a_spool_of_another_database_is_left_alone(store: Workspace) -> None:
     spool = SpoolAppender(store.settings.spool_dir, "another-database")
-    spool.append(encode_rows(_rows("elsewhere")))
+    spool.append(encode_rows(sample_log_rows("elsewhere")))
     spool.close()
     _adopt(store)
     assert logged_rows(store) == 0
@@ -143,7 +116,7 @@ def test_a_stale_offset_writes_nothing(store: Workspace) -> None:
     first, second = open_store(dialect, location), open_store(dialect, location)
     key = segment_key("owner", 1)
     assert first.committed_offset(key) == 0 == second.committed_offset(key)
-    rows = [list(row) for row in _rows("once", 3)]
+    rows = [list(row) for row in sample_log_rows("once", 3)]
     first.commit(key, 0, 100, rows)
     with pytest.raises(OffsetConflict):
         second.commit(key, 0, 100, rows)
@@ -155,7 +128,7 @@ def test_fsync_always_is_accepted_and_unknown_policies_refused(store: Workspace)
     log = PredictionLog(store.engine, store.settings.spool_dir, fsync="always")
     log.start()
     try:
-        log.append(_rows("durable", 2))
+        log.append(sample_log_rows("durable", 2))
         assert log.flush(10) == 2
     finally:
         log.stop()
@@ -168,7 +141,7 @@ def test_a_restart_writes_what_a_dead_server_left(store: Workspace) -> None:
     """A server and its writer both gone (power cut, kill -9): the next start writes it all."""
     spool = SpoolAppender(store.settings.spool_dir, _fingerprint(store))
     for i in range(5):
-        spool.append(encode_rows(_rows(f"left-{i}")))
+        spool.append(encode_rows(sample_log_rows(f"left-{i}")))
     spool.close()
     log = PredictionLog(store.engine, store.settings.spool_dir, flush_interval_s=0.05)
     log.start()
@@ -212,7 +185,7 @@ def test_a_failed_sync_keeps_the_record_and_moves_to_a_new_segment(
     from backend.predictions.spool import SpoolWriteError
 
     spool = SpoolAppender(tmp_path, "db", fsync=True)
-    spool.append(encode_rows(_rows("first")))
+    spool.append(encode_rows(sample_log_rows("first")))
 
     def failing_sync(fd: int) -> None:
         raise OSError(5, "Input/output error")
@@ -220,8 +193,8 @@ def test_a_failed_sync_keeps_the_record_and_moves_to_a_new_segment(
     with monkeypatch.context() as patch:
         patch.setattr(spool_module.os, "fdatasync", failing_sync)
         with pytest.raises(SpoolWriteError, match="sync"):
-            spool.append(encode_rows(_rows("unsure")))
-    assert spool.append(encode_rows(_rows("after")))[0] == 2  # a new segment
+            spool.append(encode_rows(sample_log_rows("unsure")))
+    assert spool.append(encode_rows(sample_log_rows("after")))[0] == 2  # a new segment
     spool.close()
     read = [read_records(s.path, 0, 1 << 20) for s in segments(spool.directory)]
     assert [len(r.payloads) for r in read] == [2, 1]
@@ -235,7 +208,7 @@ def test_a_write_cut_short_leaves_no_half_record(
     from backend.predictions.spool import SpoolWriteError
 
     spool = SpoolAppender(tmp_path, "db")
-    spool.append(encode_rows(_rows("first")))
+    spool.append(encode_rows(sample_log_rows("first")))
     real_write = os.write
     calls = {"n": 0}
 
@@ -248,8 +221,8 @@ def test_a_write_cut_short_leaves_no_half_record(
     with monkeypatch.context() as patch:
         patch.setattr(spool_module.os, "write", disk_full_halfway)
         with pytest.raises(SpoolWriteError, match="No space"):
-            spool.append(encode_rows(_rows("lost", 3)))
-    spool.append(encode_rows(_rows("after")))
+            spool.append(encode_rows(sample_log_rows("lost", 3)))
+    spool.append(encode_rows(sample_log_rows("after")))
     spool.close()
     result = read_records(segments(spool.directory)[0].path, 0, 1 << 20)
     assert len(result.payloads) == 2 and not result.stopped_at_bad_record
@@ -257,9 +230,9 @@ def test_a_write_cut_short_leaves_no_half_record(
 
 def test_a_record_the_store_refuses_is_set_aside_not_retried_forever(store: Workspace) -> None:
     spool = SpoolAppender(store.settings.spool_dir, _fingerprint(store))
-    spool.append(encode_rows(_rows("good-1")))
+    spool.append(encode_rows(sample_log_rows("good-1")))
     spool.append(b'[["too", "few", "columns"]]')  # a row no store takes
-    spool.append(encode_rows(_rows("good-2")))
+    spool.append(encode_rows(sample_log_rows("good-2")))
     spool.close()
     _adopt(store)
     assert logged_rows(store) == 2

@@ -46,7 +46,7 @@ def create_app(
     crowd = CrowdGauge()
     state = ServingState(settings, workspace.registry, CandidateCalls())
     # Everything that keeps what was answered is an observer of the request path.
-    serving = ServingService(state, prediction_log, [prediction_log, live_stats, feed], crowd)
+    serving = ServingService(state, prediction_log, [live_stats, feed], crowd)
     rollouts = RolloutController(workspace.deploy, state, settings.rollout_check_interval_s)
 
     @asynccontextmanager

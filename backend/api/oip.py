@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from typing import Any
 
@@ -16,8 +15,8 @@ from backend.api.errors import ERRORS, body_error_response
 from backend.api.openapi import hand_parsed_body
 from backend.errors import InputError
 from backend.schemas import (
+    CONTROL_CHARACTER,
     MAX_ENTITY_ID,
-    PRINTABLE,
     InferRequest,
     InferResponse,
     LiveResponse,
@@ -37,7 +36,6 @@ from backend.serving.oip import (
 from backend.serving.service import ServingService
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
-_CONTROL_CHARACTER = re.compile(PRINTABLE.replace("^[^", "[").replace("]*$", "]"))
 
 
 @router.get("/health/live", response_model=LiveResponse)
@@ -186,7 +184,7 @@ def _entity_id(value: Any, field: str) -> str | None:
     text = str(value)
     if len(text) > MAX_ENTITY_ID:
         raise InputError(f"at most {MAX_ENTITY_ID} characters", field, status=400)
-    if _CONTROL_CHARACTER.search(text):
+    if CONTROL_CHARACTER.search(text):
         raise InputError("an id is printable text (no control characters)", field, status=400)
     return text
 

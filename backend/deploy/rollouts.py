@@ -97,25 +97,26 @@ class Rollouts:
     def set_paused(
         self, model: str, paused: bool, reason: str, actor: Principal
     ) -> DeploymentState:
-        state = read_model_state(self.sessions, model)
-        rollout = state.running_rollout(model)
-        if rollout.paused == paused:
-            raise Conflict(f"the rollout is already {'paused' if paused else 'running'}", "rollout")
-        # Resuming restarts the dwell time: the checks need a fresh window of traffic.
-        changed = rollout.model_copy(
-            update={"paused": paused, "step_started_at": datetime.now(UTC)}
-        )
-        action: AuditAction = "rollout_pause" if paused else "rollout_resume"
-        change = Change(
-            action,
-            actor,
-            state.active,
-            rollout.candidate,
-            reason,
-            {"rollout": changed.model_dump(mode="json")},
-            details={"stage": stage(rollout)},
-        )
-        return apply_change(self.sessions, model, state.generation, change)
+        def pause_or_resume(active: str | None, rollout: RolloutState) -> Change:
+            if rollout.paused == paused:
+                state = "paused" if paused else "running"
+                raise Conflict(f"the rollout is already {state}", "rollout")
+            # Resuming restarts the dwell time: the checks need a fresh window of traffic.
+            changed = rollout.model_copy(
+                update={"paused": paused, "step_started_at": datetime.now(UTC)}
+            )
+            action: AuditAction = "rollout_pause" if paused else "rollout_resume"
+            return Change(
+                action,
+                actor,
+                active,
+                rollout.candidate,
+                reason,
+                {"rollout": changed.model_dump(mode="json")},
+                details={"stage": stage(rollout)},
+            )
+
+        return self._transition(model, None, pause_or_resume)
 
     def promote(
         self,
@@ -126,19 +127,20 @@ class Rollouts:
         expected: RolloutState | None = None,
     ) -> DeploymentState:
         """The candidate becomes the serving version for all traffic; the rollout ends."""
-        state = read_model_state(self.sessions, model)
-        rollout = state.running_rollout(model, expected)
-        change = Change(
-            "promote",
-            actor,
-            state.active,
-            rollout.candidate,
-            reason,
-            {"active_version": rollout.candidate, "rollout": None},
-            details={"stage": stage(rollout), **(details or {})},
-            also=lambda session: self.on_serving(model, rollout.candidate, actor, session),
+        return self._transition(
+            model,
+            expected,
+            lambda active, rollout: Change(
+                "promote",
+                actor,
+                active,
+                rollout.candidate,
+                reason,
+                {"active_version": rollout.candidate, "rollout": None},
+                details={"stage": stage(rollout), **(details or {})},
+                also=lambda session: self.on_serving(model, rollout.candidate, actor, session),
+            ),
         )
-        return apply_change(self.sessions, model, state.generation, change)
 
     def abort(
         self,
@@ -149,43 +151,59 @@ class Rollouts:
         expected: RolloutState | None = None,
     ) -> DeploymentState:
         """All traffic back to the serving version; the candidate stops scoring."""
-        state = read_model_state(self.sessions, model)
-        rollout = state.running_rollout(model, expected)
-        change = Change(
-            "abort",
-            actor,
-            rollout.candidate,
-            state.active,
-            reason,
-            {"rollout": None},
-            details={"stage": stage(rollout), **(details or {})},
+        return self._transition(
+            model,
+            expected,
+            lambda active, rollout: Change(
+                "abort",
+                actor,
+                rollout.candidate,
+                active,
+                reason,
+                {"rollout": None},
+                details={"stage": stage(rollout), **(details or {})},
+            ),
         )
-        return apply_change(self.sessions, model, state.generation, change)
 
     def advance(
         self, model: str, expected: RolloutState, details: dict[str, Any]
     ) -> DeploymentState:
         """The next stage, when ``expected`` is still the state (one worker wins the race)."""
+
+        def next_stage(active: str | None, rollout: RolloutState) -> Change:
+            following = rollout.model_copy(
+                update={
+                    "phase": "canary",
+                    "step_index": rollout.step_index + 1,
+                    "percent": rollout.steps[rollout.step_index + 1],
+                    "step_started_at": datetime.now(UTC),
+                }
+            )
+            return Change(
+                "rollout_step",
+                SYSTEM,
+                active,
+                rollout.candidate,
+                f"checks passed; now {stage(following)}",
+                {"rollout": following.model_dump(mode="json")},
+                details={"from_stage": stage(rollout), "stage": stage(following), **details},
+            )
+
+        return self._transition(model, expected, next_stage)
+
+    def _transition(
+        self,
+        model: str,
+        expected: RolloutState | None,
+        change_of: Callable[[str | None, RolloutState], Change],
+    ) -> DeploymentState:
+        """One step of the running rollout: read it (409 if none, or not ``expected``), make
+        the change from (serving version, rollout), apply it guarded by the generation read."""
         state = read_model_state(self.sessions, model)
         rollout = state.running_rollout(model, expected)
-        following = rollout.model_copy(
-            update={
-                "phase": "canary",
-                "step_index": rollout.step_index + 1,
-                "percent": rollout.steps[rollout.step_index + 1],
-                "step_started_at": datetime.now(UTC),
-            }
+        return apply_change(
+            self.sessions, model, state.generation, change_of(state.active, rollout)
         )
-        change = Change(
-            "rollout_step",
-            SYSTEM,
-            state.active,
-            rollout.candidate,
-            f"checks passed; now {stage(following)}",
-            {"rollout": following.model_dump(mode="json")},
-            details={"from_stage": stage(rollout), "stage": stage(following), **details},
-        )
-        return apply_change(self.sessions, model, state.generation, change)
 
 
 def _check_steps(steps: list[float]) -> None:

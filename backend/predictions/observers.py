@@ -14,58 +14,30 @@ thread or process, fed from here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from backend.predictions.rows import LogRow, log_row
 
 
+@dataclass(slots=True, kw_only=True)
 class AnsweredBatch:
     """One request's answered rows, with what every observer may need; read-only."""
 
-    __slots__ = (
-        "_confidences",
-        "_log_rows",
-        "answered_at",
-        "entity_ids",
-        "features",
-        "labels",
-        "latency_ms",
-        "model",
-        "probabilities",
-        "request_id",
-        "route",
-        "token_name",
-        "version",
-    )
-
-    def __init__(
-        self,
-        *,
-        request_id: str,
-        model: str,
-        version: str,
-        route: str,
-        entity_ids: Sequence[str | None],
-        features: Sequence[dict[str, Any]],
-        labels: Sequence[Any],
-        probabilities: Sequence[Sequence[float]] | None,
-        latency_ms: float,
-        token_name: str,
-        answered_at: float,
-    ):
-        self.request_id = request_id
-        self.model = model
-        self.version = version
-        self.route = route
-        self.entity_ids = entity_ids
-        self.features = features
-        self.labels = labels
-        self.probabilities = probabilities
-        self.latency_ms = latency_ms
-        self.token_name = token_name
-        self.answered_at = answered_at
-        self._log_rows: list[LogRow] | None = None
-        self._confidences: list[float | None] | None = None
+    request_id: str
+    model: str
+    version: str
+    route: str
+    entity_ids: Sequence[str | None]
+    features: Sequence[dict[str, Any]]
+    labels: Sequence[Any]
+    probabilities: Sequence[Sequence[float]] | None
+    latency_ms: float
+    token_name: str
+    answered_at: float
+    # Made once, by the first observer that asks (see ``log_rows`` and ``confidences``).
+    _log_rows: list[LogRow] | None = field(default=None, init=False, repr=False)
+    _confidences: list[float | None] | None = field(default=None, init=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.features)

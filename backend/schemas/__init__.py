@@ -5,6 +5,7 @@ Plain pydantic types only; FastAPI publishes them as OpenAPI at /openapi.json.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -56,6 +57,8 @@ MAX_ENTITY_ID = 128
 # Ids stored in the log (request and entity ids) are printable text: a control character such
 # as NUL cannot be stored in PostgreSQL's text columns, and has no business in an id.
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+# The same rule for ids read by hand (OIP parameters): a match is a character refused.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 RequestId = Annotated[str, Field(max_length=64, pattern=PRINTABLE)]
 EntityId = Annotated[str, Field(max_length=MAX_ENTITY_ID, pattern=PRINTABLE)]
 # Allowed input values a client token may be limited to: plain values, compared as such.

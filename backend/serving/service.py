@@ -69,14 +69,15 @@ class ServingService:
         self,
         state: ServingState,
         prediction_log: PredictionLog,
+        # Those after the log (live statistics, the feed, ...).
         observers: Sequence[PredictionObserver],
         crowd: CrowdGauge,
     ):
         self.state = state
         self.prediction_log = prediction_log
-        # The log first: if it cannot keep a batch, the request is refused and the others
-        # never see it.
-        self.observers = [prediction_log, *(o for o in observers if o is not prediction_log)]
+        # The log first: if it cannot keep a batch, the request is refused and the other
+        # observers never see it.
+        self.observers: list[PredictionObserver] = [prediction_log, *observers]
         self.crowd = crowd
         # Shadow predictions in flight: held so they are not garbage-collected mid-way.
         self._shadow_tasks: set[asyncio.Task[None]] = set()
