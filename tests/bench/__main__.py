@@ -9,8 +9,8 @@ Environment knobs (defaults in brackets):
                          the same run; '' or 'none' skips it
   BENCH_LOG_ROWS [200000] rows per timed flush of the prediction-log writer
   BENCH_LOADGEN          'aiohttp' forces the Python load generator even if wrk is installed
-  BENCH_ONLY             'serving', 'log', 'console', 'switch', 'growth' or 'durability' to
-                         run just one benchmark
+  BENCH_ONLY             'serving', 'log', 'console', 'switch', 'growth', 'durability' or
+                         'instructions' to run just one benchmark
   BENCH_CONSOLE_SECONDS [600] how long the console runs under load (memory: 1 min vs end)
   BENCH_CONSOLE_RATE [500] simulated requests/s during the console benchmark
   BENCH_SWITCH_SECONDS [20] seconds of load without, then with, 20 deployment switches
@@ -18,6 +18,8 @@ Environment knobs (defaults in brackets):
                          benchmark (queries and serving on an empty vs a filled log)
   BENCH_DURABILITY_SECONDS [20] load before each kill -9 (3 runs each of the server, the log
                          writer, both)
+  BENCH_INSTRUCTION_REQUESTS [300] requests counted under callgrind per (model, server):
+                         instructions per request now vs the baseline, free of machine noise
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ from tests.bench import (
     console_bench,
     durability_bench,
     growth_bench,
+    instructions_bench,
     log_bench,
     serving_bench,
     switch_bench,
@@ -123,6 +127,11 @@ def main() -> int:
         )
         return [durability_bench.render(measured)], measured
 
+    def instructions(work_dir: Path) -> tuple[list[str], Any]:
+        requests = max(1, int(_env_number("BENCH_INSTRUCTION_REQUESTS", 300)))
+        measured = instructions_bench.run_instructions_bench(work_dir, config.baseline, requests)
+        return [instructions_bench.render(measured)], asdict(measured)
+
     # BENCH_ONLY key, results key, what is running, the table's title, the run.
     benches: list[tuple[str, str, str, str, Callable[[Path], tuple[list[str], Any]]]] = [
         ("serving", "serving", "serving overhead", "Serving overhead", serving),
@@ -133,6 +142,8 @@ def main() -> int:
          "Deployment switches under load", switches),
         ("growth", "growth", "queries and serving as the log grows", "Log growth", growth),
         ("durability", "durability", "kill -9 under load", "kill -9 under load", durability),
+        ("instructions", "instructions", "instructions per request (callgrind)",
+         "Instructions per request", instructions),
     ]  # fmt: skip
     work_dir = Path(tempfile.mkdtemp(prefix="servedeck-bench-"))
     try:

@@ -128,6 +128,10 @@ class ServerProcess:
             self.tracebacks[key] = traceback[-40:]
 
     @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    @property
     def problems(self) -> list[str]:
         return [f"{count}x {key}" for key, count in self.problem_counts.items()]
 
