@@ -164,7 +164,9 @@ class MainWindow(QMainWindow):
 
     def show_backend_restarting(self) -> None:
         self._show_state("restarting", "")
-        self._show_banner("<b>Restarting the local backend…</b> This window is replaced when it is ready.")
+        self._show_banner(
+            "<b>Restarting the local backend…</b> This window is replaced when it is ready."
+        )
 
     def _show_state(self, state: str, detail: str) -> None:
         text = STATE_TEXT.get(state, state)

@@ -29,6 +29,8 @@ from tests.helpers import (
     start_server,
 )
 
+SERVEDECK_SERVER = [sys.executable, "-m", "backend.cli"]
+
 
 def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
@@ -65,8 +67,7 @@ def test_a_second_server_on_a_served_data_directory_says_where_the_first_listens
     first = start_server(tmp_path)
     try:
         second = subprocess.run(
-            [sys.executable, "-m", "backend.cli", "serve", "--port", "0"]
-            + ["--data-dir", str(tmp_path)],
+            [*SERVEDECK_SERVER, "serve", "--port", "0", "--data-dir", str(tmp_path)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -79,8 +80,7 @@ def test_a_second_server_on_a_served_data_directory_says_where_the_first_listens
         post_predictions(first.url, (tmp_path / "admin.token").read_text().strip(), 1)
         # The demo command, which builds into the directory before serving, is refused too.
         demo = subprocess.run(
-            [sys.executable, "-m", "backend.cli", "demo", "--serve", "--port", "0"]
-            + ["--data-dir", str(tmp_path)],
+            [*SERVEDECK_SERVER, "demo", "--serve", "--port", "0", "--data-dir", str(tmp_path)],
             capture_output=True,
             text=True,
             timeout=60,
