@@ -9,7 +9,9 @@ opens a remote backend with a token typed into a dialog.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -107,10 +109,17 @@ class Console:
         self.app.exit(1)
 
     def _local_exited(self, code: int) -> None:
-        if self.window is not None:
-            self.window.show_backend_stopped(
-                f"The local backend stopped (exit code {code}).", on_restart=self.restart_local
-            )
+        if self.window is None or self.local is None:
+            return
+        if code < 0:
+            name = str(-code)
+            with contextlib.suppress(ValueError):
+                name = signal.Signals(-code).name
+            reason = f"It was ended by the signal {name} (not by the console)."
+        else:
+            last = self.local.last_output_line()
+            reason = f"It exited with code {code}" + (f": {last}" if last else ".")
+        self.window.show_backend_stopped(reason, on_restart=self.restart_local)
 
     def _local_busy(self, url: str) -> None:
         """Another backend already serves the data directory: use it, or say why not."""

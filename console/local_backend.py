@@ -95,6 +95,10 @@ class LocalBackend(QObject):
         Read from the file, never from the server's output: it is not printed anywhere."""
         return (self.data_dir / "admin.token").read_text(encoding="utf-8").strip()
 
+    def last_output_line(self) -> str:
+        """The server's last words (tokens hidden), to say why it ended."""
+        return next((line for line in reversed(self._output) if line.strip()), "")
+
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None

@@ -88,7 +88,8 @@ class ConnectDialog(QDialog):
         if not token:
             self.show_error("Enter a token.")
             return
-        self.show_error(f"Checking the token with {url}…")
+        self.error.hide()
+        self.connect_button.setText("Checking…")
         self._set_editable(False)
         self.submitted.emit(url, token)
 
@@ -105,6 +106,8 @@ class ConnectDialog(QDialog):
         self.token.selectAll()
 
     def _set_editable(self, editable: bool) -> None:
+        if editable:
+            self.connect_button.setText("Connect")
         for widget in (self.url, self.token, self.remember, self.connect_button):
             widget.setEnabled(editable)
 

@@ -157,6 +157,7 @@ def test_a_stopped_backend_is_restarted_from_the_banner(qtbot, console, tmp_path
     qtbot.waitUntil(lambda: first.backend_stopped, timeout=20_000)
     text = first.banner_text.text()
     assert "stopped" in text and "does not come back by itself" in text
+    assert "ended by the signal SIGKILL" in text
     assert "recovers by itself" not in text
     assert first.banner_button.isVisible() and first.banner_button.text() == "Restart the backend"
     # No heartbeat result may turn it back into "reconnecting".
@@ -181,6 +182,7 @@ def test_the_connect_dialog_keeps_a_refused_token_and_says_why(  # type: ignore[
 
     dialog.token.setText("sdk_not_a_token")
     qtbot.mouseClick(dialog.connect_button, Qt.MouseButton.LeftButton)
+    assert dialog.connect_button.text() == "Checking…" and not dialog.token.isEnabled()
     qtbot.waitUntil(lambda: "refused this token (401" in dialog.error.text(), timeout=10_000)
     assert dialog.isVisible() and dialog.connect_button.isEnabled() and app.window is None
 
