@@ -20,7 +20,7 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/servedeck --demo $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-## The same without a screen: serve the demo and print its address and token.
+## The same without a screen: serve the demo and print its address (the token: DATA_DIR/admin.token).
 serve-demo: setup
 	$(BIN)/servedeck-server demo --serve --rate 20 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 

@@ -6,14 +6,17 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import socket
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from backend.claim import BUSY_LINE, DataDirBusy, DataDirClaim
 from backend.cli_deploy import add_deploy_commands
 from backend.errors import ServeDeckError
+from backend.parent_watch import ParentWatch
 from backend.settings import Settings
 from backend.workspace import Workspace
 
@@ -38,9 +41,15 @@ def _read_json(path: str, what: str) -> Any:
 # ---------------------------------------------------------------------------- commands
 
 
+def _watch_parent(args: argparse.Namespace) -> None:
+    if args.exit_with_parent:
+        ParentWatch().start()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from backend.server import serve
 
+    _watch_parent(args)
     settings = _settings(args)
     if args.max_batch_size is not None:
         if args.max_batch_size < 1:
@@ -135,8 +144,19 @@ def cmd_tokens_revoke(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from backend.demo.workspace import build_demo
 
-    workspace = _open(args)
-    summary = build_demo(workspace)
+    _watch_parent(args)
+    settings = _settings(args)
+    # Serving: claim the directory before building into it, so a running backend is never
+    # written under (nor its server.json removed).
+    claim = DataDirClaim.take(settings) if args.serve else None
+    token_is_new = not settings.admin_token_file.exists()
+    try:
+        workspace = Workspace.open(settings)
+        summary = build_demo(workspace)
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
     built = ", ".join(summary["built"]) or "nothing (already there)"
     print(f"demo workspace in {workspace.settings.data_dir}: built {built}", file=sys.stderr)
     for name, model in summary["models"].items():
@@ -150,8 +170,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from backend.demo.simulate import run_simulator
     from backend.server import serve
 
+    assert claim is not None
     stop = threading.Event()
-    settings = workspace.settings
     token = workspace.admin_token()
     workspace.close()
 
@@ -159,12 +179,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         url = _wait_for_server(settings, stop)
         if url is None:
             return
-        print(
-            f"ServeDeck demo at {url}\nadmin token: {token}\n"
-            f"(stored in {settings.admin_token_file})",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"ServeDeck demo at {url}", file=sys.stderr, flush=True)
+        print(_admin_token_notice(settings, token, token_is_new), file=sys.stderr, flush=True)
         try:
             run_simulator(url, token, rate=args.rate, drift_at=args.drift_at, stop_event=stop)
         except Exception:  # the server must go on serving; say why the traffic stopped
@@ -174,13 +190,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if port and not _port_is_free(args.host, port):
         print(f"port {port} is busy; serving on a free port instead", file=sys.stderr)
         port = 0
-    settings.server_info_file.unlink(missing_ok=True)
     threading.Thread(target=simulate_when_ready, name="simulator", daemon=True).start()
     try:
-        serve(settings, args.host, port)
+        serve(settings, args.host, port, claim=claim)
     finally:
         stop.set()
     return 0
+
+
+def _admin_token_notice(settings: Settings, token: str, token_is_new: bool) -> str:
+    """A token is shown once, when it is made, and only to a person at a terminal: never
+    into a pipe or a file, where it would end up in somebody's log."""
+    where = f"the admin token is in {settings.admin_token_file} (readable by you only)"
+    if token_is_new and sys.stderr.isatty():
+        return f"admin token (shown once): {token}\n{where}"
+    return where
 
 
 def _port_is_free(host: str, port: int) -> bool:
@@ -246,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when stdin closes or the starting process ends (the console's backend)",
+    )
     serve.add_argument(
         "--max-batch-size",
         type=int,
@@ -317,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--rate", type=float, default=20.0, help="simulated requests/s")
     demo.add_argument("--drift-at", type=float, default=None, help="seconds until drift")
+    demo.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when stdin closes or the starting process ends (the console's backend)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     simulate = sub.add_parser("simulate", parents=[common], help="send demo traffic over HTTP")
@@ -341,9 +375,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     # Migrations run on every open; their progress lines are noise at the command line.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Every file these commands make lands in a data directory of tokens, predictions and
+    # models: readable by its owner only, whichever code creates it (SQLite, the spool, ...).
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except DataDirBusy as exc:
+        # For the console that started this: where to connect instead (stdout, like READY).
+        print(f"{BUSY_LINE} {exc.running.url or '-'}", flush=True)
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 3
     except ServeDeckError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

@@ -1,7 +1,9 @@
 """Running the backend under uvicorn, with a ready handshake for whoever started it.
 
-When the app is ready to serve, ``server.json`` (url, pid) is written to the data directory
-and one line ``SERVEDECK READY <url>`` goes to stdout: the console waits for it.
+A data directory is served by one process at a time (``backend.claim``). When the app is
+ready to serve, ``server.json`` (url, pid) is written to the data directory and one line
+``SERVEDECK READY <url>`` goes to stdout: the console waits for it. When the directory is
+already served, one line ``SERVEDECK BUSY <url or ->`` says where, and the command fails.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
 from backend.api.app import create_app
+from backend.claim import DataDirClaim
 from backend.errors import ServeDeckError
 from backend.settings import Settings
 from backend.workspace import Workspace
@@ -39,7 +42,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def write_server_info(path: Path, url: str) -> None:
     temp = path.with_suffix(".tmp")
-    temp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps({"url": url, "pid": os.getpid()}))
     os.replace(temp, path)
 
 
@@ -62,12 +67,27 @@ def _announce_when_healthy(url: str, announce: Callable[[], None], timeout_s: fl
 
 
 def serve(
-    settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "info"
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int = 1,
+    log_level: str = "info",
+    claim: DataDirClaim | None = None,
 ) -> None:
+    """Serve until stopped; takes the data directory's claim unless the caller holds it."""
+    claim = claim or DataDirClaim.take(settings)
+    try:
+        _serve_claimed(settings, host, port, workers, log_level)
+    finally:
+        claim.release()
+
+
+def _serve_claimed(settings: Settings, host: str, port: int, workers: int, log_level: str) -> None:
     workspace = Workspace.open(settings)
     try:
         sock = bind_socket(host, port)
     except OSError as exc:
+        workspace.close()
         raise ServeDeckError(
             f"cannot listen on {host}:{port} ({exc.strerror}); pass --port 0 for a free port",
             "port",

@@ -54,6 +54,10 @@ class Settings:
         return self.data_dir / "server.json"
 
     @property
+    def server_lock_file(self) -> Path:
+        return self.data_dir / "server.lock"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -83,5 +87,9 @@ class Settings:
         return cls(data_dir=resolved_dir, database_url=url, **overrides)  # type: ignore[arg-type]
 
     def ensure_dirs(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        """The data directory holds tokens, predictions and models: its owner's only (0700)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.data_dir.stat().st_uid == os.getuid():
+            # A directory made before this rule, or by mkdir under a loose umask, is tightened.
+            self.data_dir.chmod(0o700)
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -7,11 +7,13 @@ from collections.abc import Callable
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QFrame,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QPushButton,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -30,6 +32,8 @@ STATE_TEXT = {
     "reconnecting": "Reconnecting…",
     "down": "Backend down",
     "refused": "Token refused",
+    "stopped": "Backend stopped",
+    "restarting": "Restarting the backend…",
 }
 
 
@@ -47,10 +51,23 @@ class MainWindow(QMainWindow):
         self.pages: list[Page] = []
         self.role: str | None = None
 
-        self.banner = QLabel()
+        # One message about the backend, true to what happens, with the one action that helps.
+        self.banner = QFrame()
         self.banner.setObjectName("banner")
-        self.banner.setWordWrap(True)
+        self.banner_text = QLabel()
+        self.banner_text.setWordWrap(True)
+        self.banner_button = QPushButton()
+        self.banner_button.clicked.connect(self._banner_action)
+        banner_layout = QHBoxLayout(self.banner)
+        banner_layout.setContentsMargins(0, 0, 0, 0)
+        banner_layout.addWidget(self.banner_text, 1)
+        banner_layout.addWidget(self.banner_button)
         self.banner.hide()
+        self._on_banner_action: Callable[[], None] | None = None
+        self._on_connect_requested = on_connect_requested
+        # Set while the embedded backend is known to have stopped: then no heartbeat result
+        # may claim that the console is reconnecting by itself.
+        self.backend_stopped = False
         self.navigation = QListWidget()
         self.navigation.setObjectName("navigation")
         self.navigation.setFixedWidth(190)
@@ -75,7 +92,8 @@ class MainWindow(QMainWindow):
         self.state_label = QLabel()
         self.state_label.setObjectName("connection-state")
         self.state_label.setToolTip(
-            "Whether the console can reach the backend. It retries by itself when it cannot."
+            "Whether the console can reach the backend. The banner above the pages says what "
+            "to do when it cannot."
         )
         self.detail_label = QLabel()
         self.origin_label = QLabel(context.origin)
@@ -108,21 +126,71 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------- connection
 
     def _on_state(self, state: str, detail: str) -> None:
-        text = STATE_TEXT.get(state, state)
-        tone = {"connected": "ok", "connecting": "muted", "reconnecting": "warn"}.get(state, "bad")
-        self.state_label.setText(f"<span style='color:{colour(tone)}'>●</span> {text}")
-        self.detail_label.setText(detail)
-        if state in ("reconnecting", "down", "refused"):
-            self.banner.setText(
-                f"<b>{text}.</b> {detail}. The console keeps trying and recovers by itself; "
-                "what you see may be out of date."
+        if self.backend_stopped:
+            return  # the stopped banner stays until a restart
+        self._show_state(state, detail)
+        if state in ("reconnecting", "down"):
+            self._show_banner(
+                f"<b>{STATE_TEXT[state]}</b> {detail}. The console keeps trying and recovers "
+                "by itself when the backend answers again; until then what you see may be out "
+                "of date."
             )
-            self.banner.show()
+        elif state == "refused":
+            self._show_banner(
+                f"<b>Token refused.</b> {detail}. Retrying will not help: connect with a "
+                "valid token.",
+                "Connect…",
+                self._on_connect_requested,
+            )
         else:
             self.banner.hide()
         connected = state == "connected"
         for page in self.pages:
             page.connection_changed(connected)
+
+    def show_backend_stopped(self, reason: str, on_restart: Callable[[], None]) -> None:
+        """The embedded backend ended: it will not come back by itself; offer a restart."""
+        self.backend_stopped = True
+        self.monitor.stop()
+        self._show_state("stopped", reason)
+        self._show_banner(
+            f"<b>The local backend stopped.</b> {reason} It does not come back by itself: "
+            "restart it here (your data stays); until then what you see is out of date.",
+            "Restart the backend",
+            on_restart,
+        )
+        for page in self.pages:
+            page.connection_changed(False)
+
+    def show_backend_restarting(self) -> None:
+        self._show_state("restarting", "")
+        self._show_banner(
+            "<b>Restarting the local backend…</b> This window is replaced when it is ready."
+        )
+
+    def _show_state(self, state: str, detail: str) -> None:
+        text = STATE_TEXT.get(state, state)
+        tone = {
+            "connected": "ok",
+            "connecting": "muted",
+            "restarting": "muted",
+            "reconnecting": "warn",
+        }.get(state, "bad")
+        self.state_label.setText(f"<span style='color:{colour(tone)}'>●</span> {text}")
+        self.detail_label.setText(detail)
+
+    def _show_banner(
+        self, text: str, action: str = "", on_action: Callable[[], None] | None = None
+    ) -> None:
+        self.banner_text.setText(text)
+        self._on_banner_action = on_action
+        self.banner_button.setText(action)
+        self.banner_button.setVisible(bool(action) and on_action is not None)
+        self.banner.show()
+
+    def _banner_action(self) -> None:
+        if self._on_banner_action is not None:
+            self._on_banner_action()
 
     def _on_identity(self, identity: WhoAmI) -> None:
         self.origin_label.setText(f"{self.context.origin} · {identity.name} ({identity.role})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,29 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _owner_only_sqlite_file(database_url: str) -> None:
+    """Create the SQLite file readable by its owner only (SQLite gives its -wal and -shm
+    files the database file's mode), and tighten one made before this rule."""
+    path = database_url.split(":///", 1)[1].split("?", 1)[0] if ":///" in database_url else ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # SQLite itself says what is wrong with the path, in its own words
+    try:
+        if os.fstat(fd).st_uid == os.getuid():
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            os.chmod(path + suffix, 0o600)
+
+
 def create_db_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite"):
+        _owner_only_sqlite_file(database_url)
         engine = create_engine(
             database_url,
             connect_args={"check_same_thread": False, "timeout": 10},

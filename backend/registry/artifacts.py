@@ -60,7 +60,7 @@ class ArtifactStore:
         target = self.path_for(digest)
         if target.exists() and self._digest_of(target) == digest:
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the owner's only
         # Write-then-rename: a crash never leaves a half-written artifact under a valid name.
         handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
         with os.fdopen(handle, "wb") as out:

@@ -1,8 +1,13 @@
-"""File > Connect: a remote backend's URL and a token typed by the user."""
+"""File > Connect: a remote backend's URL and a token typed by the user.
+
+The dialog stays open until the backend has accepted the token: Connect emits ``submitted``,
+whoever opened the dialog checks the token and answers ``verified()`` (the dialog closes) or
+``rejected_with(reason)`` (the reason is shown and the user can correct the token).
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -18,6 +23,8 @@ from console.credentials import keyring_available, recent_connections, stored_to
 
 
 class ConnectDialog(QDialog):
+    submitted = Signal(str, str)  # url, token: check them, then verified() or rejected_with()
+
     def __init__(self, settings: QSettings, url: str = "", parent: object = None):
         super().__init__(parent)  # type: ignore[arg-type]
         self.setWindowTitle("Connect to a ServeDeck backend")
@@ -51,8 +58,10 @@ class ConnectDialog(QDialog):
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Connect")
-        buttons.accepted.connect(self._accept)
+        self.connect_button = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.connect_button.setText("Connect")
+        self.connect_button.setToolTip("Checks the token with the backend before connecting.")
+        buttons.accepted.connect(self._submit)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -71,15 +80,36 @@ class ConnectDialog(QDialog):
         self.error.setText(message)
         self.error.show()
 
-    def _accept(self) -> None:
-        url = self.url.currentText().strip().rstrip("/")
+    def _submit(self) -> None:
+        url, token, _remember = self.values()
         if not url.startswith(("http://", "https://")):
             self.show_error("The URL must start with http:// or https://")
             return
-        if not self.token.text().strip():
+        if not token:
             self.show_error("Enter a token.")
             return
+        self.error.hide()
+        self.connect_button.setText("Checking…")
+        self._set_editable(False)
+        self.submitted.emit(url, token)
+
+    def verified(self) -> None:
+        """The backend accepted the token: close as accepted."""
+        self._set_editable(True)
         self.accept()
+
+    def rejected_with(self, reason: str) -> None:
+        """The token or the address did not work: say why and let the user correct it."""
+        self._set_editable(True)
+        self.show_error(reason)
+        self.token.setFocus()
+        self.token.selectAll()
+
+    def _set_editable(self, editable: bool) -> None:
+        if editable:
+            self.connect_button.setText("Connect")
+        for widget in (self.url, self.token, self.remember, self.connect_button):
+            widget.setEnabled(editable)
 
     def values(self) -> tuple[str, str, bool]:
         return (

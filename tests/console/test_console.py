@@ -48,7 +48,9 @@ def test_a_client_token_gets_no_pages_and_a_reason(qtbot, make_context, backend:
 def test_a_wrong_token_is_shown_as_refused(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
     window = _window(qtbot, make_context, backend, "sdk_not_a_token")
     qtbot.waitUntil(lambda: window.monitor.state == "refused", timeout=10_000)
-    assert window.banner.isVisible() and "refused" in window.banner.text()
+    assert window.banner.isVisible() and "refused" in window.banner_text.text()
+    # It does not pretend to recover by itself: it offers the one thing that helps.
+    assert "recovers by itself" not in window.banner_text.text()
 
 
 def test_backend_down_and_back(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
