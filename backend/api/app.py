@@ -14,6 +14,7 @@ from backend import __version__
 from backend.api import alerts, deploy, feedback, manage, monitor, oip, records
 from backend.api.errors import install_error_handlers
 from backend.api.fast_path import PredictionFastPath
+from backend.api.refusals import RefusalCounter
 from backend.api.limits import BodySizeLimit, InFlightCounter
 from backend.api.openapi import install_hand_parsed_schemas
 from backend.deploy.controller import RolloutController
@@ -84,6 +85,8 @@ def create_app(
     app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(InFlightCounter, crowd=crowd)
+    # Outermost, so it sees every refusal, the size limit's included.
+    app.add_middleware(RefusalCounter, live_stats=live_stats, state=state)
     app.include_router(oip.router)
     app.include_router(records.router)
     app.include_router(manage.router)
