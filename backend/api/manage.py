@@ -41,6 +41,8 @@ class RegistrationMetadata(BaseModel):
     trust_pickle: bool = False
     trusted_types: list[str] = Field(default_factory=list)
     example_input: dict[str, Any] | None = None
+    # Classifiers: a name people read per class, keyed by the class as text ({"1": "fraud"}).
+    class_names: dict[str, str] | None = None
 
 
 @router.get("/whoami", response_model=WhoAmI)
@@ -108,6 +110,7 @@ def register_version(
         trust_pickle=meta.trust_pickle,
         trusted_types=meta.trusted_types,
         example_input=meta.example_input,
+        class_names=meta.class_names,
     )
 
 

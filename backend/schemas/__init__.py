@@ -125,6 +125,9 @@ class ModelVersionInfo(BaseModel):
     version: str
     task: Task
     class_labels: list[Any] | None
+    # The classes' names for people ("legit", "fraud"), in class_labels order; None when the
+    # registration gave none (the labels are shown as they are).
+    class_names: list[str] | None = None
     signature: list[FeatureSpec]
     example_input: dict[str, Any]
     validity: ValidityAssets
