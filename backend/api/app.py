@@ -14,9 +14,9 @@ from backend import __version__
 from backend.api import alerts, deploy, feedback, manage, monitor, oip, records
 from backend.api.errors import install_error_handlers
 from backend.api.fast_path import PredictionFastPath
-from backend.api.refusals import RefusalCounter
 from backend.api.limits import BodySizeLimit, InFlightCounter
 from backend.api.openapi import install_hand_parsed_schemas
+from backend.api.refusals import RefusalCounter
 from backend.deploy.controller import RolloutController
 from backend.monitoring.feed import PredictionFeed
 from backend.monitoring.live_stats import LiveStats

@@ -114,7 +114,9 @@ class ModelStats:
 
     def fold(self, before: float | None = None) -> None:
         """Move the open second into the rings (only if it ended before ``before``)."""
-        if self._requests + self._refused + self._failed == 0 or (before is not None and self._second >= int(before)):
+        if self._requests + self._refused + self._failed == 0 or (
+            before is not None and self._second >= int(before)
+        ):
             return
         latency = np.asarray(self._latency, dtype=np.int64)
         confidence = np.asarray(self._confidence, dtype=np.int64)
