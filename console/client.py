@@ -129,8 +129,12 @@ class ApiClient:
         """One model with its rollout, policy and deployment history."""
         return self._get(f"/api/v1/models/{name}", ModelInfo)
 
-    def gate_reports(self, name: str) -> list[GateReport]:
-        return self._get(f"/api/v1/models/{name}/gate-reports", GateReportList).reports
+    def gate_reports(self, name: str, version: str | None = None) -> list[GateReport]:
+        """The model's gate reports (or one version's), newest first."""
+        params = {"version": version} if version else None
+        return self._get(
+            f"/api/v1/models/{name}/gate-reports", GateReportList, params=params
+        ).reports
 
     def deploy(self, name: str, version: str, reason: str) -> DeploymentState:
         body = DeployRequest(version=version, reason=reason)

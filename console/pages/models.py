@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from backend.schemas import InferResponse, ModelInfo, ModelVersionInfo
+from backend.schemas import GateReport, InferResponse, ModelInfo, ModelVersionInfo
 from console.client import ApiError, BackendUnreachable
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
@@ -40,6 +40,7 @@ from console.widgets.version_details import (
     TRUSTED_HELP,
     VersionDetails,
     size_text,
+    trusted_text,
 )
 
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -373,6 +374,22 @@ class ModelsPage(Page):
         self.selected_version = version.version
         self.version_details.show_version(version)
         self._show_try_it(model.name, version)
+        self._look_up_measured(model.name, version)
+
+    def _look_up_measured(self, model: str, version: ModelVersionInfo) -> None:
+        """The score the deployment gate measured for the version shown, from its reports."""
+
+        def show(reports: list[GateReport]) -> None:
+            if self.version_details.version is version:
+                self.version_details.show_measured(reports)
+
+        def failed(error: Exception) -> None:
+            if self.version_details.version is version:
+                self.version_details.show_measured(None, describe_error(error))
+
+        self.call_backend(
+            "measured", lambda client: client.gate_reports(model, version.version), show, failed
+        )
 
     # ---------------------------------------------------------------- try it
 
@@ -409,7 +426,7 @@ class ModelsPage(Page):
 def _version_row(version: ModelVersionInfo, active: bool) -> tuple[Cell, ...]:
     """One version's cells; the active one in bold, its status in green."""
     registered = version.registered_at.astimezone()
-    trusted = version.trusted_by or ("not needed" if version.artifact_format == "skops" else "")
+    trusted = trusted_text(version)
     status_tip = (
         "This version answers requests that do not name a version."
         if active
