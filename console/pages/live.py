@@ -10,17 +10,15 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from PySide6.QtCore import QEvent, QItemSelection, QObject, Qt, QTimer
+from PySide6.QtCore import QItemSelection, Qt, QTimer
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSplitter,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -42,6 +40,7 @@ from console.widgets.label_panel import LabelPanel
 from console.widgets.live_charts import LiveCharts
 from console.widgets.prediction_details import NOTHING_SELECTED, PredictionDetails
 from console.widgets.prediction_table import PredictionFilter, PredictionTableModel
+from console.widgets.prediction_view import PredictionView
 from console.widgets.values import ClassNames
 
 SERIES_POLL_MS = {1: 1_000, 60: 30_000}
@@ -101,26 +100,12 @@ class LivePage(Page):
         self.pause_button.toggled.connect(self.set_paused)
         self.status = QLabel("Waiting for predictions…")
         self.status.setObjectName("muted")
+        # Never wider than the window: on a small screen the status is cut, not the page.
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
-        self.view = QTableView()
-        self.view.setModel(self.filtered)
-        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.view.verticalHeader().setVisible(False)
-        self.view.verticalHeader().setDefaultSectionSize(22)
-        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.view.horizontalHeader().setStretchLastSection(True)
-        for column, width in enumerate((95, 80, 55, 60, 75, 70, 80, 60, 70)):
-            self.view.setColumnWidth(column, width)
-        self.view.setAlternatingRowColors(True)
-        self.view.setToolTip("The most recent predictions, newest on top.")
+        self.view = PredictionView(self.filtered)
         self.view.selectionModel().selectionChanged.connect(self._on_selection)
-        # What an empty table means, on the table itself (it keeps its place in the Tab order).
-        self.empty_note = QLabel(self.view.viewport())
-        self.empty_note.setObjectName("muted")
-        self.empty_note.setWordWrap(True)
-        self.empty_note.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.view.viewport().installEventFilter(self)
+        self.empty_note = self.view.empty_note
         for signal in (
             self.filtered.rowsInserted,
             self.filtered.rowsRemoved,
@@ -175,7 +160,7 @@ class LivePage(Page):
         self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 3)
         self.splitter.setSizes([420, 480])
-        lower.setSizes([760, 440])
+        lower.setSizes([560, 440])
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
 
@@ -266,6 +251,7 @@ class LivePage(Page):
                 else "stream interrupted, reconnecting…"
             )
         self.status.setText(" · ".join(parts))
+        self.status.setToolTip(self.status.text())
 
     # ---------------------------------------------------------------- charts
 
@@ -357,15 +343,10 @@ class LivePage(Page):
         self.details.show_nothing(NOTHING_SELECTED)
         self.label_panel.clear("Select a prediction to see its details.")
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self.view.viewport() and event.type() == QEvent.Type.Resize:
-            self.empty_note.setGeometry(self.view.viewport().rect().adjusted(20, 20, -20, -20))
-        return super().eventFilter(watched, event)
-
     def _show_empty_note(self) -> None:
         """Say what an empty table means: nothing arrived yet, or the filters hide everything."""
         if self.filtered.rowCount() > 0:
-            self.empty_note.hide()
+            self.view.show_empty_note(None)
             return
         if self.table.rowCount() == 0:
             text = (
@@ -388,9 +369,7 @@ class LivePage(Page):
                 f"filters ({', '.join(chosen)}). Matching predictions appear as they arrive; "
                 "choose “All …” in a filter to see the others."
             )
-        self.empty_note.setText(text)
-        self.empty_note.setGeometry(self.view.viewport().rect().adjusted(20, 20, -20, -20))
-        self.empty_note.show()
+        self.view.show_empty_note(text)
 
     def _on_selection(self, selected: QItemSelection, _deselected: QItemSelection) -> None:
         indexes = selected.indexes()

@@ -113,9 +113,9 @@ class ModelsPage(Page):
         self.model_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.model_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.model_view.setToolTip("The registered models. Select one to see its details.")
-        self.model_view.header().setStretchLastSection(False)
+        # Every column as wide as its text (names are never cut; a narrow list scrolls).
+        self.model_view.header().setStretchLastSection(True)
         self.model_view.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.model_view.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.model_view.selectionModel().selectionChanged.connect(self._on_model_selected)
 
         left = QWidget()
@@ -352,8 +352,12 @@ class ModelsPage(Page):
             # As tall as its rows (2 to 6 shown), so the space goes to the version's details.
             shown = min(max(len(versions), 2), 6)
             header = self.versions.horizontalHeader().sizeHint().height()
+            scroll_bar = self.versions.horizontalScrollBar().sizeHint().height()
             self.versions.setFixedHeight(
-                header + shown * self.versions.verticalHeader().defaultSectionSize() + 4
+                header
+                + shown * self.versions.verticalHeader().defaultSectionSize()
+                + scroll_bar  # room for it, so it never hides a row on a narrow window
+                + 4
             )
             self.versions.select_key(wanted)
         finally:

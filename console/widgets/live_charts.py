@@ -16,7 +16,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QPalette
-from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from backend.schemas import DECISIONS, LiveSeries
 from console.resources import colour
@@ -128,10 +136,12 @@ class LiveCharts(QWidget):
         )
         self.summary = QLabel()
         self.summary.setToolTip("Totals over the window shown.")
+        # Never wider than the window: the text is cut on a small screen, never the charts.
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         self.requests_plot = time_plot(
             keyed_title(
-                "Requests per second",
+                "Requests/s",
                 [("answered", colour("accent")), ("refused", colour("bad"))],
             ),
             "How many prediction requests the backend answered each second, and how many it "
@@ -141,7 +151,7 @@ class LiveCharts(QWidget):
             "req/s",
         )
         self.error_plot = time_plot(
-            keyed_title("Error rate (%)", [("refused or failed", colour("bad"))]),
+            keyed_title("Errors (%)", [("refused or failed", colour("bad"))]),
             "The share of prediction requests the backend refused (4xx) or failed on (5xx). "
             "Near 0 is normal; a rise after a deployment or a client release points at what "
             "changed. No line: no requests in that second.",
@@ -149,7 +159,7 @@ class LiveCharts(QWidget):
         )
         self.latency_plot = time_plot(
             keyed_title(
-                "Latency (ms)",
+                "Latency",
                 [("p50", colour("ok")), ("p95", colour("warn")), ("p99", colour("bad"))],
             ),
             "How long answers took. p50: half of the requests were faster than this line; "
@@ -159,11 +169,12 @@ class LiveCharts(QWidget):
         self.confidence_plot = pg.PlotWidget()
         self.confidence_plot.setTitle("Confidence over the window", size="9pt")
         self.confidence_plot.setToolTip(
-            "How sure the model was of its answers over the window: many answers near 50 % "
-            "mean the model is often unsure."
+            "How sure the model was of its answers over the window: the share of answers per "
+            "probability of the predicted class. Many answers near 50 % mean the model is "
+            "often unsure."
         )
         self.confidence_plot.setLabel("bottom", "probability of the predicted class")
-        self.confidence_plot.setLabel("left", "share of answers")
+        self.confidence_plot.setLabel("left", "share")
         self.confidence_plot.setMenuEnabled(False)
         self.confidence_plot.setMouseEnabled(x=False, y=False)
         decision_colours = (colour("ok"), colour("warn"), colour("bad"), colour("muted"))
@@ -301,6 +312,9 @@ class LiveCharts(QWidget):
         with np.errstate(invalid="ignore", divide="ignore"):
             errors = np.where(asked > 0, (values["refused"] + values["failed"]) / asked, np.nan)
         self.error_curve.setData(centres, errors * 100)
+        # From 0, and at least to 5 %: a flat 0 % line reads as "no errors", not as noise.
+        worst = float(np.nanmax(errors)) * 100 if np.isfinite(errors).any() else 0.0
+        self.error_plot.setYRange(0, max(5.0, worst * 1.1), padding=0)
         starts_inside = self.started_at is not None and self.started_at > now - window_s
         self.started_line.setVisible(starts_inside)
         if starts_inside:

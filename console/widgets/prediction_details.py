@@ -37,7 +37,9 @@ class PredictionDetails(QTreeWidget):
         header = self.header()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
+        # Long values wrap onto more lines instead of being cut.
         self.setWordWrap(True)
+        self.setTextElideMode(Qt.TextElideMode.ElideNone)
         self.matches: list[PredictionRecord] = []
         self.currentItemChanged.connect(self._on_current)
         self.show_nothing(NOTHING_SELECTED)

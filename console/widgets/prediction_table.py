@@ -29,12 +29,11 @@ from console.widgets.values import ClassNames, percent
 DEFAULT_CAPACITY = 5_000
 Index = QModelIndex | QPersistentModelIndex
 
+# What matters most first: on a small screen the columns on the right scroll out of view.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("Time", "When the prediction was made (your local time)."),
     ("Model", "Which model answered."),
     ("Version", "Which version of the model answered."),
-    ("Route", "How the request was routed: the active version, or an explicitly chosen one."),
-    ("Decision", "What the service did: answered, abstained, used a fallback or held out."),
     ("Output", "The model's answer: the predicted class, or the predicted value."),
     (
         "Confidence",
@@ -46,13 +45,25 @@ COLUMNS: tuple[tuple[str, str], ...] = (
         "The ground truth, once someone or some system reported it (chargebacks arrive days "
         "later). Empty: no label yet.",
     ),
+    ("Decision", "What the service did: answered, abstained, used a fallback or held out."),
+    ("Route", "How the request was routed: the active version, or an explicitly chosen one."),
     ("Latency", "How long the backend took to answer, in milliseconds."),
     ("Entity", "The customer, card or other entity the request was about, if given."),
 )
 
 
-CONFIDENCE_COLUMN, LABEL_COLUMN, LATENCY_COLUMN = 6, 7, 8
-OUTPUT_COLUMN = 5
+(
+    TIME_COLUMN,
+    MODEL_COLUMN,
+    VERSION_COLUMN,
+    OUTPUT_COLUMN,
+    CONFIDENCE_COLUMN,
+    LABEL_COLUMN,
+    DECISION_COLUMN,
+    ROUTE_COLUMN,
+    LATENCY_COLUMN,
+    ENTITY_COLUMN,
+) = range(len(COLUMNS))
 LabelKey = tuple[str, int]  # (request id, row)
 
 
@@ -167,18 +178,18 @@ class PredictionTableModel(QAbstractTableModel):
         return None
 
     def _display(self, event: PredictionEvent, column: int) -> str:
-        if column == 0:
+        if column == TIME_COLUMN:
             return time.strftime("%H:%M:%S", time.localtime(event.created_at)) + (
                 f".{int(event.created_at % 1 * 1000):03d}"
             )
-        if column == 1:
+        if column == MODEL_COLUMN:
             return event.model
-        if column == 2:
+        if column == VERSION_COLUMN:
             return event.version
-        if column == 3:
+        if column == ROUTE_COLUMN:
             return event.route
-        if column == 4:
-            return event.decision
+        if column == DECISION_COLUMN:
+            return event.decision.replace("_", " ")
         if column == OUTPUT_COLUMN:
             return self.class_names(event.model, event.version).name(event.top_output)
         if column == CONFIDENCE_COLUMN:
