@@ -160,7 +160,7 @@ class LivePage(Page):
         self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 3)
         self.splitter.setSizes([420, 480])
-        lower.setSizes([560, 440])
+        lower.setSizes([600, 400])
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
 
