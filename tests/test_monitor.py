@@ -194,3 +194,20 @@ def test_refused_requests_are_counted_per_model_and_version(
     assert refused(model="toy") == 3
     assert refused(model="toy", version="1") == 1
     assert refused(model="made-up-1") == 0
+
+
+def test_finding_a_request_refuses_ids_no_request_can_have(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    """The console's request-id search: a pasted id with a NUL, a line break or 5,000
+    characters is a 422 naming the field, on SQLite and PostgreSQL alike."""
+    for bad in ("\x00", "x\ny", "a" * 5_000):
+        response = client.get(
+            "/api/v1/predictions", headers=admin_headers, params={"request_id": bad}
+        )
+        assert response.status_code == 422, response.text
+        assert "request_id" in response.json()["field"]
+    found = client.get(
+        "/api/v1/predictions", headers=admin_headers, params={"request_id": "no-such-id"}
+    )
+    assert found.status_code == 200 and found.json() == {"predictions": []}

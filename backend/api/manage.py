@@ -14,6 +14,7 @@ from backend.auth.tokens import require
 from backend.errors import InputError
 from backend.predictions.reads import read_predictions
 from backend.schemas import (
+    PRINTABLE,
     FeatureSpec,
     ModelInfo,
     ModelList,
@@ -119,7 +120,12 @@ def list_predictions(
     workspace: CurrentWorkspace,
     principal: CurrentPrincipal,
     model: str | None = None,
-    request_id: str | None = None,
+    # Checked as a request's own id is: an id no request can have (a NUL, which PostgreSQL
+    # cannot even compare) is a 422 naming it, not a failed query.
+    request_id: Annotated[
+        str | None,
+        Query(max_length=64, pattern=PRINTABLE, description="the id of one request"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> PredictionPage:
     require(principal, "read_predictions", model)
