@@ -81,10 +81,11 @@ class PredictionDetails(QTreeWidget):
             )
             return
         models = sorted({record.model for record in found})
+        choose = ": select one to see or record its label" if len(found) > 1 else ""
         heading = QTreeWidgetItem(
             [
                 f"{len(found)} prediction{'s' if len(found) > 1 else ''} with request id "
-                f"{request_id} ({', '.join(models)}): select one to see or record its label"
+                f"{request_id} ({', '.join(models)}){choose}"
             ]
         )
         self.addTopLevelItem(heading)

@@ -244,7 +244,7 @@ def test_the_live_page_reads_in_names_finds_requests_and_explains_empty_filters(
     from PySide6.QtGui import QFontMetrics
 
     from console.widgets.prediction_details import NOTHING_SELECTED
-    from console.widgets.prediction_table import COLUMNS, OUTPUT_COLUMN
+    from console.widgets.prediction_table import COLUMNS, LABEL_COLUMN, OUTPUT_COLUMN
     from tests.helpers import TOY_ROW
 
     headers = {"Authorization": f"Bearer {backend.admin_token}"}
@@ -296,6 +296,22 @@ def test_the_live_page_reads_in_names_finds_requests_and_explains_empty_filters(
     # Feature names are never cut: the name column is as wide as the longest name.
     longest = max(QFontMetrics(page.details.font()).horizontalAdvance(n) for n in values)
     assert page.details.columnWidth(0) >= longest
+
+    # A label that arrives later (as chargebacks do) shows in the table's label column.
+    labelled = page.filtered.index(toy_rows[-1], 0)
+    event = page.table.event_at(page.filtered.mapToSource(labelled).row())
+    assert event is not None
+    feedback = {"labels": [{"request_id": event.request_id, "row": event.row, "label": 1}]}
+    assert requests.post(
+        f"{backend.url}/api/v1/feedback", headers=headers, json=feedback, timeout=10
+    ).ok
+    label_cell = labelled.siblingAtColumn(LABEL_COLUMN)
+
+    def label_shown() -> bool:
+        page.poll_labels()  # what the page's timer does every 10 s
+        return label_cell.data() == "fraud"
+
+    qtbot.waitUntil(label_shown, timeout=10_000)
 
     # Filters that hide every row: the table says why, and the old details are gone.
     page.decision_filter.setCurrentIndex(page.decision_filter.findData("abstained"))
