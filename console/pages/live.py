@@ -107,6 +107,7 @@ class LivePage(Page):
         self.view.selectionModel().selectionChanged.connect(self._on_selection)
         self.empty_note = self.view.empty_note
         for signal in (
+            self.table.rowsInserted,  # the count of rows filtered out, in the note
             self.filtered.rowsInserted,
             self.filtered.rowsRemoved,
             self.filtered.modelReset,
