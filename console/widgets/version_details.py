@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from PySide6.QtGui import QFontDatabase, QFontMetrics, QGuiApplication
+from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
@@ -197,13 +197,13 @@ class VersionDetails(QTabWidget):
 
     def _show_registration(self, version: ModelVersionInfo) -> None:
         registered = version.registered_at.astimezone()
-        # One long word: a read-only line, wide enough for all of it, with a copy button.
+        # One long word: a read-only line (it scrolls on a narrow window, and selects whole),
+        # with a copy button in front, where a narrow window cannot push it out of sight.
         self.sha = QLineEdit(version.artifact_sha256)
         self.sha.setReadOnly(True)
         self.sha.setFrame(False)
         self.sha.setToolTip(FIELD_HELP["SHA-256"])
         self.sha.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.sha.setMinimumWidth(QFontMetrics(self.sha.font()).horizontalAdvance("0" * 64) + 12)
         self.sha.setCursorPosition(0)
         self.copy_sha = make_button(
             "Copy", "Copy the whole SHA-256 fingerprint to the clipboard.", self._copy_sha
@@ -211,8 +211,8 @@ class VersionDetails(QTabWidget):
         sha_row = QWidget()
         sha_layout = QHBoxLayout(sha_row)
         sha_layout.setContentsMargins(0, 0, 0, 0)
-        sha_layout.addWidget(self.sha, 1)
         sha_layout.addWidget(self.copy_sha)
+        sha_layout.addWidget(self.sha, 1)
         rows: list[tuple[str, str | QWidget]] = [
             ("Version", version.version),
             ("Registered", f"{registered:%Y-%m-%d %H:%M:%S %Z}"),
