@@ -20,8 +20,13 @@ MATCH_ROLE = Qt.ItemDataRole.UserRole
 NOTHING_SELECTED = "Select a prediction in the table, or find one by its request id."
 
 
-def _when(created_at: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created_at)) + (
+def _day(created_at: float) -> str:
+    return time.strftime("%Y-%m-%d", time.localtime(created_at))
+
+
+def _time(created_at: float) -> str:
+    """The time of day to the millisecond (the day is a row of its own: short values fit)."""
+    return time.strftime("%H:%M:%S", time.localtime(created_at)) + (
         f".{int(created_at % 1 * 1000):03d}"
     )
 
@@ -56,7 +61,8 @@ class PredictionDetails(QTreeWidget):
         for name, value in (
             ("request id", event.request_id),
             ("row", str(event.row)),
-            ("time", _when(event.created_at)),
+            ("day", _day(event.created_at)),
+            ("time", _time(event.created_at)),
             ("model", f"{event.model} version {event.version}"),
             ("route", event.route),
             ("decision", event.decision.replace("_", " ")),
@@ -98,7 +104,8 @@ class PredictionDetails(QTreeWidget):
             )
             item.setData(0, MATCH_ROLE, index)
             for name, value in (
-                ("time", _when(record.created_at)),
+                ("day", _day(record.created_at)),
+                ("time", _time(record.created_at)),
                 ("route", record.route),
                 (
                     "label",

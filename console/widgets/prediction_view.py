@@ -8,7 +8,7 @@ from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView
 
 # Column widths in pixels, in prediction_table.COLUMNS order (the last one stretches).
-COLUMN_WIDTHS = (90, 70, 55, 60, 80, 55, 75, 60, 80)
+COLUMN_WIDTHS = (90, 70, 62, 60, 88, 55, 75, 60, 80)
 
 
 class PredictionView(QTableView):
