@@ -45,6 +45,8 @@ class PredictionDetails(QTreeWidget):
         # Long values wrap onto more lines instead of being cut.
         self.setWordWrap(True)
         self.setTextElideMode(Qt.TextElideMode.ElideNone)
+        # Search results nest three deep: a small indent leaves the room to the values.
+        self.setIndentation(10)
         self.matches: list[PredictionRecord] = []
         self.currentItemChanged.connect(self._on_current)
         self.show_nothing(NOTHING_SELECTED)
@@ -52,8 +54,10 @@ class PredictionDetails(QTreeWidget):
     def show_nothing(self, why: str) -> None:
         """No prediction to show, and why (nothing selected, or filtered out)."""
         self._reset()
-        self.addTopLevelItem(QTreeWidgetItem([why]))
-        self.topLevelItem(0).setFirstColumnSpanned(True)
+        item = QTreeWidgetItem([why])
+        item.setToolTip(0, why)
+        self.addTopLevelItem(item)
+        item.setFirstColumnSpanned(True)
 
     def show_event(self, event: PredictionEvent, names: ClassNames) -> None:
         self._reset()
@@ -94,6 +98,7 @@ class PredictionDetails(QTreeWidget):
                 f"{request_id} ({', '.join(models)}){choose}"
             ]
         )
+        heading.setToolTip(0, heading.text(0))
         self.addTopLevelItem(heading)
         heading.setFirstColumnSpanned(True)
         for index, record in enumerate(found):
@@ -131,6 +136,7 @@ class PredictionDetails(QTreeWidget):
 
     def _group(self, title: str, parent: QTreeWidgetItem | None = None) -> QTreeWidgetItem:
         item = QTreeWidgetItem([title])
+        item.setToolTip(0, title)
         if parent is None:
             self.addTopLevelItem(item)
         else:
