@@ -114,14 +114,27 @@ class ApiClient:
         page = self._get("/api/v1/predictions", PredictionPage, params={"request_id": request_id})
         return page.predictions
 
+    def recent_predictions(
+        self, model: str | None = None, limit: int = 500
+    ) -> list[PredictionRecord]:
+        """The newest logged predictions (of one model, or all), with their labels if any."""
+        params: dict[str, Any] = {"limit": limit}
+        if model:
+            params["model"] = model
+        return self._get("/api/v1/predictions", PredictionPage, params=params).predictions
+
     # ------------------------------------------------------------------ deployments
 
     def model(self, name: str) -> ModelInfo:
         """One model with its rollout, policy and deployment history."""
         return self._get(f"/api/v1/models/{name}", ModelInfo)
 
-    def gate_reports(self, name: str) -> list[GateReport]:
-        return self._get(f"/api/v1/models/{name}/gate-reports", GateReportList).reports
+    def gate_reports(self, name: str, version: str | None = None) -> list[GateReport]:
+        """The model's gate reports (or one version's), newest first."""
+        params = {"version": version} if version else None
+        return self._get(
+            f"/api/v1/models/{name}/gate-reports", GateReportList, params=params
+        ).reports
 
     def deploy(self, name: str, version: str, reason: str) -> DeploymentState:
         body = DeployRequest(version=version, reason=reason)
@@ -160,13 +173,20 @@ class ApiClient:
         return self._post("/api/v1/feedback", body, FeedbackResponse)
 
     def live_series(
-        self, resolution_s: int, since: float | None = None, model: str | None = None
+        self,
+        resolution_s: int,
+        since: float | None = None,
+        model: str | None = None,
+        version: str | None = None,
     ) -> LiveSeries:
+        """The live statistics of one model (or all), and of one of its versions (or all)."""
         params: dict[str, Any] = {"resolution": resolution_s}
         if since is not None:
             params["since"] = since
         if model:
             params["model"] = model
+            if version:
+                params["version"] = version
         return self._get("/api/v1/monitor/live", LiveSeries, params=params)
 
     def stream_predictions(

@@ -131,6 +131,10 @@ PRICE_SIGNATURE = [FeatureSpec(name="x1", type="float"), FeatureSpec(name="x2", 
 SETUP = Principal(name="test-setup", role="admin")
 
 
+# What people call the toy classifier's classes 0 and 1.
+TOY_CLASS_NAMES = {"0": "legit", "1": "fraud"}
+
+
 def register_toy_models(workspace: Workspace) -> None:
     registry = workspace.registry
     registry.register_version(
@@ -140,6 +144,7 @@ def register_toy_models(workspace: Workspace) -> None:
         validity=toy_validity(),
         registered_by="tests",
         signature=TOY_SIGNATURE,
+        class_names=TOY_CLASS_NAMES,
     )
     workspace.deploy.deploy("toy", "1", "test setup", SETUP)
     registry.register_version(

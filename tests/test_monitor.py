@@ -102,8 +102,8 @@ def test_stream_needs_a_reading_role(client: TestClient, workspace: Workspace) -
 
 
 def test_live_series_buckets() -> None:
-    stats = LiveStats()
     start = 1_700_000_000.0
+    stats = LiveStats(started_at=start - 2 * 86_400)
     for second in range(3):
         for i in range(10):
             stats.record("fraud", start + second + 0.01 * i, 1.0 + i, [0.55, 0.95])
@@ -125,6 +125,32 @@ def test_live_series_buckets() -> None:
     assert sum(minute.requests) == 31
 
 
+def test_live_series_start_with_the_statistics_and_split_by_version() -> None:
+    start = 1_700_000_000.0
+    stats = LiveStats(started_at=start + 0.5)
+    for second in range(3):
+        stats.record("fraud", start + second, 2.0, [0.9], version="1")
+        stats.record("fraud", start + second, 40.0, [0.6], version="2")
+    stats.record_refusal("fraud", "2", start + 1, 422)
+    stats.record_refusal("fraud", "", start + 1, 401)
+    stats.record_refusal("fraud", "1", start + 2, 503)
+    # Nothing was measured before the statistics began: those buckets are not sent as zeros.
+    whole = stats.series(1, now=start + 3.5, model="fraud")
+    assert whole.started_at == start + 0.5
+    assert whole.starts == [start, start + 1, start + 2]
+    assert whole.requests == [2, 2, 2] and whole.refused == [0, 2, 0] and whole.failed == [0, 0, 1]
+    assert stats.series(60, now=start + 600).starts[0] == start // 60 * 60
+    # One version's own numbers: its latency, its refusals (a refusal that named no version
+    # belongs to none of them).
+    first = stats.series(1, now=start + 3.5, model="fraud", version="1")
+    second = stats.series(1, now=start + 3.5, model="fraud", version="2")
+    assert first.version == "1" and first.requests == [1, 1, 1] and first.failed == [0, 0, 1]
+    assert second.refused == [0, 1, 0] and first.refused == [0, 0, 0]
+    assert first.latency_p50_ms[-1] is not None and first.latency_p50_ms[-1] < 3
+    assert second.latency_p50_ms[-1] is not None and second.latency_p50_ms[-1] > 30
+    assert stats.series(1, now=start + 3.5, model="fraud", version="9").requests == [0, 0, 0]
+
+
 def test_live_series_over_http(client: TestClient, admin_headers: dict[str, str]) -> None:
     for _ in range(5):
         assert client.post(
@@ -141,3 +167,47 @@ def test_live_series_over_http(client: TestClient, admin_headers: dict[str, str]
     assert total == 5
     bad = client.get("/api/v1/monitor/live", headers=admin_headers, params={"resolution": 7})
     assert bad.status_code == 422 and "resolution" in bad.json()["field"]
+    orphan = client.get("/api/v1/monitor/live", headers=admin_headers, params={"version": "1"})
+    assert orphan.status_code == 422 and orphan.json()["field"] == "version"
+
+
+def test_refused_requests_are_counted_per_model_and_version(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    def refuse(path: str, body: dict, headers: dict[str, str] = admin_headers) -> None:
+        assert client.post(path, headers=headers, json=body).status_code in (400, 401, 404, 422)
+
+    refuse("/v1/models/toy:predict", {"instances": [{"no such feature": 1}]})
+    refuse("/v2/models/toy/versions/1/infer", {"inputs": []})
+    refuse("/v1/models/toy:predict", {"instances": [TOY_ROW]}, {"Authorization": "Bearer x"})
+    for name in ("made-up-1", "made-up-2"):  # unknown names are counted, but not kept as names
+        refuse(f"/v1/models/{name}:predict", {"instances": [TOY_ROW]})
+
+    def refused(**params: str) -> int:
+        series = client.get("/api/v1/monitor/live", headers=admin_headers, params=params).json()
+        return sum(series["refused"])
+
+    deadline = time.monotonic() + 5
+    while refused() < 5 and time.monotonic() < deadline:  # the current second is still open
+        time.sleep(0.2)
+    assert refused() == 5
+    assert refused(model="toy") == 3
+    assert refused(model="toy", version="1") == 1
+    assert refused(model="made-up-1") == 0
+
+
+def test_finding_a_request_refuses_ids_no_request_can_have(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    """The console's request-id search: a pasted id with a NUL, a line break or 5,000
+    characters is a 422 naming the field, on SQLite and PostgreSQL alike."""
+    for bad in ("\x00", "x\ny", "a" * 5_000):
+        response = client.get(
+            "/api/v1/predictions", headers=admin_headers, params={"request_id": bad}
+        )
+        assert response.status_code == 422, response.text
+        assert "request_id" in response.json()["field"]
+    found = client.get(
+        "/api/v1/predictions", headers=admin_headers, params={"request_id": "no-such-id"}
+    )
+    assert found.status_code == 200 and found.json() == {"predictions": []}

@@ -16,9 +16,12 @@ from backend.registry import infer_signature
 from backend.schemas import ValidityAssets
 from backend.workspace import Workspace
 from tests.helpers import (
+    PRICE_SIGNATURE,
     TOY_ROW,
     TOY_SIGNATURE,
     oip_tensors,
+    price_model,
+    price_validity,
     toy_classifier,
     toy_frame,
     toy_validity,
@@ -45,6 +48,11 @@ def test_versions_are_numbered_and_described(workspace: Workspace) -> None:
     assert model.active_version == "1" and model.latest_version == "2"
     assert model.versions[1].description == "retrained"
     assert model.versions[1].class_labels == [0, 1]
+    assert model.versions[1].class_names is None  # none given: the labels are their own names
+    assert model.versions[0].class_names == ["legit", "fraud"]
+    # A class left unnamed keeps its label as its name.
+    third = _register(workspace, sio.dumps(toy_classifier()), class_names={"1": "fraud"})
+    assert third.class_names == ["0", "fraud"]
     assert model.versions[1].example_input["country"] in ("DE", "FR", "US")
     assert model.versions[1].validity.metric == "accuracy"
     assert len(model.versions[1].artifact_sha256) == 64
@@ -160,6 +168,23 @@ def test_bad_registrations(workspace: Workspace) -> None:
     assert caught.value.field == "validity.end_to_end[0].inputs.amount"
     with pytest.raises(InputError, match="regression"):
         _register(workspace, good, task="regression")
+    with pytest.raises(InputError, match="not one of the model's classes: 0, 1") as caught:
+        _register(workspace, good, class_names={"yes": "fraud"})
+    assert caught.value.field == "class_names.yes"
+    with pytest.raises(InputError, match="same name"):
+        _register(workspace, good, class_names={"0": "fraud", "1": "fraud"})
+    with pytest.raises(InputError, match="1 to 64 characters"):
+        _register(workspace, good, class_names={"1": " "})
+    with pytest.raises(InputError, match="only a classifier"):
+        workspace.registry.register_version(
+            "price-named",
+            sio.dumps(price_model()[0]),
+            filename="p.skops",
+            validity=price_validity(),
+            registered_by="t",
+            signature=PRICE_SIGNATURE,
+            class_names={"1": "high"},
+        )
     with pytest.raises(InputError, match="model names"):
         workspace.registry.register_version(
             "bad name!", good, filename="m.skops", validity=toy_validity(), registered_by="t"
@@ -171,6 +196,7 @@ def test_register_over_http(client: TestClient, admin_headers: dict[str, str]) -
         "validity": toy_validity().model_dump(mode="json"),
         "signature": [s.model_dump() for s in TOY_SIGNATURE],
         "description": "via http",
+        "class_names": {"0": "legit", "1": "fraud"},
     }
     files = {"artifact": ("toy.skops", sio.dumps(toy_classifier()), "application/octet-stream")}
     response = client.post(
@@ -187,6 +213,15 @@ def test_register_over_http(client: TestClient, admin_headers: dict[str, str]) -
     assert described["versions"][0]["signature"][0]["max"] == 10_000
     one = client.get("/api/v1/models/toy/versions/2", headers=admin_headers).json()
     assert one["registered_by"] == "admin"
+    assert one["class_labels"] == [0, 1] and one["class_names"] == ["legit", "fraud"]
+    metadata["class_names"] = {"2": "other"}
+    refused = client.post(
+        "/api/v1/models/toy/versions",
+        headers=admin_headers,
+        files=files,
+        data={"metadata": json.dumps(metadata)},
+    )
+    assert refused.status_code == 422 and refused.json()["field"] == "class_names.2"
     # The record form answers with the active version.
     served = client.post(
         "/v1/models/toy:predict", headers=admin_headers, json={"instances": [TOY_ROW]}

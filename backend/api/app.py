@@ -16,6 +16,7 @@ from backend.api.errors import install_error_handlers
 from backend.api.fast_path import PredictionFastPath
 from backend.api.limits import BodySizeLimit, InFlightCounter
 from backend.api.openapi import install_hand_parsed_schemas
+from backend.api.refusals import RefusalCounter
 from backend.deploy.controller import RolloutController
 from backend.monitoring.feed import PredictionFeed
 from backend.monitoring.live_stats import LiveStats
@@ -84,6 +85,8 @@ def create_app(
     app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(InFlightCounter, crowd=crowd)
+    # Outermost, so it sees every refusal, the size limit's included.
+    app.add_middleware(RefusalCounter, live_stats=live_stats, state=state)
     app.include_router(oip.router)
     app.include_router(records.router)
     app.include_router(manage.router)

@@ -14,6 +14,7 @@ from backend.auth.tokens import require
 from backend.errors import InputError
 from backend.predictions.reads import read_predictions
 from backend.schemas import (
+    PRINTABLE,
     FeatureSpec,
     ModelInfo,
     ModelList,
@@ -41,6 +42,8 @@ class RegistrationMetadata(BaseModel):
     trust_pickle: bool = False
     trusted_types: list[str] = Field(default_factory=list)
     example_input: dict[str, Any] | None = None
+    # Classifiers: a name people read per class, keyed by the class as text ({"1": "fraud"}).
+    class_names: dict[str, str] | None = None
 
 
 @router.get("/whoami", response_model=WhoAmI)
@@ -108,6 +111,7 @@ def register_version(
         trust_pickle=meta.trust_pickle,
         trusted_types=meta.trusted_types,
         example_input=meta.example_input,
+        class_names=meta.class_names,
     )
 
 
@@ -116,7 +120,12 @@ def list_predictions(
     workspace: CurrentWorkspace,
     principal: CurrentPrincipal,
     model: str | None = None,
-    request_id: str | None = None,
+    # Checked as a request's own id is: an id no request can have (a NUL, which PostgreSQL
+    # cannot even compare) is a 422 naming it, not a failed query.
+    request_id: Annotated[
+        str | None,
+        Query(max_length=64, pattern=PRINTABLE, description="the id of one request"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> PredictionPage:
     require(principal, "read_predictions", model)

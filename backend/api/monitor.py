@@ -74,15 +74,20 @@ async def live_series(
     resolution: Annotated[int, Query(description="bucket length in seconds: 1 or 60")] = 1,
     since: Annotated[float | None, Query(description="only buckets after this time")] = None,
     model: Annotated[str | None, Query(description="one model (default: all)")] = None,
+    version: Annotated[
+        str | None, Query(description="one version of the model (default: all)", max_length=32)
+    ] = None,
 ) -> LiveSeries:
-    """Requests, latency percentiles, confidence and decisions per bucket.
+    """Requests, refusals, latency percentiles, confidence and decisions per bucket.
 
     One-second buckets cover the last hour, one-minute buckets the last day. Kept in memory
-    by each serving process since it started.
+    by each serving process since it started: no bucket from before is sent (``started_at``).
     """
     require(principal, "read_predictions")
     if resolution not in RESOLUTIONS:
         raise InputError(f"must be one of {sorted(RESOLUTIONS)} (seconds)", "resolution")
     if since is not None and not math.isfinite(since):
         raise InputError("must be a time in Unix seconds", "since")
-    return live_stats.series(resolution, since, model)
+    if version is not None and model is None:
+        raise InputError("a version belongs to a model: give the model too", "version")
+    return live_stats.series(resolution, since, model, version=version)

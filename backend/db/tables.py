@@ -66,6 +66,8 @@ class ModelVersionRow(Base):
     skops_trusted_types: Mapped[list[Any]] = mapped_column(JSON, default=list)
     task: Mapped[str] = mapped_column(String(32))
     class_labels: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    # The classes' names for people ("fraud" for class 1), in class_labels order.
+    class_names: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     signature: Mapped[list[Any]] = mapped_column(JSON)
     example_input: Mapped[dict[str, Any]] = mapped_column(JSON)
     validity: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -48,6 +48,8 @@ from backend.workspace import Workspace
 FRAUD_MODEL = "fraud"
 RIDE_PRICE_MODEL = "ride-price"
 REGISTERED_BY = "demo"
+# The names people read for the fraud model's classes (it is trained on is_fraud 0 and 1).
+FRAUD_CLASS_NAMES = {"0": "legit", "1": "fraud"}
 
 _HOLDOUT_SHARE = 0.2
 _END_TO_END_ROWS = 20
@@ -142,6 +144,7 @@ def _register(
     filename: str,
     candidate: _Candidate,
     signature: Sequence[FeatureSpec],
+    class_names: dict[str, str] | None = None,
 ) -> str:
     artifact = sio.dumps(candidate.estimator)
     # The demo's explicit review of non-default skops types: for the gradient-boosted models
@@ -156,6 +159,7 @@ def _register(
         signature=signature,
         description=candidate.description,
         trusted_types=trusted,
+        class_names=class_names,
     )
     return info.version
 
@@ -198,7 +202,9 @@ def _build_fraud(registry: Registry) -> dict[str, float]:
         candidate = _classification_candidate(
             estimator, description, e2e_rows, confidence_rows, confidence_labels
         )
-        version = _register(registry, FRAUD_MODEL, filename, candidate, FRAUD_SIGNATURE)
+        version = _register(
+            registry, FRAUD_MODEL, filename, candidate, FRAUD_SIGNATURE, FRAUD_CLASS_NAMES
+        )
         measured[version] = candidate.measured
     return measured
 

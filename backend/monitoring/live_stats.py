@@ -1,10 +1,20 @@
-"""Live statistics per model: requests, latency percentiles, confidence and decisions over time.
+"""Live statistics per model version: requests, refusals, latency percentiles, confidence and
+decisions over time.
 
-Two rings of time buckets per model: one-second buckets for the last hour and one-minute
+Two rings of time buckets per model version: one-second buckets for the last hour and one-minute
 buckets for the last day. Each bucket keeps counts only (a latency histogram, a confidence
 histogram, decision counts), so memory is fixed and a window of any length is answered from
 sums. Latency percentiles come from the histogram, as Prometheus' histogram_quantile does:
 exact to one bucket, and the buckets are 15 % apart.
+
+Kept per (model, version), so a canary's versions can be compared; a series sums the keys a
+question asks for. Refused requests (4xx) and failures (5xx) are counted where the API answers
+them: a refusal that named no version (or a version that is not loaded) is counted under the
+model with the version "" and a refusal for a model that does not serve under the model "",
+so refusals with made-up names cannot grow the statistics.
+
+Buckets before the statistics began (this process started) are not sent: nothing was
+measured then, which is not the same as nothing happening.
 
 Updated on the event loop (the request path), so no lock is needed.
 """
@@ -36,6 +46,8 @@ class _Ring:
         self.latency = np.zeros((buckets, len(LATENCY_EDGES_MS) + 1), dtype=np.int64)
         self.confidence = np.zeros((buckets, CONFIDENCE_BINS), dtype=np.int64)
         self.decisions = np.zeros((buckets, len(DECISIONS)), dtype=np.int64)
+        self.refused = np.zeros(buckets, dtype=np.int64)
+        self.failed = np.zeros(buckets, dtype=np.int64)
 
     def slot(self, now: float) -> int:
         start = int(now) // self.resolution_s * self.resolution_s
@@ -46,6 +58,8 @@ class _Ring:
             self.latency[index] = 0
             self.confidence[index] = 0
             self.decisions[index] = 0
+            self.refused[index] = 0
+            self.failed[index] = 0
         return index
 
 
@@ -66,6 +80,21 @@ class ModelStats:
         self._latency = [0] * (len(LATENCY_EDGES_MS) + 1)
         self._confidence = [0] * CONFIDENCE_BINS
         self._decisions = [0] * len(DECISIONS)
+        self._refused = 0
+        self._failed = 0
+
+    def _open(self, now: float) -> None:
+        second = int(now)
+        if second != self._second:
+            self.fold()
+            self._second = second
+
+    def record_refusal(self, now: float, status: int) -> None:
+        self._open(now)
+        if status >= 500:
+            self._failed += 1
+        else:
+            self._refused += 1
 
     def record(
         self,
@@ -74,10 +103,7 @@ class ModelStats:
         confidences: Sequence[float | None],
         decision_index: int,
     ) -> None:
-        second = int(now)
-        if second != self._second:
-            self.fold()
-            self._second = second
+        self._open(now)
         self._requests += 1
         self._latency[bisect.bisect_left(LATENCY_EDGES_MS, latency_ms)] += 1
         self._decisions[decision_index] += len(confidences)
@@ -88,7 +114,9 @@ class ModelStats:
 
     def fold(self, before: float | None = None) -> None:
         """Move the open second into the rings (only if it ended before ``before``)."""
-        if self._requests == 0 or (before is not None and self._second >= int(before)):
+        if self._requests + self._refused + self._failed == 0 or (
+            before is not None and self._second >= int(before)
+        ):
             return
         latency = np.asarray(self._latency, dtype=np.int64)
         confidence = np.asarray(self._confidence, dtype=np.int64)
@@ -99,12 +127,24 @@ class ModelStats:
             ring.latency[index] += latency
             ring.confidence[index] += confidence
             ring.decisions[index] += decisions
+            ring.refused[index] += self._refused
+            ring.failed[index] += self._failed
         self._reset_open()
 
 
+StatsKey = tuple[str, str]  # (model, version); version "" for refusals that named none
+
+
 class LiveStats:
-    def __init__(self) -> None:
-        self._models: dict[str, ModelStats] = {}
+    def __init__(self, started_at: float | None = None) -> None:
+        self.started_at = time.time() if started_at is None else started_at
+        self._models: dict[StatsKey, ModelStats] = {}
+
+    def _stats(self, key: StatsKey) -> ModelStats:
+        stats = self._models.get(key)
+        if stats is None:
+            stats = self._models[key] = ModelStats()
+        return stats
 
     def record(
         self,
@@ -113,16 +153,25 @@ class LiveStats:
         latency_ms: float,
         confidences: Sequence[float | None],
         decision: str = "answered",
+        version: str = "",
     ) -> None:
-        stats = self._models.get(model)
-        if stats is None:
-            stats = self._models[model] = ModelStats()
+        stats = self._stats((model, version))
         stats.record(now, latency_ms, confidences, DECISIONS.index(decision))
+
+    def record_refusal(self, model: str, version: str, now: float, status: int) -> None:
+        """A request the API refused (4xx) or failed (5xx); the caller bounds the names."""
+        self._stats((model, version)).record_refusal(now, status)
 
     def observe(self, batch: AnsweredBatch) -> None:
         """The observer seam: one request's answer (a shadow copy is not traffic)."""
         if batch.counts_as_traffic:
-            self.record(batch.model, batch.answered_at, batch.latency_ms, batch.confidences())
+            self.record(
+                batch.model,
+                batch.answered_at,
+                batch.latency_ms,
+                batch.confidences(),
+                version=batch.version,
+            )
 
     def series(
         self,
@@ -130,12 +179,17 @@ class LiveStats:
         since: float | None = None,
         model: str | None = None,
         now: float | None = None,
+        version: str | None = None,
     ) -> LiveSeries:
-        """Complete buckets after ``since`` (all kept ones without it), oldest first."""
+        """Complete buckets after ``since`` (all kept ones without it), oldest first, of one
+        model (or all) and one of its versions (or all); none from before the start."""
         now = time.time() if now is None else now
         size = RESOLUTIONS[resolution_s]
         current = int(now) // resolution_s * resolution_s
-        oldest = current - (size - 1) * resolution_s
+        oldest = max(
+            current - (size - 1) * resolution_s,
+            int(self.started_at) // resolution_s * resolution_s,
+        )
         first = (
             oldest
             if since is None
@@ -144,12 +198,17 @@ class LiveStats:
         starts = np.arange(first, current, resolution_s, dtype=np.int64)  # the current is open
         count = len(starts)
         requests = np.zeros(count, dtype=np.int64)
+        refused = np.zeros(count, dtype=np.int64)
+        failed = np.zeros(count, dtype=np.int64)
         latency = np.zeros((count, len(LATENCY_EDGES_MS) + 1), dtype=np.int64)
         confidence = np.zeros((count, CONFIDENCE_BINS), dtype=np.int64)
         decisions = np.zeros((count, len(DECISIONS)), dtype=np.int64)
-        chosen = [self._models[model]] if model in self._models else []
-        if model is None:
-            chosen = list(self._models.values())
+        chosen = [
+            stats
+            for (stats_model, stats_version), stats in self._models.items()
+            if (model is None or stats_model == model)
+            and (version is None or stats_version == version)
+        ]
         for stats in chosen:
             stats.fold(before=now)
         if count:
@@ -158,14 +217,20 @@ class LiveStats:
                 ring = stats.rings[resolution_s]
                 valid = ring.bucket_start[indices] == starts
                 requests += np.where(valid, ring.requests[indices], 0)
+                refused += np.where(valid, ring.refused[indices], 0)
+                failed += np.where(valid, ring.failed[indices], 0)
                 latency += np.where(valid[:, None], ring.latency[indices], 0)
                 confidence += np.where(valid[:, None], ring.confidence[indices], 0)
                 decisions += np.where(valid[:, None], ring.decisions[indices], 0)
         return LiveSeries(
             model=model,
+            version=version,
             resolution_s=resolution_s,
+            started_at=self.started_at,
             starts=[float(s) for s in starts],
             requests=requests.tolist(),
+            refused=refused.tolist(),
+            failed=failed.tolist(),
             latency_p50_ms=_percentile(latency, 0.50),
             latency_p95_ms=_percentile(latency, 0.95),
             latency_p99_ms=_percentile(latency, 0.99),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -26,6 +27,7 @@ from backend.schemas import (
 )
 
 MAX_VERSION_DIGITS = 9
+MAX_CLASS_NAME_LENGTH = 64
 
 
 def parse_version(version: str) -> int:
@@ -58,6 +60,7 @@ class Registry:
         trust_pickle: bool = False,
         trusted_types: Sequence[str] = (),
         example_input: dict[str, Any] | None = None,
+        class_names: Mapping[str, str] | None = None,
     ) -> ModelVersionInfo:
         _check_model_name(name)
         fmt = detect_format(filename, artifact)
@@ -87,6 +90,7 @@ class Registry:
         compiled = CompiledSignature(specs)
         resolved_task = _resolve_task(estimator, task)
         class_labels = class_labels_of(estimator) if resolved_task == "classification" else None
+        names = _class_names(class_labels, class_names)
         _check_validity_inputs(compiled, validity)
         example = example_input or validity.end_to_end[0].inputs
         example = compiled.validate_row(example, "example_input")
@@ -113,6 +117,7 @@ class Registry:
                         "skops_trusted_types": accepted_types,
                         "task": resolved_task,
                         "class_labels": class_labels,
+                        "class_names": names,
                         "signature": [spec.model_dump() for spec in specs],
                         "example_input": example,
                         "validity": validity.model_dump(mode="json"),
@@ -264,6 +269,36 @@ def _resolve_task(estimator: Any, task: str | None) -> str:
     return resolved
 
 
+def class_key(label: Any) -> str:
+    """A class label as text, the key class names are given by: "fraud" as it is, 1 as "1"."""
+    return label if isinstance(label, str) else json.dumps(label)
+
+
+def _class_names(
+    class_labels: Sequence[Any] | None, given: Mapping[str, str] | None
+) -> list[str] | None:
+    """The name of every class, in the classes' order (a class without one keeps its label)."""
+    if not given:
+        return None
+    if class_labels is None:
+        raise InputError("only a classifier's classes can be named", "class_names")
+    keys = [class_key(label) for label in class_labels]
+    for key, name in given.items():
+        if key not in keys:
+            raise InputError(
+                f"{key!r} is not one of the model's classes: {', '.join(keys)}",
+                f"class_names.{key}"[:80],
+            )
+        if not name.strip() or len(name) > MAX_CLASS_NAME_LENGTH:
+            raise InputError(
+                f"a class name is 1 to {MAX_CLASS_NAME_LENGTH} characters", f"class_names.{key}"
+            )
+    names = [given.get(key, key).strip() for key in keys]
+    if len(set(names)) != len(names):
+        raise InputError("two classes cannot have the same name", "class_names")
+    return names
+
+
 def _check_validity_inputs(compiled: CompiledSignature, validity: ValidityAssets) -> None:
     for i, example in enumerate(validity.end_to_end):
         compiled.validate_row(example.inputs, f"validity.end_to_end[{i}].inputs")
@@ -279,6 +314,7 @@ def _version_info(row: ModelVersionRow) -> ModelVersionInfo:
         version=str(row.number),
         task=row.task,  # type: ignore[arg-type]
         class_labels=row.class_labels,
+        class_names=row.class_names,
         signature=[FeatureSpec(**spec) for spec in row.signature],
         example_input=row.example_input,
         validity=ValidityAssets(**row.validity),

@@ -125,6 +125,9 @@ class ModelVersionInfo(BaseModel):
     version: str
     task: Task
     class_labels: list[Any] | None
+    # The classes' names for people ("legit", "fraud"), in class_labels order; None when the
+    # registration gave none (the labels are shown as they are).
+    class_names: list[str] | None = None
     signature: list[FeatureSpec]
     example_input: dict[str, Any]
     validity: ValidityAssets
@@ -394,9 +397,18 @@ class LiveSeries(BaseModel):
     """Per-bucket live statistics, oldest bucket first; complete buckets only."""
 
     model: str | None
+    # The version asked for (None: all versions of the model, or of every model).
+    version: str | None = None
     resolution_s: int
+    # When these statistics began (the serving process started): no bucket before it is sent.
+    started_at: float | None = None
     starts: list[float]
+    # Answered requests per bucket.
     requests: list[int]
+    # Requests refused (4xx: bad input, unknown model, no permission, too large, too many)
+    # and failed (5xx) per bucket; a refusal that named no version counts for no version.
+    refused: list[int] = Field(default_factory=list)
+    failed: list[int] = Field(default_factory=list)
     latency_p50_ms: list[float | None]
     latency_p95_ms: list[float | None]
     latency_p99_ms: list[float | None]

@@ -1,4 +1,9 @@
-"""Live predictions: a streaming table with filters and details, and live charts."""
+"""Live predictions: a streaming table with filters and details, and live charts.
+
+The charts follow the model and version filters; the table shows classes by name and the
+ground-truth label once it arrives; a prediction can be found by the request id an end user
+quotes (a request id is unique only within a model, so every model's match is shown).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,13 @@ from typing import Any
 
 from PySide6.QtCore import QItemSelection, Qt, QTimer
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
+    QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSplitter,
-    QTableView,
-    QTreeWidget,
-    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -34,16 +36,23 @@ from console.dialogs.errors import describe_error
 from console.event_stream import PredictionStream
 from console.pages.base import ALL_ROLES, Page
 from console.tasks import TaskState
-from console.widgets.common import plain_text
 from console.widgets.label_panel import LabelPanel
 from console.widgets.live_charts import LiveCharts
+from console.widgets.prediction_details import NOTHING_SELECTED, PredictionDetails
 from console.widgets.prediction_table import PredictionFilter, PredictionTableModel
+from console.widgets.prediction_view import PredictionView
+from console.widgets.values import ClassNames
 
 SERIES_POLL_MS = {1: 1_000, 60: 30_000}
 ALL = ""
 # The log writes within about a second: a label lookup looks again a few times before giving up.
 LOOKUP_RETRIES = 5
 LOOKUP_RETRY_S = 0.7
+# Labels arrive later than predictions: the newest logged predictions are read this often for
+# the labels of the rows on screen.
+LABELS_POLL_MS = 10_000
+LABELS_POLL_ROWS = 500
+MAX_REQUEST_ID_LENGTH = 64
 
 
 class LivePage(Page):
@@ -68,7 +77,8 @@ class LivePage(Page):
         self.models: dict[str, ModelInfo] = {}
         # (model, version) pairs already offered in the filters: one set lookup per event.
         self._seen: set[tuple[str, str]] = set()
-        self._filtered_model: str | None = None
+        # The (model, version) the charts show; None before the filters are first applied.
+        self._filtered_model: tuple[str, str] | None = None
 
         self.stream = PredictionStream(context.client)
         self.stream.received.connect(self._on_events)
@@ -90,25 +100,33 @@ class LivePage(Page):
         self.pause_button.toggled.connect(self.set_paused)
         self.status = QLabel("Waiting for predictions…")
         self.status.setObjectName("muted")
+        # Never wider than the window: on a small screen the status is cut, not the page.
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
-        self.view = QTableView()
-        self.view.setModel(self.filtered)
-        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.view.verticalHeader().setVisible(False)
-        self.view.verticalHeader().setDefaultSectionSize(22)
-        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.view.horizontalHeader().setStretchLastSection(True)
-        for column, width in enumerate((100, 90, 60, 70, 80, 80, 85, 85)):
-            self.view.setColumnWidth(column, width)
-        self.view.setAlternatingRowColors(True)
-        self.view.setToolTip("The most recent predictions, newest on top.")
+        self.view = PredictionView(self.filtered)
         self.view.selectionModel().selectionChanged.connect(self._on_selection)
+        self.empty_note = self.view.empty_note
+        for signal in (
+            self.table.rowsInserted,  # the count of rows filtered out, in the note
+            self.filtered.rowsInserted,
+            self.filtered.rowsRemoved,
+            self.filtered.modelReset,
+            self.filtered.layoutChanged,
+        ):
+            signal.connect(self._show_empty_note)
 
-        self.details = QTreeWidget()
-        self.details.setHeaderLabels(["Field", "Value"])
-        self.details.setToolTip("Everything about the selected prediction.")
-        self.details.setColumnWidth(0, 170)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Find a request id…")
+        self.search.setClearButtonEnabled(True)
+        self.search.setMaxLength(MAX_REQUEST_ID_LENGTH)
+        self.search.setToolTip(
+            "Find a prediction by the request id an end user quotes (press Enter). Every "
+            "model's prediction with that id is shown, from the whole log, not only this table."
+        )
+        self.search.returnPressed.connect(self.find_request)
+
+        self.details = PredictionDetails()
+        self.details.match_chosen.connect(self._on_match_chosen)
         self.label_panel = LabelPanel()
         self.label_panel.label_chosen.connect(self.record_label)
         detail_box = QWidget()
@@ -124,6 +142,7 @@ class LivePage(Page):
         for widget in (self.model_filter, self.version_filter, self.decision_filter):
             filters.addWidget(widget)
         filters.addWidget(self.pause_button)
+        filters.addWidget(self.search)
         filters.addWidget(self.status, 1)
 
         lower = QSplitter(Qt.Orientation.Horizontal)
@@ -142,7 +161,7 @@ class LivePage(Page):
         self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 3)
         self.splitter.setSizes([420, 480])
-        lower.setSizes([760, 440])
+        lower.setSizes([600, 400])
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
 
@@ -157,12 +176,18 @@ class LivePage(Page):
             timer.setInterval(interval)
             timer.timeout.connect(lambda r=resolution: self.poll_series(r))
             self.series_timers[resolution] = timer
+        self.labels_timer = QTimer(self)
+        self.labels_timer.setInterval(LABELS_POLL_MS)
+        self.labels_timer.timeout.connect(self.poll_labels)
+        self._show_empty_note()
 
     # ---------------------------------------------------------------- lifecycle
 
     def connection_changed(self, connected: bool) -> None:
         if connected:
             self.stream.start()
+            self.fetch_models()
+            self.labels_timer.start()
             for resolution, timer in self.series_timers.items():
                 timer.start()
                 self.poll_series(resolution)
@@ -170,7 +195,7 @@ class LivePage(Page):
     def shutdown(self) -> None:
         super().shutdown()
         self.stream.stop()
-        for timer in self.series_timers.values():
+        for timer in (*self.series_timers.values(), self.labels_timer):
             timer.stop()
         self.charts.timer.stop()
         self._save_settings()
@@ -180,12 +205,21 @@ class LivePage(Page):
     def _on_events(self, events: list[PredictionEvent], missed: int) -> None:
         self.received_total += len(events)
         self.missed_total += missed
+        new_versions = False
         for event in events:
             key = (event.model, event.version)
             if key not in self._seen:
                 self._seen.add(key)
+                new_versions = True
                 self._remember_choice(self.model_filter, event.model)
-                self._remember_choice(self.version_filter, event.version)
+        if new_versions:
+            self._fill_versions()
+            if any(key[0] not in self.models for key in self._seen) or any(
+                not any(v.version == version for v in self.models[model].versions)
+                for model, version in self._seen
+                if model in self.models
+            ):
+                self.fetch_models()  # a version registered since: its class names
         if self.paused:
             self._held.extend(events)
         else:
@@ -218,6 +252,7 @@ class LivePage(Page):
                 else "stream interrupted, reconnecting…"
             )
         self.status.setText(" · ".join(parts))
+        self.status.setToolTip(self.status.text())
 
     # ---------------------------------------------------------------- charts
 
@@ -225,13 +260,16 @@ class LivePage(Page):
         """Fetch the statistics after the newest bucket shown.
 
         A poll keeps one still on its way (it brings the same news); ``replace`` drops it,
-        for when the question changed (another model chosen).
+        for when the question changed (another model or version chosen).
         """
         since = self.charts.last_time(resolution)
         model = self.model_filter.currentData() or None
+        version = (self.version_filter.currentData() or None) if model else None
         self.call_backend(
             f"series/{resolution}",
-            lambda client: client.live_series(resolution, since=since, model=model),
+            lambda client: client.live_series(
+                resolution, since=since, model=model, version=version
+            ),
             self.charts.add_series,
             self._series_failed,
             replace=replace,
@@ -258,23 +296,87 @@ class LivePage(Page):
         if box.findData(value) < 0:
             box.addItem(value, value)
 
-    def _apply_filters(self) -> None:
+    def _fill_versions(self) -> None:
+        """The version filter offers the versions seen of the model chosen (of all models when
+        none is chosen)."""
         model = self.model_filter.currentData() or ""
-        previous_model = self._filtered_model
-        self.filtered.set_filters(
-            model, self.version_filter.currentData() or "", self.decision_filter.currentData() or ""
+        wanted = self.version_filter.currentData() or ""
+        versions = sorted(
+            {v for m, v in self._seen if not model or m == model}, key=lambda v: (len(v), v)
         )
-        if previous_model is not None and model != previous_model:
-            # The charts follow the model filter: start their buffers over for that model.
-            for buffer in self.charts.buffers.values():
-                buffer.clear()
-            for resolution in self.series_timers:
-                self.poll_series(resolution, replace=True)
-        self._filtered_model = model
+        if wanted:
+            versions = sorted({*versions, wanted}, key=lambda v: (len(v), v))
+        box = self.version_filter
+        box.blockSignals(True)
+        try:
+            while box.count() > 1:
+                box.removeItem(1)
+            for version in versions:
+                box.addItem(version, version)
+            box.setCurrentIndex(max(box.findData(wanted), 0))
+        finally:
+            box.blockSignals(False)
+
+    def _apply_filters(self) -> None:
+        if self.sender() is self.model_filter:
+            self._fill_versions()
+        model = self.model_filter.currentData() or ""
+        version = self.version_filter.currentData() or ""
+        self.filtered.set_filters(model, version, self.decision_filter.currentData() or "")
+        # The charts follow the model and version filters (a version only within a model).
+        scope = (model, version if model else "")
+        if scope != self._filtered_model:
+            self.charts.set_scope(*scope)
+            if self._filtered_model is not None:
+                for resolution in self.series_timers:
+                    self.poll_series(resolution, replace=True)
+        self._filtered_model = scope
+        if not self.view.selectionModel().hasSelection():
+            self._clear_details()
+        self._show_empty_note()
+
+    def _clear_details(self) -> None:
+        """The prediction shown is no longer in the table as filtered: show nothing stale."""
+        if self.shown_event is None:
+            return
+        self.shown_event = None
+        self.cancel_task("label")
+        self.details.show_nothing(NOTHING_SELECTED)
+        self.label_panel.clear("Select a prediction to see its details.")
+
+    def _show_empty_note(self) -> None:
+        """Say what an empty table means: nothing arrived yet, or the filters hide everything."""
+        if self.filtered.rowCount() > 0:
+            self.view.show_empty_note(None)
+            return
+        if self.table.rowCount() == 0:
+            text = (
+                "No predictions yet. They appear here as the models answer requests; if none "
+                "arrive, check that clients are sending (the status on the right says whether "
+                "the live stream is connected)."
+            )
+        else:
+            chosen = [
+                f"{what} {box.currentText()}"
+                for what, box in (
+                    ("model", self.model_filter),
+                    ("version", self.version_filter),
+                    ("outcome", self.decision_filter),
+                )
+                if box.currentData()
+            ]
+            text = (
+                f"None of the {self.table.rowCount():,} predictions in the table match the "
+                f"filters ({', '.join(chosen)}). Matching predictions appear as they arrive; "
+                "choose “All …” in a filter to see the others."
+            )
+        self.view.show_empty_note(text)
 
     def _on_selection(self, selected: QItemSelection, _deselected: QItemSelection) -> None:
         indexes = selected.indexes()
         if not indexes:
+            if not self.view.selectionModel().hasSelection():
+                self._clear_details()
             return
         source = self.filtered.mapToSource(indexes[0])
         event = self.table.event_at(source.row())
@@ -282,31 +384,94 @@ class LivePage(Page):
             self.show_details(event)
 
     def show_details(self, event: PredictionEvent) -> None:
-        self.details.clear()
-        general = QTreeWidgetItem(["Prediction"])
-        for name, value in (
-            ("request id", event.request_id),
-            ("row", event.row),
-            ("model", f"{event.model} version {event.version}"),
-            ("route", event.route),
-            ("decision", event.decision),
-            ("output", event.top_output),
-            ("confidence", "" if event.confidence is None else f"{event.confidence:.2%}"),
-            ("latency", f"{event.latency_ms:.2f} ms"),
-            ("entity", event.entity_id or "—"),
-        ):
-            general.addChild(QTreeWidgetItem([name, str(value)]))
-        features = QTreeWidgetItem(["Features"])
-        for name, value in event.features.items():
-            features.addChild(QTreeWidgetItem([name, plain_text(value)]))
-        outputs = QTreeWidgetItem(["Outputs"])
-        for name, value in event.outputs.items():
-            outputs.addChild(QTreeWidgetItem([name, plain_text(value)]))
-        for item in (general, features, outputs):
-            self.details.addTopLevelItem(item)
-            item.setExpanded(True)
+        self.details.show_event(event, self.table.class_names(event.model, event.version))
         self.shown_event = event
         self.look_up_label(event)
+
+    # ---------------------------------------------------------------- models and labels
+
+    def fetch_models(self) -> None:
+        """The models' versions, for their class names (once, and when a new version shows)."""
+        self.call_backend("models", lambda client: client.models(), self._on_models)
+
+    def _on_models(self, models: list[ModelInfo]) -> None:
+        self.models.update((model.name, model) for model in models)
+        self.table.set_models(models)
+        shown = self.label_panel.shown
+        if shown is not None and shown.model in self.models:
+            self.label_panel.set_model(self.models[shown.model])
+        if self.shown_event is not None:
+            self.show_details(self.shown_event)
+
+    def poll_labels(self) -> None:
+        """Labels that arrived for the newest predictions (they come later than predictions)."""
+        if self.table.rowCount() == 0:
+            return
+        model = self.model_filter.currentData() or None
+        self.call_backend(
+            "labels",
+            lambda client: client.recent_predictions(model, LABELS_POLL_ROWS),
+            self._on_recent,
+        )
+
+    def _on_recent(self, records: list[PredictionRecord]) -> None:
+        self.table.set_labels(
+            {(r.request_id, r.row): r.label for r in records if r.label is not None}
+        )
+
+    # ---------------------------------------------------------------- finding a request
+
+    def find_request(self) -> None:
+        request_id = self.search.text().strip()
+        if not request_id:
+            self.details.show_nothing("Type a request id to find, then press Enter.")
+            return
+        self.shown_event = None
+        self.view.clearSelection()
+        self.cancel_task("label")
+        self.label_panel.clear(f"Looking for request id {request_id}…")
+        self.details.show_nothing(f"Looking for request id {request_id}…")
+
+        def load(client: ApiClient) -> tuple[list[PredictionRecord], list[ModelInfo]]:
+            found = client.logged_predictions(request_id)
+            known = all(record.model in self.models for record in found)
+            return found, ([] if known else client.models())
+
+        self.call_backend(
+            "find",
+            load,
+            lambda result: self._show_found(request_id, *result),
+            lambda error: self._find_failed(request_id, error),
+        )
+
+    def _show_found(
+        self, request_id: str, found: list[PredictionRecord], models: list[ModelInfo]
+    ) -> None:
+        if models:
+            self._on_models(models)
+        self.details.show_matches(
+            request_id, found, lambda model, version: ClassNames.of(self.models.get(model), version)
+        )
+        self.label_panel.clear(
+            f"{len(found)} found: select one in the details to see or record its label."
+            if len(found) > 1
+            else "Not found."
+            if not found
+            else ""
+        )
+        if len(found) == 1:
+            self._on_match_chosen(found[0])
+
+    def _find_failed(self, request_id: str, error: Exception) -> None:
+        self.details.show_nothing(
+            f"Could not look for request id {request_id}: {describe_error(error)}"
+        )
+        self.label_panel.clear("")
+
+    def _on_match_chosen(self, record: PredictionRecord) -> None:
+        """A search result was chosen: its label is shown and can be recorded."""
+        self.label_panel.show_prediction(_event_of(record), self.models.get(record.model))
+        self.label_panel.show_record(record)
 
     # ---------------------------------------------------------------- labels
 
@@ -338,14 +503,15 @@ class LivePage(Page):
 
     def _show_label(self, found: tuple[PredictionRecord | None, list[ModelInfo]]) -> None:
         record, models = found
-        self.models.update((model.name, model) for model in models)
-        shown = self.label_panel.shown
-        if shown is not None and shown.model in self.models:
-            self.label_panel.set_model(self.models[shown.model])
+        if models:
+            self._on_models(models)
+        if record is not None and record.label is not None:
+            self.table.set_labels({(record.request_id, record.row): record.label})
         self.label_panel.show_record(record)
 
     def record_label(self, event: PredictionEvent, label: Any) -> None:
         def done(response: FeedbackResponse) -> None:
+            self.table.set_labels({(event.request_id, event.row): label})
             self.label_panel.show_recorded(event, label, bool(response.unmatched))
 
         self.call_backend(
@@ -381,6 +547,20 @@ class LivePage(Page):
         settings.setValue("live/decision", self.decision_filter.currentData() or "")
         settings.setValue("live/window", self.charts.window_choice.currentIndex())
         settings.setValue("live/splitter", self.splitter.saveState())
+
+
+def _event_of(record: PredictionRecord) -> PredictionEvent:
+    """A logged prediction as the label panel takes one (the log keeps answered ones only)."""
+    probabilities = record.outputs.get("predict_proba")
+    return PredictionEvent(
+        **record.model_dump(exclude={"token_name", "label"}),
+        seq=-1,
+        decision="answered",
+        top_output=record.outputs.get("predict"),
+        confidence=max(probabilities)
+        if isinstance(probabilities, list) and probabilities
+        else None,
+    )
 
 
 def _logged_row(event: PredictionEvent, client: ApiClient) -> PredictionRecord | None:

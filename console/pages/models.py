@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from backend.schemas import InferResponse, ModelInfo, ModelVersionInfo
+from backend.schemas import GateReport, InferResponse, ModelInfo, ModelVersionInfo
 from console.client import ApiError, BackendUnreachable
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
@@ -40,6 +40,7 @@ from console.widgets.version_details import (
     TRUSTED_HELP,
     VersionDetails,
     size_text,
+    trusted_text,
 )
 
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -112,9 +113,9 @@ class ModelsPage(Page):
         self.model_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.model_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.model_view.setToolTip("The registered models. Select one to see its details.")
-        self.model_view.header().setStretchLastSection(False)
+        # Every column as wide as its text (names are never cut; a narrow list scrolls).
+        self.model_view.header().setStretchLastSection(True)
         self.model_view.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.model_view.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.model_view.selectionModel().selectionChanged.connect(self._on_model_selected)
 
         left = QWidget()
@@ -351,8 +352,12 @@ class ModelsPage(Page):
             # As tall as its rows (2 to 6 shown), so the space goes to the version's details.
             shown = min(max(len(versions), 2), 6)
             header = self.versions.horizontalHeader().sizeHint().height()
+            scroll_bar = self.versions.horizontalScrollBar().sizeHint().height()
             self.versions.setFixedHeight(
-                header + shown * self.versions.verticalHeader().defaultSectionSize() + 4
+                header
+                + shown * self.versions.verticalHeader().defaultSectionSize()
+                + scroll_bar  # room for it, so it never hides a row on a narrow window
+                + 4
             )
             self.versions.select_key(wanted)
         finally:
@@ -373,6 +378,22 @@ class ModelsPage(Page):
         self.selected_version = version.version
         self.version_details.show_version(version)
         self._show_try_it(model.name, version)
+        self._look_up_measured(model.name, version)
+
+    def _look_up_measured(self, model: str, version: ModelVersionInfo) -> None:
+        """The score the deployment gate measured for the version shown, from its reports."""
+
+        def show(reports: list[GateReport]) -> None:
+            if self.version_details.version is version:
+                self.version_details.show_measured(reports)
+
+        def failed(error: Exception) -> None:
+            if self.version_details.version is version:
+                self.version_details.show_measured(None, describe_error(error))
+
+        self.call_backend(
+            "measured", lambda client: client.gate_reports(model, version.version), show, failed
+        )
 
     # ---------------------------------------------------------------- try it
 
@@ -409,7 +430,7 @@ class ModelsPage(Page):
 def _version_row(version: ModelVersionInfo, active: bool) -> tuple[Cell, ...]:
     """One version's cells; the active one in bold, its status in green."""
     registered = version.registered_at.astimezone()
-    trusted = version.trusted_by or ("not needed" if version.artifact_format == "skops" else "")
+    trusted = trusted_text(version)
     status_tip = (
         "This version answers requests that do not name a version."
         if active

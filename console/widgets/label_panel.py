@@ -23,23 +23,27 @@ from PySide6.QtWidgets import (
 )
 
 from backend.schemas import ModelInfo, PredictionEvent, PredictionRecord
-from console.widgets.common import make_button, make_label, plain_text
+from console.widgets.common import make_button, make_label
+from console.widgets.values import ClassNames
 
 
 class LabelError(ValueError):
     """The typed label cannot be a label of this model; the message says what would be."""
 
 
-def parse_label(text: str, task: str | None, class_labels: list[Any] | None) -> Any:
-    """The label value a person typed, as the model's own type (class 1, not the text "1")."""
+def parse_label(text: str, task: str | None, classes: ClassNames | list[Any] | None) -> Any:
+    """The label value a person typed, by the class's name or its label, as the model's own
+    type (class 1 for "fraud" or "1", not the text)."""
     typed = text.strip()
     if not typed:
         raise LabelError("type the true outcome first")
-    if class_labels:
-        for label in class_labels:
-            if plain_text(label) == typed:
-                return label
-        choices = ", ".join(plain_text(label) for label in class_labels)
+    if isinstance(classes, list):
+        classes = ClassNames(classes)
+    if classes is not None and classes.labels:
+        found, label = classes.label_for(typed)
+        if found:
+            return label
+        choices = ", ".join(classes.described(label) for label in classes.labels)
         raise LabelError(f"'{typed}' is not one of this model's classes: {choices}")
     try:
         number = float(typed)
@@ -62,17 +66,14 @@ class LabelDialog(QDialog):
         self.setWindowTitle("Record the true outcome")
         self.setMinimumWidth(420)
         self.task = model.task if model else None
-        version = (
-            next((v for v in model.versions if v.version == event.version), None) if model else None
-        )
-        self.class_labels = version.class_labels if version else None
+        self.classes = ClassNames.of(model, event.version)
         self.value = QComboBox()
         self.value.setEditable(True)
         self.value.setToolTip(
             "What really happened for this prediction. Pick a class, or type a value."
         )
-        for label in self.class_labels or []:
-            self.value.addItem(plain_text(label))
+        for name in self.classes.names:
+            self.value.addItem(name)
         self.value.setCurrentText("")
         self.error = make_label(name="error", wrap=True)
         self.error.hide()
@@ -83,7 +84,8 @@ class LabelDialog(QDialog):
         buttons.accepted.connect(self._check_and_accept)
         buttons.rejected.connect(self.reject)
         form = QFormLayout()
-        form.addRow("Prediction", QLabel(f"{event.model} v{event.version}: {event.top_output}"))
+        answer = self.classes.described(event.top_output)
+        form.addRow("Prediction", QLabel(f"{event.model} v{event.version}: {answer}"))
         form.addRow("True outcome", self.value)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -93,7 +95,7 @@ class LabelDialog(QDialog):
 
     def _check_and_accept(self) -> None:
         try:
-            self.label = parse_label(self.value.currentText(), self.task, self.class_labels)
+            self.label = parse_label(self.value.currentText(), self.task, self.classes)
         except LabelError as exc:
             self.error.setText(str(exc))
             self.error.show()
@@ -146,6 +148,15 @@ class LabelPanel(QWidget):
         """The model of the prediction shown: its classes are offered in the dialog."""
         self.model = model
 
+    def clear(self, why: str) -> None:
+        """No prediction is shown any more (filtered out, or none selected)."""
+        self.shown = None
+        self.record_button.setEnabled(False)
+        self.status.setText(why)
+
+    def _classes(self) -> ClassNames:
+        return ClassNames.of(self.model, self.shown.version) if self.shown else ClassNames()
+
     def show_record(self, record: PredictionRecord | None) -> None:
         """The logged row of the prediction shown; None while the log has not written it."""
         if record is None:
@@ -153,7 +164,8 @@ class LabelPanel(QWidget):
         elif record.label is None:
             self.status.setText("No label yet: ground truth usually arrives later.")
         else:
-            self.status.setText(f"Label (ground truth): {plain_text(record.label)}")
+            label = self._classes().described(record.label)
+            self.status.setText(f"Label (ground truth): {label}")
 
     def show_lookup_failed(self, reason: str) -> None:
         self.status.setText(f"Could not look up the label: {reason}")
@@ -180,7 +192,7 @@ class LabelPanel(QWidget):
         self.record_button.setEnabled(True)
         if self.shown is not event:
             return  # another prediction is shown now: its own label stays on screen
-        text = f"Label (ground truth): {plain_text(label)}, recorded by you."
+        text = f"Label (ground truth): {self._classes().described(label)}, recorded by you."
         if unmatched:
             text += " It joins the prediction once the log has written it."
         self.status.setText(text)

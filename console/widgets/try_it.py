@@ -38,6 +38,7 @@ from console.widgets.feature_editor import (
     FeatureEditor,
     feature_of,
 )
+from console.widgets.values import ClassNames
 
 
 class _FitScroll(QScrollArea):
@@ -236,12 +237,14 @@ class TryItPanel(QWidget):
         serving = parameters.get("serving_version", response.model_version)
         request_id = parameters.get("request_id", response.id)
         probabilities = outputs.get("predict_proba")
-        labels = (self.version.class_labels if self.version else None) or []
+        classes = ClassNames.of_version(self.version)
+        labels = classes.names
         self.probabilities.hide()
         if probabilities and labels and len(probabilities) == len(labels):
             best = max(range(len(labels)), key=lambda i: probabilities[i])
             self.result_title.setText(
-                f"Predicted class: {predicted}  ({float(probabilities[best]):.1%} probability)"
+                f"Predicted class: {classes.described(predicted)}  "
+                f"({float(probabilities[best]):.1%} probability)"
             )
             self._fill_probabilities(labels, probabilities, best)
         elif isinstance(predicted, float):

@@ -6,6 +6,7 @@ import argparse
 import threading
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtWidgets import QApplication
 
 from console.app import Console
@@ -111,7 +112,7 @@ def test_live_table_fills_from_the_stream_and_stays_bounded(  # type: ignore[no-
         timeout=20_000,
     )
     page.charts.redraw()
-    assert "requests" in page.charts.summary.text()
+    assert "43 answered" in page.charts.summary.text()
     page.shutdown()
 
 
@@ -159,15 +160,17 @@ def test_the_live_page_is_usable_from_the_keyboard(  # type: ignore[no-untyped-d
     qtbot.waitUntil(lambda: page.isActiveWindow(), timeout=5_000)
     page.model_filter.setFocus()
     order = [QApplication.focusWidget()]
-    for _ in range(4):
+    for _ in range(5):
         qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
         order.append(QApplication.focusWidget())
-    # Filters left to right, then pause, then the table: the order they are read in.
+    # Filters left to right, then pause, the request-id search, then the table: the order
+    # they are read in.
     assert order == [
         page.model_filter,
         page.version_filter,
         page.decision_filter,
         page.pause_button,
+        page.search,
         page.view,
     ]
     # And on round the page: the details, the label action and the chart window are reachable.
@@ -182,6 +185,7 @@ def test_the_live_page_is_usable_from_the_keyboard(  # type: ignore[no-untyped-d
         page.version_filter,
         page.decision_filter,
         page.pause_button,
+        page.search,
         page.view,
     ):
         assert widget.toolTip(), f"{widget} has no tooltip"
@@ -232,3 +236,128 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
         assert len(seen) >= 4, f"{page.key}: Tab reaches only {seen}"
         unexplained = [w for w in seen if not explained(w)]
         assert not unexplained, f"{page.key}: no tooltip on {unexplained}"
+
+
+def test_the_live_page_reads_in_names_finds_requests_and_explains_empty_filters(  # type: ignore[no-untyped-def]
+    qtbot, make_context, backend: Backend
+) -> None:
+    import requests
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QFontMetrics
+
+    from console.widgets.prediction_details import NOTHING_SELECTED
+    from console.widgets.prediction_table import COLUMNS, LABEL_COLUMN, OUTPUT_COLUMN
+    from tests.helpers import TOY_ROW
+
+    headers = {"Authorization": f"Bearer {backend.admin_token}"}
+
+    def post(model: str, row: dict, request_id: str | None = None) -> requests.Response:
+        body: dict = {"instances": [row], **({"id": request_id} if request_id else {})}
+        return requests.post(
+            f"{backend.url}/v1/models/{model}:predict", headers=headers, json=body, timeout=10
+        )
+
+    page = LivePage(make_context(backend.url, backend.admin_token))
+    qtbot.addWidget(page)
+    page.resize(1024, 700)
+    page.show()
+    page.connection_changed(True)
+    qtbot.waitUntil(lambda: page.stream_state == "streaming", timeout=10_000)
+    # A request id is unique only within a model: two models answer the same one.
+    assert post("toy", TOY_ROW, "order-42").ok and post("price", {"x1": 1, "x2": 2}, "order-42").ok
+    backend.predict(3)
+    qtbot.waitUntil(lambda: page.received_total >= 5, timeout=20_000)
+    qtbot.waitUntil(lambda: {"toy", "price"} <= set(page.models), timeout=10_000)
+
+    # Classes by name, a label column, numbers to a sensible precision.
+    assert "Label" in [name for name, _ in COLUMNS]
+    toy_rows = [
+        row
+        for row in range(page.filtered.rowCount())
+        if page.filtered.index(row, 1).data() == "toy"
+    ]
+    assert {page.filtered.index(row, OUTPUT_COLUMN).data() for row in toy_rows} <= {
+        "legit",
+        "fraud",
+    }
+    page.view.selectRow(toy_rows[0])
+    features = page.details.topLevelItem(1)
+    values = {
+        features.child(i).text(0): features.child(i).text(1) for i in range(features.childCount())
+    }
+    assert values["amount"] == "120.50"
+    outputs = page.details.topLevelItem(2)
+    answers = {
+        outputs.child(i).text(0): outputs.child(i).text(1) for i in range(outputs.childCount())
+    }
+    assert answers["answer"] in ("legit (class 0)", "fraud (class 1)")
+    assert (
+        answers["probability per class"].startswith("legit ")
+        and "· fraud " in answers["probability per class"]
+    )
+    # Feature names are never cut: the name column is as wide as the longest name.
+    longest = max(QFontMetrics(page.details.font()).horizontalAdvance(n) for n in values)
+    assert page.details.columnWidth(0) >= longest
+
+    # A label that arrives later (as chargebacks do) shows in the table's label column.
+    labelled = page.filtered.index(toy_rows[-1], 0)
+    event = page.table.event_at(page.filtered.mapToSource(labelled).row())
+    assert event is not None
+    feedback = {"labels": [{"request_id": event.request_id, "row": event.row, "label": 1}]}
+    assert requests.post(
+        f"{backend.url}/api/v1/feedback", headers=headers, json=feedback, timeout=10
+    ).ok
+    label_cell = labelled.siblingAtColumn(LABEL_COLUMN)
+
+    def label_shown() -> bool:
+        page.poll_labels()  # what the page's timer does every 10 s
+        return label_cell.data() == "fraud"
+
+    qtbot.waitUntil(label_shown, timeout=10_000)
+
+    # Filters that hide every row: the table says why, and the old details are gone.
+    page.decision_filter.setCurrentIndex(page.decision_filter.findData("abstained"))
+    assert page.filtered.rowCount() == 0
+    assert page.empty_note.isVisible() and "match the filters (outcome abstained)" in (
+        page.empty_note.text()
+    )
+    assert page.details.topLevelItem(0).text(0) == NOTHING_SELECTED
+    assert page.label_panel.shown is None and not page.label_panel.record_button.isEnabled()
+    page.decision_filter.setCurrentIndex(0)
+    assert not page.empty_note.isVisible()
+
+    # Find a request by the id an end user quotes: every model's prediction with it.
+    page.search.setText("order-42")
+    qtbot.keyClick(page.search, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: len(page.details.matches) == 2, timeout=10_000)
+    assert {m.model for m in page.details.matches} == {"toy", "price"}
+    assert "2 predictions with request id order-42 (price, toy)" in page.details.topLevelItem(
+        0
+    ).text(0)
+    page.details.setCurrentItem(page.details.topLevelItem(2))
+    assert page.label_panel.shown is not None and page.label_panel.record_button.isEnabled()
+    page.search.setText("no-such-request")
+    qtbot.keyClick(page.search, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: "is in the log" in page.details.topLevelItem(0).text(0), timeout=10_000)
+
+    # Refused requests are counted for the model's charts; the charts follow the filters.
+    assert post("toy", {"amount": "lots"}).status_code == 422
+    page.model_filter.setCurrentIndex(page.model_filter.findData("toy"))
+    assert [page.version_filter.itemData(i) for i in range(page.version_filter.count())] == [
+        "",
+        "1",
+    ]
+    assert page.charts.scope.text() == "toy, all versions"
+
+    def charted(column: str) -> float:
+        return float(np.nansum(page.charts.buffers[1].view()[1][column]))
+
+    qtbot.waitUntil(lambda: charted("refused") >= 1 and charted("requests") >= 4, timeout=20_000)
+    assert charted("requests") == 4  # toy's own predictions, not price's
+    page.version_filter.setCurrentIndex(1)
+    assert page.charts.scope.text() == "toy version 1"
+    qtbot.waitUntil(lambda: charted("requests") == 4, timeout=20_000)
+    assert charted("refused") == 0  # the refusal named no version
+    page.charts.redraw()
+    assert page.charts.started_line.isVisible()  # the backend started within the window
+    page.shutdown()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialogButtonBox
+from PySide6.QtWidgets import QDialogButtonBox, QLabel
 from pytestqt.qtbot import QtBot
 
 from console.client import ApiClient
 from console.pages.live import LivePage
 from console.widgets.label_panel import LabelDialog, LabelError, parse_label
+from console.widgets.prediction_table import LABEL_COLUMN
+from console.widgets.values import ClassNames
 from tests.console.conftest import Backend
 
 
@@ -17,6 +19,9 @@ from tests.console.conftest import Backend
     ("text", "task", "classes", "expected"),
     [
         ("1", "classification", [0, 1], 1),
+        # By the name people read, or by the label the model gives.
+        ("fraud", "classification", ClassNames([0, 1], ["legit", "fraud"]), 1),
+        ("0", "classification", ClassNames([0, 1], ["legit", "fraud"]), 0),
         (" fraud ", "classification", ["fraud", "ok"], "fraud"),
         ("12.5", "regression", None, 12.5),
         ("3", "regression", None, 3.0),
@@ -34,6 +39,12 @@ def test_a_typed_label_becomes_the_models_own_type(text, task, classes, expected
     [
         ("", "classification", [0, 1], "type the true outcome"),
         ("2", "classification", [0, 1], "not one of this model's classes: 0, 1"),
+        (
+            "2",
+            "classification",
+            ClassNames([0, 1], ["legit", "fraud"]),
+            r"classes: legit \(class 0\), fraud \(class 1\)",
+        ),
         ("cheap", "regression", None, "not a number"),
         ("nan", "regression", None, "finite"),
     ],
@@ -77,13 +88,22 @@ def test_recording_a_label_from_the_live_view(qtbot: QtBot, make_context, backen
     qtbot.mouseClick(panel.record_button, Qt.MouseButton.LeftButton)
     dialog = panel.dialog
     assert dialog is not None and dialog.isVisible()
-    # The toy classifier's classes are offered to pick from.
-    assert [dialog.value.itemText(i) for i in range(dialog.value.count())] == ["0", "1"]
+    # The toy classifier's classes are offered to pick from, by their names.
+    qtbot.waitUntil(lambda: "toy" in page.models, timeout=10_000)
+    if dialog.value.count() == 0:  # opened before the models arrived: open it again
+        dialog.close()
+        qtbot.mouseClick(panel.record_button, Qt.MouseButton.LeftButton)
+        dialog = panel.dialog
+        assert dialog is not None
+    assert [dialog.value.itemText(i) for i in range(dialog.value.count())] == ["legit", "fraud"]
+    # The prediction reads by its class's name as well.
+    shown = {label.text() for label in dialog.findChildren(QLabel)}
+    assert shown & {"toy v1: legit (class 0)", "toy v1: fraud (class 1)"}
     # A class the model does not have is refused in the dialog, which stays open.
     _submit(qtbot, dialog, "7")
     assert dialog.isVisible() and "not one of this model's classes" in dialog.error.text()
 
-    _submit(qtbot, dialog, "1")
+    _submit(qtbot, dialog, "fraud")
     assert not dialog.isVisible()
     qtbot.waitUntil(lambda: "recorded by you" in panel.status.text(), timeout=10_000)
     stored = ApiClient(backend.url, backend.admin_token).logged_predictions(event.request_id)
@@ -92,7 +112,12 @@ def test_recording_a_label_from_the_live_view(qtbot: QtBot, make_context, backen
     # Selecting it again reads the stored label back.
     page.view.clearSelection()
     page.view.selectRow(0)
-    qtbot.waitUntil(lambda: panel.status.text() == "Label (ground truth): 1", timeout=10_000)
+    qtbot.waitUntil(
+        lambda: panel.status.text() == "Label (ground truth): fraud (class 1)", timeout=10_000
+    )
+    # The table's label column shows it by name too.
+    label_cell = page.filtered.index(0, LABEL_COLUMN)
+    assert label_cell.data() == "fraud"
     page.shutdown()
 
 

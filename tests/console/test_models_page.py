@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -80,7 +81,10 @@ def _form(form: QFormLayout) -> dict[str, str]:
                 form.itemAt(row, QFormLayout.ItemRole.FieldRole),
             )
         )
-        assert isinstance(label, QLabel) and isinstance(field, QLabel | QLineEdit)
+        assert isinstance(label, QLabel) and field is not None
+        if not isinstance(field, QLabel | QLineEdit):  # a line with buttons beside it
+            field = field.findChild(QLineEdit)
+        assert isinstance(field, QLabel | QLineEdit)
         values[label.text()] = field.text()
     return values
 
@@ -151,7 +155,28 @@ def test_selecting_a_model_shows_its_versions_signature_and_checks(
         for column in range(header.columnCount()):
             tip = header.headerData(column, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
             assert tip, f"column {column} of {table.toolTip()!r} does not explain itself"
-    assert len(_form(page.version_details.registration_form)["SHA-256"]) == 64
+    registration = _form(page.version_details.registration_form)
+    sha = registration["SHA-256"]
+    assert len(sha) == 64
+    # The whole fingerprint selects at once and copies in one click.
+    details = page.version_details
+    details.setCurrentIndex(1)
+    details.sha.selectAll()
+    assert details.sha.selectedText() == sha
+    assert details.copy_sha.isVisible()
+    details.copy_sha.click()
+    assert QGuiApplication.clipboard().text() == sha
+    # Trust in words, classes by name.
+    assert registration["Trusted by"] == "Safe format (skops): no trust needed"
+    assert _cell(page.versions, 0, 6) == "Safe format (skops): no trust needed"
+    assert registration["Classes"] == "legit (class 0), fraud (class 1)"
+    # The measured score beside its acceptable range, from the deployment gate's report.
+    qtbot.waitUntil(
+        lambda: "measured" in _form(page.version_details.validity_form)["Measured score"],
+        timeout=TIMEOUT_MS,
+    )
+    measured = _form(page.version_details.validity_form)["Measured score"]
+    assert " (inside 0.7 – 1), measured " in measured and "by the deploy gate" in measured
 
 
 def test_try_it_with_the_example_gives_a_prediction_and_probabilities(
@@ -173,7 +198,9 @@ def test_try_it_with_the_example_gives_a_prediction_and_probabilities(
     _send_and_wait(qtbot, page)
     assert panel.last_error is None and panel.last_response is not None
     assert panel.result_box.isVisible() and not panel.error_label.isVisible()
-    assert panel.result_title.text().startswith("Predicted class:")
+    assert panel.result_title.text().startswith("Predicted class: ")
+    assert "legit" in panel.result_title.text() or "fraud" in panel.result_title.text()
+    assert "legit" in panel.probabilities.text() and "fraud" in panel.probabilities.text()
     outputs = {output.name: output.data for output in panel.last_response.outputs}
     probabilities = outputs["predict_proba"]
     assert len(probabilities) == 2 and sum(probabilities) == pytest.approx(1)
