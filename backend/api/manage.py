@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from backend import __version__
 from backend.api.deps import CurrentPrincipal, CurrentWorkspace
 from backend.api.errors import ERRORS
-from backend.auth.tokens import require
+from backend.auth.tokens import require, require_unscoped
 from backend.errors import InputError
 from backend.predictions.reads import read_predictions
 from backend.schemas import (
@@ -84,7 +84,7 @@ def register_version(
     ],
     metadata: Annotated[str, Form(description="JSON: validity, signature, task, ...")],
 ) -> ModelVersionInfo:
-    require(principal, "register")
+    require(principal, "register", name)
     try:
         meta = RegistrationMetadata.model_validate_json(metadata)
     except ValidationError as exc:
@@ -122,14 +122,18 @@ def list_predictions(
     require(principal, "read_predictions", model)
     return PredictionPage(
         predictions=read_predictions(
-            workspace.sessions, model=model, request_id=request_id, limit=limit
+            workspace.sessions,
+            model=model,
+            request_id=request_id,
+            visible_models=principal.models,
+            limit=limit,
         )
     )
 
 
 @router.get("/tokens", response_model=list[TokenInfo])
 def list_tokens(workspace: CurrentWorkspace, principal: CurrentPrincipal) -> list[TokenInfo]:
-    require(principal, "tokens")
+    require_unscoped(principal, "tokens")
     return workspace.tokens.list()
 
 
@@ -137,7 +141,7 @@ def list_tokens(workspace: CurrentWorkspace, principal: CurrentPrincipal) -> lis
 def create_token(
     body: TokenCreate, workspace: CurrentWorkspace, principal: CurrentPrincipal
 ) -> TokenCreated:
-    require(principal, "tokens")
+    require_unscoped(principal, "tokens")
     secret = workspace.tokens.create(body.name, body.role, body.models, body.constraints)
     info = next(t for t in workspace.tokens.list() if t.name == body.name)
     return TokenCreated(token=secret, **info.model_dump())
@@ -145,5 +149,5 @@ def create_token(
 
 @router.delete("/tokens/{name}", status_code=204)
 def revoke_token(name: str, workspace: CurrentWorkspace, principal: CurrentPrincipal) -> None:
-    require(principal, "tokens")
+    require_unscoped(principal, "tokens")
     workspace.tokens.revoke(name)
