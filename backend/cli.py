@@ -74,6 +74,7 @@ def cmd_models_register(args: argparse.Namespace) -> int:
         task=args.task,
         description=args.description,
         trust_pickle=args.trust_pickle,
+        trust_reason=args.trust_reason or "",
         trusted_types=args.trust_type,
     )
     print(f"registered {args.name} version {info.version} (sha256 {info.artifact_sha256})")
@@ -275,7 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument(
         "--trust-pickle",
         action="store_true",
-        help="accept a pickle/joblib file (it can run code when loaded)",
+        help="accept a pickle/joblib file (it can run code when loaded); needs --trust-reason",
+    )
+    register.add_argument(
+        "--trust-reason",
+        help="why the pickle is safe to run (recorded in the audit trail)",
     )
     register.add_argument(
         "--trust-type",

@@ -39,6 +39,8 @@ class RegistrationMetadata(BaseModel):
     task: str | None = None
     description: str = ""
     trust_pickle: bool = False
+    # Required with trust_pickle: why this file is safe to run (kept in the audit trail).
+    trust_reason: str = Field(default="", max_length=2000)
     trusted_types: list[str] = Field(default_factory=list)
     example_input: dict[str, Any] | None = None
 
@@ -93,6 +95,10 @@ def register_version(
         if first.get("type") == "json_invalid":
             raise InputError("not valid JSON", "metadata") from None
         raise InputError(str(first.get("msg")), f"metadata.{loc}" if loc else "metadata") from None
+    if meta.trust_pickle:
+        # A pickle runs its code in the server once deployed: only an admin of every model
+        # may vouch for that.
+        require_unscoped(principal, "trust_pickle")
     data = artifact.file.read()
     if not data:
         raise InputError("the artifact file is empty", "artifact")
@@ -102,10 +108,12 @@ def register_version(
         filename=artifact.filename or "artifact",
         validity=meta.validity,
         registered_by=principal.name,
+        registered_role=principal.role,
         signature=meta.signature,
         task=meta.task,
         description=meta.description,
         trust_pickle=meta.trust_pickle,
+        trust_reason=meta.trust_reason,
         trusted_types=meta.trusted_types,
         example_input=meta.example_input,
     )

@@ -29,7 +29,16 @@ TOKEN_PREFIX = "sdk_"
 # What each role may do. Client tokens are further limited to their models and constraints.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(
-        {"predict", "read", "register", "deploy", "feedback", "read_predictions", "tokens"}
+        {
+            "predict",
+            "read",
+            "register",
+            "deploy",
+            "feedback",
+            "read_predictions",
+            "tokens",
+            "trust_pickle",
+        }
     ),
     "engineer": frozenset(
         {"predict", "read", "register", "deploy", "feedback", "read_predictions"}

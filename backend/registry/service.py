@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sklearn.base import is_classifier, is_regressor
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.db.tables import ModelRow, ModelVersionRow
+from backend.db.tables import AuditEventRow, ModelRow, ModelVersionRow
 from backend.errors import InputError, NotFound, ServeDeckError
 from backend.registry.artifacts import ArtifactStore, detect_format, untrusted_skops_types
-from backend.registry.loaded import LoadedVersion, class_labels_of
+from backend.registry.loaded import LoadedVersion
+from backend.registry.sandbox import ModelProbe, shared_probe
 from backend.registry.signature import CompiledSignature, infer_signature
 from backend.schemas import (
     FeatureSpec,
@@ -26,6 +27,30 @@ from backend.schemas import (
 )
 
 MAX_VERSION_DIGITS = 9
+# Larger files are refused before anything reads them (HTTP bodies are limited lower still).
+MAX_ARTIFACT_BYTES = 2 * 2**30
+
+
+@dataclass(frozen=True)
+class TrustRecord:
+    """Who trusted a pickle to run code in the server, and why: an audit event."""
+
+    actor: str
+    role: str
+    reason: str
+    fmt: str
+    sha256: str
+
+    def audit_event(self, model: str, version: str) -> AuditEventRow:
+        return AuditEventRow(
+            actor=self.actor,
+            role=self.role,
+            model=model,
+            action="trust_pickle",
+            to_version=version,
+            reason=self.reason,
+            details={"artifact_format": self.fmt, "artifact_sha256": self.sha256},
+        )
 
 
 def parse_version(version: str) -> int:
@@ -37,9 +62,15 @@ def parse_version(version: str) -> int:
 
 
 class Registry:
-    def __init__(self, sessions: sessionmaker[Session], store: ArtifactStore):
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: ArtifactStore,
+        probe: ModelProbe = shared_probe,
+    ):
         self.sessions = sessions
         self.store = store
+        self.probe = probe
 
     # ------------------------------------------------------------------ registration
 
@@ -51,15 +82,29 @@ class Registry:
         filename: str,
         validity: ValidityAssets,
         registered_by: str,
+        registered_role: str = "admin",
         signature: Sequence[FeatureSpec] | None = None,
         training_frame: pd.DataFrame | None = None,
         task: str | None = None,
         description: str = "",
         trust_pickle: bool = False,
+        trust_reason: str = "",
         trusted_types: Sequence[str] = (),
         example_input: dict[str, Any] | None = None,
     ) -> ModelVersionInfo:
+        """Check, store and number a model file.
+
+        The file is loaded only in the model probe's process (probe.py): a pickle's code, a
+        crash or a memory bomb there never reaches this process. The caller decides who may
+        trust a pickle; here it must come with a reason, recorded in the audit trail.
+        """
         _check_model_name(name)
+        if len(artifact) > MAX_ARTIFACT_BYTES:
+            raise InputError(
+                f"the model file has {len(artifact)} bytes; the limit is {MAX_ARTIFACT_BYTES}",
+                "artifact",
+                status=413,
+            )
         fmt = detect_format(filename, artifact)
         accepted_types: list[str] = []
         if fmt == "skops":
@@ -76,45 +121,54 @@ class Registry:
         elif not trust_pickle:
             raise InputError(
                 f"{fmt} files can run arbitrary code when loaded; save the model with skops, "
-                "or pass --trust-pickle (HTTP: trust_pickle=true) to accept the risk",
+                "or pass --trust-pickle (HTTP: trust_pickle=true) with a reason to accept the "
+                "risk",
                 "artifact",
             )
-
-        digest = self.store.put(artifact)
-        estimator = self.store.load(digest, fmt, accepted_types, registered_by)
-
-        specs = _resolve_signature(estimator, signature, training_frame)
-        compiled = CompiledSignature(specs)
-        resolved_task = _resolve_task(estimator, task)
-        class_labels = class_labels_of(estimator) if resolved_task == "classification" else None
-        _check_validity_inputs(compiled, validity)
-        example = example_input or validity.end_to_end[0].inputs
-        example = compiled.validate_row(example, "example_input")
-
-        loaded = LoadedVersion(name, "?", estimator, compiled, resolved_task, class_labels)
-        try:
-            loaded.predict([example])
-        except Exception as exc:  # any estimator failure means the artifact is unusable
+        elif not trust_reason.strip():
             raise InputError(
-                f"the model cannot predict on its own example input: {exc}", "artifact"
-            ) from None
+                "trusting a pickle needs a reason (why this file is safe to run), kept in the "
+                "audit trail",
+                "trust_reason",
+            )
 
+        if signature is None and training_frame is not None:
+            signature = infer_signature(training_frame)
+        with self.store.staged(artifact) as staged:
+            facts = self.probe.inspect(
+                staged,
+                fmt,
+                accepted_types,
+                signature=[spec.model_dump(mode="json") for spec in signature]
+                if signature
+                else None,
+                task=task,
+                validity=validity.model_dump(mode="json"),
+                example_input=example_input,
+            )
+        digest = self.store.put(artifact)
+        trust = (
+            None
+            if fmt == "skops"
+            else TrustRecord(registered_by, registered_role, trust_reason.strip(), fmt, digest)
+        )
         for _attempt in range(3):
             try:
                 return self._insert_version(
                     name=name,
-                    task=resolved_task,
+                    task=facts["task"],
                     description=description,
+                    trust=trust,
                     row_values={
                         "artifact_sha256": digest,
                         "artifact_format": fmt,
                         "artifact_size": len(artifact),
                         "trusted_by": registered_by if fmt != "skops" else None,
                         "skops_trusted_types": accepted_types,
-                        "task": resolved_task,
-                        "class_labels": class_labels,
-                        "signature": [spec.model_dump() for spec in specs],
-                        "example_input": example,
+                        "task": facts["task"],
+                        "class_labels": facts["class_labels"],
+                        "signature": facts["signature"],
+                        "example_input": facts["example_input"],
                         "validity": validity.model_dump(mode="json"),
                         "description": description,
                         "registered_by": registered_by,
@@ -125,7 +179,13 @@ class Registry:
         raise ServeDeckError("could not allocate a version number; try again", status=503)
 
     def _insert_version(
-        self, *, name: str, task: str, description: str, row_values: dict[str, Any]
+        self,
+        *,
+        name: str,
+        task: str,
+        description: str,
+        trust: TrustRecord | None,
+        row_values: dict[str, Any],
     ) -> ModelVersionInfo:
         with self.sessions.begin() as session:
             model = session.scalar(select(ModelRow).where(ModelRow.name == name))
@@ -148,6 +208,9 @@ class Registry:
             ) + 1
             row = ModelVersionRow(model_id=model.id, number=number, **row_values)
             session.add(row)
+            if trust is not None:
+                # In the registration's transaction: no trusted pickle without its record.
+                session.add(trust.audit_event(name, str(number)))
             session.flush()
             return _version_info(row)
 
@@ -219,59 +282,6 @@ def _check_model_name(name: str) -> None:
         raise InputError(
             "model names use letters, digits, '-', '_' and '.', at most 128 characters", "name"
         )
-
-
-def _resolve_signature(
-    estimator: Any,
-    signature: Sequence[FeatureSpec] | None,
-    training_frame: pd.DataFrame | None,
-) -> list[FeatureSpec]:
-    if signature:
-        specs = list(signature)
-    elif training_frame is not None:
-        specs = infer_signature(training_frame)
-    elif hasattr(estimator, "feature_names_in_"):
-        specs = [FeatureSpec(name=str(n), type="float") for n in estimator.feature_names_in_]
-    else:
-        raise InputError(
-            "no input signature: give one, or a training frame to infer it from", "signature"
-        )
-    names = [spec.name for spec in specs]
-    if len(set(names)) != len(names):
-        raise InputError("feature names must be unique", "signature")
-    expected = getattr(estimator, "feature_names_in_", None)
-    if expected is not None and list(map(str, expected)) != names:
-        raise InputError(
-            f"signature features {names} differ from the model's {list(map(str, expected))}",
-            "signature",
-        )
-    return specs
-
-
-def _resolve_task(estimator: Any, task: str | None) -> str:
-    inferred = (
-        "classification"
-        if is_classifier(estimator)
-        else "regression"
-        if is_regressor(estimator)
-        else None
-    )
-    if task and inferred and task != inferred:
-        raise InputError(f"task {task!r} contradicts the estimator, a {inferred} model", "task")
-    resolved = task or inferred
-    if resolved not in ("classification", "regression"):
-        raise InputError("cannot tell whether this is a classifier or a regressor", "task")
-    return resolved
-
-
-def _check_validity_inputs(compiled: CompiledSignature, validity: ValidityAssets) -> None:
-    for i, example in enumerate(validity.end_to_end):
-        compiled.validate_row(example.inputs, f"validity.end_to_end[{i}].inputs")
-    for i, labelled in enumerate(validity.confidence_set):
-        compiled.validate_row(labelled.inputs, f"validity.confidence_set[{i}].inputs")
-    low, high = validity.acceptable_range
-    if low > high:
-        raise InputError("the lower bound is above the upper bound", "validity.acceptable_range")
 
 
 def _version_info(row: ModelVersionRow) -> ModelVersionInfo:
