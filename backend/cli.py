@@ -112,7 +112,9 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
         if not sep or not feature or not values:
             raise ServeDeckError(f"expected FEATURE=V1,V2, got {item!r}", "constraint")
         constraints[feature.strip()] = [v.strip() for v in values.split(",")]
-    secret = workspace.tokens.create(args.name, args.role, args.models or None, constraints)
+    models = args.models or None
+    typed = workspace.registry.token_constraints(models, constraints)
+    secret = workspace.tokens.create(args.name, args.role, models, typed)
     # The token alone on stdout, so scripts can capture it.
     print(secret)
     return 0

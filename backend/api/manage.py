@@ -150,7 +150,8 @@ def create_token(
     body: TokenCreate, workspace: CurrentWorkspace, principal: CurrentPrincipal
 ) -> TokenCreated:
     require_unscoped(principal, "tokens")
-    secret = workspace.tokens.create(body.name, body.role, body.models, body.constraints)
+    constraints = workspace.registry.token_constraints(body.models, body.constraints)
+    secret = workspace.tokens.create(body.name, body.role, body.models, constraints)
     info = next(t for t in workspace.tokens.list() if t.name == body.name)
     return TokenCreated(token=secret, **info.model_dump())
 

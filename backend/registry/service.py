@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.db.tables import AuditEventRow, ModelRow, ModelVersionRow
 from backend.errors import InputError, NotFound, ServeDeckError
 from backend.registry.artifacts import ArtifactStore, detect_format, untrusted_skops_types
+from backend.registry.constraints import typed_constraints
 from backend.registry.loaded import LoadedVersion
 from backend.registry.sandbox import ModelProbe, shared_probe
 from backend.registry.signature import CompiledSignature, infer_signature
@@ -241,6 +242,27 @@ class Registry:
             return LoadedVersion(
                 name, version, estimator, CompiledSignature(specs), row.task, row.class_labels
             )
+
+    def token_constraints(
+        self, models: Sequence[str] | None, constraints: Mapping[str, Sequence[Any]]
+    ) -> dict[str, list[Any]]:
+        """A client token's constraints typed by its models' signatures (those of the
+        serving version, else the newest), refused if one could never apply."""
+        if not constraints:
+            return {}
+        signatures: dict[str, list[FeatureSpec]] = {}
+        with self.sessions() as session:
+            for name in models or ():
+                model = session.scalar(select(ModelRow).where(ModelRow.name == name))
+                if model is None or not model.versions:
+                    raise InputError(
+                        f"no model named {name!r}: constraints are checked against its features",
+                        "models",
+                    )
+                number = int(model.active_version or model.versions[-1].number)
+                row = next(v for v in model.versions if v.number == number)
+                signatures[name] = [FeatureSpec(**spec) for spec in row.signature]
+        return typed_constraints(signatures, constraints)
 
     def serving_states(self) -> dict[str, tuple[str | None, int, dict[str, Any] | None]]:
         """Model name -> (active version, generation, rollout): polled by every worker."""
