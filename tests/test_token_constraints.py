@@ -3,6 +3,7 @@ a token revoked from the command line is refused by a running server within a se
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -195,3 +196,51 @@ def test_a_token_revoked_from_the_command_line_is_refused_within_a_second(
         assert late and set(late) == {401}, statuses
     finally:
         server.stop()
+
+
+def test_the_upgrade_types_constraints_stored_as_text(database_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from backend.db import create_db_engine, upgrade_database
+    from backend.db.engine import alembic_config
+
+    engine = create_db_engine(database_url)
+    command.upgrade(alembic_config(engine), "0006")
+    signature = '[{"name": "hour", "type": "int"}, {"name": "night", "type": "bool"}, ' + (
+        '{"name": "fare", "type": "float"}, {"name": "city", "type": "category"}]'
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO models (id, name, task, description, active_version, "
+                "state_generation, created_at) VALUES (1, 'ride-price', 'regression', '', '1', "
+                "1, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO model_versions (model_id, number, artifact_sha256, artifact_format,"
+                " artifact_size, skops_trusted_types, task, signature, example_input, validity,"
+                " description, registered_by, created_at) VALUES (1, 1, 'x', 'skops', 1, '[]',"
+                " 'regression', :signature, '{}', '{}', '', 't', CURRENT_TIMESTAMP)"
+            ),
+            {"signature": signature},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO tokens (name, role, secret_sha256, models, constraints, created_at)"
+                " VALUES ('taxi', 'client', 'a', '[\"ride-price\"]', :constraints,"
+                " CURRENT_TIMESTAMP)"
+            ),
+            {
+                "constraints": '{"hour": ["12", "x"], "night": ["true"], "fare": ["2.5"], '
+                '"city": ["12"]}'
+            },
+        )
+    upgrade_database(engine)
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT constraints FROM tokens")).scalar_one()
+    engine.dispose()
+    constraints = json.loads(stored) if isinstance(stored, str) else stored
+    assert constraints == {"hour": [12, "x"], "night": [True], "fare": [2.5], "city": ["12"]}

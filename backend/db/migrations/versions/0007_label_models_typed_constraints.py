@@ -1,4 +1,5 @@
-"""labels name the model of the prediction they label (a request id is unique per model)
+"""labels name the model of the prediction they label (a request id is unique per model);
+client tokens' constraint values take their features' types
 
 Revision ID: 0007
 Revises: 0006
@@ -6,6 +7,7 @@ Create Date: 2026-12-02 12:30:00
 """
 
 import json
+import math
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +30,7 @@ def upgrade() -> None:
         )
         batch.create_index("ix_labels_model_id", ["model", "id"])
     _back_fill_models()
+    _type_token_constraints()
 
 
 def _back_fill_models() -> None:
@@ -96,6 +99,61 @@ def _back_fill_models() -> None:
                         "source": label.source,
                     },
                 )
+
+
+def _type_token_constraints() -> None:
+    """Constraints typed on the command line were stored as text ("12"), which no validated
+    input ever equals: give them the type of the feature in the token's models' serving (else
+    newest) version. A value that does not convert is left as it was."""
+    bind = op.get_bind()
+    signatures: dict[str, dict[str, str]] = {}
+    for name, active, number, signature in bind.execute(
+        sa.text(
+            "SELECT m.name, m.active_version, v.number, v.signature FROM models m "
+            "JOIN model_versions v ON v.model_id = m.id ORDER BY v.number"
+        )
+    ).all():
+        if active is None or str(number) == str(active) or name not in signatures:
+            specs = json.loads(signature) if isinstance(signature, str) else signature
+            signatures[name] = {spec["name"]: spec["type"] for spec in specs}
+    tokens = bind.execute(
+        sa.text("SELECT id, models, constraints FROM tokens WHERE role = 'client'")
+    ).all()
+    for token_id, models, constraints in tokens:
+        scope = _models(models) or frozenset()
+        stored = json.loads(constraints) if isinstance(constraints, str) else constraints
+        if not stored or not scope:
+            continue
+        typed = {
+            feature: [
+                _typed(value, {signatures.get(m, {}).get(feature) for m in scope})
+                for value in values
+            ]
+            for feature, values in stored.items()
+        }
+        if typed != stored:
+            bind.execute(
+                sa.text("UPDATE tokens SET constraints = :constraints WHERE id = :id"),
+                {"constraints": json.dumps(typed), "id": token_id},
+            )
+
+
+def _typed(value: Any, types: set[str | None]) -> Any:
+    if not isinstance(value, str) or len(types) != 1:
+        return value
+    kind = next(iter(types))
+    text = value.strip()
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            number = float(text)
+            return number if math.isfinite(number) else value
+    except ValueError:
+        return value
+    if kind == "bool" and text.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return text.lower() in ("true", "1", "yes")
+    return value
 
 
 def _models(value: Any) -> frozenset[str] | None:
