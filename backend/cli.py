@@ -83,6 +83,7 @@ def cmd_models_register(args: argparse.Namespace) -> int:
         task=args.task,
         description=args.description,
         trust_pickle=args.trust_pickle,
+        trust_reason=args.trust_reason or "",
         trusted_types=args.trust_type,
     )
     print(f"registered {args.name} version {info.version} (sha256 {info.artifact_sha256})")
@@ -120,7 +121,9 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
         if not sep or not feature or not values:
             raise ServeDeckError(f"expected FEATURE=V1,V2, got {item!r}", "constraint")
         constraints[feature.strip()] = [v.strip() for v in values.split(",")]
-    secret = workspace.tokens.create(args.name, args.role, args.models or None, constraints)
+    models = args.models or None
+    typed = workspace.registry.token_constraints(models, constraints)
+    secret = workspace.tokens.create(args.name, args.role, models, typed)
     # The token alone on stdout, so scripts can capture it.
     print(secret)
     return 0
@@ -304,7 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument(
         "--trust-pickle",
         action="store_true",
-        help="accept a pickle/joblib file (it can run code when loaded)",
+        help="accept a pickle/joblib file (it can run code when loaded); needs --trust-reason",
+    )
+    register.add_argument(
+        "--trust-reason",
+        help="why the pickle is safe to run (recorded in the audit trail)",
     )
     register.add_argument(
         "--trust-type",

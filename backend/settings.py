@@ -30,8 +30,9 @@ class Settings:
     max_batch_wait_ms: float = 0.0
     max_request_bytes: int = 8 * 1024 * 1024
     max_rows_per_request: int = 10_000
-    # How long a resolved token stays cached on the request path (revocation latency).
-    token_cache_ttl_s: float = 5.0
+    # How long a resolved token stays cached on the request path: a token revoked by another
+    # process (the command line, another worker) is refused at most this long afterwards.
+    token_cache_ttl_s: float = 1.0
     # How often a worker re-reads which version is active (multi-worker switch latency).
     state_poll_interval_s: float = 0.5
     # How often a worker judges the running rollouts' checks (and moves them on).

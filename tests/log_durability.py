@@ -73,7 +73,11 @@ def _load(
                 response = session.post(
                     f"{url}/api/v1/feedback",
                     headers=headers,
-                    json={"labels": [{"request_id": labelled, "label": rng.randint(0, 1)}]},
+                    json={
+                        "labels": [
+                            {"request_id": labelled, "label": rng.randint(0, 1), "model": "toy"}
+                        ]
+                    },
                     timeout=10,
                 )
                 if response.status_code == 200:

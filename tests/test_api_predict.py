@@ -124,11 +124,12 @@ def test_predictions_are_logged_with_features_and_labels(
         json={"instances": [TOY_ROW], "entity_id": "card-1", "id": "abc"},
     )
     assert response.status_code == 200
-    # A label may arrive before its prediction is flushed: it is kept all the same.
+    # A label may arrive before its prediction is flushed: it is kept all the same, for the
+    # model it names (a request id is only unique within a model).
     early = client.post(
         "/api/v1/feedback",
         headers=admin_headers,
-        json={"labels": [{"request_id": "abc", "label": 1}]},
+        json={"labels": [{"request_id": "abc", "label": 1, "model": "toy"}]},
     ).json()
     assert early["accepted"] == 1
     deadline = time.monotonic() + 10

@@ -11,6 +11,7 @@ import skops.io as sio
 from fastapi.testclient import TestClient
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from backend.deploy.audit import list_events
 from backend.errors import ArtifactIntegrityError, InputError
 from backend.registry import infer_signature
 from backend.schemas import ValidityAssets
@@ -74,8 +75,20 @@ def test_pickle_needs_explicit_trust_which_is_recorded(workspace: Workspace) -> 
     data = pickle.dumps(toy_classifier())
     with pytest.raises(InputError, match="can run arbitrary code"):
         _register(workspace, data, filename="m.pkl")
-    info = _register(workspace, data, filename="m.pkl", trust_pickle=True)
+    with pytest.raises(InputError, match="needs a reason") as caught:
+        _register(workspace, data, filename="m.pkl", trust_pickle=True, trust_reason=" ")
+    assert caught.value.field == "trust_reason"
+    info = _register(
+        workspace, data, filename="m.pkl", trust_pickle=True, trust_reason="built by our CI"
+    )
     assert info.artifact_format == "pickle" and info.trusted_by == "tests"
+    trusted = [
+        e for e in list_events(workspace.sessions, model="toy") if e.action == "trust_pickle"
+    ]
+    assert [(e.actor, e.role, e.to_version, e.reason) for e in trusted] == [
+        ("tests", "admin", info.version, "built by our CI")
+    ]
+    assert trusted[0].details["artifact_sha256"] == info.artifact_sha256
     assert workspace.registry.load("toy", info.version).predict([TOY_ROW]).labels
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from backend import __version__
 from backend.api.deps import CurrentPrincipal, CurrentWorkspace
 from backend.api.errors import ERRORS
-from backend.auth.tokens import require
+from backend.auth.tokens import require, require_unscoped
 from backend.errors import InputError
 from backend.predictions.reads import read_predictions
 from backend.schemas import (
@@ -40,6 +40,8 @@ class RegistrationMetadata(BaseModel):
     task: str | None = None
     description: str = ""
     trust_pickle: bool = False
+    # Required with trust_pickle: why this file is safe to run (kept in the audit trail).
+    trust_reason: str = Field(default="", max_length=2000)
     trusted_types: list[str] = Field(default_factory=list)
     example_input: dict[str, Any] | None = None
     # Classifiers: a name people read per class, keyed by the class as text ({"1": "fraud"}).
@@ -87,7 +89,7 @@ def register_version(
     ],
     metadata: Annotated[str, Form(description="JSON: validity, signature, task, ...")],
 ) -> ModelVersionInfo:
-    require(principal, "register")
+    require(principal, "register", name)
     try:
         meta = RegistrationMetadata.model_validate_json(metadata)
     except ValidationError as exc:
@@ -96,6 +98,10 @@ def register_version(
         if first.get("type") == "json_invalid":
             raise InputError("not valid JSON", "metadata") from None
         raise InputError(str(first.get("msg")), f"metadata.{loc}" if loc else "metadata") from None
+    if meta.trust_pickle:
+        # A pickle runs its code in the server once deployed: only an admin of every model
+        # may vouch for that.
+        require_unscoped(principal, "trust_pickle")
     data = artifact.file.read()
     if not data:
         raise InputError("the artifact file is empty", "artifact")
@@ -105,10 +111,12 @@ def register_version(
         filename=artifact.filename or "artifact",
         validity=meta.validity,
         registered_by=principal.name,
+        registered_role=principal.role,
         signature=meta.signature,
         task=meta.task,
         description=meta.description,
         trust_pickle=meta.trust_pickle,
+        trust_reason=meta.trust_reason,
         trusted_types=meta.trusted_types,
         example_input=meta.example_input,
         class_names=meta.class_names,
@@ -131,14 +139,18 @@ def list_predictions(
     require(principal, "read_predictions", model)
     return PredictionPage(
         predictions=read_predictions(
-            workspace.sessions, model=model, request_id=request_id, limit=limit
+            workspace.sessions,
+            model=model,
+            request_id=request_id,
+            visible_models=principal.models,
+            limit=limit,
         )
     )
 
 
 @router.get("/tokens", response_model=list[TokenInfo])
 def list_tokens(workspace: CurrentWorkspace, principal: CurrentPrincipal) -> list[TokenInfo]:
-    require(principal, "tokens")
+    require_unscoped(principal, "tokens")
     return workspace.tokens.list()
 
 
@@ -146,13 +158,14 @@ def list_tokens(workspace: CurrentWorkspace, principal: CurrentPrincipal) -> lis
 def create_token(
     body: TokenCreate, workspace: CurrentWorkspace, principal: CurrentPrincipal
 ) -> TokenCreated:
-    require(principal, "tokens")
-    secret = workspace.tokens.create(body.name, body.role, body.models, body.constraints)
+    require_unscoped(principal, "tokens")
+    constraints = workspace.registry.token_constraints(body.models, body.constraints)
+    secret = workspace.tokens.create(body.name, body.role, body.models, constraints)
     info = next(t for t in workspace.tokens.list() if t.name == body.name)
     return TokenCreated(token=secret, **info.model_dump())
 
 
 @router.delete("/tokens/{name}", status_code=204)
 def revoke_token(name: str, workspace: CurrentWorkspace, principal: CurrentPrincipal) -> None:
-    require(principal, "tokens")
+    require_unscoped(principal, "tokens")
     workspace.tokens.revoke(name)

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from backend.api.deps import CurrentFeed, CurrentLiveStats, CurrentPrincipal
 from backend.api.errors import ERRORS
-from backend.auth.tokens import require
+from backend.auth.tokens import Principal, require
 from backend.errors import InputError
 from backend.monitoring.feed import PredictionFeed
 from backend.monitoring.live_stats import RESOLUTIONS
@@ -25,6 +25,19 @@ KEEPALIVE_S = 15.0
 # Events are gathered this long before being sent: at hundreds of predictions per second a
 # message per prediction would cost the console more than the predictions themselves.
 BATCH_WINDOW_S = 0.1
+
+
+def visible_model(principal: Principal, model: str | None) -> str | None:
+    """The model to read: every model only for a token that may see them all; a token
+    scoped to one model reads that one, and one scoped to several must name one."""
+    require(principal, "read_predictions", model)
+    if model is not None or principal.models is None:
+        return model
+    if len(principal.models) == 1:
+        return next(iter(principal.models))
+    raise InputError(
+        f"this token may read only the models {sorted(principal.models)}: name one", "model"
+    )
 
 
 @router.get(
@@ -44,7 +57,7 @@ async def prediction_events(
     ``Last-Event-ID`` header). A new subscriber first gets up to 500 recent predictions.
     A ``: keep-alive`` comment is sent every 15 s.
     """
-    require(principal, "read_predictions")
+    model = visible_model(principal, model)
     return StreamingResponse(
         _stream(feed, model, feed.resume_after(last_event_id)),
         media_type="text/event-stream",
@@ -83,7 +96,7 @@ async def live_series(
     One-second buckets cover the last hour, one-minute buckets the last day. Kept in memory
     by each serving process since it started: no bucket from before is sent (``started_at``).
     """
-    require(principal, "read_predictions")
+    model = visible_model(principal, model)
     if resolution not in RESOLUTIONS:
         raise InputError(f"must be one of {sorted(RESOLUTIONS)} (seconds)", "resolution")
     if since is not None and not math.isfinite(since):

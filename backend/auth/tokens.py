@@ -29,7 +29,16 @@ TOKEN_PREFIX = "sdk_"
 # What each role may do. Client tokens are further limited to their models and constraints.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(
-        {"predict", "read", "register", "deploy", "feedback", "read_predictions", "tokens"}
+        {
+            "predict",
+            "read",
+            "register",
+            "deploy",
+            "feedback",
+            "read_predictions",
+            "tokens",
+            "trust_pickle",
+        }
     ),
     "engineer": frozenset(
         {"predict", "read", "register", "deploy", "feedback", "read_predictions"}
@@ -63,6 +72,18 @@ def require(principal: Principal, permission: str, model: str | None = None) -> 
         raise Forbidden(f"token {principal.name!r} is not allowed to use model {model!r}", "model")
 
 
+def require_unscoped(principal: Principal, permission: str) -> None:
+    """For what reaches every model (tokens, trusting code): a token scoped to some models
+    could otherwise hand itself, or anyone, more than it has."""
+    require(principal, permission)
+    if principal.models is not None:
+        raise Forbidden(
+            f"token {principal.name!r} is scoped to some models and may not "
+            f"{permission.replace('_', ' ')}; use a token for all models",
+            "authorization",
+        )
+
+
 def check_constraints(principal: Principal, rows: Iterable[dict[str, Any]], prefix: str) -> None:
     """A client token may carry allowed values per feature: anything else is refused."""
     if not principal.constraints:
@@ -82,7 +103,7 @@ def _digest(secret: str) -> str:
 
 
 class TokenService:
-    def __init__(self, sessions: sessionmaker[Session], cache_ttl_s: float = 5.0):
+    def __init__(self, sessions: sessionmaker[Session], cache_ttl_s: float = 1.0):
         self.sessions = sessions
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, Principal | None]] = {}
@@ -153,26 +174,27 @@ class TokenService:
     def authenticate_cached(self, authorization: str | None) -> Principal | None:
         """Answer from the cache alone, or None when only the database can.
 
-        A known token whose entry has aged past the TTL is still answered from the cache
-        while one background thread re-reads it: the request path never waits on the
-        database for a token it has seen, and a revocation in another process takes effect
-        within the TTL plus one refresh.
+        An entry younger than half the TTL answers alone; between half the TTL and the TTL
+        it still answers while one background thread re-reads the token, so a busy token
+        never waits on the database; past the TTL only the database answers. A revocation
+        made by another process (the command line, another worker) therefore takes effect
+        within the TTL, which is also the longest a refused token waits to be accepted again.
         """
         digest = self._digest_of_header(authorization)
         cached = self._cache.get(digest)
         if cached is None:
             return None
         stored_at, principal = cached
-        if time.monotonic() - stored_at < self.cache_ttl_s:
-            if principal is None:
-                raise Unauthorized("unknown or revoked token", "authorization")
-            return principal
-        if principal is None:
+        age = time.monotonic() - stored_at
+        if age >= self.cache_ttl_s:
             return None
-        with self._lock:
-            if digest not in self._refreshing:
-                self._refreshing.add(digest)
-                self._refresher.submit(self._refresh, digest)
+        if principal is None:
+            raise Unauthorized("unknown or revoked token", "authorization")
+        if age >= self.cache_ttl_s / 2:
+            with self._lock:
+                if digest not in self._refreshing:
+                    self._refreshing.add(digest)
+                    self._refresher.submit(self._refresh, digest)
         return principal
 
     @staticmethod

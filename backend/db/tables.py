@@ -137,10 +137,20 @@ class LogSegmentRow(Base):
 
 
 class LabelRow(Base):
+    """A label for one prediction row of one model: a request id is only unique within a
+    model (a caller may choose it), so a label names the model it was accepted for and joins
+    only that model's prediction."""
+
     __tablename__ = "labels"
-    __table_args__ = (UniqueConstraint("request_id", "row_index", name="uq_label_prediction"),)
+    __table_args__ = (
+        UniqueConstraint("model", "request_id", "row_index", name="uq_label_model_prediction"),
+        Index("ix_labels_model_id", "model", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # None only for a label stored before labels named their model whose prediction was not
+    # in the log at the upgrade: its model is unknown, so it joins nothing.
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
     request_id: Mapped[str] = mapped_column(String(64))
     row_index: Mapped[int] = mapped_column(Integer, default=0)
     label: Mapped[Any] = mapped_column(JSON)

@@ -91,6 +91,8 @@ class _PendingLabel:
     due: float  # time.monotonic() at which the label "arrives"
     request_id: str
     label: Any
+    # Named in the feedback: the label may arrive before its prediction is in the log.
+    model: str
 
 
 class DemoTraffic:
@@ -256,7 +258,9 @@ class _Simulator:
         self.stats.ok += 1
         if model == "fraud" and prediction == 1:
             self.stats.fraud_flagged += 1
-        self.labels.append(_PendingLabel(time.monotonic() + self.label_delay, request_id, label))
+        self.labels.append(
+            _PendingLabel(time.monotonic() + self.label_delay, request_id, label, model)
+        )
         if len(self.labels) > MAX_PENDING_LABELS:
             self.labels.popleft()
             self.stats.labels_unposted += 1
@@ -272,7 +276,13 @@ class _Simulator:
                 batch.append(self.labels.popleft())
             body = {
                 "labels": [
-                    {"request_id": item.request_id, "row": 0, "label": item.label} for item in batch
+                    {
+                        "request_id": item.request_id,
+                        "row": 0,
+                        "label": item.label,
+                        "model": item.model,
+                    }
+                    for item in batch
                 ]
             }
             try:

@@ -1,4 +1,11 @@
-"""Labels arrive late and in bulk; each one is kept against its (request id, row)."""
+"""Labels arrive late and in bulk; each one is kept against its (model, request id, row).
+
+A request id is only unique within a model (a caller may choose it, and two models may
+answer the same one), and a token may label only the predictions of models it may use. So a
+label is bound to one model when it is accepted: the model of the logged prediction the
+token may see, or, for a prediction not logged yet, the model the label names or the
+token's only model. It joins that model's prediction and no other.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,43 +31,44 @@ def store_labels(
     """Validate then upsert every label in one transaction; returns (accepted, unmatched).
 
     A label for a prediction that is not in the log yet (still in the writer's buffer, or
-    logged by another worker) is kept: it joins when the prediction lands.
+    logged by another worker) is kept for its model: it joins when the prediction lands.
     """
+    for i, item in enumerate(labels):
+        if item.model is not None and not principal.may_use_model(item.model):
+            raise Forbidden(
+                f"token {principal.name!r} may not label predictions of model {item.model!r}",
+                f"labels[{i}].model",
+            )
     keys = [(item.request_id, item.row) for item in labels]
-    seen: set[tuple[str, int]] = set()
-    for i, key in enumerate(keys):
-        if key in seen:
-            raise InputError("the same prediction is labelled twice", f"labels[{i}]")
-        seen.add(key)
     with sessions.begin() as session:
-        known = models_of(session, keys)
-        classes = _class_labels(session, {model_version for model_version in known.values()})
+        logged = models_of(session, keys)
+        bound: list[tuple[str, str | None]] = []  # (model, version when logged)
         for i, item in enumerate(labels):
-            found = known.get((item.request_id, item.row))
-            if found is None:
-                continue
-            model, version = found
-            if not principal.may_use_model(model):
-                raise Forbidden(
-                    f"token may not label predictions of model {model!r}", f"labels[{i}].request_id"
-                )
-            _check_label(item.label, classes.get((model, version)), f"labels[{i}].label")
+            bound.append(_bind_to_model(item, logged.get(keys[i], []), principal, i))
+        seen: set[tuple[str, str, int]] = set()
+        for i, (model, _version) in enumerate(bound):
+            key = (model, labels[i].request_id, labels[i].row)
+            if key in seen:
+                raise InputError("the same prediction is labelled twice", f"labels[{i}]")
+            seen.add(key)
+        _check_labels(session, labels, bound)
         now = time.time()
         rows = [
             {
+                "model": model,
                 "request_id": item.request_id,
                 "row_index": item.row,
                 "label": item.label,
                 "received_at": now,
                 "source": principal.name,
             }
-            for item in labels
+            for item, (model, _version) in zip(labels, bound, strict=True)
         ]
         dialect = session.get_bind().dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         statement = insert(LabelRow)
         statement = statement.on_conflict_do_update(
-            index_elements=["request_id", "row_index"],
+            index_elements=["model", "request_id", "row_index"],
             set_={
                 "label": statement.excluded.label,
                 "received_at": statement.excluded.received_at,
@@ -68,13 +76,72 @@ def store_labels(
             },
         )
         session.execute(statement, rows)
-    return len(labels), len(labels) - len(known)
+    unmatched = sum(1 for _model, version in bound if version is None)
+    return len(labels), unmatched
 
 
-def _class_labels(
-    session: Session, model_versions: set[tuple[str, str]]
-) -> dict[tuple[str, str], list[Any] | None]:
-    if not model_versions:
+def _bind_to_model(
+    item: LabelIn, logged: list[tuple[str, str]], principal: Principal, i: int
+) -> tuple[str, str | None]:
+    """The model (and version, when logged) this label belongs to.
+
+    Predictions of models the token may not use are never considered: they neither take the
+    label nor make it ambiguous, and the answer does not reveal that they exist.
+    """
+    visible = [
+        (model, version)
+        for model, version in logged
+        if principal.may_use_model(model) and item.model in (None, model)
+    ]
+    if len(visible) == 1:
+        return visible[0]
+    if len(visible) > 1:
+        names = ", ".join(sorted(model for model, _ in visible))
+        raise InputError(
+            f"request id {item.request_id!r} was answered by several models ({names}); "
+            "name the model of the prediction to label",
+            f"labels[{i}].model",
+        )
+    if item.model is not None:
+        return item.model, None
+    if principal.models is not None and len(principal.models) == 1:
+        return next(iter(principal.models)), None
+    raise InputError(
+        f"no prediction {item.request_id!r} row {item.row} is in the log yet; name its model "
+        "so that the label joins that model's prediction only (a request id is unique only "
+        "within a model)",
+        f"labels[{i}].model",
+    )
+
+
+def _check_labels(
+    session: Session, labels: Sequence[LabelIn], bound: Sequence[tuple[str, str | None]]
+) -> None:
+    """A label must fit its prediction's version; a pending one every version of its model."""
+    versions = _versions(session, {model for model, _ in bound})
+    for i, (item, (model, version)) in enumerate(zip(labels, bound, strict=True)):
+        field = f"labels[{i}].label"
+        if item.label is None:
+            raise InputError("a label is required", field)
+        of_model = versions.get(model)
+        if of_model is None:
+            raise InputError(f"no model named {model!r}", f"labels[{i}].model")
+        if version is not None and version in of_model:
+            _check_label(item.label, *of_model[version], field)
+        else:
+            tasks = {task for task, _ in of_model.values()}
+            classes = list(
+                dict.fromkeys(
+                    c for task, cs in of_model.values() if task == "classification" for c in cs
+                )
+            )
+            task = tasks.pop() if len(tasks) == 1 else "regression"
+            _check_label(item.label, task, classes, field)
+
+
+def _versions(session: Session, models: set[str]) -> dict[str, dict[str, tuple[str, list[Any]]]]:
+    """model -> version -> (task, class labels) for every registered version of ``models``."""
+    if not models:
         return {}
     rows = session.execute(
         select(
@@ -84,22 +151,16 @@ def _class_labels(
             ModelVersionRow.class_labels,
         )
         .join(ModelRow, ModelVersionRow.model_id == ModelRow.id)
-        .where(
-            tuple_(ModelRow.name, ModelVersionRow.number).in_(
-                [(name, int(version)) for name, version in model_versions if version.isdigit()]
-            )
-        )
+        .where(ModelRow.name.in_(models))
     ).all()
-    return {
-        (name, str(number)): labels if task == "classification" else None
-        for name, number, task, labels in rows
-    }
+    found: dict[str, dict[str, tuple[str, list[Any]]]] = {}
+    for name, number, task, classes in rows:
+        found.setdefault(name, {})[str(number)] = (task, list(classes or []))
+    return found
 
 
-def _check_label(label: Any, classes: list[Any] | None, field: str) -> None:
-    if label is None:
-        raise InputError("a label is required", field)
-    if classes is None:
+def _check_label(label: Any, task: str, classes: list[Any], field: str) -> None:
+    if task != "classification":
         if isinstance(label, bool) or not isinstance(label, int | float):
             raise InputError(f"a regression label is a number, got {label!r}", field)
         return

@@ -2,7 +2,7 @@
 
 Each query is bounded by what it reads (a request id, a model's time window, a page), and
 served by an index: ``(request_id, row_index)`` for lookups, ``(model, created_at)`` for
-windows, the label table's id for "newest labelled". None scans the log as it grows.
+windows, the label table's (model, id) for "newest labelled". None scans the log as it grows.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import ColumnElement, Row, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.tables import LabelRow, PredictionRow
@@ -25,24 +25,35 @@ MAX_LABEL_PAGES = 25
 PredictionKey = tuple[str, int]
 
 
+def _label_of_prediction() -> ColumnElement[bool]:
+    # A request id is only unique within a model: a label joins its own model's prediction.
+    return (
+        (LabelRow.model == PredictionRow.model)
+        & (LabelRow.request_id == PredictionRow.request_id)
+        & (LabelRow.row_index == PredictionRow.row_index)
+    )
+
+
 def read_predictions(
     sessions: sessionmaker[Session],
     *,
     model: str | None = None,
     request_id: str | None = None,
+    visible_models: frozenset[str] | None = None,
     limit: int = 100,
 ) -> list[PredictionRecord]:
-    """The newest predictions (of a model, or of one request), each with its label if any."""
+    """The newest predictions (of a model, or of one request), each with its label if any;
+    with ``visible_models``, only predictions of those models."""
+    if visible_models is not None and not visible_models:
+        return []
     with sessions() as session:
         query = (
             select(PredictionRow, LabelRow.label)
-            .outerjoin(
-                LabelRow,
-                (LabelRow.request_id == PredictionRow.request_id)
-                & (LabelRow.row_index == PredictionRow.row_index),
-            )
+            .outerjoin(LabelRow, _label_of_prediction())
             .limit(limit)
         )
+        if visible_models is not None:
+            query = query.where(PredictionRow.model.in_(sorted(visible_models)))
         if model is not None:
             # Newest first along the (model, created_at) index: a page costs its own rows.
             query = query.where(PredictionRow.model == model).order_by(
@@ -73,9 +84,10 @@ def read_predictions(
 
 def models_of(
     session: Session, keys: Sequence[PredictionKey]
-) -> dict[PredictionKey, tuple[str, str]]:
-    """(model, version) of each logged prediction among ``keys`` (absent: not logged yet)."""
-    found: dict[PredictionKey, tuple[str, str]] = {}
+) -> dict[PredictionKey, list[tuple[str, str]]]:
+    """(model, version) of every logged prediction among ``keys``: several when models share
+    a request id (absent: not logged yet)."""
+    found: dict[PredictionKey, list[tuple[str, str]]] = {}
     for start in range(0, len(keys), LOOKUP_CHUNK):
         chunk = keys[start : start + LOOKUP_CHUNK]
         rows = session.execute(
@@ -89,7 +101,7 @@ def models_of(
         wanted = set(chunk)
         for request_id, row_index, model, version in rows:
             if (request_id, row_index) in wanted:
-                found[(request_id, row_index)] = (model, version)
+                found.setdefault((request_id, row_index), []).append((model, version))
     return found
 
 
@@ -110,7 +122,10 @@ def newest_labelled(
     routes = tuple(routes)
     with sessions() as session:
         for _page in range(MAX_LABEL_PAGES):
-            query = select(LabelRow.id, LabelRow.request_id, LabelRow.row_index, LabelRow.label)
+            # Along the (model, id) index: a page costs its own labels.
+            query = select(
+                LabelRow.id, LabelRow.request_id, LabelRow.row_index, LabelRow.label
+            ).where(LabelRow.model == model)
             if before is not None:
                 query = query.where(LabelRow.id < before)
             labels = session.execute(query.order_by(LabelRow.id.desc()).limit(LABEL_PAGE)).all()
@@ -183,11 +198,7 @@ def labelled_since(
     with sessions() as session:
         rows = session.execute(
             select(PredictionRow.outputs, LabelRow.label)
-            .join(
-                LabelRow,
-                (LabelRow.request_id == PredictionRow.request_id)
-                & (LabelRow.row_index == PredictionRow.row_index),
-            )
+            .join(LabelRow, _label_of_prediction())
             .where(
                 PredictionRow.model == model,
                 PredictionRow.created_at >= since,

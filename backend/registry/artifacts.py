@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,6 +71,19 @@ class ArtifactStore:
             os.fsync(out.fileno())
         os.replace(temp_name, target)
         return digest
+
+    @contextmanager
+    def staged(self, data: bytes) -> Iterator[Path]:
+        """``data`` in a private file beside the artifacts, removed afterwards: what the
+        model probe loads before the file is accepted (a refused file is never stored)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(dir=self.root, prefix=".probe-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            yield Path(temp_name)
+        finally:
+            Path(temp_name).unlink(missing_ok=True)
 
     def read_verified(self, sha256: str) -> bytes:
         path = self.path_for(sha256)

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sklearn.base import is_classifier, is_regressor
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.db.tables import ModelRow, ModelVersionRow
+from backend.db.tables import AuditEventRow, ModelRow, ModelVersionRow
 from backend.errors import InputError, NotFound, ServeDeckError
 from backend.registry.artifacts import ArtifactStore, detect_format, untrusted_skops_types
-from backend.registry.loaded import LoadedVersion, class_labels_of
+from backend.registry.constraints import typed_constraints
+from backend.registry.loaded import LoadedVersion
+from backend.registry.sandbox import ModelProbe, shared_probe
 from backend.registry.signature import CompiledSignature, infer_signature
 from backend.schemas import (
     FeatureSpec,
@@ -28,6 +30,30 @@ from backend.schemas import (
 
 MAX_VERSION_DIGITS = 9
 MAX_CLASS_NAME_LENGTH = 64
+# Larger files are refused before anything reads them (HTTP bodies are limited lower still).
+MAX_ARTIFACT_BYTES = 2 * 2**30
+
+
+@dataclass(frozen=True)
+class TrustRecord:
+    """Who trusted a pickle to run code in the server, and why: an audit event."""
+
+    actor: str
+    role: str
+    reason: str
+    fmt: str
+    sha256: str
+
+    def audit_event(self, model: str, version: str) -> AuditEventRow:
+        return AuditEventRow(
+            actor=self.actor,
+            role=self.role,
+            model=model,
+            action="trust_pickle",
+            to_version=version,
+            reason=self.reason,
+            details={"artifact_format": self.fmt, "artifact_sha256": self.sha256},
+        )
 
 
 def parse_version(version: str) -> int:
@@ -39,9 +65,15 @@ def parse_version(version: str) -> int:
 
 
 class Registry:
-    def __init__(self, sessions: sessionmaker[Session], store: ArtifactStore):
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: ArtifactStore,
+        probe: ModelProbe = shared_probe,
+    ):
         self.sessions = sessions
         self.store = store
+        self.probe = probe
 
     # ------------------------------------------------------------------ registration
 
@@ -53,16 +85,30 @@ class Registry:
         filename: str,
         validity: ValidityAssets,
         registered_by: str,
+        registered_role: str = "admin",
         signature: Sequence[FeatureSpec] | None = None,
         training_frame: pd.DataFrame | None = None,
         task: str | None = None,
         description: str = "",
         trust_pickle: bool = False,
+        trust_reason: str = "",
         trusted_types: Sequence[str] = (),
         example_input: dict[str, Any] | None = None,
         class_names: Mapping[str, str] | None = None,
     ) -> ModelVersionInfo:
+        """Check, store and number a model file.
+
+        The file is loaded only in the model probe's process (probe.py): a pickle's code, a
+        crash or a memory bomb there never reaches this process. The caller decides who may
+        trust a pickle; here it must come with a reason, recorded in the audit trail.
+        """
         _check_model_name(name)
+        if len(artifact) > MAX_ARTIFACT_BYTES:
+            raise InputError(
+                f"the model file has {len(artifact)} bytes; the limit is {MAX_ARTIFACT_BYTES}",
+                "artifact",
+                status=413,
+            )
         fmt = detect_format(filename, artifact)
         accepted_types: list[str] = []
         if fmt == "skops":
@@ -79,47 +125,55 @@ class Registry:
         elif not trust_pickle:
             raise InputError(
                 f"{fmt} files can run arbitrary code when loaded; save the model with skops, "
-                "or pass --trust-pickle (HTTP: trust_pickle=true) to accept the risk",
+                "or pass --trust-pickle (HTTP: trust_pickle=true) with a reason to accept the "
+                "risk",
                 "artifact",
             )
-
-        digest = self.store.put(artifact)
-        estimator = self.store.load(digest, fmt, accepted_types, registered_by)
-
-        specs = _resolve_signature(estimator, signature, training_frame)
-        compiled = CompiledSignature(specs)
-        resolved_task = _resolve_task(estimator, task)
-        class_labels = class_labels_of(estimator) if resolved_task == "classification" else None
-        names = _class_names(class_labels, class_names)
-        _check_validity_inputs(compiled, validity)
-        example = example_input or validity.end_to_end[0].inputs
-        example = compiled.validate_row(example, "example_input")
-
-        loaded = LoadedVersion(name, "?", estimator, compiled, resolved_task, class_labels)
-        try:
-            loaded.predict([example])
-        except Exception as exc:  # any estimator failure means the artifact is unusable
+        elif not trust_reason.strip():
             raise InputError(
-                f"the model cannot predict on its own example input: {exc}", "artifact"
-            ) from None
+                "trusting a pickle needs a reason (why this file is safe to run), kept in the "
+                "audit trail",
+                "trust_reason",
+            )
 
+        if signature is None and training_frame is not None:
+            signature = infer_signature(training_frame)
+        with self.store.staged(artifact) as staged:
+            facts = self.probe.inspect(
+                staged,
+                fmt,
+                accepted_types,
+                signature=[spec.model_dump(mode="json") for spec in signature]
+                if signature
+                else None,
+                task=task,
+                validity=validity.model_dump(mode="json"),
+                example_input=example_input,
+            )
+        digest = self.store.put(artifact)
+        trust = (
+            None
+            if fmt == "skops"
+            else TrustRecord(registered_by, registered_role, trust_reason.strip(), fmt, digest)
+        )
         for _attempt in range(3):
             try:
                 return self._insert_version(
                     name=name,
-                    task=resolved_task,
+                    task=facts["task"],
                     description=description,
+                    trust=trust,
                     row_values={
                         "artifact_sha256": digest,
                         "artifact_format": fmt,
                         "artifact_size": len(artifact),
                         "trusted_by": registered_by if fmt != "skops" else None,
                         "skops_trusted_types": accepted_types,
-                        "task": resolved_task,
-                        "class_labels": class_labels,
-                        "class_names": names,
-                        "signature": [spec.model_dump() for spec in specs],
-                        "example_input": example,
+                        "task": facts["task"],
+                        "class_labels": facts["class_labels"],
+                        "class_names": _class_names(facts["class_labels"], class_names),
+                        "signature": facts["signature"],
+                        "example_input": facts["example_input"],
                         "validity": validity.model_dump(mode="json"),
                         "description": description,
                         "registered_by": registered_by,
@@ -130,7 +184,13 @@ class Registry:
         raise ServeDeckError("could not allocate a version number; try again", status=503)
 
     def _insert_version(
-        self, *, name: str, task: str, description: str, row_values: dict[str, Any]
+        self,
+        *,
+        name: str,
+        task: str,
+        description: str,
+        trust: TrustRecord | None,
+        row_values: dict[str, Any],
     ) -> ModelVersionInfo:
         with self.sessions.begin() as session:
             model = session.scalar(select(ModelRow).where(ModelRow.name == name))
@@ -153,6 +213,9 @@ class Registry:
             ) + 1
             row = ModelVersionRow(model_id=model.id, number=number, **row_values)
             session.add(row)
+            if trust is not None:
+                # In the registration's transaction: no trusted pickle without its record.
+                session.add(trust.audit_event(name, str(number)))
             session.flush()
             return _version_info(row)
 
@@ -183,6 +246,27 @@ class Registry:
             return LoadedVersion(
                 name, version, estimator, CompiledSignature(specs), row.task, row.class_labels
             )
+
+    def token_constraints(
+        self, models: Sequence[str] | None, constraints: Mapping[str, Sequence[Any]]
+    ) -> dict[str, list[Any]]:
+        """A client token's constraints typed by its models' signatures (those of the
+        serving version, else the newest), refused if one could never apply."""
+        if not constraints:
+            return {}
+        signatures: dict[str, list[FeatureSpec]] = {}
+        with self.sessions() as session:
+            for name in models or ():
+                model = session.scalar(select(ModelRow).where(ModelRow.name == name))
+                if model is None or not model.versions:
+                    raise InputError(
+                        f"no model named {name!r}: constraints are checked against its features",
+                        "models",
+                    )
+                number = int(model.active_version or model.versions[-1].number)
+                row = next(v for v in model.versions if v.number == number)
+                signatures[name] = [FeatureSpec(**spec) for spec in row.signature]
+        return typed_constraints(signatures, constraints)
 
     def serving_states(self) -> dict[str, tuple[str | None, int, dict[str, Any] | None]]:
         """Model name -> (active version, generation, rollout): polled by every worker."""
@@ -226,89 +310,6 @@ def _check_model_name(name: str) -> None:
         )
 
 
-def _resolve_signature(
-    estimator: Any,
-    signature: Sequence[FeatureSpec] | None,
-    training_frame: pd.DataFrame | None,
-) -> list[FeatureSpec]:
-    if signature:
-        specs = list(signature)
-    elif training_frame is not None:
-        specs = infer_signature(training_frame)
-    elif hasattr(estimator, "feature_names_in_"):
-        specs = [FeatureSpec(name=str(n), type="float") for n in estimator.feature_names_in_]
-    else:
-        raise InputError(
-            "no input signature: give one, or a training frame to infer it from", "signature"
-        )
-    names = [spec.name for spec in specs]
-    if len(set(names)) != len(names):
-        raise InputError("feature names must be unique", "signature")
-    expected = getattr(estimator, "feature_names_in_", None)
-    if expected is not None and list(map(str, expected)) != names:
-        raise InputError(
-            f"signature features {names} differ from the model's {list(map(str, expected))}",
-            "signature",
-        )
-    return specs
-
-
-def _resolve_task(estimator: Any, task: str | None) -> str:
-    inferred = (
-        "classification"
-        if is_classifier(estimator)
-        else "regression"
-        if is_regressor(estimator)
-        else None
-    )
-    if task and inferred and task != inferred:
-        raise InputError(f"task {task!r} contradicts the estimator, a {inferred} model", "task")
-    resolved = task or inferred
-    if resolved not in ("classification", "regression"):
-        raise InputError("cannot tell whether this is a classifier or a regressor", "task")
-    return resolved
-
-
-def class_key(label: Any) -> str:
-    """A class label as text, the key class names are given by: "fraud" as it is, 1 as "1"."""
-    return label if isinstance(label, str) else json.dumps(label)
-
-
-def _class_names(
-    class_labels: Sequence[Any] | None, given: Mapping[str, str] | None
-) -> list[str] | None:
-    """The name of every class, in the classes' order (a class without one keeps its label)."""
-    if not given:
-        return None
-    if class_labels is None:
-        raise InputError("only a classifier's classes can be named", "class_names")
-    keys = [class_key(label) for label in class_labels]
-    for key, name in given.items():
-        if key not in keys:
-            raise InputError(
-                f"{key!r} is not one of the model's classes: {', '.join(keys)}",
-                f"class_names.{key}"[:80],
-            )
-        if not name.strip() or len(name) > MAX_CLASS_NAME_LENGTH:
-            raise InputError(
-                f"a class name is 1 to {MAX_CLASS_NAME_LENGTH} characters", f"class_names.{key}"
-            )
-    names = [given.get(key, key).strip() for key in keys]
-    if len(set(names)) != len(names):
-        raise InputError("two classes cannot have the same name", "class_names")
-    return names
-
-
-def _check_validity_inputs(compiled: CompiledSignature, validity: ValidityAssets) -> None:
-    for i, example in enumerate(validity.end_to_end):
-        compiled.validate_row(example.inputs, f"validity.end_to_end[{i}].inputs")
-    for i, labelled in enumerate(validity.confidence_set):
-        compiled.validate_row(labelled.inputs, f"validity.confidence_set[{i}].inputs")
-    low, high = validity.acceptable_range
-    if low > high:
-        raise InputError("the lower bound is above the upper bound", "validity.acceptable_range")
-
-
 def _version_info(row: ModelVersionRow) -> ModelVersionInfo:
     return ModelVersionInfo(
         version=str(row.number),
@@ -341,3 +342,33 @@ def _model_info(model: ModelRow) -> ModelInfo:
         rollout=RolloutState(**model.rollout) if model.rollout else None,
         policy=ServingPolicy(**(model.policy or {})),
     )
+
+
+def class_key(label: Any) -> str:
+    """A class label as text, the key class names are given by: "fraud" as it is, 1 as "1"."""
+    return label if isinstance(label, str) else json.dumps(label)
+
+
+def _class_names(
+    class_labels: Sequence[Any] | None, given: Mapping[str, str] | None
+) -> list[str] | None:
+    """The name of every class, in the classes' order (a class without one keeps its label)."""
+    if not given:
+        return None
+    if class_labels is None:
+        raise InputError("only a classifier's classes can be named", "class_names")
+    keys = [class_key(label) for label in class_labels]
+    for key, name in given.items():
+        if key not in keys:
+            raise InputError(
+                f"{key!r} is not one of the model's classes: {', '.join(keys)}",
+                f"class_names.{key}"[:80],
+            )
+        if not name.strip() or len(name) > MAX_CLASS_NAME_LENGTH:
+            raise InputError(
+                f"a class name is 1 to {MAX_CLASS_NAME_LENGTH} characters", f"class_names.{key}"
+            )
+    names = [given.get(key, key).strip() for key in keys]
+    if len(set(names)) != len(names):
+        raise InputError("two classes cannot have the same name", "class_names")
+    return names

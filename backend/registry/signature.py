@@ -151,6 +151,11 @@ _CHECKER_FACTORIES: dict[str, Callable[[FeatureSpec], Checker]] = {
 }
 
 
+def value_checker(spec: FeatureSpec) -> Checker:
+    """The check (and normalisation) of one value of ``spec``'s feature; raises ValueError."""
+    return _CHECKER_FACTORIES[spec.type](spec)
+
+
 class CompiledSignature:
     """Validates and normalises rows (dicts) in signature order; built once per version."""
 

@@ -293,6 +293,9 @@ class LabelIn(BaseModel):
     request_id: RequestId = Field(min_length=1)
     row: int = Field(default=0, ge=0, le=2**31 - 1)
     label: Any
+    # The model that answered: a request id is only unique within a model. Needed only for a
+    # prediction not in the log yet, unless the token may use one model alone.
+    model: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class FeedbackRequest(BaseModel):

@@ -28,6 +28,7 @@ AuditAction = Literal[
     "abort",
     "policy",
     "metric_alert",
+    "trust_pickle",
 ]
 # Audit actions that change which version answers by default: the deployment history.
 DEPLOYMENT_ACTIONS: tuple[AuditAction, ...] = ("deploy", "rollback", "promote")

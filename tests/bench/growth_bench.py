@@ -113,7 +113,7 @@ def _generate(
     label_share: float,
 ) -> tuple[Rows, Rows]:
     """n_rows prediction rows (COLUMNS order) from start to end, time-ordered request ids as
-    serving makes them, and labels (request_id, row_index, label, received_at, source)."""
+    serving makes them, and labels (model, request_id, row_index, label, received_at, source)."""
     rows: Rows = []
     labels: Rows = []
     step = (end - start) / max(1, n_rows)
@@ -147,7 +147,7 @@ def _generate(
             if rnd.random() < label_share:
                 # The outputs' own answer, wrong one time in ten.
                 label = answer if rnd.random() < 0.9 else 1 - answer
-                labels.append((request_id, index, str(label), t + 60.0, "bench"))
+                labels.append((model, request_id, index, str(label), t + 60.0, "bench"))
         t += step * size
         request += 1
     return rows, labels
@@ -175,7 +175,8 @@ def _pick_window(rnd: random.Random) -> tuple[str, str, str]:
 
 _INSERT_ROWS = f"INSERT INTO predictions ({COLUMNS}) VALUES ({', '.join('?' * 11)})"
 _INSERT_LABELS = (
-    "INSERT INTO labels (request_id, row_index, label, received_at, source) VALUES (?,?,?,?,?)"
+    "INSERT INTO labels (model, request_id, row_index, label, received_at, source) "
+    "VALUES (?,?,?,?,?,?)"
 )
 
 
