@@ -167,9 +167,12 @@ class ApiClient:
             params["model"] = model
         return self._get("/api/v1/audit", AuditPage, params=params).events
 
-    def post_label(self, request_id: str, row: int, label: Any) -> FeedbackResponse:
-        """Record the ground truth of one logged prediction row."""
-        body = FeedbackRequest(labels=[LabelIn(request_id=request_id, row=row, label=label)])
+    def post_label(self, model: str, request_id: str, row: int, label: Any) -> FeedbackResponse:
+        """Record the ground truth of one prediction row of ``model`` (a request id is only
+        unique within a model)."""
+        body = FeedbackRequest(
+            labels=[LabelIn(request_id=request_id, row=row, label=label, model=model)]
+        )
         return self._post("/api/v1/feedback", body, FeedbackResponse)
 
     def live_series(

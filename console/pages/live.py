@@ -516,7 +516,7 @@ class LivePage(Page):
 
         self.call_backend(
             "record-label",
-            lambda client: client.post_label(event.request_id, event.row, label),
+            lambda client: client.post_label(event.model, event.request_id, event.row, label),
             done,
             lambda error: self.label_panel.show_not_recorded(event, describe_error(error)),
         )

@@ -303,7 +303,12 @@ def test_the_live_page_reads_in_names_finds_requests_and_explains_empty_filters(
     labelled = page.filtered.index(toy_rows[-1], 0)
     event = page.table.event_at(page.filtered.mapToSource(labelled).row())
     assert event is not None
-    feedback = {"labels": [{"request_id": event.request_id, "row": event.row, "label": 1}]}
+    # The id is shared with the price model, so the label names its model.
+    feedback = {
+        "labels": [
+            {"request_id": event.request_id, "row": event.row, "label": 1, "model": event.model}
+        ]
+    }
     assert requests.post(
         f"{backend.url}/api/v1/feedback", headers=headers, json=feedback, timeout=10
     ).ok
