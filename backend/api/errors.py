@@ -8,8 +8,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
+from starlette.types import Scope
 
 from backend.errors import ServeDeckError
 from backend.schemas import ErrorBody
@@ -53,6 +56,17 @@ def body_error_response(exc: ValueError, status: int = 422) -> JSONResponse:
     )
 
 
+def allowed_methods(app: Starlette, scope: Scope) -> list[str]:
+    """Every method some route answers at this path (HEAD with GET, as Starlette does)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        match, _child = route.matches({**scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    # The fast path answers POST itself; its FastAPI routes declare it as well.
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServeDeckError)
     async def _servedeck_error(_request: Request, exc: ServeDeckError) -> JSONResponse:
@@ -74,11 +88,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return Response(status_code=499)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         reason = exc.detail if isinstance(exc.detail, str) else "request refused"
         if exc.status_code == 404 and reason == "Not Found":
             reason = "no such endpoint; see /docs for the API"
-        return error_response(exc.status_code, reason)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route matching the path; several
+            # routes may share it (GET and PUT of a rollout): Allow lists them all (RFC 9110).
+            allowed = allowed_methods(request.app, request.scope)
+            headers["Allow"] = ", ".join(allowed)
+            reason = f"method {request.method} not allowed here; allowed: {', '.join(allowed)}"
+        response = error_response(exc.status_code, reason)
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

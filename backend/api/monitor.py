@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -71,8 +70,20 @@ async def _stream(feed: PredictionFeed, model: str | None, position: int) -> Asy
 async def live_series(
     principal: CurrentPrincipal,
     live_stats: CurrentLiveStats,
-    resolution: Annotated[int, Query(description="bucket length in seconds: 1 or 60")] = 1,
-    since: Annotated[float | None, Query(description="only buckets after this time")] = None,
+    resolution: Annotated[
+        int,
+        Query(
+            description="bucket length in seconds: 1 or 60",
+            ge=min(RESOLUTIONS),
+            le=max(RESOLUTIONS),
+            # The declaration says exactly which values are answered, not only their bounds.
+            json_schema_extra={"enum": sorted(RESOLUTIONS)},
+        ),
+    ] = 1,
+    since: Annotated[
+        float | None,
+        Query(description="only buckets after this time (Unix seconds)", allow_inf_nan=False),
+    ] = None,
     model: Annotated[str | None, Query(description="one model (default: all)")] = None,
 ) -> LiveSeries:
     """Requests, latency percentiles, confidence and decisions per bucket.
@@ -83,6 +94,4 @@ async def live_series(
     require(principal, "read_predictions")
     if resolution not in RESOLUTIONS:
         raise InputError(f"must be one of {sorted(RESOLUTIONS)} (seconds)", "resolution")
-    if since is not None and not math.isfinite(since):
-        raise InputError("must be a time in Unix seconds", "since")
     return live_stats.series(resolution, since, model)

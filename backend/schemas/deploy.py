@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from backend.schemas.common import Metric
+from backend.schemas.common import REQUEST_CONFIG, Metric, UtcDateTime
 
 GateName = Literal["artifact_hash", "load", "signature", "end_to_end", "metric"]
 # "forced": a signature gate that failed and was overridden with a reason.
@@ -59,7 +58,7 @@ class GateReport(BaseModel):
     purpose: GatePurpose
     passed: bool
     checked_by: str
-    checked_at: datetime
+    checked_at: UtcDateTime
     gates: list[GateResult]
     end_to_end_checked: int = 0
     end_to_end_mismatches: list[EndToEndMismatch] = Field(default_factory=list)
@@ -75,7 +74,7 @@ class GateReportList(BaseModel):
 
 
 class DeployRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
 
     version: str = Field(min_length=1, max_length=32)
     reason: Reason = Field(min_length=1)
@@ -84,7 +83,7 @@ class DeployRequest(BaseModel):
 
 
 class RollbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
 
     reason: Reason = Field(min_length=1)
     force_signature: bool = False
@@ -96,7 +95,7 @@ class RollbackRequest(BaseModel):
 class ServingPolicy(BaseModel):
     """How the serving version is watched once live."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
 
     # Roll back by itself when the live metric leaves the acceptable range.
     auto_rollback: bool = False
@@ -119,7 +118,7 @@ class PolicyRequest(ServingPolicy):
 class ActionRequest(BaseModel):
     """Pause, resume, promote or abort: only why."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
 
     reason: Reason = ""
 
@@ -127,7 +126,7 @@ class ActionRequest(BaseModel):
 class RolloutChecks(BaseModel):
     """What a rollout step must show before it advances; a failure aborts the rollout."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
 
     max_error_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     # Candidate p99 latency at most this multiple of the active version's.
@@ -137,7 +136,7 @@ class RolloutChecks(BaseModel):
 
 
 class RolloutRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
 
     candidate: str = Field(min_length=1, max_length=32)
     # "shadow" starts with a shadow phase before the canary steps; "canary" starts at them.
@@ -171,8 +170,8 @@ class RolloutState(BaseModel):
     min_samples: int
     checks: RolloutChecks
     started_by: str
-    started_at: datetime
-    step_started_at: datetime
+    started_at: UtcDateTime
+    step_started_at: UtcDateTime
 
     def step_key(self) -> StepKey:
         """Names the current step the same way in every worker and in the database."""
@@ -204,7 +203,7 @@ class RolloutStatus(BaseModel):
 
 class AuditEvent(BaseModel):
     id: int
-    at: datetime
+    at: UtcDateTime
     actor: str
     role: str
     model: str | None
