@@ -73,6 +73,9 @@ def create_app(
         version=__version__,
         description="Serving, rollout and monitoring of machine-learning models.",
         lifespan=lifespan,
+        # A JSON body sent without a Content-Type is read as JSON on every route, as the
+        # predict routes (which parse their own bodies) always did.
+        strict_content_type=False,
     )
     app.state.workspace = workspace
     app.state.serving = serving

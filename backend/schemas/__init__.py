@@ -16,6 +16,7 @@ from backend.schemas.common import (
     REQUEST_CONFIG,
     Metric,
     StorableJson,
+    StorableScalar,
     UtcDateTime,
 )
 
@@ -68,7 +69,7 @@ CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 RequestId = Annotated[str, Field(max_length=64, pattern=PRINTABLE)]
 EntityId = Annotated[str, Field(max_length=MAX_ENTITY_ID, pattern=PRINTABLE)]
 # Allowed input values a client token may be limited to: plain values, compared as such.
-ConstraintValue = str | Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)] | float | bool
+ConstraintValue = StorableScalar
 FeatureType = Literal["float", "int", "bool", "category", "string"]
 Task = Literal["classification", "regression"]
 Role = Literal["admin", "engineer", "support", "client"]

@@ -82,3 +82,5 @@ def _check_json_numbers(value: Any) -> Any:
 # Free-form JSON sent by a client and kept or sent back (labels, examples, defaults, OIP
 # parameters): numbers within what every store and encoder here holds.
 StorableJson = Annotated[Any, AfterValidator(_check_json_numbers)]
+# A plain value compared as such (a token's allowed inputs), with the same number rule.
+StorableScalar = Annotated[str | int | float | bool, AfterValidator(_check_json_numbers)]
