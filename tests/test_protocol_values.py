@@ -80,7 +80,6 @@ def test_record_form_serves_and_logs_after_refusing_huge_numbers(
         ("amount", "FP16", 70000.0, "not a finite number within FP16"),
         ("amount", "FP64", False, "FP64 holds numbers"),
         ("online", "BOOL", 1, "BOOL holds true or false"),
-        ("country", "BYTES", 7, "BYTES holds strings"),
     ],
 )
 def test_oip_refuses_values_their_datatype_does_not_hold(
@@ -123,6 +122,25 @@ def test_oip_accepts_values_within_their_datatype(
         client, "/v2/models/toy/infer", admin_headers, _tensor(name, datatype, [value])
     )
     assert response.status_code == 200, response.text
+
+
+def test_oip_bytes_feature_needs_text(client: TestClient, admin_headers: dict[str, str]) -> None:
+    response = _send(
+        client, "/v2/models/toy/infer", admin_headers, _tensor("country", "BYTES", [7])
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "inputs.rows[0].country"
+
+
+def test_oip_matrix_values_are_checked_by_datatype(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "INT32", "data": [[1, 2.5]]}]}
+    response = _send(client, "/v2/models/price/infer", admin_headers, body)
+    assert response.status_code == 422
+    assert response.json()["field"] == "inputs[0](x).data[1]"
+    body["inputs"][0]["data"] = [[1, 2]]
+    assert _send(client, "/v2/models/price/infer", admin_headers, body).status_code == 200
 
 
 def test_oip_refuses_huge_numbers_in_parameters(
