@@ -223,3 +223,54 @@ def test_empty_request_id_is_echoed_and_logged_under_a_new_one(
         json={"instances": [TOY_ROW], "id": "order-18"},
     )
     assert sent.json()["id"] == sent.json()["request_id"] == "order-18"
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/models/%00", "path"),
+        ("/v2/models/t%00y", "path"),
+        ("/api/v1/audit?model=%00", "model"),
+        ("/api/v1/predictions?limit=5&request_id=a%00", "request_id"),
+        ("/api/v1/models/toy/gate-reports?version=%00", "version"),
+    ],
+)
+def test_nul_in_the_url_is_refused_before_the_store(
+    client: TestClient, admin_headers: dict[str, str], path: str, field: str
+) -> None:
+    # PostgreSQL's text cannot hold NUL: this was a 500 from the store.
+    response = client.get(path, headers=admin_headers)
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("post", "/api/v1/models/toy/deploy", {"version": "1\u0000", "reason": "x"}, "version"),
+        ("post", "/api/v1/models/toy/rollback", {"reason": "a\u0000"}, "reason"),
+        (
+            "put",
+            "/api/v1/models/toy/rollout",
+            {"candidate": "\u0000", "mode": "canary"},
+            "candidate",
+        ),
+        ("post", "/api/v1/feedback", {"labels": [{"request_id": "r", "label": "\u0000"}]}, None),
+        ("post", "/api/v1/tokens", {"name": "n", "role": "client", "models": ["\u0000"]}, "models"),
+        ("post", "/v1/models/toy:predict", {"instances": [{**TOY_ROW, "note": "\u0000"}]}, None),
+    ],
+)
+def test_nul_in_a_body_is_refused_before_the_store(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    field: str | None,
+) -> None:
+    response = client.request(method, path, headers=admin_headers, json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert "NUL" in error["reason"]
+    if field is not None:
+        assert error["field"] == field

@@ -16,6 +16,7 @@ from backend.api.errors import install_error_handlers
 from backend.api.fast_path import PredictionFastPath
 from backend.api.limits import BodySizeLimit, InFlightCounter
 from backend.api.openapi import install_hand_parsed_schemas
+from backend.api.url_text import RefuseNulInUrl
 from backend.deploy.controller import RolloutController
 from backend.monitoring.feed import PredictionFeed
 from backend.monitoring.live_stats import LiveStats
@@ -87,6 +88,7 @@ def create_app(
     app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(InFlightCounter, crowd=crowd)
+    app.add_middleware(RefuseNulInUrl)
     app.include_router(oip.router)
     app.include_router(records.router)
     app.include_router(manage.router)

@@ -138,6 +138,9 @@ def _string_checker(_spec: FeatureSpec) -> Checker:
             raise ValueError(f"expected a string, got {_describe(value)}")
         if len(value) > 10_000:
             raise ValueError("string longer than 10000 characters")
+        if "\x00" in value:
+            # The log keeps every feature, and PostgreSQL's text cannot hold NUL.
+            raise ValueError("text may not contain the NUL character (\\u0000)")
         return value
 
     return check

@@ -15,6 +15,7 @@ from backend.schemas.common import (
     INT64_MIN,
     REQUEST_CONFIG,
     Metric,
+    RequestBody,
     StorableJson,
     StorableScalar,
     UtcDateTime,
@@ -87,9 +88,7 @@ class ErrorBody(BaseModel):
 # ---------------------------------------------------------------- signatures and validity
 
 
-class FeatureSpec(BaseModel):
-    model_config = REQUEST_CONFIG
-
+class FeatureSpec(RequestBody):
     name: str = Field(min_length=1, max_length=128)
     type: FeatureType
     required: bool = True
@@ -116,10 +115,8 @@ class LabelledExample(BaseModel):
     label: StorableJson
 
 
-class ValidityAssets(BaseModel):
+class ValidityAssets(RequestBody):
     """What a deployment gate checks before a version may serve."""
-
-    model_config = REQUEST_CONFIG
 
     end_to_end: list[EndToEndExample] = Field(min_length=1)
     confidence_set: list[LabelledExample] = Field(min_length=1)
@@ -308,17 +305,13 @@ class RecordPredictResponse(BaseModel):
 # ---------------------------------------------------------------- feedback
 
 
-class LabelIn(BaseModel):
-    model_config = REQUEST_CONFIG
-
+class LabelIn(RequestBody):
     request_id: RequestId = Field(min_length=1)
     row: int = Field(default=0, ge=0, le=2**31 - 1)
     label: StorableJson
 
 
-class FeedbackRequest(BaseModel):
-    model_config = REQUEST_CONFIG
-
+class FeedbackRequest(RequestBody):
     labels: list[LabelIn] = Field(min_length=1, max_length=100_000)
 
 
@@ -331,9 +324,7 @@ class FeedbackResponse(BaseModel):
 # ---------------------------------------------------------------- tokens
 
 
-class TokenCreate(BaseModel):
-    model_config = REQUEST_CONFIG
-
+class TokenCreate(RequestBody):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
     role: Role
     models: list[str] | None = None

@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
 
 Metric = Literal[
     "accuracy",
@@ -40,6 +40,37 @@ UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 # Request bodies: JSON parsers here accept NaN, Infinity and 1e400 (read as infinity) for a
 # float field; none of them is a value anyone means, and none can be stored or sent back.
 REQUEST_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# PostgreSQL's text cannot hold NUL: a request carrying one must be refused, not fail in the store.
+NUL = "\x00"
+
+
+def refuse_nul(value: Any) -> Any:
+    """Raise ValueError if a string in ``value`` (nested in lists and dicts too) holds NUL."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if NUL in item:
+                raise ValueError("text may not contain the NUL character (\\u0000)")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return value
+
+
+class RequestBody(BaseModel):
+    """A request body kept or compared in the store: no unknown fields, NaN, infinity or NUL."""
+
+    model_config = REQUEST_CONFIG
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        return refuse_nul(value)
 
 
 def shown_number(value: int | float) -> str:

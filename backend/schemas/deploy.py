@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from backend.schemas.common import REQUEST_CONFIG, Metric, UtcDateTime
+from backend.schemas.common import Metric, RequestBody, UtcDateTime
 
 GateName = Literal["artifact_hash", "load", "signature", "end_to_end", "metric"]
 # "forced": a signature gate that failed and was overridden with a reason.
@@ -73,18 +73,14 @@ class GateReportList(BaseModel):
     reports: list[GateReport]
 
 
-class DeployRequest(BaseModel):
-    model_config = REQUEST_CONFIG
-
+class DeployRequest(RequestBody):
     version: str = Field(min_length=1, max_length=32)
     reason: Reason = Field(min_length=1)
     # Accept a signature that breaks today's callers; the reason is recorded with the report.
     force_signature: bool = False
 
 
-class RollbackRequest(BaseModel):
-    model_config = REQUEST_CONFIG
-
+class RollbackRequest(RequestBody):
     reason: Reason = Field(min_length=1)
     force_signature: bool = False
     # The version the caller saw serving: if another rollback got there first, this one is
@@ -92,10 +88,8 @@ class RollbackRequest(BaseModel):
     from_version: str | None = Field(default=None, max_length=32)
 
 
-class ServingPolicy(BaseModel):
+class ServingPolicy(RequestBody):
     """How the serving version is watched once live."""
-
-    model_config = REQUEST_CONFIG
 
     # Roll back by itself when the live metric leaves the acceptable range.
     auto_rollback: bool = False
@@ -115,18 +109,14 @@ class PolicyRequest(ServingPolicy):
     reason: Reason = ""
 
 
-class ActionRequest(BaseModel):
+class ActionRequest(RequestBody):
     """Pause, resume, promote or abort: only why."""
-
-    model_config = REQUEST_CONFIG
 
     reason: Reason = ""
 
 
-class RolloutChecks(BaseModel):
+class RolloutChecks(RequestBody):
     """What a rollout step must show before it advances; a failure aborts the rollout."""
-
-    model_config = REQUEST_CONFIG
 
     max_error_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     # Candidate p99 latency at most this multiple of the active version's.
@@ -135,9 +125,7 @@ class RolloutChecks(BaseModel):
     min_agreement: float = Field(default=0.9, ge=0.0, le=1.0)
 
 
-class RolloutRequest(BaseModel):
-    model_config = REQUEST_CONFIG
-
+class RolloutRequest(RequestBody):
     candidate: str = Field(min_length=1, max_length=32)
     # "shadow" starts with a shadow phase before the canary steps; "canary" starts at them.
     mode: RolloutMode

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from backend.schemas.common import REQUEST_CONFIG, UtcDateTime
+from backend.schemas.common import RequestBody, UtcDateTime
 
 AlertKind = Literal["live_metric"]
 AlertSeverity = Literal["warning", "critical"]
@@ -42,7 +42,5 @@ class AlertList(BaseModel):
     alerts: list[Alert]
 
 
-class AcknowledgeRequest(BaseModel):
-    model_config = REQUEST_CONFIG
-
+class AcknowledgeRequest(RequestBody):
     note: str = Field(default="", max_length=2000, description="what you are doing about it")
