@@ -127,8 +127,8 @@ def install_error_handlers(app: FastAPI) -> None:
             reason = "no such endpoint; see /docs for the API"
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            # Starlette names only the methods of the first route matching the path; several
-            # routes may share it (GET and PUT of a rollout): Allow lists them all (RFC 9110).
+            # RFC 9110: a 405 says what is allowed. FastAPI's included routers leave Starlette's
+            # Allow empty, and one path may have several routes (GET and PUT of a rollout).
             allowed = allowed_methods(request.app, request.url.path)
             headers["Allow"] = ", ".join(allowed)
             reason = f"method {request.method} not allowed here; allowed: {', '.join(allowed)}"
