@@ -22,7 +22,7 @@ from backend.workspace import Workspace
 from tests.helpers import ServerProcess, prepare_toy_data_dir, start_server
 
 # Bounded so that the whole run stays within about two minutes on two cores.
-EXAMPLES_PER_OPERATION = 12
+EXAMPLES_PER_OPERATION = 25
 EVENT_STREAMS = r"^/api/v1/events/"
 
 

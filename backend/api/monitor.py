@@ -24,6 +24,8 @@ KEEPALIVE_S = 15.0
 # Events are gathered this long before being sent: at hundreds of predictions per second a
 # message per prediction would cost the console more than the predictions themselves.
 BATCH_WINDOW_S = 0.1
+# 2**40 s is about the year 36800: later than any time a client means.
+MAX_UNIX_SECONDS = float(2**40)
 
 
 @router.get(
@@ -82,7 +84,13 @@ async def live_series(
     ] = 1,
     since: Annotated[
         float | None,
-        Query(description="only buckets after this time (Unix seconds)", allow_inf_nan=False),
+        Query(
+            description="only buckets after this time (Unix seconds)",
+            allow_inf_nan=False,
+            # Any real time lies between; beyond, bucket arithmetic leaves 64-bit integers.
+            ge=0,
+            le=MAX_UNIX_SECONDS,
+        ),
     ] = None,
     model: Annotated[str | None, Query(description="one model (default: all)")] = None,
 ) -> LiveSeries:
