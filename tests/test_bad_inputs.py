@@ -67,7 +67,7 @@ def test_record_form_rejects(
 
 
 OIP_CASES = [
-    (_tensor("amount", "FP64", ["a"]), 422, "inputs.rows[0].amount", "expected a number"),
+    (_tensor("amount", "FP64", ["a"]), 422, "inputs[0](amount).data[0]", "FP64 holds numbers"),
     (_tensor("amount", "BYTES", ["a"]), 422, "inputs[0](amount).datatype", "use FP64"),
     (_tensor("amount", "FP64", [1.0, 2.0], [1]), 400, "inputs[0](amount).data", "needs 1 values"),
     (_tensor("amount", "FP64", [1.0, 2.0]), 400, "inputs[1](count).shape", "earlier inputs"),

@@ -17,6 +17,7 @@ from backend.api.fast_path import PredictionFastPath
 from backend.api.limits import BodySizeLimit, InFlightCounter
 from backend.api.openapi import install_hand_parsed_schemas
 from backend.api.refusals import RefusalCounter
+from backend.api.url_text import RefuseNulInUrl
 from backend.deploy.controller import RolloutController
 from backend.monitoring.feed import PredictionFeed
 from backend.monitoring.live_stats import LiveStats
@@ -74,6 +75,9 @@ def create_app(
         version=__version__,
         description="Serving, rollout and monitoring of machine-learning models.",
         lifespan=lifespan,
+        # A JSON body sent without a Content-Type is read as JSON on every route, as the
+        # predict routes (which parse their own bodies) always did.
+        strict_content_type=False,
     )
     app.state.workspace = workspace
     app.state.serving = serving
@@ -85,6 +89,7 @@ def create_app(
     app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(InFlightCounter, crowd=crowd)
+    app.add_middleware(RefuseNulInUrl)
     # Outermost, so it sees every refusal, the size limit's included.
     app.add_middleware(RefusalCounter, live_stats=live_stats, state=state)
     app.include_router(oip.router)

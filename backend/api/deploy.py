@@ -31,19 +31,30 @@ from backend.schemas import (
     RolloutStatus,
     ServingPolicy,
 )
+from backend.schemas.common import INT64_MAX
 from backend.serving.service import ServingService
 
 router = APIRouter(prefix="/api/v1", tags=["Deployments"], responses=ERRORS)
 
 
 class DeploymentRefused(ErrorBody):
-    """409 when a version fails its gates: the usual error, plus the whole report."""
+    """409 of a change that runs the gates: the usual error, plus the whole report when a
+    gate refused the version. Other conflicts (the version already serves, a rollout runs,
+    the model changed meanwhile) ran no gate and carry no report."""
 
-    gate_report: GateReport
+    gate_report: GateReport | None = None
 
 
-REFUSED: dict[int | str, dict[str, Any]] = {
-    409: {"model": DeploymentRefused, "description": "refused: a gate failed, or a conflict"}
+# Deploy, rollback and starting a rollout run the gates; a refusal carries their report.
+GATED: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": DeploymentRefused,
+        "description": "refused: a gate failed (gate_report says which), or a conflict",
+    }
+}
+# Pause, resume, promote and abort run no gate: a conflict is the usual error only.
+UNGATED: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "conflict: no rollout runs, or it is already so"}
 }
 OptionalAction = Annotated[ActionRequest | None, Body()]
 
@@ -54,7 +65,7 @@ async def _apply(serving: ServingService, change: Callable[[], DeploymentState])
     return state
 
 
-@router.post("/models/{name}/deploy", response_model=DeploymentState, responses=REFUSED)
+@router.post("/models/{name}/deploy", response_model=DeploymentState, responses=GATED)
 async def deploy(
     name: str,
     body: DeployRequest,
@@ -72,7 +83,7 @@ async def deploy(
     )
 
 
-@router.post("/models/{name}/rollback", response_model=DeploymentState, responses=REFUSED)
+@router.post("/models/{name}/rollback", response_model=DeploymentState, responses=GATED)
 async def rollback(
     name: str,
     body: RollbackRequest,
@@ -90,7 +101,7 @@ async def rollback(
     )
 
 
-@router.put("/models/{name}/rollout", response_model=DeploymentState, responses=REFUSED)
+@router.put("/models/{name}/rollout", response_model=DeploymentState, responses=GATED)
 async def start_rollout(
     name: str,
     body: RolloutRequest,
@@ -128,7 +139,7 @@ def _rollout_action(action: str, summary: str) -> None:
     router.post(
         f"/models/{{name}}/rollout/{action}",
         response_model=DeploymentState,
-        responses=REFUSED,
+        responses=UNGATED,
         summary=summary,
     )(handler)
 
@@ -166,7 +177,7 @@ def audit(
     workspace: CurrentWorkspace,
     principal: CurrentPrincipal,
     model: str | None = None,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     """The audit trail, newest first; page back with before_id."""

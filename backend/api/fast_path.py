@@ -67,7 +67,7 @@ class PredictionFastPath:
             principal = await resolve_principal(self.tokens, request.headers.get("authorization"))
             response = await handler(request, self.serving, principal, path)
         except ServeDeckError as exc:
-            response = error_response(exc.status, exc.reason, exc.field)
+            response = error_response(exc.status, exc.reason, exc.field, exc.details)
         except ClientDisconnect:
             return  # the client hung up: nobody to answer
         await response(scope, receive, send)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from backend import __version__
 from backend.api.deps import CurrentPrincipal, CurrentWorkspace
@@ -26,14 +26,13 @@ from backend.schemas import (
     ValidityAssets,
     WhoAmI,
 )
+from backend.schemas.common import RequestBody
 
 router = APIRouter(prefix="/api/v1", tags=["Management"], responses=ERRORS)
 
 
-class RegistrationMetadata(BaseModel):
+class RegistrationMetadata(RequestBody):
     """The JSON 'metadata' part of a multipart registration."""
-
-    model_config = ConfigDict(extra="forbid")
 
     validity: ValidityAssets
     signature: list[FeatureSpec] | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -25,6 +24,8 @@ KEEPALIVE_S = 15.0
 # Events are gathered this long before being sent: at hundreds of predictions per second a
 # message per prediction would cost the console more than the predictions themselves.
 BATCH_WINDOW_S = 0.1
+# 2**40 s is about the year 36800: later than any time a client means.
+MAX_UNIX_SECONDS = float(2**40)
 
 
 def visible_model(principal: Principal, model: str | None) -> str | None:
@@ -84,8 +85,26 @@ async def _stream(feed: PredictionFeed, model: str | None, position: int) -> Asy
 async def live_series(
     principal: CurrentPrincipal,
     live_stats: CurrentLiveStats,
-    resolution: Annotated[int, Query(description="bucket length in seconds: 1 or 60")] = 1,
-    since: Annotated[float | None, Query(description="only buckets after this time")] = None,
+    resolution: Annotated[
+        int,
+        Query(
+            description="bucket length in seconds: 1 or 60",
+            ge=min(RESOLUTIONS),
+            le=max(RESOLUTIONS),
+            # The declaration says exactly which values are answered, not only their bounds.
+            json_schema_extra={"enum": sorted(RESOLUTIONS)},
+        ),
+    ] = 1,
+    since: Annotated[
+        float | None,
+        Query(
+            description="only buckets after this time (Unix seconds)",
+            allow_inf_nan=False,
+            # Any real time lies between; beyond, bucket arithmetic leaves 64-bit integers.
+            ge=0,
+            le=MAX_UNIX_SECONDS,
+        ),
+    ] = None,
     model: Annotated[str | None, Query(description="one model (default: all)")] = None,
     version: Annotated[
         str | None, Query(description="one version of the model (default: all)", max_length=32)
@@ -99,8 +118,6 @@ async def live_series(
     model = visible_model(principal, model)
     if resolution not in RESOLUTIONS:
         raise InputError(f"must be one of {sorted(RESOLUTIONS)} (seconds)", "resolution")
-    if since is not None and not math.isfinite(since):
-        raise InputError("must be a time in Unix seconds", "since")
     if version is not None and model is None:
         raise InputError("a version belongs to a model: give the model too", "version")
     return live_stats.series(resolution, since, model, version=version)

@@ -145,7 +145,8 @@ async def run_infer(
     payload = {
         "model_name": name,
         "model_version": result.version,
-        "id": result.request_id,
+        # The client's id as sent, even "" (the spec echoes it); the log's id is a parameter.
+        "id": infer.id if infer.id is not None else result.request_id,
         "parameters": {
             "serving_version": result.version,
             "request_id": result.request_id,

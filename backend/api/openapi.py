@@ -40,7 +40,26 @@ def install_hand_parsed_schemas(app: FastAPI) -> None:
                 for name, definition in schema.pop("$defs", {}).items():
                     schemas.setdefault(name, definition)
                 schemas.setdefault(model.__name__, schema)
+            _declare_no_nul(document)
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# JSON Schema's spelling of "any text without NUL" (ECMA 262 regex).
+NO_NUL = "^[^\\u0000]*$"
+
+
+def _declare_no_nul(document: dict[str, Any]) -> None:
+    """Every text of a request is refused with NUL in it (PostgreSQL cannot store it; see
+    url_text and schemas.RequestBody): say so on every string the document describes."""
+    stack: list[Any] = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("type") == "string" and "pattern" not in item and "format" not in item:
+                item["pattern"] = NO_NUL
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)

@@ -70,6 +70,7 @@ async def predict_records(
         "model_name": name,
         "model_version": result.version,
         "request_id": result.request_id,
+        "id": body.id,
         "route": result.route,
         "predictions": predictions,
     }

@@ -10,6 +10,7 @@ import pandas as pd
 
 from backend.errors import InputError
 from backend.schemas import FeatureSpec
+from backend.schemas.common import INT64_MAX, INT64_MIN, shown_number
 
 # A column with at most this many distinct text values is a category, otherwise free text.
 MAX_INFERRED_CATEGORIES = 64
@@ -88,14 +89,21 @@ def _number(value: Any, integral: bool, kind: str) -> int | float:
     # bool is an int subclass in Python; a JSON true is not a number to a model.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected {kind}, got {_describe(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
     if integral:
         if isinstance(value, float):
             if not value.is_integer():
                 raise ValueError(f"expected an integer, got {value!r}")
-            return int(value)
+            value = int(value)
+        # Models, the log and its stores hold 64-bit integers: a larger one is no count
+        # anyone has, and failed only when the answered prediction was logged.
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"{shown_number(value)} is beyond the 64-bit integer range")
         return value
-    if not math.isfinite(value):
-        raise ValueError(f"{value!r} is not a finite number")
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        # float() of it would round (or overflow past 1e308): refuse as an int feature does.
+        raise ValueError(f"{shown_number(value)} is beyond the 64-bit integer range")
     return float(value)
 
 
@@ -130,6 +138,9 @@ def _string_checker(_spec: FeatureSpec) -> Checker:
             raise ValueError(f"expected a string, got {_describe(value)}")
         if len(value) > 10_000:
             raise ValueError("string longer than 10000 characters")
+        if "\x00" in value:
+            # The log keeps every feature, and PostgreSQL's text cannot hold NUL.
+            raise ValueError("text may not contain the NUL character (\\u0000)")
         return value
 
     return check

@@ -6,12 +6,20 @@ Plain pydantic types only; FastAPI publishes them as OpenAPI at /openapi.json.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.schemas.common import Metric
+from backend.schemas.common import (
+    INT64_MAX,
+    INT64_MIN,
+    REQUEST_CONFIG,
+    Metric,
+    RequestBody,
+    StorableJson,
+    StorableScalar,
+    UtcDateTime,
+)
 
 # Deployment and monitoring types are defined in their own modules and exported from here.
 from backend.schemas.deploy import (
@@ -62,7 +70,7 @@ CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 RequestId = Annotated[str, Field(max_length=64, pattern=PRINTABLE)]
 EntityId = Annotated[str, Field(max_length=MAX_ENTITY_ID, pattern=PRINTABLE)]
 # Allowed input values a client token may be limited to: plain values, compared as such.
-ConstraintValue = str | int | float | bool
+ConstraintValue = StorableScalar
 FeatureType = Literal["float", "int", "bool", "category", "string"]
 Task = Literal["classification", "regression"]
 Role = Literal["admin", "engineer", "support", "client"]
@@ -80,13 +88,11 @@ class ErrorBody(BaseModel):
 # ---------------------------------------------------------------- signatures and validity
 
 
-class FeatureSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FeatureSpec(RequestBody):
     name: str = Field(min_length=1, max_length=128)
     type: FeatureType
     required: bool = True
-    default: Any = None
+    default: StorableJson = None
     min: float | None = None
     max: float | None = None
     categories: list[str] | None = None
@@ -96,19 +102,21 @@ class FeatureSpec(BaseModel):
 class EndToEndExample(BaseModel):
     """An input and the exact output the version must produce for it."""
 
-    inputs: dict[str, Any]
-    expected: Any
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    inputs: dict[str, StorableJson]
+    expected: StorableJson
 
 
 class LabelledExample(BaseModel):
-    inputs: dict[str, Any]
-    label: Any
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    inputs: dict[str, StorableJson]
+    label: StorableJson
 
 
-class ValidityAssets(BaseModel):
+class ValidityAssets(RequestBody):
     """What a deployment gate checks before a version may serve."""
-
-    model_config = ConfigDict(extra="forbid")
 
     end_to_end: list[EndToEndExample] = Field(min_length=1)
     confidence_set: list[LabelledExample] = Field(min_length=1)
@@ -136,7 +144,7 @@ class ModelVersionInfo(BaseModel):
     artifact_size: int
     trusted_by: str | None
     registered_by: str
-    registered_at: datetime
+    registered_at: UtcDateTime
     description: str = ""
 
 
@@ -146,7 +154,7 @@ class ModelInfo(BaseModel):
     description: str
     active_version: str | None
     latest_version: str | None
-    created_at: datetime
+    created_at: UtcDateTime
     versions: list[ModelVersionInfo] = Field(default_factory=list)
     rollout: RolloutState | None = None
     policy: ServingPolicy = Field(default_factory=ServingPolicy)
@@ -222,22 +230,30 @@ class ModelReadyResponse(BaseModel):
 
 
 class RequestInput(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     name: str
-    shape: list[int]
+    shape: list[Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]]
     datatype: str
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, StorableJson] | None = None
+    # Each value is checked against the datatype (and the feature's signature) on decoding,
+    # once, instead of here too: this list is the bulk of every request.
     data: list[Any]
 
 
 class RequestOutput(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     name: str
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, StorableJson] | None = None
 
 
 class InferRequest(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     # The request id is stored with every logged row (64 characters at most there).
     id: RequestId | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, StorableJson] | None = None
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = None
 
@@ -262,8 +278,10 @@ class InferResponse(BaseModel):
 
 
 class RecordPredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
 
+    # Every value is checked against the model's signature (which refuses out-of-range
+    # numbers) before anything is predicted: not twice, this is the hot path.
     instances: list[dict[str, Any]] = Field(min_length=1)
     entity_id: EntityId | None = None
     # One entity per instance, when a batch spans several entities.
@@ -279,7 +297,10 @@ class RecordPrediction(BaseModel):
 class RecordPredictResponse(BaseModel):
     model_name: str
     model_version: str
+    # The id the log holds (label with it): the client's id, or a new one if it sent none.
     request_id: str
+    # The client's id exactly as sent (null if none): an empty id is logged under a new one.
+    id: str | None = None
     route: str
     predictions: list[RecordPrediction]
 
@@ -287,20 +308,16 @@ class RecordPredictResponse(BaseModel):
 # ---------------------------------------------------------------- feedback
 
 
-class LabelIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class LabelIn(RequestBody):
     request_id: RequestId = Field(min_length=1)
     row: int = Field(default=0, ge=0, le=2**31 - 1)
-    label: Any
+    label: StorableJson
     # The model that answered: a request id is only unique within a model. Needed only for a
     # prediction not in the log yet, unless the token may use one model alone.
     model: str | None = Field(default=None, min_length=1, max_length=128)
 
 
-class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FeedbackRequest(RequestBody):
     labels: list[LabelIn] = Field(min_length=1, max_length=100_000)
 
 
@@ -313,9 +330,7 @@ class FeedbackResponse(BaseModel):
 # ---------------------------------------------------------------- tokens
 
 
-class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TokenCreate(RequestBody):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
     role: Role
     models: list[str] | None = None
@@ -328,7 +343,7 @@ class TokenInfo(BaseModel):
     role: Role
     models: list[str] | None
     constraints: dict[str, list[ConstraintValue]]
-    created_at: datetime
+    created_at: UtcDateTime
     revoked: bool
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from backend.schemas.common import Metric
+from backend.schemas.common import Metric, RequestBody, UtcDateTime
 
 GateName = Literal["artifact_hash", "load", "signature", "end_to_end", "metric"]
 # "forced": a signature gate that failed and was overridden with a reason.
@@ -60,7 +59,7 @@ class GateReport(BaseModel):
     purpose: GatePurpose
     passed: bool
     checked_by: str
-    checked_at: datetime
+    checked_at: UtcDateTime
     gates: list[GateResult]
     end_to_end_checked: int = 0
     end_to_end_mismatches: list[EndToEndMismatch] = Field(default_factory=list)
@@ -75,18 +74,14 @@ class GateReportList(BaseModel):
     reports: list[GateReport]
 
 
-class DeployRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DeployRequest(RequestBody):
     version: str = Field(min_length=1, max_length=32)
     reason: Reason = Field(min_length=1)
     # Accept a signature that breaks today's callers; the reason is recorded with the report.
     force_signature: bool = False
 
 
-class RollbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RollbackRequest(RequestBody):
     reason: Reason = Field(min_length=1)
     force_signature: bool = False
     # The version the caller saw serving: if another rollback got there first, this one is
@@ -94,10 +89,8 @@ class RollbackRequest(BaseModel):
     from_version: str | None = Field(default=None, max_length=32)
 
 
-class ServingPolicy(BaseModel):
+class ServingPolicy(RequestBody):
     """How the serving version is watched once live."""
-
-    model_config = ConfigDict(extra="forbid")
 
     # Roll back by itself when the live metric leaves the acceptable range.
     auto_rollback: bool = False
@@ -117,18 +110,14 @@ class PolicyRequest(ServingPolicy):
     reason: Reason = ""
 
 
-class ActionRequest(BaseModel):
+class ActionRequest(RequestBody):
     """Pause, resume, promote or abort: only why."""
-
-    model_config = ConfigDict(extra="forbid")
 
     reason: Reason = ""
 
 
-class RolloutChecks(BaseModel):
+class RolloutChecks(RequestBody):
     """What a rollout step must show before it advances; a failure aborts the rollout."""
-
-    model_config = ConfigDict(extra="forbid")
 
     max_error_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     # Candidate p99 latency at most this multiple of the active version's.
@@ -137,9 +126,7 @@ class RolloutChecks(BaseModel):
     min_agreement: float = Field(default=0.9, ge=0.0, le=1.0)
 
 
-class RolloutRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RolloutRequest(RequestBody):
     candidate: str = Field(min_length=1, max_length=32)
     # "shadow" starts with a shadow phase before the canary steps; "canary" starts at them.
     mode: RolloutMode
@@ -172,8 +159,8 @@ class RolloutState(BaseModel):
     min_samples: int
     checks: RolloutChecks
     started_by: str
-    started_at: datetime
-    step_started_at: datetime
+    started_at: UtcDateTime
+    step_started_at: UtcDateTime
 
     def step_key(self) -> StepKey:
         """Names the current step the same way in every worker and in the database."""
@@ -205,7 +192,7 @@ class RolloutStatus(BaseModel):
 
 class AuditEvent(BaseModel):
     id: int
-    at: datetime
+    at: UtcDateTime
     actor: str
     role: str
     model: str | None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from backend.schemas.common import RequestBody, UtcDateTime
 
 AlertKind = Literal["live_metric"]
 AlertSeverity = Literal["warning", "critical"]
@@ -29,11 +30,11 @@ class Alert(BaseModel):
     # Plain words for someone who is not a statistician: what it means and what to do.
     explanation: str
     details: dict[str, Any] = Field(default_factory=dict)
-    raised_at: datetime
+    raised_at: UtcDateTime
     acknowledged_by: str | None = None
-    acknowledged_at: datetime | None = None
+    acknowledged_at: UtcDateTime | None = None
     acknowledgement: str = ""
-    resolved_at: datetime | None = None
+    resolved_at: UtcDateTime | None = None
     resolution: str = ""
 
 
@@ -41,7 +42,5 @@ class AlertList(BaseModel):
     alerts: list[Alert]
 
 
-class AcknowledgeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AcknowledgeRequest(RequestBody):
     note: str = Field(default="", max_length=2000, description="what you are doing about it")

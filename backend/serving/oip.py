@@ -16,6 +16,7 @@ from backend.schemas import (
     RequestInput,
     TensorMetadata,
 )
+from backend.schemas.common import shown_number
 
 KNOWN_DATATYPES: frozenset[str] = frozenset(get_args(OipDatatype))
 _INTEGER_DATATYPES = frozenset(d for d in KNOWN_DATATYPES if "INT" in d)
@@ -26,6 +27,19 @@ _ALLOWED_DATATYPES: dict[str, frozenset[str]] = {
     "bool": frozenset({"BOOL"}),
     "category": frozenset({"BYTES"}),
     "string": frozenset({"BYTES"}),
+}
+
+
+# The values each integer datatype holds (the OIP datatypes are those of Triton / numpy).
+_INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    **{f"INT{bits}": (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) for bits in (8, 16, 32, 64)},
+    **{f"UINT{bits}": (0, 2**bits - 1) for bits in (8, 16, 32, 64)},
+}
+# The largest finite magnitude of each float datatype.
+_FLOAT_LIMITS: dict[str, float] = {
+    "FP16": 65504.0,
+    "FP32": 3.4028234663852886e38,
+    "FP64": 1.7976931348623157e308,
 }
 
 
@@ -61,6 +75,51 @@ def _check_tensor(tensor: RequestInput, where: str) -> list[Any]:
             f"{where}.data",
             status=400,
         )
+    return _check_values(flat, tensor.datatype, f"{where}.data")
+
+
+def _check_values(flat: list[Any], datatype: str, where: str) -> list[Any]:
+    """Every value must be one the datatype holds: a tensor says what it carries, and a 38.81
+    in an INT64 tensor is a client bug to report, not a float to pass on."""
+    if datatype == "BOOL":
+        for i, value in enumerate(flat):
+            if not isinstance(value, bool):
+                raise InputError(f"BOOL holds true or false, got {value!r:.40}", f"{where}[{i}]")
+        return flat
+    if datatype == "BYTES":
+        # Per feature, BYTES carries only text features, whose signature check wants strings;
+        # a 2-D BYTES tensor is the documented way to send a mixed row as plain JSON values,
+        # each checked against its feature's signature.
+        return flat
+    if datatype in _INTEGER_RANGES:
+        low, high = _INTEGER_RANGES[datatype]
+        for i, value in enumerate(flat):
+            if type(value) is not int:
+                if not isinstance(value, float) or isinstance(value, bool):
+                    raise InputError(
+                        f"{datatype} holds integers, got {value!r:.40}", f"{where}[{i}]"
+                    )
+                if not value.is_integer():
+                    raise InputError(
+                        f"{datatype} holds integers, got the fraction {value!r}", f"{where}[{i}]"
+                    )
+                flat[i] = value = int(value)
+            if not low <= value <= high:
+                raise InputError(
+                    f"{shown_number(value)} is outside the range of {datatype} [{low}, {high}]",
+                    f"{where}[{i}]",
+                )
+        return flat
+    limit = _FLOAT_LIMITS[datatype]
+    for i, value in enumerate(flat):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"{datatype} holds numbers, got {value!r:.40}", f"{where}[{i}]")
+        # abs() of a huge int is exact; NaN fails every comparison, so it is refused as well.
+        if not abs(value) <= limit:
+            raise InputError(
+                f"{shown_number(value)} is not a finite number within {datatype}",
+                f"{where}[{i}]",
+            )
     return flat
 
 

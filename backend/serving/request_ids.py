@@ -49,3 +49,14 @@ if hasattr(os, "register_at_fork"):
 def new_request_id() -> str:
     """34 hex digits: microseconds since the epoch (14), then 80 random bits (20)."""
     return f"{time.time_ns() // 1000:014x}{_random.take().hex()}"
+
+
+def log_request_id(sent: str | None) -> str:
+    """The id a request is logged (and labelled) under: the client's own, or a new one.
+
+    An empty id is echoed back as sent (OIP: the response ``id`` is the request's), but the
+    log gets a new one: labels find a prediction by its id, and every client sending "" would
+    share one, so a label could land on someone else's prediction. The response says which
+    id the log holds (OIP ``parameters.request_id``, the record form's ``request_id``).
+    """
+    return sent if sent else new_request_id()

@@ -24,7 +24,7 @@ from backend.predictions.spool import SpoolWriteError
 from backend.registry import LoadedVersion, Prediction, Registry, parse_version
 from backend.serving.batcher import MicroBatcher
 from backend.serving.crowd import CrowdGauge
-from backend.serving.request_ids import new_request_id
+from backend.serving.request_ids import log_request_id
 from backend.serving.routing import ModelRouting, goes_to_canary
 from backend.serving.state import ServingState
 from backend.settings import Settings
@@ -173,7 +173,7 @@ class ServingService:
             prediction = await self._predict(target.batcher, clean)
         finished = time.perf_counter()
         latency_ms = (finished - started) * 1000.0
-        request_id = request_id or new_request_id()
+        request_id = log_request_id(request_id)
         batch = AnsweredBatch(
             request_id=request_id,
             model=target.model,
