@@ -11,7 +11,13 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.predictions.reads import window_rows
-from backend.schemas import RolloutState, StepEstimate, UnjudgedQuality, expected_step_seconds
+from backend.schemas import (
+    RolloutState,
+    StepEstimate,
+    UnjudgedQuality,
+    expected_step_seconds,
+    plain_duration,
+)
 
 # The traffic rate is measured over this many seconds of the log.
 RATE_WINDOW_S = 60.0
@@ -31,15 +37,6 @@ def request_rate(sessions: sessionmaker[Session], model: str, now: float) -> flo
     if len(rows) == RATE_MAX_ROWS:  # capped: the rows read cover less than the window
         span = max(now - min(r.created_at for r in rows), 1.0)
     return len(answered) / span
-
-
-def duration(seconds: float) -> str:
-    """Seconds as people say them: "45 s", "13 min", "2.5 h"."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def step_estimates(
@@ -71,7 +68,7 @@ def step_estimates(
         elif current:
             remaining = _remaining(rollout, rate, percent, candidate_samples, now)
             detail = (
-                f"about {duration(remaining)} left: {candidate_samples} of "
+                f"about {plain_duration(remaining)} left: {candidate_samples} of "
                 f"{rollout.min_samples} requests seen at {rate:.2g} requests/s to the model"
                 if remaining is not None
                 else "cannot finish: the model gets no requests now"
@@ -79,9 +76,9 @@ def step_estimates(
         else:
             remaining = None
             detail = (
-                f"about {duration(expected)} at {rate:.2g} requests/s to the model "
+                f"about {plain_duration(expected)} at {rate:.2g} requests/s to the model "
                 f"({percent:g}% of them, {rollout.min_samples} requests needed, at least "
-                f"{duration(rollout.min_dwell_s)})"
+                f"{plain_duration(rollout.min_dwell_s)})"
                 if expected is not None
                 else "cannot finish: the model gets no requests now"
             )

@@ -46,6 +46,7 @@ from backend.schemas.deploy import (
     StepKey,
     UnjudgedQuality,
     expected_step_seconds,
+    plain_duration,
 )
 from backend.schemas.monitoring import (
     ALERT_STATUSES,

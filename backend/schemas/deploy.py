@@ -243,6 +243,15 @@ def expected_step_seconds(
     return max(min_dwell_s, min_samples / candidate_rate)
 
 
+def plain_duration(seconds: float) -> str:
+    """Seconds as people say them: "45 s", "13 min", "2.5 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 class SkippedVersion(BaseModel):
     """An earlier version a rollback passes over, and why in plain words."""
 
