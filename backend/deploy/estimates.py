@@ -76,9 +76,8 @@ def step_estimates(
         else:
             remaining = None
             detail = (
-                f"about {plain_duration(expected)} at {rate:.2g} requests/s to the model "
-                f"({percent:g}% of them, {rollout.min_samples} requests needed, at least "
-                f"{plain_duration(rollout.min_dwell_s)})"
+                f"about {plain_duration(expected)} ({rollout.min_samples} requests at "
+                f"{percent:g}% of the traffic, at least {plain_duration(rollout.min_dwell_s)})"
                 if expected is not None
                 else "cannot finish: the model gets no requests now"
             )

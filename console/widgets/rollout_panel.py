@@ -305,19 +305,44 @@ class RolloutPanel(QWidget):
         self.verdict.setText(f"{words[status.verdict]}: {status.detail}")
         self.pause_button.setText("Resume" if rollout.paused else "Pause")
         self.checks.set_rows([_check_row(check) for check in status.checks])
-        rate = f"{status.request_rate:.2g} requests/s" if status.request_rate else "no requests"
-        self.step_times.setText(
-            f"Step times at the model's traffic now ({rate} over the last "
-            f"{status.rate_window_s:.0f} s): "
-            + " · ".join(
-                f"{'▶ ' if e.current else ''}{e.stage}: {e.detail}"
-                for e in status.estimates
-                if e.detail != "done"
-            )
-        )
+        self._show_step_times(status)
 
     def redraw(self) -> None:
         self.chart.redraw()
+
+    def _show_step_times(self, status: RolloutStatus) -> None:
+        """One line: each step still to come with its expected time; details in the tooltip."""
+        rate = f"{status.request_rate:.2g} requests/s" if status.request_rate else "no requests"
+        parts = []
+        for estimate in status.estimates:
+            if estimate.detail == "done":
+                continue
+            seconds = estimate.remaining_s if estimate.current else estimate.expected_s
+            time_left = (
+                "cannot finish without traffic"
+                if seconds is None
+                else f"{plain_duration(seconds)} left"
+                if estimate.current
+                else f"about {plain_duration(seconds)}"
+            )
+            parts.append(f"{'▶ ' if estimate.current else ''}{estimate.stage}: {time_left}")
+        model = self.model
+        waits = model is not None and model.policy.unjudged_quality == "wait"
+        self.step_times.setText(
+            f"Step times at the model's traffic now ({rate} over the last "
+            f"{status.rate_window_s:.0f} s): "
+            + " · ".join(parts)
+            + (
+                " — each also waits until enough labelled answers judge its quality."
+                if waits
+                else ""
+            )
+        )
+        self.step_times.setToolTip(
+            "How long each step takes at the model's traffic now: the longer of its minimum "
+            "time and the time its minimum requests take at its share of the traffic.\n"
+            + "\n".join(f"{e.stage}: {e.detail}" for e in status.estimates)
+        )
 
     def _show_plan(self) -> None:
         """How long the steps in the form would take at the model's traffic now."""

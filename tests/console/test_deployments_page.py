@@ -166,8 +166,10 @@ def test_the_rollout_controls_start_pause_and_abort(
     assert panel.checks.row_count() >= 5
     assert not page.rollback_button.isEnabled()  # a running rollout is stopped with Abort
     assert "abort it" in page.rollback_note.text()
-    qtbot.waitUntil(lambda: "▶ canary 10%: about" in panel.step_times.text(), timeout=10_000)
-    assert "left" in panel.step_times.text() and "canary 50%" in panel.step_times.text()
+    # The hour's dwell time outlasts the 2,000 s its requests take: it sets the step's time.
+    qtbot.waitUntil(lambda: "▶ canary 10%: 60 min left" in panel.step_times.text(), timeout=10_000)
+    assert "canary 50%: about 60 min" in panel.step_times.text()
+    assert "100 requests at 50% of the traffic" in panel.step_times.toolTip()
 
     qtbot.mouseClick(panel.pause_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "paused" in panel.stage.text(), timeout=15_000)
