@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from backend.schemas import RolloutStatus
+from backend.schemas import RolloutState, RolloutStatus
 from console.resources import colour
 from console.series_buffer import RingSeries
 from console.widgets.live_charts import time_plot
@@ -61,13 +61,18 @@ class RolloutChart(QWidget):
         self.rollout_key: tuple[str, float] | None = None
         self.redraw()
 
-    def follow(self, status: RolloutStatus) -> None:
-        """Add the status's checks as a point; a different rollout starts an empty chart."""
-        rollout = status.rollout
+    def follow_rollout(self, rollout: RolloutState | None) -> None:
+        """The rollout the chart is about: a different one (or none) starts it empty."""
         key = None if rollout is None else (rollout.candidate, rollout.started_at.timestamp())
         if key != self.rollout_key:
             self.rollout_key = key
             self.history.clear()
+            self.redraw()
+
+    def follow(self, status: RolloutStatus) -> None:
+        """Add the status's checks as a point; a different rollout starts an empty chart."""
+        rollout = status.rollout
+        self.follow_rollout(rollout)
         if rollout is None:
             return
         values = {c.name: c.value for c in status.checks}
@@ -76,12 +81,6 @@ class RolloutChart(QWidget):
             np.array([time.time()]),
             {k: np.array([np.nan if v is None else v]) for k, v in point.items()},
         )
-
-    def reset(self) -> None:
-        """No rollout: nothing to draw."""
-        self.rollout_key = None
-        self.history.clear()
-        self.redraw()
 
     def is_empty(self) -> bool:
         _times, columns = self.history.view()

@@ -222,11 +222,19 @@ class RolloutPanel(QWidget):
     def set_model(self, model: ModelInfo, last_end: AuditEvent | None = None) -> None:
         """Show ``model``; ``last_end``: the promotion or abort that ended its last rollout."""
         if self.model is None or self.model.name != model.name:
-            self.chart.reset()
             self.request_rate = None
+        self.chart.follow_rollout(model.rollout)  # an ended rollout's lines go with it
+        polled = self.status.rollout if self.status is not None else None
         if model.rollout is None:
-            self.chart.reset()  # the ended rollout's lines go with it
             self.status = None
+        elif polled is None or polled.started_at != model.rollout.started_at:
+            # A rollout not polled yet (just started, or started elsewhere): say where it
+            # stands from the model, not what the last one said.
+            self.status = None
+            self._show_stage(model.rollout, model.active_version)
+            self.verdict.setText("Reading its checks…")
+            self.checks.set_rows([])
+            self.step_times.setText("")
         self.model = model
         self._show_last_rollout(last_end)
         self._show_plan()
@@ -283,18 +291,7 @@ class RolloutPanel(QWidget):
             self._show_plan()
             return
         self.status = status
-        stage = (
-            "shadow (answers compared, none shown)"
-            if rollout.phase == "shadow"
-            else (
-                f"canary: {rollout.percent:g}% of traffic, step {rollout.step_index + 1} of "
-                f"{len(rollout.steps)}"
-            )
-        )
-        paused = " — paused" if rollout.paused else ""
-        self.stage.setText(
-            f"Version {rollout.candidate} against {status.active_version}: {stage}{paused}"
-        )
+        self._show_stage(rollout, status.active_version)
         words = {
             "wait": "Waiting",
             "advance": "Moving on",
@@ -306,6 +303,18 @@ class RolloutPanel(QWidget):
         self.pause_button.setText("Resume" if rollout.paused else "Pause")
         self.checks.set_rows([_check_row(check) for check in status.checks])
         self._show_step_times(status)
+
+    def _show_stage(self, rollout: RolloutState, active: str | None) -> None:
+        stage = (
+            "shadow (answers compared, none shown)"
+            if rollout.phase == "shadow"
+            else (
+                f"canary: {rollout.percent:g}% of traffic, step {rollout.step_index + 1} of "
+                f"{len(rollout.steps)}"
+            )
+        )
+        paused = " — paused" if rollout.paused else ""
+        self.stage.setText(f"Version {rollout.candidate} against {active}: {stage}{paused}")
 
     def redraw(self) -> None:
         self.chart.redraw()

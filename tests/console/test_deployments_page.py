@@ -163,7 +163,7 @@ def test_the_rollout_controls_start_pause_and_abort(
     panel.dwell.setValue(3600)  # stays at its first step during the test
     qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "canary: 10% of traffic" in panel.stage.text(), timeout=15_000)
-    assert panel.checks.row_count() >= 5
+    qtbot.waitUntil(lambda: panel.checks.row_count() >= 5, timeout=10_000)  # polled
     assert not page.rollback_button.isEnabled()  # a running rollout is stopped with Abort
     assert "abort it" in page.rollback_note.text()
     # The hour's dwell time outlasts the 2,000 s its requests take: it sets the step's time.
@@ -214,3 +214,57 @@ def test_a_quality_alert_on_the_serving_version_is_shown_until_a_deployment(
     assert "live accuracy 0.52" in page.alert.text()
     history = [page.history.text(row, 2) for row in range(page.history.row_count())]
     assert history[0] == "quality alert"
+
+
+def test_the_rollout_chart_starts_empty_with_each_rollout_and_says_why(qtbot: QtBot) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from backend.schemas import (
+        ModelInfo,
+        RolloutCheck,
+        RolloutChecks,
+        RolloutState,
+        RolloutStatus,
+    )
+    from console.widgets.rollout_chart import NO_MEASUREMENT, NO_ROLLOUT
+    from console.widgets.rollout_panel import RolloutPanel
+
+    def rollout(started: datetime) -> RolloutState:
+        return RolloutState(
+            candidate="2", mode="canary", phase="canary", steps=[1.0, 100.0], step_index=0,
+            percent=1.0, paused=False, min_dwell_s=60, min_samples=100,
+            checks=RolloutChecks(), started_by="t", started_at=started, step_started_at=started,
+        )  # fmt: skip
+
+    def model(running: RolloutState | None) -> ModelInfo:
+        return ModelInfo(
+            name="toy", task="classification", description="", active_version="1",
+            latest_version="2", created_at=datetime.now(UTC), rollout=running,
+        )  # fmt: skip
+
+    def status(running: RolloutState | None) -> RolloutStatus:
+        check = RolloutCheck(name="p99_latency", passed=True, value=1.2, limit=2, detail="")
+        return RolloutStatus(
+            model="toy", active_version="1", rollout=running, checks=[check], request_rate=5.0
+        )
+
+    panel = RolloutPanel()
+    qtbot.addWidget(panel)
+    panel.set_model(model(None))
+    assert panel.chart.message_text() == NO_ROLLOUT
+    first = rollout(datetime.now(UTC) - timedelta(minutes=5))
+    panel.set_model(model(first))
+    # Not polled yet: where it stands comes from the model, and the chart says it waits.
+    assert panel.stage.text() == "Version 2 against 1: canary: 1% of traffic, step 1 of 2"
+    assert panel.chart.message_text() == NO_MEASUREMENT
+    panel.show_status(status(first))
+    panel.redraw()
+    assert not panel.chart.is_empty() and panel.chart.message_text() == ""
+    # Another rollout of the same candidate: none of the first one's lines stay.
+    second = rollout(datetime.now(UTC))
+    panel.set_model(model(second))
+    assert panel.chart.is_empty() and panel.chart.message_text() == NO_MEASUREMENT
+    low, high = panel.chart.plot.viewRange()[1]
+    assert (low, high) == (0.0, 2.0)
+    panel.set_model(model(None))
+    assert panel.chart.is_empty() and panel.chart.message_text() == NO_ROLLOUT
