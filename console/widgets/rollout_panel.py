@@ -327,13 +327,14 @@ class RolloutPanel(QWidget):
             if estimate.detail == "done":
                 continue
             seconds = estimate.remaining_s if estimate.current else estimate.expected_s
-            time_left = (
-                "cannot finish without traffic"
-                if seconds is None
-                else f"{plain_duration(seconds)} left"
-                if estimate.current
-                else f"about {plain_duration(seconds)}"
-            )
+            if seconds is None:
+                time_left = "cannot finish without traffic"
+            elif not estimate.current:
+                time_left = f"about {plain_duration(seconds)}"
+            elif seconds > 0:
+                time_left = f"{plain_duration(seconds)} left"
+            else:  # what holds it now is a check, said in the line above
+                time_left = "its requests and time are in"
             parts.append(f"{'▶ ' if estimate.current else ''}{estimate.stage}: {time_left}")
         model = self.model
         waits = model is not None and model.policy.unjudged_quality == "wait"

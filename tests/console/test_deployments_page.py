@@ -225,6 +225,7 @@ def test_the_rollout_chart_starts_empty_with_each_rollout_and_says_why(qtbot: Qt
         RolloutChecks,
         RolloutState,
         RolloutStatus,
+        StepEstimate,
     )
     from console.widgets.rollout_chart import NO_MEASUREMENT, NO_ROLLOUT
     from console.widgets.rollout_panel import RolloutPanel
@@ -257,9 +258,19 @@ def test_the_rollout_chart_starts_empty_with_each_rollout_and_says_why(qtbot: Qt
     # Not polled yet: where it stands comes from the model, and the chart says it waits.
     assert panel.stage.text() == "Version 2 against 1: canary: 1% of traffic, step 1 of 2"
     assert panel.chart.message_text() == NO_MEASUREMENT
-    panel.show_status(status(first))
+    polled = status(first)
+    polled.estimates = [
+        StepEstimate(stage="canary 1%", percent=1, expected_s=2000, remaining_s=0, current=True,
+                     detail="about 0 s left"),
+        StepEstimate(stage="canary 100%", percent=100, expected_s=60, detail="about 60 s"),
+    ]  # fmt: skip
+    panel.show_status(polled)
     panel.redraw()
     assert not panel.chart.is_empty() and panel.chart.message_text() == ""
+    # Requests and time are in, a check holds it: no "0 s left" beside a step that waits.
+    assert "▶ canary 1%: its requests and time are in · canary 100%: about 60 s" in (
+        panel.step_times.text()
+    )
     # Another rollout of the same candidate: none of the first one's lines stay.
     second = rollout(datetime.now(UTC))
     panel.set_model(model(second))
