@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from backend.auth.tokens import Principal
 from backend.deploy.audit import list_events
 from backend.deploy.controller import rollout_status
@@ -24,6 +26,7 @@ from backend.schemas import (
     GateReport,
     RolloutChecks,
     RolloutRequest,
+    ServingPolicy,
 )
 from backend.workspace import Workspace
 
@@ -79,6 +82,14 @@ def _run(change: Callable[[], DeploymentState]) -> int:
     return 0
 
 
+def _invalid(exc: ValidationError, what: str) -> ServeDeckError:
+    """The first problem pydantic found, naming the option: not its whole multi-line dump."""
+    first = exc.errors()[0] if exc.errors() else {"msg": str(exc), "loc": ()}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    reason = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return ServeDeckError(reason, f"{what}.{where}" if where else what)
+
+
 def _steps(text: str) -> list[float]:
     try:
         return [float(part) for part in text.split(",") if part.strip()]
@@ -122,8 +133,8 @@ def add_deploy_commands(sub: Any, common: argparse.ArgumentParser, open_workspac
                 reason=args.reason,
                 force_signature=args.force_signature,
             )
-        except ValueError as exc:
-            raise ServeDeckError(str(exc).splitlines()[0], "rollout") from None
+        except ValidationError as exc:
+            raise _invalid(exc, "rollout") from None
         return _run(lambda: workspace.deploy.start_rollout(args.name, request, cli_actor()))
 
     def rollout_action(args: argparse.Namespace) -> int:
@@ -138,6 +149,31 @@ def add_deploy_commands(sub: Any, common: argparse.ArgumentParser, open_workspac
             print("no rollout is running")
             return 0
         print(status.model_dump_json(indent=2))
+        return 0
+
+    def policy(args: argparse.Namespace) -> int:
+        workspace = open_workspace(args)
+        current = workspace.deploy.state(args.name).policy
+        changes = {
+            name: value
+            for name, value in (
+                (
+                    "auto_rollback",
+                    None if args.auto_rollback is None else args.auto_rollback == "on",
+                ),
+                ("unjudged_quality", args.unjudged_quality),
+                ("metric_window", args.metric_window),
+                ("min_labelled", args.min_labelled),
+            )
+            if value is not None
+        }
+        if changes:
+            try:
+                wanted = ServingPolicy(**{**current.model_dump(), **changes})
+            except ValidationError as exc:
+                raise _invalid(exc, "policy") from None
+            current = workspace.deploy.set_policy(args.name, wanted, args.reason, cli_actor())
+        print(json.dumps(current.model_dump(mode="json"), indent=2))
         return 0
 
     def reports(args: argparse.Namespace) -> int:
@@ -214,6 +250,26 @@ def add_deploy_commands(sub: Any, common: argparse.ArgumentParser, open_workspac
     show = rollout.add_parser("show", parents=[common], help="the running rollout")
     show.add_argument("name")
     show.set_defaults(func=rollout_show)
+
+    parser = sub.add_parser(
+        "policy", parents=[common], help="show or change how a model is watched and rolled out"
+    )
+    parser.add_argument("name")
+    parser.add_argument(
+        "--auto-rollback",
+        choices=["on", "off"],
+        help="roll back by itself when the live metric leaves its acceptable range",
+    )
+    parser.add_argument(
+        "--unjudged-quality",
+        choices=["wait", "proceed"],
+        help="a rollout step whose quality cannot be judged yet (too few labels): wait for "
+        "labels (default), or proceed without them (the audit trail says so)",
+    )
+    parser.add_argument("--metric-window", type=int)
+    parser.add_argument("--min-labelled", type=int)
+    parser.add_argument("--reason", default="", help="why (kept in the audit trail)")
+    parser.set_defaults(func=policy)
 
     parser = sub.add_parser("gate-reports", parents=[common], help="a model's gate reports")
     parser.add_argument("name")

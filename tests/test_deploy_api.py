@@ -54,10 +54,13 @@ def test_deploy_then_rollback_then_nothing_left_to_roll_back(
     )
     assert again.json()["active_version"] == "1"
     last = client.post("/api/v1/models/toy/rollback", json={"reason": "?"}, headers=admin_headers)
-    assert last.status_code == 409
-    assert "no earlier good version" in last.json()["reason"] and last.json()["field"] == "version"
-
+    assert last.status_code == 409 and last.json()["field"] == "version"
     model = client.get("/api/v1/models/toy", headers=admin_headers).json()
+    # The refusal and the model's state say the same: why, and what makes a rollback possible.
+    assert model["rollback"]["target"] is None
+    assert last.json()["reason"] == model["rollback"]["unavailable_reason"]
+    assert "version 1 is the first version toy served" in last.json()["reason"]
+
     assert [(e["action"], e["from_version"], e["to_version"]) for e in model["history"]] == [
         ("deploy", None, "1"), ("deploy", "1", "2"), ("deploy", "2", "3"),
         ("rollback", "3", "2"), ("rollback", "2", "1"),
@@ -259,7 +262,7 @@ def test_the_command_line_deploys_rolls_back_and_shows_the_audit(
     assert cli_main(["rollback", "toy", "--reason", "oops", *location]) == 0
     assert "rollback 2 -> 1" in capsys.readouterr().out
     assert cli_main(["rollback", "toy", "--reason", "again", *location]) == 2
-    assert "no earlier good version" in capsys.readouterr().err
+    assert "version 1 is the first version toy served" in capsys.readouterr().err
     assert (
         cli_main(
             [
@@ -309,3 +312,154 @@ def test_audit_pages_of_a_scoped_token_hold_only_its_models(
     events = client.get("/api/v1/audit?limit=1", headers=headers).json()["events"]
     assert [e["model"] for e in events] == ["price"]  # a full page, not an empty one
     assert client.get("/api/v1/audit?model=toy", headers=headers).status_code == 403
+
+
+def _rollback_option(client: TestClient, headers: dict[str, str]) -> dict:  # type: ignore[type-arg]
+    return dict(client.get("/api/v1/models/toy", headers=headers).json()["rollback"])
+
+
+def test_a_rollback_that_is_unavailable_says_why_and_what_makes_it_possible(
+    workspace: Workspace, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    first = _rollback_option(client, admin_headers)
+    assert first["target"] is None and "first version toy served" in first["unavailable_reason"]
+    register_toy(workspace)
+    # Version 1 raises a quality alert while it serves (as the demo's does), then 2 replaces it.
+    workspace.deploy.record_alert("toy", "1", "live accuracy 0.61 is below [0.8, 1]", {})
+    assert _deploy(client, admin_headers, "2").status_code == 200
+    option = _rollback_option(client, admin_headers)
+    assert option["target"] is None
+    assert [s["version"] for s in option["skipped"]] == ["1"]
+    reason = option["unavailable_reason"]
+    assert "raised a quality alert while serving" in reason and "0.61" in reason
+    assert "deploy it again on purpose" in reason
+    refused = client.post(
+        "/api/v1/models/toy/rollback", json={"reason": "r"}, headers=admin_headers
+    )
+    assert refused.status_code == 409 and refused.json()["reason"] == reason
+
+    # Deployed again on purpose, version 1 is good again: 2 can be returned to from it.
+    assert _deploy(client, admin_headers, "1", "its labels were late").status_code == 200
+    assert _rollback_option(client, admin_headers)["target"] == "2"
+    back = client.post("/api/v1/models/toy/rollback", json={"reason": "r"}, headers=admin_headers)
+    assert back.json()["active_version"] == "2"
+    # From 2, the version just left (1) is never offered as if it were an earlier good one.
+    after = _rollback_option(client, admin_headers)
+    assert after["target"] is None
+    assert after["skipped"][0]["version"] == "1"
+    assert "rolled back from" in after["skipped"][0]["why"]
+    assert "rolled back from" in after["unavailable_reason"]
+
+
+def test_a_rollback_passes_over_the_version_it_just_left_to_an_earlier_one(
+    workspace: Workspace, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    register_toy(workspace)
+    register_toy(workspace)
+    for version in ("2", "3", "2"):
+        assert _deploy(client, admin_headers, version).status_code == 200
+    assert _rollback_option(client, admin_headers)["target"] == "3"
+    back = client.post("/api/v1/models/toy/rollback", json={"reason": "r"}, headers=admin_headers)
+    assert back.json()["active_version"] == "3"
+    option = _rollback_option(client, admin_headers)
+    assert option["target"] == "1" and option["unavailable_reason"] is None
+    assert [(s["version"], "rolled back from" in s["why"]) for s in option["skipped"]] == [
+        ("2", True)
+    ]
+    # A running rollout: no rollback, and the reason says to abort it instead.
+    rollout = {"candidate": "2", "mode": "canary"}
+    assert (
+        client.put("/api/v1/models/toy/rollout", json=rollout, headers=admin_headers).status_code
+        == 200
+    )
+    during = _rollback_option(client, admin_headers)
+    assert during["target"] is None and "abort it" in during["unavailable_reason"]
+
+
+def test_the_rollout_status_measures_traffic_and_times_each_step(
+    workspace: Workspace, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    serving = client.app.state.serving  # type: ignore[attr-defined]
+    for i in range(30):
+        _predict(client, admin_headers, f"card-{i}")
+    serving.prediction_log.flush(10)
+    idle = client.get("/api/v1/models/toy/rollout", headers=admin_headers).json()
+    # Without a rollout too, so that a planned one can be timed.
+    assert idle["rollout"] is None and idle["request_rate"] == pytest.approx(30 / 60)
+    register_toy(workspace)
+    rollout = {"candidate": "2", "mode": "canary", "steps": [1, 50], "min_samples": 100}
+    client.put("/api/v1/models/toy/rollout", json=rollout, headers=admin_headers)
+    status = client.get("/api/v1/models/toy/rollout", headers=admin_headers).json()
+    first, second = status["estimates"]
+    # 100 requests at 1% of 0.5 requests/s: 20,000 s; at 50%: 400 s.
+    assert (first["stage"], first["current"]) == ("canary 1%", True)
+    assert first["expected_s"] == pytest.approx(20_000)
+    assert first["remaining_s"] == pytest.approx(20_000, rel=0.01)
+    assert "left" in first["detail"] and "labelled answers" in first["detail"]
+    assert second["expected_s"] == pytest.approx(400) and "7 min" in second["detail"]
+
+
+def test_expected_step_seconds() -> None:
+    from backend.schemas import expected_step_seconds
+
+    assert expected_step_seconds(12.8, 1, 100, 60) == pytest.approx(781.25)  # about 13 min
+    assert expected_step_seconds(100, 50, 100, 60) == 60  # the dwell time is longer
+    assert expected_step_seconds(0, 5, 100, 60) is None  # no traffic: it cannot finish
+    assert expected_step_seconds(0, 5, 0, 60) == 60
+
+
+def test_the_command_line_sets_the_rollout_policy(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    location = ["--data-dir", str(workspace.settings.data_dir)]
+    location += ["--database-url", workspace.settings.database_url]
+    assert cli_main(["policy", "toy", *location]) == 0
+    assert '"unjudged_quality": "wait"' in capsys.readouterr().out
+    change = ["--unjudged-quality", "proceed", "--auto-rollback", "on", "--reason", "no labels"]
+    assert cli_main(["policy", "toy", *change, *location]) == 0
+    policy = workspace.deploy.state("toy").policy
+    assert (policy.unjudged_quality, policy.auto_rollback) == ("proceed", True)
+    capsys.readouterr()
+    bad = ["--min-labelled", "900", "--metric-window", "100"]
+    assert cli_main(["policy", "toy", *bad, *location]) == 2
+    assert "min_labelled cannot exceed metric_window" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["policy", "toy", "--unjudged-quality", "maybe", *location])
+    event = workspace.deploy.state("toy")
+    assert event.policy.unjudged_quality == "proceed"
+
+
+def test_the_policy_migration_writes_the_new_field_and_takes_it_back(database_url: str) -> None:
+    from alembic import command
+
+    from backend.db import create_db_engine, upgrade_database
+    from backend.db.engine import alembic_config
+
+    engine = create_db_engine(database_url)
+    config = alembic_config(engine)
+    command.upgrade(config, "0008")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO models (name, task, description, active_version, state_generation,"
+                " created_at, policy) VALUES ('fraud', 'classification', '', '1', 1, "
+                "CURRENT_TIMESTAMP, :policy)"
+            ),
+            {"policy": '{"auto_rollback": true, "metric_window": 500, "min_labelled": 100}'},
+        )
+
+    def stored() -> dict:  # type: ignore[type-arg]
+        import json
+
+        with engine.connect() as connection:
+            value = connection.execute(text("SELECT policy FROM models")).scalar_one()
+        return dict(json.loads(value) if isinstance(value, str) else value)
+
+    upgrade_database(engine)
+    assert stored() == {
+        "auto_rollback": True, "metric_window": 500, "min_labelled": 100,
+        "unjudged_quality": "wait",
+    }  # fmt: skip
+    command.downgrade(config, "0008")
+    assert "unjudged_quality" not in stored() and stored()["auto_rollback"] is True
+    engine.dispose()

@@ -200,12 +200,16 @@ def test_a_rollback_skips_a_version_that_raised_a_quality_alert(workspace: Works
     workspace.deploy.record_alert("toy", "2", "live accuracy low", {})
     workspace.deploy.deploy("toy", "3", "replaces the bad one", ENGINEER)
     # 2 served before 3, but its quality fell while it did: back to 1, the last good one.
-    assert workspace.deploy.model_info("toy").rollback_target == "1"
+    option = workspace.deploy.model_info("toy").rollback
+    assert option is not None and option.target == "1"
+    assert [s.version for s in option.skipped] == ["2"]
+    assert "quality alert" in option.skipped[0].why
     assert workspace.deploy.rollback("toy", "3 misbehaves", ENGINEER).active_version == "1"
     # Deployed again on purpose, a version counts as good again.
     workspace.deploy.deploy("toy", "2", "labels were wrong, 2 is fine", ENGINEER)
     workspace.deploy.deploy("toy", "3", "try again", ENGINEER)
-    assert workspace.deploy.model_info("toy").rollback_target == "2"
+    option = workspace.deploy.model_info("toy").rollback
+    assert option is not None and (option.target, option.skipped) == ("2", [])
 
 
 def test_the_good_versions_follow_deployments_rollbacks_and_alerts() -> None:

@@ -34,7 +34,7 @@ def _rollout(phase: str = "canary", step: int = 0, paused: bool = False) -> Roll
 def _seen(**changes: float) -> StepObservation:
     base = StepObservation(
         candidate_samples=150, active_samples=1500, candidate_p99_ms=12.0, active_p99_ms=10.0,
-        compared=150, agreeing=149, attempts=150, failures=0,
+        compared=150, agreeing=149, attempts=150, failures=0, live_metric=0.9, labelled=80,
     )  # fmt: skip
     for name, value in changes.items():
         setattr(base, name, value)
@@ -57,6 +57,34 @@ def test_passing_steps_advance_and_the_last_one_promotes() -> None:
     assert _verdict(_rollout("canary", 0), _seen()) == "advance"
     assert _verdict(_rollout("canary", 1), _seen()) == "promote"
     assert _verdict(_rollout("canary", 0, paused=True), _seen()) == "wait"
+
+
+def test_a_step_whose_quality_was_not_judged_waits_by_default() -> None:
+    unlabelled = _seen(live_metric=None, labelled=4, metric_note="needs 30 labelled predictions")
+    verdict = evaluate(_rollout("canary", 1), unlabelled, (0.7, 1.0), NOW)
+    assert verdict.action == "wait" and verdict.not_judged == []
+    # The reason says what was not judged, and what the policy would have to say instead.
+    assert "live_metric not judged: needs 30 labelled predictions" in verdict.detail
+    assert "unjudged_quality" in verdict.detail and "'proceed'" in verdict.detail
+    metric = next(c for c in verdict.checks if c.name == "live_metric")
+    assert metric.passed is None  # never reported as a pass
+
+
+@pytest.mark.parametrize(("step", "action"), [(0, "advance"), (1, "promote")])
+def test_a_policy_that_proceeds_names_what_was_not_judged(step: int, action: str) -> None:
+    unlabelled = _seen(live_metric=None, labelled=4, metric_note="needs 30 labelled predictions")
+    verdict = evaluate(_rollout("canary", step), unlabelled, (0.7, 1.0), NOW, "proceed")
+    assert verdict.action == action
+    assert [c.name for c in verdict.not_judged] == ["live_metric"]
+    assert "NOT judged: live_metric (not judged: needs 30 labelled" in verdict.detail
+    assert "passed its checks" not in verdict.detail  # only those that could be judged
+    # Other checks still waiting hold the step whatever the policy says.
+    few = _seen(live_metric=None, candidate_samples=10)
+    assert _verdict_with(few, "proceed") == "wait"
+
+
+def _verdict_with(seen: StepObservation, unjudged: str) -> str:
+    return evaluate(_rollout(), seen, (0.7, 1.0), NOW, unjudged).action  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -109,6 +137,9 @@ def test_a_rollout_advances_through_shadow_and_canary_to_promotion_by_itself(
     workspace, client = fast_client
     headers = {"Authorization": f"Bearer {workspace.admin_token()}"}
     register_toy(workspace)
+    # No labels arrive in this test: the policy lets steps move on without the quality check.
+    policy = {"unjudged_quality": "proceed", "reason": "labels come weeks later"}
+    assert client.put("/api/v1/models/toy/policy", json=policy, headers=headers).status_code == 200
     request = {
         "candidate": "2", "mode": "shadow", "steps": [20, 100], "min_dwell_s": 0,
         "min_samples": 10, "checks": {"min_agreement": 0.8, "max_p99_ratio": 50},
@@ -131,6 +162,40 @@ def test_a_rollout_advances_through_shadow_and_canary_to_promotion_by_itself(
     ]
     passed = [c for c in events[0]["details"]["checks"] if c["passed"]]
     assert {c["name"] for c in passed} >= {"samples", "dwell", "error_rate", "p99_latency"}
+    # The audit trail does not call an unjudged check a pass: it names it, at every step.
+    for event in events[:3]:
+        assert event["details"]["not_judged"] == ["live_metric"]
+        assert "NOT judged: live_metric" in event["reason"]
+    assert "every step passed" not in events[0]["reason"]
+
+
+def test_without_labels_a_step_waits_and_says_why(
+    fast_client: tuple[Workspace, TestClient],
+) -> None:
+    workspace, client = fast_client
+    headers = {"Authorization": f"Bearer {workspace.admin_token()}"}
+    register_toy(workspace)
+    request = {
+        "candidate": "2", "mode": "canary", "steps": [50, 100], "min_dwell_s": 0,
+        "min_samples": 10, "checks": {"max_p99_ratio": 50},
+    }  # fmt: skip
+    assert (
+        client.put("/api/v1/models/toy/rollout", json=request, headers=headers).status_code == 200
+    )
+
+    def waits_only_for_labels() -> bool:
+        status = client.get("/api/v1/models/toy/rollout", headers=headers).json()
+        return status["verdict"] == "wait" and "unjudged_quality" in status["detail"]
+
+    _drive_until(client, headers, waits_only_for_labels)
+    # The controller itself, judging and acting now: it holds the step.
+    judged = client.app.state.rollouts.step("toy")  # type: ignore[attr-defined]
+    assert judged.verdict == "wait" and "live_metric not judged" in judged.detail
+    model = workspace.registry.get_model("toy")
+    assert model.active_version == "1" and model.rollout is not None
+    assert model.rollout.percent == 50
+    events = client.get("/api/v1/audit?model=toy", headers=headers).json()["events"]
+    assert events[0]["action"] == "rollout_start"  # it never moved on
 
 
 def test_a_shadow_that_disagrees_is_aborted_by_its_checks(
@@ -228,5 +293,31 @@ def test_candidate_calls_of_every_worker_are_summed_for_the_step(workspace: Work
         worker.save(workspace.sessions)
     assert step_calls(workspace.sessions, "toy", rollout) == (5, 3)
     # A new step starts from zero.
+    advanced = workspace.deploy.advance("toy", rollout, {}).rollout
+    assert advanced is not None and step_calls(workspace.sessions, "toy", advanced) == (0, 0)
+
+
+def test_pause_and_resume_keep_what_the_step_has_seen(workspace: Workspace) -> None:
+    from backend.deploy.observe import step_calls
+    from backend.schemas import RolloutRequest
+    from backend.serving.candidates import CandidateCalls
+    from tests.deploy_helpers import ENGINEER
+
+    register_toy(workspace)
+    rollout = workspace.deploy.start_rollout(
+        "toy", RolloutRequest(candidate="2", mode="canary"), ENGINEER
+    ).rollout
+    assert rollout is not None
+    calls = CandidateCalls()
+    for failed in (False, False, True):
+        calls.record("toy", rollout, failed)
+    calls.save(workspace.sessions)
     paused = workspace.deploy.pause("toy", "look", ENGINEER).rollout
-    assert paused is not None and step_calls(workspace.sessions, "toy", paused) == (0, 0)
+    resumed_state = workspace.deploy.resume("toy", "go on", ENGINEER)
+    resumed = resumed_state.rollout
+    assert paused is not None and resumed is not None and not resumed.paused
+    # Same step, same start: its requests, failures and time count after resuming.
+    assert resumed.step_key() == paused.step_key() == rollout.step_key()
+    assert resumed.step_started_at == rollout.step_started_at
+    assert step_calls(workspace.sessions, "toy", resumed) == (3, 1)
+    assert resumed_state.event.details["step_started_at"] == rollout.step_started_at.isoformat()

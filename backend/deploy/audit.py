@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import select
@@ -89,24 +91,47 @@ def deployment_history(session: Session, model: str, with_alerts: bool = False) 
     return [to_event(row) for row in rows]
 
 
-def good_versions(history: list[AuditEvent]) -> list[str]:
-    """The versions a rollback can return to, oldest first; the last one is serving now.
+@dataclass
+class ReturnPoints:
+    """Where a rollback can go: the versions served, and those it passes over."""
+
+    # The versions served, oldest first; the last one serves now.
+    stack: list[str] = field(default_factory=list)
+    # Versions a rollback passes over until deployed again on purpose, with why (in words).
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def good(self) -> list[str]:
+        """The versions a rollback can return to, oldest first, then the one serving."""
+        if not self.stack:
+            return []
+        serving = self.stack[-1]
+        earlier = [v for v in self.stack[:-1] if v not in self.skipped and v != serving]
+        return [*earlier, serving]
+
+
+def return_points(history: list[AuditEvent]) -> ReturnPoints:
+    """Replay the deployment history (with quality alerts), oldest first.
 
     A deployment or promotion pushes its version; a rollback pops the one it left. So after
-    1 → 2 → 3 and a rollback to 2, the next rollback goes to 1, not back to 3.
+    1 → 2 → 3 and a rollback to 2, the next rollback goes to 1, not back to 3. A version that
+    raised a quality alert while serving, or that was rolled back from, is passed over until
+    someone deploys it again on purpose: a rollback never returns to the version it just
+    left, even where that version also served before.
     """
-    stack: list[str] = []
-    # Versions whose live quality left its range while they served: not "good" to return to,
-    # until someone deploys them again on purpose.
-    bad: set[str] = set()
+    points = ReturnPoints()
+    stack, skipped = points.stack, points.skipped
     for event in history:
         if event.action == "metric_alert":
             if event.to_version is not None:
-                bad.add(event.to_version)
+                skipped[event.to_version] = (
+                    f"it raised a quality alert while serving ({_when(event)}"
+                    + (f": {event.reason}" if event.reason else "")
+                    + ")"
+                )
             continue
-        if event.action != "rollback" and event.to_version is not None:
-            bad.discard(event.to_version)
         if event.action == "rollback":
+            if event.from_version is not None:
+                skipped[event.from_version] = f"it was rolled back from ({_when(event)})"
             # Back to its target: the version left, and any it skipped (bad ones), come off.
             if stack:
                 stack.pop()
@@ -115,10 +140,18 @@ def good_versions(history: list[AuditEvent]) -> list[str]:
             if event.to_version is not None and not stack:
                 stack.append(event.to_version)
         elif event.to_version is not None:
+            skipped.pop(event.to_version, None)  # deployed again on purpose: judged afresh
             if not stack and event.from_version is not None:
                 stack.append(event.from_version)  # served before any recorded deployment
             stack.append(event.to_version)
-    if not stack:
-        return []
-    serving = stack[-1]
-    return [v for v in stack[:-1] if v not in bad and v != serving] + [serving]
+    return points
+
+
+def good_versions(history: list[AuditEvent]) -> list[str]:
+    """The versions a rollback can return to, oldest first; the last one is serving now."""
+    return return_points(history).good()
+
+
+def _when(event: AuditEvent) -> str:
+    at = event.at if event.at.tzinfo is not None else event.at.replace(tzinfo=UTC)
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"

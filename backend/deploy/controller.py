@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.deploy.estimates import RATE_WINDOW_S, request_rate, step_estimates
 from backend.deploy.observe import MIN_LABELLED, StepObservation, observe_step
 from backend.deploy.reactions import react_to_quality
 from backend.deploy.service import SYSTEM, DeployService
 from backend.errors import ServeDeckError
-from backend.schemas import RolloutCheck, RolloutState, RolloutStatus
+from backend.schemas import RolloutCheck, RolloutState, RolloutStatus, UnjudgedQuality
 
 
 class ServingWorker(Protocol):
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 WATCH_EVERY = 5
 # Failed calls needed before the error-rate check may abort ahead of min_samples.
 MIN_FAILURES_TO_ABORT_EARLY = 5
+# Checks judged on labels, which may arrive late or never: the model's policy
+# (``unjudged_quality``) decides whether a step waits for them.
+LABEL_CHECKS = frozenset({"live_metric"})
 
 
 @dataclass
@@ -48,6 +52,8 @@ class Verdict:
     action: str  # "wait", "advance", "promote", "abort"
     checks: list[RolloutCheck]
     detail: str
+    # Checks that could not be judged when the step moved on (the policy allowed it).
+    not_judged: list[RolloutCheck] = field(default_factory=list)
 
 
 def evaluate(
@@ -55,7 +61,11 @@ def evaluate(
     observation: StepObservation,
     metric_range: tuple[float, float],
     now: datetime,
+    unjudged_quality: UnjudgedQuality = "wait",
 ) -> Verdict:
+    """What the step does now. A check that could not be judged is not a pass: the step
+    waits for it, unless the model's policy (``unjudged_quality``) lets it proceed, and then
+    the verdict names what was not judged."""
     checks = rollout.checks
     enough = observation.candidate_samples >= rollout.min_samples
     dwelt = (now - rollout.step_started_at).total_seconds()
@@ -87,12 +97,29 @@ def evaluate(
         return Verdict("abort", results, "; ".join(f"{c.name}: {c.detail}" for c in failed))
     if rollout.paused:
         return Verdict("wait", results, "paused: the checks run, the step does not move")
-    waiting = [c for c in results if c.passed is not True and c.name != "live_metric"]
+    waiting = [c for c in results if c.passed is None and c.name not in LABEL_CHECKS]
     if waiting:
         return Verdict("wait", results, "; ".join(c.detail for c in waiting))
-    if rollout.phase == "canary" and rollout.step_index == len(rollout.steps) - 1:
-        return Verdict("promote", results, "the last step passed its checks")
-    return Verdict("advance", results, "the step passed its checks")
+    unjudged = [c for c in results if c.passed is None]
+    if unjudged and unjudged_quality == "wait":
+        return Verdict(
+            "wait",
+            results,
+            "; ".join(f"{c.name} {c.detail}" for c in unjudged)
+            + ". The step waits until it can be judged (the model's policy unjudged_quality "
+            "is 'wait'; set it to 'proceed' to move on without it, which the audit trail "
+            "then records).",
+        )
+    last = rollout.phase == "canary" and rollout.step_index == len(rollout.steps) - 1
+    passed = "the last step passed its checks" if last else "the step passed its checks"
+    if unjudged:
+        passed = (
+            passed.replace("its checks", "the checks that could be judged")
+            + "; NOT judged: "
+            + "; ".join(f"{c.name} ({c.detail})" for c in unjudged)
+            + " — moved on without it, as the model's policy unjudged_quality='proceed' allows"
+        )
+    return Verdict("promote" if last else "advance", results, passed, unjudged)
 
 
 def _error_rate(observation: StepObservation, limit: float, enough: bool) -> RolloutCheck:
@@ -173,19 +200,39 @@ def _metric(observation: StepObservation, metric_range: tuple[float, float]) -> 
 
 
 def rollout_status(deploy: DeployService, model: str) -> RolloutStatus:
-    """The rollout of ``model`` judged now, on what every worker logged and counted."""
+    """The rollout of ``model`` judged now, on what every worker logged and counted, with
+    the model's current traffic and what it means for each step's time."""
+    status, _ = judge_rollout(deploy, model)
+    return status
+
+
+def judge_rollout(deploy: DeployService, model: str) -> tuple[RolloutStatus, Verdict | None]:
     state = deploy.state(model)
     active, rollout = state.active, state.rollout
-    status = RolloutStatus(model=model, active_version=active, rollout=rollout)
+    now = datetime.now(UTC)
+    rate = request_rate(deploy.sessions, model, now.timestamp())
+    status = RolloutStatus(
+        model=model,
+        active_version=active,
+        rollout=rollout,
+        request_rate=rate,
+        rate_window_s=RATE_WINDOW_S,
+    )
     if rollout is None:
-        return status
+        return status, None
     candidate = deploy.registry.get_version(model, rollout.candidate)
     observation = observe_step(deploy.sessions, model, rollout, candidate)
-    verdict = evaluate(rollout, observation, candidate.validity.acceptable_range, datetime.now(UTC))
+    unjudged_quality = state.policy.unjudged_quality
+    verdict = evaluate(
+        rollout, observation, candidate.validity.acceptable_range, now, unjudged_quality
+    )
     status.checks = verdict.checks
     status.verdict = verdict.action  # type: ignore[assignment]
     status.detail = verdict.detail
-    return status
+    status.estimates = step_estimates(
+        rollout, rate, observation.candidate_samples, now, unjudged_quality
+    )
+    return status, verdict
 
 
 class RolloutController:
@@ -202,22 +249,22 @@ class RolloutController:
 
     def step(self, model: str) -> RolloutStatus:
         """Judge one model's rollout and act on the verdict."""
-        status = self.status(model)
+        status, verdict = judge_rollout(self.deploy, model)
         rollout = status.rollout
-        if rollout is None or status.verdict == "wait":
+        if rollout is None or verdict is None or verdict.action == "wait":
             return status
-        details = {"checks": [c.model_dump(mode="json") for c in status.checks]}
+        details: dict[str, Any] = {"checks": [c.model_dump(mode="json") for c in status.checks]}
+        if verdict.not_judged:
+            details["not_judged"] = [c.name for c in verdict.not_judged]
         try:
-            if status.verdict == "abort":
+            if verdict.action == "abort":
                 self.deploy.abort(
-                    model, f"a check failed: {status.detail}", SYSTEM, details, expected=rollout
+                    model, f"a check failed: {verdict.detail}", SYSTEM, details, expected=rollout
                 )
-            elif status.verdict == "promote":
-                self.deploy.promote(
-                    model, "every step passed its checks", SYSTEM, details, expected=rollout
-                )
-            elif status.verdict == "advance":
-                self.deploy.advance(model, rollout, details)
+            elif verdict.action == "promote":
+                self.deploy.promote(model, verdict.detail, SYSTEM, details, expected=rollout)
+            elif verdict.action == "advance":
+                self.deploy.advance(model, rollout, details, verdict.detail)
         except ServeDeckError as exc:  # another worker acted first, or a person did
             log.info("rollout of %s not moved: %s", model, exc.reason)
         return status

@@ -101,10 +101,9 @@ class Rollouts:
             if rollout.paused == paused:
                 state = "paused" if paused else "running"
                 raise Conflict(f"the rollout is already {state}", "rollout")
-            # Resuming restarts the dwell time: the checks need a fresh window of traffic.
-            changed = rollout.model_copy(
-                update={"paused": paused, "step_started_at": datetime.now(UTC)}
-            )
+            # The step keeps its start: the requests and time it has seen while paused (its
+            # share of traffic stays) and before still count after resuming.
+            changed = rollout.model_copy(update={"paused": paused})
             action: AuditAction = "rollout_pause" if paused else "rollout_resume"
             return Change(
                 action,
@@ -113,7 +112,10 @@ class Rollouts:
                 rollout.candidate,
                 reason,
                 {"rollout": changed.model_dump(mode="json")},
-                details={"stage": stage(rollout)},
+                details={
+                    "stage": stage(rollout),
+                    "step_started_at": rollout.step_started_at.isoformat(),
+                },
             )
 
         return self._transition(model, None, pause_or_resume)
@@ -166,9 +168,15 @@ class Rollouts:
         )
 
     def advance(
-        self, model: str, expected: RolloutState, details: dict[str, Any]
+        self,
+        model: str,
+        expected: RolloutState,
+        details: dict[str, Any],
+        judged: str = "the step passed its checks",
     ) -> DeploymentState:
-        """The next stage, when ``expected`` is still the state (one worker wins the race)."""
+        """The next stage, when ``expected`` is still the state (one worker wins the race);
+        ``judged``: what the checks showed, for the audit trail (including what was not
+        judged, where the model's policy let the step move on without it)."""
 
         def next_stage(active: str | None, rollout: RolloutState) -> Change:
             following = rollout.model_copy(
@@ -184,7 +192,7 @@ class Rollouts:
                 SYSTEM,
                 active,
                 rollout.candidate,
-                f"checks passed; now {stage(following)}",
+                f"{judged}; now {stage(following)}",
                 {"rollout": following.model_dump(mode="json")},
                 details={"from_stage": stage(rollout), "stage": stage(following), **details},
             )

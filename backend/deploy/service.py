@@ -19,7 +19,7 @@ from backend.deploy.audit import deployment_history, record_event
 from backend.deploy.changes import SYSTEM, ModelState, read_model_state
 from backend.deploy.gating import GateKeeper, GatesRefused
 from backend.deploy.rollouts import Rollouts
-from backend.deploy.switching import Switching, rollback_target
+from backend.deploy.switching import Switching, rollback_option
 from backend.errors import NotFound
 from backend.monitoring.alerts import AlertService
 from backend.registry import Registry, parse_version
@@ -139,11 +139,12 @@ class DeployService:
 
     def model_info(self, model: str) -> ModelInfo:
         info = self.registry.get_model(model)
+        # The state as the registry read it, so the option agrees with what the info shows.
+        state = ModelState(info.active_version, 0, info.rollout, info.policy)
         with self.sessions() as session:
-            info.history = deployment_history(session, model)
-            if info.active_version is not None:
-                events = deployment_history(session, model, with_alerts=True)
-                info.rollback_target = rollback_target(events, info.active_version)
+            events = deployment_history(session, model, with_alerts=True)
+        info.history = [e for e in events if e.action != "metric_alert"]
+        info.rollback = rollback_option(model, state, events)
         return info
 
     def gate_reports(self, model: str, version: str | None = None) -> list[GateReport]:

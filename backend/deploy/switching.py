@@ -1,7 +1,8 @@
 """Switching the serving version: a deployment and a rollback, through the same gates.
 
 A rollback returns to the previous good version: versions rolled back from, or that raised a
-quality alert while serving, are skipped until someone deploys them again on purpose.
+quality alert while serving, are skipped until someone deploys them again on purpose; when
+none is left, ``rollback_option`` says why in words and what would make a rollback possible.
 """
 
 from __future__ import annotations
@@ -12,12 +13,18 @@ from typing import Literal
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.auth.tokens import Principal
-from backend.deploy.audit import deployment_history, good_versions
+from backend.deploy.audit import deployment_history, return_points
 from backend.deploy.changes import Change, ModelState, apply_change, read_model_state
 from backend.deploy.gating import GateKeeper, GateRequest
 from backend.errors import Conflict
 from backend.registry import Registry, parse_version
-from backend.schemas import AuditEvent, DeploymentState, ModelVersionInfo
+from backend.schemas import (
+    AuditEvent,
+    DeploymentState,
+    ModelVersionInfo,
+    RollbackOption,
+    SkippedVersion,
+)
 
 
 class Switching:
@@ -72,23 +79,12 @@ class Switching:
                 "look at its new state before rolling back",
                 "from_version",
             )
-        if state.rollout is not None:
-            raise Conflict(
-                f"a rollout of version {state.rollout.candidate} is running; abort it to send "
-                f"all traffic back to version {active}",
-                "rollout",
-            )
-        if active is None:
-            raise Conflict(f"model {model!r} serves no version yet: nothing to roll back", "model")
         with self.sessions() as session:
-            target = rollback_target(deployment_history(session, model, True), active)
-        if target is None:
-            raise Conflict(
-                f"{model!r} has no earlier good version to roll back to from version {active} "
-                "(it was the first served, or every earlier one was rolled back from or raised "
-                "a quality alert); deploy another version instead",
-                "version",
-            )
+            option = rollback_option(model, state, deployment_history(session, model, True))
+        if option.target is None:
+            field = "rollout" if state.rollout else "version" if active else "model"
+            raise Conflict(option.unavailable_reason or "nothing to roll back to", field)
+        target = option.target
         return self._switch(model, state, actor, "rollback", target, reason, force_signature)
 
     def _switch(
@@ -126,8 +122,48 @@ class Switching:
         return apply_change(self.sessions, model, state.generation, change)
 
 
-def rollback_target(history: list[AuditEvent], active: str) -> str | None:
-    stack = good_versions(history)
-    if stack and stack[-1] == active:
-        stack.pop()
-    return stack[-1] if stack else None
+def rollback_option(model: str, state: ModelState, history: list[AuditEvent]) -> RollbackOption:
+    """Where a rollback of ``model`` would go now, or why it cannot, and how to make it
+    possible: the same words for the API's refusal, the model's state, the CLI and console."""
+    active = state.active
+    if active is None:
+        return RollbackOption(
+            target=None,
+            unavailable_reason=f"{model} serves no version yet: nothing to roll back. Deploy "
+            "a version first.",
+        )
+    points = return_points(history)
+    stack = points.stack[:-1] if points.stack and points.stack[-1] == active else points.stack
+    skipped: list[SkippedVersion] = []
+    for version in reversed(stack):
+        why = points.skipped.get(version)
+        if why is not None and version != active and all(s.version != version for s in skipped):
+            skipped.append(SkippedVersion(version=version, why=why))
+    good = [v for v in stack if v not in points.skipped and v != active]
+    if state.rollout is not None:
+        return RollbackOption(
+            target=None,
+            unavailable_reason=f"a rollout of version {state.rollout.candidate} is running: "
+            f"abort it to send all traffic back to version {active}; rollback is possible "
+            "again once it has ended.",
+            skipped=skipped,
+        )
+    if good:
+        return RollbackOption(target=good[-1], skipped=skipped)
+    if not skipped:
+        return RollbackOption(
+            target=None,
+            unavailable_reason=f"version {active} is the first version {model} served: there "
+            "is no earlier version to return to. Once another version has been deployed, a "
+            f"rollback can return to version {active}.",
+        )
+    passed_over = "; ".join(f"version {s.version}: {s.why}" for s in skipped)
+    again = " or ".join(f"version {s.version}" for s in skipped)
+    return RollbackOption(
+        target=None,
+        unavailable_reason=f"no earlier version of {model} is good to return to. A rollback "
+        "passes over versions that raised a quality alert while serving or were rolled back "
+        f"from ({passed_over}). To serve {again} anyway, deploy it again on purpose (its "
+        "checks run again); it then counts as good once more.",
+        skipped=skipped,
+    )

@@ -40,6 +40,7 @@ from backend.schemas.deploy import (
     GateResult,
     PolicyRequest,
     Reason,
+    RollbackOption,
     RollbackRequest,
     RolloutCheck,
     RolloutChecks,
@@ -48,7 +49,12 @@ from backend.schemas.deploy import (
     RolloutState,
     RolloutStatus,
     ServingPolicy,
+    SkippedVersion,
+    StepEstimate,
     StepKey,
+    UnjudgedQuality,
+    expected_step_seconds,
+    plain_duration,
 )
 from backend.schemas.monitoring import (
     ALERT_STATUSES,
@@ -158,8 +164,8 @@ class ModelInfo(BaseModel):
     versions: list[ModelVersionInfo] = Field(default_factory=list)
     rollout: RolloutState | None = None
     policy: ServingPolicy = Field(default_factory=ServingPolicy)
-    # The version a rollback would return to now (None: there is none).
-    rollback_target: str | None = None
+    # What a rollback would return to now, or why there is nothing to return to.
+    rollback: RollbackOption | None = None
     # Deployments, rollbacks and promotions, oldest first (one model's view only).
     history: list[AuditEvent] = Field(default_factory=list)
 

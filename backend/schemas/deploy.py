@@ -89,11 +89,18 @@ class RollbackRequest(RequestBody):
     from_version: str | None = Field(default=None, max_length=32)
 
 
+# What a rollout step does when its quality on labelled answers cannot be judged yet (too few
+# labels): "wait" until it can, or "proceed" without it (the audit names what was not judged).
+UnjudgedQuality = Literal["wait", "proceed"]
+
+
 class ServingPolicy(RequestBody):
-    """How the serving version is watched once live."""
+    """How the serving version is watched once live, and how rollouts treat missing labels."""
 
     # Roll back by itself when the live metric leaves the acceptable range.
     auto_rollback: bool = False
+    # A check that could not be judged is not a pass: by default the step waits for labels.
+    unjudged_quality: UnjudgedQuality = "wait"
     # The newest labelled predictions the live metric is computed on.
     metric_window: int = Field(default=500, ge=10, le=100_000)
     # Fewer labelled predictions than this: the live metric is not judged.
@@ -178,6 +185,20 @@ class RolloutCheck(BaseModel):
     detail: str
 
 
+class StepEstimate(BaseModel):
+    """How long a rollout step is expected to take at the model's current traffic."""
+
+    stage: str  # "shadow" or "canary 5%"
+    percent: float  # share of traffic the candidate answers (shadow: it scores all of it)
+    # Seconds the whole step needs at least: the longer of its dwell time and the time its
+    # requests take to arrive at the current rate. None: no traffic now, it cannot finish.
+    expected_s: float | None
+    # The current step only: what is left of it (None as above, or for other steps).
+    remaining_s: float | None = None
+    current: bool = False
+    detail: str
+
+
 class RolloutStatus(BaseModel):
     """The running rollout with its checks: what the step waits for, or why it moved."""
 
@@ -188,6 +209,53 @@ class RolloutStatus(BaseModel):
     # "wait", "advance", "promote" or "abort", and why in words.
     verdict: Literal["none", "wait", "advance", "promote", "abort"] = "none"
     detail: str = ""
+    # Requests per second the model answered lately (every route), measured over
+    # ``rate_window_s``; also without a rollout, so a planned one can be timed.
+    request_rate: float = 0.0
+    rate_window_s: float = 0.0
+    # Each step of the running rollout with its expected time at ``request_rate``.
+    estimates: list[StepEstimate] = Field(default_factory=list)
+
+
+def expected_step_seconds(
+    request_rate: float, percent: float, min_samples: int, min_dwell_s: float
+) -> float | None:
+    """The time a step needs at least: its dwell time, or longer while its ``min_samples``
+    requests arrive at ``percent`` % of ``request_rate``; None when they never would (no
+    traffic). One formula for the backend's estimates and a console's plan of a rollout."""
+    if min_samples <= 0:
+        return min_dwell_s
+    candidate_rate = request_rate * percent / 100.0
+    if candidate_rate <= 0:
+        return None
+    return max(min_dwell_s, min_samples / candidate_rate)
+
+
+def plain_duration(seconds: float) -> str:
+    """Seconds as people say them: "45 s", "13 min", "2.5 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class SkippedVersion(BaseModel):
+    """An earlier version a rollback passes over, and why in plain words."""
+
+    version: str
+    why: str
+
+
+class RollbackOption(BaseModel):
+    """What a rollback of the model would do now, in the words every client shows."""
+
+    # The version a rollback returns to; None when no rollback is possible now.
+    target: str | None
+    # Why no rollback is possible, and what makes one possible (None when there is a target).
+    unavailable_reason: str | None = None
+    # Earlier versions passed over (newest first): rolled back from, or alerted on quality.
+    skipped: list[SkippedVersion] = Field(default_factory=list)
 
 
 class AuditEvent(BaseModel):

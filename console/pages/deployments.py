@@ -67,7 +67,14 @@ ACTION_WORDS = {
     "abort": "rollout aborted",
     "policy": "policy changed",
     "metric_alert": "quality alert",
+    "trust_pickle": "pickle trusted to run code",
 }
+
+
+# Audit actions after which an earlier outcome line no longer describes what serves.
+STATE_CHANGES = frozenset(
+    {"deploy", "rollback", "promote", "abort", "rollout_start", "rollout_step"}
+)
 
 
 def _local(moment: object) -> str:
@@ -118,12 +125,26 @@ class DeploymentsPage(Page):
             "The serving version's quality on labelled answers left the range its checks used."
         )
         self.alert.hide()
-        # What the last action did (or why it failed): kept until the next action.
+        # What the last action did (or why it failed), with its time: shown until anything
+        # newer happens to the model (the header and history then say what holds).
         self.outcome = make_label("", wrap=True)
-        self.outcome.setToolTip("The result of your last deployment action.")
+        self.outcome.setToolTip(
+            "The result of your last deployment action; it goes once the model changes again."
+        )
+        self.outcome.hide()
+        # The newest audit event when the outcome was written.
+        self.outcome_after: int | None = None
+        self.newest_event: int | None = None
         self.rollback_button = make_button("Roll back…", ROLLBACK_HELP, self.confirm_rollback)
         self.rollback_button.setObjectName("danger")
         self.rollback_button.setMinimumHeight(36)
+        # Where a rollback would go and what it passes over, or why there is none.
+        self.rollback_note = make_label("", name="muted", wrap=True)
+        self.rollback_note.setToolTip(
+            "A rollback returns to the last good version served before: versions that raised "
+            "a quality alert while serving, or were rolled back from, are passed over until "
+            "they are deployed again on purpose."
+        )
 
         top = QHBoxLayout()
         top.addWidget(make_label("Model"))
@@ -166,6 +187,7 @@ class DeploymentsPage(Page):
         layout.addLayout(top)
         layout.addWidget(self.serving)
         layout.addWidget(self.summary)
+        layout.addWidget(self.rollback_note)
         layout.addWidget(self.alert)
         layout.addWidget(self.outcome)
         layout.addWidget(self.tabs, 1)
@@ -258,24 +280,57 @@ class DeploymentsPage(Page):
             if policy.auto_rollback
             else "Live quality is watched; a drop raises an alert (no automatic rollback)."
         )
+        if rollout is None and policy.unjudged_quality == "proceed":
+            parts.append("Rollout steps move on even when their quality cannot be judged yet.")
         self.summary.setText(" ".join(parts))
-        target = model.rollback_target
-        self.rollback_button.setEnabled(target is not None and rollout is None)
-        if rollout is not None:
-            self.rollback_button.setText("Rollout running: abort it to go back")
-            self.rollback_button.setToolTip("A rollout is running: abort it on the Rollout tab.")
-        else:
-            self.rollback_button.setText(
-                f"Roll back to version {target}…" if target else "Nothing to roll back to"
-            )
-            self.rollback_button.setToolTip(ROLLBACK_HELP)
+        self._show_rollback(model)
+        self._age_outcome(events)
         alert = _open_alert(events, serving)
         self.alert.setVisible(alert is not None)
         if alert is not None:
             self.alert.setText(f"Quality alert since {_local(alert.at)}: {alert.reason}.")
         self._fill_versions(model)
         self._fill_history(events)
-        self.rollout.set_model(model)
+        last_end = next((e for e in events if e.action in ("promote", "abort")), None)
+        self.rollout.set_model(model, last_end)
+
+    def _show_rollback(self, model: ModelInfo) -> None:
+        """The button names where a rollback goes; the note says what it passes over, or
+        why there is no rollback now and what would make one possible (the backend's words,
+        the same the command line prints)."""
+        option = model.rollback
+        target = option.target if option is not None else None
+        self.rollback_button.setEnabled(target is not None)
+        skipped = option.skipped if option is not None else []
+        passed_over = " ".join(f"It passes over version {s.version}: {s.why}." for s in skipped)
+        if target is not None:
+            self.rollback_button.setText(f"Roll back to version {target}…")
+            self.rollback_button.setToolTip(ROLLBACK_HELP)
+            self.rollback_note.setText(passed_over)
+        else:
+            self.rollback_button.setText(
+                "Rollout running: abort it to go back"
+                if model.rollout is not None
+                else "No rollback available (why: below)"
+            )
+            reason = option.unavailable_reason if option is not None else None
+            self.rollback_note.setText(f"No rollback: {reason}" if reason else "")
+            self.rollback_button.setToolTip(reason or ROLLBACK_HELP)
+        self.rollback_note.setVisible(bool(self.rollback_note.text()))
+
+    def _age_outcome(self, events: list[AuditEvent]) -> None:
+        """The outcome line describes the model as it was after that action: once what
+        serves changed since (a promotion, an abort, another person's rollback), it goes."""
+        self.newest_event = next((e.id for e in events if e.action in STATE_CHANGES), None)
+        if self.outcome_after is not None and self.newest_event != self.outcome_after:
+            self.outcome.hide()
+            self.outcome_after = None
+
+    def _say_outcome(self, text: str, event_id: int | None) -> None:
+        """Show ``text`` (stamped with the time) until an event newer than ``event_id``."""
+        self.outcome.setText(f"{time.strftime('%H:%M:%S')}: {text}")
+        self.outcome.show()
+        self.outcome_after = event_id
 
     def _latest_report(self, version: str) -> GateReport | None:
         return next((r for r in self.reports if r.version == version), None)
@@ -360,12 +415,16 @@ class DeploymentsPage(Page):
 
     def confirm_rollback(self) -> None:
         model = self.model
-        if model is None or model.rollback_target is None:
+        option = model.rollback if model is not None else None
+        if model is None or option is None or option.target is None:
             return
+        passed_over = "".join(
+            f" Version {s.version} is passed over: {s.why}." for s in option.skipped
+        )
         self._confirm(
             "Roll back",
             f"Roll {model.name} back from version {model.active_version} to version "
-            f"{model.rollback_target}?",
+            f"{option.target}?{passed_over}",
             "Roll back",
             lambda client, reason: client.rollback(
                 model.name, reason, from_version=model.active_version
@@ -391,22 +450,23 @@ class DeploymentsPage(Page):
         self, call: Callable[[ApiClient, str], DeploymentState], reason: str, failure_title: str
     ) -> None:
         started = time.monotonic()
-        self.outcome.setText("Running the checks…")
+        self._say_outcome("Running the checks…", self.newest_event)
         self.rollback_button.setEnabled(False)
         self.deploy_button.setEnabled(False)
 
         def done(state: DeploymentState) -> None:
             event = state.event
             took = time.monotonic() - started
-            self.outcome.setText(
+            self._say_outcome(
                 f"{state.model}: {ACTION_WORDS.get(event.action, event.action)} from version "
                 f"{event.from_version or '—'} to {event.to_version} in {took:.1f} s; version "
-                f"{state.active_version} answers every request now."
+                f"{state.active_version} answered every request after it.",
+                event.id,
             )
             self.reload()
 
         def failed(error: Exception) -> None:
-            self.outcome.setText(f"{failure_title}: {describe_error(error)}")
+            self._say_outcome(f"{failure_title}: {describe_error(error)}", self.newest_event)
             self.error_dialog = show_failure(self, failure_title, error)
             self.reload()
 
@@ -419,8 +479,13 @@ class DeploymentsPage(Page):
 
         def done(status: RolloutStatus) -> None:
             self.rollout.show_status(status)
-            if status.rollout is None:
-                self.reload()  # it ended (promoted or aborted by its checks)
+            shown = self.model
+            # Started or ended (promoted or aborted by its checks, or from elsewhere).
+            started_or_ended = shown is not None and (status.rollout is None) != (
+                shown.rollout is None
+            )
+            if shown is not None and shown.name == model and started_or_ended:
+                self.reload()
 
         self.call_backend(
             "rollout-status",
@@ -440,8 +505,19 @@ class DeploymentsPage(Page):
     def _steer(self, action: str, call: Callable[[ApiClient], DeploymentState]) -> None:
         title = ACTION_FAILURES[action]
 
-        def done(_state: DeploymentState) -> None:
+        def done(state: DeploymentState) -> None:
             self.rollout.show_action_done()
+            event = state.event
+            rollout = state.rollout
+            now = (
+                f"version {state.active_version} serves, version {rollout.candidate} is rolled out"
+                if rollout is not None
+                else f"version {state.active_version} answers every request"
+            )
+            self._say_outcome(
+                f"{state.model}: {ACTION_WORDS.get(event.action, event.action)}; {now}.",
+                event.id if event.action in STATE_CHANGES else self.newest_event,
+            )
             self.reload()
 
         def failed(error: Exception) -> None:

@@ -7,10 +7,6 @@ hands back what the backend said.
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
@@ -28,23 +24,25 @@ from PySide6.QtWidgets import (
 
 from backend.schemas import (
     DEFAULT_ROLLOUT_STEPS,
+    AuditEvent,
     ModelInfo,
     RolloutCheck,
     RolloutChecks,
     RolloutRequest,
     RolloutState,
     RolloutStatus,
+    expected_step_seconds,
+    plain_duration,
 )
 from console.dialogs.messages import input_problem, show_error
 from console.dialogs.reason import ReasonDialog
-from console.resources import colour
-from console.series_buffer import RingSeries
 from console.widgets.common import make_button, make_label
-from console.widgets.live_charts import time_plot
+from console.widgets.rollout_chart import RolloutChart
 from console.widgets.tables import Cell, ReadOnlyTable
 
+# The status is polled while the panel is seen: the checks of a running rollout, and the
+# model's request rate, which times the steps of one being planned.
 STATUS_POLL_MS = 2_000
-CHART_POINTS = 1_800  # an hour of polls
 CHECK_WORDS = {
     "samples": "Requests seen",
     "dwell": "Time at this step",
@@ -128,6 +126,22 @@ class RolloutPanel(QWidget):
             "Run the candidate's checks (gates) and start the rollout if they all pass.",
             self.start_rollout,
         )
+        # How long the steps entered would take at the model's traffic now.
+        self.plan = make_label("", name="muted", wrap=True)
+        self.plan.setToolTip(
+            "Each step runs at least its minimum time and until it has seen its minimum "
+            "requests: at a small share of little traffic, that takes long. Fewer requests "
+            "per step or larger first steps make a rollout faster."
+        )
+        # How the last rollout ended (promoted or aborted, by whom, why).
+        self.last_rollout = make_label("", wrap=True)
+        self.last_rollout.setToolTip(
+            "The end of the last rollout of this model, from the audit trail."
+        )
+        self.request_rate: float | None = None
+        for edited in (self.steps.textChanged, self.samples.valueChanged, self.dwell.valueChanged):
+            edited.connect(self._show_plan)
+        self.mode.currentIndexChanged.connect(self._show_plan)
         form = QFormLayout()
         for label, widget in (
             ("Candidate version", self.candidate),
@@ -143,10 +157,13 @@ class RolloutPanel(QWidget):
             form.addRow(label, widget)
         start_page = QWidget()
         start_layout = QVBoxLayout(start_page)
+        start_layout.addWidget(self.last_rollout)
         form_box = QWidget()
         form_box.setLayout(form)
         form_box.setMaximumWidth(620)  # a form stretched across a wide window reads badly
         start_layout.addWidget(form_box)
+        self.plan.setMaximumWidth(620)
+        start_layout.addWidget(self.plan)
         start_layout.addWidget(self.start_button, 0, Qt.AlignmentFlag.AlignLeft)
         start_layout.addStretch(1)
 
@@ -171,27 +188,17 @@ class RolloutPanel(QWidget):
         for button in (self.pause_button, self.promote_button, self.abort_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
-        self.chart = time_plot(
-            "Candidate against the current version",
-            "How the candidate compares over time: latency ratio (1 = as fast), agreement, "
-            "error rate and its quality metric on labelled answers (where labels arrived).",
-            "ratio / share",
+        self.step_times = make_label("", name="muted", wrap=True)
+        self.step_times.setToolTip(
+            "How long each step takes at the model's traffic now: the longer of its minimum "
+            "time and the time its minimum requests take at its share of the traffic."
         )
-        self.chart.addLegend(offset=(8, 8))
-        pen = {"width": 1}
-        self.curves = {
-            "p99_ratio": self.chart.plot(pen=pg.mkPen(colour("accent"), **pen), name="p99 ratio"),
-            "agreement": self.chart.plot(pen=pg.mkPen(colour("ok"), **pen), name="agreement"),
-            "error_rate": self.chart.plot(pen=pg.mkPen(colour("bad"), **pen), name="error rate"),
-            "live_metric": self.chart.plot(
-                pen=pg.mkPen(colour("warn"), **pen), name="candidate quality (labelled)"
-            ),
-        }
-        self.history = RingSeries(CHART_POINTS, {name: 1 for name in self.curves})
+        self.chart = RolloutChart()
         running_page = QWidget()
         running_layout = QVBoxLayout(running_page)
         running_layout.addWidget(self.stage)
         running_layout.addWidget(self.verdict)
+        running_layout.addWidget(self.step_times)
         running_layout.addLayout(buttons)
         running_layout.addWidget(self.checks, 1)
         running_layout.addWidget(self.chart, 1)
@@ -212,10 +219,25 @@ class RolloutPanel(QWidget):
 
     # ------------------------------------------------------------------ model
 
-    def set_model(self, model: ModelInfo) -> None:
+    def set_model(self, model: ModelInfo, last_end: AuditEvent | None = None) -> None:
+        """Show ``model``; ``last_end``: the promotion or abort that ended its last rollout."""
         if self.model is None or self.model.name != model.name:
-            self.history.clear()
+            self.request_rate = None
+        self.chart.follow_rollout(model.rollout)  # an ended rollout's lines go with it
+        polled = self.status.rollout if self.status is not None else None
+        if model.rollout is None:
+            self.status = None
+        elif polled is None or polled.started_at != model.rollout.started_at:
+            # A rollout not polled yet (just started, or started elsewhere): say where it
+            # stands from the model, not what the last one said.
+            self.status = None
+            self._show_stage(model.rollout, model.active_version)
+            self.verdict.setText("Reading its checks…")
+            self.checks.set_rows([])
+            self.step_times.setText("")
         self.model = model
+        self._show_last_rollout(last_end)
+        self._show_plan()
         current = self.candidate.currentData()
         self.candidate.clear()
         for version in reversed(model.versions):
@@ -228,8 +250,8 @@ class RolloutPanel(QWidget):
         self._follow()
 
     def _follow(self) -> None:
-        """Poll the rollout's checks only while one runs and someone can see them."""
-        if self.model is not None and self.model.rollout is not None and self.isVisible():
+        """Poll only while someone can see the panel."""
+        if self.model is not None and self.isVisible():
             if not self.poll_timer.isActive():
                 self.poll_timer.start()
                 self.redraw_timer.start()
@@ -259,22 +281,17 @@ class RolloutPanel(QWidget):
         self.verdict.setText(f"Could not read the rollout: {reason}")
 
     def show_status(self, status: RolloutStatus) -> None:
-        self.status = status
+        if self.model is None or status.model != self.model.name:
+            return  # an answer about the model left
+        self.request_rate = status.request_rate
+        self.chart.follow(status)
         rollout = status.rollout
         if rollout is None:
+            self.status = None
+            self._show_plan()
             return
-        stage = (
-            "shadow (answers compared, none shown)"
-            if rollout.phase == "shadow"
-            else (
-                f"canary: {rollout.percent:g}% of traffic, step {rollout.step_index + 1} of "
-                f"{len(rollout.steps)}"
-            )
-        )
-        paused = " — paused" if rollout.paused else ""
-        self.stage.setText(
-            f"Version {rollout.candidate} against {status.active_version}: {stage}{paused}"
-        )
+        self.status = status
+        self._show_stage(rollout, status.active_version)
         words = {
             "wait": "Waiting",
             "advance": "Moving on",
@@ -285,22 +302,105 @@ class RolloutPanel(QWidget):
         self.verdict.setText(f"{words[status.verdict]}: {status.detail}")
         self.pause_button.setText("Resume" if rollout.paused else "Pause")
         self.checks.set_rows([_check_row(check) for check in status.checks])
-        values = {c.name: c.value for c in status.checks}
-        point = {
-            "p99_ratio": values.get("p99_latency"),
-            "agreement": values.get("agreement"),
-            "error_rate": values.get("error_rate"),
-            "live_metric": values.get("live_metric"),
-        }
-        self.history.extend(
-            np.array([time.time()]),
-            {k: np.array([np.nan if v is None else v]) for k, v in point.items()},
+        self._show_step_times(status)
+
+    def _show_stage(self, rollout: RolloutState, active: str | None) -> None:
+        stage = (
+            "shadow (answers compared, none shown)"
+            if rollout.phase == "shadow"
+            else (
+                f"canary: {rollout.percent:g}% of traffic, step {rollout.step_index + 1} of "
+                f"{len(rollout.steps)}"
+            )
         )
+        paused = " — paused" if rollout.paused else ""
+        self.stage.setText(f"Version {rollout.candidate} against {active}: {stage}{paused}")
 
     def redraw(self) -> None:
-        times, columns = self.history.view()
-        for name, curve in self.curves.items():
-            curve.setData(times, columns[name], connect="finite")
+        self.chart.redraw()
+
+    def _show_step_times(self, status: RolloutStatus) -> None:
+        """One line: each step still to come with its expected time; details in the tooltip."""
+        rate = f"{status.request_rate:.2g} requests/s" if status.request_rate else "no requests"
+        parts = []
+        for estimate in status.estimates:
+            if estimate.detail == "done":
+                continue
+            seconds = estimate.remaining_s if estimate.current else estimate.expected_s
+            if seconds is None:
+                time_left = "cannot finish without traffic"
+            elif not estimate.current:
+                time_left = f"about {plain_duration(seconds)}"
+            elif seconds > 0:
+                time_left = f"{plain_duration(seconds)} left"
+            else:  # what holds it now is a check, said in the line above
+                time_left = "its requests and time are in"
+            parts.append(f"{'▶ ' if estimate.current else ''}{estimate.stage}: {time_left}")
+        model = self.model
+        waits = model is not None and model.policy.unjudged_quality == "wait"
+        self.step_times.setText(
+            f"Step times at the model's traffic now ({rate} over the last "
+            f"{status.rate_window_s:.0f} s): "
+            + " · ".join(parts)
+            + (
+                " — each also waits until enough labelled answers judge its quality."
+                if waits
+                else ""
+            )
+        )
+        self.step_times.setToolTip(
+            "How long each step takes at the model's traffic now: the longer of its minimum "
+            "time and the time its minimum requests take at its share of the traffic.\n"
+            + "\n".join(f"{e.stage}: {e.detail}" for e in status.estimates)
+        )
+
+    def _show_plan(self) -> None:
+        """How long the steps in the form would take at the model's traffic now."""
+        rate = self.request_rate
+        if rate is None:
+            self.plan.setText("Step times appear once the model's traffic has been measured.")
+            return
+        try:
+            steps = [float(p) for p in self.steps.text().replace(";", ",").split(",") if p.strip()]
+        except ValueError:
+            self.plan.setText("")
+            return
+        samples, dwell = self.samples.value(), float(self.dwell.value())
+        stages = [("shadow", 100.0)] if self.mode.currentData() == "shadow" else []
+        stages += [(f"{p:g}%", p) for p in steps if 0 < p <= 100]
+        times = [(name, expected_step_seconds(rate, p, samples, dwell)) for name, p in stages]
+        if any(t is None for _, t in times):
+            self.plan.setText(
+                "The model gets no requests now: the steps would not finish until traffic "
+                "arrives (each needs its minimum requests)."
+            )
+            return
+        total = sum(t for _, t in times if t is not None)
+        waits = self.model is not None and self.model.policy.unjudged_quality == "wait"
+        labels = (
+            ", plus the time enough labelled answers take to arrive: the model's policy holds "
+            "each step until its quality can be judged"
+            if waits
+            else "; the model's policy lets steps move on before their quality can be judged"
+        )
+        self.plan.setText(
+            f"At the model's traffic now ({rate:.2g} requests/s), these steps take at least: "
+            + ", ".join(f"{name} {plain_duration(t or 0)}" for name, t in times)
+            + f"; {plain_duration(total)} in all{labels}."
+        )
+
+    def _show_last_rollout(self, event: AuditEvent | None) -> None:
+        self.last_rollout.setVisible(event is not None)
+        if event is None:
+            return
+        when = event.at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        if event.action == "promote":
+            what = f"version {event.to_version} was promoted and serves all traffic"
+        else:
+            what = f"the rollout of version {event.from_version} was aborted"
+        self.last_rollout.setText(
+            f"Last rollout: {what} ({when}, by {event.actor}): {event.reason or 'no reason given'}"
+        )
 
     # ------------------------------------------------------------------ actions
 
