@@ -161,6 +161,7 @@ class MainWindow(QMainWindow):
         )
         for page in self.pages:
             page.connection_changed(False)
+            page.backend_stopped()
 
     def show_backend_restarting(self) -> None:
         self._show_state("restarting", "")

@@ -39,6 +39,9 @@ class Page(QWidget):
     def connection_changed(self, connected: bool) -> None:
         """The backend came back or went away."""
 
+    def backend_stopped(self) -> None:
+        """The embedded backend ended and does not come back by itself: stop waiting for it."""
+
     def shutdown(self) -> None:
         """The console is closing (or the page is replaced): stop its timers, streams, tasks."""
         for purpose in self._purposes:

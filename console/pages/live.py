@@ -192,6 +192,13 @@ class LivePage(Page):
                 timer.start()
                 self.poll_series(resolution)
 
+    def backend_stopped(self) -> None:
+        # The stream would otherwise say "reconnecting" under a banner saying nothing comes
+        # back by itself: one message, and it tells the truth.
+        self.stream.stop()
+        self.stream_state = "stopped"
+        self._show_status()
+
     def shutdown(self) -> None:
         super().shutdown()
         self.stream.stop()
@@ -227,6 +234,8 @@ class LivePage(Page):
         self._show_status()
 
     def _on_stream_state(self, state: str) -> None:
+        if self.stream_state == "stopped":
+            return  # a last word of the stream's thread, queued before it was stopped
         self.stream_state = state
         self._show_status()
 
@@ -247,9 +256,10 @@ class LivePage(Page):
             parts.append(f"{self.missed_total:,} skipped while disconnected")
         if state != "streaming":
             parts.append(
-                "stream refused: this token may not read predictions"
-                if state == "refused"
-                else "stream interrupted, reconnecting…"
+                {
+                    "refused": "stream refused: this token may not read predictions",
+                    "stopped": "the backend stopped: nothing new arrives until it is restarted",
+                }.get(state, "stream interrupted, reconnecting…")
             )
         self.status.setText(" · ".join(parts))
         self.status.setToolTip(self.status.text())

@@ -165,6 +165,10 @@ def test_a_stopped_backend_is_restarted_from_the_banner(qtbot, console, tmp_path
     assert "does not come back by itself" in first.banner_text.text()
     # Nor a dialog that says something else: the banner is the one message.
     assert not [w for w in QApplication.topLevelWidgets() if w.isVisible() and w.isModal()]
+    # Nor the Live page's stream status, which said "reconnecting" under the banner.
+    live = next(page for page in first.pages if page.key == "live")
+    assert "the backend stopped" in live.status.text()
+    assert "reconnecting" not in live.status.text()
 
     qtbot.mouseClick(first.banner_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: app.window is not first and app.window is not None, timeout=60_000)
