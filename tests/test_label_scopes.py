@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from typing import Any
 
 from alembic import command
@@ -159,8 +161,10 @@ def test_the_upgrade_gives_existing_labels_the_model_they_joined(database_url: s
             )
         connection.execute(
             text(
+                # A label in words: PostgreSQL hands it back decoded, and copying it must
+                # still give valid JSON.
                 "INSERT INTO labels (request_id, row_index, label, received_at, source)"
-                " VALUES ('shared', 1, '1', 1.0, 'eng')"
+                " VALUES ('shared', 1, '\"fraud\"', 1.0, 'eng')"
             )
         )
         connection.execute(
@@ -176,7 +180,12 @@ def test_the_upgrade_gives_existing_labels_the_model_they_joined(database_url: s
         labels = connection.execute(
             text("SELECT request_id, row_index, model FROM labels ORDER BY id")
         ).all()
+        copied = connection.execute(
+            text("SELECT label FROM labels WHERE request_id = 'shared' AND row_index = 1")
+        ).all()
+    sqlite = engine.dialect.name == "sqlite"  # hands JSON back as text; PostgreSQL decoded
     engine.dispose()
+    assert [json.loads(v) if sqlite else v for (v,) in copied] == ["fraud"] * 2
     assert sorted((r, i, m or "") for r, i, m in labels) == sorted(
         [
             ("r1", 0, "toy"),

@@ -84,20 +84,15 @@ def _back_fill_models() -> None:
                 {"model": models[0], "id": label.id},
             )
             for model in models[1:]:
+                # Copied inside the database: PostgreSQL hands JSON back decoded, and a text
+                # label ("fraud") bound again as a parameter is not valid JSON.
                 bind.execute(
                     sa.text(
                         "INSERT INTO labels (model, request_id, row_index, label, received_at, "
-                        "source) VALUES (:model, :request_id, :row_index, :label, :received_at, "
-                        ":source)"
+                        "source) SELECT :model, request_id, row_index, label, received_at, "
+                        "source FROM labels WHERE id = :id"
                     ),
-                    {
-                        "model": model,
-                        "request_id": label.request_id,
-                        "row_index": label.row_index,
-                        "label": _json_text(label.label),
-                        "received_at": label.received_at,
-                        "source": label.source,
-                    },
+                    {"model": model, "id": label.id},
                 )
 
 
@@ -161,11 +156,6 @@ def _models(value: Any) -> frozenset[str] | None:
         return None
     models = json.loads(value) if isinstance(value, str) else value
     return None if models is None else frozenset(models)
-
-
-def _json_text(value: Any) -> str:
-    # SQLite hands JSON back as text, PostgreSQL as the decoded value.
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def downgrade() -> None:
