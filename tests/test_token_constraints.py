@@ -244,3 +244,21 @@ def test_the_upgrade_types_constraints_stored_as_text(database_url: str) -> None
     engine.dispose()
     constraints = json.loads(stored) if isinstance(stored, str) else stored
     assert constraints == {"hour": [12, "x"], "night": [True], "fare": [2.5], "city": ["12"]}
+
+
+def test_a_feature_typed_differently_in_two_models_is_refused() -> None:
+    """One stored value must equal every scoped model's validated input: "12" for a text
+    feature and 12 for an int one cannot both hold, so such a token is refused, not made."""
+    from backend.errors import InputError
+    from backend.registry.constraints import typed_constraints
+    from backend.schemas import FeatureSpec
+
+    as_text = [FeatureSpec(name="hour", type="string")]
+    as_int = [FeatureSpec(name="hour", type="int")]
+    with pytest.raises(InputError) as refused:
+        typed_constraints({"kiosk": as_text, "fraud": as_int}, {"hour": ["12"]})
+    assert refused.value.field == "constraints.hour"
+    assert "'kiosk'" in str(refused.value) and "'fraud'" in str(refused.value)
+    # The same type in both models is one value for both.
+    both = typed_constraints({"a": as_int, "b": as_int}, {"hour": ["12"]})
+    assert both == {"hour": [12]}

@@ -38,6 +38,7 @@ def typed_constraints(
         if not values:
             raise InputError("give at least one allowed value", field)
         chosen: list[Any] | None = None
+        chosen_model = ""
         for model, specs in signatures.items():
             spec = next((s for s in specs if s.name == feature), None)
             if spec is None:
@@ -46,7 +47,16 @@ def typed_constraints(
                     f"model {model!r} has no feature {feature!r} (its features: {names})", field
                 )
             converted = [_typed(spec, value, f"{field}[{i}]") for i, value in enumerate(values)]
-            chosen = converted if chosen is None else chosen
+            if chosen is None:
+                chosen, chosen_model = converted, model
+            elif converted != chosen:
+                # One stored value must equal the validated input of every model: a feature
+                # typed differently in two models would refuse every request to one of them.
+                raise InputError(
+                    f"feature {feature!r} has different types in models {chosen_model!r} and "
+                    f"{model!r}: one constraint cannot apply to both; make one token per model",
+                    field,
+                )
         typed[feature] = sorted(set(chosen or []), key=repr)
     return typed
 
