@@ -91,7 +91,7 @@ def create_app(
     app.add_middleware(InFlightCounter, crowd=crowd)
     app.add_middleware(RefuseNulInUrl)
     # Outermost, so it sees every refusal, the size limit's included.
-    app.add_middleware(RefusalCounter, live_stats=live_stats, state=state)
+    app.add_middleware(RefusalCounter, live_stats=live_stats, state=state, tokens=workspace.tokens)
     app.include_router(oip.router)
     app.include_router(records.router)
     app.include_router(manage.router)

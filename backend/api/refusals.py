@@ -5,6 +5,12 @@ reaches the observers (it is refused before, or instead of, a prediction), so it
 here, where the answer leaves: whatever refused it (the size limit, authentication, the
 signature, an unknown model) the status is seen once. Only names the server serves are kept
 as they are: anything else is counted under the model "" (see ``LiveStats``).
+
+A refusal is counted under its model only when the request carried a token that may predict
+with that model: otherwise anyone who reaches the port could push a model's error rate, which
+engineers and support read, to 100% without a token. The token is looked up in the cache
+alone (no database read on the refusal path, which a flood of bad requests would turn into
+load); a valid token whose entry has just expired is counted under "" for that moment.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend.auth.tokens import TokenService, has_permission
+from backend.errors import ServeDeckError
 from backend.monitoring.live_stats import LiveStats
 from backend.serving.state import ServingState
 
@@ -25,10 +33,13 @@ _PREDICTION_PATH = re.compile(
 
 
 class RefusalCounter:
-    def __init__(self, app: ASGIApp, live_stats: LiveStats, state: ServingState):
+    def __init__(
+        self, app: ASGIApp, live_stats: LiveStats, state: ServingState, tokens: TokenService
+    ):
         self.app = app
         self.live_stats = live_stats
         self.state = state
+        self.tokens = tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = None
@@ -42,7 +53,8 @@ class RefusalCounter:
 
         async def send_counting(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] >= 400:
-                self._count(model, version, message["status"])
+                vouched = self._may_predict(_authorization(scope), model)
+                self._count(model if vouched else "", version, message["status"])
             await send(message)
 
         await self.app(scope, receive, send_counting)
@@ -53,3 +65,21 @@ class RefusalCounter:
         elif version and self.state.loaded(model, version) is None:
             version = ""
         self.live_stats.record_refusal(model, version, time.time(), status)
+
+    def _may_predict(self, authorization: str | None, model: str) -> bool:
+        try:
+            principal = self.tokens.authenticate_cached(authorization)
+        except ServeDeckError:  # no token, a malformed header, a revoked token
+            return False
+        return (
+            principal is not None
+            and has_permission(principal, "predict")
+            and principal.may_use_model(model)
+        )
+
+
+def _authorization(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return str(value.decode("latin-1"))
+    return None
