@@ -25,6 +25,7 @@ from uvicorn.supervisors import Multiprocess
 from backend.api.app import create_app
 from backend.claim import DataDirClaim
 from backend.errors import ServeDeckError
+from backend.registry.sandbox import shared_probe
 from backend.settings import Settings
 from backend.workspace import Workspace
 
@@ -50,7 +51,7 @@ def write_server_info(path: Path, url: str) -> None:
 
 def app_from_environment() -> FastAPI:
     """Factory for multi-worker uvicorn: each worker opens the workspace from the environment."""
-    return create_app(Settings.load())
+    return create_app(Settings.load(), on_stop=shared_probe.close)
 
 
 def _announce_when_healthy(url: str, announce: Callable[[], None], timeout_s: float = 120) -> None:
@@ -121,6 +122,8 @@ def _serve_claimed(settings: Settings, host: str, port: int, workers: int, log_l
     def retire() -> None:
         # In the lifespan, not after run(): uvicorn re-raises the stop signal once it is done.
         settings.server_info_file.unlink(missing_ok=True)
+        # The model probe would otherwise outlive the server while it finishes a file.
+        shared_probe.close()
 
     app = create_app(workspace=workspace, on_stop=retire)
     _StreamClosingServer(uvicorn.Config(app, **common), app, on_listening=announce).run(
