@@ -58,7 +58,7 @@ def test_model_filter_and_missed_count() -> None:
     feed = PredictionFeed(capacity=3)
     feed.publish(_rows("a", 2, "fraud"), [0, 0], [0.9, 0.9])
     feed.publish(_rows("b", 3, "ride-price"), [1.5, 1.6, 1.7], [None] * 3)
-    events, missed, position = feed.since(1, "ride-price")
+    events, missed, position = feed.since(1, {"ride-price"})
     assert missed == 1  # event 2 left the ring of three before it was read
     assert [e["top_output"] for e in events] == [1.5, 1.6, 1.7] and position == 5
     assert feed.since(5) == ([], 0, 5)
