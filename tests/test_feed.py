@@ -64,6 +64,17 @@ def test_model_filter_and_missed_count() -> None:
     assert feed.since(5) == ([], 0, 5)
 
 
+def test_several_models_are_read_together() -> None:
+    """A token scoped to several models follows all of them in one stream."""
+    feed = PredictionFeed()
+    feed.publish(_rows("a", 1, "fraud"), [0], [0.9])
+    feed.publish(_rows("b", 1, "ride-price"), [1.5], [None])
+    feed.publish(_rows("c", 1, "churn"), [1], [0.6])
+    events, missed, position = feed.since(0, {"fraud", "churn"})
+    assert [e["model"] for e in events] == ["fraud", "churn"] and (missed, position) == (0, 3)
+    assert [e["model"] for e in feed.since(0)[0]] == ["fraud", "ride-price", "churn"]
+
+
 def test_the_ring_holds_nothing_the_garbage_collector_must_scan() -> None:
     # Thousands of events live in the ring: objects the collector tracks there made every
     # young-generation collection under load scan them again.

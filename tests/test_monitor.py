@@ -151,6 +151,22 @@ def test_live_series_start_with_the_statistics_and_split_by_version() -> None:
     assert stats.series(1, now=start + 3.5, models={"fraud"}, version="9").requests == [0, 0, 0]
 
 
+def test_live_series_sum_the_models_asked_for() -> None:
+    """A token scoped to several models sees their buckets summed, and no other model's."""
+    start = 1_700_000_000.0
+    stats = LiveStats(started_at=start)
+    for model, count, latency_ms in (("fraud", 2, 1.0), ("churn", 3, 4.0), ("price", 5, 90.0)):
+        for _ in range(count):
+            stats.record(model, start + 0.5, latency_ms, [0.9])
+    both = stats.series(1, now=start + 1.5, models={"fraud", "churn"})
+    assert both.model is None and both.requests == [5]
+    # The percentiles come from the summed histograms: the slow third model is not in them.
+    assert both.latency_p99_ms[0] is not None and both.latency_p99_ms[0] < 10
+    assert sum(both.confidence[0]) == 5
+    assert stats.series(1, now=start + 1.5, models={"churn"}).model == "churn"
+    assert stats.series(1, now=start + 1.5).requests == [10]
+
+
 def test_live_series_over_http(client: TestClient, admin_headers: dict[str, str]) -> None:
     for _ in range(5):
         assert client.post(
