@@ -129,6 +129,8 @@ CALLERS = [
     Caller("price-engineer", "engineer", ["price"]),
     Caller("support", "support", None),
     Caller("toy-support", "support", ["toy"]),
+    # Scoped to several models: listings and streams show them all without a model named.
+    Caller("both-support", "support", ["toy", "price"]),
     Caller("toy-client", "client", ["toy"]),
     Caller("both-client", "client", ["toy", "price"]),
 ]

@@ -58,10 +58,21 @@ def test_model_filter_and_missed_count() -> None:
     feed = PredictionFeed(capacity=3)
     feed.publish(_rows("a", 2, "fraud"), [0, 0], [0.9, 0.9])
     feed.publish(_rows("b", 3, "ride-price"), [1.5, 1.6, 1.7], [None] * 3)
-    events, missed, position = feed.since(1, "ride-price")
+    events, missed, position = feed.since(1, {"ride-price"})
     assert missed == 1  # event 2 left the ring of three before it was read
     assert [e["top_output"] for e in events] == [1.5, 1.6, 1.7] and position == 5
     assert feed.since(5) == ([], 0, 5)
+
+
+def test_several_models_are_read_together() -> None:
+    """A token scoped to several models follows all of them in one stream."""
+    feed = PredictionFeed()
+    feed.publish(_rows("a", 1, "fraud"), [0], [0.9])
+    feed.publish(_rows("b", 1, "ride-price"), [1.5], [None])
+    feed.publish(_rows("c", 1, "churn"), [1], [0.6])
+    events, missed, position = feed.since(0, {"fraud", "churn"})
+    assert [e["model"] for e in events] == ["fraud", "churn"] and (missed, position) == (0, 3)
+    assert [e["model"] for e in feed.since(0)[0]] == ["fraud", "ride-price", "churn"]
 
 
 def test_the_ring_holds_nothing_the_garbage_collector_must_scan() -> None:

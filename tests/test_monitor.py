@@ -108,7 +108,7 @@ def test_live_series_buckets() -> None:
         for i in range(10):
             stats.record("fraud", start + second + 0.01 * i, 1.0 + i, [0.55, 0.95])
     stats.record("other", start + 1, 500.0, [None])
-    series = stats.series(1, now=start + 3.5, model="fraud")
+    series = stats.series(1, now=start + 3.5, models={"fraud"})
     tail = slice(-3, None)
     assert series.starts[tail] == [start, start + 1, start + 2]
     assert series.requests[tail] == [10, 10, 10]
@@ -135,20 +135,36 @@ def test_live_series_start_with_the_statistics_and_split_by_version() -> None:
     stats.record_refusal("fraud", "", start + 1, 401)
     stats.record_refusal("fraud", "1", start + 2, 503)
     # Nothing was measured before the statistics began: those buckets are not sent as zeros.
-    whole = stats.series(1, now=start + 3.5, model="fraud")
+    whole = stats.series(1, now=start + 3.5, models={"fraud"})
     assert whole.started_at == start + 0.5
     assert whole.starts == [start, start + 1, start + 2]
     assert whole.requests == [2, 2, 2] and whole.refused == [0, 2, 0] and whole.failed == [0, 0, 1]
     assert stats.series(60, now=start + 600).starts[0] == start // 60 * 60
     # One version's own numbers: its latency, its refusals (a refusal that named no version
     # belongs to none of them).
-    first = stats.series(1, now=start + 3.5, model="fraud", version="1")
-    second = stats.series(1, now=start + 3.5, model="fraud", version="2")
+    first = stats.series(1, now=start + 3.5, models={"fraud"}, version="1")
+    second = stats.series(1, now=start + 3.5, models={"fraud"}, version="2")
     assert first.version == "1" and first.requests == [1, 1, 1] and first.failed == [0, 0, 1]
     assert second.refused == [0, 1, 0] and first.refused == [0, 0, 0]
     assert first.latency_p50_ms[-1] is not None and first.latency_p50_ms[-1] < 3
     assert second.latency_p50_ms[-1] is not None and second.latency_p50_ms[-1] > 30
-    assert stats.series(1, now=start + 3.5, model="fraud", version="9").requests == [0, 0, 0]
+    assert stats.series(1, now=start + 3.5, models={"fraud"}, version="9").requests == [0, 0, 0]
+
+
+def test_live_series_sum_the_models_asked_for() -> None:
+    """A token scoped to several models sees their buckets summed, and no other model's."""
+    start = 1_700_000_000.0
+    stats = LiveStats(started_at=start)
+    for model, count, latency_ms in (("fraud", 2, 1.0), ("churn", 3, 4.0), ("price", 5, 90.0)):
+        for _ in range(count):
+            stats.record(model, start + 0.5, latency_ms, [0.9])
+    both = stats.series(1, now=start + 1.5, models={"fraud", "churn"})
+    assert both.model is None and both.requests == [5]
+    # The percentiles come from the summed histograms: the slow third model is not in them.
+    assert both.latency_p99_ms[0] is not None and both.latency_p99_ms[0] < 10
+    assert sum(both.confidence[0]) == 5
+    assert stats.series(1, now=start + 1.5, models={"churn"}).model == "churn"
+    assert stats.series(1, now=start + 1.5).requests == [10]
 
 
 def test_live_series_over_http(client: TestClient, admin_headers: dict[str, str]) -> None:

@@ -1,20 +1,23 @@
 """Alerts API: list, read and acknowledge alerts; follow new ones as server-sent events.
 
 Alerts are rows in the store, so every worker answers the same and a stream sees alerts
-raised by any worker (it looks for new ones every ``POLL_S``).
+raised by any worker (it looks for new ones every ``POLL_S``, and at its token more often).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from backend.api.deps import CurrentFeed, CurrentPrincipal, CurrentWorkspace
 from backend.api.errors import ERRORS
+from backend.api.stream_access import CHECK_INTERVAL_S, StreamAccess, stream_access
+from backend.auth import read_scope
 from backend.auth.tokens import Principal, require
 from backend.errors import InputError, NotFound
 from backend.monitoring.alerts import AlertService
@@ -39,7 +42,9 @@ def _visible(principal: Principal, alert: Alert) -> Alert:
 def list_alerts(
     workspace: CurrentWorkspace,
     principal: CurrentPrincipal,
-    model: str | None = None,
+    model: Annotated[
+        str | None, Query(description="one model (default: every model the token may read)")
+    ] = None,
     status: Annotated[
         list[AlertStatus] | None,
         Query(description="only these (repeat the parameter); default: open and acknowledged"),
@@ -47,27 +52,31 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AlertList:
     """Alerts newest first: by default the ones still active (open or acknowledged)."""
-    require(principal, "read", model)
+    scope = read_scope(principal, "read", model)
     statuses = status or ["open", "acknowledged"]
     return AlertList(
         alerts=workspace.alerts.list(
-            model=model, statuses=statuses, visible_models=principal.models, limit=limit
+            model=scope.model, statuses=statuses, visible_models=scope.models, limit=limit
         )
     )
 
 
 @router.get("/events/alerts")
 async def alert_events(
+    request: Request,
     workspace: CurrentWorkspace,
     principal: CurrentPrincipal,
     feed: CurrentFeed,
-    model: str | None = None,
+    model: Annotated[
+        str | None, Query(description="one model (default: every model the token may read)")
+    ] = None,
     last_event_id: Annotated[str | None, Header(description="resume after this alert id")] = None,
 ) -> StreamingResponse:
     """New alerts as server-sent events (``event: alert``, data: an ``Alert``); the event id
     is the alert's id (``Last-Event-ID`` resumes). Without one, the stream starts with the
-    alerts raised from now on."""
-    require(principal, "read", model)
+    alerts raised from now on. The stream ends within about a second once its token is
+    revoked or may no longer read these alerts."""
+    access = stream_access(request, principal, "read", model)
     alerts = workspace.alerts
     if last_event_id is not None:
         after = _alert_id(last_event_id)
@@ -75,33 +84,47 @@ async def alert_events(
         newest = await asyncio.to_thread(alerts.list, statuses=None, limit=1)
         after = newest[0].id if newest else 0
     return StreamingResponse(
-        _stream(alerts, principal, model, after, feed),
+        _stream(alerts, access, after, feed),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def _stream(
-    alerts: AlertService, principal: Principal, model: str | None, after: int, feed: PredictionFeed
+    alerts: AlertService, access: StreamAccess, after: int, feed: PredictionFeed
 ) -> AsyncIterator[bytes]:
     yield b"retry: 2000\n\n"
-    quiet = 0.0
+    last_sent = next_poll = time.monotonic()
     # The feed closes when the server stops: open streams end instead of holding it up.
     while not feed.closed:
-        found = await asyncio.to_thread(
-            alerts.list, model=model, visible_models=principal.models, after_id=after, limit=100
-        )
+        found: list[Alert] = []
+        if time.monotonic() >= next_poll:
+            scope = access.scope
+            found = await asyncio.to_thread(
+                alerts.list,
+                model=scope.model,
+                visible_models=scope.models,
+                after_id=after,
+                limit=100,
+            )
+            next_poll = time.monotonic() + POLL_S
+        # Looked at after the (slow) read and before anything is sent.
+        if not await access.still_allowed():
+            yield access.farewell()
+            return
         for alert in found:
             after = alert.id
-            yield b"id: %d\nevent: alert\ndata: %s\n\n" % (
-                alert.id,
-                alert.model_dump_json().encode(),
-            )
-        quiet = 0.0 if found else quiet + POLL_S
-        if quiet >= KEEPALIVE_S:
-            quiet = 0.0
+            # The scope may have narrowed while the read ran.
+            if access.scope.includes(alert.model):
+                yield b"id: %d\nevent: alert\ndata: %s\n\n" % (
+                    alert.id,
+                    alert.model_dump_json().encode(),
+                )
+                last_sent = time.monotonic()
+        if time.monotonic() - last_sent >= KEEPALIVE_S:
             yield b": keep-alive\n\n"
-        await asyncio.sleep(POLL_S)
+            last_sent = time.monotonic()
+        await asyncio.sleep(max(0.0, min(CHECK_INTERVAL_S, next_poll - time.monotonic())))
 
 
 def _alert_id(text: str) -> int:

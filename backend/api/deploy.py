@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Query, Request
 
 from backend.api.deps import CurrentPrincipal, CurrentServing, CurrentWorkspace
 from backend.api.errors import ERRORS
+from backend.auth import read_scope
 from backend.auth.tokens import require
 from backend.deploy.audit import list_events
 from backend.deploy.controller import RolloutController
@@ -181,12 +182,12 @@ def audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     """The audit trail, newest first; page back with before_id."""
-    require(principal, "read", model)
+    scope = read_scope(principal, "read", model)
     events = list_events(
         workspace.sessions,
-        model=model,
+        model=scope.model,
         before_id=before_id,
         limit=limit,
-        visible_models=principal.models,
+        visible_models=scope.models,
     )
     return AuditPage(events=events)

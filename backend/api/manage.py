@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError
 from backend import __version__
 from backend.api.deps import CurrentPrincipal, CurrentWorkspace
 from backend.api.errors import ERRORS
+from backend.auth import read_scope
 from backend.auth.tokens import require, require_unscoped
 from backend.errors import InputError
 from backend.predictions.reads import read_predictions
@@ -135,13 +136,13 @@ def list_predictions(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> PredictionPage:
-    require(principal, "read_predictions", model)
+    scope = read_scope(principal, "read_predictions", model)
     return PredictionPage(
         predictions=read_predictions(
             workspace.sessions,
-            model=model,
+            model=scope.model,
             request_id=request_id,
-            visible_models=principal.models,
+            visible_models=scope.models,
             limit=limit,
         )
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from typing import Any
 
 import orjson
@@ -98,9 +98,10 @@ class PredictionFeed:
         return min(int(seq), self._next_seq - 1)
 
     def since(
-        self, after_seq: int, model: str | None = None, limit: int = 2_000
+        self, after_seq: int, models: Set[str] | None = None, limit: int = 2_000
     ) -> tuple[list[dict[str, Any]], int, int]:
-        """Events after ``after_seq``: (events, how many were missed, the new position)."""
+        """Events after ``after_seq`` of the given models (None: every model): (events, how
+        many were missed, the new position)."""
         events = self._events
         if not events or events[-1][0] <= after_seq:
             return [], 0, after_seq
@@ -112,7 +113,7 @@ class PredictionFeed:
         for index in range(start, len(events)):
             event = events[index]
             position = event[0]
-            if model is None or event[_FIRST + ROW_MODEL] == model:
+            if models is None or event[_FIRST + ROW_MODEL] in models:
                 selected.append(_event(event))
                 if len(selected) >= limit:
                     break

@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 import numpy as np
 
@@ -177,12 +177,13 @@ class LiveStats:
         self,
         resolution_s: int,
         since: float | None = None,
-        model: str | None = None,
+        models: Set[str] | None = None,
         now: float | None = None,
         version: str | None = None,
     ) -> LiveSeries:
-        """Complete buckets after ``since`` (all kept ones without it), oldest first, of one
-        model (or all) and one of its versions (or all); none from before the start."""
+        """Complete buckets after ``since`` (all kept ones without it), oldest first, summed
+        over the given models (None: every model) and one version (or all); none from
+        before the start."""
         now = time.time() if now is None else now
         size = RESOLUTIONS[resolution_s]
         current = int(now) // resolution_s * resolution_s
@@ -206,7 +207,7 @@ class LiveStats:
         chosen = [
             stats
             for (stats_model, stats_version), stats in self._models.items()
-            if (model is None or stats_model == model)
+            if (models is None or stats_model in models)
             and (version is None or stats_version == version)
         ]
         for stats in chosen:
@@ -223,7 +224,8 @@ class LiveStats:
                 confidence += np.where(valid[:, None], ring.confidence[indices], 0)
                 decisions += np.where(valid[:, None], ring.decisions[indices], 0)
         return LiveSeries(
-            model=model,
+            # Named when the series is one model's; a sum over several names none.
+            model=next(iter(models)) if models is not None and len(models) == 1 else None,
             version=version,
             resolution_s=resolution_s,
             started_at=self.started_at,
