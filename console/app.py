@@ -150,6 +150,8 @@ class Console:
             return
         log.info("%s is already served at %s: connecting to that backend", data_dir, url)
         self.open_window(url, token, origin=f"backend already serving {data_dir} at {url}")
+        assert self.window is not None
+        self.window.start_here = self.restart_local
 
     # ---------------------------------------------------------------- remote backends
 

@@ -68,6 +68,9 @@ class MainWindow(QMainWindow):
         # Set while the embedded backend is known to have stopped: then no heartbeat result
         # may claim that the console is reconnecting by itself.
         self.backend_stopped = False
+        # Set when the console joined a backend another console started: the way out offered
+        # when that backend stops answering.
+        self.start_here: Callable[[], None] | None = None
         self.navigation = QListWidget()
         self.navigation.setObjectName("navigation")
         self.navigation.setFixedWidth(190)
@@ -129,7 +132,17 @@ class MainWindow(QMainWindow):
         if self.backend_stopped:
             return  # the stopped banner stays until a restart
         self._show_state(state, detail)
-        if state in ("reconnecting", "down"):
+        if state in ("reconnecting", "down") and self.start_here is not None:
+            # A backend this console joined belongs to another console, and ends with it: it
+            # may well never answer again, so waiting is not the only way out.
+            self._show_banner(
+                f"<b>{STATE_TEXT[state]}</b> {detail}. This console joined a backend started "
+                "by another console, which stops when that console closes. The console keeps "
+                "trying; or start a backend here on the same data (nothing is lost).",
+                "Start a backend here",
+                self.start_here,
+            )
+        elif state in ("reconnecting", "down"):
             self._show_banner(
                 f"<b>{STATE_TEXT[state]}</b> {detail}. The console keeps trying and recovers "
                 "by itself when the backend answers again; until then what you see may be out "

@@ -109,6 +109,18 @@ def test_a_served_data_directory_is_joined_not_served_twice(qtbot, console, tmp_
         # No second server: the one running still owns the directory.
         assert json.loads((data_dir / "server.json").read_text())["pid"] == running.process.pid
         assert app.local is not None and not app.local.is_running()
+
+        # The joined backend ends (its console closed): the banner says so and offers a
+        # backend of this console's own instead of waiting forever.
+        joined = app.window
+        running.stop()
+        qtbot.waitUntil(lambda: joined.banner_button.isVisible(), timeout=30_000)
+        assert joined.banner_button.text() == "Start a backend here"
+        assert "another console" in joined.banner_text.text()
+        qtbot.mouseClick(joined.banner_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: app.window is not joined, timeout=60_000)
+        qtbot.waitUntil(lambda: app.window.monitor.state == "connected", timeout=10_000)
+        assert app.local.is_running() and app.window.context.client.base_url != running.url
     finally:
         running.stop()
 
