@@ -64,6 +64,7 @@ def test_concurrent_requests_share_calls_and_get_their_own_rows() -> None:
     assert max(recorder.calls) <= 64
 
 
+@pytest.mark.serial  # the inline choice measures the model's cost: not beside another worker
 def test_cheap_models_run_inline_and_slow_ones_on_the_thread() -> None:
     cheap, _ = _batcher(0.0)
     slow, _ = _batcher(0.01)

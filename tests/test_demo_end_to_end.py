@@ -9,9 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.helpers import launch, start_server
+
+# Alone, after the parallel part: the simulator's request rate is measured.
+pytestmark = pytest.mark.serial
 
 
 def test_demo_serves_live_traffic_with_delayed_labels(tmp_path: Path) -> None:

@@ -15,6 +15,9 @@ from tests.helpers import TOY_ROW, ServerProcess, make_settings, register_toy_mo
 
 SWITCH_DEADLINE_S = 1.0
 
+# Alone, after the parallel part: switch times under load are measured.
+pytestmark = pytest.mark.serial
+
 
 class Load:
     """Threads sending predictions until stopped; every answer's status and version kept."""

@@ -11,6 +11,9 @@ import pytest
 from backend.workspace import Workspace
 from tests.log_durability import KILL_CASES, run_case
 
+# Alone, after the parallel part: kill -9 under load.
+pytestmark = pytest.mark.serial
+
 
 @pytest.mark.parametrize("case", KILL_CASES)
 def test_kill_9_loses_no_answered_prediction(case: str, workspace: Workspace) -> None:

@@ -39,6 +39,9 @@ SLACK_S = 0.25
 # a database read): far below the read timeout a stream that never ends would hit.
 END_WITHIN_S = 3.0
 
+# Alone, after the parallel part: what arrives within 1 s of a revocation is measured.
+pytestmark = pytest.mark.serial
+
 
 def _lines_until_the_end(lines: Iterator[str], revoked_at: float) -> Iterator[str]:
     """The stream's lines until the server ends it; fails if it is still open (and still

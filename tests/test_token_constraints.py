@@ -161,6 +161,7 @@ def test_api_constraints_are_typed_too(client: TestClient, admin_headers: dict[s
     assert allowed.status_code == 200, allowed.text
 
 
+@pytest.mark.serial  # measures what is refused within 1 s
 def test_a_token_revoked_from_the_command_line_is_refused_within_a_second(
     sqlite_workspace: Workspace,
 ) -> None:
