@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QByteArray, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -267,6 +267,23 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1400, 900)
+        self._fit_on_screen()
+
+    def _fit_on_screen(self) -> None:
+        """No larger than the screen, and on it: a default or a size saved on a larger screen
+        left the right-hand charts and details beyond a 1024x700 screen's edge."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        available = screen.availableGeometry()
+        width = min(self.width(), available.width())
+        height = min(self.height(), available.height())
+        if (width, height) != (self.width(), self.height()):
+            self.resize(width, height)
+        if not available.contains(self.frameGeometry().topLeft()) or (
+            self.x() + width > available.right() + 1 or self.y() + height > available.bottom() + 1
+        ):
+            self.move(available.topLeft())
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.context.settings.setValue("window/geometry", self.saveGeometry())

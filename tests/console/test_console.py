@@ -366,3 +366,22 @@ def test_the_live_page_reads_in_names_finds_requests_and_explains_empty_filters(
     page.charts.redraw()
     assert page.charts.started_line.isVisible()  # the backend started within the window
     page.shutdown()
+
+
+def test_the_window_fits_the_screen_whatever_size_was_saved(  # type: ignore[no-untyped-def]
+    qtbot, make_context, backend: Backend
+) -> None:
+    """The 1400x900 first-start size, or a size saved on a larger screen, must not put the
+    charts and details beyond the edge of a small screen (offscreen: 800x600)."""
+    context = make_context(backend.url, backend.admin_token)
+    first = _window(qtbot, lambda *args: context, backend, backend.admin_token)
+    available = first.screen().availableGeometry()
+    assert available.width() < 1400  # the case under test: a screen smaller than the default
+    assert first.width() <= available.width() and first.height() <= available.height()
+
+    first.resize(4000, 3000)
+    first.move(2000, 1500)
+    context.settings.setValue("window/geometry", first.saveGeometry())
+    again = _window(qtbot, lambda *args: context, backend, backend.admin_token)
+    assert again.width() <= available.width() and again.height() <= available.height()
+    assert available.contains(again.geometry().topLeft())
