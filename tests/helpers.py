@@ -305,3 +305,19 @@ def sample_log_rows(request_id: str, n: int = 1) -> list[LogRow]:
         )
         for i in range(n)
     ]
+
+
+def child_pids(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux; none elsewhere). Every thread's children: the
+    log writer is restarted from a thread, and a thread's children are listed under it alone."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found

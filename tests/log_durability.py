@@ -16,14 +16,13 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import requests
 from sqlalchemy import func, select
 
 from backend.db.tables import LabelRow, PredictionRow
 from backend.workspace import Workspace
-from tests.helpers import TOY_ROW, ServerProcess, start_server
+from tests.helpers import TOY_ROW, ServerProcess, child_pids, start_server
 
 KILL_CASES = ("server", "writer", "both")
 THREADS = 8
@@ -41,11 +40,6 @@ class DurabilityRun:
     caught_up_s: float | None = None
     # Spool directories left once everything stopped (each drained spool is removed).
     leftover_spools: list[str] = field(default_factory=list)
-
-
-def writer_pids(server_pid: int) -> list[int]:
-    listing = Path(f"/proc/{server_pid}/task/{server_pid}/children")
-    return [int(child) for child in listing.read_text().split()] if listing.exists() else []
 
 
 def _load(
@@ -111,7 +105,7 @@ def run_case(
         thread.start()
     try:
         time.sleep(load_s)
-        writers = writer_pids(server.process.pid)
+        writers = child_pids(server.process.pid)
         if case in ("writer", "both"):
             for pid in writers:
                 os.kill(pid, signal.SIGKILL)

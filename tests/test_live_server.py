@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,12 +23,6 @@ def server(workspace: Workspace) -> Iterator[ServerProcess]:
     running = start_server(workspace.settings.data_dir, env=env)
     yield running
     running.stop()
-
-
-def _children(pid: int) -> list[int]:
-    """Child process ids on Linux (none elsewhere: then the count is read at once)."""
-    listing = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in listing.read_text().split()] if listing.exists() else []
 
 
 def test_ready_handshake_and_requests(server: ServerProcess, workspace: Workspace) -> None:

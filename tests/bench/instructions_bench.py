@@ -30,6 +30,7 @@ from tests.bench.baseline import Deck
 from tests.bench.models import BenchModel, build_models, register_models
 from tests.bench.servers import running_server
 from tests.bench.tables import format_table, short_error
+from tests.helpers import child_pids
 
 WARMUP_REQUESTS = 200
 _TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
@@ -51,13 +52,6 @@ class Measured:
     counts: list[Count] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     error: str | None = None
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def _control(*args: str) -> None:
@@ -103,7 +97,7 @@ def _count_one(model: BenchModel, server: str, deck: Deck, work_dir: Path, reque
 
         send(WARMUP_REQUESTS)
         serving = proc.pid
-        writers = _children(serving)
+        writers = child_pids(serving)
         for pid in (serving, *writers):
             _control("-i", "on", str(pid))
         send(requests)
