@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.errors import ServeDeckError
@@ -31,7 +31,7 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 def _owner_only_sqlite_file(database_url: str) -> None:
     """Create the SQLite file readable by its owner only (SQLite gives its -wal and -shm
     files the database file's mode), and tighten one made before this rule."""
-    path = database_url.split(":///", 1)[1].split("?", 1)[0] if ":///" in database_url else ""
+    path = make_url(database_url).database or ""
     if not path or path == ":memory:" or path.startswith("file:"):
         return
     try:
