@@ -60,8 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_models_register(args: argparse.Namespace) -> int:
-    import pandas as pd
-
+    from backend.registry.reference import read_table_file
     from backend.schemas import FeatureSpec, ValidityAssets
 
     workspace = _open(args)
@@ -69,9 +68,9 @@ def cmd_models_register(args: argparse.Namespace) -> int:
     signature = None
     if args.signature:
         signature = [FeatureSpec.model_validate(s) for s in _read_json(args.signature, "signature")]
-    frame = pd.read_csv(args.training_data) if args.training_data else None
-    if frame is not None and args.target and args.target in frame.columns:
-        frame = frame.drop(columns=[args.target])
+    frame = None
+    if args.training_data:
+        frame = read_table_file(Path(args.training_data).read_bytes(), "training-data")
     info = workspace.registry.register_version(
         args.name,
         Path(args.artifact).read_bytes(),
@@ -80,6 +79,7 @@ def cmd_models_register(args: argparse.Namespace) -> int:
         registered_by=args.registered_by,
         signature=signature,
         training_frame=frame,
+        training_target=args.target,
         task=args.task,
         description=args.description,
         trust_pickle=args.trust_pickle,
@@ -300,8 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON file: end_to_end, confidence_set, metric, acceptable_range",
     )
     register.add_argument("--signature", help="JSON file: a list of feature specs")
-    register.add_argument("--training-data", help="CSV to infer the signature from")
-    register.add_argument("--target", help="the label column of --training-data, left out")
+    register.add_argument(
+        "--training-data",
+        help="CSV or Parquet: the reference drift is measured against (and the signature, "
+        "when not given); without it the validity confidence set stands in",
+    )
+    register.add_argument(
+        "--target",
+        help="the label column of --training-data: not a feature; calibrates the "
+        "label-free performance estimate",
+    )
     register.add_argument("--task", choices=["classification", "regression"])
     register.add_argument("--description", default="")
     register.add_argument(

@@ -14,6 +14,7 @@ from backend.auth import read_scope
 from backend.auth.tokens import require, require_unscoped
 from backend.errors import InputError
 from backend.predictions.reads import read_predictions
+from backend.registry.reference import read_table_file
 from backend.schemas import (
     PRINTABLE,
     FeatureSpec,
@@ -46,6 +47,8 @@ class RegistrationMetadata(RequestBody):
     example_input: dict[str, Any] | None = None
     # Classifiers: a name people read per class, keyed by the class as text ({"1": "fraud"}).
     class_names: dict[str, str] | None = None
+    # The label column of the 'reference' file, if it has one (not a feature).
+    reference_target: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 @router.get("/whoami", response_model=WhoAmI)
@@ -88,6 +91,13 @@ def register_version(
         UploadFile, File(description="the model file (.skops; .pkl/.joblib only with trust_pickle)")
     ],
     metadata: Annotated[str, Form(description="JSON: validity, signature, task, ...")],
+    reference: Annotated[
+        UploadFile | None,
+        File(
+            description="optional Parquet or CSV: the training (or held-out) data drift is "
+            "measured against; without it the validity confidence set stands in"
+        ),
+    ] = None,
 ) -> ModelVersionInfo:
     require(principal, "register", name)
     try:
@@ -105,6 +115,13 @@ def register_version(
     data = artifact.file.read()
     if not data:
         raise InputError("the artifact file is empty", "artifact")
+    reference_frame = None
+    if reference is not None:
+        reference_frame = read_table_file(reference.file.read(), "reference")
+    elif meta.reference_target is not None:
+        raise InputError(
+            "names a column of a 'reference' file, but none was sent", "reference_target"
+        )
     return workspace.registry.register_version(
         name,
         data,
@@ -120,6 +137,8 @@ def register_version(
         trusted_types=meta.trusted_types,
         example_input=meta.example_input,
         class_names=meta.class_names,
+        training_frame=reference_frame,
+        training_target=meta.reference_target,
     )
 
 

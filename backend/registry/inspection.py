@@ -3,6 +3,7 @@ predicts on its own example. Runs inside the probe process (see probe.py), never
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,9 +21,14 @@ def inspect_model(
     task: str | None,
     validity: ValidityAssets,
     example_input: dict[str, Any] | None,
+    reference_rows_path: str | None = None,
 ) -> dict[str, Any]:
     """The registration facts of ``estimator`` as JSON-able values, or an InputError saying
-    why the file cannot be served."""
+    why the file cannot be served.
+
+    With ``reference_rows_path`` (a JSON list of feature objects: a sample of the version's
+    reference data), also the model's answers on those rows: the reference of its outputs
+    for prediction drift and of its confidence for the label-free performance estimate."""
     resolved_task = _resolve_task(estimator, task)
     _require_methods(estimator, resolved_task)
     specs = _resolve_signature(estimator, signature)
@@ -44,11 +50,65 @@ def inspect_model(
             f"the model answered {len(prediction.labels)} predictions for one example row",
             "artifact",
         )
-    return {
+    facts: dict[str, Any] = {
         "signature": [spec.model_dump(mode="json") for spec in specs],
         "task": resolved_task,
         "class_labels": class_labels,
         "example_input": example,
+    }
+    if reference_rows_path is not None:
+        facts["reference_outputs"] = _reference_outputs(loaded, compiled, reference_rows_path)
+    return facts
+
+
+# Rows predicted at once: large enough for vectorised models, small enough for the probe's
+# memory limit with any model.
+_REFERENCE_CHUNK = 2_000
+
+
+def _reference_outputs(
+    loaded: LoadedVersion, compiled: CompiledSignature, path: str
+) -> dict[str, Any]:
+    """The model's answers on the reference sample, in its order; rows the signature refuses
+    (a missing value, say) are answered None and counted, and none valid is an InputError."""
+    with open(path, "rb") as handle:
+        rows = json.load(handle)
+    valid: list[dict[str, Any]] = []
+    positions: list[int] = []
+    first_problem: InputError | None = None
+    for i, row in enumerate(rows):
+        try:
+            valid.append(compiled.validate_row(row, f"reference[{i}]"))
+            positions.append(i)
+        except InputError as exc:
+            first_problem = first_problem or exc
+    if not valid:
+        assert first_problem is not None or not rows
+        reason = first_problem.reason if first_problem else "it has no rows"
+        field = first_problem.field if first_problem else "reference"
+        raise InputError(f"no row of the reference data fits the signature: {reason}", field)
+    labels: list[Any] = [None] * len(rows)
+    probabilities: list[list[float] | None] | None = (
+        [None] * len(rows) if loaded.has_proba else None
+    )
+    for start in range(0, len(valid), _REFERENCE_CHUNK):
+        chunk = valid[start : start + _REFERENCE_CHUNK]
+        try:
+            answered = loaded.predict(chunk)
+        except Exception as exc:  # any estimator failure: the reference cannot be scored
+            raise InputError(
+                f"the model cannot predict on the reference data: {type(exc).__name__}: {exc}",
+                "reference",
+            ) from None
+        for offset, label in enumerate(answered.labels):
+            labels[positions[start + offset]] = label
+        if probabilities is not None and answered.probabilities is not None:
+            for offset, row_probabilities in enumerate(answered.probabilities):
+                probabilities[positions[start + offset]] = row_probabilities
+    return {
+        "labels": labels,
+        "probabilities": probabilities,
+        "refused_rows": len(rows) - len(valid),
     }
 
 

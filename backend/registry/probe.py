@@ -61,6 +61,7 @@ def _inspect(request: dict[str, Any]) -> dict[str, Any]:
             request.get("task"),
             ValidityAssets.model_validate(request["validity"]),
             request.get("example_input"),
+            request.get("reference_rows_path"),
         )
     except ServeDeckError as exc:
         return {"outcome": "error", "error": exc.reason, "field": exc.field}

@@ -17,6 +17,12 @@ from backend.errors import InputError, NotFound, ServeDeckError
 from backend.registry.artifacts import ArtifactStore, detect_format, untrusted_skops_types
 from backend.registry.constraints import typed_constraints
 from backend.registry.loaded import LoadedVersion
+from backend.registry.reference import (
+    ReferenceData,
+    confidence_set_reference,
+    rows_for_probe,
+    training_reference,
+)
 from backend.registry.sandbox import ModelProbe, shared_probe
 from backend.registry.signature import CompiledSignature, infer_signature
 from backend.schemas import (
@@ -88,6 +94,7 @@ class Registry:
         registered_role: str = "admin",
         signature: Sequence[FeatureSpec] | None = None,
         training_frame: pd.DataFrame | None = None,
+        training_target: str | None = None,
         task: str | None = None,
         description: str = "",
         trust_pickle: bool = False,
@@ -101,6 +108,10 @@ class Registry:
         The file is loaded only in the model probe's process (probe.py): a pickle's code, a
         crash or a memory bomb there never reaches this process. The caller decides who may
         trust a pickle; here it must come with a reason, recorded in the audit trail.
+
+        ``training_frame`` (with its label column ``training_target``, when it has one) is the
+        version's reference: drift compares live traffic with it and the performance estimate
+        calibrates on it; without it the confidence set stands in (reference.py).
         """
         _check_model_name(name)
         if len(artifact) > MAX_ARTIFACT_BYTES:
@@ -137,8 +148,15 @@ class Registry:
             )
 
         if signature is None and training_frame is not None:
-            signature = infer_signature(training_frame)
-        with self.store.staged(artifact) as staged:
+            features = training_frame
+            if training_target is not None and training_target in training_frame.columns:
+                features = training_frame.drop(columns=[training_target])
+            signature = infer_signature(features)
+        reference = self._reference(training_frame, training_target, signature, validity)
+        with (
+            self.store.staged(artifact) as staged,
+            self.store.staged(rows_for_probe(reference.sample()[0])) as reference_rows,
+        ):
             facts = self.probe.inspect(
                 staged,
                 fmt,
@@ -149,6 +167,7 @@ class Registry:
                 task=task,
                 validity=validity.model_dump(mode="json"),
                 example_input=example_input,
+                reference_rows_path=str(reference_rows),
             )
         digest = self.store.put(artifact)
         trust = (
@@ -182,6 +201,17 @@ class Registry:
             except IntegrityError:
                 continue  # another registration took the same number; number again
         raise ServeDeckError("could not allocate a version number; try again", status=503)
+
+    @staticmethod
+    def _reference(
+        training_frame: pd.DataFrame | None,
+        training_target: str | None,
+        signature: Sequence[FeatureSpec] | None,
+        validity: ValidityAssets,
+    ) -> ReferenceData:
+        if training_frame is not None and signature:
+            return training_reference(training_frame, signature, training_target)
+        return confidence_set_reference(validity, signature)
 
     def _insert_version(
         self,
