@@ -1,4 +1,5 @@
-"""servedeck-server: serve, register models, manage tokens, build the demo, simulate traffic."""
+"""servedeck-server: serve, register models, manage tokens, build the demo, simulate traffic,
+measure drift between two data files."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from backend.claim import BUSY_LINE, DataDirBusy, DataDirClaim
 from backend.cli_deploy import add_deploy_commands
+from backend.cli_drift import add_drift_command
 from backend.errors import ServeDeckError
 from backend.parent_watch import ParentWatch
 from backend.settings import Settings
@@ -381,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(func=cmd_simulate)
 
     add_deploy_commands(sub, common, _open)
+    add_drift_command(sub)
     return parser
 
 

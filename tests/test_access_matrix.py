@@ -112,6 +112,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/alerts/{alert_id}"): Rule("read", "path", hidden_as=404),
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): Rule("deploy", "path", hidden_as=404),
     ("GET", "/api/v1/events/alerts"): Rule("read", "listed", stream=True),
+    # The caller's own files, no model: any token that may read (support and up).
+    ("POST", "/api/v1/drift/files"): Rule("read"),
 }
 
 

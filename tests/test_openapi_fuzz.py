@@ -76,6 +76,7 @@ BEYOND_THE_SCHEMA = {
     # Free-form JSON (a label) holds integers within 64 bits; JSON Schema cannot tell such an
     # integer from a float of the same value, which is accepted.
     "POST /api/v1/feedback": "a label's integers must fit in 64 bits",
+    "POST /api/v1/drift/files": "the files must be Parquet or CSV with columns in common",
 }
 
 

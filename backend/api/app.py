@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backend import __version__
-from backend.api import alerts, deploy, feedback, manage, monitor, oip, records
+from backend.api import alerts, deploy, drift, feedback, manage, monitor, oip, records
 from backend.api.errors import install_error_handlers
 from backend.api.fast_path import PredictionFastPath
 from backend.api.limits import BodySizeLimit, InFlightCounter
@@ -87,7 +87,11 @@ def create_app(
     install_error_handlers(app)
     # Added first, so it runs inside the size limit and the in-flight count.
     app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        path_limits={drift.FILES_PATH: settings.max_drift_upload_bytes},
+    )
     app.add_middleware(InFlightCounter, crowd=crowd)
     app.add_middleware(RefuseNulInUrl)
     # Outermost, so it sees every refusal, the size limit's included.
@@ -99,5 +103,6 @@ def create_app(
     app.include_router(deploy.router)
     app.include_router(monitor.router)
     app.include_router(alerts.router)
+    app.include_router(drift.router)
     install_hand_parsed_schemas(app)
     return app

@@ -247,3 +247,63 @@ class CandidateCallsRow(Base):
     worker: Mapped[str] = mapped_column(String(128))
     calls: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# ---------------------------------------------------------------- drift windows (monitoring)
+# Kept together: the reference each version's drift is measured against, and the current
+# windows' counts the log writer keeps as it writes rows (backend/predictions/window_counts.py).
+
+
+class DriftReferenceRow(Base):
+    """A version's reference summary, made once at registration (layout: predictions/
+    summary_layout.py). JSON text, not the JSON type: the log writer reads it with its driver
+    and orjson, and only ``features.<name>.kind`` and ``.edges``."""
+
+    __tablename__ = "drift_references"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    summary: Mapped[str] = mapped_column(Text)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    # "training data" or "confidence set".
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DriftWindowDeltaRow(Base):
+    """What one writer commit counted for one minute of one (model, version, route): inserted
+    in the transaction that inserts the rows (exactly once), never updated, and folded into
+    ``drift_window_buckets`` by a writer once its minute has closed."""
+
+    __tablename__ = "drift_window_deltas"
+    __table_args__ = (Index("ix_drift_window_deltas_bucket", "model", "bucket_start"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(32))
+    route: Mapped[str] = mapped_column(String(16))
+    # The minute's start, Unix seconds.
+    bucket_start: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(Integer)
+    # A current-window summary (sparse JSON text, summary_layout's window layout).
+    counts: Mapped[str] = mapped_column(Text)
+
+
+class DriftWindowBucketRow(Base):
+    """The summed counts of one minute (resolution 60) or one hour (3600) of one (model,
+    version, route). Minute rows are kept for 2 days, hour rows for 90 (settings)."""
+
+    __tablename__ = "drift_window_buckets"
+    # Windows are read by model and time (any version or route); retention by age.
+    __table_args__ = (
+        Index("ix_drift_window_buckets_time", "model", "resolution_s", "bucket_start"),
+        Index("ix_drift_window_buckets_age", "resolution_s", "bucket_start"),
+    )
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    route: Mapped[str] = mapped_column(String(16), primary_key=True)
+    resolution_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    counts: Mapped[str] = mapped_column(Text)

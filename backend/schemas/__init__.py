@@ -56,6 +56,18 @@ from backend.schemas.deploy import (
     expected_step_seconds,
     plain_duration,
 )
+from backend.schemas.drift import (
+    DecidedBy,
+    DistributionBar,
+    DriftReport,
+    DriftSettings,
+    DriftTest,
+    DriftTimings,
+    FeatureDrift,
+    FeatureDriftSettings,
+    FeatureKind,
+    SkippedFeature,
+)
 from backend.schemas.monitoring import (
     ALERT_STATUSES,
     AcknowledgeRequest,

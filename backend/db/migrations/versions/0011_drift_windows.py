@@ -1,0 +1,74 @@
+"""drift: reference summaries per version, current-window counts kept by the log writer
+
+Revision ID: 0011
+Revises: 0009
+Create Date: 2026-12-02 16:00:00
+
+``drift_window_deltas`` gets one row per writer commit and minute (inserted with the rows it
+counts, so counts are exactly once); writers fold them into ``drift_window_buckets`` (minute
+and hour rows) once their minute has closed. The lead re-points ``down_revision`` at 0010 when
+merging.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "drift_references",
+        sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("version", sa.String(length=32), nullable=False),
+        sa.Column("summary", sa.Text(), nullable=False),
+        sa.Column("rows", sa.BigInteger(), nullable=False),
+        sa.Column("source", sa.String(length=32), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("model", "version"),
+    )
+    op.create_table(
+        "drift_window_deltas",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("version", sa.String(length=32), nullable=False),
+        sa.Column("route", sa.String(length=16), nullable=False),
+        sa.Column("bucket_start", sa.BigInteger(), nullable=False),
+        sa.Column("rows", sa.Integer(), nullable=False),
+        sa.Column("counts", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        "ix_drift_window_deltas_bucket", "drift_window_deltas", ["model", "bucket_start"]
+    )
+    op.create_table(
+        "drift_window_buckets",
+        sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("version", sa.String(length=32), nullable=False),
+        sa.Column("route", sa.String(length=16), nullable=False),
+        sa.Column("resolution_s", sa.Integer(), nullable=False),
+        sa.Column("bucket_start", sa.BigInteger(), nullable=False),
+        sa.Column("rows", sa.BigInteger(), nullable=False),
+        sa.Column("counts", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("model", "version", "route", "resolution_s", "bucket_start"),
+    )
+    op.create_index(
+        "ix_drift_window_buckets_time",
+        "drift_window_buckets",
+        ["model", "resolution_s", "bucket_start"],
+    )
+    op.create_index(
+        "ix_drift_window_buckets_age", "drift_window_buckets", ["resolution_s", "bucket_start"]
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_drift_window_buckets_age", table_name="drift_window_buckets")
+    op.drop_index("ix_drift_window_buckets_time", table_name="drift_window_buckets")
+    op.drop_table("drift_window_buckets")
+    op.drop_index("ix_drift_window_deltas_bucket", table_name="drift_window_deltas")
+    op.drop_table("drift_window_deltas")
+    op.drop_table("drift_references")
