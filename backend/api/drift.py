@@ -1,19 +1,20 @@
-"""Drift API: the ad-hoc report over two uploaded files."""
+"""Drift API: windows of live traffic against a version's reference, series of windows for
+sparklines, each model's drift settings, and the ad-hoc report over two uploaded files."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
 from pydantic import ValidationError
 
-from backend.api.deps import CurrentPrincipal
+from backend.api.deps import CurrentPrincipal, CurrentWorkspace
 from backend.api.errors import ERRORS
-from backend.auth import Principal
+from backend.auth import Principal, read_scope
 from backend.auth.tokens import require
 from backend.errors import InputError
 from backend.monitoring.drift.files import file_drift_report
-from backend.schemas import DriftReport, DriftSettings
+from backend.schemas import DriftReport, DriftSeries, DriftSettings, WindowDrift
 
 router = APIRouter(prefix="/api/v1", tags=["Drift"], responses=ERRORS)
 
@@ -26,6 +27,92 @@ async def reader(principal: CurrentPrincipal) -> Principal:
     # caller's own, so no model scope applies.
     require(principal, "read")
     return principal
+
+
+ModelName = Annotated[str, Path(min_length=1, max_length=128)]
+Version = Annotated[
+    str | None,
+    Query(min_length=1, max_length=32, description="one version (default: every version)"),
+]
+Route = Annotated[
+    str | None,
+    Query(
+        pattern="^(active|canary|shadow)$",
+        description="one route (default: the traffic's routes, active and canary)",
+    ),
+]
+# One minute to 30 days: windows are counted in whole minutes, and hour buckets are kept 90 days.
+WindowSeconds = Annotated[int, Query(ge=60, le=30 * 86_400, description="the window's length")]
+
+
+def _serving_version(workspace: CurrentWorkspace, model: str) -> str | None:
+    """The version serving now: the reference of a window no version answered in yet."""
+    return workspace.registry.get_model(model).active_version
+
+
+@router.get("/models/{model}/drift", response_model=WindowDrift)
+def window_drift(
+    model: ModelName,
+    workspace: CurrentWorkspace,
+    principal: CurrentPrincipal,
+    version: Version = None,
+    route: Route = None,
+    window_s: WindowSeconds = 900,
+    histograms: Annotated[
+        bool, Query(description="add display histograms (reference vs current) per feature")
+    ] = False,
+) -> WindowDrift:
+    """The drift of the last ``window_s`` seconds of live traffic against the reference of the
+    version that answered it: per feature the test, score, threshold and verdict in plain
+    words, the model's outputs, and the dataset verdict. From counts kept as predictions are
+    logged: as fast for a day as for a minute."""
+    read_scope(principal, "read", model)
+    serving = _serving_version(workspace, model)
+    return workspace.drift.window(
+        model, serving, version=version, route=route, window_s=window_s, histograms=histograms
+    )
+
+
+@router.get("/models/{model}/drift/series", response_model=DriftSeries)
+def drift_series(
+    model: ModelName,
+    workspace: CurrentWorkspace,
+    principal: CurrentPrincipal,
+    version: Version = None,
+    route: Route = None,
+    window_s: WindowSeconds = 3_600,
+    windows: Annotated[int, Query(ge=1, le=168, description="how many windows")] = 24,
+) -> DriftSeries:
+    """``windows`` consecutive windows ending now, oldest first: every feature's score and
+    verdict per window, for sparklines."""
+    read_scope(principal, "read", model)
+    serving = _serving_version(workspace, model)
+    return workspace.drift.series(
+        model, serving, version=version, route=route, window_s=window_s, windows=windows
+    )
+
+
+@router.get("/models/{model}/drift/settings", response_model=DriftSettings)
+def drift_settings(
+    model: ModelName, workspace: CurrentWorkspace, principal: CurrentPrincipal
+) -> DriftSettings:
+    """How the model's drift is judged: the defaults until someone stores their own."""
+    read_scope(principal, "read", model)
+    workspace.registry.get_model(model)  # 404 for a model that does not exist
+    return workspace.drift.settings(model)
+
+
+@router.put("/models/{model}/drift/settings", response_model=DriftSettings)
+def store_drift_settings(
+    model: ModelName,
+    settings: DriftSettings,
+    workspace: CurrentWorkspace,
+    principal: CurrentPrincipal,
+) -> DriftSettings:
+    """Store the model's drift settings (thresholds, per-feature overrides); engineers and
+    admins, as for the model's other policies."""
+    require(principal, "deploy", model)
+    return workspace.drift.store_settings(model, settings, principal.name)
 
 
 def _settings(text: str | None) -> DriftSettings:

@@ -268,6 +268,21 @@ class DriftReferenceRow(Base):
     # "training data" or "confidence set".
     source: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # JSON text: the reference sample's true labels with the model's predictions and
+    # probabilities on it (what the label-free performance estimate calibrates on); None
+    # without true labels.
+    labelled_outputs: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DriftSettingsRow(Base):
+    """A model's own drift settings (schemas.DriftSettings as JSON text); none: defaults."""
+
+    __tablename__ = "drift_settings"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    settings: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class DriftWindowDeltaRow(Base):

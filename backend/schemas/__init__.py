@@ -60,13 +60,17 @@ from backend.schemas.drift import (
     DecidedBy,
     DistributionBar,
     DriftReport,
+    DriftSeries,
     DriftSettings,
     DriftTest,
     DriftTimings,
     FeatureDrift,
     FeatureDriftSettings,
     FeatureKind,
+    FeaturePoint,
+    SeriesWindow,
     SkippedFeature,
+    WindowDrift,
 )
 from backend.schemas.monitoring import (
     ALERT_STATUSES,

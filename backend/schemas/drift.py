@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from backend.schemas.common import RequestBody
+from backend.schemas.common import RequestBody, UtcDateTime
 
 FeatureKind = Literal["numerical", "categorical"]
 # The score in ``statistic``: the KS statistic or the Wasserstein distance (in reference standard
@@ -133,3 +133,54 @@ class DriftReport(BaseModel):
     summary: str
     settings: DriftSettings
     timings: DriftTimings = Field(default_factory=DriftTimings)
+
+
+# ------------------------------------------------------------------ windows of live traffic
+
+
+class WindowDrift(BaseModel):
+    """Drift of one window of a model's live traffic against its version's reference."""
+
+    model: str
+    # None: every version (numbers summed over the versions that share the basis' bins).
+    version: str | None
+    # None: every route that answers traffic (active, canary); "shadow" names the shadow.
+    route: str | None
+    start: UtcDateTime
+    end: UtcDateTime
+    window_s: int
+    rows: int
+    # The version whose reference the window is compared with, and where that came from.
+    reference_version: str | None
+    reference_source: str | None
+    # None when there is nothing to compare yet; ``note`` says why in plain words.
+    report: DriftReport | None
+    note: str = ""
+
+
+class FeaturePoint(BaseModel):
+    statistic: float
+    threshold: float
+    drifted: bool
+
+
+class SeriesWindow(BaseModel):
+    start: UtcDateTime
+    end: UtcDateTime
+    rows: int
+    # None: too few rows to judge (fewer than the series' minimum).
+    dataset_drift: bool | None
+    drifted_share: float | None
+    features: dict[str, FeaturePoint] = Field(default_factory=dict)
+    predictions: dict[str, FeaturePoint] = Field(default_factory=dict)
+
+
+class DriftSeries(BaseModel):
+    """Consecutive windows, oldest first: each feature's score over time (sparklines)."""
+
+    model: str
+    version: str | None
+    route: str | None
+    window_s: int
+    min_rows: int
+    windows: list[SeriesWindow]

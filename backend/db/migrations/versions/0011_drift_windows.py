@@ -28,7 +28,16 @@ def upgrade() -> None:
         sa.Column("rows", sa.BigInteger(), nullable=False),
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("labelled_outputs", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("model", "version"),
+    )
+    op.create_table(
+        "drift_settings",
+        sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("settings", sa.Text(), nullable=False),
+        sa.Column("updated_by", sa.String(length=128), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("model"),
     )
     op.create_table(
         "drift_window_deltas",
@@ -71,4 +80,5 @@ def downgrade() -> None:
     op.drop_table("drift_window_buckets")
     op.drop_index("ix_drift_window_deltas_bucket", table_name="drift_window_deltas")
     op.drop_table("drift_window_deltas")
+    op.drop_table("drift_settings")
     op.drop_table("drift_references")
