@@ -192,10 +192,10 @@ def _window(
     rows = version_window(sessions, model, info.version, start, end, MAX_ROWS_PER_WINDOW + 1)
     if len(rows) <= MAX_ROWS_PER_WINDOW:
         labelled = [row for row in rows if row.received_at is not None]
-        predictions = len(rows)
+        predictions, labels = len(rows), len(labelled)
     else:
         rows = rows[:MAX_ROWS_PER_WINDOW]
-        predictions, _ = version_window_counts(sessions, model, info.version, start, end)
+        predictions, labels = version_window_counts(sessions, model, info.version, start, end)
         labelled = list(
             version_window_labelled(sessions, model, info.version, start, end, MAX_ROWS_PER_WINDOW)
         )
@@ -216,7 +216,9 @@ def _window(
         )
     else:
         estimated = _estimated(rows, calibration, info.validity.metric)
-    delay = label_delay(predictions, [(row.created_at, row.received_at) for row in labelled])
+    delay = label_delay(
+        predictions, [(row.created_at, row.received_at) for row in labelled], labels
+    )
     return PerformanceWindow(
         start=datetime.fromtimestamp(start, UTC),
         end=datetime.fromtimestamp(end, UTC),
@@ -270,9 +272,13 @@ def realized_metrics(
     return values
 
 
-def label_delay(predictions: int, times: Sequence[tuple[float, float]]) -> LabelDelay:
-    """How many of the window's predictions have labels, and how long after them they came
+def label_delay(
+    predictions: int, times: Sequence[tuple[float, float]], labelled: int | None = None
+) -> LabelDelay:
+    """How many of the window's predictions have labels (``labelled``; default: as many as
+    ``times``), and how long after them they came, from the (prediction, label) ``times`` read
     (a label sent before its prediction was logged counts as no delay)."""
+    count = len(times) if labelled is None else labelled
     if not times:
         words = (
             "No predictions in this window."
@@ -289,14 +295,14 @@ def label_delay(predictions: int, times: Sequence[tuple[float, float]]) -> Label
         )
     delays = np.maximum(np.array([label - made for made, label in times]), 0.0)
     median, p90 = (float(v) for v in np.percentile(delays, [50, 90]))
-    share = len(times) / predictions if predictions else None
+    share = count / predictions if predictions else None
     return LabelDelay(
-        labelled=len(times),
+        labelled=count,
         share=share,
         median_s=median,
         p90_s=p90,
         explanation=(
-            f"{len(times)} of {predictions} predictions ({share or 0:.0%}) have labels; "
+            f"{count} of {predictions} predictions ({share or 0:.0%}) have labels; "
             f"they came {plain_duration(median)} after the prediction (median), 90% within "
             f"{plain_duration(p90)}. Until most have arrived, trust the estimate over the "
             "measured value."
