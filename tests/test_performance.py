@@ -214,19 +214,25 @@ def test_a_report_reads_its_windows_from_the_store(workspace: Workspace) -> None
     assert report.calibration is not None and report.calibration.reference_rows == 100
 
 
+@pytest.mark.parametrize(
+    ("limit", "value", "windows"),
+    [("MAX_ROWS_PER_WINDOW", 10, 1), ("MAX_ROWS_PER_REPORT", 20, 2)],
+    ids=["window-limit", "report-budget"],
+)
 def test_a_window_larger_than_one_read_is_counted_exactly(
-    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, limit: str, value: int, windows: int
 ) -> None:
-    monkeypatch.setattr(perf, "MAX_ROWS_PER_WINDOW", 10)
+    # 10 rows per read: one window's own limit, or a report's budget shared by two windows.
+    monkeypatch.setattr(perf, limit, value)
     start = 1_750_003_600.0
     answers = [(i % 2, 0.8 if i % 2 else 0.2) for i in range(30)]
     insert_window(workspace, start, answers, {i: (i % 2, 1.0) for i in range(0, 30, 2)})
     info = workspace.registry.get_version("toy", "1")
     report = performance_report(
         workspace.sessions, workspace.registry, CalibrationCache(), "toy", info,
-        window_s=3600, windows=1, end=start, min_labels=5,
+        window_s=3600, windows=windows, end=start, min_labels=5,
     )  # fmt: skip
-    (window,) = report.windows
+    window = report.windows[-1]
     # Counted exactly; the metrics and the delay come from the first rows read.
     assert (window.predictions, window.read, window.label_delay.labelled) == (30, 10, 15)
     assert window.label_delay.share == 0.5

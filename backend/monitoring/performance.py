@@ -48,8 +48,10 @@ from backend.schemas import (
 
 CLASSIFIER_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 REGRESSOR_METRICS = ("mae", "rmse", "r2")
-# Predictions one window's read takes at most (decoding them is the cost of a request).
+# Predictions one window's read takes at most, and one report's reads together (decoding
+# and scoring them is the cost of a request: about 1.5 s per 30,000 rows on 2 busy cores).
 MAX_ROWS_PER_WINDOW = 10_000
+MAX_ROWS_PER_REPORT = 120_000
 # Fitted calibrations kept (a version's never changes; a few hundred bytes to kilobytes each).
 CACHED_CALIBRATIONS = 64
 
@@ -163,6 +165,7 @@ def performance_report(
         calibration, source = calibrations.get(registry, model, info)
         calibration_info = _calibration_info(calibration, source)
     bounds = window_bounds(now if end is None else end, window_s, windows)
+    limit = max(1, min(MAX_ROWS_PER_WINDOW, MAX_ROWS_PER_REPORT // windows))
     return PerformanceReport(
         model=model,
         version=info.version,
@@ -173,7 +176,7 @@ def performance_report(
         min_labels=min_labels,
         calibration=calibration_info,
         windows=[
-            _window(sessions, model, info, start, stop, now, calibration, min_labels)
+            _window(sessions, model, info, start, stop, now, calibration, min_labels, limit)
             for start, stop in bounds
         ],
     )
@@ -188,17 +191,16 @@ def _window(
     now: float,
     calibration: Calibration | None,
     min_labels: int,
+    limit: int,
 ) -> PerformanceWindow:
-    rows = version_window(sessions, model, info.version, start, end, MAX_ROWS_PER_WINDOW + 1)
-    if len(rows) <= MAX_ROWS_PER_WINDOW:
+    rows = version_window(sessions, model, info.version, start, end, limit + 1)
+    if len(rows) <= limit:
         labelled = [row for row in rows if row.received_at is not None]
         predictions, labels = len(rows), len(labelled)
     else:
-        rows = rows[:MAX_ROWS_PER_WINDOW]
+        rows = rows[:limit]
         predictions, labels = version_window_counts(sessions, model, info.version, start, end)
-        labelled = list(
-            version_window_labelled(sessions, model, info.version, start, end, MAX_ROWS_PER_WINDOW)
-        )
+        labelled = list(version_window_labelled(sessions, model, info.version, start, end, limit))
     realized = realized_metrics(
         [(row.outputs, row.label) for row in labelled],
         info.task,
