@@ -345,6 +345,7 @@ def test_the_api_reports_realized_and_estimated_performance(
     estimated = window["estimated"]
     assert estimated["supported"] and not estimated["trusted"]
     assert any("Only 40 predictions" in w for w in estimated["warnings"])
+    assert "cannot be trusted here" in estimated["explanation"]
     assert values(estimated["metrics"])["accuracy"] is not None
     assert next(m for m in estimated["metrics"] if m["metric"] == "log_loss")["reason"]
     verdict = window["verdict"]
@@ -366,6 +367,8 @@ def test_the_api_reports_realized_and_estimated_performance(
     (window,) = regression["windows"]
     assert window["estimated"]["supported"] is False
     assert "need the true values" in window["estimated"]["explanation"]
+    assert [m["metric"] for m in window["estimated"]["metrics"]] == ["mae", "rmse", "r2"]
+    assert all(m["value"] is None and m["reason"] for m in window["estimated"]["metrics"])
     # The price model answers 12 times the same row; labels 2.0 ... 3.1.
     served_price = client.get(
         "/api/v1/predictions", headers=admin_headers, params={"request_id": "perf-price"}

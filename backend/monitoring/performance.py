@@ -211,13 +211,16 @@ def _window(
     if calibration is None:
         estimated = EstimatedPerformance(
             supported=False,
-            metrics=[],
+            metrics=[
+                MetricValue(metric=name, value=None, reason=REGRESSION_NOT_ESTIMABLE)
+                for name in realized_names(info.task, info.validity.metric)
+            ],
             trusted=False,
             warnings=[],
             explanation=f"Not estimated: {REGRESSION_NOT_ESTIMABLE}.",
         )
     else:
-        estimated = _estimated(rows, calibration, info.validity.metric)
+        estimated = _estimated(rows, calibration, info)
     delay = label_delay(
         predictions, [(row.created_at, row.received_at) for row in labelled], labels
     )
@@ -237,6 +240,14 @@ def _window(
 # ---------------------------------------------------------------- realized
 
 
+def realized_names(task: str, validity_metric: str) -> list[str]:
+    """The metrics reported for a task: the field's usual ones and the validity metric."""
+    names = list(CLASSIFIER_METRICS if task == "classification" else REGRESSOR_METRICS)
+    if validity_metric not in names:
+        names.append(validity_metric)
+    return names
+
+
 def realized_metrics(
     labelled: Sequence[tuple[dict[str, Any], Any]],
     task: str,
@@ -246,9 +257,7 @@ def realized_metrics(
 ) -> list[MetricValue]:
     """Every metric of the task (and the validity metric) over (logged outputs, label) pairs;
     None with the reason below ``min_labels`` or where a metric is undefined on them."""
-    names = list(CLASSIFIER_METRICS if task == "classification" else REGRESSOR_METRICS)
-    if validity_metric not in names:
-        names.append(validity_metric)
+    names = realized_names(task, validity_metric)
     if len(labelled) < min_labels:
         reason = (
             f"{len(labelled)} labelled predictions of the {min_labels} needed"
@@ -342,12 +351,10 @@ def _calibration_info(calibration: Calibration, source: str) -> CalibrationInfo:
 
 
 def _estimated(
-    rows: Sequence[Any], calibration: Calibration, validity_metric: str
+    rows: Sequence[Any], calibration: Calibration, info: ModelVersionInfo
 ) -> EstimatedPerformance:
     # The realized metrics' names, so that each pairs with its estimate (or why there is none).
-    names = list(CLASSIFIER_METRICS)
-    if validity_metric not in names:
-        names.append(validity_metric)
+    names = realized_names(info.task, info.validity.metric)
     outputs = [row.outputs for row in rows]
     probabilities = [o.get("predict_proba") for o in outputs]
     width = len(calibration.classes)
@@ -378,22 +385,30 @@ def _estimated(
         metrics=metrics,
         trusted=estimate.trusted and estimate.rows > 0,
         warnings=estimate.warnings,
-        explanation=_estimate_words(estimate),
+        explanation=_estimate_words(estimate, info),
     )
 
 
-def _estimate_words(estimate: Estimate) -> str:
+def _estimate_words(estimate: Estimate, info: ModelVersionInfo) -> str:
     if estimate.rows == 0:
         return "No predictions in this window: nothing to estimate."
-    accuracy = estimate.metrics.get("accuracy")
-    trust = (
-        "it assumes the inputs still relate to the outcomes as in the reference"
-        if estimate.trusted
-        else "it cannot be trusted here (see the warnings)"
-    )
+    metric = info.validity.metric
+    low, high = info.validity.acceptable_range
+    value = estimate.metrics.get(metric)
+    if value is None:  # the validity metric cannot be estimated (log loss): say accuracy's
+        metric, value, advice = "accuracy", estimate.metrics.get("accuracy"), ""
+    else:
+        advice = f" If it leaves [{low:g}, {high:g}], check the Drift page."
+    if not estimate.trusted:
+        return (
+            f"Estimated {metric} {value:.3f} from the model's own confidence on "
+            f"{estimate.rows} predictions, but it cannot be trusted here: see the warnings, "
+            "and wait for labels before acting."
+        )
     return (
-        f"Estimated accuracy {accuracy:.3f} on {estimate.rows} predictions from the model's "
-        f"own calibrated confidence, before any label; {trust}."
+        f"Estimated {metric} {value:.3f} from the model's own confidence on {estimate.rows} "
+        "predictions, before their labels arrive (it assumes the inputs still relate to the "
+        f"outcomes as in the reference).{advice}"
     )
 
 
