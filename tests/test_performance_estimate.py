@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
@@ -250,6 +257,7 @@ def test_binary_precision_recall_f1_and_auc_follow_the_realized_ones() -> None:
         "recall": recall_score(window_truth, answers),
         "f1": f1_score(window_truth, answers),
         "roc_auc": roc_auc_score(window_truth, window[:, 1]),
+        "balanced_accuracy": balanced_accuracy_score(window_truth, answers),
     }
     for metric, value in realized.items():
         assert abs(estimate.metrics[metric] - value) <= 0.01, (metric, estimate.metrics, value)  # type: ignore[operator]
