@@ -117,7 +117,7 @@ def test_without_training_data_the_confidence_set_is_the_reference(workspace: Wo
 
 
 def test_a_reference_lacking_a_feature_is_refused_naming_it(workspace: Workspace) -> None:
-    frame, labels = toy_frame()
+    frame, _labels = toy_frame()
     with pytest.raises(Exception) as refused:
         workspace.registry.register_version(
             "toy",
@@ -199,7 +199,5 @@ def test_window_parameters_are_bounded(drift_app: tuple[TestClient, dict[str, st
     for params in ({"window_s": 5}, {"window_s": 10**9}, {"route": "elsewhere"}):
         response = client.get("/api/v1/models/toy/drift", headers=headers, params=params)
         assert response.status_code == 422, (params, response.text)
-    response = client.get(
-        "/api/v1/models/toy/drift/series", headers=headers, params={"windows": 0}
-    )
+    response = client.get("/api/v1/models/toy/drift/series", headers=headers, params={"windows": 0})
     assert response.status_code == 422

@@ -50,9 +50,9 @@ def _serving_version(workspace: CurrentWorkspace, model: str) -> str | None:
     return workspace.registry.get_model(model).active_version
 
 
-@router.get("/models/{model}/drift", response_model=WindowDrift)
+@router.get("/models/{name}/drift", response_model=WindowDrift)
 def window_drift(
-    model: ModelName,
+    name: ModelName,
     workspace: CurrentWorkspace,
     principal: CurrentPrincipal,
     version: Version = None,
@@ -66,16 +66,16 @@ def window_drift(
     version that answered it: per feature the test, score, threshold and verdict in plain
     words, the model's outputs, and the dataset verdict. From counts kept as predictions are
     logged: as fast for a day as for a minute."""
-    read_scope(principal, "read", model)
-    serving = _serving_version(workspace, model)
+    read_scope(principal, "read", name)
+    serving = _serving_version(workspace, name)
     return workspace.drift.window(
-        model, serving, version=version, route=route, window_s=window_s, histograms=histograms
+        name, serving, version=version, route=route, window_s=window_s, histograms=histograms
     )
 
 
-@router.get("/models/{model}/drift/series", response_model=DriftSeries)
+@router.get("/models/{name}/drift/series", response_model=DriftSeries)
 def drift_series(
-    model: ModelName,
+    name: ModelName,
     workspace: CurrentWorkspace,
     principal: CurrentPrincipal,
     version: Version = None,
@@ -85,34 +85,34 @@ def drift_series(
 ) -> DriftSeries:
     """``windows`` consecutive windows ending now, oldest first: every feature's score and
     verdict per window, for sparklines."""
-    read_scope(principal, "read", model)
-    serving = _serving_version(workspace, model)
+    read_scope(principal, "read", name)
+    serving = _serving_version(workspace, name)
     return workspace.drift.series(
-        model, serving, version=version, route=route, window_s=window_s, windows=windows
+        name, serving, version=version, route=route, window_s=window_s, windows=windows
     )
 
 
-@router.get("/models/{model}/drift/settings", response_model=DriftSettings)
+@router.get("/models/{name}/drift/settings", response_model=DriftSettings)
 def drift_settings(
-    model: ModelName, workspace: CurrentWorkspace, principal: CurrentPrincipal
+    name: ModelName, workspace: CurrentWorkspace, principal: CurrentPrincipal
 ) -> DriftSettings:
     """How the model's drift is judged: the defaults until someone stores their own."""
-    read_scope(principal, "read", model)
-    workspace.registry.get_model(model)  # 404 for a model that does not exist
-    return workspace.drift.settings(model)
+    read_scope(principal, "read", name)
+    workspace.registry.get_model(name)  # 404 for a model that does not exist
+    return workspace.drift.settings(name)
 
 
-@router.put("/models/{model}/drift/settings", response_model=DriftSettings)
+@router.put("/models/{name}/drift/settings", response_model=DriftSettings)
 def store_drift_settings(
-    model: ModelName,
+    name: ModelName,
     settings: DriftSettings,
     workspace: CurrentWorkspace,
     principal: CurrentPrincipal,
 ) -> DriftSettings:
     """Store the model's drift settings (thresholds, per-feature overrides); engineers and
     admins, as for the model's other policies."""
-    require(principal, "deploy", model)
-    return workspace.drift.store_settings(model, settings, principal.name)
+    require(principal, "deploy", name)
+    return workspace.drift.store_settings(name, settings, principal.name)
 
 
 def _settings(text: str | None) -> DriftSettings:

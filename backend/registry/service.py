@@ -320,6 +320,16 @@ class Registry:
             model = self._model_row(session, name)
             return _version_info(self._version_row(session, model, version))
 
+    def labelled_reference(self, name: str, version: str) -> dict[str, Any] | None:
+        """The reference sample's true labels with the version's predictions and probabilities
+        on it, as registration stored them; None when it was registered without labels."""
+        with self.sessions() as session:
+            row = session.get(DriftReferenceRow, (name, version))
+            if row is None or row.labelled_outputs is None:
+                return None
+            stored: dict[str, Any] = json.loads(row.labelled_outputs)
+            return stored
+
     def load(self, name: str, version: str) -> LoadedVersion:
         with self.sessions() as session:
             model = self._model_row(session, name)
