@@ -90,7 +90,7 @@ def reference_for_version(registry: Registry, model: str, info: ModelVersionInfo
             return Reference(
                 [stored["labels"][i] for i in kept],
                 np.asarray([stored["probabilities"][i] for i in kept], dtype=np.float64),
-                f"{len(kept)} labelled rows of the reference data of version {info.version}",
+                f"the {stored['source']} of version {info.version} ({len(kept)} labelled examples)",
             )
     examples = info.validity.confidence_set
     loaded = registry.load(model, info.version)

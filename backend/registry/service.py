@@ -322,12 +322,13 @@ class Registry:
 
     def labelled_reference(self, name: str, version: str) -> dict[str, Any] | None:
         """The reference sample's true labels with the version's predictions and probabilities
-        on it, as registration stored them; None when it was registered without labels."""
+        on it, as registration stored them, and its ``source``; None without labels."""
         with self.sessions() as session:
             row = session.get(DriftReferenceRow, (name, version))
             if row is None or row.labelled_outputs is None:
                 return None
             stored: dict[str, Any] = json.loads(row.labelled_outputs)
+            stored["source"] = row.source
             return stored
 
     def load(self, name: str, version: str) -> LoadedVersion:
