@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backend import __version__
-from backend.api import alerts, deploy, feedback, manage, monitor, oip, records
+from backend.api import alerts, deploy, events, feedback, manage, monitor, oip, records
 from backend.api.errors import install_error_handlers
 from backend.api.fast_path import PredictionFastPath
 from backend.api.limits import BodySizeLimit, InFlightCounter
@@ -19,8 +19,10 @@ from backend.api.openapi import install_hand_parsed_schemas
 from backend.api.refusals import RefusalCounter
 from backend.api.url_text import RefuseNulInUrl
 from backend.deploy.controller import RolloutController
+from backend.monitoring.evaluator import AlertEvaluator
 from backend.monitoring.feed import PredictionFeed
 from backend.monitoring.live_stats import LiveStats
+from backend.monitoring.rules import RuleStore
 from backend.predictions.log import PredictionLog
 from backend.serving.candidates import CandidateCalls
 from backend.serving.crowd import CrowdGauge
@@ -50,11 +52,14 @@ def create_app(
     # Everything that keeps what was answered is an observer of the request path.
     serving = ServingService(state, prediction_log, [live_stats, feed], crowd)
     rollouts = RolloutController(workspace.deploy, state, settings.rollout_check_interval_s)
+    # The alert rules on this worker's live statistics (see monitoring.evaluator).
+    alert_rules = AlertEvaluator(workspace.alerts, RuleStore(workspace.sessions), live_stats, state)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await serving.start()
         judging = asyncio.create_task(rollouts.run())
+        alerting = asyncio.create_task(alert_rules.run())
         # Everything loaded so far (libraries, models) lives for the whole process: moving it
         # out of the collector's view turns 100+ ms full collections under load into ~1 ms.
         gc.collect()
@@ -62,9 +67,10 @@ def create_app(
         try:
             yield
         finally:
-            judging.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await judging
+            for task in (judging, alerting):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             # Graceful shutdown: everything accepted is written before the process ends.
             await serving.stop()
             if on_stop is not None:
@@ -84,6 +90,7 @@ def create_app(
     app.state.feed = feed
     app.state.live_stats = live_stats
     app.state.rollouts = rollouts
+    app.state.alert_rules = alert_rules
     install_error_handlers(app)
     # Added first, so it runs inside the size limit and the in-flight count.
     app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)
@@ -99,5 +106,6 @@ def create_app(
     app.include_router(deploy.router)
     app.include_router(monitor.router)
     app.include_router(alerts.router)
+    app.include_router(events.router)
     install_hand_parsed_schemas(app)
     return app

@@ -57,13 +57,21 @@ from backend.schemas.deploy import (
     plain_duration,
 )
 from backend.schemas.monitoring import (
+    ALERT_KINDS,
     ALERT_STATUSES,
     AcknowledgeRequest,
     Alert,
+    AlertAction,
+    AlertHistoryEntry,
     AlertKind,
     AlertList,
+    AlertRule,
+    AlertRules,
+    AlertRulesRequest,
     AlertSeverity,
     AlertStatus,
+    MixDecision,
+    StreamEvent,
 )
 
 # Entity ids are stored with every logged row (128 characters at most there).
