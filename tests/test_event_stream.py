@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 
 from backend.db.tables import AlertEventRow
 from backend.monitoring.event_log import EventCursor, events_after, newest_cursor
-from backend.schemas import Alert
+from backend.schemas import Alert, ServingPolicy
 from backend.workspace import Workspace
+from tests.deploy_helpers import register_toy
 from tests.helpers import SETUP, ServerProcess, make_settings, prepare_toy_data_dir, start_server
 
 
@@ -30,12 +31,13 @@ def _raise(workspace: Workspace, model: str, kind: str = "error_rate") -> Alert:
 
 
 def _history(workspace: Workspace) -> None:
-    """Alert and deployment changes of two models, interleaved."""
+    """Alert and deployment changes of two models, interleaved (toy's version 2 is
+    registered before)."""
     toy = _raise(workspace, "toy")
-    workspace.deploy.deploy("price", "1", "again, on purpose", SETUP)
+    workspace.deploy.set_policy("price", ServingPolicy(), "watch it closer", SETUP)
     price = _raise(workspace, "price")
     workspace.alerts.acknowledge(toy.id, "ann", "looking")
-    workspace.deploy.deploy("toy", "1", "again, on purpose", SETUP)
+    workspace.deploy.deploy("toy", "2", "a better version", SETUP)
     workspace.alerts.resolve("price", None, "error_rate", "cleared")
     workspace.alerts.resolve("toy", None, "error_rate", "cleared")
     assert price.id != toy.id
@@ -53,13 +55,14 @@ def _all(workspace: Workspace, models: frozenset[str] | None, cursor: EventCurso
 
 
 def test_resuming_anywhere_gives_the_rest_without_gaps_or_repeats(workspace: Workspace) -> None:
+    register_toy(workspace)
     start = newest_cursor(workspace.sessions)  # the toy models' setup deployments are before
     _history(workspace)
     everything = _all(workspace, None, start)
     described = [(s.event.kind, s.event.model, s.event.action) for s in everything]
     assert described == [
         ("alert", "toy", "raised"),
-        ("deployment", "price", "deploy"),
+        ("deployment", "price", "policy"),
         ("alert", "price", "raised"),
         ("alert", "toy", "acknowledged"),
         ("deployment", "toy", "deploy"),
@@ -69,7 +72,7 @@ def test_resuming_anywhere_gives_the_rest_without_gaps_or_repeats(workspace: Wor
     assert everything[3].event.alert is not None
     assert everything[3].event.alert.acknowledged_by == "ann"
     assert everything[4].event.deployment is not None
-    assert everything[4].event.deployment.reason == "again, on purpose"
+    assert everything[4].event.deployment.reason == "a better version"
     # Resumed after any event (pages of 3, as a client reconnecting at any moment).
     for index, stored in enumerate(everything):
         rest = _all(workspace, None, EventCursor.parse(stored.cursor.text()))
@@ -145,6 +148,7 @@ def _messages(lines: Iterator[str], count: int) -> list[dict[str, Any]]:
 def test_the_stream_resumes_with_last_event_id(
     workspace: Workspace, client: TestClient, admin_headers: dict[str, str]
 ) -> None:
+    register_toy(workspace)
     start = newest_cursor(workspace.sessions).text()
     _history(workspace)
     headers = {**admin_headers, "Last-Event-ID": start}
@@ -154,7 +158,7 @@ def test_the_stream_resumes_with_last_event_id(
         first = _messages(answer.iter_lines(), 3)
     assert [(m["event"], m["data"]["model"], m["data"]["action"]) for m in first] == [
         ("alert", "toy", "raised"),
-        ("deployment", "price", "deploy"),
+        ("deployment", "price", "policy"),
         ("alert", "price", "raised"),
     ]
     # Reconnected after the third: the fourth comes next, nothing again, nothing left out.
@@ -209,11 +213,11 @@ def test_a_server_streams_what_another_process_writes_and_ends_on_revocation(
             lines = response.iter_lines(decode_unicode=True)
             # Written after the stream opened, by another process: it starts from now.
             alert = _raise(workspace, "toy", "p99_latency")
-            workspace.deploy.deploy("toy", "1", "again", SETUP)
+            workspace.deploy.set_policy("toy", ServingPolicy(), "watch it", SETUP)
             got = _messages(lines, 2)
             assert [(m["event"], m["data"]["action"]) for m in got] == [
                 ("alert", "raised"),
-                ("deployment", "deploy"),
+                ("deployment", "policy"),
             ]
             assert got[0]["data"]["alert"]["id"] == alert.id
             workspace.tokens.revoke("watcher")

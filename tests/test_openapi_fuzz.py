@@ -23,7 +23,7 @@ from tests.helpers import ServerProcess, prepare_toy_data_dir, start_server
 
 # Bounded so that the whole run stays within about two minutes on two cores.
 EXAMPLES_PER_OPERATION = 25
-EVENT_STREAMS = r"^/api/v1/events/"
+EVENT_STREAMS = r"^/api/v1/events(/|$)"
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,9 @@ def _first_bytes(
         return response.status_code, response.headers.get("content-type", ""), first
 
 
-@pytest.mark.parametrize("path", ["/api/v1/events/predictions", "/api/v1/events/alerts"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/events/predictions", "/api/v1/events/alerts", "/api/v1/events"]
+)
 def test_event_streams_start_and_refuse_bad_input(
     path: str, fuzzed_server: tuple[ServerProcess, str]
 ) -> None:
@@ -140,10 +142,13 @@ def test_event_streams_start_and_refuse_bad_input(
     assert plain.status_code == 401 and plain.json()["error"]
 
 
-def test_alert_stream_refuses_a_bad_last_event_id(fuzzed_server: tuple[ServerProcess, str]) -> None:
+@pytest.mark.parametrize("path", ["/api/v1/events/alerts", "/api/v1/events"])
+def test_event_streams_refuse_a_bad_last_event_id(
+    path: str, fuzzed_server: tuple[ServerProcess, str]
+) -> None:
     server, token = fuzzed_server
     response = requests.get(
-        f"{server.url}/api/v1/events/alerts",
+        f"{server.url}{path}",
         headers={"Authorization": f"Bearer {token}", "Last-Event-ID": "12x"},
         timeout=10,
     )

@@ -191,6 +191,10 @@ class AuditEventRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+def _version_group(context: Any) -> str:
+    return str(context.get_current_parameters().get("version") or "")
+
+
 class AlertRow(Base):
     """An alert (monitoring): one active alert per rule, model and group, across workers."""
 
@@ -214,8 +218,9 @@ class AlertRow(Base):
     model: Mapped[str] = mapped_column(String(128))
     version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     kind: Mapped[str] = mapped_column(String(32))
-    # Not null (unlike version), so that the unique index above holds for model-wide rules.
-    group_key: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # Not null (unlike version), so that the unique index above holds for model-wide rules;
+    # the version unless given (as live_metric has always grouped).
+    group_key: Mapped[str] = mapped_column(String(64), default=_version_group, server_default="")
     severity: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     title: Mapped[str] = mapped_column(Text)

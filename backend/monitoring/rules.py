@@ -227,7 +227,7 @@ class RuleStore:
         return AlertRules(
             model=model,
             rules=[own.get(kind, default) for kind, default in DEFAULT_RULES.items()],
-            customized=[kind for kind in DEFAULT_RULES if kind in own],  # type: ignore[misc]
+            customized=[kind for kind in DEFAULT_RULES if kind in own],
         )
 
     def rule(self, model: str, kind: AlertKind) -> AlertRule:
