@@ -119,6 +119,12 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/models/{name}/drift/series"): Rule("read", "path"),
     ("GET", "/api/v1/models/{name}/drift/settings"): Rule("read", "path"),
     ("PUT", "/api/v1/models/{name}/drift/settings"): Rule("deploy", "path", body=lambda _m: {}),
+    ("GET", "/api/v1/events"): Rule("read", "listed", stream=True),
+    ("GET", "/api/v1/alert-rules/defaults"): Rule("read"),
+    ("GET", "/api/v1/models/{name}/alert-rules"): Rule("read", "path"),
+    ("PUT", "/api/v1/models/{name}/alert-rules"): Rule(
+        "deploy", "path", body=lambda _m: {"rules": [{"kind": "error_rate", "threshold": 0.1}]}
+    ),
 }
 
 
@@ -242,6 +248,8 @@ def _call(
         # From the start of the alerts: the first message shows the first alert it may see.
         if path.endswith("/events/alerts"):
             headers["Last-Event-ID"] = "0"
+        elif path.endswith("/events"):
+            headers["Last-Event-ID"] = "0-0"
         with client.stream("GET", path, headers=headers, params=params) as answer:
             if answer.status_code != 200:
                 answer.read()
@@ -264,7 +272,7 @@ def _listed_models(path: str, payload: Any) -> set[str]:
     """The models a listing showed."""
     if path.endswith("/events/predictions"):
         return {event["model"] for event in payload["events"]}
-    if path.endswith("/events/alerts"):
+    if path.endswith("/events/alerts") or path.endswith("/events"):
         return {payload["model"]}
     if path.endswith("/models"):
         return {m["name"] for m in payload["models"]}

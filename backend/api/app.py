@@ -15,6 +15,7 @@ from backend.api import (
     alerts,
     deploy,
     drift,
+    events,
     feedback,
     manage,
     monitor,
@@ -29,8 +30,10 @@ from backend.api.openapi import install_hand_parsed_schemas
 from backend.api.refusals import RefusalCounter
 from backend.api.url_text import RefuseNulInUrl
 from backend.deploy.controller import RolloutController
+from backend.monitoring.evaluator import AlertEvaluator
 from backend.monitoring.feed import PredictionFeed
 from backend.monitoring.live_stats import LiveStats
+from backend.monitoring.rules import RuleStore
 from backend.predictions.log import PredictionLog
 from backend.serving.candidates import CandidateCalls
 from backend.serving.crowd import CrowdGauge
@@ -60,11 +63,14 @@ def create_app(
     # Everything that keeps what was answered is an observer of the request path.
     serving = ServingService(state, prediction_log, [live_stats, feed], crowd)
     rollouts = RolloutController(workspace.deploy, state, settings.rollout_check_interval_s)
+    # The alert rules on this worker's live statistics (see monitoring.evaluator).
+    alert_rules = AlertEvaluator(workspace.alerts, RuleStore(workspace.sessions), live_stats, state)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await serving.start()
         judging = asyncio.create_task(rollouts.run())
+        alerting = asyncio.create_task(alert_rules.run())
         # Everything loaded so far (libraries, models) lives for the whole process: moving it
         # out of the collector's view turns 100+ ms full collections under load into ~1 ms.
         gc.collect()
@@ -72,9 +78,10 @@ def create_app(
         try:
             yield
         finally:
-            judging.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await judging
+            for task in (judging, alerting):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             # Graceful shutdown: everything accepted is written before the process ends.
             await serving.stop()
             if on_stop is not None:
@@ -94,6 +101,7 @@ def create_app(
     app.state.feed = feed
     app.state.live_stats = live_stats
     app.state.rollouts = rollouts
+    app.state.alert_rules = alert_rules
     install_error_handlers(app)
     # Added first, so it runs inside the size limit and the in-flight count.
     app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)
@@ -115,5 +123,6 @@ def create_app(
     app.include_router(alerts.router)
     app.include_router(drift.router)
     app.include_router(performance.router)
+    app.include_router(events.router)
     install_hand_parsed_schemas(app)
     return app

@@ -51,13 +51,26 @@ class RefusalCounter:
         model = match["name"] or match["record_name"] or ""
         version = match["version"] or ""
 
+        answered = False
+
         async def send_counting(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] >= 400:
-                vouched = self._may_predict(_authorization(scope), model)
-                self._count(model if vouched else "", version, message["status"])
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = True
+                if message["status"] >= 400:
+                    vouched = self._may_predict(_authorization(scope), model)
+                    self._count(model if vouched else "", version, message["status"])
             await send(message)
 
-        await self.app(scope, receive, send_counting)
+        try:
+            await self.app(scope, receive, send_counting)
+        except Exception:
+            # The model itself failed: the outermost error handler answers 500 after this,
+            # out of sight of send_counting; it is a failure all the same.
+            if not answered:
+                vouched = self._may_predict(_authorization(scope), model)
+                self._count(model if vouched else "", version, 500)
+            raise
 
     def _count(self, model: str, version: str, status: int) -> None:
         if self.state.routing(model) is None:

@@ -191,18 +191,23 @@ class AuditEventRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+def _version_group(context: Any) -> str:
+    return str(context.get_current_parameters().get("version") or "")
+
+
 class AlertRow(Base):
-    """An alert (monitoring): raised once per cause while active, acknowledged by a person."""
+    """An alert (monitoring): one active alert per rule, model and group, across workers."""
 
     __tablename__ = "alerts"
     __table_args__ = (
         Index("ix_alerts_model", "model", "id"),
-        # One active alert per cause, across every worker.
+        # One active alert per (model, rule, group), across every worker: the group is the
+        # version for a rule judged per version (live_metric), "" for one over the model.
         Index(
-            "uq_alerts_active_cause",
+            "uq_alerts_active_group",
             "model",
-            "version",
             "kind",
+            "group_key",
             unique=True,
             sqlite_where=text("status != 'resolved'"),
             postgresql_where=text("status != 'resolved'"),
@@ -213,6 +218,9 @@ class AlertRow(Base):
     model: Mapped[str] = mapped_column(String(128))
     version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     kind: Mapped[str] = mapped_column(String(32))
+    # Not null (unlike version), so that the unique index above holds for model-wide rules;
+    # the version unless given (as live_metric has always grouped).
+    group_key: Mapped[str] = mapped_column(String(64), default=_version_group, server_default="")
     severity: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     title: Mapped[str] = mapped_column(Text)
@@ -220,11 +228,54 @@ class AlertRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Unix seconds (shown as UTC date-times on the wire).
     raised_at: Mapped[float] = mapped_column(Float)
+    # When any worker last saw the condition: a worker resolves only after nobody has.
+    last_seen_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # When the newest "changed" event was sent (details change in place more often).
+    changed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     acknowledged_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     acknowledged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     acknowledgement: Mapped[str] = mapped_column(Text, default="")
     resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     resolution: Mapped[str] = mapped_column(Text, default="")
+    reopened: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class AlertEventRow(Base):
+    """What happened to an alert (raised, changed, acknowledged, reopened, resolved), with the
+    alert as it stood after: its history, and the alert half of the event stream. Written in
+    the transaction that changed the alert."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (
+        Index("ix_alert_events_alert", "alert_id", "id"),
+        Index("ix_alert_events_model", "model", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(16))
+    # Unix seconds.
+    at: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str] = mapped_column(Text, default="")
+    # The Alert (wire form, without history) after this change.
+    alert: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class AlertRuleRow(Base):
+    """A model's own setting of one alert rule (an AlertRule as JSON); none: the default."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (UniqueConstraint("model", "kind", name="uq_alert_rules_model_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    rule: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    # Unix seconds.
+    updated_at: Mapped[float] = mapped_column(Float)
 
 
 class CandidateCallsRow(Base):

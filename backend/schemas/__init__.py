@@ -73,13 +73,21 @@ from backend.schemas.drift import (
     WindowDrift,
 )
 from backend.schemas.monitoring import (
+    ALERT_KINDS,
     ALERT_STATUSES,
     AcknowledgeRequest,
     Alert,
+    AlertAction,
+    AlertHistoryEntry,
     AlertKind,
     AlertList,
+    AlertRule,
+    AlertRules,
+    AlertRulesRequest,
     AlertSeverity,
     AlertStatus,
+    MixDecision,
+    StreamEvent,
 )
 from backend.schemas.performance import (
     CalibrationInfo,

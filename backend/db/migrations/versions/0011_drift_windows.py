@@ -1,20 +1,19 @@
 """drift: reference summaries per version, current-window counts kept by the log writer
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-02 16:00:00
 
 ``drift_window_deltas`` gets one row per writer commit and minute (inserted with the rows it
 counts, so counts are exactly once); writers fold them into ``drift_window_buckets`` (minute
-and hour rows) once their minute has closed. The lead re-points ``down_revision`` at 0010 when
-merging.
+and hour rows) once their minute has closed.
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
