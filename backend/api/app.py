@@ -30,6 +30,7 @@ from backend.api.openapi import install_hand_parsed_schemas
 from backend.api.refusals import RefusalCounter
 from backend.api.url_text import RefuseNulInUrl
 from backend.deploy.controller import RolloutController
+from backend.monitoring.drift.alerting import DriftAlertWatch
 from backend.monitoring.evaluator import AlertEvaluator
 from backend.monitoring.feed import PredictionFeed
 from backend.monitoring.live_stats import LiveStats
@@ -65,12 +66,17 @@ def create_app(
     rollouts = RolloutController(workspace.deploy, state, settings.rollout_check_interval_s)
     # The alert rules on this worker's live statistics (see monitoring.evaluator).
     alert_rules = AlertEvaluator(workspace.alerts, RuleStore(workspace.sessions), live_stats, state)
+    # The drift rules, on the windows the log writer counts (see monitoring.drift.alerting).
+    drift_alerts = DriftAlertWatch(
+        workspace.drift, RuleStore(workspace.sessions), workspace.alerts, state
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await serving.start()
         judging = asyncio.create_task(rollouts.run())
         alerting = asyncio.create_task(alert_rules.run())
+        drift_watch = asyncio.create_task(drift_alerts.run())
         # Everything loaded so far (libraries, models) lives for the whole process: moving it
         # out of the collector's view turns 100+ ms full collections under load into ~1 ms.
         gc.collect()
@@ -78,7 +84,7 @@ def create_app(
         try:
             yield
         finally:
-            for task in (judging, alerting):
+            for task in (judging, alerting, drift_watch):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

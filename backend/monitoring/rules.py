@@ -80,6 +80,41 @@ DEFAULT_RULES: dict[AlertKind, AlertRule] = {
         cooldown_s=3_600,
         decisions=["abstained", "fallback"],
     ),
+    # Drift (judged by monitoring.drift.alerting on the counts the log writer keeps): one alert
+    # per model while any input drifts, over a quarter of an hour of traffic (the window
+    # already smooths it: no for_s), quiet for an hour after it clears.
+    "drift_features": AlertRule(
+        kind="drift_features",
+        severity="warning",
+        window_s=900,
+        min_count=200,
+        for_s=0,
+        clear_for_s=900,
+        cooldown_s=3_600,
+    ),
+    # Off by default: with drift_features on they would raise a second and third alert for
+    # the same change. Switch them on for a critical alert when most inputs move, or for one
+    # on the model's answers alone.
+    "drift_dataset": AlertRule(
+        kind="drift_dataset",
+        enabled=False,
+        severity="critical",
+        window_s=900,
+        min_count=200,
+        for_s=0,
+        clear_for_s=900,
+        cooldown_s=3_600,
+    ),
+    "drift_prediction": AlertRule(
+        kind="drift_prediction",
+        enabled=False,
+        severity="warning",
+        window_s=900,
+        min_count=200,
+        for_s=0,
+        clear_for_s=900,
+        cooldown_s=3_600,
+    ),
 }
 
 

@@ -122,7 +122,9 @@ class AlertRule(RequestBody):
         validate_default=True,
         description=(
             "p99_latency: milliseconds; error_rate, refusal_rate, decision_mix: a share "
-            "between 0 and 1; live_metric: none (the version's acceptable range applies)"
+            "between 0 and 1; live_metric: none (the version's acceptable range applies); "
+            "drift_features, drift_dataset: the share of drifted inputs, or none; "
+            "drift_prediction: none"
         ),
     )
     window_s: int = Field(default=300, ge=10, le=MAX_WINDOW_S)
@@ -157,6 +159,15 @@ class AlertRule(RequestBody):
             )
         if kind in SHARE_KINDS and (threshold is None or not 0 < threshold <= 1):
             raise ValueError(f"{kind} needs a share above 0 and at most 1 (5 % is 0.05)")
+        drift_share = kind in ("drift_features", "drift_dataset")
+        if drift_share and threshold is not None and not 0 < threshold <= 1:
+            raise ValueError(
+                f"{kind} takes the share of drifted inputs that raises it, above 0 and at "
+                "most 1, or none (drift_features: any input; drift_dataset: the model's "
+                "drift settings' dataset share)"
+            )
+        if kind == "drift_prediction" and threshold is not None:
+            raise ValueError("drift_prediction has no threshold: any drifted output raises it")
         return threshold
 
     @field_validator("decisions")
