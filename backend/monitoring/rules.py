@@ -81,14 +81,15 @@ DEFAULT_RULES: dict[AlertKind, AlertRule] = {
         decisions=["abstained", "fallback"],
     ),
     # Drift (judged by monitoring.drift.alerting on the counts the log writer keeps): one alert
-    # per model while any input drifts, over a quarter of an hour of traffic (the window
-    # already smooths it: no for_s), quiet for an hour after it clears.
+    # per model while any input drifts over a quarter of an hour of traffic, for two minutes
+    # (a window just filling up after a start or a quiet spell is not raised at once), quiet
+    # for an hour after it clears.
     "drift_features": AlertRule(
         kind="drift_features",
         severity="warning",
         window_s=900,
-        min_count=200,
-        for_s=0,
+        min_count=500,
+        for_s=120,
         clear_for_s=900,
         cooldown_s=3_600,
     ),
@@ -100,8 +101,8 @@ DEFAULT_RULES: dict[AlertKind, AlertRule] = {
         enabled=False,
         severity="critical",
         window_s=900,
-        min_count=200,
-        for_s=0,
+        min_count=500,
+        for_s=120,
         clear_for_s=900,
         cooldown_s=3_600,
     ),
@@ -110,8 +111,8 @@ DEFAULT_RULES: dict[AlertKind, AlertRule] = {
         enabled=False,
         severity="warning",
         window_s=900,
-        min_count=200,
-        for_s=0,
+        min_count=500,
+        for_s=120,
         clear_for_s=900,
         cooldown_s=3_600,
     ),
