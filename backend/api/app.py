@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backend import __version__
-from backend.api import alerts, deploy, feedback, manage, monitor, oip, records
+from backend.api import alerts, deploy, feedback, manage, metrics, monitor, oip, records
 from backend.api.errors import install_error_handlers
 from backend.api.fast_path import PredictionFastPath
 from backend.api.limits import BodySizeLimit, InFlightCounter
@@ -21,6 +21,7 @@ from backend.api.url_text import RefuseNulInUrl
 from backend.deploy.controller import RolloutController
 from backend.monitoring.feed import PredictionFeed
 from backend.monitoring.live_stats import LiveStats
+from backend.monitoring.prometheus import PrometheusMetrics, active_alerts_source
 from backend.predictions.log import PredictionLog
 from backend.serving.candidates import CandidateCalls
 from backend.serving.crowd import CrowdGauge
@@ -47,8 +48,10 @@ def create_app(
     live_stats = LiveStats()
     crowd = CrowdGauge()
     state = ServingState(settings, workspace.registry, CandidateCalls())
+    prometheus = PrometheusMetrics(class_labels=metrics.class_labels_in(state))
+    prometheus.gauges.add(active_alerts_source(workspace.alerts))
     # Everything that keeps what was answered is an observer of the request path.
-    serving = ServingService(state, prediction_log, [live_stats, feed], crowd)
+    serving = ServingService(state, prediction_log, [live_stats, feed, prometheus], crowd)
     rollouts = RolloutController(workspace.deploy, state, settings.rollout_check_interval_s)
 
     @asynccontextmanager
@@ -84,6 +87,7 @@ def create_app(
     app.state.feed = feed
     app.state.live_stats = live_stats
     app.state.rollouts = rollouts
+    app.state.prometheus = prometheus
     install_error_handlers(app)
     # Added first, so it runs inside the size limit and the in-flight count.
     app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)
@@ -91,7 +95,13 @@ def create_app(
     app.add_middleware(InFlightCounter, crowd=crowd)
     app.add_middleware(RefuseNulInUrl)
     # Outermost, so it sees every refusal, the size limit's included.
-    app.add_middleware(RefusalCounter, live_stats=live_stats, state=state, tokens=workspace.tokens)
+    app.add_middleware(
+        RefusalCounter,
+        live_stats=live_stats,
+        state=state,
+        tokens=workspace.tokens,
+        also_count_in=[prometheus],
+    )
     app.include_router(oip.router)
     app.include_router(records.router)
     app.include_router(manage.router)
@@ -99,5 +109,6 @@ def create_app(
     app.include_router(deploy.router)
     app.include_router(monitor.router)
     app.include_router(alerts.router)
+    app.include_router(metrics.router)
     install_hand_parsed_schemas(app)
     return app
