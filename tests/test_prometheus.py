@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 from fastapi.testclient import TestClient
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from backend.api import create_app
@@ -187,6 +188,26 @@ def test_who_may_scrape_and_what_a_scoped_token_sees(
     )
     # Refusals under no model ("") tell a scoped token nothing of its models: not shown.
     assert all(dict(labels).get("model") == "toy" for _name, labels in seen)
+
+
+def test_another_gauge_source_joins_with_one_call() -> None:
+    """The hook drift scores will use: a function giving metric families, read at each
+    scrape, its samples filtered by model like every other series."""
+    reads = []
+
+    def per_model_scores() -> list[GaugeMetricFamily]:
+        reads.append(time.time())
+        gauge = GaugeMetricFamily("servedeck_feature_score", "a per-model score", labels=["model"])
+        gauge.add_metric(["toy"], 0.25)
+        gauge.add_metric(["price"], 0.5)
+        return [gauge]
+
+    metrics = PrometheusMetrics(class_labels=lambda _model, _version: None)
+    metrics.gauges.add(per_model_scores)
+    assert value(scrape(metrics.render().decode()), "servedeck_feature_score", model="price") == 0.5
+    scoped = scrape(metrics.render(frozenset({"toy"})).decode())
+    assert scoped == {("servedeck_feature_score", (("model", "toy"),)): 0.25}
+    assert len(reads) == 2  # read at each scrape, not once
 
 
 def _batch(model: str, route: str, rows: int) -> AnsweredBatch:
