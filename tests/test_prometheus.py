@@ -251,13 +251,19 @@ def test_the_observer_costs_microseconds_per_batch() -> None:
         classes.labels("toy", "1", "active", "0").inc()
 
     runs = 20_000
-
-    def per_call(call: Any) -> float:
-        return min(timeit.repeat(call, number=runs, repeat=5)) / runs
-
-    cached = per_call(lambda: metrics.observe(one_row))
-    uncached = per_call(looked_up_each_time)
-    big_batch = per_call(lambda: metrics.observe(many_rows))
+    calls = {
+        "cached": lambda: metrics.observe(one_row),
+        "uncached": looked_up_each_time,
+        "big_batch": lambda: metrics.observe(many_rows),
+    }
+    # Interleaved rounds, the best of each kept: a burst of load elsewhere hits one round of
+    # each kind rather than every round of one kind.
+    best = dict.fromkeys(calls, float("inf"))
+    rounds = 7
+    for _round in range(rounds):
+        for kind, call in calls.items():
+            best[kind] = min(best[kind], timeit.timeit(call, number=runs) / runs)
+    cached, uncached, big_batch = best["cached"], best["uncached"], best["big_batch"]
     print(
         f"observer: {cached * 1e6:.2f} µs per 1-row batch, {big_batch * 1e6:.2f} µs per "
         f"32-row batch; with .labels() each time: {uncached * 1e6:.2f} µs"
@@ -266,8 +272,8 @@ def test_the_observer_costs_microseconds_per_batch() -> None:
     assert cached < 50e-6 and big_batch < 100e-6
     samples = scrape(metrics.render().decode())
     toy = {"model": "toy", "version": "1", "route": "active"}
-    assert value(samples, "servedeck_requests_total", **toy) == 1 + 10 * runs
-    assert value(samples, "servedeck_predictions_total", **toy) == 1 + 5 * runs * (1 + 32)
+    assert value(samples, "servedeck_requests_total", **toy) == 1 + 2 * rounds * runs
+    assert value(samples, "servedeck_predictions_total", **toy) == 1 + rounds * runs * (1 + 32)
 
 
 # ---------------------------------------------------------------------- real processes
