@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from backend.api.app import create_app
 from backend.auth.tokens import PERMISSIONS
@@ -125,6 +126,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("PUT", "/api/v1/models/{name}/alert-rules"): Rule(
         "deploy", "path", body=lambda _m: {"rules": [{"kind": "error_rate", "threshold": 0.1}]}
     ),
+    # Prometheus's scrape: the live statistics' counts, so their permission.
+    ("GET", "/metrics"): Rule("read_predictions", "listed"),
 }
 
 
@@ -264,7 +267,7 @@ def _call(
     try:
         payload = answer.json()
     except ValueError:
-        payload = None
+        payload = answer.text  # the Prometheus text format
     return answer.status_code, payload
 
 
@@ -282,6 +285,13 @@ def _listed_models(path: str, payload: Any) -> set[str]:
         return {e["model"] for e in payload["events"] if e["model"] is not None}
     if path.endswith("/alerts"):
         return {a["model"] for a in payload["alerts"]}
+    if path == "/metrics":
+        return {
+            sample.labels["model"]
+            for family in text_string_to_metric_families(payload)
+            for sample in family.samples
+            if "model" in sample.labels
+        }
     if path.endswith("/monitor/live"):
         return {payload["model"]} if payload["model"] else {"toy", "price"}
     return set()

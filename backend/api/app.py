@@ -18,6 +18,7 @@ from backend.api import (
     events,
     feedback,
     manage,
+    metrics,
     monitor,
     oip,
     performance,
@@ -34,6 +35,7 @@ from backend.monitoring.drift.alerting import DriftAlertWatch
 from backend.monitoring.evaluator import AlertEvaluator
 from backend.monitoring.feed import PredictionFeed
 from backend.monitoring.live_stats import LiveStats
+from backend.monitoring.prometheus import PrometheusMetrics, active_alerts_source
 from backend.monitoring.rules import RuleStore
 from backend.predictions.log import PredictionLog
 from backend.serving.candidates import CandidateCalls
@@ -61,8 +63,10 @@ def create_app(
     live_stats = LiveStats()
     crowd = CrowdGauge()
     state = ServingState(settings, workspace.registry, CandidateCalls())
+    prometheus = PrometheusMetrics(class_labels=metrics.class_labels_in(state))
+    prometheus.gauges.add(active_alerts_source(workspace.alerts))
     # Everything that keeps what was answered is an observer of the request path.
-    serving = ServingService(state, prediction_log, [live_stats, feed], crowd)
+    serving = ServingService(state, prediction_log, [live_stats, feed, prometheus], crowd)
     rollouts = RolloutController(workspace.deploy, state, settings.rollout_check_interval_s)
     # The alert rules on this worker's live statistics (see monitoring.evaluator).
     alert_rules = AlertEvaluator(workspace.alerts, RuleStore(workspace.sessions), live_stats, state)
@@ -108,6 +112,7 @@ def create_app(
     app.state.live_stats = live_stats
     app.state.rollouts = rollouts
     app.state.alert_rules = alert_rules
+    app.state.prometheus = prometheus
     install_error_handlers(app)
     # Added first, so it runs inside the size limit and the in-flight count.
     app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)
@@ -119,7 +124,13 @@ def create_app(
     app.add_middleware(InFlightCounter, crowd=crowd)
     app.add_middleware(RefuseNulInUrl)
     # Outermost, so it sees every refusal, the size limit's included.
-    app.add_middleware(RefusalCounter, live_stats=live_stats, state=state, tokens=workspace.tokens)
+    app.add_middleware(
+        RefusalCounter,
+        live_stats=live_stats,
+        state=state,
+        tokens=workspace.tokens,
+        also_count_in=[prometheus],
+    )
     app.include_router(oip.router)
     app.include_router(records.router)
     app.include_router(manage.router)
@@ -130,5 +141,6 @@ def create_app(
     app.include_router(drift.router)
     app.include_router(performance.router)
     app.include_router(events.router)
+    app.include_router(metrics.router)
     install_hand_parsed_schemas(app)
     return app
