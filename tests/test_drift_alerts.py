@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.monitoring.drift.alerting import DriftAlertWatch
+from backend.monitoring.drift.alerting import DriftAlertWatch, drift_gauges
 from backend.monitoring.rules import RuleStore
 from backend.schemas import AlertRule
 from backend.workspace import Workspace
@@ -61,6 +61,15 @@ def test_drifted_inputs_raise_one_alert_naming_the_features(
     assert "Drift page" in alert.explanation
     # The switched-off rules raise nothing of their own for the same change.
     assert all(a.kind == "drift_features" for a in store.alerts.list(model="toy"))
+    # Prometheus shows the window the rule judged, from memory.
+    samples = {
+        (family.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in drift_gauges(watch)()
+        for sample in family.samples
+    }
+    amount = (("feature", "amount"), ("model", "toy"))
+    assert samples[("servedeck_drift_detected", amount)] == 1.0
+    assert samples[("servedeck_drift_share", (("model", "toy"),))] > 0
 
 
 def test_the_alert_resolves_itself_once_the_window_is_clear(

@@ -31,7 +31,7 @@ from backend.api.openapi import install_hand_parsed_schemas
 from backend.api.refusals import RefusalCounter
 from backend.api.url_text import RefuseNulInUrl
 from backend.deploy.controller import RolloutController
-from backend.monitoring.drift.alerting import DriftAlertWatch
+from backend.monitoring.drift.alerting import DriftAlertWatch, drift_gauges
 from backend.monitoring.evaluator import AlertEvaluator
 from backend.monitoring.feed import PredictionFeed
 from backend.monitoring.live_stats import LiveStats
@@ -74,6 +74,7 @@ def create_app(
     drift_alerts = DriftAlertWatch(
         workspace.drift, RuleStore(workspace.sessions), workspace.alerts, state
     )
+    prometheus.gauges.add(drift_gauges(drift_alerts))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

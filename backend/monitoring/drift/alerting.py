@@ -16,7 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from backend.monitoring.alerts import AlertService
 from backend.monitoring.drift.windows import DriftWindows
@@ -116,6 +119,8 @@ class DriftAlertWatch:
         self.serving = serving
         self.interval_s = interval_s
         self.engine = RuleEngine(alerts)
+        # The newest window judged per model (what Prometheus's drift gauges show).
+        self.latest: dict[str, WindowDrift] = {}
 
     async def run(self) -> None:
         while True:
@@ -149,6 +154,8 @@ class DriftAlertWatch:
                         window = windows[rule.window_s] = self.drift.window(
                             model, None, version=None, route=None, window_s=rule.window_s, end=now
                         )
+                        if rule.kind == "drift_features":
+                            self.latest[model] = window
                     measured = measure(rule.kind, rule, window)
                     outcomes[(model, rule.kind)] = self.engine.judge(
                         model,
@@ -169,3 +176,45 @@ def _active(
     active: dict[tuple[str, AlertKind], Alert], model: str, kind: AlertKind
 ) -> Alert | None:
     return active.get((model, kind))
+
+
+def drift_gauges(watch: DriftAlertWatch) -> Callable[[], Iterable[Metric]]:
+    """Prometheus gauges of the newest window the drift rules judged per model (every
+    ``EVALUATE_EVERY_S``): each input's and output's score and verdict, and the share of drifted
+    inputs. Read from memory, so a scrape costs nothing."""
+
+    def collect() -> Iterable[Metric]:
+        score = GaugeMetricFamily(
+            "servedeck_drift_score",
+            "Drift of a model's input or output over the drift rule's window against its "
+            "reference: the test's statistic (KS, Jensen-Shannon, ...); compare with "
+            "servedeck_drift_threshold, and see the Drift page for what it means.",
+            labels=["model", "feature", "test"],
+        )
+        threshold = GaugeMetricFamily(
+            "servedeck_drift_threshold",
+            "The score at which the feature counts as drifted (its test's threshold).",
+            labels=["model", "feature", "test"],
+        )
+        drifted = GaugeMetricFamily(
+            "servedeck_drift_detected",
+            "1 when the feature drifted in the newest judged window, else 0.",
+            labels=["model", "feature"],
+        )
+        share = GaugeMetricFamily(
+            "servedeck_drift_share",
+            "The share of a model's inputs that drifted in the newest judged window.",
+            labels=["model"],
+        )
+        for model, window in sorted(watch.latest.items()):
+            report = window.report
+            if report is None:
+                continue
+            share.add_metric([model], report.drifted_share)
+            for entry in [*report.features, *report.predictions]:
+                score.add_metric([model, entry.name, entry.test], entry.statistic)
+                threshold.add_metric([model, entry.name, entry.test], entry.threshold)
+                drifted.add_metric([model, entry.name], 1.0 if entry.drifted else 0.0)
+        yield from (score, threshold, drifted, share)
+
+    return collect
