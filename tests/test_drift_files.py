@@ -179,6 +179,8 @@ BAD_FILES: list[tuple[str, tuple[str, bytes], tuple[str, bytes], dict[str, str],
     ("a threshold out of range", ("ref.csv", b"a\n1\n"), ("c.csv", b"a\n1\n"),
      {"settings": '{"features": {"a": {"js_threshold": 3}}}'}, "settings.features.a.js_threshold",
      "less than or equal to 1"),
+    ("repeated column names", ("ref.csv", b"a,a\n1,2\n"), ("c.csv", b"a\n1\n"), {},
+     "reference", "column names appear more than once: a"),
     ("an unknown column asked for", ("ref.csv", b"a\n1\n"), ("c.csv", b"a\n1\n"),
      {"columns": "b"}, "columns", "not in the reference file: b"),
 ]  # fmt: skip
@@ -212,3 +214,16 @@ def test_a_missing_file_and_an_oversized_upload_are_refused(
     refused = _post(client, tokens["support"], big, ("c.csv", b"a\n1\n"))
     assert refused.status_code == 413 and refused.json()["field"] == "body"
     assert "2097152 bytes" in refused.json()["reason"]
+
+
+def test_values_near_the_float_limit_give_a_report_json_can_carry(
+    api: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, tokens = api
+    values = [1e308, -1e308, 1.5e308, -1.7e308, 3.0, 7.0, 9.0, 11.0]
+    reference = ("r.csv", ("a\n" + "\n".join(map(repr, values)) + "\n").encode())
+    current = ("c.csv", b"a\n1.7e308\n-1.79e308\n1e308\n2.0\n")
+    answer = _post(client, tokens["support"], reference, current, include_histograms="true")
+    assert answer.status_code == 200, answer.text
+    feature = answer.json()["features"][0]
+    assert feature["name"] == "a" and feature["decided_by"] == "p_value"

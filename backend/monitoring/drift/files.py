@@ -9,6 +9,7 @@ from those summaries alone, exactly as for a window of logged predictions.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import IO
 
@@ -129,6 +130,9 @@ def open_columns(source: Source, field: str) -> ParquetColumns | CsvColumns:
         raise InputError(f"not a readable {kind} file: {_first_line(exc)}", field) from None
     if not data.column_names:
         raise InputError("the file has no columns", field)
+    repeated = sorted(name for name, times in Counter(data.column_names).items() if times > 1)
+    if repeated:
+        raise InputError(f"column names appear more than once: {', '.join(repeated)}", field)
     if len(data) == 0:
         raise InputError("the file has no rows", field)
     return data
