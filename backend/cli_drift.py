@@ -116,3 +116,10 @@ def add_drift_command(sub: Any) -> None:
         )
 
     drift.set_defaults(func=command)
+
+
+def drift_parser() -> argparse.ArgumentParser:
+    """``servedeck-server`` with only its drift command (what main uses for ``drift``)."""
+    parser = argparse.ArgumentParser(prog="servedeck-server")
+    add_drift_command(parser.add_subparsers(dest="command", required=True))
+    return parser

@@ -395,3 +395,31 @@ def test_undrifted_windows_of_10000_rows_are_rarely_flagged() -> None:
         flagged += sum(f.drifted for f in report.features)
         assert all(math.isfinite(f.statistic) for f in report.features)
     assert flagged <= 1  # of 60 (feature, window) pairs; the bench counts 1,500
+
+
+def test_model_outputs_are_reported_apart_and_not_counted_in_the_dataset_verdict() -> None:
+    rng = _rng(60)
+    reference = pd.DataFrame(
+        {
+            "x": rng.normal(0, 1, 20_000),
+            "prediction": rng.choice([0, 1], 20_000, p=[0.9, 0.1]),
+            "confidence": rng.beta(8, 2, 20_000),
+        }
+    )
+    current = pd.DataFrame(
+        {
+            "x": rng.normal(0, 1, 20_000),
+            "prediction": rng.choice([0, 1], 20_000, p=[0.7, 0.3]),
+            "confidence": rng.beta(4, 2, 20_000),
+        }
+    )
+    ref, _ = summarize_reference(reference)
+    report = drift_report(ref, summarize_current(current, ref))
+    assert [f.name for f in report.features] == ["x"]
+    assert {f.name: f.kind for f in report.predictions} == {
+        "prediction": "categorical",
+        "confidence": "numerical",
+    }
+    assert all(f.drifted for f in report.predictions)
+    assert report.tested_features == 1 and not report.dataset_drift
+    assert report.summary.endswith("The model's outputs changed too (prediction, confidence).")

@@ -85,6 +85,8 @@ class FeatureDrift(BaseModel):
     p_value: float | None
     # The corrected significance level every decision of this feature used.
     alpha: float
+    # decided_by "effect_size": the statistic must reach it (and the p-value be below alpha);
+    # decided_by "p_value": it is alpha, which the p-value must be below.
     threshold: float
     drifted: bool
     decided_by: DecidedBy

@@ -15,6 +15,9 @@ The decision rule (``DriftSettings`` holds every number, per feature too):
 
 from __future__ import annotations
 
+import math
+import sys
+
 import numpy as np
 
 from backend.monitoring.drift import statistics
@@ -45,6 +48,14 @@ DISPLAY_BARS = 30
 WHAT_TO_DO = (
     "the model sees a world it was not trained on. Check the data source; retrain if this is real."
 )
+
+
+def _finite(value: float) -> float:
+    """A score as JSON can carry it: values near the float limit can make a sum infinite, and
+    an infinite sum a NaN; neither can be sent, and both mean "as far apart as can be"."""
+    if math.isnan(value):
+        return 0.0
+    return max(min(value, sys.float_info.max), -sys.float_info.max)
 
 
 class FeatureRule:
@@ -104,8 +115,8 @@ def _numerical(
         name=name,
         kind="numerical",
         test=test,
-        statistic=statistic,
-        p_value=p_value,
+        statistic=_finite(statistic),
+        p_value=_finite(p_value) if math.isfinite(p_value) else 1.0,
         alpha=rule.alpha,
         threshold=threshold,
         drifted=drifted,
@@ -114,7 +125,7 @@ def _numerical(
         n_current=m,
         missing_reference=ref.missing,
         missing_current=window.missing,
-        scores=scores,
+        scores={key: _finite(value) for key, value in scores.items()},
         explanation=_explain_numerical(name, ref, counts, current_mean, drifted, decided_by),
         histogram=_numerical_bars(ref, counts) if bars and m else None,
     )
@@ -223,8 +234,8 @@ def _categorical(
         name=name,
         kind="categorical",
         test=test,
-        statistic=statistic,
-        p_value=p_value,
+        statistic=_finite(statistic),
+        p_value=_finite(p_value) if math.isfinite(p_value) else 1.0,
         alpha=rule.alpha,
         threshold=threshold,
         drifted=drifted,
@@ -234,9 +245,9 @@ def _categorical(
         missing_reference=ref.missing,
         missing_current=window.missing,
         scores={
-            "chi_square": chi2,
-            "chi_square_p_value": p_value,
-            "jensen_shannon": js,
+            "chi_square": _finite(chi2),
+            "chi_square_p_value": _finite(p_value),
+            "jensen_shannon": _finite(js),
             "new_categories": float(table.new_categories),
         },
         explanation=_explain_categorical(name, table, drifted, decided_by),
