@@ -61,8 +61,15 @@ def _finite(value: float) -> float:
 class FeatureRule:
     """The settings that apply to one feature: its overrides over the report's defaults."""
 
-    def __init__(self, settings: DriftSettings, name: str, tests: int):
+    def __init__(
+        self,
+        settings: DriftSettings,
+        name: str,
+        tests: int,
+        exact_ks_max_n: int = statistics.KS_EXACT_MAX_N,
+    ):
         own = settings.features.get(name)
+        self.exact_ks_max_n = exact_ks_max_n
 
         def pick(field: str) -> float:
             value = getattr(own, field, None) if own is not None else None
@@ -86,7 +93,7 @@ def _numerical(
     counts, sums = window.dense(ref.edges.size + 1)
     n, m = ref.n, int(counts.sum())
     ks = statistics.ks_statistic(ref.counts, counts)
-    p_value = statistics.ks_p_value(ks, n, m)
+    p_value = statistics.ks_p_value(ks, n, m, rule.exact_ks_max_n)
     scale = ref.std if ref.std > 0 else (abs(ref.mean) or 1.0)  # a constant reference
     wasserstein = statistics.wasserstein(ref.edges, ref.counts, ref.sums, counts, sums) / scale
     scores = {
@@ -325,8 +332,10 @@ def drift_report(
     include_histograms: bool = False,
     skipped: dict[str, str] | None = None,
     timings: DriftTimings | None = None,
+    exact_ks_max_n: int = statistics.KS_EXACT_MAX_N,
 ) -> DriftReport:
-    """The report over every feature both summaries have (outputs listed apart)."""
+    """The report over every feature both summaries have (outputs listed apart);
+    ``exact_ks_max_n``: see ``statistics.ks_p_value``."""
     settings = settings or DriftSettings()
     left_out = dict(skipped or {})
     names = []
@@ -346,7 +355,7 @@ def drift_report(
             name,
             reference.features[name],
             current.features[name],
-            FeatureRule(settings, name, tests),
+            FeatureRule(settings, name, tests, exact_ks_max_n),
             include_histograms,
         )
         (outputs if name in OUTPUTS else inputs).append(entry)
