@@ -138,9 +138,9 @@ class _Window:
             confidences = _top_probabilities(list(map(get, self.outputs, repeat("predict_proba"))))
             columns.append((CONFIDENCE, "numerical", plan.confidence_edges, confidences))
         features: dict[str, Any] = {}
-        for name, kind, edges, column in columns:
-            if kind == "numerical" and edges is not None:
-                counts, sums, missing = _count_numbers(edges, column)
+        for name, kind, bin_edges, column in columns:
+            if kind == "numerical" and bin_edges is not None:
+                counts, sums, missing = _count_numbers(bin_edges, column)
                 features[name] = {"kind": kind, "counts": counts, "sums": sums}
             else:
                 values, missing = _count_values(column)
@@ -206,11 +206,17 @@ def _count_values(column: list[Any]) -> tuple[dict[str, int], int]:
             t if len(t) <= MAX_CATEGORY_TEXT else OTHER for t in texts if t is not None
         )
         missing = len(column) - sum(counted.values())
-    if len(counted) > MAX_CATEGORIES:
-        kept = dict(counted.most_common(MAX_CATEGORIES))
-        kept[OTHER] = kept.get(OTHER, 0) + sum(counted.values()) - sum(kept.values())
-        return kept, missing
-    return dict(counted), missing
+    return cap_values(counted), missing
+
+
+def cap_values(counted: Counter[str]) -> dict[str, int]:
+    """The ``MAX_CATEGORIES`` most frequent values; the rest (and any OTHER) under OTHER."""
+    if len(counted) - (OTHER in counted) <= MAX_CATEGORIES:
+        return dict(counted)
+    other = counted.pop(OTHER, 0)
+    kept = dict(counted.most_common(MAX_CATEGORIES))
+    kept[OTHER] = other + sum(counted.values()) - sum(kept.values())
+    return kept
 
 
 @dataclass(frozen=True)
@@ -340,7 +346,8 @@ def add_window(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
             for text, count in feature["values"].items():
                 known = values.get(text)
                 if known is None:
-                    if len(values) >= MAX_CATEGORIES and text != OTHER:
+                    # At most MAX_CATEGORIES values besides OTHER, as the writer counts them.
+                    if len(values) - (OTHER in values) >= MAX_CATEGORIES and text != OTHER:
                         text = OTHER
                     known = values.get(text, 0)
                 values[text] = known + count
