@@ -481,6 +481,23 @@ def test_two_writers_fold_every_delta_once(store: Workspace) -> None:
         ).all()
     assert [(r, int(n)) for r, n in buckets] == [(MINUTE, 6_000), (HOUR, 6_000)]
 
+    # Retention: minute buckets older than an hour and hour buckets older than two go.
+    now = start + 3 * HOUR
+    assert writing.fold_windows(int(now), Retention(minute_s=HOUR, hour_s=2 * HOUR), now) == 0
+    with store.sessions() as session:
+        kept = session.execute(
+            select(DriftWindowBucketRow.resolution_s, func.min(DriftWindowBucketRow.bucket_start))
+            .group_by(DriftWindowBucketRow.resolution_s)
+            .order_by(DriftWindowBucketRow.resolution_s)
+        ).all()
+    assert [(r, int(first)) for r, first in kept] == [(MINUTE, now - HOUR), (HOUR, now - 3 * HOUR)]
+    with store.engine.connect() as connection:
+        # Past the minutes kept, a window's edges widen to whole hours.
+        old = read_window(connection, "m", start + 10 * MINUTE, start + 50 * MINUTE, now=now,
+                          minute_retention_s=HOUR)  # fmt: skip
+        assert (old.start, old.end) == (start, start + HOUR)
+        _assert_same(old.summary, _expected(_in(rows, start, start + HOUR), reference))
+
 
 @pytest.mark.serial
 @pytest.mark.parametrize("case", ["writer", "both"])

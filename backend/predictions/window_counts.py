@@ -195,18 +195,29 @@ def _count_values(column: list[Any]) -> tuple[dict[str, int], int]:
     OTHER), and how many are missing."""
     try:
         counted: Counter[Any] = Counter(column)
-        missing = counted.pop(None, 0)
-        plain = all(type(k) is str and len(k) <= MAX_CATEGORY_TEXT for k in counted)
-    except TypeError:  # an unhashable value (a list, an object)
-        plain = False
-    if not plain:
-        # Numbers, booleans (True and 1 would share a Counter key), long or odd values.
-        texts = [category_text(v) for v in column]
-        counted = Counter(
-            t if len(t) <= MAX_CATEGORY_TEXT else OTHER for t in texts if t is not None
-        )
-        missing = len(column) - sum(counted.values())
-    return cap_values(counted), missing
+    except TypeError:  # an unhashable value (a list, an object): value by value
+        return _count_texts(column)
+    missing = counted.pop(None, 0)
+    if all(type(k) is str and len(k) <= MAX_CATEGORY_TEXT for k in counted):
+        return cap_values(counted), missing
+    kinds = {type(k) for k in counted}
+    if bool in kinds and (int in kinds or float in kinds):
+        return _count_texts(column)  # True and 1 share a Counter key but not a text
+    # Convert the distinct values, not every row (3 and 3.0 share a key and a text).
+    texts: Counter[str] = Counter()
+    for value, count in counted.items():
+        text = category_text(value)
+        if text is None:  # NaN
+            missing += count
+            continue
+        texts[text if len(text) <= MAX_CATEGORY_TEXT else OTHER] += count
+    return cap_values(texts), missing
+
+
+def _count_texts(column: list[Any]) -> tuple[dict[str, int], int]:
+    texts = [category_text(v) for v in column]
+    counted = Counter(t if len(t) <= MAX_CATEGORY_TEXT else OTHER for t in texts if t is not None)
+    return cap_values(counted), len(column) - sum(counted.values())
 
 
 def cap_values(counted: Counter[str]) -> dict[str, int]:
