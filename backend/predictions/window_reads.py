@@ -18,10 +18,10 @@ reference edges, so they are summed only over the versions whose edges equal tho
 version with the most rows in the window (the basis); the others are named in ``skipped``.
 Categorical features always add up.
 
-Parsed buckets are kept in a bounded cache keyed by the bucket and the hash of its text:
-repeated reads (a page refreshing, a sparkline moving on, alert checks) parse only the buckets
-that changed and the unfolded deltas. The statement still returns every bucket's text, so what
-is summed is one snapshot.
+Parsed buckets are kept in a bounded cache keyed by the bucket and its row count (a bucket only
+grows, each fold adds rows, and an expired bucket is never made again): repeated reads (a page
+refreshing, a sparkline moving on, alert checks) fetch and parse only the buckets that changed
+and the unfolded deltas (see ``_read`` for how that stays one consistent state).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import Connection, and_, literal, or_, select, union_all
+from sqlalchemy import Connection, Text, and_, cast, literal, null, or_, select, union_all
 
 from backend.db.tables import DriftReferenceRow, DriftWindowBucketRow, DriftWindowDeltaRow
 from backend.predictions.window_counts import (
@@ -171,8 +171,12 @@ def read_series(
     ]
 
 
-# Per window: (version, cache key or None for a delta row, counts JSON text).
-_Parts = list[tuple[str, tuple[Any, ...] | None, str]]
+# Per window: (version, parsed bucket or delta).
+_Parts = list[tuple[str, "_Parsed"]]
+# (database, model, version, route, resolution, bucket start): a bucket in the cache.
+_Key = tuple[str, str, str, str, int, int]
+# How often a read starts again when a fold changed a bucket between its two statements.
+READ_ATTEMPTS = 3
 
 
 def _read(
@@ -182,6 +186,13 @@ def _read(
     version: str | None,
     route: str | None,
 ) -> list[_Parts]:
+    """Every bucket and delta of the plans' windows, one consistent state of them.
+
+    The first statement reads the buckets' row counts (not their text) with the deltas' text;
+    the second, the text of the buckets not parsed yet (the cache). A bucket only grows, and
+    every fold adds rows to it, so a count equal in both statements is the same bucket: if a
+    fold changed one in between (and maybe took in deltas read by the first), start again.
+    """
     buckets, deltas = DriftWindowBucketRow, DriftWindowDeltaRow
 
     def scope(table: Any) -> list[Any]:
@@ -208,6 +219,7 @@ def _read(
         deltas.bucket_start,
         deltas.version,
         deltas.route,
+        deltas.rows,
         deltas.counts,
     ).where(*scope(deltas), deltas.bucket_start >= first, deltas.bucket_start < last)
     statement: Any = from_deltas
@@ -217,19 +229,75 @@ def _read(
             buckets.bucket_start,
             buckets.version,
             buckets.route,
-            buckets.counts,
+            buckets.rows,
+            cast(null(), Text).label("counts"),
         ).where(*scope(buckets), or_(*ranges))
         statement = union_all(from_buckets, from_deltas)
-    found: list[_Parts] = [[] for _ in plans]
+    database = connection.engine.url.render_as_string(hide_password=True)
     starts = [plan.start for plan in plans]
-    for resolution, bucket_start, row_version, row_route, counts in connection.execute(statement):
-        # Plans are consecutive and each bucket was chosen inside one of them.
-        index = _window_of(starts, int(bucket_start))
-        key = None
-        if resolution != DELTA_RESOLUTION:
-            key = (model, row_version, row_route, int(resolution), int(bucket_start))
-        found[index].append((row_version, key, counts))
-    return found
+    for _ in range(READ_ATTEMPTS):
+        found: list[_Parts] = [[] for _ in plans]
+        wanted: dict[_Key, tuple[int, int]] = {}  # bucket -> (rows, window index)
+        for resolution, start, row_version, row_route, rows, counts in connection.execute(
+            statement
+        ):
+            # Plans are consecutive and each bucket was chosen inside one of them.
+            index = _window_of(starts, int(start))
+            if resolution == DELTA_RESOLUTION:
+                found[index].append((row_version, _parse(counts)))
+                continue
+            key = (database, model, row_version, row_route, int(resolution), int(start))
+            parsed = _cache.get(key, int(rows))
+            if parsed is None:
+                wanted[key] = (int(rows), index)
+            else:
+                found[index].append((row_version, parsed))
+        if _fetch(connection, wanted, found):
+            return found
+    raise RuntimeError("drift window buckets kept changing while they were read")
+
+
+def _fetch(
+    connection: Connection, wanted: dict[_Key, tuple[int, int]], found: list[_Parts]
+) -> bool:
+    """Parse the wanted buckets into ``found``; False if one changed since it was counted."""
+    if not wanted:
+        return True
+    buckets = DriftWindowBucketRow
+    model = next(iter(wanted))[1]
+    by_resolution: dict[int, set[int]] = {}
+    for key in wanted:
+        by_resolution.setdefault(key[4], set()).add(key[5])
+    statement = select(
+        buckets.version,
+        buckets.route,
+        buckets.resolution_s,
+        buckets.bucket_start,
+        buckets.rows,
+        buckets.counts,
+    ).where(
+        buckets.model == model,
+        or_(
+            *(
+                and_(buckets.resolution_s == resolution, buckets.bucket_start.in_(sorted(starts)))
+                for resolution, starts in by_resolution.items()
+            )
+        ),
+    )
+    database = next(iter(wanted))[0]
+    seen = 0
+    for row_version, row_route, resolution, start, rows, counts in connection.execute(statement):
+        key = (database, model, row_version, row_route, int(resolution), int(start))
+        if key not in wanted:
+            continue  # another version or route at the same time
+        expected, index = wanted[key]
+        if int(rows) != expected:
+            return False
+        parsed = _parse(counts)
+        _cache.put(key, expected, parsed)
+        found[index].append((row_version, parsed))
+        seen += 1
+    return seen == len(wanted)
 
 
 def _window_of(starts: list[int], bucket_start: int) -> int:
@@ -286,7 +354,7 @@ def _parse(text: str) -> _Parsed:
 
 
 class _BucketCache:
-    """Parsed buckets by bucket key and content, least recently used out first."""
+    """Parsed buckets by bucket and row count, least recently used out first."""
 
     def __init__(self, max_size: int):
         self.max_size = max_size
@@ -294,29 +362,24 @@ class _BucketCache:
         self._size = 0
         self._lock = threading.Lock()
 
-    def parsed(self, key: tuple[Any, ...] | None, text: str) -> _Parsed:
-        if key is None:
-            return _parse(text)
-        # The text's own hash names its content (a bucket dropped by retention and made
-        # again, or another database's bucket under the same key, is never mistaken for it);
-        # hashing is ~30x cheaper than parsing.
-        stamp = hash(text)
+    def get(self, key: _Key, rows: int) -> _Parsed | None:
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and entry[0] == stamp:
-                self._entries.move_to_end(key)
-                return entry[1]
-        parsed = _parse(text)
+            if entry is None or entry[0] != rows:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: _Key, rows: int, parsed: _Parsed) -> None:
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
                 self._size -= old[1].size
-            self._entries[key] = (stamp, parsed)
+            self._entries[key] = (rows, parsed)
             self._size += parsed.size
             while self._size > self.max_size and self._entries:
                 _, (_, dropped) = self._entries.popitem(last=False)
                 self._size -= dropped.size
-        return parsed
 
 
 # About 2M bins and values (tens of MB): a day of hour buckets of many models.
@@ -418,8 +481,8 @@ def _finish(
     parts: _Parts,
 ) -> WindowRead:
     by_version: dict[str, _Sum] = {}
-    for row_version, key, counts in parts:
-        by_version.setdefault(row_version, _Sum()).add(_cache.parsed(key, counts))
+    for row_version, parsed in parts:
+        by_version.setdefault(row_version, _Sum()).add(parsed)
     read = WindowRead(model, version, route, plan.start, plan.end)
     read.buckets_read = len(parts)
     read.rows_by_version = {v: s.rows for v, s in sorted(by_version.items())}
