@@ -256,7 +256,6 @@ class WindowCounter:
         # Versions seen without a reference, and when the store was last asked about them.
         self._missing: set[tuple[str, str]] = set()
         self._missing_checked = -math.inf
-        self._loaded_all = False
         self.uncounted = 0  # rows of versions without a reference
         self.malformed = 0  # rows whose features or outputs are not JSON objects
 
@@ -304,11 +303,10 @@ class WindowCounter:
             if self.clock() - self._missing_checked < REFERENCE_RECHECK_S:
                 return None
             self._load(sorted(self._missing))
-        elif not self._loaded_all:
-            self._load(None)  # the first time: every reference in one read
-            self._loaded_all = True
         else:
-            self._load([key])  # a version first seen now
+            # A version first seen: only its reference is read (a store holds many, each a
+            # few MB of JSON, and a writer sees the few versions that serve).
+            self._load([key])
         plan = self._plans.get(key)
         if plan is None:
             self._missing.add(key)
