@@ -306,7 +306,7 @@ def test_counts_equal_counting_the_rows_directly(store: Workspace) -> None:
             assert (window.start, window.end) == (lo - 20, hi + 20)  # whole minutes
             _assert_same(window.summary, _expected(_in(logged, lo - 20, hi + 20), reference))
             assert window.buckets_read < 2 * 60 + 3  # not one per minute: hour buckets
-            # A series for a sparkline: 12 windows of 15 minutes, one statement.
+            # A series for a sparkline: 12 windows of 15 minutes, read together.
             series = read_series(connection, "m", 12, 15 * MINUTE, end=start + 2.5 * HOUR)
             assert [w.end - w.start for w in series] == [15 * MINUTE] * 12
             for w in series:

@@ -1,8 +1,8 @@
 """Drift windows read from the counts the log writer keeps (``window_counts``), never the log.
 
 A window [start, end) is read from hour buckets for the whole hours inside it, minute buckets
-for the minutes at its edges, and the delta rows of minutes not yet folded, in one statement
-(one snapshot: a fold moving deltas into buckets meanwhile is seen entirely or not at all).
+for the minutes at its edges, and the delta rows of minutes not yet folded, as one consistent
+state (a fold moving deltas into buckets meanwhile is seen entirely or not at all: ``_read``).
 Its cost is in proportion to the buckets read, never to the rows logged.
 
 Windows are counted in whole minutes: [start, end) covers every minute that starts before
@@ -46,9 +46,9 @@ from backend.predictions.window_counts import (
 )
 
 SHADOW_ROUTE = "shadow"
-# Bounds of a series: its windows are read in one statement.
+# Bounds of a series: its windows are read together.
 MAX_SERIES_WINDOWS = 1_000
-DELTA_RESOLUTION = 0  # how a delta row is marked among bucket rows in the one statement
+DELTA_RESOLUTION = 0  # how a delta row is marked among bucket rows in the first statement
 
 Range = tuple[int, int]
 NumericalArrays = tuple[np.ndarray, np.ndarray, np.ndarray, int, int]
@@ -150,7 +150,8 @@ def read_series(
     minute_retention_s: float = MINUTE_RETENTION_S,
 ) -> list[WindowRead]:
     """``windows`` consecutive windows of ``width_s`` seconds (rounded up to whole minutes)
-    ending at ``end`` (default now), oldest first, read in one statement."""
+    ending at ``end`` (default now), oldest first, read together (the same two statements as
+    one window)."""
     if not 1 <= windows <= MAX_SERIES_WINDOWS:
         raise ValueError(f"a series has 1 to {MAX_SERIES_WINDOWS} windows")
     if not width_s > 0:
