@@ -40,6 +40,10 @@ class Settings:
     state_poll_interval_s: float = 0.5
     # How often a worker judges the running rollouts' checks (and moves them on).
     rollout_check_interval_s: float = 2.0
+    # How long the log writer keeps drift-window counts per minute and per hour (windows
+    # older than the minutes kept are read in whole hours).
+    drift_minute_retention_s: float = 2 * 86_400
+    drift_hour_retention_s: float = 90 * 86_400
 
     @property
     def artifacts_dir(self) -> Path:
@@ -85,6 +89,8 @@ class Settings:
             ("SERVEDECK_STATE_POLL_INTERVAL", "state_poll_interval_s", float),
             ("SERVEDECK_ROLLOUT_CHECK_INTERVAL", "rollout_check_interval_s", float),
             ("SERVEDECK_LOG_FSYNC", "log_fsync", str),
+            ("SERVEDECK_DRIFT_MINUTE_RETENTION", "drift_minute_retention_s", float),
+            ("SERVEDECK_DRIFT_HOUR_RETENTION", "drift_hour_retention_s", float),
         ):
             raw = os.environ.get(env_name)
             if raw:

@@ -58,6 +58,8 @@ def create_app(
         settings.spool_dir,
         settings.log_flush_interval_s,
         fsync=settings.log_fsync,
+        window_minute_retention_s=settings.drift_minute_retention_s,
+        window_hour_retention_s=settings.drift_hour_retention_s,
     )
     feed = PredictionFeed()
     live_stats = LiveStats()

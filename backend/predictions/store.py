@@ -141,9 +141,11 @@ def _fold(
         _CLOSED_DELTAS.format(p=p) + (" FOR UPDATE SKIP LOCKED" if lock else ""),
         (before, FOLD_BATCH),
     ).fetchall()
+    keep_from = {MINUTE_S: now - retention.minute_s, HOUR_S: now - retention.hour_s - HOUR_S}
+    for resolution, keep in keep_from.items():
+        cursor.execute(_EXPIRE_BUCKETS.format(p=p), (resolution, int(keep)))
     if not deltas:
         return 0
-    keep_from = {MINUTE_S: now - retention.minute_s, HOUR_S: now - retention.hour_s - HOUR_S}
     added = fold(
         (model, version, route, start, counts) for _, model, version, route, start, counts in deltas
     )
@@ -157,8 +159,6 @@ def _fold(
         total = add_window(decode_window(stored), added[key])
         cursor.execute(_WRITE_BUCKET.format(p=p), (total["rows"], encode_window(total), *key))
     cursor.executemany(_DELETE_DELTA.format(p=p), [(row[0],) for row in deltas])
-    for resolution, keep in keep_from.items():
-        cursor.execute(_EXPIRE_BUCKETS.format(p=p), (resolution, int(keep)))
     return len(deltas)
 
 

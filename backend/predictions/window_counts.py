@@ -138,9 +138,9 @@ class _Window:
             confidences = _top_probabilities(list(map(get, self.outputs, repeat("predict_proba"))))
             columns.append((CONFIDENCE, "numerical", plan.confidence_edges, confidences))
         features: dict[str, Any] = {}
-        for name, kind, edges, column in columns:
-            if kind == "numerical" and edges is not None:
-                counts, sums, missing = _count_numbers(edges, column)
+        for name, kind, bin_edges, column in columns:
+            if kind == "numerical" and bin_edges is not None:
+                counts, sums, missing = _count_numbers(bin_edges, column)
                 features[name] = {"kind": kind, "counts": counts, "sums": sums}
             else:
                 values, missing = _count_values(column)
@@ -195,22 +195,39 @@ def _count_values(column: list[Any]) -> tuple[dict[str, int], int]:
     OTHER), and how many are missing."""
     try:
         counted: Counter[Any] = Counter(column)
-        missing = counted.pop(None, 0)
-        plain = all(type(k) is str and len(k) <= MAX_CATEGORY_TEXT for k in counted)
-    except TypeError:  # an unhashable value (a list, an object)
-        plain = False
-    if not plain:
-        # Numbers, booleans (True and 1 would share a Counter key), long or odd values.
-        texts = [category_text(v) for v in column]
-        counted = Counter(
-            t if len(t) <= MAX_CATEGORY_TEXT else OTHER for t in texts if t is not None
-        )
-        missing = len(column) - sum(counted.values())
-    if len(counted) > MAX_CATEGORIES:
-        kept = dict(counted.most_common(MAX_CATEGORIES))
-        kept[OTHER] = kept.get(OTHER, 0) + sum(counted.values()) - sum(kept.values())
-        return kept, missing
-    return dict(counted), missing
+    except TypeError:  # an unhashable value (a list, an object): value by value
+        return _count_texts(column)
+    missing = counted.pop(None, 0)
+    if all(type(k) is str and len(k) <= MAX_CATEGORY_TEXT for k in counted):
+        return cap_values(counted), missing
+    kinds = {type(k) for k in counted}
+    if bool in kinds and (int in kinds or float in kinds):
+        return _count_texts(column)  # True and 1 share a Counter key but not a text
+    # Convert the distinct values, not every row (3 and 3.0 share a key and a text).
+    texts: Counter[str] = Counter()
+    for value, count in counted.items():
+        text = category_text(value)
+        if text is None:  # NaN
+            missing += count
+            continue
+        texts[text if len(text) <= MAX_CATEGORY_TEXT else OTHER] += count
+    return cap_values(texts), missing
+
+
+def _count_texts(column: list[Any]) -> tuple[dict[str, int], int]:
+    texts = [category_text(v) for v in column]
+    counted = Counter(t if len(t) <= MAX_CATEGORY_TEXT else OTHER for t in texts if t is not None)
+    return cap_values(counted), len(column) - sum(counted.values())
+
+
+def cap_values(counted: Counter[str]) -> dict[str, int]:
+    """The ``MAX_CATEGORIES`` most frequent values; the rest (and any OTHER) under OTHER."""
+    if len(counted) - (OTHER in counted) <= MAX_CATEGORIES:
+        return dict(counted)
+    other = counted.pop(OTHER, 0)
+    kept = dict(counted.most_common(MAX_CATEGORIES))
+    kept[OTHER] = other + sum(counted.values()) - sum(kept.values())
+    return kept
 
 
 @dataclass(frozen=True)
@@ -239,7 +256,6 @@ class WindowCounter:
         # Versions seen without a reference, and when the store was last asked about them.
         self._missing: set[tuple[str, str]] = set()
         self._missing_checked = -math.inf
-        self._loaded_all = False
         self.uncounted = 0  # rows of versions without a reference
         self.malformed = 0  # rows whose features or outputs are not JSON objects
 
@@ -287,11 +303,10 @@ class WindowCounter:
             if self.clock() - self._missing_checked < REFERENCE_RECHECK_S:
                 return None
             self._load(sorted(self._missing))
-        elif not self._loaded_all:
-            self._load(None)  # the first time: every reference in one read
-            self._loaded_all = True
         else:
-            self._load([key])  # a version first seen now
+            # A version first seen: only its reference is read (a store holds many, each a
+            # few MB of JSON, and a writer sees the few versions that serve).
+            self._load([key])
         plan = self._plans.get(key)
         if plan is None:
             self._missing.add(key)
@@ -340,7 +355,8 @@ def add_window(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
             for text, count in feature["values"].items():
                 known = values.get(text)
                 if known is None:
-                    if len(values) >= MAX_CATEGORIES and text != OTHER:
+                    # At most MAX_CATEGORIES values besides OTHER, as the writer counts them.
+                    if len(values) - (OTHER in values) >= MAX_CATEGORIES and text != OTHER:
                         text = OTHER
                     known = values.get(text, 0)
                 values[text] = known + count

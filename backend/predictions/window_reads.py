@@ -1,8 +1,8 @@
 """Drift windows read from the counts the log writer keeps (``window_counts``), never the log.
 
 A window [start, end) is read from hour buckets for the whole hours inside it, minute buckets
-for the minutes at its edges, and the delta rows of minutes not yet folded, in one statement
-(one snapshot: a fold moving deltas into buckets meanwhile is seen entirely or not at all).
+for the minutes at its edges, and the delta rows of minutes not yet folded, as one consistent
+state (a fold moving deltas into buckets meanwhile is seen entirely or not at all: ``_read``).
 Its cost is in proportion to the buckets read, never to the rows logged.
 
 Windows are counted in whole minutes: [start, end) covers every minute that starts before
@@ -17,36 +17,50 @@ Version ``None`` reads every version: numerical features are binned on each vers
 reference edges, so they are summed only over the versions whose edges equal those of the
 version with the most rows in the window (the basis); the others are named in ``skipped``.
 Categorical features always add up.
+
+Parsed buckets are kept in a bounded cache keyed by the bucket and its row count (a bucket only
+grows, each fold adds rows, and an expired bucket is never made again): repeated reads (a page
+refreshing, a sparkline moving on, alert checks) fetch and parse only the buckets that changed
+and the unfolded deltas (see ``_read`` for how that stays one consistent state).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import Connection, and_, literal, or_, select, union_all
+from sqlalchemy import Connection, Text, and_, cast, literal, null, or_, select, union_all
 
 from backend.db.tables import DriftReferenceRow, DriftWindowBucketRow, DriftWindowDeltaRow
-from backend.predictions.summary_layout import MAX_CATEGORIES, OTHER
-from backend.predictions.window_counts import HOUR_S, MINUTE_RETENTION_S, MINUTE_S
+from backend.predictions.window_counts import (
+    HOUR_S,
+    MINUTE_RETENTION_S,
+    MINUTE_S,
+    cap_values,
+)
 
 SHADOW_ROUTE = "shadow"
-# Bounds of a series: its windows are read in one statement.
+# Bounds of a series: its windows are read together.
 MAX_SERIES_WINDOWS = 1_000
-DELTA_RESOLUTION = 0  # how a delta row is marked among bucket rows in the one statement
+DELTA_RESOLUTION = 0  # how a delta row is marked among bucket rows in the first statement
 
 Range = tuple[int, int]
+NumericalArrays = tuple[np.ndarray, np.ndarray, np.ndarray, int, int]
 
 
 @dataclass
 class WindowRead:
-    """The summed current-window summary (``summary_layout``'s window layout, sparse, bin
-    indexes as text) of one model over [start, end), and what went into it."""
+    """The summed counts of one model over [start, end), and what went into them.
+
+    ``summary`` is the window layout of ``summary_layout`` (sparse, bin indexes as text), made
+    on first use; ``numerical_arrays`` gives the same numerical counts as numpy arrays, for a
+    caller that computes with them (a series of many windows builds no dicts then)."""
 
     model: str
     version: str | None
@@ -54,17 +68,31 @@ class WindowRead:
     # The window as counted (whole minutes, or hours where minute buckets are gone).
     start: int
     end: int
-    summary: dict[str, Any]
+    rows: int = 0
     rows_by_version: dict[str, int] = field(default_factory=dict)
     # With several versions: the one whose reference edges numerical features are summed on,
     # and per numerical feature the versions left out (other edges).
     basis_version: str | None = None
     skipped: dict[str, list[str]] = field(default_factory=dict)
     buckets_read: int = 0
+    _sum: _Sum | None = field(default=None, repr=False)
+    _summary: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
-    def rows(self) -> int:
-        return int(self.summary["rows"])
+    def summary(self) -> dict[str, Any]:
+        if self._summary is None:
+            self._summary = self._sum.summary() if self._sum else {"rows": 0, "features": {}}
+        return self._summary
+
+    def numerical_arrays(self) -> dict[str, NumericalArrays]:
+        """Per numerical feature: (bins used, counts, sums, n, missing), bins ascending."""
+        if self._sum is None:
+            return {}
+        found = {}
+        for name, (bins, counts, sums, n, missing) in self._sum.numerical.items():
+            used, counted, summed = _summed(bins, counts, sums)
+            found[name] = (used, counted, summed, n, missing)
+        return found
 
 
 @dataclass
@@ -122,7 +150,8 @@ def read_series(
     minute_retention_s: float = MINUTE_RETENTION_S,
 ) -> list[WindowRead]:
     """``windows`` consecutive windows of ``width_s`` seconds (rounded up to whole minutes)
-    ending at ``end`` (default now), oldest first, read in one statement."""
+    ending at ``end`` (default now), oldest first, read together (the same two statements as
+    one window)."""
     if not 1 <= windows <= MAX_SERIES_WINDOWS:
         raise ValueError(f"a series has 1 to {MAX_SERIES_WINDOWS} windows")
     if not width_s > 0:
@@ -143,8 +172,12 @@ def read_series(
     ]
 
 
-# (version, counts JSON text) of each bucket or delta row of a window.
-_Parts = list[tuple[str, str]]
+# Per window: (version, parsed bucket or delta).
+_Parts = list[tuple[str, "_Parsed"]]
+# (database, model, version, route, resolution, bucket start): a bucket in the cache.
+_Key = tuple[str, str, str, str, int, int]
+# How often a read starts again when a fold changed a bucket between its two statements.
+READ_ATTEMPTS = 3
 
 
 def _read(
@@ -154,6 +187,13 @@ def _read(
     version: str | None,
     route: str | None,
 ) -> list[_Parts]:
+    """Every bucket and delta of the plans' windows, one consistent state of them.
+
+    The first statement reads the buckets' row counts (not their text) with the deltas' text;
+    the second, the text of the buckets not parsed yet (the cache). A bucket only grows, and
+    every fold adds rows to it, so a count equal in both statements is the same bucket: if a
+    fold changed one in between (and maybe took in deltas read by the first), start again.
+    """
     buckets, deltas = DriftWindowBucketRow, DriftWindowDeltaRow
 
     def scope(table: Any) -> list[Any]:
@@ -179,21 +219,86 @@ def _read(
         literal(DELTA_RESOLUTION).label("resolution_s"),
         deltas.bucket_start,
         deltas.version,
+        deltas.route,
+        deltas.rows,
         deltas.counts,
     ).where(*scope(deltas), deltas.bucket_start >= first, deltas.bucket_start < last)
     statement: Any = from_deltas
     if ranges:
         from_buckets = select(
-            buckets.resolution_s, buckets.bucket_start, buckets.version, buckets.counts
+            buckets.resolution_s,
+            buckets.bucket_start,
+            buckets.version,
+            buckets.route,
+            buckets.rows,
+            cast(null(), Text).label("counts"),
         ).where(*scope(buckets), or_(*ranges))
         statement = union_all(from_buckets, from_deltas)
-    found: list[_Parts] = [[] for _ in plans]
+    database = connection.engine.url.render_as_string(hide_password=True)
     starts = [plan.start for plan in plans]
-    for _, bucket_start, row_version, counts in connection.execute(statement):
-        # Plans are consecutive and each bucket was chosen inside one of them.
-        index = _window_of(starts, int(bucket_start))
-        found[index].append((row_version, counts))
-    return found
+    for _ in range(READ_ATTEMPTS):
+        found: list[_Parts] = [[] for _ in plans]
+        wanted: dict[_Key, tuple[int, int]] = {}  # bucket -> (rows, window index)
+        for resolution, start, row_version, row_route, rows, counts in connection.execute(
+            statement
+        ):
+            # Plans are consecutive and each bucket was chosen inside one of them.
+            index = _window_of(starts, int(start))
+            if resolution == DELTA_RESOLUTION:
+                found[index].append((row_version, _parse(counts)))
+                continue
+            key = (database, model, row_version, row_route, int(resolution), int(start))
+            parsed = _cache.get(key, int(rows))
+            if parsed is None:
+                wanted[key] = (int(rows), index)
+            else:
+                found[index].append((row_version, parsed))
+        if _fetch(connection, wanted, found):
+            return found
+    raise RuntimeError("drift window buckets kept changing while they were read")
+
+
+def _fetch(
+    connection: Connection, wanted: dict[_Key, tuple[int, int]], found: list[_Parts]
+) -> bool:
+    """Parse the wanted buckets into ``found``; False if one changed since it was counted."""
+    if not wanted:
+        return True
+    buckets = DriftWindowBucketRow
+    model = next(iter(wanted))[1]
+    by_resolution: dict[int, set[int]] = {}
+    for key in wanted:
+        by_resolution.setdefault(key[4], set()).add(key[5])
+    statement = select(
+        buckets.version,
+        buckets.route,
+        buckets.resolution_s,
+        buckets.bucket_start,
+        buckets.rows,
+        buckets.counts,
+    ).where(
+        buckets.model == model,
+        or_(
+            *(
+                and_(buckets.resolution_s == resolution, buckets.bucket_start.in_(sorted(starts)))
+                for resolution, starts in by_resolution.items()
+            )
+        ),
+    )
+    database = next(iter(wanted))[0]
+    seen = 0
+    for row_version, row_route, resolution, start, rows, counts in connection.execute(statement):
+        key = (database, model, row_version, row_route, int(resolution), int(start))
+        if key not in wanted:
+            continue  # another version or route at the same time
+        expected, index = wanted[key]
+        if int(rows) != expected:
+            return False
+        parsed = _parse(counts)
+        _cache.put(key, expected, parsed)
+        found[index].append((row_version, parsed))
+        seen += 1
+    return seen == len(wanted)
 
 
 def _window_of(starts: list[int], bucket_start: int) -> int:
@@ -207,47 +312,116 @@ def _window_of(starts: list[int], bucket_start: int) -> int:
     return low
 
 
+@dataclass
+class _Parsed:
+    """One bucket or delta, parsed: numerical features as numpy arrays of the bins used."""
+
+    rows: int
+    # name -> (bins, counts, sums, n, missing)
+    numerical: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int, int]]
+    # name -> (values, n, missing)
+    categorical: dict[str, tuple[dict[str, int], int, int]]
+    size: int  # bins and values held, for the cache's bound
+
+
+def _keys(mapping: dict[str, Any]) -> np.ndarray:
+    if not mapping:
+        return np.zeros(0, dtype=np.int64)
+    # One C parse of the joined keys: ~2x faster than numpy converting a list of texts.
+    return np.fromstring(",".join(mapping), sep=",", dtype=np.int64)
+
+
+def _parse(text: str) -> _Parsed:
+    window = orjson.loads(text)
+    parsed = _Parsed(int(window.get("rows", 0)), {}, {}, 0)
+    for name, feature in window.get("features", {}).items():
+        n, missing = int(feature.get("n", 0)), int(feature.get("missing", 0))
+        if feature.get("kind") == "numerical":
+            counts, sums = feature["counts"], feature["sums"]
+            bins = _keys(counts)
+            totals = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+            sum_bins = _keys(sums)
+            if np.array_equal(sum_bins, bins):  # the writer keeps both in one bin order
+                summed = np.fromiter(sums.values(), dtype=np.float64, count=len(sums))
+            else:
+                by_bin = dict(zip(sum_bins.tolist(), sums.values(), strict=True))
+                summed = np.array([by_bin.get(b, 0.0) for b in bins.tolist()], dtype=np.float64)
+            parsed.numerical[name] = (bins, totals, summed, n, missing)
+            parsed.size += len(bins)
+        else:
+            parsed.categorical[name] = (feature["values"], n, missing)
+            parsed.size += len(feature["values"])
+    return parsed
+
+
+class _BucketCache:
+    """Parsed buckets by bucket and row count, least recently used out first."""
+
+    def __init__(self, max_size: int):
+        self.max_size = max_size
+        self._entries: OrderedDict[tuple[Any, ...], tuple[int, _Parsed]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: _Key, rows: int) -> _Parsed | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != rows:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: _Key, rows: int, parsed: _Parsed) -> None:
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._size -= old[1].size
+            self._entries[key] = (rows, parsed)
+            self._size += parsed.size
+            while self._size > self.max_size and self._entries:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._size -= dropped.size
+
+
+# About 2M bins and values (tens of MB): a day of hour buckets of many models.
+_cache = _BucketCache(max_size=2_000_000)
+
+
 class _Sum:
-    """Sums window summaries: numerical bins with numpy, categories with a Counter."""
+    """Sums parsed buckets: numerical bins with numpy, categories with a Counter."""
 
     def __init__(self) -> None:
         self.rows = 0
-        # name -> [count keys, counts, sum keys, sums, n, missing]
+        # name -> [bins arrays, counts arrays, sums arrays, n, missing]
         self.numerical: dict[str, list[Any]] = {}
         # name -> [values Counter, n, missing]
         self.categorical: dict[str, list[Any]] = {}
 
-    def add(self, window: dict[str, Any]) -> None:
-        self.rows += window.get("rows", 0)
-        for name, feature in window.get("features", {}).items():
-            if feature.get("kind") == "numerical":
-                into = self.numerical.get(name)
-                if into is None:
-                    into = self.numerical[name] = [[], [], [], [], 0, 0]
-                counts, sums = feature["counts"], feature["sums"]
-                # list.extend over dict views: C loops, no per-bin Python code.
-                into[0].extend(counts.keys())
-                into[1].extend(counts.values())
-                into[2].extend(sums.keys())
-                into[3].extend(sums.values())
-            else:
-                into = self.categorical.get(name)
-                if into is None:
-                    into = self.categorical[name] = [Counter(), 0, 0]
-                into[0].update(feature["values"])
-            into[-2] += feature.get("n", 0)
-            into[-1] += feature.get("missing", 0)
+    def add(self, parsed: _Parsed) -> None:
+        self.rows += parsed.rows
+        for name, (bins, counts, sums, n, missing) in parsed.numerical.items():
+            into = self.numerical.setdefault(name, [[], [], [], 0, 0])
+            into[0].append(bins)
+            into[1].append(counts)
+            into[2].append(sums)
+            into[3] += n
+            into[4] += missing
+        for name, (values, n, missing) in parsed.categorical.items():
+            into = self.categorical.setdefault(name, [Counter(), 0, 0])
+            into[0].update(values)
+            into[1] += n
+            into[2] += missing
 
     def absorb(self, other: _Sum, numerical: set[str]) -> None:
         """Add another version's sums; of its numerical features only ``numerical``."""
         self.rows += other.rows
         for name, part in other.numerical.items():
             if name in numerical:
-                into = self.numerical.setdefault(name, [[], [], [], [], 0, 0])
-                for i in range(4):
+                into = self.numerical.setdefault(name, [[], [], [], 0, 0])
+                for i in range(3):
                     into[i].extend(part[i])
+                into[3] += part[3]
                 into[4] += part[4]
-                into[5] += part[5]
         for name, part in other.categorical.items():
             into = self.categorical.setdefault(name, [Counter(), 0, 0])
             into[0].update(part[0])
@@ -256,41 +430,47 @@ class _Sum:
 
     def summary(self) -> dict[str, Any]:
         features: dict[str, Any] = {}
-        for name, (count_keys, counts, sum_keys, sums, n, missing) in self.numerical.items():
+        for name, (bins, counts, sums, n, missing) in self.numerical.items():
+            counted, summed = _sparse(bins, counts, sums)
             features[name] = {
                 "kind": "numerical",
-                "counts": _sparse(count_keys, counts, whole=True),
-                "sums": _sparse(sum_keys, sums, whole=False),
+                "counts": counted,
+                "sums": summed,
                 "n": n,
                 "missing": missing,
             }
         for name, (values, n, missing) in self.categorical.items():
             features[name] = {
                 "kind": "categorical",
-                "values": _capped(values),
+                "values": cap_values(values),
                 "n": n,
                 "missing": missing,
             }
         return {"rows": self.rows, "features": features}
 
 
-def _sparse(keys: list[str], amounts: list[float], whole: bool) -> dict[str, Any]:
-    if not keys:
-        return {}
-    bins = np.array(keys, dtype=np.int64)
-    totals = np.bincount(bins, weights=np.asarray(amounts, dtype=np.float64))
-    used = np.flatnonzero(np.bincount(bins))
-    picked = totals[used]
-    values = picked.round().astype(np.int64).tolist() if whole else picked.tolist()
-    return dict(zip(map(str, used.tolist()), values, strict=True))
+def _summed(
+    bins: list[np.ndarray], counts: list[np.ndarray], sums: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bins used, with their summed counts and sums."""
+    every = np.concatenate(bins) if bins else np.zeros(0, dtype=np.int64)
+    if not len(every):
+        return every, np.zeros(0, dtype=np.int64), np.zeros(0)
+    counted = np.bincount(every, weights=np.concatenate(counts))
+    summed = np.bincount(every, weights=np.concatenate(sums))
+    used = np.flatnonzero(np.bincount(every))
+    return used, counted[used].round().astype(np.int64), summed[used]
 
 
-def _capped(values: Counter[str]) -> dict[str, int]:
-    if len(values) <= MAX_CATEGORIES:
-        return dict(values)
-    kept = dict(values.most_common(MAX_CATEGORIES - 1))
-    kept[OTHER] = sum(values.values()) - sum(kept.values())
-    return kept
+def _sparse(
+    bins: list[np.ndarray], counts: list[np.ndarray], sums: list[np.ndarray]
+) -> tuple[dict[str, int], dict[str, float]]:
+    used, counted, summed = _summed(bins, counts, sums)
+    keys = list(map(str, used.tolist()))
+    return (
+        dict(zip(keys, counted.tolist(), strict=True)),
+        dict(zip(keys, summed.tolist(), strict=True)),
+    )
 
 
 def _finish(
@@ -302,9 +482,9 @@ def _finish(
     parts: _Parts,
 ) -> WindowRead:
     by_version: dict[str, _Sum] = {}
-    for row_version, counts in parts:
-        by_version.setdefault(row_version, _Sum()).add(orjson.loads(counts))
-    read = WindowRead(model, version, route, plan.start, plan.end, {"rows": 0, "features": {}})
+    for row_version, parsed in parts:
+        by_version.setdefault(row_version, _Sum()).add(parsed)
+    read = WindowRead(model, version, route, plan.start, plan.end)
     read.buckets_read = len(parts)
     read.rows_by_version = {v: s.rows for v, s in sorted(by_version.items())}
     if not by_version:
@@ -324,7 +504,8 @@ def _finish(
             for name in sorted(set(part.numerical) - same):
                 read.skipped.setdefault(name, []).append(other)
             total.absorb(part, same)
-    read.summary = total.summary()
+    read._sum = total
+    read.rows = total.rows
     return read
 
 
