@@ -155,7 +155,12 @@ class AlertEvaluator:
         active = await asyncio.to_thread(self._active)
         models = sorted(set(self.serving.models_serving()) | {key[0] for key in active})
         rules = await asyncio.to_thread(self._rules, models)
-        findings = self.measure(rules, now)
+        findings: list[Finding] = []
+        for model, model_rules in rules.items():
+            findings += self.measure({model: model_rules}, now)
+            # One model at a time, then the requests waiting on the loop go first: a round
+            # over many models never holds the loop for more than one model's sums.
+            await asyncio.sleep(0)
         return await asyncio.to_thread(self.apply, findings, active, now)
 
     def _active(self) -> dict[GroupKey, Alert]:
