@@ -8,9 +8,11 @@ from __future__ import annotations
 import pickle
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+import requests
 from fastapi.testclient import TestClient
 
 from backend.api import create_app
@@ -19,7 +21,15 @@ from backend.monitoring.evaluator import RuleEngine
 from backend.monitoring.rules import DEFAULT_RULES, Measurement
 from backend.schemas import DECISIONS, AlertRule, MixDecision
 from backend.workspace import Workspace
-from tests.helpers import SETUP, TOY_ROW, TOY_SIGNATURE, make_settings, toy_validity
+from tests.helpers import (
+    SETUP,
+    TOY_ROW,
+    TOY_SIGNATURE,
+    make_settings,
+    register_toy_models,
+    start_server,
+    toy_validity,
+)
 from tests.rule_models import FAILING_AMOUNT, SLOW_COUNT, SLOW_S, moody_pickle
 
 RULE = AlertRule(
@@ -419,3 +429,74 @@ def test_the_migration_keeps_alerts_and_gives_them_a_history(database_url: str) 
         assert second.id == first.id and not raised
     finally:
         engine.dispose()
+
+
+# ---------------------------------------------------------------- two real workers
+
+
+def test_two_server_workers_raise_one_alert_and_resolve_it_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A real server with two uvicorn workers (on PostgreSQL, as several workers are run),
+    each judging its own share of the traffic: one alert however many workers see the
+    failures, and one resolution after they stop."""
+    setup = Workspace.open(make_settings(tmp_path, postgres_url))
+    try:
+        register_toy_models(setup)
+        data = moody_pickle()
+        setup.registry.register_version(
+            "moody", data, filename="moody.pkl", validity=toy_validity(pickle.loads(data)),
+            registered_by="tests", signature=TOY_SIGNATURE, trust_pickle=True,
+            trust_reason="the alert rules' test model",
+        )  # fmt: skip
+        setup.deploy.deploy("moody", "1", "test setup", SETUP)
+        admin = setup.admin_token()
+    finally:
+        setup.close()
+    server = start_server(tmp_path, "--workers", "2", env={"SERVEDECK_DATABASE_URL": postgres_url})
+    headers = {"Authorization": f"Bearer {admin}"}
+    try:
+        rule = {
+            "kind": "error_rate", "threshold": 0.2, "window_s": 10, "min_count": 3, "for_s": 0,
+            "clear_for_s": 10, "cooldown_s": 0,
+        }  # fmt: skip
+        answer = requests.put(
+            f"{server.url}/api/v1/models/moody/alert-rules",
+            json={"rules": [rule]}, headers=headers, timeout=10,
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+
+        def alerts() -> list[dict[str, Any]]:
+            listed = requests.get(
+                f"{server.url}/api/v1/alerts",
+                params={"model": "moody", "status": ["open", "acknowledged", "resolved"]},
+                headers=headers, timeout=10,
+            )  # fmt: skip
+            return [a for a in listed.json()["alerts"] if a["kind"] == "error_rate"]
+
+        failing = {"instances": [{**TOY_ROW, "amount": FAILING_AMOUNT}]}
+        url = f"{server.url}/v1/models/moody:predict"
+        deadline = time.monotonic() + 60
+        # A new connection per request: the kernel spreads them over both workers.
+        while not alerts():
+            assert time.monotonic() < deadline, "no alert within 60 s of failing traffic"
+            statuses = {
+                requests.post(url, json=failing, headers=headers, timeout=10).status_code
+                for _ in range(6)
+            }
+            assert statuses == {500}
+        # The failures stop; both workers' windows clear; one resolution, never a second alert.
+        deadline = time.monotonic() + 90
+        while (found := alerts())[0]["status"] != "resolved":
+            assert len(found) == 1, found
+            assert time.monotonic() < deadline, "not resolved within 90 s of the failures"
+            requests.post(url, json={"instances": [TOY_ROW]}, headers=headers, timeout=10)
+            time.sleep(0.5)  # paced traffic while waiting, not a wait for a result
+        [alert] = alerts()
+        history = requests.get(
+            f"{server.url}/api/v1/alerts/{alert['id']}", headers=headers, timeout=10
+        ).json()["history"]
+        actions = [h["action"] for h in history if h["action"] != "changed"]
+        assert actions == ["raised", "resolved"], history
+    finally:
+        server.stop()

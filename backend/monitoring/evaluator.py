@@ -7,8 +7,10 @@ two workers raise at once, and every worker that sees the condition refreshes th
 ``last_seen_at``. A worker resolves the alert only when its own view has been clear for
 ``clear_for_s`` *and* no worker has seen the condition in that time, so one worker's clear
 view never resolves what another still sees (no flapping), and an alert outlives the worker
-that raised it. A window with too little traffic to judge counts as clear: nothing shows the
-condition any more.
+that raised it. "Nobody has seen it" needs at least ``UNSEEN_ROUNDS`` evaluation rounds of
+silence even where ``clear_for_s`` is shorter: a worker still seeing the condition refreshes
+the alert once a round, so a shorter silence proves nothing. A window with too little
+traffic to judge counts as clear: nothing shows the condition any more.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 # How often the rules are judged: well below any rule's for_s, and cheap (sums of counts).
 EVALUATE_EVERY_S = 5.0
 
+# Rounds of silence (no worker saw the condition) before an alert may be resolved.
+UNSEEN_ROUNDS = 3
+
 GroupKey = tuple[str, str, str]  # (model, kind, group)
 
 
@@ -43,6 +48,8 @@ class RuleEngine:
     when it has been clear; what to do with a new measurement."""
 
     alerts: AlertService
+    # The shortest silence of every worker that lets this one resolve an alert.
+    min_unseen_s: float = UNSEEN_ROUNDS * EVALUATE_EVERY_S
     bad_since: dict[GroupKey, float] = field(default_factory=dict)
     clear_since: dict[GroupKey, float] = field(default_factory=dict)
 
@@ -100,7 +107,7 @@ class RuleEngine:
         resolved = self.alerts.resolve_if_unseen(
             active.id,
             f"the condition has been clear for {rule.clear_for_s} s: {measurement.text}",
-            unseen_since=now - rule.clear_for_s,
+            unseen_since=now - max(rule.clear_for_s, self.min_unseen_s),
             now=now,
         )
         if resolved is None:
@@ -131,7 +138,7 @@ class AlertEvaluator:
         self.live_stats = live_stats
         self.serving = serving
         self.interval_s = interval_s
-        self.engine = RuleEngine(alerts)
+        self.engine = RuleEngine(alerts, UNSEEN_ROUNDS * interval_s)
 
     async def run(self) -> None:
         while True:
@@ -148,7 +155,12 @@ class AlertEvaluator:
         active = await asyncio.to_thread(self._active)
         models = sorted(set(self.serving.models_serving()) | {key[0] for key in active})
         rules = await asyncio.to_thread(self._rules, models)
-        findings = self.measure(rules, now)
+        findings: list[Finding] = []
+        for model, model_rules in rules.items():
+            findings += self.measure({model: model_rules}, now)
+            # One model at a time, then the requests waiting on the loop go first: a round
+            # over many models never holds the loop for more than one model's sums.
+            await asyncio.sleep(0)
         return await asyncio.to_thread(self.apply, findings, active, now)
 
     def _active(self) -> dict[GroupKey, Alert]:

@@ -263,12 +263,12 @@ class LiveStats:
         for stats in chosen:
             stats.fold(before=now)
             ring = stats.rings[resolution]
-            valid = ring.bucket_start[indices] == starts
-            totals.requests += int(ring.requests[indices][valid].sum())
-            totals.refused += int(ring.refused[indices][valid].sum())
-            totals.failed += int(ring.failed[indices][valid].sum())
-            totals.latency += ring.latency[indices][valid].sum(axis=0)
-            totals.decisions += ring.decisions[indices][valid].sum(axis=0)
+            kept = indices[ring.bucket_start[indices] == starts]
+            totals.requests += int(ring.requests[kept].sum())
+            totals.refused += int(ring.refused[kept].sum())
+            totals.failed += int(ring.failed[kept].sum())
+            totals.latency += ring.latency[kept].sum(axis=0)
+            totals.decisions += ring.decisions[kept].sum(axis=0)
         return totals
 
 
