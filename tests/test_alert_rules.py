@@ -339,7 +339,9 @@ def test_rules_are_read_and_set_per_model(
     ("rule", "field", "says"),
     [
         ({"kind": "disk_full", "threshold": 1}, "rules[0].kind", "Input should be"),
-        ({"kind": "drift_dataset"}, "rules[0].kind", "no rule of kind 'drift_dataset'"),
+        ({"kind": "estimated_metric"}, "rules[0].kind", "no rule of kind 'estimated_metric'"),
+        ({"kind": "drift_features", "threshold": 2}, "rules[0].threshold", "share of drifted"),
+        ({"kind": "drift_prediction", "threshold": 0.5}, "rules[0].threshold", "no threshold"),
         ({"kind": "error_rate", "threshold": 5}, "rules[0].threshold", "share above 0"),
         ({"kind": "error_rate"}, "rules[0].threshold", "share above 0"),
         ({"kind": "p99_latency", "threshold": -3}, "rules[0].threshold", "milliseconds"),

@@ -118,7 +118,7 @@ class DriftAlertWatch:
         self.alerts = alerts
         self.serving = serving
         self.interval_s = interval_s
-        self.engine = RuleEngine(alerts)
+        self.engine = RuleEngine(alerts, min_unseen_s=3 * interval_s)
         # The newest window judged per model (what Prometheus's drift gauges show).
         self.latest: dict[str, WindowDrift] = {}
 
