@@ -40,6 +40,10 @@ class Settings:
     state_poll_interval_s: float = 0.5
     # How often a worker judges the running rollouts' checks (and moves them on).
     rollout_check_interval_s: float = 2.0
+    # "off": a serving-only worker: no drift-window counting in the log writer, no Prometheus
+    # counters, no drift alerts (the live statistics and the log stay). For measuring what
+    # monitoring costs, or a worker that only answers.
+    monitoring: str = "on"
     # How long the log writer keeps drift-window counts per minute and per hour (windows
     # older than the minutes kept are read in whole hours).
     drift_minute_retention_s: float = 2 * 86_400
@@ -91,11 +95,20 @@ class Settings:
             ("SERVEDECK_LOG_FSYNC", "log_fsync", str),
             ("SERVEDECK_DRIFT_MINUTE_RETENTION", "drift_minute_retention_s", float),
             ("SERVEDECK_DRIFT_HOUR_RETENTION", "drift_hour_retention_s", float),
+            ("SERVEDECK_MONITORING", "monitoring", str),
         ):
             raw = os.environ.get(env_name)
             if raw:
                 overrides[attr] = cast(raw)
+        if overrides.get("monitoring", "on") not in ("on", "off"):
+            raise ValueError(
+                f"SERVEDECK_MONITORING must be 'on' or 'off', not {overrides['monitoring']!r}"
+            )
         return cls(data_dir=resolved_dir, database_url=url, **overrides)  # type: ignore[arg-type]
+
+    @property
+    def monitoring_on(self) -> bool:
+        return self.monitoring != "off"
 
     def ensure_dirs(self) -> None:
         """The data directory holds tokens, predictions and models: its owner's only (0700)."""

@@ -21,6 +21,8 @@ from tests.helpers import (
     SETUP,
     TOY_CLASS_NAMES,
     TOY_SIGNATURE,
+    logged_rows,
+    make_settings,
     plain_records,
     toy_classifier,
     toy_frame,
@@ -201,3 +203,35 @@ def test_window_parameters_are_bounded(drift_app: tuple[TestClient, dict[str, st
         assert response.status_code == 422, (params, response.text)
     response = client.get("/api/v1/models/toy/drift/series", headers=headers, params={"windows": 0})
     assert response.status_code == 422
+
+
+def test_with_monitoring_off_rows_are_logged_but_not_counted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A serving-only worker (SERVEDECK_MONITORING=off): every answer is logged, no drift
+    window is counted and Prometheus counts nothing."""
+    workspace = Workspace.open(make_settings(tmp_path, monitoring="off"))
+    try:
+        frame, labels = toy_frame()
+        workspace.registry.register_version(
+            "toy",
+            sio.dumps(toy_classifier()),
+            filename="toy.skops",
+            validity=toy_validity(),
+            registered_by="tests",
+            signature=TOY_SIGNATURE,
+            training_frame=frame.assign(label=labels.to_numpy()),
+            training_target="label",
+        )
+        workspace.deploy.deploy("toy", "1", "test setup", SETUP)
+        headers = {"Authorization": f"Bearer {workspace.admin_token()}"}
+        with TestClient(create_app(workspace=workspace)) as client:
+            _predict(client, headers, _traffic(300, seed=31))
+            deadline = time.monotonic() + 30
+            while logged_rows(workspace) < 300 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert logged_rows(workspace) == 300
+            window = client.get("/api/v1/models/toy/drift", headers=headers).json()
+            assert window["rows"] == 0
+            metrics = client.get("/metrics", headers=headers).text
+            assert 'servedeck_predictions_total{model="toy"' not in metrics
+    finally:
+        workspace.close()

@@ -38,6 +38,7 @@ from backend.monitoring.live_stats import LiveStats
 from backend.monitoring.prometheus import PrometheusMetrics, active_alerts_source
 from backend.monitoring.rules import RuleStore
 from backend.predictions.log import PredictionLog
+from backend.predictions.observers import PredictionObserver
 from backend.serving.candidates import CandidateCalls
 from backend.serving.crowd import CrowdGauge
 from backend.serving.service import ServingService
@@ -60,6 +61,7 @@ def create_app(
         fsync=settings.log_fsync,
         window_minute_retention_s=settings.drift_minute_retention_s,
         window_hour_retention_s=settings.drift_hour_retention_s,
+        count_windows=settings.monitoring_on,
     )
     feed = PredictionFeed()
     live_stats = LiveStats()
@@ -68,7 +70,11 @@ def create_app(
     prometheus = PrometheusMetrics(class_labels=metrics.class_labels_in(state))
     prometheus.gauges.add(active_alerts_source(workspace.alerts))
     # Everything that keeps what was answered is an observer of the request path.
-    serving = ServingService(state, prediction_log, [live_stats, feed, prometheus], crowd)
+    # Monitoring "off" (a serving-only worker, or the bench's A/B): no Prometheus counting.
+    observers: list[PredictionObserver] = [live_stats, feed]
+    if settings.monitoring_on:
+        observers.append(prometheus)
+    serving = ServingService(state, prediction_log, observers, crowd)
     rollouts = RolloutController(workspace.deploy, state, settings.rollout_check_interval_s)
     # The alert rules on this worker's live statistics (see monitoring.evaluator).
     alert_rules = AlertEvaluator(workspace.alerts, RuleStore(workspace.sessions), live_stats, state)
@@ -83,7 +89,9 @@ def create_app(
         await serving.start()
         judging = asyncio.create_task(rollouts.run())
         alerting = asyncio.create_task(alert_rules.run())
-        drift_watch = asyncio.create_task(drift_alerts.run())
+        drift_watch = asyncio.create_task(
+            drift_alerts.run() if settings.monitoring_on else asyncio.Event().wait()
+        )
         # Everything loaded so far (libraries, models) lives for the whole process: moving it
         # out of the collector's view turns 100+ ms full collections under load into ~1 ms.
         gc.collect()

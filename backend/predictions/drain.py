@@ -21,6 +21,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from backend.predictions.rows import decode_rows
 from backend.predictions.spool import (
@@ -32,7 +33,7 @@ from backend.predictions.spool import (
     segments,
 )
 from backend.predictions.store import OffsetConflict, SegmentStore
-from backend.predictions.window_counts import WindowCounter
+from backend.predictions.window_counts import WindowCounter, WindowDelta
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,12 @@ Progress = Callable[[int, int], None]
 
 
 class Drainer:
-    def __init__(self, store: SegmentStore, spool_dir: Path):
+    def __init__(self, store: SegmentStore, spool_dir: Path, count_windows: bool = True):
         self.store = store
-        self.counter = WindowCounter(store.references)
+        # Without monitoring (settings.monitoring "off") rows are written uncounted.
+        self.counter: WindowCounter | None = (
+            WindowCounter(store.references) if count_windows else None
+        )
         self.rejected_dir = spool_dir / REJECTED_DIR
         # Committed offsets known to this drainer, by segment key.
         self._committed: dict[str, int] = {}
@@ -95,8 +99,7 @@ class Drainer:
                 return committed, result.stopped_at_bad_record
             try:
                 rows = [row for payload in result.payloads for row in decode_rows(payload)]
-                deltas = self.counter.count(rows)
-                self.store.commit(key, committed, result.offset, rows, deltas)
+                self.store.commit(key, committed, result.offset, rows, self._count(rows))
             except OffsetConflict:
                 raise
             except Exception:
@@ -106,6 +109,9 @@ class Drainer:
             committed = self._committed[key] = result.offset
             if progress is not None:
                 progress(segment.number, committed)
+
+    def _count(self, rows: list[list[Any]]) -> list[WindowDelta]:
+        return [] if self.counter is None else self.counter.count(rows)
 
     def _store_answers(self, key: str) -> bool:
         try:
@@ -121,7 +127,7 @@ class Drainer:
             end = offset + record_size(payload)
             try:
                 rows = decode_rows(payload)
-                self.store.commit(segment.key, offset, end, rows, self.counter.count(rows))
+                self.store.commit(segment.key, offset, end, rows, self._count(rows))
             except OffsetConflict:
                 raise
             except Exception as exc:

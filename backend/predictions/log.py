@@ -74,6 +74,7 @@ class PredictionLog:
         fsync: str = "never",
         window_minute_retention_s: float = MINUTE_RETENTION_S,
         window_hour_retention_s: float = HOUR_RETENTION_S,
+        count_windows: bool = True,
     ):
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}, got {fsync!r}")
@@ -84,6 +85,7 @@ class PredictionLog:
         self.max_queued_rows = max_queued_rows
         self.fsync = fsync
         self.window_retention_s = (window_minute_retention_s, window_hour_retention_s)
+        self.count_windows = count_windows
         self.failed_flushes = 0
         self.writer_restarts = 0
         self._spool: SpoolAppender | None = None
@@ -207,6 +209,7 @@ class PredictionLog:
             durable=self.fsync == "always",
             window_minute_retention_s=self.window_retention_s[0],
             window_hour_retention_s=self.window_retention_s[1],
+            count_windows=self.count_windows,
         )
         # The configuration goes first: a flush's nudge must not reach a writer before it.
         with self._pipe_lock:

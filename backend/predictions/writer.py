@@ -85,6 +85,8 @@ class WriterConfig:
     # How long drift-window minute and hour buckets are kept.
     window_minute_retention_s: float = MINUTE_RETENTION_S
     window_hour_retention_s: float = HOUR_RETENTION_S
+    # Off: rows are written without counting their drift windows (settings.monitoring).
+    count_windows: bool = True
 
 
 def write_frame(stream: BinaryIO, kind: bytes, seq: int = 0, payload: bytes = b"") -> None:
@@ -137,7 +139,7 @@ class Writer:
         self.outbox = outbox
         self.spool_dir = Path(config.spool_dir)
         self.parent_dir = self.spool_dir / config.owner
-        self.parent = Drainer(store(), self.spool_dir)
+        self.parent = Drainer(store(), self.spool_dir, config.count_windows)
         # The last position told to the parent, per segment; and whether it asked (a flush).
         self._told: dict[int, int] = {}
         self._asked = False
@@ -214,7 +216,9 @@ class Writer:
         drainer: Drainer | None = None
         while True:
             try:
-                drainer = drainer or Drainer(self.store_factory(), self.spool_dir)
+                drainer = drainer or Drainer(
+                    self.store_factory(), self.spool_dir, self.config.count_windows
+                )
                 self._adopt_orphans(drainer)
             except OffsetConflict:
                 if drainer is not None:

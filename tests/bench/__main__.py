@@ -8,6 +8,8 @@ Environment knobs (defaults in brackets):
                          (a worktree, its own data dir), to show now/baseline ratios from
                          the same run; '' or 'none' skips it
   BENCH_LOG_ROWS [200000] rows per timed flush of the prediction-log writer
+  BENCH_SERVERS          some of bare,servedeck,servedeck-unmonitored,servedeck-unbatched
+                         for the serving benchmark (default all; the baseline follows servedeck)
   BENCH_LOADGEN          'aiohttp' forces the Python load generator even if wrk is installed
   BENCH_ONLY             'serving', 'log', 'console', 'switch', 'growth', 'durability',
                          'instructions' or 'drift' to run just one benchmark

@@ -8,6 +8,7 @@ rotation, so the before/after comparison is measured in one run on the same mach
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import statistics
 import sys
@@ -28,7 +29,10 @@ from tests.bench.servers import ServerProcess, running_server
 from tests.bench.tables import fmt, format_table, short_error
 
 # "servedeck-unbatched" is ServeDeck with --max-batch-size 1: what micro-batching itself buys.
-SERVERS = ("bare", "servedeck", "servedeck-unbatched")
+# "servedeck-unmonitored" is ServeDeck with SERVEDECK_MONITORING=off (no Prometheus counting,
+# no drift windows in the log writer): what monitoring costs serving.
+SERVERS = ("bare", "servedeck", "servedeck-unmonitored", "servedeck-unbatched")
+MONITORING_TARGET = 0.95  # req/s with monitoring on at least this fraction of off
 THROUGHPUT_TARGET = 0.8  # servedeck req/s at least this fraction of bare
 P99_TARGET = 2.0  # servedeck p99 at most this multiple of bare
 # ServeDeck from the BENCH_BASELINE commit; it runs right after "servedeck" (or right before,
@@ -142,7 +146,10 @@ def _session(
     label = f"{server}/{model.name}"
     proc: ServerProcess | None = None
     try:
-        with running_server(label, argv, prefix, cwd=deck.src, extra_env=deck.extra_env) as proc:
+        extra_env = dict(deck.extra_env)
+        if server == "servedeck-unmonitored":
+            extra_env["SERVEDECK_MONITORING"] = "off"
+        with running_server(label, argv, prefix, cwd=deck.src, extra_env=extra_env) as proc:
             assert proc.url is not None
             # One request first: a 401/422 here would make every load run pure error counts.
             payload = _post(proc.url + path, model.bodies[0], headers)
@@ -175,6 +182,15 @@ def _session(
         outcome.log_checks.append(LogCheck(f"{model.name} ({server})", repeat, answered, logged))
 
 
+def chosen_servers() -> tuple[str, ...]:
+    """BENCH_SERVERS (comma-separated) picks some of SERVERS; default all."""
+    raw = os.environ.get("BENCH_SERVERS", "").strip()
+    if not raw:
+        return SERVERS
+    wanted = {name.strip() for name in raw.split(",")}
+    return tuple(server for server in SERVERS if server in wanted)
+
+
 def baseline_ref(raw: str | None) -> str | None:
     """BENCH_BASELINE: unset means the default ref; empty or 'none' turns the baseline off."""
     if raw is None:
@@ -185,7 +201,7 @@ def baseline_ref(raw: str | None) -> str | None:
 
 def _servers(decks: dict[str, Deck]) -> tuple[str, ...]:
     order: list[str] = []
-    for server in SERVERS:
+    for server in chosen_servers():
         order.append(server)
         if server == "servedeck" and BASELINE in decks:
             order.append(BASELINE)
@@ -220,7 +236,7 @@ def run_serving_bench(work_dir: Path, config: Config) -> Outcome:
     except Exception:
         outcome.error = "setup failed: " + traceback.format_exc(limit=3)
         return outcome
-    decks = {server: current for server in SERVERS}
+    decks = {server: current for server in chosen_servers()}
     sanity: dict[tuple[str, str], float] = {}
     with ExitStack() as stack:  # removes the baseline's worktree, also on failure
         old = _set_up_baseline(work_dir, config, models, outcome, stack)
@@ -379,6 +395,7 @@ def render(outcome: Outcome, config: Config) -> str:
     if outcome.baseline_ref:
         parts.append(_baseline_table(outcome, summary))
     parts.append(_batching_table(summary))
+    parts.append(_monitoring_table(summary))
     log_rows = [
         [
             c.model,
@@ -438,6 +455,42 @@ def _baseline_table(outcome: Outcome, summary: list[dict[str, Any]]) -> str:
         format_table(title, headers, rows)
         + f"\ntargets: req/s ratio >= {BASELINE_RPS_TARGET:.2f}x, "
         + f"p99 ratio <= {BASELINE_P99_TARGET:.3f}x (1/{BASELINE_RPS_TARGET:.2f})."
+    )
+
+
+def _monitoring_table(summary: list[dict[str, Any]]) -> str:
+    """Monitoring on (default) against off, in the same run."""
+    rows = []
+    for r in ratios(
+        summary,
+        reference="servedeck-unmonitored",
+        measured="servedeck",
+        rps_target=MONITORING_TARGET,
+        p99_target=1 / MONITORING_TARGET,
+    ):
+        rows.append(
+            [
+                r["model"],
+                r["concurrency"],
+                fmt(r["reference_rps"]),
+                fmt(r["measured_rps"]),
+                fmt(r["throughput_ratio"], 2) + "x" if r["throughput_ratio"] else "-",
+                _verdict(r["throughput_ok"]),
+                fmt(r["reference_p99_ms"], 2),
+                fmt(r["measured_p99_ms"], 2),
+                fmt(r["p99_ratio"], 2) + "x" if r["p99_ratio"] else "-",
+                _verdict(r["p99_ok"]),
+            ]
+        )
+    headers = ["model", "conc", "req/s off", "req/s on", "ratio", "met"]
+    headers += ["p99 ms off", "p99 ms on", "ratio", "met"]
+    return (
+        format_table(
+            "Monitoring: ServeDeck with monitoring off / on (Prometheus, drift windows)",
+            headers,
+            rows,
+        )
+        + f"\ntarget: monitoring on >= {MONITORING_TARGET:.2f}x of off (req/s), p99 within 1/0.95."
     )
 
 
