@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QResizeEvent
+from PySide6.QtGui import QHideEvent, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import QGridLayout, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from console.client import ApiClient
@@ -23,7 +23,7 @@ from console.widgets.common import make_label
 from console.widgets.model_card import ModelCard, StatusLegend
 
 REFRESH_MS = 5_000
-CARD_WIDTH = 440  # the narrowest a card reads well at; the grid has as many columns as fit
+CARD_WIDTH = 380  # the narrowest a card reads well at; the grid has as many columns as fit
 
 
 def read_snapshots(client: ApiClient) -> list[ModelSnapshot]:
@@ -65,10 +65,14 @@ class OverviewPage(Page):
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(12)
         self.grid.setAlignment(Qt.AlignmentFlag.AlignTop)
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        self.scroll.setWidget(self.grid_host)
+        self.cards_area = QScrollArea()
+        self.cards_area.setWidgetResizable(True)
+        self.cards_area.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.cards_area.setToolTip(
+            "One card per model. Hover a row for what it means and what to do; click it (or "
+            "Tab to it and press Space) to open the page that explains it."
+        )
+        self.cards_area.setWidget(self.grid_host)
         self.empty_note = make_label(name="muted", wrap=True)
         self.empty_note.hide()
 
@@ -77,7 +81,7 @@ class OverviewPage(Page):
         layout.addWidget(self.legend)
         layout.addWidget(self.status)
         layout.addWidget(self.empty_note)
-        layout.addWidget(self.scroll, 1)
+        layout.addWidget(self.cards_area, 1)
 
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
@@ -94,9 +98,14 @@ class OverviewPage(Page):
         if connected and self.isVisible():
             self.refresh()
 
-    def hideEvent(self, event: object) -> None:  # type: ignore[override]
-        self.timer.stop()  # another page is shown: nothing to keep fresh
-        super().hideEvent(event)  # type: ignore[arg-type]
+    def hideEvent(self, event: QHideEvent) -> None:
+        self.timer.stop()  # another page is shown, or the window minimised: nothing to show
+        super().hideEvent(event)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self.cards and not self.timer.isActive():
+            self.timer.start()  # the window came back from being minimised
 
     def shutdown(self) -> None:
         super().shutdown()
@@ -116,11 +125,11 @@ class OverviewPage(Page):
             self.grid.removeWidget(card)
             card.deleteLater()
         for snapshot in snapshots:
-            card = self.cards.get(snapshot.model.name)
-            if card is None:
+            if snapshot.model.name not in self.cards:
                 card = ModelCard(snapshot.model.name)
                 card.open_requested.connect(self.navigate)
                 self.cards[snapshot.model.name] = card
+            card = self.cards[snapshot.model.name]
             card.set_indicators(indicators(snapshot), summary(snapshot))
         self._lay_out(force=True)
         self.refreshed_at = time.time()
@@ -148,7 +157,7 @@ class OverviewPage(Page):
         self._lay_out()
 
     def _lay_out(self, force: bool = False) -> None:
-        width = self.scroll.viewport().width() or self.width()
+        width = self.cards_area.viewport().width() or self.width()
         columns = max(1, width // CARD_WIDTH)
         if columns == self._columns and not force:
             return

@@ -232,7 +232,10 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
         qtbot.waitUntil(lambda page=page: page.isVisible(), timeout=5_000)
         # Walked once it shows what it loads (a model selected, its details and forms).
         loaded = {
-            "overview": lambda page=page: bool(page.cards),
+            "overview": lambda page=page: (
+                bool(page.cards)
+                and all(row.isVisible() for card in page.cards.values() for row in card.rows)
+            ),
             "alerts": lambda: True,
             "live": lambda: True,
             "models": lambda page=page: page.selected_version is not None,
