@@ -66,6 +66,11 @@ def traffic(series: LiveSeries | None) -> Traffic:
     )
 
 
+def ms_text(ms: float) -> str:
+    """A latency to the precision people compare: 0.42 ms, 4.2 ms, 289 ms."""
+    return f"{ms:.2g} ms" if ms < 1 else f"{ms:.1f} ms" if ms < 10 else f"{ms:,.0f} ms"
+
+
 def rate_text(rate: float) -> str:
     return f"{rate:.1f} requests/s" if 0 < rate < 10 else f"{rate:,.0f} requests/s"
 
@@ -108,7 +113,7 @@ def summary(snapshot: ModelSnapshot) -> str:
     else:
         parts = [rate_text(seen.rate)]
         if seen.p99_ms is not None:
-            parts.append(f"p99 {number_text(seen.p99_ms)} ms")
+            parts.append(f"p99 {ms_text(seen.p99_ms)}")
         parts.append("no errors" if not seen.failed else f"{seen.failed:,} failed ({_share(seen)})")
     unowned = [alert for alert in snapshot.alerts if alert.status == "open"]
     parts.append(
@@ -208,10 +213,10 @@ def _latency(seen: Traffic) -> Indicator:
     }[status]
     return Indicator(
         "Latency p99",
-        f"{number_text(p99)} ms",
+        ms_text(p99),
         status,
         f"99 of 100 answers in the slowest second of the last minute took at most "
-        f"{number_text(p99)} ms (amber above {number_text(P99_WARNING_MS)} ms, red above "
+        f"{ms_text(p99)} (amber above {number_text(P99_WARNING_MS)} ms, red above "
         f"{number_text(P99_CRITICAL_MS)} ms). {advice}",
         "live",
     )

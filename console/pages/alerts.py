@@ -10,7 +10,7 @@ so the badge and the list change together.
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelection, Qt
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import QComboBox, QDialog, QHBoxLayout, QSizePolicy, QVBoxLayout, QWidget
 
 from backend.schemas import Alert
@@ -34,6 +34,8 @@ STATUS_CHOICES = (
     ("all", "All"),
 )
 ACKNOWLEDGING_ROLES = frozenset({"admin", "engineer"})
+# Narrower than this, the details go below the list: beside it, the titles were cut to a word.
+SIDE_BY_SIDE_MIN_WIDTH = 1100
 
 
 class AlertsPage(Page):
@@ -114,6 +116,18 @@ class AlertsPage(Page):
         for box in (self.status_filter, self.model_filter, self.severity_filter):
             box.currentIndexChanged.connect(self.apply_filters)
         self.apply_filters()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        wanted = (
+            Qt.Orientation.Horizontal
+            if self.width() >= SIDE_BY_SIDE_MIN_WIDTH
+            else Qt.Orientation.Vertical
+        )
+        if self.splitter.orientation() != wanted:
+            self.splitter.setOrientation(wanted)
+            total = self.width() if wanted == Qt.Orientation.Horizontal else self.height()
+            self.splitter.setSizes([total * 3 // 5, total * 2 // 5])
 
     # ---------------------------------------------------------------- lifecycle
 

@@ -168,3 +168,8 @@ class OverviewPage(Page):
             self.grid.addWidget(self.cards[name], position // columns, position % columns)
         for column in range(self.grid.columnCount()):
             self.grid.setColumnStretch(column, 1 if column < columns else 0)
+        # The rows below the last card take the spare height: cards keep their own.
+        rows = -(-len(self.cards) // columns)
+        for row in range(self.grid.rowCount()):
+            self.grid.setRowStretch(row, 1 if row >= rows else 0)
+        self.grid.setRowStretch(rows, 1)

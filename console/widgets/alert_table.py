@@ -58,6 +58,15 @@ def when(moment: datetime | None) -> str:
     return "" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def short_when(moment: datetime | None) -> str:
+    """For the list: today's times without the date (the tooltip has the whole)."""
+    if moment is None:
+        return ""
+    local = moment.astimezone()
+    today = datetime.now(local.tzinfo).date() == local.date()
+    return local.strftime("%H:%M:%S" if today else "%b %d, %H:%M")
+
+
 class AlertTableModel(QAbstractTableModel):
     def __init__(self) -> None:
         super().__init__()
@@ -156,9 +165,9 @@ def _cell_text(alert: Alert, column: int) -> str:
     if column == 4:
         return alert.status.capitalize()
     if column == 5:
-        return when(alert.raised_at)
+        return short_when(alert.raised_at)
     if alert.acknowledged_by:
-        return f"{alert.acknowledged_by}, {when(alert.acknowledged_at)}"
+        return f"{alert.acknowledged_by}, {short_when(alert.acknowledged_at)}"
     return ""
 
 
@@ -167,6 +176,10 @@ def _cell_tip(alert: Alert, column: int, text: str) -> str:
         return COLUMNS[0][1]
     if column == 4:
         return COLUMNS[4][1]
+    if column == 5:
+        return f"Raised {when(alert.raised_at)}"
+    if column == 6 and alert.acknowledged_by:
+        return f"Acknowledged by {alert.acknowledged_by} at {when(alert.acknowledged_at)}"
     return text or COLUMNS[column][1]
 
 
@@ -201,8 +214,10 @@ class AlertFilter(QSortFilterProxyModel):
         )
 
 
-# Column widths in pixels, in COLUMNS order (the title stretches).
-COLUMN_WIDTHS = (72, 90, 60, 380, 100, 140, 200)
+# Column widths in pixels, in COLUMNS order; the title takes the rest (at least TITLE_MIN).
+COLUMN_WIDTHS = (70, 90, 66, 0, 104, 78, 130)
+TITLE_COLUMN = 3
+TITLE_MIN = 220
 
 
 class AlertView(QTableView):
@@ -215,10 +230,15 @@ class AlertView(QTableView):
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.verticalHeader().setVisible(False)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.horizontalHeader().setStretchLastSection(True)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(False)
         for column, width in enumerate(COLUMN_WIDTHS):
-            self.setColumnWidth(column, width)
+            if width:
+                self.setColumnWidth(column, width)
+        # The title reads best with the room the others leave; the tooltip has all of it.
+        header.setSectionResizeMode(TITLE_COLUMN, QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(40)
         self.setAlternatingRowColors(True)
         self.setWordWrap(False)
         self.setToolTip(

@@ -108,7 +108,6 @@ class ModelCard(QFrame):
         layout.addWidget(self.heading)
         layout.addWidget(self.summary)
         layout.addLayout(self._rows_box)
-        layout.addStretch(1)
         self.status = "unknown"
         self._paint("unknown")
 
