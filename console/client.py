@@ -16,7 +16,12 @@ import requests
 from pydantic import BaseModel, ValidationError
 
 from backend.schemas import (
+    ALERT_STATUSES,
+    AcknowledgeRequest,
     ActionRequest,
+    Alert,
+    AlertList,
+    AlertStatus,
     AuditEvent,
     AuditPage,
     DeploymentState,
@@ -80,6 +85,12 @@ class BackendUnreachable(ApiError):
 class StreamMessage:
     event_id: str
     batch: PredictionEventBatch
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    event_id: str
+    alert: Alert
 
 
 class ApiClient:
@@ -200,13 +211,62 @@ class ApiClient:
         Ends when ``stop`` is set (checked between messages and keep-alives) or the server
         closes the stream; raises BackendUnreachable when the connection fails.
         """
+        for event_id, data in self._stream_events(
+            "/api/v1/events/predictions", "predictions", last_event_id, stop
+        ):
+            yield StreamMessage(event_id, PredictionEventBatch.model_validate_json(data))
+
+    # ------------------------------------------------------------------ alerts
+
+    def alerts(
+        self,
+        model: str | None = None,
+        statuses: tuple[AlertStatus, ...] = ("open", "acknowledged"),
+        limit: int = 100,
+    ) -> list[Alert]:
+        """Alerts newest first, of one model (or every model the token may read)."""
+        params: dict[str, Any] = {"status": list(statuses), "limit": limit}
+        if model:
+            params["model"] = model
+        return self._get("/api/v1/alerts", AlertList, params=params).alerts
+
+    def newest_alert_id(self) -> int:
+        """The id of the newest alert of any status (0 when there is none): a stream that
+        resumes after it misses nothing raised later."""
+        newest = self.alerts(statuses=ALERT_STATUSES, limit=1)
+        return newest[0].id if newest else 0
+
+    def alert(self, alert_id: int) -> Alert:
+        return self._get(f"/api/v1/alerts/{alert_id}", Alert)
+
+    def acknowledge_alert(self, alert_id: int, note: str) -> Alert:
+        """Say that you own the alert (409 when it is not open any more, with who has it)."""
+        body = AcknowledgeRequest(note=note)
+        return self._post(f"/api/v1/alerts/{alert_id}/acknowledge", body, Alert)
+
+    def stream_alerts(
+        self, last_event_id: str | None, stop: threading.Event
+    ) -> Iterator[AlertMessage]:
+        """Server-sent events of alerts raised after ``last_event_id`` (an alert id), oldest
+        first; without one, those raised from now on. Ends and fails as stream_predictions."""
+        for event_id, data in self._stream_events(
+            "/api/v1/events/alerts", "alert", last_event_id, stop
+        ):
+            yield AlertMessage(event_id, Alert.model_validate_json(data))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _stream_events(
+        self, path: str, kind: str, last_event_id: str | None, stop: threading.Event
+    ) -> Iterator[tuple[str, str]]:
+        """(event id, data) of each server-sent event ``kind`` at ``path``."""
         headers = self._headers()
         headers["Accept"] = "text/event-stream"
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
         try:
             response = requests.get(
-                f"{self.base_url}/api/v1/events/predictions",
+                f"{self.base_url}{path}",
                 headers=headers,
                 stream=True,
                 timeout=(self.timeout_s, STREAM_READ_TIMEOUT_S),
@@ -217,12 +277,9 @@ class ApiClient:
             if not response.ok:
                 raise _error_from(response)
             try:
-                for event_id, data in _parse_sse(response.iter_lines(decode_unicode=True), stop):
-                    yield StreamMessage(event_id, PredictionEventBatch.model_validate_json(data))
+                yield from _parse_sse(response.iter_lines(decode_unicode=True), stop, kind)
             except requests.RequestException as exc:
                 raise BackendUnreachable(_describe(exc)) from exc
-
-    # ------------------------------------------------------------------ plumbing
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
@@ -278,8 +335,10 @@ def _error_from(response: requests.Response) -> ApiError:
     return ApiError(response.status_code, response.reason or "no reason given")
 
 
-def _parse_sse(lines: Iterator[str], stop: threading.Event) -> Iterator[tuple[str, str]]:
-    """(event id, data) of each ``predictions`` message; comments are keep-alives."""
+def _parse_sse(
+    lines: Iterator[str], stop: threading.Event, wanted: str = "predictions"
+) -> Iterator[tuple[str, str]]:
+    """(event id, data) of each ``wanted`` message; comments are keep-alives."""
     event_id = ""
     kind = "message"
     data: list[str] = []
@@ -287,7 +346,7 @@ def _parse_sse(lines: Iterator[str], stop: threading.Event) -> Iterator[tuple[st
         if stop.is_set():
             return
         if not line:
-            if data and kind == "predictions":
+            if data and kind == wanted:
                 yield event_id, "\n".join(data)
             kind, data = "message", []
             continue

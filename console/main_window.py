@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from backend.schemas import WhoAmI
+from console.alert_notices import AlertNotices
 from console.connection import ConnectionMonitor
 from console.context import ConsoleContext
 from console.pages import pages_for
@@ -103,6 +104,9 @@ class MainWindow(QMainWindow):
         self.origin_label.setToolTip("Which backend this console shows.")
         self.statusBar().addWidget(self.state_label)
         self.statusBar().addWidget(self.detail_label, 1)
+        # Open alerts on every page (left of the origin), and critical ones in the tray.
+        self.alert_notices = AlertNotices(self, context)
+        self.alert_notices.open_alerts_requested.connect(lambda: self.open_page("alerts"))
         self.statusBar().addPermanentWidget(self.origin_label)
 
         file_menu = self.menuBar().addMenu("&File")
@@ -116,6 +120,7 @@ class MainWindow(QMainWindow):
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
         self.view_menu = self.menuBar().addMenu("&View")
+        self.alert_notices.add_settings_to(self.menuBar().addMenu("&Settings"))
 
         self.monitor = ConnectionMonitor(context)
         self.monitor.state_changed.connect(self._on_state)
@@ -160,11 +165,13 @@ class MainWindow(QMainWindow):
         connected = state == "connected"
         for page in self.pages:
             page.connection_changed(connected)
+        self.alert_notices.follow(connected, bool(self.pages))
 
     def show_backend_stopped(self, reason: str, on_restart: Callable[[], None]) -> None:
         """The embedded backend ended: it will not come back by itself; offer a restart."""
         self.backend_stopped = True
         self.monitor.stop()
+        self.alert_notices.stop_following()
         self._show_state("stopped", reason)
         self._show_banner(
             f"<b>The local backend stopped.</b> {reason} It does not come back by itself: "
@@ -243,7 +250,10 @@ class MainWindow(QMainWindow):
                 lambda _=False, row=number - 1: self.navigation.setCurrentRow(row)
             )
             self.view_menu.addAction(action)
+            page.navigate.connect(self.open_page)
             page.connection_changed(self.monitor.state == "connected")
+        self.alert_notices.pages_built(self.pages)
+        self.alert_notices.follow(self.monitor.state == "connected", True)
         saved = str(self.context.settings.value("window/page", "") or "")
         keys = [page.key for page in self.pages]
         self.navigation.setCurrentRow(keys.index(saved) if saved in keys else 0)
@@ -251,6 +261,15 @@ class MainWindow(QMainWindow):
 
     def page(self, key: str) -> Page | None:
         return next((page for page in self.pages if page.key == key), None)
+
+    def open_page(self, key: str, model: str = "") -> None:
+        """Show the page ``key``, on ``model`` when one is named (a card of the Overview)."""
+        page = self.page(key)
+        if page is None:
+            return  # not one of this role's pages
+        if model:
+            page.focus_model(model)
+        self.navigation.setCurrentRow(self.pages.index(page))
 
     def _show_page(self, row: int) -> None:
         if 0 <= row < len(self.pages):
@@ -294,6 +313,7 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         self.monitor.stop()
+        self.alert_notices.close()
         for page in self.pages:
             page.shutdown()
         self.context.settings.sync()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from console.pages.alerts import AlertsPage
 from console.pages.base import Page
 from console.pages.deployments import DeploymentsPage
 from console.pages.live import LivePage
 from console.pages.models import ModelsPage
+from console.pages.overview import OverviewPage
 
-PAGES: tuple[type[Page], ...] = (LivePage, ModelsPage, DeploymentsPage)
+# The Overview first: the page an operator opens to see whether all is well.
+PAGES: tuple[type[Page], ...] = (OverviewPage, AlertsPage, LivePage, ModelsPage, DeploymentsPage)
 
 
 def pages_for(role: str) -> list[type[Page]]:

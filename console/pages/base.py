@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QWidget
 
 from console.client import ApiClient
@@ -25,6 +26,9 @@ class Page(QWidget):
     icon: str = ""
     tooltip: str = ""
     roles: frozenset[str] = ALL_ROLES
+    # Ask the window to open another page (its key) on one model ("" for none): the
+    # Overview's cards open the page that explains what they show.
+    navigate = Signal(str, str)
 
     def __init__(self, context: ConsoleContext):
         super().__init__()
@@ -38,6 +42,9 @@ class Page(QWidget):
 
     def connection_changed(self, connected: bool) -> None:
         """The backend came back or went away."""
+
+    def focus_model(self, model: str) -> None:
+        """Another page sent the user here about ``model``: show it (before ``page_shown``)."""
 
     def backend_stopped(self) -> None:
         """The embedded backend ended and does not come back by itself: stop waiting for it."""

@@ -206,6 +206,9 @@ class DeploymentsPage(Page):
         if connected and self.isVisible():
             self.refresh()
 
+    def focus_model(self, model: str) -> None:
+        self.selected = model  # the refresh of page_shown loads it
+
     def shutdown(self) -> None:
         super().shutdown()
         self.poll_timer.stop()

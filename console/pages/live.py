@@ -192,6 +192,10 @@ class LivePage(Page):
                 timer.start()
                 self.poll_series(resolution)
 
+    def focus_model(self, model: str) -> None:
+        self._remember_choice(self.model_filter, model)
+        self.model_filter.setCurrentIndex(self.model_filter.findData(model))
+
     def backend_stopped(self) -> None:
         # The stream would otherwise say "reconnecting" under a banner saying nothing comes
         # back by itself: one message, and it tells the truth.

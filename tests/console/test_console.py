@@ -29,14 +29,20 @@ def test_connects_and_shows_the_pages_of_the_role(qtbot, make_context, backend: 
     qtbot.waitUntil(lambda: window.monitor.state == "connected", timeout=10_000)
     assert "Connected" in window.state_label.text()
     assert "admin" in window.origin_label.text()
-    assert [page.key for page in window.pages] == ["live", "models", "deploy"]
+    assert [page.key for page in window.pages] == [
+        "overview",
+        "alerts",
+        "live",
+        "models",
+        "deploy",
+    ]
     assert not window.banner.isVisible()
 
 
-def test_support_sees_only_the_live_view(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+def test_support_sees_only_the_monitoring_views(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
     window = _window(qtbot, make_context, backend, backend.create_token("helpdesk", "support"))
     qtbot.waitUntil(lambda: window.role == "support", timeout=10_000)
-    assert [page.key for page in window.pages] == ["live"]
+    assert [page.key for page in window.pages] == ["overview", "alerts", "live"]
 
 
 def test_a_client_token_gets_no_pages_and_a_reason(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
@@ -200,7 +206,8 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
 
     window = _window(qtbot, make_context, backend, backend.admin_token)
     qtbot.waitUntil(
-        lambda: [p.key for p in window.pages] == ["live", "models", "deploy"], timeout=10_000
+        lambda: [p.key for p in window.pages] == ["overview", "alerts", "live", "models", "deploy"],
+        timeout=10_000,
     )
     window.activateWindow()
     qtbot.waitUntil(lambda: window.isActiveWindow(), timeout=5_000)
@@ -225,6 +232,11 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
         qtbot.waitUntil(lambda page=page: page.isVisible(), timeout=5_000)
         # Walked once it shows what it loads (a model selected, its details and forms).
         loaded = {
+            "overview": lambda page=page: (
+                bool(page.cards)
+                and all(row.isVisible() for card in page.cards.values() for row in card.rows)
+            ),
+            "alerts": lambda: True,
             "live": lambda: True,
             "models": lambda page=page: page.selected_version is not None,
             "deploy": lambda page=page: page.model is not None,
