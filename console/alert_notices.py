@@ -64,6 +64,7 @@ class AlertNotices(QObject):
         self.book = AlertBook()
         self.feed.snapshot.connect(self.book.take_snapshot)
         self.feed.received.connect(self.book.add_raised)
+        self.feed.updated.connect(self.book.take_snapshot)
         self.notifier = CriticalNotifier(context.settings)
 
         self.badge = AlertBadge()

@@ -32,8 +32,10 @@ class AlertFeed(QObject):
     # Every active alert (and those that stopped being active while the reader was away),
     # read at a (re)connection: the receiver replaces what it knew of them.
     snapshot = Signal(list)  # list[Alert]
-    # Alerts raised since, as they come (oldest first).
+    # Alerts raised (or re-opened) since, as they come (oldest first).
     received = Signal(list)  # list[Alert]
+    # Known alerts that changed since (acknowledged, resolved, newer details).
+    updated = Signal(list)  # list[Alert]
     state_changed = Signal(str)  # "streaming", "waiting", "refused"
 
     def __init__(self, client: ApiClient):
@@ -76,7 +78,10 @@ class AlertFeed(QObject):
                     failures = 0
                     self.last_event_id = message.event_id
                     self._note(message.alert)
-                    self._emit(stop, self.received.emit, [message.alert])
+                    if message.action in ("raised", "reopened"):
+                        self._emit(stop, self.received.emit, [message.alert])
+                    else:  # acknowledged, changed, resolved: news of a known alert
+                        self._emit(stop, self.updated.emit, [message.alert])
             except ApiError as exc:
                 refused = exc.status in (401, 403)
                 self._emit_state(stop, "refused" if refused else "waiting")
@@ -91,8 +96,8 @@ class AlertFeed(QObject):
     def _catch_up(self, stop: threading.Event) -> None:
         """The active alerts as they are now, and those that left the active list since."""
         if self.last_event_id is None:
-            # Before the snapshot: an alert raised in between is streamed, not lost.
-            newest = self.client.newest_alert_id()
+            # Before the snapshot: a change in between is streamed, not lost.
+            position = self.client.event_position()
         active = self.client.alerts(statuses=("open", "acknowledged"), limit=SNAPSHOT_LIMIT)
         changed: list[Alert] = []
         for alert_id in sorted(self._active - {alert.id for alert in active}):
@@ -101,13 +106,15 @@ class AlertFeed(QObject):
             except ApiError as exc:
                 if exc.status != 404:  # gone, or out of this token's reach now: drop it
                     raise
-        if self.last_event_id is None:
-            self.last_event_id = str(newest)
+        resuming = self.last_event_id is not None
+        if not resuming:
+            self.last_event_id = position
+        known = self._active
         self._active = {alert.id for alert in active}
-        # Those raised after the resume point come by the stream, as news (a notification).
-        after = int(self.last_event_id)
-        known = [alert for alert in active if alert.id <= after]
-        self._emit(stop, self.snapshot.emit, [*known, *changed])
+        # Resuming, the stream replays every change since the resume point in order: alerts
+        # raised meanwhile come by it as news (a notification), not in this snapshot.
+        shown = [alert for alert in active if not resuming or alert.id in known]
+        self._emit(stop, self.snapshot.emit, [*shown, *changed])
 
     def _note(self, alert: Alert) -> None:
         if alert.status == "resolved":

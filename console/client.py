@@ -16,7 +16,6 @@ import requests
 from pydantic import BaseModel, ValidationError
 
 from backend.schemas import (
-    ALERT_STATUSES,
     AcknowledgeRequest,
     ActionRequest,
     Alert,
@@ -26,6 +25,7 @@ from backend.schemas import (
     AuditPage,
     DeploymentState,
     DeployRequest,
+    EventPosition,
     FeedbackRequest,
     FeedbackResponse,
     GateReport,
@@ -41,6 +41,7 @@ from backend.schemas import (
     RollbackRequest,
     RolloutRequest,
     RolloutStatus,
+    StreamEvent,
     WhoAmI,
 )
 
@@ -91,6 +92,8 @@ class StreamMessage:
 class AlertMessage:
     event_id: str
     alert: Alert
+    # raised, changed, acknowledged, reopened, resolved
+    action: str = "raised"
 
 
 class ApiClient:
@@ -230,11 +233,10 @@ class ApiClient:
             params["model"] = model
         return self._get("/api/v1/alerts", AlertList, params=params).alerts
 
-    def newest_alert_id(self) -> int:
-        """The id of the newest alert of any status (0 when there is none): a stream that
-        resumes after it misses nothing raised later."""
-        newest = self.alerts(statuses=ALERT_STATUSES, limit=1)
-        return newest[0].id if newest else 0
+    def event_position(self) -> str:
+        """Where the event stream stands now: following it from here misses nothing that
+        happens after this call (read it before a snapshot)."""
+        return self._get("/api/v1/events/position", EventPosition).last_event_id
 
     def alert(self, alert_id: int) -> Alert:
         return self._get(f"/api/v1/alerts/{alert_id}", Alert)
@@ -247,12 +249,13 @@ class ApiClient:
     def stream_alerts(
         self, last_event_id: str | None, stop: threading.Event
     ) -> Iterator[AlertMessage]:
-        """Server-sent events of alerts raised after ``last_event_id`` (an alert id), oldest
-        first; without one, those raised from now on. Ends and fails as stream_predictions."""
-        for event_id, data in self._stream_events(
-            "/api/v1/events/alerts", "alert", last_event_id, stop
-        ):
-            yield AlertMessage(event_id, Alert.model_validate_json(data))
+        """Every change of an alert (raised, changed, acknowledged, re-opened, resolved) after
+        ``last_event_id`` (a position of the event stream), oldest first; without one, from
+        now on. Ends and fails as stream_predictions."""
+        for event_id, data in self._stream_events("/api/v1/events", "alert", last_event_id, stop):
+            event = StreamEvent.model_validate_json(data)
+            if event.alert is not None:
+                yield AlertMessage(event_id, event.alert, event.action)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -121,6 +121,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/models/{name}/drift/settings"): Rule("read", "path"),
     ("PUT", "/api/v1/models/{name}/drift/settings"): Rule("deploy", "path", body=lambda _m: {}),
     ("GET", "/api/v1/events"): Rule("read", "listed", stream=True),
+    ("GET", "/api/v1/events/position"): Rule("read"),
     ("GET", "/api/v1/alert-rules/defaults"): Rule("read"),
     ("GET", "/api/v1/models/{name}/alert-rules"): Rule("read", "path"),
     ("PUT", "/api/v1/models/{name}/alert-rules"): Rule(

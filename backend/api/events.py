@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.api.deps import CurrentFeed, CurrentPrincipal, CurrentWorkspace
 from backend.api.errors import ERRORS
 from backend.api.stream_access import CHECK_INTERVAL_S, StreamAccess, stream_access
+from backend.auth import read_scope
 from backend.monitoring.event_log import EventCursor, events_after, newest_cursor
 from backend.monitoring.feed import PredictionFeed
+from backend.schemas import EventPosition
 
 router = APIRouter(prefix="/api/v1", tags=["Monitoring"], responses=ERRORS)
 
@@ -65,6 +67,15 @@ async def events(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+@router.get("/events/position", response_model=EventPosition)
+async def event_position(workspace: CurrentWorkspace, principal: CurrentPrincipal) -> EventPosition:
+    """The stream's position now: a client reads it, then a snapshot (the active alerts), then
+    follows the stream from it, and misses nothing in between."""
+    read_scope(principal, "read")
+    cursor = await asyncio.to_thread(newest_cursor, workspace.sessions)
+    return EventPosition(last_event_id=cursor.text())
 
 
 async def _stream(

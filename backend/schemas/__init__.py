@@ -86,6 +86,7 @@ from backend.schemas.monitoring import (
     AlertRulesRequest,
     AlertSeverity,
     AlertStatus,
+    EventPosition,
     MixDecision,
     StreamEvent,
 )

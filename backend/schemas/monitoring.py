@@ -203,6 +203,13 @@ class AlertRulesRequest(RequestBody):
 EventKind = Literal["alert", "deployment"]
 
 
+class EventPosition(BaseModel):
+    """Where ``GET /api/v1/events`` stands now: send it as ``Last-Event-ID`` to get every
+    event after this moment (read it before a snapshot of alerts, and nothing falls between)."""
+
+    last_event_id: str
+
+
 class StreamEvent(BaseModel):
     """The data of one message of ``GET /api/v1/events``."""
 

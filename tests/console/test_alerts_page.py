@@ -320,3 +320,24 @@ def test_the_tray_notifies_critical_alerts_once_unless_switched_off(
     notices.book.add_raised([_alert(10_002, "critical")])
     assert notices.last_notice == ("Critical alert: toy", "alert 10002")
     QApplication.processEvents()
+
+
+def test_an_acknowledgement_made_elsewhere_shows_without_a_reconnect(
+    qtbot: QtBot, window: MainWindow, backend: Backend
+) -> None:
+    page = _alerts_page(window)
+    alert = raise_alert(backend, model="toy", version="1")
+    qtbot.waitUntil(lambda: page.table.alert(alert.id) is not None, timeout=TIMEOUT_MS)
+    workspace = Workspace.open(make_settings(backend.data_dir))
+    try:
+        workspace.alerts.acknowledge(alert.id, "oncall", "on it")
+    finally:
+        workspace.close()
+    # The event stream carries the change: the same connection, no re-read.
+    qtbot.waitUntil(
+        lambda: (
+            (shown := page.table.alert(alert.id)) is not None and shown.acknowledged_by == "oncall"
+        ),
+        timeout=TIMEOUT_MS,
+    )
+    assert window.alert_notices.badge.acknowledged_count == 1
