@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backend.schemas import Alert, LiveSeries, ModelInfo, RolloutChecks, RolloutStatus
+from backend.schemas import (
+    Alert,
+    LiveSeries,
+    ModelInfo,
+    PerformanceReport,
+    RolloutChecks,
+    RolloutStatus,
+    WindowDrift,
+)
 from console.widgets.common import number_text
 from console.widgets.model_card import Indicator, Status
 
@@ -31,6 +39,10 @@ class ModelSnapshot:
     series: LiveSeries | None = None
     rollout: RolloutStatus | None = None
     alerts: list[Alert] = field(default_factory=list)  # its active alerts
+    # The last quarter hour's drift (None: not read, or the token may not read it).
+    drift: WindowDrift | None = None
+    # The serving version's newest hour of quality (None: not read, or not allowed).
+    performance: PerformanceReport | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,7 @@ def indicators(snapshot: ModelSnapshot) -> list[Indicator]:
         _errors(seen),
         _alerts(snapshot.alerts),
         _quality(snapshot),
+        _drift(snapshot.drift),
     ]
 
 
@@ -323,12 +336,62 @@ def _quality(snapshot: ModelSnapshot) -> Indicator:
             f"{check.detail}",
             "deploy",
         )
+    report = snapshot.performance
+    verdict = report.windows[-1].verdict if report is not None and report.windows else None
+    if verdict is not None and verdict.value is not None:
+        judged: Status = (
+            "ok" if verdict.in_range else "critical" if verdict.in_range is False else "unknown"
+        )
+        how = "measured from labels" if verdict.source == "realized" else "estimated"
+        return Indicator(
+            f"Quality ({validity.metric})",
+            f"{number_text(round(verdict.value, 4))} {how} (range {bounds})",
+            judged,
+            verdict.explanation,
+            "performance",
+        )
     return Indicator(
         f"Quality ({validity.metric})",
         f"range {bounds}",
         "unknown",
-        f"Version {version.version} was accepted with a {validity.metric} between {bounds}. "
-        "Its live value needs the true outcomes (labels) of its answers; when it leaves this "
-        "range an alert is raised and shows in this card.",
-        "deploy",
+        (verdict.explanation + " " if verdict is not None else "")
+        + f"Version {version.version} was accepted with a {validity.metric} between {bounds}. "
+        "Its live value needs the true outcomes (labels) of its answers, or a trusted estimate; "
+        "when it leaves this range an alert is raised and shows in this card.",
+        "performance",
+    )
+
+
+def _drift(window: WindowDrift | None) -> Indicator:
+    if window is None or window.report is None:
+        note = (
+            window.note if window is not None else "Not read (this token may not, or no traffic)."
+        )
+        return Indicator("Drift", "not judged", "unknown", note, "drift")
+    report = window.report
+    drifted = [f.name for f in report.features if f.drifted]
+    outputs = [f.name for f in report.predictions if f.drifted]
+    minutes = max(1, round(window.window_s / 60))
+    if not drifted and not outputs:
+        return Indicator(
+            "Drift",
+            "none",
+            "ok",
+            f"In the last {minutes} min ({window.rows:,} predictions) the inputs and answers look "
+            "like the data the model was trained on.",
+            "drift",
+        )
+    status: Status = "critical" if report.dataset_drift else "warning"
+    shown = ", ".join(drifted[:3]) + (f" +{len(drifted) - 3}" if len(drifted) > 3 else "")
+    value = (
+        f"{len(drifted)} of {report.tested_features} inputs ({shown})"
+        if drifted
+        else "answers only"
+    )
+    return Indicator(
+        "Drift",
+        value,
+        status,
+        f"{report.summary} Open the Drift page to see how each feature moved and what to check.",
+        "drift",
     )

@@ -9,12 +9,15 @@ rather than replaced (it brings the same news).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QHideEvent, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import QGridLayout, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
-from console.client import ApiClient
+from backend.schemas import ModelInfo, PerformanceReport, WindowDrift
+from console.client import ApiClient, ApiError
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
 from console.model_health import RECENT_S, ModelSnapshot, indicators, summary
@@ -22,23 +25,66 @@ from console.pages.base import ALL_ROLES, Page
 from console.widgets.common import make_label
 from console.widgets.model_card import ModelCard, StatusLegend
 
+T = TypeVar("T")
+
 REFRESH_MS = 5_000
 CARD_WIDTH = 380  # the narrowest a card reads well at; the grid has as many columns as fit
 
 
-def read_snapshots(client: ApiClient) -> list[ModelSnapshot]:
+# Drift and quality change over minutes and cost the backend more than a minute of counts:
+# read every 30 s, not at every refresh.
+SLOW_READ_S = 30.0
+
+
+class SlowReads:
+    """The newest drift and quality read per model, and when; used by one task at a time."""
+
+    def __init__(self) -> None:
+        self.read_at: dict[str, float] = {}
+        self.found: dict[str, tuple[WindowDrift | None, PerformanceReport | None]] = {}
+
+    def get(
+        self, client: ApiClient, model: ModelInfo
+    ) -> tuple[WindowDrift | None, PerformanceReport | None]:
+        now = time.monotonic()
+        if now - self.read_at.get(model.name, -SLOW_READ_S) >= SLOW_READ_S:
+            self.found[model.name] = (
+                _allowed(lambda: client.window_drift(model.name, histograms=False)),
+                _allowed(lambda: client.performance(model.name, window_s=3600, windows=1))
+                if model.active_version
+                else None,
+            )
+            self.read_at[model.name] = now
+        return self.found[model.name]
+
+
+def _allowed(read: Callable[[], T]) -> T | None:
+    """What a read answers, or None when this token may not read it (its role's choice)."""
+    try:
+        return read()
+    except ApiError as exc:
+        if exc.status in (403, 404):
+            return None
+        raise
+
+
+def read_snapshots(client: ApiClient, slow: SlowReads | None = None) -> list[ModelSnapshot]:
     """Everything the cards show, read in one go (in a worker thread)."""
     models = client.models()
     active = client.alerts(limit=1000)
     since = time.time() - RECENT_S
+    slow = slow or SlowReads()
     snapshots = []
     for model in models:
+        drift, performance = slow.get(client, model)
         snapshots.append(
             ModelSnapshot(
                 model=model,
                 series=client.live_series(1, since=since, model=model.name),
                 rollout=client.rollout_status(model.name) if model.rollout else None,
                 alerts=[alert for alert in active if alert.model == model.name],
+                drift=drift,
+                performance=performance,
             )
         )
     return snapshots
@@ -54,6 +100,7 @@ class OverviewPage(Page):
     def __init__(self, context: ConsoleContext):
         super().__init__(context)
         self.cards: dict[str, ModelCard] = {}
+        self.slow_reads = SlowReads()
         self.refreshed_at: float | None = None
         self.heading = make_label("Your models at a glance", name="heading")
         self.status = make_label(name="muted", wrap=True)
@@ -115,7 +162,11 @@ class OverviewPage(Page):
 
     def refresh(self, replace: bool = True) -> None:
         self.call_backend(
-            "snapshot", read_snapshots, self.show_snapshots, self._failed, replace=replace
+            "snapshot",
+            lambda client: read_snapshots(client, self.slow_reads),
+            self.show_snapshots,
+            self._failed,
+            replace=replace,
         )
 
     def show_snapshots(self, snapshots: list[ModelSnapshot]) -> None:

@@ -59,6 +59,10 @@ def test_the_overview_is_first_and_shows_each_model_with_its_values(
     assert toy.summary.text().endswith("no open alerts.")
     assert _value(toy, "Open alerts") == "none"
     assert _value(toy, "Quality (accuracy)").startswith("range ")
+    # No traffic yet: drift is not judged, and the row says why in words.
+    assert _value(toy, "Drift") == "not judged"
+    drift_row = toy.indicator("Drift")
+    assert drift_row is not None and "predictions in this window" in drift_row.toolTip()
     # At a glance: no tables on this page.
     from PySide6.QtWidgets import QAbstractItemView
 
