@@ -112,6 +112,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/alerts/{alert_id}"): Rule("read", "path", hidden_as=404),
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): Rule("deploy", "path", hidden_as=404),
     ("GET", "/api/v1/events/alerts"): Rule("read", "listed", stream=True),
+    ("GET", "/api/v1/models/{name}/performance"): Rule("read_predictions", "path"),
 }
 
 

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backend import __version__
-from backend.api import alerts, deploy, feedback, manage, monitor, oip, records
+from backend.api import alerts, deploy, feedback, manage, monitor, oip, performance, records
 from backend.api.errors import install_error_handlers
 from backend.api.fast_path import PredictionFastPath
 from backend.api.limits import BodySizeLimit, InFlightCounter
@@ -99,5 +99,6 @@ def create_app(
     app.include_router(deploy.router)
     app.include_router(monitor.router)
     app.include_router(alerts.router)
+    app.include_router(performance.router)
     install_hand_parsed_schemas(app)
     return app

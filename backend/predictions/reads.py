@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, select
+from sqlalchemy import ColumnElement, Row, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.tables import LabelRow, PredictionRow
@@ -208,3 +208,87 @@ def labelled_since(
             .limit(limit)
         ).all()
     return [(outputs, label) for outputs, label in rows]
+
+
+def version_window(
+    sessions: sessionmaker[Session],
+    model: str,
+    version: str,
+    start: float,
+    end: float,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """A version's predictions made in [start, end), oldest first, each with its label and
+    the label's arrival time (None for both while unlabelled): created_at, outputs, label,
+    received_at. Every route counts (a shadow answer is the version's answer too).
+
+    Along the (model, created_at) index, each row's label found by the label table's unique
+    (model, request_id, row_index) index: the read costs the window's rows, never the log's.
+    """
+    with sessions() as session:
+        return session.execute(
+            select(
+                PredictionRow.created_at,
+                PredictionRow.outputs,
+                LabelRow.label,
+                LabelRow.received_at,
+            )
+            .outerjoin(LabelRow, _label_of_prediction())
+            .where(
+                PredictionRow.model == model,
+                PredictionRow.created_at >= start,
+                PredictionRow.created_at < end,
+                PredictionRow.version == version,
+            )
+            .order_by(PredictionRow.created_at)
+            .limit(limit)
+        ).all()
+
+
+def version_window_counts(
+    sessions: sessionmaker[Session], model: str, version: str, start: float, end: float
+) -> tuple[int, int]:
+    """(predictions, labelled predictions) of a version made in [start, end), by the same
+    indexes as ``version_window``."""
+    with sessions() as session:
+        predictions, labelled = session.execute(
+            select(func.count(PredictionRow.id), func.count(LabelRow.id))
+            .outerjoin(LabelRow, _label_of_prediction())
+            .where(
+                PredictionRow.model == model,
+                PredictionRow.created_at >= start,
+                PredictionRow.created_at < end,
+                PredictionRow.version == version,
+            )
+        ).one()
+    return int(predictions), int(labelled)
+
+
+def version_window_labelled(
+    sessions: sessionmaker[Session],
+    model: str,
+    version: str,
+    start: float,
+    end: float,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Only the labelled rows of ``version_window`` (same columns), for a window with more
+    predictions than one read takes."""
+    with sessions() as session:
+        return session.execute(
+            select(
+                PredictionRow.created_at,
+                PredictionRow.outputs,
+                LabelRow.label,
+                LabelRow.received_at,
+            )
+            .join(LabelRow, _label_of_prediction())
+            .where(
+                PredictionRow.model == model,
+                PredictionRow.created_at >= start,
+                PredictionRow.created_at < end,
+                PredictionRow.version == version,
+            )
+            .order_by(PredictionRow.created_at)
+            .limit(limit)
+        ).all()

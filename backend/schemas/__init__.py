@@ -65,6 +65,16 @@ from backend.schemas.monitoring import (
     AlertSeverity,
     AlertStatus,
 )
+from backend.schemas.performance import (
+    CalibrationInfo,
+    EstimatedPerformance,
+    LabelDelay,
+    MetricSource,
+    MetricValue,
+    PerformanceReport,
+    PerformanceWindow,
+    Verdict,
+)
 
 # Entity ids are stored with every logged row (128 characters at most there).
 MAX_ENTITY_ID = 128
