@@ -30,6 +30,7 @@ from backend.schemas import (
     LiveSeries,
     ModelInfo,
     ModelList,
+    PerformanceReport,
     PredictionEventBatch,
     PredictionPage,
     PredictionRecord,
@@ -174,6 +175,19 @@ class ApiClient:
             labels=[LabelIn(request_id=request_id, row=row, label=label, model=model)]
         )
         return self._post("/api/v1/feedback", body, FeedbackResponse)
+
+    # ------------------------------------------------------------------ performance
+
+    def performance(
+        self, model: str, version: str | None = None, window_s: int = 3600, windows: int = 24
+    ) -> PerformanceReport:
+        """A version's realized and estimated quality per window (default: the one serving)."""
+        params: dict[str, Any] = {"window_s": window_s, "windows": windows}
+        if version:
+            params["version"] = version
+        return self._get(f"/api/v1/models/{model}/performance", PerformanceReport, params=params)
+
+    # ------------------------------------------------------------------ live
 
     def live_series(
         self,
