@@ -58,6 +58,7 @@ class PerformancePage(Page):
             "acceptable range)."
         )
         self.version_choice.setMinimumContentsLength(12)
+        self.version_choice.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.size_choice = QComboBox()
         self.size_choice.setToolTip("How long each window (each point on the chart) is.")
         for label, seconds in WINDOW_SIZES:

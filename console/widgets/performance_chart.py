@@ -33,7 +33,7 @@ def metric_name(metric: str) -> str:
     }.get(metric, metric.replace("_", " "))
 
 
-def metric_value(values: list, metric: str) -> float | None:  # type: ignore[type-arg]
+def metric_value(values: list, metric: str) -> float | None:
     """The value of ``metric`` among a window's MetricValue entries (None: not computed)."""
     return next((v.value for v in values if v.metric == metric), None)
 
@@ -109,12 +109,13 @@ class PerformanceChart(QWidget):
             x=[], height=[], width=1.0, brush=_translucent("muted", 140), pen=pg.mkPen(None)
         )
         self.delay_plot.addItem(self.delay_bars)
-        self.delay_plot.setMaximumHeight(150)
+        self.delay_plot.setFixedHeight(130)
+        self.delay_plot.getAxis("left").setTicks([[(0.0, "0"), (0.5, "50%"), (1.0, "100%")]])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.metric_plot, 3)
         layout.addWidget(self.delay_plot, 1)
-        self.x = np.array([], dtype=np.float64)
+        self.middles = np.array([], dtype=np.float64)
         self.realized = np.array([], dtype=np.float64)
         self.estimated = np.array([], dtype=np.float64)
         self.labelled = np.array([], dtype=np.float64)
@@ -128,13 +129,14 @@ class PerformanceChart(QWidget):
         for curve in (self.realized_curve, self.estimated_curve):
             curve.setData([], [])
         self.delay_bars.setOpts(x=[], height=[])
-        self.x = self.realized = self.estimated = self.labelled = np.array([], dtype=np.float64)
+        empty = np.array([], dtype=np.float64)
+        self.middles = self.realized = self.estimated = self.labelled = empty
 
     def show_report(self, report: PerformanceReport) -> None:
         windows = report.windows
         metric = report.metric
         nan = np.nan
-        self.x = window_middles(windows)
+        self.middles = window_middles(windows)
         self.realized = np.array(
             [_or_nan(metric_value(w.realized, metric)) for w in windows], dtype=np.float64
         )
@@ -152,11 +154,11 @@ class PerformanceChart(QWidget):
         ):
             # Nothing to draw is no curve at all (pyqtgraph warns on bounds of only NaN).
             if np.isfinite(values).any():
-                curve.setData(self.x, values)
+                curve.setData(self.middles, values)
             else:
                 curve.setData([], [])
         self.delay_bars.setOpts(
-            x=self.x, height=np.nan_to_num(self.labelled), width=report.window_s * 0.8
+            x=self.middles, height=np.nan_to_num(self.labelled), width=report.window_s * 0.8
         )
         low, high = report.acceptable_range
         self.band.setRegion((low, high))
@@ -167,7 +169,8 @@ class PerformanceChart(QWidget):
         self.metric_plot.setYRange(finite.min() - 0.1 * spread, finite.max() + 0.1 * spread)
         if len(windows):
             half = report.window_s / 2
-            self.metric_plot.setXRange(self.x[0] - half, self.x[-1] + half, padding=0.02)
+            first, last = self.middles[0] - half, self.middles[-1] + half
+            self.metric_plot.setXRange(first, last, padding=0.02)
 
 
 def _or_nan(value: float | None) -> float:

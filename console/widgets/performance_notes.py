@@ -164,10 +164,12 @@ class PerformanceNotes(QFrame):
         supported = [e for e in estimates if e.supported]
         if not supported:
             return f"No estimate before labels: {estimates[-1].explanation}"
-        untrusted = [e for e in supported if not e.trusted]
+        # Windows without predictions have nothing to trust or distrust: not counted.
+        busy = [w.estimated for w in report.windows if w.estimated.supported and w.predictions]
+        untrusted = [e for e in busy if not e.trusted]
         trust = (
-            f" In {len(untrusted)} of {len(supported)} windows it cannot be trusted (see the "
-            "warnings)."
+            f" In {len(untrusted)} of the {len(busy)} windows with predictions it cannot be "
+            "trusted (see the warnings)."
             if untrusted
             else ""
         )

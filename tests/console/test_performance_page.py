@@ -115,7 +115,7 @@ def test_the_chart_shows_realized_and_estimated_quality_against_the_band(
     assert report is not None and report.metric == "accuracy"
     assert page.chart.band_range == pytest.approx((0.7, 1.0))
     # One point per window; the newest window holds every prediction made above.
-    assert len(page.chart.x) == len(report.windows) == page.windows.row_count()
+    assert len(page.chart.middles) == len(report.windows) == page.windows.row_count()
     newest = report.windows[-1]
     assert newest.predictions == PREDICTED
     realized = next(v.value for v in newest.realized if v.metric == "accuracy")
@@ -171,7 +171,7 @@ def test_the_windows_follow_the_size_and_count_chosen(
         ),
         timeout=TIMEOUT_MS,
     )
-    assert len(page.chart.x) == 3 and page.windows.row_count() == 3
+    assert len(page.chart.middles) == 3 and page.windows.row_count() == 3
 
 
 def test_a_refused_question_shows_the_backends_reason(
