@@ -81,8 +81,12 @@ class PerformancePage(Page):
         self.notes = PerformanceNotes()
         self.chart = PerformanceChart()
         self.windows = PerformanceWindows()
-        self.splitter = make_splitter(Qt.Orientation.Vertical, (self.chart, 3), (self.windows, 2))
-        self.splitter.setSizes([420, 220])
+        # The words, the charts and the table share the height; on a small screen the reader
+        # drags the handles rather than scrolling the page.
+        self.splitter = make_splitter(
+            Qt.Orientation.Vertical, (self.notes, 0), (self.chart, 3), (self.windows, 2)
+        )
+        self.splitter.setSizes([170, 420, 200])
         state = settings.value("performance/splitter")
         if state is not None:
             self.splitter.restoreState(state)
@@ -100,7 +104,6 @@ class PerformancePage(Page):
         selectors.addWidget(self.status, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(selectors)
-        layout.addWidget(self.notes)
         layout.addWidget(self.splitter, 1)
 
         self.model_choice.currentIndexChanged.connect(self._on_model_changed)
