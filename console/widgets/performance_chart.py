@@ -7,6 +7,9 @@ a zero. Curves are named in the title in their own colours (no legend covers the
 
 from __future__ import annotations
 
+import textwrap
+import time
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -96,6 +99,10 @@ class PerformanceChart(QWidget):
             symbolPen=None,
             connect="finite",
         )
+        for curve in (self.realized_curve, self.estimated_curve):
+            # Hovering a point says what it is, in words (the window's explanation).
+            curve.scatter.opts["hoverable"] = True
+            curve.scatter.opts["tip"] = _point_tip
         self.delay_plot = time_plot(
             keyed_title("Share of predictions with labels", [("labelled", colour("muted"))]),
             "How many of each window's predictions have their true label yet. Realized quality "
@@ -148,13 +155,24 @@ class PerformanceChart(QWidget):
             dtype=np.float64,
         )
         self.labelled = np.array([_or_nan(w.label_delay.share) for w in windows], dtype=np.float64)
-        for curve, values in (
-            (self.realized_curve, self.realized),
-            (self.estimated_curve, self.estimated),
+        name = metric_name(metric)
+        realized_tips = [
+            f"{name} {value:.3f} measured on {w.label_delay.labelled:,} labelled predictions. "
+            f"{w.verdict.explanation}"
+            for w, value in zip(windows, self.realized, strict=True)
+        ]
+        estimated_tips = [
+            f"{name} estimated {value:.3f} from the model's confidence. {w.estimated.explanation}"
+            + (" " + " ".join(w.estimated.warnings) if w.estimated.warnings else "")
+            for w, value in zip(windows, self.estimated, strict=True)
+        ]
+        for curve, values, tips in (
+            (self.realized_curve, self.realized, realized_tips),
+            (self.estimated_curve, self.estimated, estimated_tips),
         ):
             # Nothing to draw is no curve at all (pyqtgraph warns on bounds of only NaN).
             if np.isfinite(values).any():
-                curve.setData(self.middles, values)
+                curve.setData(self.middles, values, data=tips)
             else:
                 curve.setData([], [])
         self.delay_bars.setOpts(
@@ -175,3 +193,9 @@ class PerformanceChart(QWidget):
 
 def _or_nan(value: float | None) -> float:
     return np.nan if value is None else float(value)
+
+
+def _point_tip(x: float, y: float, data: object) -> str:
+    """A hovered point's tooltip: when its window was, and what its value means."""
+    when = time.strftime("%d %b %H:%M", time.localtime(x))
+    return textwrap.fill(f"Window around {when}: {data}", 70)

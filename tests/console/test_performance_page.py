@@ -127,6 +127,10 @@ def test_the_chart_shows_realized_and_estimated_quality_against_the_band(
     assert np.isnan(page.chart.realized[:-1]).all()
     _x, y = page.chart.realized_curve.getData()
     assert y is not None and y[-1] == pytest.approx(realized)
+    # Hovering the point says what it is, in words.
+    hovered = page.chart.realized_curve.scatter.points()[-1]
+    assert newest.verdict.explanation in hovered.data()
+    assert "labelled predictions" in hovered.data()
     # The label delay beneath: the share labelled, in the chart and in words.
     assert page.chart.labelled[-1] == pytest.approx(LABELLED / PREDICTED)
     assert f"{LABELLED / PREDICTED:.0%} of the predictions have one" in page.notes.delay.text()
