@@ -110,13 +110,14 @@ class PerformanceChart(QWidget):
             "estimate more, and wait for labels before concluding.",
             "labelled",
         )
-        self.delay_plot.setYRange(-0.02, 1.08, padding=0)
+        # Room above 100% and below 0 so that pyqtgraph draws those tick labels too.
+        self.delay_plot.setYRange(-0.12, 1.12, padding=0)
         self.delay_plot.setXLink(self.metric_plot)
         self.delay_bars = pg.BarGraphItem(
             x=[], height=[], width=1.0, brush=_translucent("muted", 140), pen=pg.mkPen(None)
         )
         self.delay_plot.addItem(self.delay_bars)
-        self.delay_plot.setFixedHeight(105)
+        self.delay_plot.setFixedHeight(120)
         self.delay_plot.getAxis("left").setTicks([[(0.0, "0"), (0.5, "50%"), (1.0, "100%")]])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
