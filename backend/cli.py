@@ -1,4 +1,5 @@
-"""servedeck-server: serve, register models, manage tokens, build the demo, simulate traffic."""
+"""servedeck-server: serve, register models, manage tokens, build the demo, simulate traffic,
+measure drift between two data files."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.claim import BUSY_LINE, DataDirBusy, DataDirClaim
-from backend.cli_deploy import add_deploy_commands
+from backend.cli_drift import add_drift_command, drift_parser
 from backend.errors import ServeDeckError
 from backend.parent_watch import ParentWatch
 from backend.settings import Settings
-from backend.workspace import Workspace
+
+if TYPE_CHECKING:
+    from backend.workspace import Workspace
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -26,6 +29,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _open(args: argparse.Namespace) -> Workspace:
+    from backend.workspace import Workspace
+
     return Workspace.open(_settings(args))
 
 
@@ -146,6 +151,7 @@ def cmd_tokens_revoke(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from backend.demo.workspace import build_demo
+    from backend.workspace import Workspace
 
     _watch_parent(args)
     settings = _settings(args)
@@ -380,7 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.set_defaults(func=cmd_simulate)
 
+    # Imported here: the deployment stack (models, the store) is not needed by `drift`.
+    from backend.cli_deploy import add_deploy_commands
+
     add_deploy_commands(sub, common, _open)
+    add_drift_command(sub)
     return parser
 
 
@@ -393,7 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     # Every file these commands make lands in a data directory of tokens, predictions and
     # models: readable by its owner only, whichever code creates it (SQLite, the spool, ...).
     os.umask(0o077)
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    # The file drift report opens no workspace: it starts without the server's imports.
+    parser = drift_parser() if arguments[:1] == ["drift"] else build_parser()
+    args = parser.parse_args(arguments)
     try:
         return int(args.func(args))
     except DataDirBusy as exc:

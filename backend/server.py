@@ -25,6 +25,7 @@ from uvicorn.supervisors import Multiprocess
 from backend.api.app import create_app
 from backend.claim import DataDirClaim
 from backend.errors import ServeDeckError
+from backend.monitoring.prometheus import prepare_multiprocess_dir
 from backend.registry.sandbox import shared_probe
 from backend.settings import Settings
 from backend.workspace import Workspace
@@ -110,6 +111,9 @@ def _serve_claimed(settings: Settings, host: str, port: int, workers: int, log_l
         os.environ["SERVEDECK_DATA_DIR"] = str(settings.data_dir)
         os.environ["SERVEDECK_DATABASE_URL"] = settings.database_url
         os.environ["SERVEDECK_MAX_BATCH_SIZE"] = str(settings.max_batch_size)
+        # A scrape reaches one worker at random: the workers' Prometheus counters are kept in
+        # shared files and summed by whichever answers (see backend.monitoring.prometheus).
+        prepare_multiprocess_dir(settings.data_dir)
         workspace.close()
         config = uvicorn.Config(
             "backend.server:app_from_environment", factory=True, workers=workers, **common

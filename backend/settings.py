@@ -29,6 +29,9 @@ class Settings:
     max_batch_size: int = 64
     max_batch_wait_ms: float = 0.0
     max_request_bytes: int = 8 * 1024 * 1024
+    # The drift file report's upload (two data files in one request): 1,000,000 rows x 20
+    # columns is about 90 MB of Parquet per file.
+    max_drift_upload_bytes: int = 512 * 1024 * 1024
     max_rows_per_request: int = 10_000
     # How long a resolved token stays cached on the request path: a token revoked by another
     # process (the command line, another worker) is refused at most this long afterwards.
@@ -37,6 +40,10 @@ class Settings:
     state_poll_interval_s: float = 0.5
     # How often a worker judges the running rollouts' checks (and moves them on).
     rollout_check_interval_s: float = 2.0
+    # How long the log writer keeps drift-window counts per minute and per hour (windows
+    # older than the minutes kept are read in whole hours).
+    drift_minute_retention_s: float = 2 * 86_400
+    drift_hour_retention_s: float = 90 * 86_400
 
     @property
     def artifacts_dir(self) -> Path:
@@ -78,9 +85,12 @@ class Settings:
             ("SERVEDECK_MAX_BATCH_SIZE", "max_batch_size", int),
             ("SERVEDECK_MAX_BATCH_WAIT_MS", "max_batch_wait_ms", float),
             ("SERVEDECK_MAX_REQUEST_BYTES", "max_request_bytes", int),
+            ("SERVEDECK_MAX_DRIFT_UPLOAD_BYTES", "max_drift_upload_bytes", int),
             ("SERVEDECK_STATE_POLL_INTERVAL", "state_poll_interval_s", float),
             ("SERVEDECK_ROLLOUT_CHECK_INTERVAL", "rollout_check_interval_s", float),
             ("SERVEDECK_LOG_FSYNC", "log_fsync", str),
+            ("SERVEDECK_DRIFT_MINUTE_RETENTION", "drift_minute_retention_s", float),
+            ("SERVEDECK_DRIFT_HOUR_RETENTION", "drift_hour_retention_s", float),
         ):
             raw = os.environ.get(env_name)
             if raw:

@@ -13,6 +13,8 @@ from backend.db import create_db_engine, session_factory, upgrade_database
 from backend.db.tables import TokenRow
 from backend.deploy.service import DeployService
 from backend.monitoring.alerts import AlertService
+from backend.monitoring.drift.references import reference_summary_json
+from backend.monitoring.drift.windows import DriftWindows
 from backend.registry import ArtifactStore, Registry
 from backend.settings import Settings
 
@@ -26,6 +28,7 @@ class Workspace:
     tokens: TokenService
     deploy: DeployService
     alerts: AlertService
+    drift: DriftWindows
 
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
@@ -33,7 +36,11 @@ class Workspace:
         engine = create_db_engine(settings.database_url)
         upgrade_database(engine)
         sessions = session_factory(engine)
-        registry = Registry(sessions, ArtifactStore(settings.artifacts_dir))
+        registry = Registry(
+            sessions,
+            ArtifactStore(settings.artifacts_dir),
+            summarise_reference=reference_summary_json,
+        )
         alerts = AlertService(sessions)
         workspace = cls(
             settings=settings,
@@ -43,6 +50,7 @@ class Workspace:
             tokens=TokenService(sessions, settings.token_cache_ttl_s),
             deploy=DeployService(sessions, registry, alerts),
             alerts=alerts,
+            drift=DriftWindows(engine, sessions),
         )
         workspace.ensure_admin_token()
         return workspace

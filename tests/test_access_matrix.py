@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from backend.api.app import create_app
 from backend.auth.tokens import PERMISSIONS
@@ -112,7 +113,21 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/alerts/{alert_id}"): Rule("read", "path", hidden_as=404),
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): Rule("deploy", "path", hidden_as=404),
     ("GET", "/api/v1/events/alerts"): Rule("read", "listed", stream=True),
+    # The caller's own files, no model: any token that may read (support and up).
+    ("POST", "/api/v1/drift/files"): Rule("read"),
     ("GET", "/api/v1/models/{name}/performance"): Rule("read_predictions", "path"),
+    ("GET", "/api/v1/models/{name}/drift"): Rule("read", "path"),
+    ("GET", "/api/v1/models/{name}/drift/series"): Rule("read", "path"),
+    ("GET", "/api/v1/models/{name}/drift/settings"): Rule("read", "path"),
+    ("PUT", "/api/v1/models/{name}/drift/settings"): Rule("deploy", "path", body=lambda _m: {}),
+    ("GET", "/api/v1/events"): Rule("read", "listed", stream=True),
+    ("GET", "/api/v1/alert-rules/defaults"): Rule("read"),
+    ("GET", "/api/v1/models/{name}/alert-rules"): Rule("read", "path"),
+    ("PUT", "/api/v1/models/{name}/alert-rules"): Rule(
+        "deploy", "path", body=lambda _m: {"rules": [{"kind": "error_rate", "threshold": 0.1}]}
+    ),
+    # Prometheus's scrape: the live statistics' counts, so their permission.
+    ("GET", "/metrics"): Rule("read_predictions", "listed"),
 }
 
 
@@ -236,6 +251,8 @@ def _call(
         # From the start of the alerts: the first message shows the first alert it may see.
         if path.endswith("/events/alerts"):
             headers["Last-Event-ID"] = "0"
+        elif path.endswith("/events"):
+            headers["Last-Event-ID"] = "0-0"
         with client.stream("GET", path, headers=headers, params=params) as answer:
             if answer.status_code != 200:
                 answer.read()
@@ -250,7 +267,7 @@ def _call(
     try:
         payload = answer.json()
     except ValueError:
-        payload = None
+        payload = answer.text  # the Prometheus text format
     return answer.status_code, payload
 
 
@@ -258,7 +275,7 @@ def _listed_models(path: str, payload: Any) -> set[str]:
     """The models a listing showed."""
     if path.endswith("/events/predictions"):
         return {event["model"] for event in payload["events"]}
-    if path.endswith("/events/alerts"):
+    if path.endswith("/events/alerts") or path.endswith("/events"):
         return {payload["model"]}
     if path.endswith("/models"):
         return {m["name"] for m in payload["models"]}
@@ -268,6 +285,13 @@ def _listed_models(path: str, payload: Any) -> set[str]:
         return {e["model"] for e in payload["events"] if e["model"] is not None}
     if path.endswith("/alerts"):
         return {a["model"] for a in payload["alerts"]}
+    if path == "/metrics":
+        return {
+            sample.labels["model"]
+            for family in text_string_to_metric_families(payload)
+            for sample in family.samples
+            if "model" in sample.labels
+        }
     if path.endswith("/monitor/live"):
         return {payload["model"]} if payload["model"] else {"toy", "price"}
     return set()

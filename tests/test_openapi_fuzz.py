@@ -23,7 +23,7 @@ from tests.helpers import ServerProcess, prepare_toy_data_dir, start_server
 
 # Bounded so that the whole run stays within about two minutes on two cores.
 EXAMPLES_PER_OPERATION = 25
-EVENT_STREAMS = r"^/api/v1/events/"
+EVENT_STREAMS = r"^/api/v1/events(/|$)"
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +71,15 @@ BEYOND_THE_SCHEMA = {
     "POST /api/v1/models/{name}/versions": "metadata is a JSON document inside a form field",
     "POST /api/v1/tokens": "constraints are for client tokens only",
     "PUT /api/v1/models/{name}/policy": "min_labelled may not exceed metric_window",
+    # Each kind of rule has its own threshold range (milliseconds, a share, none) and only a
+    # few kinds can be set yet; the body names the field it refuses.
+    "PUT /api/v1/models/{name}/alert-rules": "a rule's threshold range depends on its kind",
     # A query parameter cannot be made to depend on another in an OpenAPI parameter list.
     "GET /api/v1/monitor/live": "a version is asked for with its model",
     # Free-form JSON (a label) holds integers within 64 bits; JSON Schema cannot tell such an
     # integer from a float of the same value, which is accepted.
     "POST /api/v1/feedback": "a label's integers must fit in 64 bits",
+    "POST /api/v1/drift/files": "the files must be Parquet or CSV with columns in common",
 }
 
 
@@ -127,7 +131,9 @@ def _first_bytes(
         return response.status_code, response.headers.get("content-type", ""), first
 
 
-@pytest.mark.parametrize("path", ["/api/v1/events/predictions", "/api/v1/events/alerts"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/events/predictions", "/api/v1/events/alerts", "/api/v1/events"]
+)
 def test_event_streams_start_and_refuse_bad_input(
     path: str, fuzzed_server: tuple[ServerProcess, str]
 ) -> None:
@@ -140,10 +146,13 @@ def test_event_streams_start_and_refuse_bad_input(
     assert plain.status_code == 401 and plain.json()["error"]
 
 
-def test_alert_stream_refuses_a_bad_last_event_id(fuzzed_server: tuple[ServerProcess, str]) -> None:
+@pytest.mark.parametrize("path", ["/api/v1/events/alerts", "/api/v1/events"])
+def test_event_streams_refuse_a_bad_last_event_id(
+    path: str, fuzzed_server: tuple[ServerProcess, str]
+) -> None:
     server, token = fuzzed_server
     response = requests.get(
-        f"{server.url}/api/v1/events/alerts",
+        f"{server.url}{path}",
         headers={"Authorization": f"Bearer {token}", "Last-Event-ID": "12x"},
         timeout=10,
     )

@@ -214,21 +214,30 @@ def test_a_report_reads_its_windows_from_the_store(workspace: Workspace) -> None
     assert report.calibration is not None and report.calibration.reference_rows == 100
 
 
+@pytest.mark.parametrize(
+    ("limit", "value", "windows"),
+    [("MAX_ROWS_PER_WINDOW", 10, 1), ("MAX_ROWS_PER_REPORT", 20, 2)],
+    ids=["window-limit", "report-budget"],
+)
 def test_a_window_larger_than_one_read_is_counted_exactly(
-    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, limit: str, value: int, windows: int
 ) -> None:
-    monkeypatch.setattr(perf, "MAX_ROWS_PER_WINDOW", 10)
+    # 10 rows per read: one window's own limit, or a report's budget shared by two windows.
+    monkeypatch.setattr(perf, limit, value)
     start = 1_750_003_600.0
     answers = [(i % 2, 0.8 if i % 2 else 0.2) for i in range(30)]
     insert_window(workspace, start, answers, {i: (i % 2, 1.0) for i in range(0, 30, 2)})
     info = workspace.registry.get_version("toy", "1")
     report = performance_report(
         workspace.sessions, workspace.registry, CalibrationCache(), "toy", info,
-        window_s=3600, windows=1, end=start, min_labels=5,
+        window_s=3600, windows=windows, end=start, min_labels=5,
     )  # fmt: skip
-    (window,) = report.windows
-    assert (window.predictions, window.read, window.label_delay.labelled) == (30, 10, 10)
-    assert window.label_delay.share == pytest.approx(10 / 30)
+    window = report.windows[-1]
+    # Counted exactly; the metrics and the delay come from the first rows read.
+    assert (window.predictions, window.read, window.label_delay.labelled) == (30, 10, 15)
+    assert window.label_delay.share == 0.5
+    assert window.label_delay.median_s == 1.0
+    assert "Measured on 10 labelled predictions" in window.verdict.explanation
 
 
 def test_the_window_read_follows_the_indexes(sqlite_workspace: Workspace) -> None:
@@ -336,6 +345,7 @@ def test_the_api_reports_realized_and_estimated_performance(
     estimated = window["estimated"]
     assert estimated["supported"] and not estimated["trusted"]
     assert any("Only 40 predictions" in w for w in estimated["warnings"])
+    assert "cannot be trusted here" in estimated["explanation"]
     assert values(estimated["metrics"])["accuracy"] is not None
     assert next(m for m in estimated["metrics"] if m["metric"] == "log_loss")["reason"]
     verdict = window["verdict"]
@@ -357,6 +367,8 @@ def test_the_api_reports_realized_and_estimated_performance(
     (window,) = regression["windows"]
     assert window["estimated"]["supported"] is False
     assert "need the true values" in window["estimated"]["explanation"]
+    assert [m["metric"] for m in window["estimated"]["metrics"]] == ["mae", "rmse", "r2"]
+    assert all(m["value"] is None and m["reason"] for m in window["estimated"]["metrics"])
     # The price model answers 12 times the same row; labels 2.0 ... 3.1.
     served_price = client.get(
         "/api/v1/predictions", headers=admin_headers, params={"request_id": "perf-price"}

@@ -1,4 +1,5 @@
-"""Alerts API: list, read and acknowledge alerts; follow new ones as server-sent events.
+"""Alerts API: list, read (with history) and acknowledge alerts; follow new ones as
+server-sent events; read and set a model's alert rules.
 
 Alerts are rows in the store, so every worker answers the same and a stream sees alerts
 raised by any worker (it looks for new ones every ``POLL_S``, and at its token more often).
@@ -22,7 +23,16 @@ from backend.auth.tokens import Principal, require
 from backend.errors import InputError, NotFound
 from backend.monitoring.alerts import AlertService
 from backend.monitoring.feed import PredictionFeed
-from backend.schemas import AcknowledgeRequest, Alert, AlertList, AlertStatus
+from backend.monitoring.rules import RuleStore, default_rules
+from backend.schemas import (
+    AcknowledgeRequest,
+    Alert,
+    AlertList,
+    AlertRule,
+    AlertRules,
+    AlertRulesRequest,
+    AlertStatus,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["Alerts"], responses=ERRORS)
 
@@ -135,6 +145,8 @@ def _alert_id(text: str) -> int:
 
 @router.get("/alerts/{alert_id}", response_model=Alert)
 def get_alert(workspace: CurrentWorkspace, principal: CurrentPrincipal, alert_id: AlertId) -> Alert:
+    """One alert with its history: raised, changed, acknowledged (who, when, note),
+    re-opened, resolved."""
     require(principal, "read")
     return _visible(principal, workspace.alerts.get(alert_id))
 
@@ -151,3 +163,31 @@ def acknowledge_alert(
     _visible(principal, workspace.alerts.get(alert_id))
     note = request.note if request is not None else ""
     return workspace.alerts.acknowledge(alert_id, principal.name, note)
+
+
+@router.get("/alert-rules/defaults", response_model=list[AlertRule])
+def alert_rule_defaults(principal: CurrentPrincipal) -> list[AlertRule]:
+    """The rules every model has until it sets its own."""
+    require(principal, "read")
+    return default_rules()
+
+
+@router.get("/models/{name}/alert-rules", response_model=AlertRules)
+def model_alert_rules(
+    name: str, workspace: CurrentWorkspace, principal: CurrentPrincipal
+) -> AlertRules:
+    """The model's alert rules: its own settings, the defaults for the kinds it left alone."""
+    require(principal, "read", name)
+    workspace.registry.get_model(name)  # 404 for an unknown model
+    return RuleStore(workspace.sessions).rules(name)
+
+
+@router.put("/models/{name}/alert-rules", response_model=AlertRules)
+def set_model_alert_rules(
+    name: str, body: AlertRulesRequest, workspace: CurrentWorkspace, principal: CurrentPrincipal
+) -> AlertRules:
+    """Replace the model's own rules (engineer or admin); a kind left out goes back to its
+    default. Takes effect at the next evaluation, within seconds, in every worker."""
+    require(principal, "deploy", name)
+    workspace.registry.get_model(name)
+    return RuleStore(workspace.sessions).replace(name, body.rules, principal.name)

@@ -11,7 +11,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backend import __version__
-from backend.api import alerts, deploy, feedback, manage, monitor, oip, performance, records
+from backend.api import (
+    alerts,
+    deploy,
+    drift,
+    events,
+    feedback,
+    manage,
+    metrics,
+    monitor,
+    oip,
+    performance,
+    records,
+)
 from backend.api.errors import install_error_handlers
 from backend.api.fast_path import PredictionFastPath
 from backend.api.limits import BodySizeLimit, InFlightCounter
@@ -19,8 +31,12 @@ from backend.api.openapi import install_hand_parsed_schemas
 from backend.api.refusals import RefusalCounter
 from backend.api.url_text import RefuseNulInUrl
 from backend.deploy.controller import RolloutController
+from backend.monitoring.drift.alerting import DriftAlertWatch, drift_gauges
+from backend.monitoring.evaluator import AlertEvaluator
 from backend.monitoring.feed import PredictionFeed
 from backend.monitoring.live_stats import LiveStats
+from backend.monitoring.prometheus import PrometheusMetrics, active_alerts_source
+from backend.monitoring.rules import RuleStore
 from backend.predictions.log import PredictionLog
 from backend.serving.candidates import CandidateCalls
 from backend.serving.crowd import CrowdGauge
@@ -42,19 +58,32 @@ def create_app(
         settings.spool_dir,
         settings.log_flush_interval_s,
         fsync=settings.log_fsync,
+        window_minute_retention_s=settings.drift_minute_retention_s,
+        window_hour_retention_s=settings.drift_hour_retention_s,
     )
     feed = PredictionFeed()
     live_stats = LiveStats()
     crowd = CrowdGauge()
     state = ServingState(settings, workspace.registry, CandidateCalls())
+    prometheus = PrometheusMetrics(class_labels=metrics.class_labels_in(state))
+    prometheus.gauges.add(active_alerts_source(workspace.alerts))
     # Everything that keeps what was answered is an observer of the request path.
-    serving = ServingService(state, prediction_log, [live_stats, feed], crowd)
+    serving = ServingService(state, prediction_log, [live_stats, feed, prometheus], crowd)
     rollouts = RolloutController(workspace.deploy, state, settings.rollout_check_interval_s)
+    # The alert rules on this worker's live statistics (see monitoring.evaluator).
+    alert_rules = AlertEvaluator(workspace.alerts, RuleStore(workspace.sessions), live_stats, state)
+    # The drift rules, on the windows the log writer counts (see monitoring.drift.alerting).
+    drift_alerts = DriftAlertWatch(
+        workspace.drift, RuleStore(workspace.sessions), workspace.alerts, state
+    )
+    prometheus.gauges.add(drift_gauges(drift_alerts))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await serving.start()
         judging = asyncio.create_task(rollouts.run())
+        alerting = asyncio.create_task(alert_rules.run())
+        drift_watch = asyncio.create_task(drift_alerts.run())
         # Everything loaded so far (libraries, models) lives for the whole process: moving it
         # out of the collector's view turns 100+ ms full collections under load into ~1 ms.
         gc.collect()
@@ -62,9 +91,10 @@ def create_app(
         try:
             yield
         finally:
-            judging.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await judging
+            for task in (judging, alerting, drift_watch):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             # Graceful shutdown: everything accepted is written before the process ends.
             await serving.stop()
             if on_stop is not None:
@@ -84,14 +114,26 @@ def create_app(
     app.state.feed = feed
     app.state.live_stats = live_stats
     app.state.rollouts = rollouts
+    app.state.alert_rules = alert_rules
+    app.state.prometheus = prometheus
     install_error_handlers(app)
     # Added first, so it runs inside the size limit and the in-flight count.
     app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        path_limits={drift.FILES_PATH: settings.max_drift_upload_bytes},
+    )
     app.add_middleware(InFlightCounter, crowd=crowd)
     app.add_middleware(RefuseNulInUrl)
     # Outermost, so it sees every refusal, the size limit's included.
-    app.add_middleware(RefusalCounter, live_stats=live_stats, state=state, tokens=workspace.tokens)
+    app.add_middleware(
+        RefusalCounter,
+        live_stats=live_stats,
+        state=state,
+        tokens=workspace.tokens,
+        also_count_in=[prometheus],
+    )
     app.include_router(oip.router)
     app.include_router(records.router)
     app.include_router(manage.router)
@@ -99,6 +141,9 @@ def create_app(
     app.include_router(deploy.router)
     app.include_router(monitor.router)
     app.include_router(alerts.router)
+    app.include_router(drift.router)
     app.include_router(performance.router)
+    app.include_router(events.router)
+    app.include_router(metrics.router)
     install_hand_parsed_schemas(app)
     return app

@@ -12,14 +12,17 @@ from backend.serving.crowd import CrowdGauge
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        # Routes that take files larger than a request (the drift file report), by exact path.
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.path_limits.get(scope["path"], self.max_bytes)
         declared: int | None = None
         chunked = False
         for name, value in scope["headers"]:
@@ -30,8 +33,8 @@ class BodySizeLimit:
                     declared = None  # the HTTP server refuses such a request before this
             elif name == b"transfer-encoding":
                 chunked = True
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(send)
+        if declared is not None and declared > max_bytes:
+            await self._refuse(send, max_bytes)
             return
         if declared is not None and not chunked:
             # The HTTP server delivers no more than the declared length: nothing to count.
@@ -48,8 +51,8 @@ class BodySizeLimit:
             if message["type"] != "http.request":
                 return  # the client left before its body arrived: nobody to answer
             whole += message.get("body", b"")
-            if len(whole) > self.max_bytes:
-                await self._refuse(send)
+            if len(whole) > max_bytes:
+                await self._refuse(send, max_bytes)
                 return
             if not message.get("more_body", False):
                 break
@@ -64,8 +67,8 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
-        reason = f"the request body is larger than the limit of {self.max_bytes} bytes"
+    async def _refuse(self, send: Send, max_bytes: int) -> None:
+        reason = f"the request body is larger than the limit of {max_bytes} bytes"
         body: dict[str, Any] = {"error": f"body: {reason}", "field": "body", "reason": reason}
         payload = json.dumps(body).encode()
         await send(

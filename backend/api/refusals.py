@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,12 +34,23 @@ _PREDICTION_PATH = re.compile(
 )
 
 
+class RefusalRecorder(Protocol):
+    def record_refusal(self, model: str, version: str, now: float, status: int) -> None: ...
+
+
 class RefusalCounter:
     def __init__(
-        self, app: ASGIApp, live_stats: LiveStats, state: ServingState, tokens: TokenService
+        self,
+        app: ASGIApp,
+        live_stats: LiveStats,
+        state: ServingState,
+        tokens: TokenService,
+        also_count_in: Sequence[RefusalRecorder] = (),
     ):
         self.app = app
         self.live_stats = live_stats
+        # Others that count refusals with the same bounded names (the Prometheus counters).
+        self.also_count_in = list(also_count_in)
         self.state = state
         self.tokens = tokens
 
@@ -51,20 +64,36 @@ class RefusalCounter:
         model = match["name"] or match["record_name"] or ""
         version = match["version"] or ""
 
+        answered = False
+
         async def send_counting(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] >= 400:
-                vouched = self._may_predict(_authorization(scope), model)
-                self._count(model if vouched else "", version, message["status"])
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = True
+                if message["status"] >= 400:
+                    vouched = self._may_predict(_authorization(scope), model)
+                    self._count(model if vouched else "", version, message["status"])
             await send(message)
 
-        await self.app(scope, receive, send_counting)
+        try:
+            await self.app(scope, receive, send_counting)
+        except Exception:
+            # The model itself failed: the outermost error handler answers 500 after this,
+            # out of sight of send_counting; it is a failure all the same.
+            if not answered:
+                vouched = self._may_predict(_authorization(scope), model)
+                self._count(model if vouched else "", version, 500)
+            raise
 
     def _count(self, model: str, version: str, status: int) -> None:
         if self.state.routing(model) is None:
             model, version = "", ""
         elif version and self.state.loaded(model, version) is None:
             version = ""
-        self.live_stats.record_refusal(model, version, time.time(), status)
+        now = time.time()
+        self.live_stats.record_refusal(model, version, now, status)
+        for recorder in self.also_count_in:
+            recorder.record_refusal(model, version, now, status)
 
     def _may_predict(self, authorization: str | None, model: str) -> bool:
         try:

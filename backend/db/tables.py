@@ -191,18 +191,23 @@ class AuditEventRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+def _version_group(context: Any) -> str:
+    return str(context.get_current_parameters().get("version") or "")
+
+
 class AlertRow(Base):
-    """An alert (monitoring): raised once per cause while active, acknowledged by a person."""
+    """An alert (monitoring): one active alert per rule, model and group, across workers."""
 
     __tablename__ = "alerts"
     __table_args__ = (
         Index("ix_alerts_model", "model", "id"),
-        # One active alert per cause, across every worker.
+        # One active alert per (model, rule, group), across every worker: the group is the
+        # version for a rule judged per version (live_metric), "" for one over the model.
         Index(
-            "uq_alerts_active_cause",
+            "uq_alerts_active_group",
             "model",
-            "version",
             "kind",
+            "group_key",
             unique=True,
             sqlite_where=text("status != 'resolved'"),
             postgresql_where=text("status != 'resolved'"),
@@ -213,6 +218,9 @@ class AlertRow(Base):
     model: Mapped[str] = mapped_column(String(128))
     version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     kind: Mapped[str] = mapped_column(String(32))
+    # Not null (unlike version), so that the unique index above holds for model-wide rules;
+    # the version unless given (as live_metric has always grouped).
+    group_key: Mapped[str] = mapped_column(String(64), default=_version_group, server_default="")
     severity: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     title: Mapped[str] = mapped_column(Text)
@@ -220,11 +228,54 @@ class AlertRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Unix seconds (shown as UTC date-times on the wire).
     raised_at: Mapped[float] = mapped_column(Float)
+    # When any worker last saw the condition: a worker resolves only after nobody has.
+    last_seen_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # When the newest "changed" event was sent (details change in place more often).
+    changed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     acknowledged_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     acknowledged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     acknowledgement: Mapped[str] = mapped_column(Text, default="")
     resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     resolution: Mapped[str] = mapped_column(Text, default="")
+    reopened: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class AlertEventRow(Base):
+    """What happened to an alert (raised, changed, acknowledged, reopened, resolved), with the
+    alert as it stood after: its history, and the alert half of the event stream. Written in
+    the transaction that changed the alert."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (
+        Index("ix_alert_events_alert", "alert_id", "id"),
+        Index("ix_alert_events_model", "model", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(16))
+    # Unix seconds.
+    at: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str] = mapped_column(Text, default="")
+    # The Alert (wire form, without history) after this change.
+    alert: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class AlertRuleRow(Base):
+    """A model's own setting of one alert rule (an AlertRule as JSON); none: the default."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (UniqueConstraint("model", "kind", name="uq_alert_rules_model_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    rule: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    # Unix seconds.
+    updated_at: Mapped[float] = mapped_column(Float)
 
 
 class CandidateCallsRow(Base):
@@ -247,3 +298,78 @@ class CandidateCallsRow(Base):
     worker: Mapped[str] = mapped_column(String(128))
     calls: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# ---------------------------------------------------------------- drift windows (monitoring)
+# Kept together: the reference each version's drift is measured against, and the current
+# windows' counts the log writer keeps as it writes rows (backend/predictions/window_counts.py).
+
+
+class DriftReferenceRow(Base):
+    """A version's reference summary, made once at registration (layout: predictions/
+    summary_layout.py). JSON text, not the JSON type: the log writer reads it with its driver
+    and orjson, and only ``features.<name>.kind`` and ``.edges``."""
+
+    __tablename__ = "drift_references"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    summary: Mapped[str] = mapped_column(Text)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    # "training data" or "confidence set".
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # JSON text: the reference sample's true labels with the model's predictions and
+    # probabilities on it (what the label-free performance estimate calibrates on); None
+    # without true labels.
+    labelled_outputs: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DriftSettingsRow(Base):
+    """A model's own drift settings (schemas.DriftSettings as JSON text); none: defaults."""
+
+    __tablename__ = "drift_settings"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    settings: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DriftWindowDeltaRow(Base):
+    """What one writer commit counted for one minute of one (model, version, route): inserted
+    in the transaction that inserts the rows (exactly once), never updated, and folded into
+    ``drift_window_buckets`` by a writer once its minute has closed."""
+
+    __tablename__ = "drift_window_deltas"
+    __table_args__ = (Index("ix_drift_window_deltas_bucket", "model", "bucket_start"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(32))
+    route: Mapped[str] = mapped_column(String(16))
+    # The minute's start, Unix seconds.
+    bucket_start: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(Integer)
+    # A current-window summary (sparse JSON text, summary_layout's window layout).
+    counts: Mapped[str] = mapped_column(Text)
+
+
+class DriftWindowBucketRow(Base):
+    """The summed counts of one minute (resolution 60) or one hour (3600) of one (model,
+    version, route). Minute rows are kept for 2 days, hour rows for 90 (settings)."""
+
+    __tablename__ = "drift_window_buckets"
+    # Windows are read by model and time (any version or route); retention by age.
+    __table_args__ = (
+        Index("ix_drift_window_buckets_time", "model", "resolution_s", "bucket_start"),
+        Index("ix_drift_window_buckets_age", "resolution_s", "bucket_start"),
+    )
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    route: Mapped[str] = mapped_column(String(16), primary_key=True)
+    resolution_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    counts: Mapped[str] = mapped_column(Text)

@@ -288,6 +288,20 @@ def estimate_window(
     # choice, the most probable class.
     predicted = np.where(predicted >= 0, predicted, probabilities.argmax(axis=1))
     calibrated = calibration.apply(probabilities)
+    mismatch = _share_mismatch(n, predicted, calibration)
+    if mismatch and calibration.label_shares and min(calibration.label_shares) > 0:
+        calibrated, prior = adjust_to_window_prior(
+            calibrated, np.asarray(calibration.label_shares, dtype=np.float64)
+        )
+        mix = ", ".join(
+            f"{label!r} {share:.1%}"
+            for label, share in zip(calibration.classes, prior, strict=True)
+        )
+        mismatch += (
+            f" The estimate is adjusted to the class mix this window seems to have ({mix}), "
+            "which is right for a reference sampled by class and not when the traffic itself "
+            "drifted."
+        )
     metrics["accuracy"] = float(calibrated[np.arange(n), predicted].mean())
     precision, recall, f1, auc = [], [], [], []
     columns = [1] if k == 2 else list(range(k))
@@ -326,7 +340,7 @@ def estimate_window(
         metrics["balanced_accuracy"] = float(np.mean([v for v in recall if v is not None]))
     else:
         reasons["balanced_accuracy"] = "a class is neither predicted nor expected"
-    return Estimate(n, metrics, reasons, _warnings(n, predicted, calibration))
+    return Estimate(n, metrics, reasons, _warnings(n, calibration, mismatch))
 
 
 def _expected_auc(scores: np.ndarray, calibrated: np.ndarray) -> float | None:
@@ -346,7 +360,7 @@ def _expected_auc(scores: np.ndarray, calibrated: np.ndarray) -> float | None:
     )
 
 
-def _warnings(n: int, predicted: np.ndarray, calibration: Calibration) -> list[str]:
+def _warnings(n: int, calibration: Calibration, mismatch: str) -> list[str]:
     warnings: list[str] = []
     if not calibration.usable:
         warnings.append(f"The estimate cannot be trusted: {calibration.note}.")
@@ -380,7 +394,6 @@ def _warnings(n: int, predicted: np.ndarray, calibration: Calibration) -> list[s
                 f"limit) {how}: the estimate can be wrong by about as much. Wait for labels "
                 "before acting."
             )
-    mismatch = _share_mismatch(n, predicted, calibration)
     if mismatch:
         warnings.append(mismatch)
     return warnings
@@ -402,7 +415,29 @@ def _share_mismatch(n: int, predicted: np.ndarray, calibration: Calibration) -> 
                 f"The model predicts class {label!r} for {here:.1%} of this window but for "
                 f"{there:.1%} of the labelled reference (which holds {truth:.1%} of it): the "
                 "reference does not look like this traffic (an enriched sample, or the "
-                "traffic drifted), so its calibration is biased and the estimate may be off. "
-                "Check the Drift page and wait for labels before acting."
+                "traffic drifted), so its calibration is biased and the estimate may be off: "
+                "check the Drift page and wait for labels before acting."
             )
     return ""
+
+
+def adjust_to_window_prior(
+    calibrated: np.ndarray, reference_prior: np.ndarray, iterations: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities calibrated under the reference's class mix, moved to the window's mix as
+    estimated from the window itself (Saerens, Latinne and Decaestecker 2002: expectation-
+    maximisation of the prior under label shift). Returns (probabilities, estimated mix).
+
+    Hand-written: neither scikit-learn nor scipy has it; it is a few lines of arithmetic.
+    """
+    prior = reference_prior.copy()
+    adjusted = calibrated
+    for _ in range(iterations):
+        weighted = calibrated * (prior / reference_prior)
+        totals = weighted.sum(axis=1, keepdims=True)
+        adjusted = np.divide(weighted, totals, out=calibrated.copy(), where=totals > 0)
+        updated = adjusted.mean(axis=0)
+        if np.abs(updated - prior).max() < 1e-7:
+            break
+        prior = updated
+    return adjusted, prior

@@ -25,6 +25,7 @@ import bisect
 import math
 import time
 from collections.abc import Sequence, Set
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -240,6 +241,53 @@ class LiveStats:
             confidence=confidence.tolist(),
             decisions={name: decisions[:, i].tolist() for i, name in enumerate(DECISIONS)},
         )
+
+    def window_totals(self, model: str, window_s: float, now: float | None = None) -> WindowTotals:
+        """One model's counts over its last ``window_s`` seconds of complete buckets, summed
+        over its versions (for alert rules): one-second buckets up to an hour, else minutes."""
+        now = time.time() if now is None else now
+        resolution = 1 if window_s <= RESOLUTIONS[1] else 60
+        series_since = now - window_s - resolution
+        chosen = [stats for (name, _), stats in self._models.items() if name == model]
+        totals = WindowTotals()
+        if not chosen:
+            return totals
+        size = RESOLUTIONS[resolution]
+        current = int(now) // resolution * resolution
+        first = max(
+            current - (size - 1) * resolution,
+            (int(series_since) // resolution + 1) * resolution,
+        )
+        starts = np.arange(first, current, resolution, dtype=np.int64)
+        indices = (starts // resolution) % size
+        for stats in chosen:
+            stats.fold(before=now)
+            ring = stats.rings[resolution]
+            kept = indices[ring.bucket_start[indices] == starts]
+            totals.requests += int(ring.requests[kept].sum())
+            totals.refused += int(ring.refused[kept].sum())
+            totals.failed += int(ring.failed[kept].sum())
+            totals.latency += ring.latency[kept].sum(axis=0)
+            totals.decisions += ring.decisions[kept].sum(axis=0)
+        return totals
+
+
+@dataclass
+class WindowTotals:
+    """Counts over one window: answered requests, refusals (4xx), failures (5xx), the
+    latency histogram (LATENCY_EDGES_MS) and rows per decision (DECISIONS order)."""
+
+    requests: int = 0
+    refused: int = 0
+    failed: int = 0
+    latency: np.ndarray = field(
+        default_factory=lambda: np.zeros(len(LATENCY_EDGES_MS) + 1, dtype=np.int64)
+    )
+    decisions: np.ndarray = field(default_factory=lambda: np.zeros(len(DECISIONS), dtype=np.int64))
+
+    def latency_quantile_ms(self, q: float) -> float | None:
+        """The upper edge of the latency bin holding the q-quantile (None: no requests)."""
+        return _percentile(self.latency[None, :], q)[0]
 
 
 def _percentile(histograms: np.ndarray, q: float) -> list[float | None]:

@@ -48,8 +48,10 @@ from backend.schemas import (
 
 CLASSIFIER_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 REGRESSOR_METRICS = ("mae", "rmse", "r2")
-# Predictions one window's read takes at most (decoding them is the cost of a request).
+# Predictions one window's read takes at most, and one report's reads together (decoding
+# and scoring them is the cost of a request: about 1.5 s per 30,000 rows on 2 busy cores).
 MAX_ROWS_PER_WINDOW = 10_000
+MAX_ROWS_PER_REPORT = 120_000
 # Fitted calibrations kept (a version's never changes; a few hundred bytes to kilobytes each).
 CACHED_CALIBRATIONS = 64
 
@@ -70,10 +72,26 @@ class Reference:
 def reference_for_version(registry: Registry, model: str, info: ModelVersionInfo) -> Reference:
     """The one place the labelled reference of a version comes from.
 
-    Today: the version's validity confidence set, predicted by the version itself (loaded by
-    the registry: skops files with their reviewed types, pickles only if trusted at
-    registration). When versions carry labelled reference data of their own, read it here.
+    The sample of its reference data scored at registration, with its true labels (stored
+    beside the reference summary), when the version was registered with labelled data; else
+    its validity confidence set, predicted by the version itself (loaded by the registry:
+    skops files with their reviewed types, pickles only if trusted at registration).
     """
+    stored = registry.labelled_reference(model, info.version)
+    if stored is not None:
+        kept = [
+            i
+            for i, (label, row) in enumerate(
+                zip(stored["labels"], stored["probabilities"] or [], strict=False)
+            )
+            if label is not None and row is not None
+        ]
+        if kept and stored["probabilities"] is not None:
+            return Reference(
+                [stored["labels"][i] for i in kept],
+                np.asarray([stored["probabilities"][i] for i in kept], dtype=np.float64),
+                f"the {stored['source']} of version {info.version} ({len(kept)} labelled examples)",
+            )
     examples = info.validity.confidence_set
     loaded = registry.load(model, info.version)
     rows = [loaded.signature.validate_row(e.inputs, "confidence_set") for e in examples]
@@ -163,6 +181,7 @@ def performance_report(
         calibration, source = calibrations.get(registry, model, info)
         calibration_info = _calibration_info(calibration, source)
     bounds = window_bounds(now if end is None else end, window_s, windows)
+    limit = max(1, min(MAX_ROWS_PER_WINDOW, MAX_ROWS_PER_REPORT // windows))
     return PerformanceReport(
         model=model,
         version=info.version,
@@ -173,7 +192,7 @@ def performance_report(
         min_labels=min_labels,
         calibration=calibration_info,
         windows=[
-            _window(sessions, model, info, start, stop, now, calibration, min_labels)
+            _window(sessions, model, info, start, stop, now, calibration, min_labels, limit)
             for start, stop in bounds
         ],
     )
@@ -188,17 +207,16 @@ def _window(
     now: float,
     calibration: Calibration | None,
     min_labels: int,
+    limit: int,
 ) -> PerformanceWindow:
-    rows = version_window(sessions, model, info.version, start, end, MAX_ROWS_PER_WINDOW + 1)
-    if len(rows) <= MAX_ROWS_PER_WINDOW:
+    rows = version_window(sessions, model, info.version, start, end, limit + 1)
+    if len(rows) <= limit:
         labelled = [row for row in rows if row.received_at is not None]
-        predictions = len(rows)
+        predictions, labels = len(rows), len(labelled)
     else:
-        rows = rows[:MAX_ROWS_PER_WINDOW]
-        predictions, _ = version_window_counts(sessions, model, info.version, start, end)
-        labelled = list(
-            version_window_labelled(sessions, model, info.version, start, end, MAX_ROWS_PER_WINDOW)
-        )
+        rows = rows[:limit]
+        predictions, labels = version_window_counts(sessions, model, info.version, start, end)
+        labelled = list(version_window_labelled(sessions, model, info.version, start, end, limit))
     realized = realized_metrics(
         [(row.outputs, row.label) for row in labelled],
         info.task,
@@ -209,14 +227,19 @@ def _window(
     if calibration is None:
         estimated = EstimatedPerformance(
             supported=False,
-            metrics=[],
+            metrics=[
+                MetricValue(metric=name, value=None, reason=REGRESSION_NOT_ESTIMABLE)
+                for name in realized_names(info.task, info.validity.metric)
+            ],
             trusted=False,
             warnings=[],
             explanation=f"Not estimated: {REGRESSION_NOT_ESTIMABLE}.",
         )
     else:
-        estimated = _estimated(rows, calibration, info.validity.metric)
-    delay = label_delay(predictions, [(row.created_at, row.received_at) for row in labelled])
+        estimated = _estimated(rows, calibration, info)
+    delay = label_delay(
+        predictions, [(row.created_at, row.received_at) for row in labelled], labels
+    )
     return PerformanceWindow(
         start=datetime.fromtimestamp(start, UTC),
         end=datetime.fromtimestamp(end, UTC),
@@ -233,6 +256,14 @@ def _window(
 # ---------------------------------------------------------------- realized
 
 
+def realized_names(task: str, validity_metric: str) -> list[str]:
+    """The metrics reported for a task: the field's usual ones and the validity metric."""
+    names = list(CLASSIFIER_METRICS if task == "classification" else REGRESSOR_METRICS)
+    if validity_metric not in names:
+        names.append(validity_metric)
+    return names
+
+
 def realized_metrics(
     labelled: Sequence[tuple[dict[str, Any], Any]],
     task: str,
@@ -242,9 +273,7 @@ def realized_metrics(
 ) -> list[MetricValue]:
     """Every metric of the task (and the validity metric) over (logged outputs, label) pairs;
     None with the reason below ``min_labels`` or where a metric is undefined on them."""
-    names = list(CLASSIFIER_METRICS if task == "classification" else REGRESSOR_METRICS)
-    if validity_metric not in names:
-        names.append(validity_metric)
+    names = realized_names(task, validity_metric)
     if len(labelled) < min_labels:
         reason = (
             f"{len(labelled)} labelled predictions of the {min_labels} needed"
@@ -270,9 +299,13 @@ def realized_metrics(
     return values
 
 
-def label_delay(predictions: int, times: Sequence[tuple[float, float]]) -> LabelDelay:
-    """How many of the window's predictions have labels, and how long after them they came
+def label_delay(
+    predictions: int, times: Sequence[tuple[float, float]], labelled: int | None = None
+) -> LabelDelay:
+    """How many of the window's predictions have labels (``labelled``; default: as many as
+    ``times``), and how long after them they came, from the (prediction, label) ``times`` read
     (a label sent before its prediction was logged counts as no delay)."""
+    count = len(times) if labelled is None else labelled
     if not times:
         words = (
             "No predictions in this window."
@@ -289,14 +322,14 @@ def label_delay(predictions: int, times: Sequence[tuple[float, float]]) -> Label
         )
     delays = np.maximum(np.array([label - made for made, label in times]), 0.0)
     median, p90 = (float(v) for v in np.percentile(delays, [50, 90]))
-    share = len(times) / predictions if predictions else None
+    share = count / predictions if predictions else None
     return LabelDelay(
-        labelled=len(times),
+        labelled=count,
         share=share,
         median_s=median,
         p90_s=p90,
         explanation=(
-            f"{len(times)} of {predictions} predictions ({share or 0:.0%}) have labels; "
+            f"{count} of {predictions} predictions ({share or 0:.0%}) have labels; "
             f"they came {plain_duration(median)} after the prediction (median), 90% within "
             f"{plain_duration(p90)}. Until most have arrived, trust the estimate over the "
             "measured value."
@@ -334,12 +367,10 @@ def _calibration_info(calibration: Calibration, source: str) -> CalibrationInfo:
 
 
 def _estimated(
-    rows: Sequence[Any], calibration: Calibration, validity_metric: str
+    rows: Sequence[Any], calibration: Calibration, info: ModelVersionInfo
 ) -> EstimatedPerformance:
     # The realized metrics' names, so that each pairs with its estimate (or why there is none).
-    names = list(CLASSIFIER_METRICS)
-    if validity_metric not in names:
-        names.append(validity_metric)
+    names = realized_names(info.task, info.validity.metric)
     outputs = [row.outputs for row in rows]
     probabilities = [o.get("predict_proba") for o in outputs]
     width = len(calibration.classes)
@@ -370,22 +401,30 @@ def _estimated(
         metrics=metrics,
         trusted=estimate.trusted and estimate.rows > 0,
         warnings=estimate.warnings,
-        explanation=_estimate_words(estimate),
+        explanation=_estimate_words(estimate, info),
     )
 
 
-def _estimate_words(estimate: Estimate) -> str:
+def _estimate_words(estimate: Estimate, info: ModelVersionInfo) -> str:
     if estimate.rows == 0:
         return "No predictions in this window: nothing to estimate."
-    accuracy = estimate.metrics.get("accuracy")
-    trust = (
-        "it assumes the inputs still relate to the outcomes as in the reference"
-        if estimate.trusted
-        else "it cannot be trusted here (see the warnings)"
-    )
+    metric = info.validity.metric
+    low, high = info.validity.acceptable_range
+    value = estimate.metrics.get(metric)
+    if value is None:  # the validity metric cannot be estimated (log loss): say accuracy's
+        metric, value, advice = "accuracy", estimate.metrics.get("accuracy"), ""
+    else:
+        advice = f" If it leaves [{low:g}, {high:g}], check the Drift page."
+    if not estimate.trusted:
+        return (
+            f"Estimated {metric} {value:.3f} from the model's own confidence on "
+            f"{estimate.rows} predictions, but it cannot be trusted here: see the warnings, "
+            "and wait for labels before acting."
+        )
     return (
-        f"Estimated accuracy {accuracy:.3f} on {estimate.rows} predictions from the model's "
-        f"own calibrated confidence, before any label; {trust}."
+        f"Estimated {metric} {value:.3f} from the model's own confidence on {estimate.rows} "
+        "predictions, before their labels arrive (it assumes the inputs still relate to the "
+        f"outcomes as in the reference).{advice}"
     )
 
 

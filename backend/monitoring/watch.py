@@ -1,7 +1,10 @@
-"""The serving version's live quality, judged against the range its gates used.
+"""The serving version's live quality, judged against the range its gates used: the
+``live_metric`` alert rule.
 
-Out of range, an alert is raised (once while it stays active). What to do about it (an
-automatic rollback where the model's policy asks for one) is the deployment side's reaction.
+Out of range, an alert is raised (once while it stays active, grouped per version). The
+model's rule (``monitoring.rules``) says whether it is on and how loud it is; its threshold is
+the version's own acceptable range. What to do about it (an automatic rollback where the
+model's policy asks for one) is the deployment side's reaction.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.monitoring.alerts import AlertService
 from backend.monitoring.quality import live_metric
+from backend.monitoring.rules import RuleStore
 from backend.predictions.reads import newest_labelled
 from backend.registry import Registry
 from backend.schemas import Alert
@@ -37,6 +41,9 @@ def judge_live_metric(
     min_labelled: int,
 ) -> QualityVerdict:
     """The version's metric on its ``window`` answers labelled last; an alert if out of range."""
+    rule = RuleStore(sessions).rule(model, "live_metric")
+    if not rule.enabled:
+        return QualityVerdict("the live_metric alert rule is switched off for this model")
     info = registry.get_version(model, version)
     validity = info.validity
     measured = live_metric(
@@ -56,7 +63,7 @@ def judge_live_metric(
         model,
         version,
         "live_metric",
-        severity="critical",
+        severity=rule.severity,
         title=(
             f"{model} version {version}: live {validity.metric} {value:.4g} is {side} its "
             f"acceptable range [{low:g}, {high:g}]"
@@ -76,5 +83,6 @@ def judge_live_metric(
             "acceptable_range": [low, high],
             "labelled": measured.labelled,
         },
+        cooldown_s=rule.cooldown_s,
     )
     return QualityVerdict("alerted" if raised else "already alerted", alert, raised)

@@ -8,6 +8,9 @@ A record the store keeps refusing while it answers otherwise (a value it cannot 
 stall everything behind it forever: it is set aside in ``rejected/`` with the reason, and the
 offset moves past it. A store that is down is not a reason to set anything aside: the batch
 is kept and tried again.
+
+Each batch is counted for the drift windows (``window_counts``) before it is committed, and its
+counts go into the same transaction as its rows.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from backend.predictions.spool import (
     segments,
 )
 from backend.predictions.store import OffsetConflict, SegmentStore
+from backend.predictions.window_counts import WindowCounter
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ Progress = Callable[[int, int], None]
 class Drainer:
     def __init__(self, store: SegmentStore, spool_dir: Path):
         self.store = store
+        self.counter = WindowCounter(store.references)
         self.rejected_dir = spool_dir / REJECTED_DIR
         # Committed offsets known to this drainer, by segment key.
         self._committed: dict[str, int] = {}
@@ -90,7 +95,8 @@ class Drainer:
                 return committed, result.stopped_at_bad_record
             try:
                 rows = [row for payload in result.payloads for row in decode_rows(payload)]
-                self.store.commit(key, committed, result.offset, rows)
+                deltas = self.counter.count(rows)
+                self.store.commit(key, committed, result.offset, rows, deltas)
             except OffsetConflict:
                 raise
             except Exception:
@@ -115,12 +121,12 @@ class Drainer:
             end = offset + record_size(payload)
             try:
                 rows = decode_rows(payload)
-                self.store.commit(segment.key, offset, end, rows)
+                self.store.commit(segment.key, offset, end, rows, self.counter.count(rows))
             except OffsetConflict:
                 raise
             except Exception as exc:
                 self._set_aside(segment, offset, payload, exc)
-                self.store.commit(segment.key, offset, end, [])
+                self.store.commit(segment.key, offset, end, [], [])
             offset = end
 
     def _set_aside(self, segment: Segment, offset: int, payload: bytes, error: Exception) -> None:

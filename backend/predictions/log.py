@@ -28,6 +28,7 @@ from backend.db.tables import StoreIdentityRow
 from backend.predictions.observers import AnsweredBatch
 from backend.predictions.rows import LogRow, encode_rows
 from backend.predictions.spool import SpoolAppender
+from backend.predictions.window_counts import HOUR_RETENTION_S, MINUTE_RETENTION_S
 from backend.predictions.writer import WriterConfig, encode_config, read_frame, write_frame
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class PredictionLog:
         flush_interval_s: float = 0.2,
         max_queued_rows: int = MAX_QUEUED_ROWS,
         fsync: str = "never",
+        window_minute_retention_s: float = MINUTE_RETENTION_S,
+        window_hour_retention_s: float = HOUR_RETENTION_S,
     ):
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}, got {fsync!r}")
@@ -80,6 +83,7 @@ class PredictionLog:
         self.flush_interval_s = flush_interval_s
         self.max_queued_rows = max_queued_rows
         self.fsync = fsync
+        self.window_retention_s = (window_minute_retention_s, window_hour_retention_s)
         self.failed_flushes = 0
         self.writer_restarts = 0
         self._spool: SpoolAppender | None = None
@@ -201,6 +205,8 @@ class PredictionLog:
             database=self.database,
             interval_s=self.flush_interval_s,
             durable=self.fsync == "always",
+            window_minute_retention_s=self.window_retention_s[0],
+            window_hour_retention_s=self.window_retention_s[1],
         )
         # The configuration goes first: a flush's nudge must not reach a writer before it.
         with self._pipe_lock:

@@ -2,6 +2,12 @@
 
 The drivers are used directly, not SQLAlchemy: on the hottest table SQLAlchemy's executemany
 cost ~4x the driver's, and the writer process starts faster without it.
+
+The same transaction inserts the drift-window deltas counting those rows (``window_counts``),
+so the counts are exactly once with the rows; ``fold_windows`` moves closed minutes' deltas
+into minute and hour buckets, safely with several writers (SQLite: the write lock of BEGIN
+IMMEDIATE; PostgreSQL: delta rows taken FOR UPDATE SKIP LOCKED, bucket rows locked in key
+order).
 """
 
 from __future__ import annotations
@@ -9,9 +15,23 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from backend.predictions.rows import COLUMNS
+from backend.predictions.window_counts import (
+    FOLD_BATCH,
+    HOUR_S,
+    MINUTE_S,
+    References,
+    Retention,
+    WindowDelta,
+    add_window,
+    decode_window,
+    empty_window,
+    encode_window,
+    fold,
+)
 
 Row = list[Any]
 
@@ -25,9 +45,26 @@ class SegmentStore(Protocol):
         """How far a segment is written (0: nothing yet); registers the segment."""
         ...
 
-    def commit(self, key: str, expected: int, new: int, rows: list[Row]) -> None:
-        """Insert rows and move the segment's offset from ``expected`` to ``new``, atomically;
-        raises ``OffsetConflict`` (writing nothing) if the offset is no longer ``expected``."""
+    def commit(
+        self,
+        key: str,
+        expected: int,
+        new: int,
+        rows: list[Row],
+        deltas: Sequence[WindowDelta] = (),
+    ) -> None:
+        """Insert rows and the window deltas counting them and move the segment's offset from
+        ``expected`` to ``new``, atomically; raises ``OffsetConflict`` (writing nothing) if
+        the offset is no longer ``expected``."""
+        ...
+
+    def references(self, keys: list[tuple[str, str]] | None) -> References:
+        """Drift reference summaries (JSON text) of these (model, version)s, or of all."""
+        ...
+
+    def fold_windows(self, before: int, retention: Retention, now: float) -> int:
+        """Fold deltas of minutes starting before ``before`` into their buckets, drop buckets
+        past their retention; returns how many delta rows were folded."""
         ...
 
     def forget(self, key: str) -> None:
@@ -58,6 +95,71 @@ _ADVANCE = (
 )
 _FORGET = "DELETE FROM log_segments WHERE segment = {p}"
 _FORGET_OWNER = "DELETE FROM log_segments WHERE substr(segment, 1, {p}) = {p}"
+_INSERT_DELTA = (
+    "INSERT INTO drift_window_deltas (model, version, route, bucket_start, rows, counts) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
+)
+_ALL_REFERENCES = "SELECT model, version, summary FROM drift_references"
+_ONE_REFERENCE = _ALL_REFERENCES + " WHERE model = {p} AND version = {p}"
+_CLOSED_DELTAS = (
+    "SELECT id, model, version, route, bucket_start, counts FROM drift_window_deltas "
+    "WHERE bucket_start < {p} ORDER BY id LIMIT {p}"
+)
+_DELETE_DELTA = "DELETE FROM drift_window_deltas WHERE id = {p}"
+_BUCKET_WHERE = (
+    "model = {p} AND version = {p} AND route = {p} AND resolution_s = {p} AND bucket_start = {p}"
+)
+_ENSURE_BUCKET = (
+    "INSERT INTO drift_window_buckets "
+    "(model, version, route, resolution_s, bucket_start, rows, counts) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}, 0, {p}) ON CONFLICT DO NOTHING"
+)
+_READ_BUCKET = "SELECT counts FROM drift_window_buckets WHERE " + _BUCKET_WHERE
+_WRITE_BUCKET = "UPDATE drift_window_buckets SET rows = {p}, counts = {p} WHERE " + _BUCKET_WHERE
+_EXPIRE_BUCKETS = "DELETE FROM drift_window_buckets WHERE resolution_s = {p} AND bucket_start < {p}"
+
+
+def _delta_params(deltas: Sequence[WindowDelta]) -> list[tuple[Any, ...]]:
+    return [(d.model, d.version, d.route, d.bucket_start, d.rows, d.counts) for d in deltas]
+
+
+def _read_references(cursor: Any, p: str, keys: list[tuple[str, str]] | None) -> References:
+    if keys is None:
+        found = cursor.execute(_ALL_REFERENCES).fetchall()
+    else:
+        found = []
+        for model, version in keys:
+            found += cursor.execute(_ONE_REFERENCE.format(p=p), (model, version)).fetchall()
+    return {(model, version): summary for model, version, summary in found}
+
+
+def _fold(
+    cursor: Any, p: str, before: int, retention: Retention, now: float, lock: str = ""
+) -> int:
+    """The fold, inside the caller's transaction (``lock``: PostgreSQL's row-lock clauses)."""
+    deltas = cursor.execute(
+        _CLOSED_DELTAS.format(p=p) + (" FOR UPDATE SKIP LOCKED" if lock else ""),
+        (before, FOLD_BATCH),
+    ).fetchall()
+    keep_from = {MINUTE_S: now - retention.minute_s, HOUR_S: now - retention.hour_s - HOUR_S}
+    for resolution, keep in keep_from.items():
+        cursor.execute(_EXPIRE_BUCKETS.format(p=p), (resolution, int(keep)))
+    if not deltas:
+        return 0
+    added = fold(
+        (model, version, route, start, counts) for _, model, version, route, start, counts in deltas
+    )
+    empty = encode_window(empty_window())
+    # Key order: two PostgreSQL folds lock shared buckets in the same order (no deadlock).
+    for key in sorted(added):
+        if key[4] < keep_from[key[3]]:
+            continue  # already past its retention: it would be dropped below anyway
+        cursor.execute(_ENSURE_BUCKET.format(p=p), (*key, empty))
+        (stored,) = cursor.execute(_READ_BUCKET.format(p=p) + lock, key).fetchone()
+        total = add_window(decode_window(stored), added[key])
+        cursor.execute(_WRITE_BUCKET.format(p=p), (total["rows"], encode_window(total), *key))
+    cursor.executemany(_DELETE_DELTA.format(p=p), [(row[0],) for row in deltas])
+    return len(deltas)
 
 
 class SqliteSegmentStore:
@@ -74,7 +176,14 @@ class SqliteSegmentStore:
         row = self.connection.execute(_READ.format(p="?"), (key,)).fetchone()
         return int(row[0])
 
-    def commit(self, key: str, expected: int, new: int, rows: list[Row]) -> None:
+    def commit(
+        self,
+        key: str,
+        expected: int,
+        new: int,
+        rows: list[Row],
+        deltas: Sequence[WindowDelta] = (),
+    ) -> None:
         connection = self.connection
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -84,7 +193,25 @@ class SqliteSegmentStore:
             if advanced != 1:
                 raise OffsetConflict(key)
             connection.executemany(self.insert, rows)
+            if deltas:
+                connection.executemany(_INSERT_DELTA.format(p="?"), _delta_params(deltas))
             connection.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            raise
+
+    def references(self, keys: list[tuple[str, str]] | None) -> References:
+        return _read_references(self.connection.cursor(), "?", keys)
+
+    def fold_windows(self, before: int, retention: Retention, now: float) -> int:
+        connection = self.connection
+        # The write lock up front: a second writer's fold waits and then finds the deltas gone.
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            folded = _fold(connection.cursor(), "?", before, retention, now)
+            connection.execute("COMMIT")
+            return folded
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
@@ -137,7 +264,14 @@ class PostgresSegmentStore:
 
         return int(self._run(read))
 
-    def commit(self, key: str, expected: int, new: int, rows: list[Row]) -> None:
+    def commit(
+        self,
+        key: str,
+        expected: int,
+        new: int,
+        rows: list[Row],
+        deltas: Sequence[WindowDelta] = (),
+    ) -> None:
         def write(connection: Any) -> None:
             with connection.cursor() as cursor:
                 # Under READ COMMITTED a second writer's UPDATE waits for the first to commit,
@@ -148,8 +282,28 @@ class PostgresSegmentStore:
                 with cursor.copy(self.copy_sql) as copy:
                     for row in rows:
                         copy.write_row(row)
+                if deltas:
+                    cursor.executemany(_INSERT_DELTA.format(p="%s"), _delta_params(deltas))
 
         self._run(write)
+
+    def references(self, keys: list[tuple[str, str]] | None) -> References:
+        def read(connection: Any) -> References:
+            with connection.cursor() as cursor:
+                return _read_references(cursor, "%s", keys)
+
+        found: References = self._run(read)
+        return found
+
+    def fold_windows(self, before: int, retention: Retention, now: float) -> int:
+        def work(connection: Any) -> int:
+            with connection.cursor() as cursor:
+                # Deltas another fold holds are skipped (it folds them); shared buckets are
+                # locked FOR UPDATE in key order.
+                return _fold(cursor, "%s", before, retention, now, lock=" FOR UPDATE")
+
+        folded: int = self._run(work)
+        return folded
 
     def forget(self, key: str) -> None:
         def delete(connection: Any) -> None:

@@ -11,6 +11,8 @@ Each serving process has one writer, which drains its parent's spool directory e
 -9, a machine crash) once it can take their lock. Rows and the segment's new committed offset
 are written in one transaction, guarded by the offset read before: two writers draining the same
 segment (one adopting it while the other still finishes) cannot both commit the same rows.
+The drift-window counts of those rows go into the same transaction (``window_counts``); every
+``FOLD_EVERY_S`` the main loop folds closed minutes into minute and hour buckets.
 
 Pipe protocol, frames of ``kind (1 byte) + seq (8 bytes) + length (4 bytes) + payload``:
 - parent -> child on stdin: ``T`` (first frame) with the JSON ``WriterConfig``; ``N`` to drain
@@ -40,6 +42,15 @@ from typing import BinaryIO
 from backend.predictions.drain import Drainer
 from backend.predictions.spool import claim_owner, owner_database, owner_directories, remove_owner
 from backend.predictions.store import OffsetConflict, SegmentStore, open_store
+from backend.predictions.window_counts import (
+    FOLD_BATCH,
+    FOLD_EVERY_S,
+    FOLD_GRACE_S,
+    HOUR_RETENTION_S,
+    MINUTE_RETENTION_S,
+    MINUTE_S,
+    Retention,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +82,9 @@ class WriterConfig:
     interval_s: float = 0.2
     # Commit durably (SQLite synchronous=FULL): with the fsync policy ``always``.
     durable: bool = False
+    # How long drift-window minute and hour buckets are kept.
+    window_minute_retention_s: float = MINUTE_RETENTION_S
+    window_hour_retention_s: float = HOUR_RETENTION_S
 
 
 def write_frame(stream: BinaryIO, kind: bytes, seq: int = 0, payload: bytes = b"") -> None:
@@ -127,6 +141,8 @@ class Writer:
         # The last position told to the parent, per segment; and whether it asked (a flush).
         self._told: dict[int, int] = {}
         self._asked = False
+        self.retention = Retention(config.window_minute_retention_s, config.window_hour_retention_s)
+        self._next_fold = time.monotonic()
 
     def run(self, inbox: BinaryIO) -> None:
         frames: queue.Queue[Frame | None] = queue.Queue()
@@ -148,6 +164,7 @@ class Writer:
                 self._finish()
                 return
             self._attempt(functools.partial(self._drain_parent, final=False), report_failure=True)
+            self._fold_if_due()
 
     # -------------------------------------------------------------- draining
 
@@ -178,6 +195,20 @@ class Writer:
                 self._send(b"!", 0, f"{type(exc).__name__}: {exc}".encode()[:2000])
             time.sleep(RETRY_DELAY_S)
             return False
+
+    def _fold_if_due(self) -> None:
+        """Fold the drift-window deltas of closed minutes (a backlog in several rounds)."""
+        if time.monotonic() < self._next_fold:
+            return
+        now = time.time()
+        before = int((now - FOLD_GRACE_S) // MINUTE_S * MINUTE_S)
+        try:
+            folded = self.parent.store.fold_windows(before, self.retention, now)
+        except Exception:
+            log.exception("drift window counts could not be folded; will retry")
+            folded = 0
+        # Straight on while a backlog remains; otherwise wait for the next minute to close.
+        self._next_fold = time.monotonic() + (0.0 if folded >= FOLD_BATCH else FOLD_EVERY_S)
 
     def _adopt_forever(self) -> None:
         drainer: Drainer | None = None

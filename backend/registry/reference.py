@@ -8,7 +8,7 @@ with the model's answers on it (for prediction drift and the estimate), never th
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,11 @@ from backend.schemas import FeatureSpec, ValidityAssets
 # the output distribution and the calibration to be stable, small enough to score in seconds.
 PREDICTED_ROWS = 20_000
 SAMPLE_SEED = 20_261_202
+
+
+# (the reference's features, the model's answers on its sample: {"labels": [...],
+# "probabilities": [[...]] | None}, or None) -> the summary's JSON.
+ReferenceSummariser = Callable[[pd.DataFrame, dict[str, Any] | None], dict[str, Any]]
 
 
 @dataclass

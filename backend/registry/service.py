@@ -12,14 +12,16 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.db.tables import AuditEventRow, ModelRow, ModelVersionRow
+from backend.db.tables import AuditEventRow, DriftReferenceRow, ModelRow, ModelVersionRow
 from backend.errors import InputError, NotFound, ServeDeckError
 from backend.registry.artifacts import ArtifactStore, detect_format, untrusted_skops_types
 from backend.registry.constraints import typed_constraints
 from backend.registry.loaded import LoadedVersion
 from backend.registry.reference import (
     ReferenceData,
+    ReferenceSummariser,
     confidence_set_reference,
+    plain_labels,
     rows_for_probe,
     training_reference,
 )
@@ -76,10 +78,13 @@ class Registry:
         sessions: sessionmaker[Session],
         store: ArtifactStore,
         probe: ModelProbe = shared_probe,
+        summarise_reference: ReferenceSummariser | None = None,
     ):
         self.sessions = sessions
         self.store = store
         self.probe = probe
+        # Handed in by the workspace (the summaries are monitoring's; storing them is ours).
+        self.summarise_reference = summarise_reference
 
     # ------------------------------------------------------------------ registration
 
@@ -169,6 +174,9 @@ class Registry:
                 example_input=example_input,
                 reference_rows_path=str(reference_rows),
             )
+        reference_row = self._reference_row(
+            reference, facts.pop("reference_outputs", None), facts["class_labels"]
+        )
         digest = self.store.put(artifact)
         trust = (
             None
@@ -182,6 +190,7 @@ class Registry:
                     task=facts["task"],
                     description=description,
                     trust=trust,
+                    reference=reference_row,
                     row_values={
                         "artifact_sha256": digest,
                         "artifact_format": fmt,
@@ -202,6 +211,38 @@ class Registry:
                 continue  # another registration took the same number; number again
         raise ServeDeckError("could not allocate a version number; try again", status=503)
 
+    def _reference_row(
+        self,
+        reference: ReferenceData,
+        outputs: dict[str, Any] | None,
+        class_labels: list[Any] | None,
+    ) -> DriftReferenceRow | None:
+        """The reference's summary (features, and the model's outputs on the sample) and the
+        sample's true labels with the model's probabilities, as stored; None without a
+        summariser (a registry made for a test of registration alone)."""
+        if self.summarise_reference is None:
+            return None
+        labelled: str | None = None
+        if outputs is not None:
+            truth = plain_labels(reference.sample()[1])
+            if truth is not None:
+                labelled = json.dumps(
+                    {
+                        "labels": truth,
+                        "predictions": outputs["labels"],
+                        "probabilities": outputs.get("probabilities"),
+                        "class_labels": class_labels,
+                    },
+                    default=str,
+                )
+        summary = self.summarise_reference(reference.frame, outputs)
+        return DriftReferenceRow(
+            summary=json.dumps(summary),
+            rows=len(reference.frame),
+            source=reference.source,
+            labelled_outputs=labelled,
+        )
+
     @staticmethod
     def _reference(
         training_frame: pd.DataFrame | None,
@@ -220,6 +261,7 @@ class Registry:
         task: str,
         description: str,
         trust: TrustRecord | None,
+        reference: DriftReferenceRow | None,
         row_values: dict[str, Any],
     ) -> ModelVersionInfo:
         with self.sessions.begin() as session:
@@ -246,6 +288,19 @@ class Registry:
             if trust is not None:
                 # In the registration's transaction: no trusted pickle without its record.
                 session.add(trust.audit_event(name, str(number)))
+            if reference is not None:
+                # In the same transaction: the log writer counts a version's traffic on its
+                # reference's bins from its first prediction.
+                session.add(
+                    DriftReferenceRow(
+                        model=name,
+                        version=str(number),
+                        summary=reference.summary,
+                        rows=reference.rows,
+                        source=reference.source,
+                        labelled_outputs=reference.labelled_outputs,
+                    )
+                )
             session.flush()
             return _version_info(row)
 
@@ -264,6 +319,17 @@ class Registry:
         with self.sessions() as session:
             model = self._model_row(session, name)
             return _version_info(self._version_row(session, model, version))
+
+    def labelled_reference(self, name: str, version: str) -> dict[str, Any] | None:
+        """The reference sample's true labels with the version's predictions and probabilities
+        on it, as registration stored them, and its ``source``; None without labels."""
+        with self.sessions() as session:
+            row = session.get(DriftReferenceRow, (name, version))
+            if row is None or row.labelled_outputs is None:
+                return None
+            stored: dict[str, Any] = json.loads(row.labelled_outputs)
+            stored["source"] = row.source
+            return stored
 
     def load(self, name: str, version: str) -> LoadedVersion:
         with self.sessions() as session:

@@ -56,14 +56,38 @@ from backend.schemas.deploy import (
     expected_step_seconds,
     plain_duration,
 )
+from backend.schemas.drift import (
+    DecidedBy,
+    DistributionBar,
+    DriftReport,
+    DriftSeries,
+    DriftSettings,
+    DriftTest,
+    DriftTimings,
+    FeatureDrift,
+    FeatureDriftSettings,
+    FeatureKind,
+    FeaturePoint,
+    SeriesWindow,
+    SkippedFeature,
+    WindowDrift,
+)
 from backend.schemas.monitoring import (
+    ALERT_KINDS,
     ALERT_STATUSES,
     AcknowledgeRequest,
     Alert,
+    AlertAction,
+    AlertHistoryEntry,
     AlertKind,
     AlertList,
+    AlertRule,
+    AlertRules,
+    AlertRulesRequest,
     AlertSeverity,
     AlertStatus,
+    MixDecision,
+    StreamEvent,
 )
 from backend.schemas.performance import (
     CalibrationInfo,

@@ -78,7 +78,8 @@ class PerformanceWindow(BaseModel):
     partial: bool
     predictions: int
     # Predictions the metrics were computed on: fewer than ``predictions`` only in a window
-    # larger than one read takes (the earliest ones are used).
+    # larger than one read takes (10,000, or 120,000 shared by the report's windows; the
+    # earliest ones are used).
     read: int
     label_delay: LabelDelay
     realized: list[MetricValue]

@@ -9,8 +9,10 @@ Environment knobs (defaults in brackets):
                          the same run; '' or 'none' skips it
   BENCH_LOG_ROWS [200000] rows per timed flush of the prediction-log writer
   BENCH_LOADGEN          'aiohttp' forces the Python load generator even if wrk is installed
-  BENCH_ONLY             'serving', 'log', 'console', 'switch', 'growth', 'durability' or
-                         'instructions' to run just one benchmark
+  BENCH_ONLY             'serving', 'log', 'console', 'switch', 'growth', 'durability',
+                         'instructions' or 'drift' to run just one benchmark
+  BENCH_DRIFT_ROWS [1000000] reference and current rows of the drift benchmark
+  BENCH_CACHE_DIR [~/.cache/servedeck-bench] where the drift benchmark keeps Evidently's venv
   BENCH_CONSOLE_SECONDS [600] how long the console runs under load (memory: 1 min vs end)
   BENCH_CONSOLE_RATE [500] simulated requests/s during the console benchmark
   BENCH_SWITCH_SECONDS [20] seconds of load without, then with, 20 deployment switches
@@ -39,6 +41,7 @@ from typing import Any
 
 from tests.bench import (
     console_bench,
+    drift_bench,
     durability_bench,
     growth_bench,
     instructions_bench,
@@ -132,6 +135,11 @@ def main() -> int:
         measured = instructions_bench.run_instructions_bench(work_dir, config.baseline, requests)
         return [instructions_bench.render(measured)], asdict(measured)
 
+    def drift(work_dir: Path) -> tuple[list[str], Any]:
+        rows = max(10_000, int(_env_number("BENCH_DRIFT_ROWS", 1_000_000)))
+        measured = drift_bench.run_drift_bench(work_dir, rows)
+        return [drift_bench.render(measured)], drift_bench.to_json(measured)
+
     # BENCH_ONLY key, results key, what is running, the table's title, the run.
     benches: list[tuple[str, str, str, str, Callable[[Path], tuple[list[str], Any]]]] = [
         ("serving", "serving", "serving overhead", "Serving overhead", serving),
@@ -144,6 +152,7 @@ def main() -> int:
         ("durability", "durability", "kill -9 under load", "kill -9 under load", durability),
         ("instructions", "instructions", "instructions per request (callgrind)",
          "Instructions per request", instructions),
+        ("drift", "drift", "drift over files beside Evidently", "Drift", drift),
     ]  # fmt: skip
     work_dir = Path(tempfile.mkdtemp(prefix="servedeck-bench-"))
     try:

@@ -1,0 +1,396 @@
+"""Current-window drift counts, kept by the log writer as it writes rows.
+
+For every row it commits, the writer bins each feature of the row's version against that
+version's reference summary (``drift_references``; layout in ``summary_layout``) and counts the
+model's outputs the same way. A commit's counts go into ``drift_window_deltas`` (one row per
+model, version, route and minute) in the SAME transaction as the rows they count, so a kill -9
+of the writer or the server never counts a row twice or misses one: the counts are exactly as
+durable as the log. Once a minute has closed, a writer folds its deltas into one minute row and
+one hour row of ``drift_window_buckets`` (``fold``, called by the stores' ``compact``), so that
+any window is read from a few stored rows (``window_reads``) and never from the raw log.
+
+Rows of a version without a reference are not counted (``WindowCounter.uncounted`` says how
+many): there is nothing to bin them against. A reference registered after the writer started
+is picked up within ``REFERENCE_RECHECK_S``.
+
+Standard library and orjson only, and ``bisect`` for binning: the writer process starts in tens
+of milliseconds and must not pull in numpy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any
+
+import orjson
+
+from backend.predictions.rows import (
+    ROW_CREATED_AT,
+    ROW_FEATURES,
+    ROW_MODEL,
+    ROW_OUTPUTS,
+    ROW_ROUTE,
+    ROW_VERSION,
+)
+from backend.predictions.summary_layout import (
+    CONFIDENCE,
+    MAX_CATEGORIES,
+    OTHER,
+    PREDICTION,
+    category_text,
+    numeric_value,
+)
+
+log = logging.getLogger(__name__)
+
+MINUTE_S = 60
+HOUR_S = 3600
+RESOLUTIONS_S = (MINUTE_S, HOUR_S)
+# How often references missing from the cache are looked for again (a version registered, or
+# given a reference, after the writer started).
+REFERENCE_RECHECK_S = 5.0
+# A category longer than this is counted under OTHER: a hostile or accidental huge string
+# would otherwise be stored, summed and sent with every window that holds it.
+MAX_CATEGORY_TEXT = 256
+# Defaults of how long bucket rows are kept (settings: ``drift_minute_retention_s`` and
+# ``drift_hour_retention_s``).
+MINUTE_RETENTION_S = 2 * 86_400
+HOUR_RETENTION_S = 90 * 86_400
+# A minute is folded this long after it ended (rows of it still being committed then are
+# folded in a later round all the same: only fewer delta rows are read meanwhile).
+FOLD_GRACE_S = 5.0
+# How often a writer folds closed minutes, and how many delta rows one fold takes at most
+# (a short transaction: on SQLite it holds the write lock every writer commits under).
+FOLD_EVERY_S = 10.0
+FOLD_BATCH = 2_000
+
+_DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+# (model, version) -> the reference summary's JSON text.
+References = dict[tuple[str, str], str]
+
+
+@dataclass(frozen=True)
+class Retention:
+    minute_s: float = MINUTE_RETENTION_S
+    hour_s: float = HOUR_RETENTION_S
+
+
+@dataclass
+class _Plan:
+    """What the writer needs of a reference: which features to bin against which edges."""
+
+    # (feature name, edges); outputs among them are read from the row's outputs.
+    numerical: list[tuple[str, list[float]]]
+    categorical: list[str]
+    prediction_kind: str | None = None
+    prediction_edges: list[float] | None = None
+    confidence_edges: list[float] | None = None
+
+
+def plan_of(summary: dict[str, Any]) -> _Plan:
+    """The binning plan of a reference summary (only ``kind`` and ``edges`` are read)."""
+    plan = _Plan(numerical=[], categorical=[])
+    for name, feature in (summary.get("features") or {}).items():
+        kind = feature.get("kind")
+        edges = [float(edge) for edge in feature.get("edges") or []]
+        if name == PREDICTION:
+            plan.prediction_kind = kind
+            plan.prediction_edges = edges if kind == "numerical" else None
+        elif name == CONFIDENCE and kind == "numerical":
+            plan.confidence_edges = edges
+        elif kind == "numerical":
+            plan.numerical.append((name, edges))
+        elif kind == "categorical":
+            plan.categorical.append(name)
+    return plan
+
+
+@dataclass
+class _Window:
+    """The rows of one (model, version, route, minute) within one commit, counted column by
+    column when the commit's delta is made: ``map(bisect_left, ...)`` and ``Counter`` run
+    their loops in C, where a loop over rows and features in Python cost ~10x more."""
+
+    plan: _Plan
+    features: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The window layout (sparse: only bins and values with a count)."""
+        plan, rows, get = self.plan, len(self.features), dict.get
+        columns: list[tuple[str, str, list[float] | None, list[Any]]] = []
+        for name, edges in plan.numerical:
+            columns.append((name, "numerical", edges, list(map(get, self.features, repeat(name)))))
+        for name in plan.categorical:
+            columns.append((name, "categorical", None, list(map(get, self.features, repeat(name)))))
+        if plan.prediction_kind in ("numerical", "categorical"):
+            predictions = list(map(get, self.outputs, repeat("predict")))
+            columns.append((PREDICTION, plan.prediction_kind, plan.prediction_edges, predictions))
+        if plan.confidence_edges is not None:
+            confidences = _top_probabilities(list(map(get, self.outputs, repeat("predict_proba"))))
+            columns.append((CONFIDENCE, "numerical", plan.confidence_edges, confidences))
+        features: dict[str, Any] = {}
+        for name, kind, bin_edges, column in columns:
+            if kind == "numerical" and bin_edges is not None:
+                counts, sums, missing = _count_numbers(bin_edges, column)
+                features[name] = {"kind": kind, "counts": counts, "sums": sums}
+            else:
+                values, missing = _count_values(column)
+                features[name] = {"kind": "categorical", "values": values}
+            features[name]["n"] = rows - missing
+            features[name]["missing"] = missing
+        return {"rows": rows, "features": features}
+
+
+def _count_numbers(
+    edges: list[float], column: list[Any]
+) -> tuple[dict[int, int], dict[int, float], int]:
+    """Bin counts and sums of a column (sparse), and how many values are missing."""
+    try:
+        # Numbers as JSON gives them (booleans compare as 0/1, as numeric_value reads them);
+        # None, text or a list make the sort or the binning raise: the careful path then.
+        values = sorted(column)
+        positions = list(map(bisect_left, repeat(edges), values))
+    except TypeError:
+        values = sorted(v for v in map(numeric_value, column) if v is not None)
+        positions = list(map(bisect_left, repeat(edges), values))
+    # Sorted values fall into bins in order: each bin's values are one slice, summed in C,
+    # so Python loops once per bin used, not once per value.
+    counts = dict(Counter(positions))
+    sums: dict[int, float] = {}
+    start = 0
+    for position, count in counts.items():
+        sums[position] = float(sum(values[start : start + count]))
+        start += count
+    return counts, sums, len(column) - len(values)
+
+
+def _top_probabilities(column: list[Any]) -> list[float | None]:
+    """Each row's top-class probability (None where there is none)."""
+    try:
+        return [float(p) for p in map(max, column)]
+    except (TypeError, ValueError):  # a row without probabilities, or with text among them
+        return [_top_probability(p) for p in column]
+
+
+def _top_probability(probabilities: Any) -> float | None:
+    if not isinstance(probabilities, list) or not probabilities:
+        return None
+    numbers = [numeric_value(p) for p in probabilities]
+    if any(p is None for p in numbers):
+        return None
+    return max(p for p in numbers if p is not None)
+
+
+def _count_values(column: list[Any]) -> tuple[dict[str, int], int]:
+    """A column's values as text with their counts (at most MAX_CATEGORIES, the rest under
+    OTHER), and how many are missing."""
+    try:
+        counted: Counter[Any] = Counter(column)
+    except TypeError:  # an unhashable value (a list, an object): value by value
+        return _count_texts(column)
+    missing = counted.pop(None, 0)
+    if all(type(k) is str and len(k) <= MAX_CATEGORY_TEXT for k in counted):
+        return cap_values(counted), missing
+    kinds = {type(k) for k in counted}
+    if bool in kinds and (int in kinds or float in kinds):
+        return _count_texts(column)  # True and 1 share a Counter key but not a text
+    # Convert the distinct values, not every row (3 and 3.0 share a key and a text).
+    texts: Counter[str] = Counter()
+    for value, count in counted.items():
+        text = category_text(value)
+        if text is None:  # NaN
+            missing += count
+            continue
+        texts[text if len(text) <= MAX_CATEGORY_TEXT else OTHER] += count
+    return cap_values(texts), missing
+
+
+def _count_texts(column: list[Any]) -> tuple[dict[str, int], int]:
+    texts = [category_text(v) for v in column]
+    counted = Counter(t if len(t) <= MAX_CATEGORY_TEXT else OTHER for t in texts if t is not None)
+    return cap_values(counted), len(column) - sum(counted.values())
+
+
+def cap_values(counted: Counter[str]) -> dict[str, int]:
+    """The ``MAX_CATEGORIES`` most frequent values; the rest (and any OTHER) under OTHER."""
+    if len(counted) - (OTHER in counted) <= MAX_CATEGORIES:
+        return dict(counted)
+    other = counted.pop(OTHER, 0)
+    kept = dict(counted.most_common(MAX_CATEGORIES))
+    kept[OTHER] = other + sum(counted.values()) - sum(kept.values())
+    return kept
+
+
+@dataclass(frozen=True)
+class WindowDelta:
+    """One commit's counts of one minute of one (model, version, route): a delta row."""
+
+    model: str
+    version: str
+    route: str
+    bucket_start: int
+    rows: int
+    counts: str  # the window layout's JSON text
+
+
+class WindowCounter:
+    """Counts rows being committed against their versions' references (one per drainer)."""
+
+    def __init__(
+        self,
+        read_references: Callable[[list[tuple[str, str]] | None], References],
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.read_references = read_references
+        self.clock = clock
+        self._plans: dict[tuple[str, str], _Plan] = {}
+        # Versions seen without a reference, and when the store was last asked about them.
+        self._missing: set[tuple[str, str]] = set()
+        self._missing_checked = -math.inf
+        self.uncounted = 0  # rows of versions without a reference
+        self.malformed = 0  # rows whose features or outputs are not JSON objects
+
+    def count(self, rows: Iterable[list[Any]]) -> list[WindowDelta]:
+        windows: dict[tuple[str, str, str, int], _Window] = {}
+        plans = self._plans
+        for row in rows:
+            try:
+                key = (row[ROW_MODEL], row[ROW_VERSION])
+                plan = plans.get(key)
+                if plan is None:
+                    plan = self._plan(key)
+                    if plan is None:
+                        self.uncounted += 1
+                        continue
+                minute = int(row[ROW_CREATED_AT] // MINUTE_S) * MINUTE_S
+                features = orjson.loads(row[ROW_FEATURES])
+                outputs = orjson.loads(row[ROW_OUTPUTS])
+                if not isinstance(features, dict) or not isinstance(outputs, dict):
+                    raise TypeError("features and outputs must be JSON objects")
+                window_key = (key[0], key[1], row[ROW_ROUTE], minute)
+            except Exception:
+                # The store decides about the row itself; counting never loses or holds it up.
+                self.malformed += 1
+                continue
+            window = windows.get(window_key)
+            if window is None:
+                window = windows[window_key] = _Window(plan)
+            window.features.append(features)
+            window.outputs.append(outputs)
+        deltas = []
+        for (model, version, route, minute), window in windows.items():
+            try:
+                counts = orjson.dumps(window.to_json(), option=_DUMPS_OPTIONS).decode()
+            except Exception:
+                # Never a reason to hold up or set aside the rows themselves.
+                log.exception("drift window counts of %s version %s failed", model, version)
+                self.malformed += len(window.features)
+                continue
+            deltas.append(WindowDelta(model, version, route, minute, len(window.features), counts))
+        return deltas
+
+    def _plan(self, key: tuple[str, str]) -> _Plan | None:
+        if key in self._missing:
+            if self.clock() - self._missing_checked < REFERENCE_RECHECK_S:
+                return None
+            self._load(sorted(self._missing))
+        else:
+            # A version first seen: only its reference is read (a store holds many, each a
+            # few MB of JSON, and a writer sees the few versions that serve).
+            self._load([key])
+        plan = self._plans.get(key)
+        if plan is None:
+            self._missing.add(key)
+        return plan
+
+    def _load(self, keys: list[tuple[str, str]] | None) -> None:
+        self._missing_checked = self.clock()
+        for key, text in self.read_references(keys).items():
+            try:
+                self._plans[key] = plan_of(orjson.loads(text))
+            except Exception:
+                log.exception("drift reference of %s version %s cannot be read", *key)
+                continue
+            self._missing.discard(key)
+
+
+# ---------------------------------------------------------------- summing windows
+
+
+def empty_window() -> dict[str, Any]:
+    return {"rows": 0, "features": {}}
+
+
+def add_window(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """Add a window's counts to ``total`` (in place; returned). Bin and value keys are text
+    (as JSON gives them back). A categorical feature keeps at most ``MAX_CATEGORIES`` values,
+    the rest under ``OTHER``. Pure Python: the writer folds with it (server-side reads of many
+    buckets sum with numpy, in ``window_reads``)."""
+    total["rows"] = total.get("rows", 0) + part.get("rows", 0)
+    features = total.setdefault("features", {})
+    for name, feature in part.get("features", {}).items():
+        into = features.get(name)
+        if into is None or into.get("kind") != feature.get("kind"):
+            # New here (or, after a reference was replaced, of another kind: the newer wins).
+            into = features[name] = _empty_like(feature)
+        into["n"] += feature.get("n", 0)
+        into["missing"] += feature.get("missing", 0)
+        if feature.get("kind") == "numerical":
+            for target, source in ((into["counts"], feature["counts"]),
+                                   (into["sums"], feature["sums"])):  # fmt: skip
+                for b, amount in source.items():
+                    key = str(b)
+                    target[key] = target.get(key, 0) + amount
+        else:
+            values = into["values"]
+            for text, count in feature["values"].items():
+                known = values.get(text)
+                if known is None:
+                    # At most MAX_CATEGORIES values besides OTHER, as the writer counts them.
+                    if len(values) - (OTHER in values) >= MAX_CATEGORIES and text != OTHER:
+                        text = OTHER
+                    known = values.get(text, 0)
+                values[text] = known + count
+    return total
+
+
+def _empty_like(feature: dict[str, Any]) -> dict[str, Any]:
+    if feature.get("kind") == "numerical":
+        return {"kind": "numerical", "counts": {}, "sums": {}, "n": 0, "missing": 0}
+    return {"kind": "categorical", "values": {}, "n": 0, "missing": 0}
+
+
+# A bucket: (model, version, route, resolution_s, bucket_start).
+BucketKey = tuple[str, str, str, int, int]
+# A delta row as read for folding: (model, version, route, bucket_start, counts JSON text).
+DeltaRow = tuple[str, str, str, int, str]
+
+
+def fold(deltas: Iterable[DeltaRow]) -> dict[BucketKey, dict[str, Any]]:
+    """What delta rows add to their minute and hour buckets (each delta to both)."""
+    added: dict[BucketKey, dict[str, Any]] = {}
+    for model, version, route, bucket_start, counts in deltas:
+        part = orjson.loads(counts)
+        minute = int(bucket_start)
+        for resolution in RESOLUTIONS_S:
+            key = (model, version, route, resolution, minute // resolution * resolution)
+            add_window(added.setdefault(key, empty_window()), part)
+    return added
+
+
+def encode_window(window: dict[str, Any]) -> str:
+    return orjson.dumps(window, option=_DUMPS_OPTIONS).decode()
+
+
+def decode_window(text: str) -> dict[str, Any]:
+    window: dict[str, Any] = orjson.loads(text)
+    return window
