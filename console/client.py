@@ -21,6 +21,7 @@ from backend.schemas import (
     AuditPage,
     DeploymentState,
     DeployRequest,
+    DriftSeries,
     FeedbackRequest,
     FeedbackResponse,
     GateReport,
@@ -38,6 +39,7 @@ from backend.schemas import (
     RolloutRequest,
     RolloutStatus,
     WhoAmI,
+    WindowDrift,
 )
 
 T = TypeVar("T", bound=BaseModel)
@@ -176,7 +178,33 @@ class ApiClient:
         )
         return self._post("/api/v1/feedback", body, FeedbackResponse)
 
-    # ------------------------------------------------------------------ performance
+    # ------------------------------------------------------------------ drift and performance
+
+    def window_drift(
+        self,
+        model: str,
+        version: str | None = None,
+        window_s: int = 900,
+        route: str | None = None,
+        histograms: bool = True,
+    ) -> WindowDrift:
+        """The drift report of the last ``window_s`` seconds of one model (one version or all,
+        one route or all traffic), with the display bars of every feature when asked."""
+        params: dict[str, Any] = {"window_s": window_s, "histograms": histograms}
+        if version:
+            params["version"] = version
+        if route:
+            params["route"] = route
+        return self._get(f"/api/v1/models/{model}/drift", WindowDrift, params=params)
+
+    def drift_series(
+        self, model: str, version: str | None = None, window_s: int = 900, windows: int = 24
+    ) -> DriftSeries:
+        """Each feature's drift score over the last ``windows`` windows (for sparklines)."""
+        params: dict[str, Any] = {"window_s": window_s, "windows": windows}
+        if version:
+            params["version"] = version
+        return self._get(f"/api/v1/models/{model}/drift/series", DriftSeries, params=params)
 
     def performance(
         self, model: str, version: str | None = None, window_s: int = 3600, windows: int = 24

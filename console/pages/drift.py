@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
 
 from PySide6.QtCore import QItemSelection, Qt, QTimer
 from PySide6.QtGui import QHideEvent, QKeySequence, QShowEvent
@@ -38,34 +37,19 @@ REFRESH_MS = 30_000
 ALL_VERSIONS = ""
 
 
-def _field(entry: Any, name: str) -> Any:
-    """A value of one series entry, whether the wire type gives it as an object or a dict."""
-    return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
-
-
 def trends(series: DriftSeries | None) -> dict[str, tuple[list[float | None], list[bool]]]:
-    """Each feature's (and output's) score per window, oldest first, and where it drifted."""
+    """Each feature's (and output's) score per window, oldest first, and where it drifted
+    (None: no score in that window, too few rows or no traffic)."""
     if series is None:
         return {}
-    windows = list(series.windows)
-    names: set[str] = set()
-    for window in windows:
-        names.update(_field(window, "features") or {})
-        names.update(_field(window, "predictions") or {})
+    names = {name for w in series.windows for name in (*w.features, *w.predictions)}
     result: dict[str, tuple[list[float | None], list[bool]]] = {}
     for name in names:
-        scores: list[float | None] = []
-        drifted: list[bool] = []
-        for window in windows:
-            entries = {
-                **(_field(window, "features") or {}),
-                **(_field(window, "predictions") or {}),
-            }
-            entry = entries.get(name)
-            statistic = _field(entry, "statistic") if entry is not None else None
-            scores.append(float(statistic) if statistic is not None else None)
-            drifted.append(bool(_field(entry, "drifted")) if entry is not None else False)
-        result[name] = (scores, drifted)
+        points = [w.features.get(name) or w.predictions.get(name) for w in series.windows]
+        result[name] = (
+            [p.statistic if p is not None else None for p in points],
+            [p is not None and p.drifted for p in points],
+        )
     return result
 
 
@@ -89,6 +73,7 @@ class DriftPage(Page):
         self.drift: WindowDrift | None = None
         self.series: DriftSeries | None = None
         self.loaded_at: float | None = None
+        self.series_error: str | None = None
         self._wanted_model = str(context.settings.value("drift/model", "") or "")
 
         self.model_choice = QComboBox()
@@ -290,9 +275,17 @@ class DriftPage(Page):
     def _on_report(self, window: WindowDrift) -> None:
         self.drift = window
         self.loaded_at = time.time()
-        self.verdict.show_report(window.report, self._window_text(window))
-        self._show_rows()
-        self._set_status(f"Updated {time.strftime('%H:%M:%S')}; refreshes every 30 s.")
+        if window.report is None:
+            # Nothing to compare yet (no traffic, no reference): the backend says why.
+            self.verdict.show_message(
+                "Nothing to compare yet", f"{window.note} ({self._window_text(window)})"
+            )
+            self.table.show_rows([])
+            self.overlay.show_nothing("No feature to show: there is no drift report yet.")
+        else:
+            self.verdict.show_report(window.report, self._window_text(window))
+            self._show_rows()
+        self._set_status(self._loaded_text(), "warn" if self.series_error else "muted")
 
     def _on_report_failed(self, error: Exception) -> None:
         reason = describe_error(error)
@@ -302,15 +295,24 @@ class DriftPage(Page):
 
     def _on_series(self, series: DriftSeries) -> None:
         self.series = series
+        self.series_error = None
         self._show_rows()
 
     def _on_series_failed(self, error: Exception) -> None:
         # The table still shows the report; only the sparklines are missing, and the status
-        # line says why.
-        self._set_status(f"No trend over earlier windows: {describe_error(error)}", "warn")
+        # line says why (after the report's own news, never over a report that failed).
+        self.series_error = describe_error(error)
+        if self.drift is not None:
+            self._set_status(self._loaded_text(), "warn")
+
+    def _loaded_text(self) -> str:
+        text = f"Updated {time.strftime('%H:%M:%S')}; refreshes every 30 s."
+        if self.series_error:
+            text += f" No trend over earlier windows: {self.series_error}"
+        return text
 
     def _show_rows(self) -> None:
-        if self.drift is None:
+        if self.drift is None or self.drift.report is None:
             return
         lines = trends(self.series)
         rows = []
@@ -341,9 +343,10 @@ class DriftPage(Page):
     def _window_text(self, window: WindowDrift) -> str:
         label = self.window_choice.currentText().lower()
         version = f"version {window.version}" if window.version else "all versions"
+        reference = f", compared with {window.reference_source}" if window.reference_source else ""
         return (
             f"{label} ({_clock(window.start)} to {_clock(window.end)}), {version}, "
-            f"compared with {window.reference_source}"
+            f"{window.rows:,} predictions{reference}"
         )
 
     def _set_status(self, text: str, tone: str = "muted") -> None:

@@ -29,14 +29,15 @@ def test_connects_and_shows_the_pages_of_the_role(qtbot, make_context, backend: 
     qtbot.waitUntil(lambda: window.monitor.state == "connected", timeout=10_000)
     assert "Connected" in window.state_label.text()
     assert "admin" in window.origin_label.text()
-    assert [page.key for page in window.pages] == ["live", "models", "deploy", "performance"]
+    keys = [page.key for page in window.pages]
+    assert keys == ["live", "models", "deploy", "drift", "performance"]
     assert not window.banner.isVisible()
 
 
 def test_support_sees_only_the_live_view(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
     window = _window(qtbot, make_context, backend, backend.create_token("helpdesk", "support"))
     qtbot.waitUntil(lambda: window.role == "support", timeout=10_000)
-    assert [page.key for page in window.pages] == ["live", "performance"]
+    assert [page.key for page in window.pages] == ["live", "drift", "performance"]
 
 
 def test_a_client_token_gets_no_pages_and_a_reason(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
@@ -200,7 +201,7 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
 
     window = _window(qtbot, make_context, backend, backend.admin_token)
     qtbot.waitUntil(
-        lambda: [p.key for p in window.pages] == ["live", "models", "deploy", "performance"],
+        lambda: [p.key for p in window.pages][-2:] == ["drift", "performance"],
         timeout=10_000,
     )
     window.activateWindow()
@@ -229,6 +230,7 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
             "live": lambda: True,
             "models": lambda page=page: page.selected_version is not None,
             "deploy": lambda page=page: page.model is not None,
+            "drift": lambda page=page: page.drift is not None,
             "performance": lambda page=page: page.report is not None,
         }[page.key]
         qtbot.waitUntil(loaded, timeout=10_000)
