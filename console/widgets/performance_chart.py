@@ -99,10 +99,13 @@ class PerformanceChart(QWidget):
             symbolPen=None,
             connect="finite",
         )
+        # Hovering a point says what it is, in words (the window's explanation). Looked up by
+        # the point's place, not handed over as per-point data: clip-to-view drops points
+        # outside the view, and per-point data would no longer line up.
+        self.tips: dict[tuple[float, float], str] = {}
         for curve in (self.realized_curve, self.estimated_curve):
-            # Hovering a point says what it is, in words (the window's explanation).
             curve.scatter.opts["hoverable"] = True
-            curve.scatter.opts["tip"] = _point_tip
+            curve.scatter.opts["tip"] = self.tip_at
         self.delay_plot = time_plot(
             keyed_title("Share of predictions with labels", [("labelled", colour("muted"))]),
             "How many of each window's predictions have their true label yet. Realized quality "
@@ -127,6 +130,12 @@ class PerformanceChart(QWidget):
         self.realized = np.array([], dtype=np.float64)
         self.estimated = np.array([], dtype=np.float64)
         self.labelled = np.array([], dtype=np.float64)
+
+    def tip_at(self, x: float, y: float, data: object = None) -> str:
+        """A hovered point's tooltip: when its window was, and what its value means."""
+        when = time.strftime("%d %b %H:%M", time.localtime(x))
+        text = self.tips.get((float(x), float(y)), "")
+        return textwrap.fill(f"Window around {when}: {text}", 70)
 
     @property
     def band_range(self) -> tuple[float, float]:
@@ -157,6 +166,7 @@ class PerformanceChart(QWidget):
         )
         self.labelled = np.array([_or_nan(w.label_delay.share) for w in windows], dtype=np.float64)
         name = metric_name(metric)
+        self.tips = {}
         realized_tips = [
             f"{name} {value:.3f} measured on {w.label_delay.labelled:,} labelled predictions. "
             f"{w.verdict.explanation}"
@@ -173,7 +183,12 @@ class PerformanceChart(QWidget):
         ):
             # Nothing to draw is no curve at all (pyqtgraph warns on bounds of only NaN).
             if np.isfinite(values).any():
-                curve.setData(self.middles, values, data=tips)
+                curve.setData(self.middles, values)
+                self.tips.update(
+                    ((float(x), float(y)), tip)
+                    for x, y, tip in zip(self.middles, values, tips, strict=True)
+                    if np.isfinite(y)
+                )
             else:
                 curve.setData([], [])
         self.delay_bars.setOpts(
@@ -194,9 +209,3 @@ class PerformanceChart(QWidget):
 
 def _or_nan(value: float | None) -> float:
     return np.nan if value is None else float(value)
-
-
-def _point_tip(x: float, y: float, data: object) -> str:
-    """A hovered point's tooltip: when its window was, and what its value means."""
-    when = time.strftime("%d %b %H:%M", time.localtime(x))
-    return textwrap.fill(f"Window around {when}: {data}", 70)

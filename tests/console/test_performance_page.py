@@ -38,7 +38,7 @@ def _logged(backend: Backend, request_id: str) -> int:
     response = requests.get(
         f"{backend.url}/api/v1/predictions",
         headers={"Authorization": f"Bearer {backend.admin_token}"},
-        params={"request_id": request_id},
+        params={"request_id": request_id, "limit": 1000},
         timeout=10,
     )
     response.raise_for_status()
@@ -129,8 +129,9 @@ def test_the_chart_shows_realized_and_estimated_quality_against_the_band(
     assert y is not None and y[-1] == pytest.approx(realized)
     # Hovering the point says what it is, in words.
     hovered = page.chart.realized_curve.scatter.points()[-1]
-    assert newest.verdict.explanation in hovered.data()
-    assert "labelled predictions" in hovered.data()
+    tip = page.chart.tip_at(hovered.pos().x(), hovered.pos().y()).replace("\n", " ")
+    assert newest.verdict.explanation.split(":")[0] in tip
+    assert "labelled predictions" in tip
     # The label delay beneath: the share labelled, in the chart and in words.
     assert page.chart.labelled[-1] == pytest.approx(LABELLED / PREDICTED)
     assert f"{LABELLED / PREDICTED:.0%} of the predictions have one" in page.notes.delay.text()
