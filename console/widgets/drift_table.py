@@ -153,6 +153,11 @@ class FeatureRow:
         if not known:
             return "No earlier windows with data yet: the line appears as windows pass."
         drifted = sum(self.trend_drifted)
+        if len(known) == 1:
+            return (
+                f"Only one window of the last {len(self.trend)} has enough data so far "
+                f"(score {score_text(known[0])}): the line grows as windows pass."
+            )
         return (
             f"Score over the last {len(self.trend)} windows, oldest left: from "
             f"{score_text(known[0])} to {score_text(known[-1])}; drifted in {drifted} of them. "
@@ -187,7 +192,7 @@ class SparklineDelegate(QStyledItemDelegate):
         points = [(i, v) for i, v in enumerate(trend) if v is not None]
         if not points:
             return
-        rect = QRectF(option.rect).adjusted(4, 4, -4, -4)
+        rect = QRectF(option.rect).adjusted(6, 4, -6, -4)
         values = [v for _, v in points]
         low, high = min(0.0, min(values)), max(values)
         span = (high - low) or 1.0
@@ -203,10 +208,16 @@ class SparklineDelegate(QStyledItemDelegate):
         painter.setPen(QPen(line, 1.2))
         painter.drawPolyline(QPolygonF([at(i, v) for i, v in points]))
         painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QBrush(QColor(colour("bad"))))
         for i, v in points:
             if i < len(drifted) and drifted[i]:
-                painter.drawEllipse(at(i, v), 2.5, 2.5)
+                painter.setBrush(QBrush(QColor(colour("bad"))))
+            elif len(points) == 1 or i == points[-1][0]:
+                # A lone score (the first window with data) is a dot, not an invisible line;
+                # the newest score is marked too, where the eye starts reading.
+                painter.setBrush(QBrush(line))
+            else:
+                continue
+            painter.drawEllipse(at(i, v), 2.5, 2.5)
         painter.restore()
 
 
