@@ -154,9 +154,10 @@ class FeatureRow:
             return "No earlier windows with data yet: the line appears as windows pass."
         drifted = sum(self.trend_drifted)
         if len(known) == 1:
+            state = "drifted" if drifted else "not drifted"
             return (
                 f"Only one window of the last {len(self.trend)} has enough data so far "
-                f"(score {score_text(known[0])}): the line grows as windows pass."
+                f"(score {score_text(known[0])}, {state}): the line grows as windows pass."
             )
         return (
             f"Score over the last {len(self.trend)} windows, oldest left: from "

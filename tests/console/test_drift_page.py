@@ -172,7 +172,9 @@ def test_the_sparkline_follows_the_series_of_earlier_windows(
     assert scores[-1] is not None and drifted[-1]
     newest = series.windows[-1]
     assert scores[-1] == pytest.approx(newest.features["amount"].statistic)
-    assert "drifted in" in page.table.features.cell(amount, len(COLUMNS) - 1).tip
+    assert all(score is None for score in scores[:-1])
+    tip = page.table.features.cell(amount, len(COLUMNS) - 1).tip
+    assert "Only one window of the last 24" in tip and "(score" in tip and ", drifted)" in tip
 
 
 def test_the_version_and_window_choices_ask_again(
