@@ -191,10 +191,13 @@ class PerformanceNotes(QFrame):
         verdict = (
             "poorly calibrated: the estimate may be off" if poor > info.error_limit else "honest"
         )
+        note = info.note.strip()
+        if note:
+            # The backend's note is a clause; here it follows a sentence of its own.
+            note = " " + note[0].upper() + note[1:] + ("" if note.endswith(".") else ".")
         return (
             f"Calibration: the model's probabilities, checked on {info.reference_rows:,} rows "
-            f"of {info.reference}, are {verdict} ({method}; limit {info.error_limit:g})."
-            + (f" {info.note}" if info.note else "")
+            f"of {info.reference}, are {verdict} ({method}; limit {info.error_limit:g})." + note
         )
 
 
