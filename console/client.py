@@ -25,6 +25,7 @@ from backend.schemas import (
     AuditPage,
     DeploymentState,
     DeployRequest,
+    DriftSeries,
     EventPosition,
     FeedbackRequest,
     FeedbackResponse,
@@ -191,6 +192,45 @@ class ApiClient:
         )
         return self._post("/api/v1/feedback", body, FeedbackResponse)
 
+    # ------------------------------------------------------------------ drift and performance
+
+    def window_drift(
+        self,
+        model: str,
+        version: str | None = None,
+        window_s: int = 900,
+        route: str | None = None,
+        histograms: bool = True,
+    ) -> WindowDrift:
+        """The drift report of the last ``window_s`` seconds of one model (one version or all,
+        one route or all traffic), with the display bars of every feature when asked."""
+        params: dict[str, Any] = {"window_s": window_s, "histograms": histograms}
+        if version:
+            params["version"] = version
+        if route:
+            params["route"] = route
+        return self._get(f"/api/v1/models/{model}/drift", WindowDrift, params=params)
+
+    def drift_series(
+        self, model: str, version: str | None = None, window_s: int = 900, windows: int = 24
+    ) -> DriftSeries:
+        """Each feature's drift score over the last ``windows`` windows (for sparklines)."""
+        params: dict[str, Any] = {"window_s": window_s, "windows": windows}
+        if version:
+            params["version"] = version
+        return self._get(f"/api/v1/models/{model}/drift/series", DriftSeries, params=params)
+
+    def performance(
+        self, model: str, version: str | None = None, window_s: int = 3600, windows: int = 24
+    ) -> PerformanceReport:
+        """A version's realized and estimated quality per window (default: the one serving)."""
+        params: dict[str, Any] = {"window_s": window_s, "windows": windows}
+        if version:
+            params["version"] = version
+        return self._get(f"/api/v1/models/{model}/performance", PerformanceReport, params=params)
+
+    # ------------------------------------------------------------------ live
+
     def live_series(
         self,
         resolution_s: int,
@@ -234,34 +274,6 @@ class ApiClient:
         if model:
             params["model"] = model
         return self._get("/api/v1/alerts", AlertList, params=params).alerts
-
-    # ------------------------------------------------------------------ drift and performance
-
-    def window_drift(
-        self,
-        model: str,
-        version: str | None = None,
-        window_s: int = 900,
-        route: str | None = None,
-        histograms: bool = True,
-    ) -> WindowDrift:
-        """The drift report of the last ``window_s`` seconds of one model (one version or all,
-        one route or all traffic), with the display bars of every feature when asked."""
-        params: dict[str, Any] = {"window_s": window_s, "histograms": histograms}
-        if version:
-            params["version"] = version
-        if route:
-            params["route"] = route
-        return self._get(f"/api/v1/models/{model}/drift", WindowDrift, params=params)
-
-    def performance(
-        self, model: str, version: str | None = None, window_s: int = 3600, windows: int = 24
-    ) -> PerformanceReport:
-        """A version's realized and estimated quality per window (default: the one serving)."""
-        params: dict[str, Any] = {"window_s": window_s, "windows": windows}
-        if version:
-            params["version"] = version
-        return self._get(f"/api/v1/models/{model}/performance", PerformanceReport, params=params)
 
     def event_position(self) -> str:
         """Where the event stream stands now: following it from here misses nothing that

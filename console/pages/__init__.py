@@ -5,12 +5,23 @@ from __future__ import annotations
 from console.pages.alerts import AlertsPage
 from console.pages.base import Page
 from console.pages.deployments import DeploymentsPage
+from console.pages.drift import DriftPage
 from console.pages.live import LivePage
 from console.pages.models import ModelsPage
 from console.pages.overview import OverviewPage
+from console.pages.performance import PerformancePage
 
-# The Overview first: the page an operator opens to see whether all is well.
-PAGES: tuple[type[Page], ...] = (OverviewPage, AlertsPage, LivePage, ModelsPage, DeploymentsPage)
+# The Overview first: the page an operator opens to see whether all is well; then what watches
+# the models (alerts, live traffic, drift, quality), then what changes them.
+PAGES: tuple[type[Page], ...] = (
+    OverviewPage,
+    AlertsPage,
+    LivePage,
+    DriftPage,
+    PerformancePage,
+    ModelsPage,
+    DeploymentsPage,
+)
 
 
 def pages_for(role: str) -> list[type[Page]]:

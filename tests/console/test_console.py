@@ -15,6 +15,9 @@ from console.main_window import MainWindow
 from console.pages.live import LivePage
 from tests.console.conftest import Backend
 
+# An admin's pages, in navigation order.
+ALL_PAGES = ["overview", "alerts", "live", "drift", "performance", "models", "deploy"]
+
 
 def _window(qtbot, make_context, backend: Backend, token: str) -> MainWindow:  # type: ignore[no-untyped-def]
     window = MainWindow(make_context(backend.url, token))
@@ -33,6 +36,8 @@ def test_connects_and_shows_the_pages_of_the_role(qtbot, make_context, backend: 
         "overview",
         "alerts",
         "live",
+        "drift",
+        "performance",
         "models",
         "deploy",
     ]
@@ -42,7 +47,13 @@ def test_connects_and_shows_the_pages_of_the_role(qtbot, make_context, backend: 
 def test_support_sees_only_the_monitoring_views(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
     window = _window(qtbot, make_context, backend, backend.create_token("helpdesk", "support"))
     qtbot.waitUntil(lambda: window.role == "support", timeout=10_000)
-    assert [page.key for page in window.pages] == ["overview", "alerts", "live"]
+    assert [page.key for page in window.pages] == [
+        "overview",
+        "alerts",
+        "live",
+        "drift",
+        "performance",
+    ]
 
 
 def test_a_client_token_gets_no_pages_and_a_reason(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
@@ -206,7 +217,10 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
 
     window = _window(qtbot, make_context, backend, backend.admin_token)
     qtbot.waitUntil(
-        lambda: [p.key for p in window.pages] == ["overview", "alerts", "live", "models", "deploy"],
+        lambda: (
+            [p.key for p in window.pages]
+            == ["overview", "alerts", "live", "drift", "performance", "models", "deploy"]
+        ),
         timeout=10_000,
     )
     window.activateWindow()
@@ -240,6 +254,8 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
             "live": lambda: True,
             "models": lambda page=page: page.selected_version is not None,
             "deploy": lambda page=page: page.model is not None,
+            "drift": lambda page=page: page.drift is not None,
+            "performance": lambda page=page: page.report is not None,
         }[page.key]
         qtbot.waitUntil(loaded, timeout=10_000)
         page.focusNextChild()
