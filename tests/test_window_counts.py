@@ -107,8 +107,9 @@ def _reference(rng: np.random.Generator, n: int = 5_000) -> dict[str, Any]:
 
 
 def _store_reference(ws: Workspace, model: str, version: str, summary: dict[str, Any]) -> None:
+    """The test's own reference for the version, in place of one its registration stored."""
     with ws.sessions() as session:
-        session.add(
+        session.merge(
             DriftReferenceRow(
                 model=model,
                 version=version,
