@@ -45,8 +45,12 @@ Route = Annotated[
 WindowSeconds = Annotated[int, Query(ge=60, le=30 * 86_400, description="the window's length")]
 
 
-def _serving_version(workspace: CurrentWorkspace, model: str) -> str | None:
-    """The version serving now: the reference of a window no version answered in yet."""
+def _serving_version(workspace: CurrentWorkspace, model: str, version: str | None) -> str | None:
+    """The version serving now: the reference of a window no version answered in yet; a
+    version asked for must exist (404 naming it, as everywhere else), not answer an empty
+    window."""
+    if version is not None:
+        workspace.registry.get_version(model, version)
     return workspace.registry.get_model(model).active_version
 
 
@@ -67,7 +71,7 @@ def window_drift(
     words, the model's outputs, and the dataset verdict. From counts kept as predictions are
     logged: as fast for a day as for a minute."""
     read_scope(principal, "read", name)
-    serving = _serving_version(workspace, name)
+    serving = _serving_version(workspace, name, version)
     return workspace.drift.window(
         name, serving, version=version, route=route, window_s=window_s, histograms=histograms
     )
@@ -86,7 +90,7 @@ def drift_series(
     """``windows`` consecutive windows ending now, oldest first: every feature's score and
     verdict per window, for sparklines."""
     read_scope(principal, "read", name)
-    serving = _serving_version(workspace, name)
+    serving = _serving_version(workspace, name, version)
     return workspace.drift.series(
         name, serving, version=version, route=route, window_s=window_s, windows=windows
     )

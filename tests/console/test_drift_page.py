@@ -198,11 +198,11 @@ def test_nothing_to_compare_and_a_refused_question_are_said_in_words(
 ) -> None:
     page = open_page(backend)
     qtbot.waitUntil(lambda: page.model_choice.count() > 0, timeout=TIMEOUT_MS)
-    # A version that never answered: no report, and the backend's note says why.
-    page.version_choice.addItem("Version 99", "99")
-    page.version_choice.setCurrentIndex(page.version_choice.count() - 1)
+    # A version that has not answered yet: no report, and the backend's note says why.
+    qtbot.waitUntil(lambda: page.version_choice.findData("1") >= 0, timeout=TIMEOUT_MS)
+    page.version_choice.setCurrentIndex(page.version_choice.findData("1"))
     qtbot.waitUntil(
-        lambda: page.drift is not None and page.drift.version == "99", timeout=TIMEOUT_MS
+        lambda: page.drift is not None and page.drift.version == "1", timeout=TIMEOUT_MS
     )
     assert page.drift is not None and page.drift.report is None and page.drift.note
     assert "Nothing to compare yet" in page.verdict.headline.text()
@@ -214,3 +214,8 @@ def test_nothing_to_compare_and_a_refused_question_are_said_in_words(
     qtbot.waitUntil(lambda: "Could not load" in page.status.text(), timeout=TIMEOUT_MS)
     assert "404" in page.status.text() and "ghost" in page.status.text()
     assert "No drift report" in page.verdict.headline.text()
+    # A version the backend does not know: refused the same way (404 naming the version).
+    page.model_choice.setCurrentIndex(page.model_choice.findData("toy"))
+    page.version_choice.addItem("Version 99", "99")
+    page.version_choice.setCurrentIndex(page.version_choice.count() - 1)
+    qtbot.waitUntil(lambda: "version" in page.status.text().lower(), timeout=TIMEOUT_MS)
