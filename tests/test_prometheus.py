@@ -351,6 +351,14 @@ def _prometheus_binary() -> str:
     return found
 
 
+def _ready(base: str) -> bool:
+    """Prometheus's own readiness check: true once its storage is open and it serves queries."""
+    try:
+        return requests.get(f"{base}/-/ready", timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def _query(base: str, expression: str) -> list[dict[str, Any]]:
     response = requests.get(f"{base}/api/v1/query", params={"query": expression}, timeout=5)
     response.raise_for_status()
@@ -398,11 +406,10 @@ def test_a_real_prometheus_scrapes_the_server(
         # Predictions keep coming while Prometheus scrapes, until it computes a rate.
         while time.monotonic() < deadline and prometheus.poll() is None:
             post_predictions(server.url, admin, 5)
-            try:
-                rate = _query(base, 'sum(rate(servedeck_predictions_total{model="toy"}[30s]))')
-                up = _query(base, 'up{job="servedeck"}')
-            except requests.ConnectionError:
-                continue  # Prometheus is still starting
+            if not _ready(base):
+                continue  # Prometheus is still starting: its query API answers 503 until then
+            rate = _query(base, 'sum(rate(servedeck_predictions_total{model="toy"}[30s]))')
+            up = _query(base, 'up{job="servedeck"}')
             if rate and float(rate[0]["value"][1]) > 0:
                 break
         assert prometheus.poll() is None, prometheus.stderr.read() if prometheus.stderr else ""
