@@ -44,6 +44,7 @@ from backend.predictions.window_counts import (
     Retention,
     WindowCounter,
 )
+from backend.predictions.window_layout import encode, merge, parse
 from backend.predictions.window_reads import read_series, read_window
 from backend.workspace import Workspace
 from tests.helpers import logged_rows
@@ -614,3 +615,95 @@ def test_kill_of_the_writer_process_mid_stream_keeps_counts_exact(store: Workspa
     with store.engine.connect() as connection:
         window = read_window(connection, "m", start - MINUTE, start + 20 * MINUTE)
     _assert_same(window.summary, _expected(logged, reference))
+
+
+def _earlier_layout(text: str) -> str:
+    """A window's counts as writers before the array layout stored them: numerical counts and
+    sums as {bin text: value} maps."""
+    window = orjson.loads(text)
+    for feature in window["features"].values():
+        if feature["kind"] == "numerical":
+            bins = [str(b) for b in feature.pop("bins")]
+            feature["counts"] = dict(zip(bins, feature["counts"], strict=True))
+            feature["sums"] = dict(zip(bins, feature["sums"], strict=True))
+    return orjson.dumps(window).decode()
+
+
+def test_counts_stored_in_the_earlier_layout_are_read_and_folded_into(store: Workspace) -> None:
+    """A data directory from before the array layout: its buckets and deltas keep their maps;
+    reads sum them with new counts, and a fold adds new deltas to an old bucket."""
+    rng = np.random.default_rng(21)
+    reference = _reference(rng)
+    _store_reference(store, "m", "1", reference)
+    hour = (time.time() // HOUR - 3) * HOUR
+    old_rows = [list(r) for r in _log_rows(rng, 300, hour, 10 * MINUTE, prefix="old")]
+    new_rows = [list(r) for r in _log_rows(rng, 300, hour + 20 * MINUTE, 10 * MINUTE)]
+    dialect, location = writer_target(store.engine)
+    writing = open_store(dialect, location)
+    counter = WindowCounter(writing.references)
+    key = "owner/000001"
+    offset = writing.committed_offset(key)
+    writing.commit(key, offset, offset + 1, old_rows, counter.count(old_rows))
+    # Rewrite the old rows' deltas in the earlier layout, fold them (into old-layout buckets
+    # once rewritten too), then count and fold newer rows on top.
+    with store.engine.begin() as connection:
+        for delta_id, counts in connection.execute(
+            select(DriftWindowDeltaRow.id, DriftWindowDeltaRow.counts)
+        ).all():
+            connection.execute(
+                DriftWindowDeltaRow.__table__.update()
+                .where(DriftWindowDeltaRow.id == delta_id)
+                .values(counts=_earlier_layout(counts))
+            )
+    while writing.fold_windows(int(time.time()), Retention(), time.time()) > 0:
+        pass
+    with store.engine.begin() as connection:
+        for row in connection.execute(select(DriftWindowBucketRow)).all():
+            connection.execute(
+                DriftWindowBucketRow.__table__.update()
+                .where(
+                    DriftWindowBucketRow.model == row.model,
+                    DriftWindowBucketRow.version == row.version,
+                    DriftWindowBucketRow.route == row.route,
+                    DriftWindowBucketRow.resolution_s == row.resolution_s,
+                    DriftWindowBucketRow.bucket_start == row.bucket_start,
+                )
+                .values(counts=_earlier_layout(row.counts))
+            )
+    writing.commit(key, offset + 1, offset + 2, new_rows, counter.count(new_rows))
+    with store.engine.connect() as connection:
+        # Old-layout buckets and new-layout deltas read together.
+        mixed = read_window(connection, "m", hour, hour + HOUR)
+    _assert_same(mixed.summary, _expected(old_rows + new_rows, reference))
+    while writing.fold_windows(int(time.time()), Retention(), time.time()) > 0:
+        pass
+    assert _deltas_left(store) == 0
+    with store.engine.connect() as connection:
+        folded = read_window(connection, "m", hour, hour + HOUR)
+        (hour_bucket,) = connection.execute(
+            select(DriftWindowBucketRow.counts).where(DriftWindowBucketRow.resolution_s == HOUR)
+        ).one()
+    _assert_same(folded.summary, _expected(old_rows + new_rows, reference))
+    assert '"bins"' in hour_bucket  # the fold wrote the bucket back in the array layout
+
+
+def test_a_feature_whose_kind_changed_keeps_the_counts_of_its_latest_kind() -> None:
+    """A version's reference replaced with one that reads a feature as categories: the counts
+    summed from then on are of the new kind only (as the window layout can hold one kind)."""
+    numbers = parse(
+        '{"rows": 2, "features": {"f": {"kind": "numerical", "bins": [3, 7], '
+        '"counts": [1, 1], "sums": [0.5, 2.0], "n": 2, "missing": 0}}}'
+    )
+    categories = parse(
+        '{"rows": 3, "features": {"f": {"kind": "categorical", "values": {"a": 2, "b": 1}, '
+        '"n": 3, "missing": 0}}}'
+    )
+    total = merge([numbers, numbers, categories, categories])
+    assert total.rows == 10
+    assert total.numerical == {}
+    assert total.categorical == {"f": ({"a": 4, "b": 2}, 6, 0)}
+    back = merge([parse(encode(total)), numbers])
+    assert set(back.numerical) == {"f"} and back.categorical == {}
+    bins, counts, sums, n, missing = back.numerical["f"]
+    assert (n, missing) == (2, 0)
+    assert bins.tolist() == [3, 7] and counts.tolist() == [1, 1] and sums.tolist() == [0.5, 2.0]

@@ -26,10 +26,6 @@ from backend.predictions.window_counts import (
     References,
     Retention,
     WindowDelta,
-    add_window,
-    decode_window,
-    empty_window,
-    encode_window,
     fold,
 )
 
@@ -146,18 +142,21 @@ def _fold(
         cursor.execute(_EXPIRE_BUCKETS.format(p=p), (resolution, int(keep)))
     if not deltas:
         return 0
+    # numpy with it: only a writer that counts (and so folds) needs it.
+    from backend.predictions.window_layout import ParsedWindow, encode, merge, parse
+
     added = fold(
         (model, version, route, start, counts) for _, model, version, route, start, counts in deltas
     )
-    empty = encode_window(empty_window())
+    empty = encode(ParsedWindow())
     # Key order: two PostgreSQL folds lock shared buckets in the same order (no deadlock).
     for key in sorted(added):
         if key[4] < keep_from[key[3]]:
             continue  # already past its retention: it would be dropped below anyway
         cursor.execute(_ENSURE_BUCKET.format(p=p), (*key, empty))
         (stored,) = cursor.execute(_READ_BUCKET.format(p=p) + lock, key).fetchone()
-        total = add_window(decode_window(stored), added[key])
-        cursor.execute(_WRITE_BUCKET.format(p=p), (total["rows"], encode_window(total), *key))
+        total = merge([parse(stored), added[key]])
+        cursor.execute(_WRITE_BUCKET.format(p=p), (total.rows, encode(total), *key))
     cursor.executemany(_DELETE_DELTA.format(p=p), [(row[0],) for row in deltas])
     return len(deltas)
 

@@ -23,6 +23,7 @@ probability, numerical).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 FINE_BINS = 2000
@@ -64,3 +65,13 @@ def numeric_value(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def cap_values(counted: Counter[str]) -> dict[str, int]:
+    """The ``MAX_CATEGORIES`` most frequent values; the rest (and any OTHER) under OTHER."""
+    if len(counted) - (OTHER in counted) <= MAX_CATEGORIES:
+        return dict(counted)
+    other = counted.pop(OTHER, 0)
+    kept = dict(counted.most_common(MAX_CATEGORIES))
+    kept[OTHER] = other + sum(counted.values()) - sum(kept.values())
+    return kept

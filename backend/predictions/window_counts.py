@@ -13,8 +13,8 @@ Rows of a version without a reference are not counted (``WindowCounter.uncounted
 many): there is nothing to bin them against. A reference registered after the writer started
 is picked up within ``REFERENCE_RECHECK_S``.
 
-Standard library and orjson only, and ``bisect`` for binning: the writer process starts in tens
-of milliseconds and must not pull in numpy.
+numpy bins the columns, imported only once a reference is there to count against: a writer
+process without one starts in tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -41,12 +40,15 @@ from backend.predictions.rows import (
 )
 from backend.predictions.summary_layout import (
     CONFIDENCE,
-    MAX_CATEGORIES,
     OTHER,
     PREDICTION,
+    cap_values,
     category_text,
     numeric_value,
 )
+
+if TYPE_CHECKING:
+    from backend.predictions.window_layout import NumericalCounts, ParsedWindow
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,6 @@ FOLD_GRACE_S = 5.0
 FOLD_EVERY_S = 10.0
 FOLD_BATCH = 2_000
 
-_DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS
-
 # (model, version) -> the reference summary's JSON text.
 References = dict[tuple[str, str], str]
 
@@ -85,22 +85,24 @@ class Retention:
 
 @dataclass
 class _Plan:
-    """What the writer needs of a reference: which features to bin against which edges."""
+    """What the writer needs of a reference: which features to bin against which edges (numpy
+    arrays, made once per reference)."""
 
-    # (feature name, edges); outputs among them are read from the row's outputs.
-    numerical: list[tuple[str, list[float]]]
+    numerical: list[tuple[str, Any]]
     categorical: list[str]
     prediction_kind: str | None = None
-    prediction_edges: list[float] | None = None
-    confidence_edges: list[float] | None = None
+    prediction_edges: Any = None
+    confidence_edges: Any = None
 
 
 def plan_of(summary: dict[str, Any]) -> _Plan:
     """The binning plan of a reference summary (only ``kind`` and ``edges`` are read)."""
+    import numpy as np
+
     plan = _Plan(numerical=[], categorical=[])
     for name, feature in (summary.get("features") or {}).items():
         kind = feature.get("kind")
-        edges = [float(edge) for edge in feature.get("edges") or []]
+        edges = np.asarray([float(edge) for edge in feature.get("edges") or []], np.float64)
         if name == PREDICTION:
             plan.prediction_kind = kind
             plan.prediction_edges = edges if kind == "numerical" else None
@@ -116,61 +118,69 @@ def plan_of(summary: dict[str, Any]) -> _Plan:
 @dataclass
 class _Window:
     """The rows of one (model, version, route, minute) within one commit, counted column by
-    column when the commit's delta is made: ``map(bisect_left, ...)`` and ``Counter`` run
-    their loops in C, where a loop over rows and features in Python cost ~10x more."""
+    column when the commit's delta is made: numpy bins a column, ``Counter`` counts
+    categories, in C, where a loop over rows and features in Python cost ~10x more."""
 
     plan: _Plan
     features: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        """The window layout (sparse: only bins and values with a count)."""
+    def encoded(self) -> str:
+        from backend.predictions.window_layout import encode
+
+        return encode(self.counted())
+
+    def counted(self) -> ParsedWindow:
+        """The window's counts in the stored layout (``window_layout``)."""
+        from backend.predictions.window_layout import ParsedWindow
+
         plan, rows, get = self.plan, len(self.features), dict.get
-        columns: list[tuple[str, str, list[float] | None, list[Any]]] = []
+        window = ParsedWindow(rows)
         for name, edges in plan.numerical:
-            columns.append((name, "numerical", edges, list(map(get, self.features, repeat(name)))))
+            column = list(map(get, self.features, repeat(name)))
+            window.numerical[name] = _count_numbers(edges, column)
         for name in plan.categorical:
-            columns.append((name, "categorical", None, list(map(get, self.features, repeat(name)))))
+            column = list(map(get, self.features, repeat(name)))
+            values, missing = _count_values(column)
+            window.categorical[name] = (values, rows - missing, missing)
         if plan.prediction_kind in ("numerical", "categorical"):
             predictions = list(map(get, self.outputs, repeat("predict")))
-            columns.append((PREDICTION, plan.prediction_kind, plan.prediction_edges, predictions))
+            if plan.prediction_kind == "numerical" and plan.prediction_edges is not None:
+                window.numerical[PREDICTION] = _count_numbers(plan.prediction_edges, predictions)
+            else:
+                values, missing = _count_values(predictions)
+                window.categorical[PREDICTION] = (values, rows - missing, missing)
         if plan.confidence_edges is not None:
             confidences = _top_probabilities(list(map(get, self.outputs, repeat("predict_proba"))))
-            columns.append((CONFIDENCE, "numerical", plan.confidence_edges, confidences))
-        features: dict[str, Any] = {}
-        for name, kind, bin_edges, column in columns:
-            if kind == "numerical" and bin_edges is not None:
-                counts, sums, missing = _count_numbers(bin_edges, column)
-                features[name] = {"kind": kind, "counts": counts, "sums": sums}
-            else:
-                values, missing = _count_values(column)
-                features[name] = {"kind": "categorical", "values": values}
-            features[name]["n"] = rows - missing
-            features[name]["missing"] = missing
-        return {"rows": rows, "features": features}
+            window.numerical[CONFIDENCE] = _count_numbers(plan.confidence_edges, confidences)
+        return window
 
 
-def _count_numbers(
-    edges: list[float], column: list[Any]
-) -> tuple[dict[int, int], dict[int, float], int]:
-    """Bin counts and sums of a column (sparse), and how many values are missing."""
-    try:
-        # Numbers as JSON gives them (booleans compare as 0/1, as numeric_value reads them);
-        # None, text or a list make the sort or the binning raise: the careful path then.
-        values = sorted(column)
-        positions = list(map(bisect_left, repeat(edges), values))
-    except TypeError:
-        values = sorted(v for v in map(numeric_value, column) if v is not None)
-        positions = list(map(bisect_left, repeat(edges), values))
-    # Sorted values fall into bins in order: each bin's values are one slice, summed in C,
-    # so Python loops once per bin used, not once per value.
-    counts = dict(Counter(positions))
-    sums: dict[int, float] = {}
-    start = 0
-    for position, count in counts.items():
-        sums[position] = float(sum(values[start : start + count]))
-        start += count
-    return counts, sums, len(column) - len(values)
+_NUMBER_TYPES = frozenset((float, int))
+
+
+def _count_numbers(edges: Any, column: list[Any]) -> NumericalCounts:
+    """Bins used, their counts and sums, how many values were counted and how many missing."""
+    import numpy as np
+
+    values = None
+    # Numbers as JSON gives them take the fast path (booleans are a type of their own, so
+    # they and text, None or a list go value by value, as numeric_value reads them: numpy
+    # would read the text "1.5" as a number).
+    if set(map(type, column)) <= _NUMBER_TYPES:
+        try:
+            values = np.array(column, dtype=np.float64)
+        except (OverflowError, TypeError, ValueError):
+            values = None
+    if values is None:
+        numbers = [numeric_value(v) for v in column]
+        values = np.array([math.nan if v is None else v for v in numbers], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    positions = np.searchsorted(edges, values, side="left")
+    counts = np.bincount(positions)
+    used = np.flatnonzero(counts)
+    sums = np.bincount(positions, weights=values)[used]
+    return used, counts[used].astype(np.float64), sums, len(values), len(column) - len(values)
 
 
 def _top_probabilities(column: list[Any]) -> list[float | None]:
@@ -218,16 +228,6 @@ def _count_texts(column: list[Any]) -> tuple[dict[str, int], int]:
     texts = [category_text(v) for v in column]
     counted = Counter(t if len(t) <= MAX_CATEGORY_TEXT else OTHER for t in texts if t is not None)
     return cap_values(counted), len(column) - sum(counted.values())
-
-
-def cap_values(counted: Counter[str]) -> dict[str, int]:
-    """The ``MAX_CATEGORIES`` most frequent values; the rest (and any OTHER) under OTHER."""
-    if len(counted) - (OTHER in counted) <= MAX_CATEGORIES:
-        return dict(counted)
-    other = counted.pop(OTHER, 0)
-    kept = dict(counted.most_common(MAX_CATEGORIES))
-    kept[OTHER] = other + sum(counted.values()) - sum(kept.values())
-    return kept
 
 
 @dataclass(frozen=True)
@@ -289,7 +289,7 @@ class WindowCounter:
         deltas = []
         for (model, version, route, minute), window in windows.items():
             try:
-                counts = orjson.dumps(window.to_json(), option=_DUMPS_OPTIONS).decode()
+                counts = window.encoded()
             except Exception:
                 # Never a reason to hold up or set aside the rows themselves.
                 log.exception("drift window counts of %s version %s failed", model, version)
@@ -323,51 +323,7 @@ class WindowCounter:
             self._missing.discard(key)
 
 
-# ---------------------------------------------------------------- summing windows
-
-
-def empty_window() -> dict[str, Any]:
-    return {"rows": 0, "features": {}}
-
-
-def add_window(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
-    """Add a window's counts to ``total`` (in place; returned). Bin and value keys are text
-    (as JSON gives them back). A categorical feature keeps at most ``MAX_CATEGORIES`` values,
-    the rest under ``OTHER``. Pure Python: the writer folds with it (server-side reads of many
-    buckets sum with numpy, in ``window_reads``)."""
-    total["rows"] = total.get("rows", 0) + part.get("rows", 0)
-    features = total.setdefault("features", {})
-    for name, feature in part.get("features", {}).items():
-        into = features.get(name)
-        if into is None or into.get("kind") != feature.get("kind"):
-            # New here (or, after a reference was replaced, of another kind: the newer wins).
-            into = features[name] = _empty_like(feature)
-        into["n"] += feature.get("n", 0)
-        into["missing"] += feature.get("missing", 0)
-        if feature.get("kind") == "numerical":
-            for target, source in ((into["counts"], feature["counts"]),
-                                   (into["sums"], feature["sums"])):  # fmt: skip
-                for b, amount in source.items():
-                    key = str(b)
-                    target[key] = target.get(key, 0) + amount
-        else:
-            values = into["values"]
-            for text, count in feature["values"].items():
-                known = values.get(text)
-                if known is None:
-                    # At most MAX_CATEGORIES values besides OTHER, as the writer counts them.
-                    if len(values) - (OTHER in values) >= MAX_CATEGORIES and text != OTHER:
-                        text = OTHER
-                    known = values.get(text, 0)
-                values[text] = known + count
-    return total
-
-
-def _empty_like(feature: dict[str, Any]) -> dict[str, Any]:
-    if feature.get("kind") == "numerical":
-        return {"kind": "numerical", "counts": {}, "sums": {}, "n": 0, "missing": 0}
-    return {"kind": "categorical", "values": {}, "n": 0, "missing": 0}
-
+# ---------------------------------------------------------------- folding windows
 
 # A bucket: (model, version, route, resolution_s, bucket_start).
 BucketKey = tuple[str, str, str, int, int]
@@ -375,22 +331,15 @@ BucketKey = tuple[str, str, str, int, int]
 DeltaRow = tuple[str, str, str, int, str]
 
 
-def fold(deltas: Iterable[DeltaRow]) -> dict[BucketKey, dict[str, Any]]:
+def fold(deltas: Iterable[DeltaRow]) -> dict[BucketKey, ParsedWindow]:
     """What delta rows add to their minute and hour buckets (each delta to both)."""
-    added: dict[BucketKey, dict[str, Any]] = {}
+    from backend.predictions.window_layout import merge, parse
+
+    parts: dict[BucketKey, list[ParsedWindow]] = {}
     for model, version, route, bucket_start, counts in deltas:
-        part = orjson.loads(counts)
+        part = parse(counts)
         minute = int(bucket_start)
         for resolution in RESOLUTIONS_S:
             key = (model, version, route, resolution, minute // resolution * resolution)
-            add_window(added.setdefault(key, empty_window()), part)
-    return added
-
-
-def encode_window(window: dict[str, Any]) -> str:
-    return orjson.dumps(window, option=_DUMPS_OPTIONS).decode()
-
-
-def decode_window(text: str) -> dict[str, Any]:
-    window: dict[str, Any] = orjson.loads(text)
-    return window
+            parts.setdefault(key, []).append(part)
+    return {key: merge(found) for key, found in parts.items()}

@@ -44,10 +44,14 @@ class Deck:
     data_dir: Path
     token: str
     src: Path | None = None  # a checkout to run from instead of the repository
+    settings_env: tuple[tuple[str, str], ...] = ()  # settings of the server, e.g. monitoring off
 
     @property
     def extra_env(self) -> dict[str, str]:
-        return {} if self.src is None else {"PYTHONPATH": str(self.src)}
+        env = dict(self.settings_env)
+        if self.src is not None:
+            env["PYTHONPATH"] = str(self.src)
+        return env
 
 
 def _git(*args: str) -> str:

@@ -118,7 +118,14 @@ def run_instructions_bench(work_dir: Path, ref: str | None, requests: int) -> Me
         return measured
     models = build_models(work_dir / "models")
     data_dir = work_dir / "servedeck"
-    decks = {"servedeck": Deck(data_dir, register_models(data_dir, models))}
+    token = register_models(data_dir, models)
+    decks = {
+        "servedeck": Deck(data_dir, token),
+        # The same data directory served with monitoring off: what monitoring costs a request.
+        "servedeck-unmonitored": Deck(
+            data_dir, token, settings_env=(("SERVEDECK_MONITORING", "off"),)
+        ),
+    }
     with ExitStack() as stack:
         if ref:
             try:
@@ -151,12 +158,17 @@ def render(measured: Measured) -> str:
     by_key = {(c.model, c.server): c for c in measured.counts}
     for count in measured.counts:
         if count.error:
-            rows.append([count.model, count.server, "-", "-", "-", short_error(count.error)])
+            rows.append([count.model, count.server, "-", "-", "-", "-", short_error(count.error)])
             continue
-        ratio = "-"
+        ratio = monitoring = "-"
         base = by_key.get((count.model, "baseline"))
         if count.server == "servedeck" and base and base.serving_ir and count.serving_ir:
             ratio = f"{count.serving_ir / base.serving_ir:.3f}x"
+        off = by_key.get((count.model, "servedeck-unmonitored"))
+        if count.server == "servedeck" and off and off.serving_ir and count.serving_ir:
+            on_total = count.serving_ir + (count.writer_ir or 0)
+            off_total = off.serving_ir + (off.writer_ir or 0)
+            monitoring = f"{on_total / off_total:.3f}x"
         per = count.requests
         rows.append(
             [
@@ -165,17 +177,27 @@ def render(measured: Measured) -> str:
                 _per_request(count.serving_ir, per),
                 _per_request(count.writer_ir, per),
                 ratio,
+                monitoring,
                 "",
             ]
         )
     title = "Instructions per request (callgrind, user space, sequential keep-alive requests)"
     if measured.baseline_commit:
         title += f"; baseline = {measured.baseline_commit}"
-    headers = ["model", "server", "serving process", "log writer", "now/base", "note"]
+    headers = [
+        "model",
+        "server",
+        "serving process",
+        "log writer",
+        "now/base",
+        "on/off (both)",
+        "note",
+    ]
     lines = [
         format_table(title, headers, rows),
         "The serving column is the request path's CPU work; the writer's work is batched, so",
         "it depends on how many requests arrived per round. Kernel work is not counted.",
+        "on/off: serving process and writer together, monitoring on vs SERVEDECK_MONITORING=off.",
     ]
     lines += [f"  problem: {p}" for p in measured.problems]
     return "\n".join(lines)
