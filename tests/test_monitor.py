@@ -204,16 +204,24 @@ def test_refused_requests_are_counted_per_model_and_version(
     refuse("/v1/models/toy:predict", {"instances": [{"no such feature": 1}]}, {})
     for name in ("made-up-1", "made-up-2"):  # unknown names are counted, but not kept as names
         refuse(f"/v1/models/{name}:predict", {"instances": [TOY_ROW]})
+    # Refused before any handler runs: a NUL in the URL, a body over the limit.
+    nul = client.post("/v1/models/to%00y:predict", headers=admin_headers, json={"instances": []})
+    assert nul.status_code == 400 and nul.json()["field"] == "path", nul.text
+    limit = workspace.settings.max_request_bytes
+    big = client.post(
+        "/v2/models/toy/infer", headers=admin_headers, content=b"{" + b" " * limit + b"}"
+    )
+    assert big.status_code == 413 and big.json()["field"] == "body", big.text
 
     def refused(**params: str) -> int:
         series = client.get("/api/v1/monitor/live", headers=admin_headers, params=params).json()
         return sum(series["refused"])
 
     deadline = time.monotonic() + 5
-    while refused() < 6 and time.monotonic() < deadline:  # the current second is still open
+    while refused() < 8 and time.monotonic() < deadline:  # the current second is still open
         time.sleep(0.2)
-    assert refused() == 6
-    assert refused(model="toy") == 2
+    assert refused() == 8
+    assert refused(model="toy") == 3  # the oversized body, with a token that may predict
     assert refused(model="toy", version="1") == 1
     assert refused(model="made-up-1") == 0
 

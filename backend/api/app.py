@@ -125,8 +125,8 @@ def create_app(
     app.state.alert_rules = alert_rules
     app.state.prometheus = prometheus
     install_error_handlers(app)
-    # Added first, so it runs inside the size limit and the in-flight count.
-    app.add_middleware(PredictionFastPath, serving=serving, tokens=workspace.tokens)
+    # The last added runs first. Every request other than a prediction: the NUL check, the
+    # in-flight count, the size limit, then FastAPI.
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_request_bytes,
@@ -134,13 +134,16 @@ def create_app(
     )
     app.add_middleware(InFlightCounter, crowd=crowd)
     app.add_middleware(RefuseNulInUrl)
-    # Outermost, so it sees every refusal, the size limit's included.
+    # Predictions are answered by the outermost layer, which does all of that itself in one
+    # place and counts refusals (see fast_path).
+    refusals = RefusalCounter(live_stats, state, workspace.tokens, also_count_in=[prometheus])
     app.add_middleware(
-        RefusalCounter,
-        live_stats=live_stats,
-        state=state,
+        PredictionFastPath,
+        serving=serving,
         tokens=workspace.tokens,
-        also_count_in=[prometheus],
+        crowd=crowd,
+        refusals=refusals,
+        max_bytes=settings.max_request_bytes,
     )
     app.include_router(oip.router)
     app.include_router(records.router)

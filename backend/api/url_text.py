@@ -19,15 +19,22 @@ class RefuseNulInUrl:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            # The path arrives percent-decoded; the query string raw (%00, or a bare NUL).
-            query = scope.get("query_string", b"")
-            if "\x00" in scope["path"]:
-                await _refuse(send, "path")
-                return
-            if b"%00" in query or b"\x00" in query:
-                await _refuse(send, _parameter_with_nul(query))
+            field = field_with_nul(scope)
+            if field is not None:
+                await _refuse(send, field)
                 return
         await self.app(scope, receive, send)
+
+
+def field_with_nul(scope: Scope) -> str | None:
+    """ "path", the query parameter or "query" holding a NUL; None when the URL has none."""
+    # The path arrives percent-decoded; the query string raw (%00, or a bare NUL).
+    if "\x00" in scope["path"]:
+        return "path"
+    query = scope.get("query_string", b"")
+    if b"%00" in query or b"\x00" in query:
+        return _parameter_with_nul(query)
+    return None
 
 
 def _parameter_with_nul(query: bytes) -> str:
@@ -37,8 +44,11 @@ def _parameter_with_nul(query: bytes) -> str:
     return "query"
 
 
+NUL_REASON = "the URL may not contain the NUL character (%00)"
+
+
 async def _refuse(send: Send, field: str) -> None:
-    reason = "the URL may not contain the NUL character (%00)"
+    reason = NUL_REASON
     payload = json.dumps({"error": f"{field}: {reason}", "field": field, "reason": reason})
     body = payload.encode()
     await send(

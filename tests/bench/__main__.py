@@ -24,6 +24,8 @@ Environment knobs (defaults in brackets):
                          writer, both)
   BENCH_INSTRUCTION_REQUESTS [300] requests counted under callgrind per (model, server):
                          instructions per request now vs the baseline, free of machine noise
+  BENCH_INSTRUCTION_MODELS [all] comma-separated models of the instructions benchmark
+  BENCH_KEEP_CALLGRIND   a directory to keep the instructions benchmark's callgrind files in
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ This complements the wall-clock serving bench; it does not replace it.
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import shutil
 import subprocess
@@ -105,6 +106,9 @@ def _count_one(model: BenchModel, server: str, deck: Deck, work_dir: Path, reque
             _control("-i", "off", str(pid))
             _control("-d", str(pid))
         connection.close()
+    keep = os.environ.get("BENCH_KEEP_CALLGRIND", "").strip()
+    if keep:  # for callgrind_annotate: where the instructions went, function by function
+        shutil.copytree(out_dir, Path(keep) / out_dir.name, dirs_exist_ok=True)
     count.serving_ir = _total(out_dir / f"cg.{serving}")
     totals = [_total(out_dir / f"cg.{pid}") for pid in writers]
     count.writer_ir = sum(t for t in totals if t is not None) if totals else None
@@ -136,7 +140,10 @@ def run_instructions_bench(work_dir: Path, ref: str | None, requests: int) -> Me
                 decks["baseline"] = baseline.register(src, work_dir, models)
             except Exception as exc:
                 measured.problems.append(f"baseline {ref} not set up: {exc}")
+        wanted = {m for m in os.environ.get("BENCH_INSTRUCTION_MODELS", "").split(",") if m}
         for model in models:
+            if wanted and model.name not in wanted:
+                continue
             for server, deck in decks.items():
                 print(f"  {model.name} on {server} under callgrind...", flush=True)
                 try:
