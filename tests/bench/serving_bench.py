@@ -27,6 +27,7 @@ from tests.bench.loadgen import LoadResult, LoadTarget, generator_name
 from tests.bench.models import BenchModel, build_models, register_models
 from tests.bench.servers import ServerProcess, running_server
 from tests.bench.tables import fmt, format_table, short_error
+from tests.helpers import child_pids
 
 # "servedeck-unbatched" is ServeDeck with --max-batch-size 1: what micro-batching itself buys.
 # "servedeck-unmonitored" is ServeDeck with SERVEDECK_MONITORING=off (no Prometheus counting,
@@ -61,6 +62,10 @@ class Run:
     repeat: int
     result: LoadResult | None = None
     error: str | None = None
+    # CPU seconds (user + system) per 1,000 answered requests, warm-up included: the serving
+    # process, and its children (the log writer). Steadier than req/s on a shared machine.
+    server_cpu_ms_per_1k: float | None = None
+    writer_cpu_ms_per_1k: float | None = None
 
 
 @dataclass
@@ -159,8 +164,14 @@ def _session(
             target.prepare(model.bodies)
             for run in runs:
                 try:
+                    before = _cpu_seconds(proc.pid) if is_deck else None
                     run.result = target.run(run.concurrency, config.seconds, config.warmup)
                     answered += run.result.ok_total
+                    after = _cpu_seconds(proc.pid) if is_deck else None
+                    if before and after and run.result.ok_total:
+                        per_1k = 1000.0 / run.result.ok_total
+                        run.server_cpu_ms_per_1k = (after[0] - before[0]) * 1000 * per_1k
+                        run.writer_cpu_ms_per_1k = (after[1] - before[1]) * 1000 * per_1k
                 except Exception as exc:  # one failed level must not hide the others
                     run.error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:
@@ -180,6 +191,22 @@ def _session(
             outcome.problems.append(f"[{label}] cannot count logged rows: {exc}")
             logged = None
         outcome.log_checks.append(LogCheck(f"{model.name} ({server})", repeat, answered, logged))
+
+
+def _cpu_seconds(pid: int | None) -> tuple[float, float] | None:
+    """(the process's CPU seconds, its children's), user + system, from /proc (Linux only)."""
+    if pid is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def of(one: int) -> float:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+    return of(pid), sum(of(child) for child in child_pids(pid))
 
 
 def chosen_servers() -> tuple[str, ...]:
@@ -300,6 +327,8 @@ def summarise(outcome: Outcome) -> list[dict[str, Any]]:
                 "p50_ms": _median([res.p50_ms for res in results]),
                 "p99_ms": _median([res.p99_ms for res in results]),
                 "errors": sum(res.errors for res in results),
+                "server_cpu_ms_per_1k": _median([r.server_cpu_ms_per_1k for r in runs]),
+                "writer_cpu_ms_per_1k": _median([r.writer_cpu_ms_per_1k for r in runs]),
                 "error": errors[0] if errors else (samples[0] if samples else None),
             }
         )
@@ -484,6 +513,22 @@ def _monitoring_table(summary: list[dict[str, Any]]) -> str:
         )
     headers = ["model", "conc", "req/s off", "req/s on", "ratio", "met"]
     headers += ["p99 ms off", "p99 ms on", "ratio", "met"]
+    cpu_rows = []
+    by_key = {(r["model"], r["server"], r["concurrency"]): r for r in summary}
+    for (model, server, concurrency), on in sorted(by_key.items()):
+        off = by_key.get((model, "servedeck-unmonitored", concurrency))
+        if server != "servedeck" or off is None:
+            continue
+        row: list[Any] = [model, concurrency]
+        for part in ("server_cpu_ms_per_1k", "writer_cpu_ms_per_1k"):
+            row += [fmt(off[part], 0), fmt(on[part], 0)]
+        totals = [
+            (r["server_cpu_ms_per_1k"] or 0) + (r["writer_cpu_ms_per_1k"] or 0) for r in (off, on)
+        ]
+        row.append(f"{totals[1] / totals[0]:.3f}x" if totals[0] else "-")
+        cpu_rows.append(row)
+    cpu_headers = ["model", "conc", "server off", "server on", "writer off", "writer on"]
+    cpu_headers.append("on/off (both)")
     return (
         format_table(
             "Monitoring: ServeDeck with monitoring off / on (Prometheus, drift windows)",
@@ -491,6 +536,12 @@ def _monitoring_table(summary: list[dict[str, Any]]) -> str:
             rows,
         )
         + f"\ntarget: monitoring on >= {MONITORING_TARGET:.2f}x of off (req/s), p99 within 1/0.95."
+        + "\n"
+        + format_table(
+            "Monitoring's CPU: ms of CPU per 1,000 answered requests (median over repeats)",
+            cpu_headers,
+            cpu_rows,
+        )
     )
 
 
