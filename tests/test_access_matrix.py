@@ -127,6 +127,13 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("PUT", "/api/v1/models/{name}/alert-rules"): Rule(
         "deploy", "path", body=lambda _m: {"rules": [{"kind": "error_rate", "threshold": 0.1}]}
     ),
+    ("GET", "/api/v1/models/{name}/held-out"): Rule("read", "path"),
+    ("PUT", "/api/v1/models/{name}/held-out"): Rule(
+        "deploy",
+        "path",
+        body=lambda m: {"share_percent": 0, "policy": {"kind": "default", "answer": 0}},
+    ),
+    ("DELETE", "/api/v1/models/{name}/held-out"): Rule("deploy", "path"),
     # Prometheus's scrape: the live statistics' counts, so their permission.
     ("GET", "/metrics"): Rule("read_predictions", "listed"),
 }

@@ -17,6 +17,7 @@ from backend.api import (
     drift,
     events,
     feedback,
+    held_out,
     manage,
     metrics,
     monitor,
@@ -155,6 +156,7 @@ def create_app(
     app.include_router(drift.router)
     app.include_router(performance.router)
     app.include_router(events.router)
+    app.include_router(held_out.router)
     app.include_router(metrics.router)
     install_hand_parsed_schemas(app)
     return app

@@ -142,18 +142,23 @@ async def run_infer(
         entity_ids=_entity_ids(parameters, len(rows)),
         started=started,
     )
+    parameters_out: dict[str, Any] = {
+        "serving_version": result.version,
+        "request_id": result.request_id,
+        "route": result.route,
+    }
     payload = {
         "model_name": name,
         "model_version": result.version,
         # The client's id as sent, even "" (the spec echoes it); the log's id is a parameter.
         "id": infer.id if infer.id is not None else result.request_id,
-        "parameters": {
-            "serving_version": result.version,
-            "request_id": result.request_id,
-            "route": result.route,
-        },
+        "parameters": parameters_out,
         "outputs": encode_outputs(result.prediction, requested, available),
     }
+    if result.held_out_policy is not None:
+        # Held out: the answer is the no-model policy's, not the model's; an application can
+        # tell by the route and this.
+        parameters_out["held_out_policy"] = result.held_out_policy
     return Response(orjson.dumps(payload), media_type="application/json")
 
 

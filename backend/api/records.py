@@ -56,7 +56,9 @@ async def predict_records(
     )
     labels = result.prediction.labels
     probabilities = result.prediction.probabilities
-    classes = [str(c) for c in target.loaded.class_labels or []]
+    # On route held_out with a fallback policy, the fallback's probabilities over its classes.
+    answered_by = target.fallback.loaded if target.fallback is not None else target.loaded
+    classes = [str(c) for c in answered_by.class_labels or []]
     predictions = [
         {
             "prediction": label,
@@ -74,4 +76,6 @@ async def predict_records(
         "route": result.route,
         "predictions": predictions,
     }
+    if result.held_out_policy is not None:
+        payload["held_out_policy"] = result.held_out_policy  # the policy answered, not the model
     return Response(orjson.dumps(payload), media_type="application/json")

@@ -44,6 +44,8 @@ class ModelRow(Base):
     rollout: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # A ServingPolicy as JSON; None means the defaults.
     policy: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # HeldOutSettings as JSON (the held-out share and its no-model policy); None: none.
+    held_out: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     versions: Mapped[list[ModelVersionRow]] = relationship(

@@ -18,6 +18,7 @@ from backend.db.tables import AuditEventRow, GateReportRow, ModelRow
 from backend.deploy.audit import deployment_history, record_event
 from backend.deploy.changes import SYSTEM, ModelState, read_model_state
 from backend.deploy.gating import GateKeeper, GatesRefused
+from backend.deploy.held_out import HeldOutSettingsStore
 from backend.deploy.rollouts import Rollouts
 from backend.deploy.switching import Switching, rollback_option
 from backend.errors import NotFound
@@ -49,6 +50,8 @@ class DeployService:
         self.abort = rollouts.abort
         self.advance = rollouts.advance
         self._rollouts = rollouts
+        # The held-out share and its no-model policy (held_out.py).
+        self.held_out = HeldOutSettingsStore(sessions, registry)
 
     def pause(self, model: str, reason: str, actor: Principal) -> DeploymentState:
         return self._rollouts.set_paused(model, True, reason, actor)

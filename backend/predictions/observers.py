@@ -35,6 +35,10 @@ class AnsweredBatch:
     latency_ms: float
     token_name: str
     answered_at: float
+    # Route held_out: the policy's kind and its answers, which the caller got instead of the
+    # model's (``labels`` stays the model's own, unseen answer).
+    held_out_policy: str | None = None
+    served_labels: Sequence[Any] | None = None
     # Made once, by the first observer that asks (see ``log_rows`` and ``confidences``).
     _log_rows: list[LogRow] | None = field(default=None, init=False, repr=False)
     _confidences: list[float | None] | None = field(default=None, init=False, repr=False)
@@ -63,6 +67,9 @@ class AnsweredBatch:
             probabilities = self.probabilities
             entity_ids = self.entity_ids
             n_ids = len(entity_ids)
+            if self.held_out_policy is not None:
+                self._log_rows = self._held_out_rows()
+                return self._log_rows
             self._log_rows = [
                 log_row(
                     request_id=self.request_id,
@@ -83,6 +90,36 @@ class AnsweredBatch:
                 for i, row in enumerate(self.features)
             ]
         return self._log_rows
+
+    def _held_out_rows(self) -> list[LogRow]:
+        """Held-out rows keep the model's unseen answer and, under ``held_out``, what the
+        policy answered instead (what the caller got)."""
+        served = self.served_labels or []
+        probabilities = self.probabilities
+        n_ids = len(self.entity_ids)
+        return [
+            log_row(
+                request_id=self.request_id,
+                row_index=i,
+                created_at=self.answered_at,
+                model=self.model,
+                version=self.version,
+                route=self.route,
+                entity_id=self.entity_ids[i] if i < n_ids else None,
+                features=row,
+                outputs={
+                    "predict": self.labels[i],
+                    "predict_proba": probabilities[i] if probabilities else None,
+                    "held_out": {
+                        "policy": self.held_out_policy,
+                        "answer": served[i] if i < len(served) else None,
+                    },
+                },
+                latency_ms=self.latency_ms,
+                token_name=self.token_name,
+            )
+            for i, row in enumerate(self.features)
+        ]
 
 
 class PredictionObserver(Protocol):

@@ -292,3 +292,25 @@ def version_window_labelled(
             .order_by(PredictionRow.created_at)
             .limit(limit)
         ).all()
+
+
+def route_coverage(
+    sessions: sessionmaker[Session], model: str, route: str, start: float
+) -> tuple[int, int, int]:
+    """(requests on ``route``, distinct entity ids among them, requests of the model) made
+    since ``start``, by the (model, created_at) index: the cost of the window, not the log."""
+    in_window = (PredictionRow.model == model) & (PredictionRow.created_at >= start)
+    with sessions() as session:
+        on_route, entities = session.execute(
+            select(
+                func.count(func.distinct(PredictionRow.request_id)),
+                func.count(func.distinct(PredictionRow.entity_id)),
+            ).where(in_window, PredictionRow.route == route)
+        ).one()
+        # Shadow copies are the candidate scoring the same requests: not more traffic.
+        everything = session.execute(
+            select(func.count(func.distinct(PredictionRow.request_id))).where(
+                in_window, PredictionRow.route != "shadow"
+            )
+        ).scalar_one()
+    return int(on_route), int(entities), int(everything)

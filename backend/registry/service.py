@@ -364,8 +364,11 @@ class Registry:
                 signatures[name] = [FeatureSpec(**spec) for spec in row.signature]
         return typed_constraints(signatures, constraints)
 
-    def serving_states(self) -> dict[str, tuple[str | None, int, dict[str, Any] | None]]:
-        """Model name -> (active version, generation, rollout): polled by every worker."""
+    def serving_states(
+        self,
+    ) -> dict[str, tuple[str | None, int, dict[str, Any] | None, dict[str, Any] | None]]:
+        """Model name -> (active version, generation, rollout, held-out settings): polled by
+        every worker."""
         with self.sessions() as session:
             rows = session.execute(
                 select(
@@ -373,10 +376,12 @@ class Registry:
                     ModelRow.active_version,
                     ModelRow.state_generation,
                     ModelRow.rollout,
+                    ModelRow.held_out,
                 )
             ).all()
             return {
-                name: (active, generation, rollout) for name, active, generation, rollout in rows
+                name: (active, generation, rollout, held_out)
+                for name, active, generation, rollout, held_out in rows
             }
 
     @staticmethod

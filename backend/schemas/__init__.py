@@ -72,6 +72,18 @@ from backend.schemas.drift import (
     SkippedFeature,
     WindowDrift,
 )
+from backend.schemas.held_out import (
+    Condition,
+    DefaultPolicy,
+    FallbackPolicy,
+    HeldOutCoverage,
+    HeldOutPolicy,
+    HeldOutRequest,
+    HeldOutSettings,
+    HeldOutStatus,
+    Rule,
+    RulePolicy,
+)
 from backend.schemas.monitoring import (
     ALERT_KINDS,
     ALERT_STATUSES,
@@ -344,6 +356,8 @@ class RecordPredictResponse(BaseModel):
     id: str | None = None
     route: str
     predictions: list[RecordPrediction]
+    # Route held_out: the no-model policy's kind, whose answer this is (not the model's).
+    held_out_policy: str | None = None
 
 
 # ---------------------------------------------------------------- feedback

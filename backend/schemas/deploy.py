@@ -26,6 +26,7 @@ AuditAction = Literal[
     "promote",
     "abort",
     "policy",
+    "held_out",
     "metric_alert",
     "trust_pickle",
 ]

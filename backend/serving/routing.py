@@ -6,7 +6,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from backend.schemas import RolloutState
+from backend.schemas import HeldOutSettings, RolloutState
 
 # Canary shares are resolved to 1/100 of a percent.
 BUCKETS = 10_000
@@ -19,6 +19,8 @@ class ModelRouting:
     active: str | None
     generation: int
     rollout: RolloutState | None = None
+    # The held-out share and its no-model policy, or None (nothing held out).
+    held_out: HeldOutSettings | None = None
 
     @property
     def versions_in_use(self) -> tuple[str, ...]:
@@ -27,6 +29,15 @@ class ModelRouting:
         if self.rollout is not None:
             versions.append(self.rollout.candidate)
         return tuple(versions)
+
+    @property
+    def pinned_fallback(self) -> tuple[str, str] | None:
+        """The (model, version) a held-out fallback policy names, to keep loaded; None when
+        there is none or it follows whatever that model serves (loaded for it already)."""
+        policy = self.held_out.policy if self.held_out is not None else None
+        if policy is None or policy.kind != "fallback" or policy.version is None:
+            return None
+        return policy.model, policy.version
 
     @property
     def shadow(self) -> str | None:

@@ -22,8 +22,10 @@ from backend.predictions.log import PredictionLog
 from backend.predictions.observers import AnsweredBatch, PredictionObserver
 from backend.predictions.spool import SpoolWriteError
 from backend.registry import LoadedVersion, Prediction, Registry, parse_version
+from backend.schemas import HeldOutPolicy
 from backend.serving.batcher import MicroBatcher
 from backend.serving.crowd import CrowdGauge
+from backend.serving.held_out import HELD_OUT_ROUTE, declared_answers, goes_to_held_out
 from backend.serving.request_ids import log_request_id
 from backend.serving.routing import ModelRouting, goes_to_canary
 from backend.serving.state import ServingState
@@ -48,6 +50,10 @@ class Target:
     batcher: MicroBatcher
     # The rollout candidate scoring the same request unseen (shadow phase), or None.
     shadow: MicroBatcher | None = None
+    # Route held_out: the policy whose answer the caller gets (the model answers unseen),
+    # and the version answering for it when the policy is a fallback.
+    held_out_policy: HeldOutPolicy | None = None
+    fallback: MicroBatcher | None = None
 
     @property
     def loaded(self) -> LoadedVersion:
@@ -60,8 +66,9 @@ class ServeResult:
     model: str
     version: str
     route: str
-    prediction: Prediction
+    prediction: Prediction  # what the caller gets (on route held_out, the policy's answer)
     latency_ms: float
+    held_out_policy: str | None = None  # the policy's kind on route held_out
 
 
 class ServingService:
@@ -123,8 +130,39 @@ class ServingService:
             raise NotFound(f"no model named {model!r}", "model")
         resolved, route, shadow = _resolve(routing, model, addressed, entity_id)
         runtime = self.state.runtime
+        if route == HELD_OUT_ROUTE and routing.held_out is not None:
+            policy = routing.held_out.policy
+            fallback = await self._fallback(policy) if policy.kind == "fallback" else None
+            return Target(
+                model, resolved, route, await runtime(model, resolved), None, policy, fallback
+            )
         shadow_batcher = await runtime(model, shadow) if shadow is not None else None
         return Target(model, resolved, route, await runtime(model, resolved), shadow_batcher)
+
+    async def _fallback(self, policy: HeldOutPolicy) -> MicroBatcher:
+        """The version answering held-out requests for a fallback policy: a pinned version,
+        or whatever the named model serves now."""
+        assert policy.kind == "fallback"
+        version = policy.version
+        if version is None:
+            other = self.state.routing(policy.model)
+            version = other.active if other is not None else None
+        if version is None:
+            raise ServeDeckError(
+                f"the held-out policy's fallback model {policy.model!r} serves no version; "
+                "deploy one or change the held-out policy",
+                "held_out.policy",
+                status=503,
+            )
+        try:
+            return await self.state.runtime(policy.model, version)
+        except Exception as exc:
+            raise ServeDeckError(
+                f"the held-out policy's fallback {policy.model!r} version {version} cannot be "
+                f"loaded ({type(exc).__name__}); change the held-out policy",
+                "held_out.policy",
+                status=503,
+            ) from exc
 
     @staticmethod
     def _authorize(
@@ -171,6 +209,9 @@ class ServingService:
             self._count_candidate_call(target.model, failed=False)
         else:
             prediction = await self._predict(target.batcher, clean)
+        served = prediction
+        if target.held_out_policy is not None:
+            served = await self._held_out_answer(target, rows, clean, where)
         finished = time.perf_counter()
         latency_ms = (finished - started) * 1000.0
         request_id = log_request_id(request_id)
@@ -186,6 +227,8 @@ class ServingService:
             latency_ms=latency_ms,
             token_name=principal.name,
             answered_at=time.time(),
+            held_out_policy=target.held_out_policy.kind if target.held_out_policy else None,
+            served_labels=served.labels if target.held_out_policy is not None else None,
         )
         try:
             self._hand_over(batch)
@@ -203,8 +246,27 @@ class ServingService:
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
         return ServeResult(
-            request_id, target.model, target.version, target.route, prediction, latency_ms
+            request_id,
+            target.model,
+            target.version,
+            target.route,
+            served,
+            latency_ms,
+            target.held_out_policy.kind if target.held_out_policy is not None else None,
         )
+
+    async def _held_out_answer(
+        self, target: Target, rows: list[dict[str, Any]], clean: list[dict[str, Any]], where: str
+    ) -> Prediction:
+        """What the held-out policy answers: declared, by rule, or by the fallback version
+        (which validates the rows against its own signature)."""
+        policy = target.held_out_policy
+        assert policy is not None
+        if policy.kind != "fallback":
+            return Prediction(declared_answers(policy, clean), None)
+        assert target.fallback is not None
+        fallback_rows = target.fallback.loaded.signature.validate_rows(rows, where)
+        return await self._predict(target.fallback, fallback_rows)
 
     def _count_candidate_call(self, model: str, failed: bool) -> None:
         routing = self.state.routing(model)
@@ -271,7 +333,8 @@ class ServingService:
 def _resolve(
     routing: ModelRouting, model: str, addressed: str | None, entity_id: str | None
 ) -> tuple[str, str, str | None]:
-    """(version, route, shadow version) for a request already authorized."""
+    """(version, route, shadow version) for a request already authorized. A held-out entity is
+    decided first: it never reaches a canary or a shadow (see ``held_out``)."""
     active = routing.active
     if addressed is None:
         if active is None:
@@ -280,6 +343,8 @@ def _resolve(
                 "model",
                 status=409,
             )
+        if goes_to_held_out(routing.held_out, model, entity_id):
+            return active, HELD_OUT_ROUTE, None
         if routing.rollout is not None and goes_to_canary(routing, model, entity_id):
             return routing.rollout.candidate, "canary", None
         return active, "active", routing.shadow

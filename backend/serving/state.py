@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.registry import Registry
-from backend.schemas import RolloutState
+from backend.schemas import HeldOutSettings, RolloutState
 from backend.serving.batcher import MicroBatcher
 from backend.serving.candidates import CandidateCalls
 from backend.serving.routing import ModelRouting
@@ -75,14 +75,17 @@ class ServingState:
             routing: dict[str, ModelRouting] = {}
             # As the database says, even where a candidate that failed to load is not routed
             # to: those rollouts must still be judged (and aborted).
-            self._rollouts = {name for name, (_, _, rollout) in states.items() if rollout}
-            for name, (active, generation, rollout) in states.items():
+            self._rollouts = {name for name, (_, _, rollout, _) in states.items() if rollout}
+            for name, (active, generation, rollout, held_out) in states.items():
                 known = self._routing.get(name)
                 if known is not None and known.generation >= generation:
                     routing[name] = known
                     continue
                 state = ModelRouting(
-                    active, generation, RolloutState(**rollout) if rollout else None
+                    active,
+                    generation,
+                    RolloutState(**rollout) if rollout else None,
+                    HeldOutSettings.model_validate(held_out) if held_out else None,
                 )
                 if not await self._load_all(name, state) and known is not None:
                     routing[name] = known
@@ -103,6 +106,12 @@ class ServingState:
                 loaded = False
                 if state.rollout is not None and version == state.rollout.candidate:
                     self.candidates.record(model, state.rollout, failed=True)
+        fallback = state.pinned_fallback
+        if fallback is not None:
+            try:  # loaded ahead, so the first held-out request does not wait for it
+                await self.runtime(*fallback)
+            except Exception:  # the request path answers 503 naming it until it loads
+                log.exception("cannot load the held-out fallback %s version %s", *fallback)
         return loaded
 
     def _unload_unused(self) -> None:
@@ -112,6 +121,7 @@ class ServingState:
             for version in (*state.versions_in_use, self._previous.get(name))
             if version is not None
         }
+        keep |= {s.pinned_fallback for s in self._routing.values() if s.pinned_fallback}
         # Versions addressed explicitly (people testing them) load again on demand; requests
         # in flight hold their own reference, so dropping one here fails nothing.
         for key in [key for key in self._batchers if key not in keep]:
