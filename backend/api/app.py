@@ -17,6 +17,7 @@ from backend.api import (
     drift,
     events,
     feedback,
+    lineage,
     manage,
     metrics,
     monitor,
@@ -154,6 +155,7 @@ def create_app(
     app.include_router(alerts.router)
     app.include_router(drift.router)
     app.include_router(performance.router)
+    app.include_router(lineage.router)
     app.include_router(events.router)
     app.include_router(metrics.router)
     install_hand_parsed_schemas(app)

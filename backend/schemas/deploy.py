@@ -28,6 +28,7 @@ AuditAction = Literal[
     "policy",
     "metric_alert",
     "trust_pickle",
+    "lineage_cycle_forced",
 ]
 # Audit actions that change which version answers by default: the deployment history.
 DEPLOYMENT_ACTIONS: tuple[AuditAction, ...] = ("deploy", "rollback", "promote")
