@@ -55,7 +55,7 @@ def test_a_cycle_is_explained_in_plain_words_with_its_features() -> None:
         {("fraud", "risk"): ["fraud_score"], ("risk", "fraud"): ["risk_band", "risk_score"]},
     )
     assert two.startswith(
-        "Fraud's output feeds risk (as 'fraud_score'), and risk's output feeds fraud "
+        "fraud's output feeds risk (as 'fraud_score'), and risk's output feeds fraud "
         "(as 'risk_band' and 'risk_score'): a feedback loop"
     )
     assert "held-out traffic" in two and "fool you" in two

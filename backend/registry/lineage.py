@@ -148,21 +148,22 @@ def explain_cycle(path: Sequence[str], features: Mapping[tuple[str, str], Sequen
         return f" (as {joined})"
 
     advice = (
-        "its measured performance can fool you, because it is judged on data its own answers "
-        "shaped; break the loop or keep held-out traffic that the loop does not influence."
+        "measured performance can fool you, because it is judged on data that its own "
+        "answers shaped; break the loop or keep held-out traffic that the loop does not touch."
     )
     if len(path) == 2:
         model = path[0]
         return (
             f"{model}'s own output comes back as its input{carried(model, model)}: a feedback "
-            f"loop — {advice}"
+            f"loop — its {advice}"
         )
     steps = [
         f"{source}'s output feeds {target}{carried(source, target)}"
         for source, target in pairwise(path)
     ]
     said = ", ".join(steps[:-1]) + f", and {steps[-1]}"
-    return f"{said[0].upper()}{said[1:]}: a feedback loop — {advice}"
+    # Model names keep their case, even at the start of the sentence: they are names.
+    return f"{said}: a feedback loop — each model's {advice}"
 
 
 # ---------------------------------------------------------------- what versions declared
