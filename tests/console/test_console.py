@@ -16,7 +16,16 @@ from console.pages.live import LivePage
 from tests.console.conftest import Backend
 
 # An admin's pages, in navigation order.
-ALL_PAGES = ["overview", "alerts", "live", "drift", "performance", "models", "deploy"]
+ALL_PAGES = [
+    "overview",
+    "alerts",
+    "live",
+    "drift",
+    "performance",
+    "lineage",
+    "models",
+    "deploy",
+]
 
 
 def _window(qtbot, make_context, backend: Backend, token: str) -> MainWindow:  # type: ignore[no-untyped-def]
@@ -38,6 +47,7 @@ def test_connects_and_shows_the_pages_of_the_role(qtbot, make_context, backend: 
         "live",
         "drift",
         "performance",
+        "lineage",
         "models",
         "deploy",
     ]
@@ -53,6 +63,7 @@ def test_support_sees_only_the_monitoring_views(qtbot, make_context, backend: Ba
         "live",
         "drift",
         "performance",
+        "lineage",
     ]
 
 
