@@ -15,6 +15,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import (
@@ -29,11 +30,13 @@ from PySide6.QtGui import (
     QResizeEvent,
 )
 from PySide6.QtWidgets import (
+    QFrame,
     QGraphicsPathItem,
     QGraphicsScene,
     QGraphicsSimpleTextItem,
     QGraphicsView,
     QLabel,
+    QScrollArea,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -45,10 +48,11 @@ from console.widgets.common import make_label
 
 BOX_WIDTH = 180.0
 BOX_HEIGHT = 56.0
-COLUMN_GAP = 170.0  # room for an arrow's label between two columns
+COLUMN_GAP = 150.0  # room for an arrow's label between two columns
 ROW_GAP = 46.0
 ARROW_SIZE = 9.0
 MARGIN = 24.0
+LOOPS_MAX_HEIGHT = 150
 
 EMPTY_TITLE = "No lineage declared yet"
 EMPTY_TEXT = (
@@ -72,9 +76,17 @@ class Placement:
     row: int
 
 
+def waypoint(source: str, target: str, column: int) -> str:
+    """The name of the empty slot an arrow passes through in a column it skips (no model
+    name holds a NUL)."""
+    return f"\0{source}\0{target}\0{column}"
+
+
 def place_nodes(names: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[str, Placement]:
     """Columns by the longest path from an upstream model, once the arrows that close loops
-    are set aside (a depth-first search finds them); rows in name order within a column."""
+    are set aside (a depth-first search finds them); rows within a column near the models
+    that feed them. An arrow that skips columns gets an empty slot (``waypoint``) in each, so
+    that it passes between boxes, never through one."""
     successors: dict[str, list[str]] = defaultdict(list)
     for source, target in edges:
         if source != target:
@@ -111,15 +123,56 @@ def place_nodes(names: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[
                 changed = True
         if not changed:
             break
-    rows: dict[int, int] = defaultdict(int)
-    placements = {}
-    for name in sorted(names, key=lambda n: (column[n], n)):
-        placements[name] = Placement(column[name], rows[column[name]])
-        rows[column[name]] += 1
+    # Within a column: a model fed by itself first (its loop is drawn above it), then the rest
+    # near the models that feed them, and the ends of a loop's closing arrow last (that arrow
+    # runs beneath the boxes, so nothing may sit below its ends).
+    looping = {source for source, target in edges if source == target}
+    closing = {name for pair in backward for name in pair}
+    predecessors: dict[str, list[str]] = defaultdict(list)
+    for source, target in forward:
+        if column[target] - column[source] == 1:
+            predecessors[target].append(source)
+    slots = list(names)
+    for source, target in list(forward):
+        if column[target] - column[source] > 1:
+            hops = [waypoint(source, target, c) for c in range(column[source] + 1, column[target])]
+            for hop in hops:
+                column[hop] = column[source] + 1 + hops.index(hop)
+            slots += hops
+            for before, after in pairwise([source, *hops, target]):
+                predecessors[after].append(before)
+    placements: dict[str, Placement] = {}
+    for current in sorted(set(column.values())):
+
+        def order(name: str) -> tuple[int, float, str]:
+            group = 0 if name in looping else 2 if name in closing else 1
+            rows = [placements[p].row for p in predecessors[name] if p in placements]
+            return group, sum(rows) / len(rows) if rows else -1.0, name
+
+        members = sorted((n for n in slots if column[n] == current), key=order)
+        for row, name in enumerate(members):
+            placements[name] = Placement(current, row)
     return placements
 
 
 # ---------------------------------------------------------------- drawing
+
+
+def _ports(
+    other_ends: dict[tuple[str, str], str], boxes: dict[str, QRectF], *, outgoing: bool
+) -> dict[tuple[str, str], float]:
+    """The height at which each arrow leaves (or enters) its box, spread over the box's side
+    in the order of the slots at the arrows' other ends (``other_ends``)."""
+    by_box: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for pair in other_ends:
+        by_box[pair[0] if outgoing else pair[1]].append(pair)
+    heights = {}
+    for name, mine in by_box.items():
+        box = boxes[name]
+        mine.sort(key=lambda pair: boxes[other_ends[pair]].center().y())
+        for index, pair in enumerate(mine):
+            heights[pair] = box.top() + box.height() * (index + 1) / (len(mine) + 1)
+    return heights
 
 
 def _arrow_head(path: QPainterPath) -> QPolygonF:
@@ -147,11 +200,10 @@ class LineageScene(QGraphicsScene):
             rows_per_column[place.column] = max(rows_per_column[place.column], place.row + 1)
         tallest = max(rows_per_column.values(), default=1)
         boxes: dict[str, QRectF] = {}
-        for node in graph.nodes:
-            place = placed[node.name]
+        for name, place in placed.items():
             # Each column centred on the tallest one.
             offset = (tallest - rows_per_column[place.column]) * (BOX_HEIGHT + ROW_GAP) / 2
-            boxes[node.name] = QRectF(
+            boxes[name] = QRectF(
                 place.column * (BOX_WIDTH + COLUMN_GAP),
                 offset + place.row * (BOX_HEIGHT + ROW_GAP),
                 BOX_WIDTH,
@@ -159,28 +211,51 @@ class LineageScene(QGraphicsScene):
             )
         bottom = max((box.bottom() for box in boxes.values()), default=0.0)
         below = 0
-        for (source, target), edges in sorted(pairs.items()):
-            if source not in boxes or target not in boxes:
-                continue
+        drawn = [pair for pair in sorted(pairs) if pair[0] in boxes and pair[1] in boxes]
+        hops = {
+            (s, t): [waypoint(s, t, c) for c in range(placed[s].column + 1, placed[t].column)]
+            for s, t in drawn
+            if placed[t].column > placed[s].column
+        }
+        # Arrows leave and enter a box at separate heights, in the order of what is at their
+        # other ends: arrows into one model do not meet in one point, nor do their labels.
+        out_y = _ports({p: [*h, p[1]][0] for p, h in hops.items()}, boxes, outgoing=True)
+        in_y = _ports({p: [p[0], *h][-1] for p, h in hops.items()}, boxes, outgoing=False)
+        for source, target in drawn:
+            edges = pairs[(source, target)]
+            anchor = None
             if source == target:
                 path = self._self_loop(boxes[source])
-            elif placed[target].column > placed[source].column:
-                path = self._forward(boxes[source], boxes[target])
+            elif (source, target) in hops:
+                points = [QPointF(boxes[source].right(), out_y[(source, target)])]
+                for hop in hops[(source, target)]:
+                    slot = boxes[hop]
+                    points += [QPointF(slot.left(), slot.center().y()), slot.center()]
+                    points.append(QPointF(slot.right(), slot.center().y()))
+                points.append(QPointF(boxes[target].left(), in_y[(source, target)]))
+                path = self._forward(points)
+                # Labelled in the last gap, next to the model it feeds: the middles of long
+                # arrows meet where other arrows cross.
+                anchor = (points[-2] + points[-1]) / 2
             else:
                 below += 1
                 path = self._backward(boxes[source], boxes[target], bottom + 40.0 * below)
-            self._draw_edge(path, edges)
+            self._draw_edge(path, edges, anchor)
         for node in graph.nodes:
             self._draw_node(node, boxes[node.name])
         self.setSceneRect(self.itemsBoundingRect().adjusted(-MARGIN, -MARGIN, MARGIN, MARGIN))
 
     @staticmethod
-    def _forward(source: QRectF, target: QRectF) -> QPainterPath:
-        start = QPointF(source.right(), source.center().y())
-        end = QPointF(target.left(), target.center().y())
-        bend = (end.x() - start.x()) / 2
-        path = QPainterPath(start)
-        path.cubicTo(start + QPointF(bend, 0), end - QPointF(bend, 0), end)
+    def _forward(points: list[QPointF]) -> QPainterPath:
+        """Through the points: curves across the gaps between columns, straight across the
+        empty slots of the columns it skips."""
+        path = QPainterPath(points[0])
+        for index, (start, end) in enumerate(pairwise(points)):
+            if index % 3 == 0:  # a gap between two columns
+                bend = (end.x() - start.x()) / 2
+                path.cubicTo(start + QPointF(bend, 0), end - QPointF(bend, 0), end)
+            else:
+                path.lineTo(end)
         return path
 
     @staticmethod
@@ -200,7 +275,9 @@ class LineageScene(QGraphicsScene):
         path.cubicTo(start + QPointF(-40, -70), end + QPointF(40, -70), end)
         return path
 
-    def _draw_edge(self, path: QPainterPath, edges: list[LineageEdge]) -> None:
+    def _draw_edge(
+        self, path: QPainterPath, edges: list[LineageEdge], anchor: QPointF | None
+    ) -> None:
         looped = any(edge.on_cycle for edge in edges)
         tone = QColor(colour("bad" if looped else "muted"))
         item = QGraphicsPathItem(path)
@@ -219,7 +296,7 @@ class LineageScene(QGraphicsScene):
         label = QGraphicsSimpleTextItem(", ".join(edge.feature for edge in edges))
         label.setBrush(tone)
         label.setToolTip(item.toolTip())
-        middle = path.pointAtPercent(0.5)
+        middle = anchor if anchor is not None else path.pointAtPercent(0.5)
         bounds = label.boundingRect()
         label.setPos(middle.x() - bounds.width() / 2, middle.y() - bounds.height() - 3)
         # A backdrop keeps the label readable where it crosses another arrow.
@@ -348,11 +425,18 @@ class LineageView(QWidget):
         self.loops.setTextFormat(Qt.TextFormat.RichText)
         self.loops.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.loops.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        # Many loops scroll in their own strip: the graph keeps most of a small screen.
+        self.loops_area = QScrollArea()
+        self.loops_area.setWidget(self.loops)
+        self.loops_area.setWidgetResizable(True)
+        self.loops_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.loops_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.loops_area.setMaximumHeight(LOOPS_MAX_HEIGHT)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.stack, 1)
         layout.addWidget(self.legend)
-        layout.addWidget(self.loops)
+        layout.addWidget(self.loops_area)
         self.show_message(EMPTY_TITLE, EMPTY_TEXT)
 
     @property
@@ -367,7 +451,7 @@ class LineageView(QWidget):
         self.stack.setCurrentWidget(self.canvas)
         self.legend.show()
         self.loops.setText(loops_html(graph))
-        self.loops.show()
+        self.loops_area.show()
         self.canvas.fit()
 
     def show_message(self, title: str, text: str) -> None:
@@ -376,4 +460,4 @@ class LineageView(QWidget):
         self.empty_text.setText(text)
         self.stack.setCurrentIndex(0)
         self.legend.hide()
-        self.loops.hide()
+        self.loops_area.hide()

@@ -13,7 +13,7 @@ from pytestqt.qtbot import QtBot
 from console.context import ConsoleContext
 from console.pages import pages_for
 from console.pages.lineage import LineagePage
-from console.widgets.lineage_graph import EMPTY_TITLE, place_nodes
+from console.widgets.lineage_graph import EMPTY_TITLE, place_nodes, waypoint
 from tests.console.conftest import Backend
 from tests.helpers import PRICE_SIGNATURE, price_model, price_validity
 
@@ -84,4 +84,6 @@ def test_upstream_models_sit_left_of_what_they_feed() -> None:
     # The loop's closing arrow (c -> a) places nothing: a, b, c go left to right.
     assert [placed[n].column for n in ("a", "b", "c")] == [0, 1, 2]
     assert placed["d"].column == 0 and placed["lone"].column == 0
-    assert len({(p.column, p.row) for p in placed.values()}) == 5
+    # a -> c skips b's column: it passes through an empty slot there, not through b.
+    assert placed[waypoint("a", "c", 1)].column == 1
+    assert len({(p.column, p.row) for p in placed.values()}) == len(placed) == 6
