@@ -292,3 +292,37 @@ def test_a_store_at_0011_upgrades_and_its_versions_declare_nothing(
         assert [(e.from_model, e.to_model) for e in graph.edges] == [("old", "new")]
     finally:
         workspace.close()
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_the_command_line_declares_sources_and_forces_a_loop_with_a_reason(
+    tmp_path: Any,
+) -> None:
+    from tests.test_cli import run_cli
+
+    artifact = tmp_path / "price.skops"
+    artifact.write_bytes(sio.dumps(price_model()[0]))
+    validity = tmp_path / "validity.json"
+    validity.write_text(price_validity().model_dump_json())
+    signature = tmp_path / "signature.json"
+    signature.write_text(json.dumps([s.model_dump() for s in PRICE_SIGNATURE]))
+    common = ["--artifact", str(artifact), "--validity", str(validity)]
+    common += ["--signature", str(signature), "--data-dir", str(tmp_path / "ws")]
+
+    def register(*extra: str) -> Any:
+        return run_cli("models", "register", "lag", *common, *extra)
+
+    malformed = register("--feature-source", "x1")
+    assert malformed.returncode == 2 and "FEATURE=MODEL" in malformed.stderr
+    refused = register("--feature-source", "x1=lag:predict")
+    assert refused.returncode == 2, refused.stderr
+    assert "lag -> lag" in refused.stderr and "--force-lineage" in refused.stderr
+    no_reason = register("--feature-source", "x1=lag", "--force-lineage")
+    assert no_reason.returncode == 2 and "lineage_reason" in no_reason.stderr
+    forced = register(
+        "--feature-source", "x1=lag", "--force-lineage", "--lineage-reason", "yesterday's value"
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert "registered lag version 1" in forced.stdout and "lag -> lag" in forced.stderr
