@@ -227,13 +227,7 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
     from PySide6.QtWidgets import QApplication, QTabBar, QWidget
 
     window = _window(qtbot, make_context, backend, backend.admin_token)
-    qtbot.waitUntil(
-        lambda: (
-            [p.key for p in window.pages]
-            == ["overview", "alerts", "live", "drift", "performance", "models", "deploy"]
-        ),
-        timeout=10_000,
-    )
+    qtbot.waitUntil(lambda: [p.key for p in window.pages] == ALL_PAGES, timeout=10_000)
     window.activateWindow()
     qtbot.waitUntil(lambda: window.isActiveWindow(), timeout=5_000)
 
@@ -267,6 +261,7 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
             "deploy": lambda page=page: page.model is not None,
             "drift": lambda page=page: page.drift is not None,
             "performance": lambda page=page: page.report is not None,
+            "lineage": lambda page=page: page.graph is not None,
         }[page.key]
         qtbot.waitUntil(loaded, timeout=10_000)
         page.focusNextChild()
@@ -276,7 +271,9 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
             if focused is not None and page.isAncestorOf(focused) and focused not in seen:
                 seen.append(focused)
             qtbot.keyClick(focused or window, Qt.Key.Key_Tab)
-        assert len(seen) >= 4, f"{page.key}: Tab reaches only {seen}"
+        # The Lineage page has one control (Refresh): its graph and words are read, not used.
+        least = 1 if page.key == "lineage" else 4
+        assert len(seen) >= least, f"{page.key}: Tab reaches only {seen}"
         unexplained = [w for w in seen if not explained(w)]
         assert not unexplained, f"{page.key}: no tooltip on {unexplained}"
 
