@@ -21,6 +21,7 @@ from backend.parent_watch import ParentWatch
 from backend.settings import Settings
 
 if TYPE_CHECKING:
+    from backend.schemas import FeatureSource
     from backend.workspace import Workspace
 
 
@@ -64,7 +65,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feature_source(item: str) -> FeatureSource:
+    """FEATURE=MODEL or FEATURE=MODEL:OUTPUT (predict or predict_proba)."""
+    from pydantic import ValidationError
+
+    from backend.schemas import FeatureSource
+
+    feature, sep, source = item.partition("=")
+    model, _, output = source.partition(":")
+    if not sep or not feature.strip() or not model.strip():
+        raise ServeDeckError(
+            f"expected FEATURE=MODEL or FEATURE=MODEL:OUTPUT, got {item!r}", "feature-source"
+        )
+    try:
+        return FeatureSource.model_validate(
+            {"feature": feature.strip(), "model": model.strip(), "output": output or None}
+        )
+    except ValidationError as exc:
+        reason = exc.errors()[0].get("msg", "invalid")
+        raise ServeDeckError(f"{item!r}: {reason}", "feature-source") from None
+
+
 def cmd_models_register(args: argparse.Namespace) -> int:
+    from backend.registry.lineage import LineageDeclaration
     from backend.registry.reference import read_table_file
     from backend.schemas import FeatureSpec, ValidityAssets
 
@@ -90,7 +113,14 @@ def cmd_models_register(args: argparse.Namespace) -> int:
         trust_pickle=args.trust_pickle,
         trust_reason=args.trust_reason or "",
         trusted_types=args.trust_type,
+        lineage=LineageDeclaration(
+            tuple(_feature_source(item) for item in args.feature_source),
+            args.force_lineage,
+            args.lineage_reason or "",
+        ),
     )
+    for warning in info.registration_warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"registered {args.name} version {info.version} (sha256 {info.artifact_sha256})")
     return 0
 
@@ -332,6 +362,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="a skops type you reviewed and accept (repeatable)",
+    )
+    register.add_argument(
+        "--feature-source",
+        action="append",
+        default=[],
+        metavar="FEATURE=MODEL[:OUTPUT]",
+        help="an input that another model's output produces (OUTPUT: predict or "
+        "predict_proba; repeatable); a feedback loop is refused unless --force-lineage",
+    )
+    register.add_argument(
+        "--force-lineage",
+        action="store_true",
+        help="register even though the feature sources close a feedback loop; needs "
+        "--lineage-reason",
+    )
+    register.add_argument(
+        "--lineage-reason", help="why the feedback loop is acceptable (kept in the audit trail)"
     )
     register.add_argument("--registered-by", default="cli")
     register.set_defaults(func=cmd_models_register)

@@ -33,6 +33,7 @@ from backend.schemas import (
     GateReportList,
     InferResponse,
     LabelIn,
+    LineageGraph,
     LiveSeries,
     ModelInfo,
     ModelList,
@@ -274,6 +275,10 @@ class ApiClient:
         if model:
             params["model"] = model
         return self._get("/api/v1/alerts", AlertList, params=params).alerts
+
+    def lineage(self) -> LineageGraph:
+        """Which models' outputs feed which models' inputs, and the feedback loops."""
+        return self._get("/api/v1/lineage", LineageGraph)
 
     def event_position(self) -> str:
         """Where the event stream stands now: following it from here misses nothing that

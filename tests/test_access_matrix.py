@@ -102,6 +102,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("PUT", "/api/v1/models/{name}/policy"): Rule("deploy", "path", body=lambda _m: {}),
     ("GET", "/api/v1/models/{name}/gate-reports"): Rule("read", "path"),
     ("GET", "/api/v1/audit"): Rule("read", "listed"),
+    ("GET", "/api/v1/lineage"): Rule("read", "listed"),
     ("POST", "/api/v1/feedback"): Rule(
         "feedback",
         "body",
@@ -293,6 +294,12 @@ def _listed_models(path: str, payload: Any) -> set[str]:
         return {e["model"] for e in payload["events"] if e["model"] is not None}
     if path.endswith("/alerts"):
         return {a["model"] for a in payload["alerts"]}
+    if path.endswith("/lineage"):
+        # An upstream model outside the scope is named by its consumer's declaration (in_scope
+        # false, nothing else shown); what the graph describes is the models in scope.
+        return {n["name"] for n in payload["nodes"] if n["in_scope"]} | {
+            e["to_model"] for e in payload["edges"]
+        }
     if path == "/metrics":
         return {
             sample.labels["model"]

@@ -18,6 +18,7 @@ from backend.api import (
     events,
     feedback,
     held_out,
+    lineage,
     manage,
     metrics,
     monitor,
@@ -155,6 +156,7 @@ def create_app(
     app.include_router(alerts.router)
     app.include_router(drift.router)
     app.include_router(performance.router)
+    app.include_router(lineage.router)
     app.include_router(events.router)
     app.include_router(held_out.router)
     app.include_router(metrics.router)

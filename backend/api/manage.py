@@ -14,9 +14,12 @@ from backend.auth import read_scope
 from backend.auth.tokens import require, require_unscoped
 from backend.errors import InputError
 from backend.predictions.reads import read_predictions
+from backend.registry.lineage import LineageDeclaration
 from backend.registry.reference import read_table_file
 from backend.schemas import (
+    MAX_FEATURE_SOURCES,
     PRINTABLE,
+    FeatureSource,
     FeatureSpec,
     ModelInfo,
     ModelList,
@@ -49,6 +52,13 @@ class RegistrationMetadata(RequestBody):
     class_names: dict[str, str] | None = None
     # The label column of the 'reference' file, if it has one (not a feature).
     reference_target: str | None = Field(default=None, min_length=1, max_length=200)
+    # Inputs that other models' outputs produce. A feedback loop they close is refused (409
+    # naming it) unless force_lineage comes with a lineage_reason (kept in the audit trail).
+    feature_sources: list[FeatureSource] = Field(
+        default_factory=list, max_length=MAX_FEATURE_SOURCES
+    )
+    force_lineage: bool = False
+    lineage_reason: str = Field(default="", max_length=2000)
 
 
 @router.get("/whoami", response_model=WhoAmI)
@@ -112,6 +122,9 @@ def register_version(
         # A pickle runs its code in the server once deployed: only an admin of every model
         # may vouch for that.
         require_unscoped(principal, "trust_pickle")
+    lineage = LineageDeclaration(
+        tuple(meta.feature_sources), meta.force_lineage, meta.lineage_reason
+    )
     data = artifact.file.read()
     if not data:
         raise InputError("the artifact file is empty", "artifact")
@@ -139,6 +152,7 @@ def register_version(
         class_names=meta.class_names,
         training_frame=reference_frame,
         training_target=meta.reference_target,
+        lineage=lineage,
     )
 
 

@@ -78,6 +78,10 @@ class ModelVersionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     model: Mapped[ModelRow] = relationship(back_populates="versions")
+    # Loaded with the versions (one query for all of them): every version info shows them.
+    feature_sources: Mapped[list[FeatureSourceRow]] = relationship(
+        order_by="FeatureSourceRow.id", lazy="selectin", cascade="all, delete-orphan"
+    )
 
 
 class TokenRow(Base):
@@ -375,3 +379,24 @@ class DriftWindowBucketRow(Base):
     bucket_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     rows: Mapped[int] = mapped_column(BigInteger)
     counts: Mapped[str] = mapped_column(Text)
+
+
+# ---------------------------------------------------------------- lineage (registry)
+
+
+class FeatureSourceRow(Base):
+    """An input feature of a version that another model's output produces, as the version
+    declared it at registration (registry/lineage.py). The upstream model is named, not
+    referenced: lineage may be declared before that model is registered."""
+
+    __tablename__ = "feature_sources"
+    __table_args__ = (
+        UniqueConstraint("version_id", "feature", name="uq_feature_sources_version_feature"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    feature: Mapped[str] = mapped_column(String(128))
+    source_model: Mapped[str] = mapped_column(String(128))
+    # "predict" or "predict_proba"; None when the declaration did not say.
+    source_output: Mapped[str | None] = mapped_column(String(32), nullable=True)

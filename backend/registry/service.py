@@ -16,7 +16,9 @@ from backend.db.tables import AuditEventRow, DriftReferenceRow, ModelRow, ModelV
 from backend.errors import InputError, NotFound, ServeDeckError
 from backend.registry.artifacts import ArtifactStore, detect_format, untrusted_skops_types
 from backend.registry.constraints import typed_constraints
+from backend.registry.lineage import LineageDeclaration, LineageOutcome
 from backend.registry.loaded import LoadedVersion
+from backend.registry.names import MODEL_NAME_RULE, is_model_name
 from backend.registry.reference import (
     ReferenceData,
     ReferenceSummariser,
@@ -28,6 +30,7 @@ from backend.registry.reference import (
 from backend.registry.sandbox import ModelProbe, shared_probe
 from backend.registry.signature import CompiledSignature, infer_signature
 from backend.schemas import (
+    FeatureSource,
     FeatureSpec,
     ModelInfo,
     ModelVersionInfo,
@@ -107,6 +110,7 @@ class Registry:
         trusted_types: Sequence[str] = (),
         example_input: dict[str, Any] | None = None,
         class_names: Mapping[str, str] | None = None,
+        lineage: LineageDeclaration | None = None,
     ) -> ModelVersionInfo:
         """Check, store and number a model file.
 
@@ -117,8 +121,12 @@ class Registry:
         ``training_frame`` (with its label column ``training_target``, when it has one) is the
         version's reference: drift compares live traffic with it and the performance estimate
         calibrates on it; without it the confidence set stands in (reference.py).
+
+        ``lineage``: the inputs that other models' outputs produce; a feedback loop they close
+        is refused (409 naming it) unless forced with a reason, recorded in the audit trail.
         """
         _check_model_name(name)
+        lineage = lineage or LineageDeclaration()
         if len(artifact) > MAX_ARTIFACT_BYTES:
             raise InputError(
                 f"the model file has {len(artifact)} bytes; the limit is {MAX_ARTIFACT_BYTES}",
@@ -157,6 +165,10 @@ class Registry:
             if training_target is not None and training_target in training_frame.columns:
                 features = training_frame.drop(columns=[training_target])
             signature = infer_signature(features)
+        if signature is not None:
+            lineage.check_features([spec.model_dump() for spec in signature])
+        with self.sessions() as session:
+            lineage.check(session, name)  # a refused loop is said before the probe runs
         reference = self._reference(training_frame, training_target, signature, validity)
         with (
             self.store.staged(artifact) as staged,
@@ -174,6 +186,7 @@ class Registry:
                 example_input=example_input,
                 reference_rows_path=str(reference_rows),
             )
+        lineage.check_features(facts["signature"])
         reference_row = self._reference_row(
             reference, facts.pop("reference_outputs", None), facts["class_labels"]
         )
@@ -191,6 +204,8 @@ class Registry:
                     description=description,
                     trust=trust,
                     reference=reference_row,
+                    lineage=lineage,
+                    registered_role=registered_role,
                     row_values={
                         "artifact_sha256": digest,
                         "artifact_format": fmt,
@@ -262,6 +277,8 @@ class Registry:
         description: str,
         trust: TrustRecord | None,
         reference: DriftReferenceRow | None,
+        lineage: LineageDeclaration,
+        registered_role: str,
         row_values: dict[str, Any],
     ) -> ModelVersionInfo:
         with self.sessions.begin() as session:
@@ -283,8 +300,18 @@ class Registry:
                 )
                 or 0
             ) + 1
-            row = ModelVersionRow(model_id=model.id, number=number, **row_values)
+            # Checked again in the insert's transaction: a registration since the first check
+            # may have closed a loop with this one.
+            outcome: LineageOutcome = lineage.check(session, name)
+            row = ModelVersionRow(
+                model_id=model.id, number=number, feature_sources=lineage.rows(), **row_values
+            )
             session.add(row)
+            forced = outcome.audit_event(
+                name, str(number), row_values["registered_by"], registered_role, lineage.reason
+            )
+            if forced is not None:
+                session.add(forced)
             if trust is not None:
                 # In the registration's transaction: no trusted pickle without its record.
                 session.add(trust.audit_event(name, str(number)))
@@ -302,7 +329,7 @@ class Registry:
                     )
                 )
             session.flush()
-            return _version_info(row)
+            return _version_info(row).model_copy(update={"registration_warnings": outcome.warnings})
 
     # ------------------------------------------------------------------ reading
 
@@ -405,10 +432,8 @@ class Registry:
 
 
 def _check_model_name(name: str) -> None:
-    if not name or len(name) > 128 or not all(c.isalnum() or c in "-_." for c in name):
-        raise InputError(
-            "model names use letters, digits, '-', '_' and '.', at most 128 characters", "name"
-        )
+    if not is_model_name(name):
+        raise InputError(MODEL_NAME_RULE, "name")
 
 
 def _version_info(row: ModelVersionRow) -> ModelVersionInfo:
@@ -427,6 +452,14 @@ def _version_info(row: ModelVersionRow) -> ModelVersionInfo:
         registered_by=row.registered_by,
         registered_at=row.created_at,
         description=row.description,
+        feature_sources=[
+            FeatureSource(
+                feature=source.feature,
+                model=source.source_model,
+                output=source.source_output,  # type: ignore[arg-type]
+            )
+            for source in row.feature_sources
+        ],
     )
 
 

@@ -84,6 +84,15 @@ from backend.schemas.held_out import (
     Rule,
     RulePolicy,
 )
+from backend.schemas.lineage import (
+    MAX_FEATURE_SOURCES,
+    FeatureOutput,
+    FeatureSource,
+    LineageCycle,
+    LineageEdge,
+    LineageGraph,
+    LineageNode,
+)
 from backend.schemas.monitoring import (
     ALERT_KINDS,
     ALERT_STATUSES,
@@ -199,6 +208,11 @@ class ModelVersionInfo(BaseModel):
     registered_by: str
     registered_at: UtcDateTime
     description: str = ""
+    # Input features that other models' outputs produce, as this version declared them.
+    feature_sources: list[FeatureSource] = Field(default_factory=list)
+    # What registration warned about (an upstream model not registered yet, a feedback loop
+    # registered by force): only in the registration's answer, empty when read later.
+    registration_warnings: list[str] = Field(default_factory=list)
 
 
 class ModelInfo(BaseModel):

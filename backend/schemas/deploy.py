@@ -29,6 +29,7 @@ AuditAction = Literal[
     "held_out",
     "metric_alert",
     "trust_pickle",
+    "lineage_cycle_forced",
 ]
 # Audit actions that change which version answers by default: the deployment history.
 DEPLOYMENT_ACTIONS: tuple[AuditAction, ...] = ("deploy", "rollback", "promote")

@@ -6,6 +6,7 @@ from console.pages.alerts import AlertsPage
 from console.pages.base import Page
 from console.pages.deployments import DeploymentsPage
 from console.pages.drift import DriftPage
+from console.pages.lineage import LineagePage
 from console.pages.live import LivePage
 from console.pages.models import ModelsPage
 from console.pages.overview import OverviewPage
@@ -19,6 +20,7 @@ PAGES: tuple[type[Page], ...] = (
     LivePage,
     DriftPage,
     PerformancePage,
+    LineagePage,
     ModelsPage,
     DeploymentsPage,
 )

@@ -68,6 +68,7 @@ ACTION_WORDS = {
     "policy": "policy changed",
     "metric_alert": "quality alert",
     "trust_pickle": "pickle trusted to run code",
+    "lineage_cycle_forced": "feedback loop registered anyway",
 }
 
 
