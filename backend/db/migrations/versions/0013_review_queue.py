@@ -42,9 +42,7 @@ def upgrade() -> None:
         sa.Column("reviews_done", sa.Integer(), nullable=False),
         sa.Column("is_open", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint(
-            "model", "request_id", "row_index", name="uq_review_items_prediction"
-        ),
+        sa.UniqueConstraint("model", "request_id", "row_index", name="uq_review_items_prediction"),
     )
     op.create_index("ix_review_items_open", "review_items", ["model", "is_open", "id"])
     op.create_index("ix_review_items_time", "review_items", ["model", "created_at"])
