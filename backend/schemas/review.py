@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from backend.schemas.common import RequestBody, StorableScalar, UtcDateTime
+from backend.schemas.common import RequestBody, StorableJson, UtcDateTime
 
 ReviewDecisionKind = Literal["answer", "skip"]
 
@@ -55,7 +55,7 @@ class ReviewBatch(BaseModel):
 class ReviewAnswer(RequestBody):
     """The correct answer: one of the model's classes (a number for a regression model)."""
 
-    label: StorableScalar
+    label: StorableJson
 
 
 class ReviewDecision(BaseModel):
