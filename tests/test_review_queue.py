@@ -69,7 +69,7 @@ def test_a_batch_shows_the_input_the_unseen_answer_and_what_the_policy_did(
     assert batch.items[2].held_out is None
     assert first.classes == [0, 1] and first.class_names == ["legit", "fraud"]
     assert (batch.in_queue, batch.available) == (3, 0)
-    assert "other reviewers (or decided by you)" in batch.note
+    assert "handed to other reviewers" in batch.note
 
 
 def test_an_empty_queue_says_why(workspace: Workspace) -> None:

@@ -163,7 +163,9 @@ class ReviewQueue:
             items=items,
             in_queue=in_queue,
             available=available,
-            note="" if len(items) == limit else self._why_short(model, in_queue, available),
+            note=""
+            if len(items) == limit
+            else self._why_short(model, reviewer, in_queue, available),
         )
 
     # ---------------------------------------------------------------- deciding
@@ -403,10 +405,20 @@ class ReviewQueue:
         self.sync(model)
         return review_stats(self.sessions, model, self.clock(), self.agreement_share, self.lease_s)
 
-    def _why_short(self, model: str, in_queue: int, available: int) -> str:
+    def _why_short(self, model: str, reviewer: str, in_queue: int, available: int) -> str:
         with self.sessions() as session:
             total = session.scalar(
                 select(func.count(ReviewItemRow.id)).where(ReviewItemRow.model == model)
+            )
+            waiting = session.scalar(
+                select(func.count(ReviewAssignmentRow.id))
+                .join(ReviewItemRow, ReviewItemRow.id == ReviewAssignmentRow.item_id)
+                .where(
+                    ReviewAssignmentRow.model == model,
+                    ReviewAssignmentRow.reviewer == reviewer,
+                    ReviewAssignmentRow.decision.is_not(None),
+                    ReviewItemRow.is_open.is_(True),
+                )
             )
         if not total:
             return (
@@ -417,11 +429,17 @@ class ReviewQueue:
         if in_queue == 0:
             return f"Every held-out example of model {model!r} so far has been reviewed."
         if available == 0:
-            return (
-                f"The {in_queue} examples left are handed to other reviewers (or decided by "
-                f"you); an example not decided within {self.lease_s / 60:g} minutes returns "
-                "to the queue."
-            )
+            parts = []
+            if waiting:
+                parts.append(
+                    f"{waiting} you decided wait for a second reviewer (agreement samples)"
+                )
+            if in_queue - (waiting or 0) > 0:
+                parts.append(
+                    f"{in_queue - (waiting or 0)} are handed to other reviewers; one not "
+                    f"decided within {self.lease_s / 60:g} minutes returns to the queue"
+                )
+            return f"Of the {in_queue} examples left, " + "; ".join(parts) + "."
         return ""
 
 

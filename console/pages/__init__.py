@@ -10,9 +10,11 @@ from console.pages.live import LivePage
 from console.pages.models import ModelsPage
 from console.pages.overview import OverviewPage
 from console.pages.performance import PerformancePage
+from console.pages.review import ReviewPage
 
 # The Overview first: the page an operator opens to see whether all is well; then what watches
-# the models (alerts, live traffic, drift, quality), then what changes them.
+# the models (alerts, live traffic, drift, quality), then what changes them; then the review
+# of held-out examples.
 PAGES: tuple[type[Page], ...] = (
     OverviewPage,
     AlertsPage,
@@ -21,6 +23,8 @@ PAGES: tuple[type[Page], ...] = (
     PerformancePage,
     ModelsPage,
     DeploymentsPage,
+    # Last, so that the pages before it keep their Ctrl+number.
+    ReviewPage,
 )
 
 
