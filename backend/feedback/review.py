@@ -100,11 +100,17 @@ class ReviewQueue:
         At most once per ``sync_interval_s`` per model and process: a read of the log is
         cheap (the held-out index), but reviewers press keys faster than rows arrive.
         """
+        # Held for the whole read: a caller arriving meanwhile waits for the rows instead of
+        # going on without them.
         with self._sync_lock:
             now = time.monotonic()
             if not force and now - self._synced_at.get(model, -math.inf) < self.sync_interval_s:
                 return 0
-            self._synced_at[model] = now
+            added = self._read_log(model)
+            self._synced_at[model] = time.monotonic()
+            return added
+
+    def _read_log(self, model: str) -> int:
         with self.sessions() as session:
             newest = session.scalar(
                 select(func.max(ReviewItemRow.created_at)).where(ReviewItemRow.model == model)
