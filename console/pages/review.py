@@ -69,7 +69,6 @@ class ReviewPage(Page):
         self.model_choice = QComboBox()
         self.model_choice.setToolTip("The model whose held-out examples you review.")
         self.model_choice.setMinimumContentsLength(12)
-        self.model_choice.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.status = make_label("", name="muted")
         self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.help = make_label(HELP, wrap=True)

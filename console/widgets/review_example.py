@@ -59,6 +59,7 @@ class ReviewExampleView(QWidget):
         self.class_buttons: list[QPushButton] = []
         self.value = QLineEdit()
         self.value.setPlaceholderText("The correct value, then Enter")
+        self.value.setToolTip("A regression model's correct answer: type it and press Enter.")
         self.value.setValidator(QDoubleValidator())
         self.value.returnPressed.connect(self._value_entered)
         self.value.hide()

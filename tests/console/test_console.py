@@ -16,7 +16,7 @@ from console.pages.live import LivePage
 from tests.console.conftest import Backend
 
 # An admin's pages, in navigation order.
-ALL_PAGES = ["overview", "alerts", "live", "drift", "performance", "models", "deploy"]
+ALL_PAGES = ["overview", "alerts", "live", "drift", "performance", "models", "deploy", "review"]
 
 
 def _window(qtbot, make_context, backend: Backend, token: str) -> MainWindow:  # type: ignore[no-untyped-def]
@@ -40,6 +40,7 @@ def test_connects_and_shows_the_pages_of_the_role(qtbot, make_context, backend: 
         "performance",
         "models",
         "deploy",
+        "review",
     ]
     assert not window.banner.isVisible()
 
@@ -53,6 +54,7 @@ def test_support_sees_only_the_monitoring_views(qtbot, make_context, backend: Ba
         "live",
         "drift",
         "performance",
+        "review",
     ]
 
 
@@ -215,12 +217,18 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication, QTabBar, QWidget
 
+    from backend.workspace import Workspace
+    from tests.helpers import make_settings
+    from tests.review_helpers import add_held_out_rows
+
+    workspace = Workspace.open(make_settings(backend.data_dir))
+    try:  # the first model's (price, a regression model: the value field)
+        add_held_out_rows(workspace, 2, model="price")
+    finally:
+        workspace.close()
     window = _window(qtbot, make_context, backend, backend.admin_token)
     qtbot.waitUntil(
-        lambda: (
-            [p.key for p in window.pages]
-            == ["overview", "alerts", "live", "drift", "performance", "models", "deploy"]
-        ),
+        lambda: [p.key for p in window.pages] == ALL_PAGES,
         timeout=10_000,
     )
     window.activateWindow()
@@ -256,6 +264,8 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
             "deploy": lambda page=page: page.model is not None,
             "drift": lambda page=page: page.drift is not None,
             "performance": lambda page=page: page.report is not None,
+            # An example shown (the held-out rows added above): its answer controls.
+            "review": lambda page=page: page.current() is not None,
         }[page.key]
         qtbot.waitUntil(loaded, timeout=10_000)
         page.focusNextChild()
