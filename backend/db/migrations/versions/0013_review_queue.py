@@ -1,7 +1,7 @@
 """held-out review queue: items, reviewers' assignments, labels marked as (not) influenced
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-03 10:00:00
 
 ``labels.influenced`` is None for every label stored before: whether it depended on the
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
