@@ -48,6 +48,10 @@ class Settings:
     # older than the minutes kept are read in whole hours).
     drift_minute_retention_s: float = 2 * 86_400
     drift_hour_retention_s: float = 90 * 86_400
+    # The held-out review queue (feedback/review.py): how long an example handed to a reviewer
+    # stays theirs, and the share of examples handed to a second reviewer on purpose (kappa).
+    review_lease_s: float = 300.0
+    review_agreement_share: float = 0.1
 
     @property
     def artifacts_dir(self) -> Path:
@@ -96,6 +100,8 @@ class Settings:
             ("SERVEDECK_DRIFT_MINUTE_RETENTION", "drift_minute_retention_s", float),
             ("SERVEDECK_DRIFT_HOUR_RETENTION", "drift_hour_retention_s", float),
             ("SERVEDECK_MONITORING", "monitoring", str),
+            ("SERVEDECK_REVIEW_LEASE", "review_lease_s", float),
+            ("SERVEDECK_REVIEW_AGREEMENT_SHARE", "review_agreement_share", float),
         ):
             raw = os.environ.get(env_name)
             if raw:
@@ -104,6 +110,8 @@ class Settings:
             raise ValueError(
                 f"SERVEDECK_MONITORING must be 'on' or 'off', not {overrides['monitoring']!r}"
             )
+        if not 0.0 <= float(overrides.get("review_agreement_share", 0.1)) <= 1.0:
+            raise ValueError("SERVEDECK_REVIEW_AGREEMENT_SHARE is a share between 0 and 1")
         return cls(data_dir=resolved_dir, database_url=url, **overrides)  # type: ignore[arg-type]
 
     @property

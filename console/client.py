@@ -48,6 +48,13 @@ from backend.schemas import (
     WhoAmI,
     WindowDrift,
 )
+from backend.schemas.review import (
+    ReviewAnswer,
+    ReviewBatch,
+    ReviewDecision,
+    ReviewStats,
+    ReviewUndone,
+)
 
 T = TypeVar("T", bound=BaseModel)
 DEFAULT_TIMEOUT_S = 5.0
@@ -192,6 +199,26 @@ class ApiClient:
             labels=[LabelIn(request_id=request_id, row=row, label=label, model=model)]
         )
         return self._post("/api/v1/feedback", body, FeedbackResponse)
+
+    # ------------------------------------------------------------------ held-out review
+
+    def review_next(self, model: str, limit: int = 10) -> ReviewBatch:
+        """The reviewer's next held-out examples (those they hold first), each leased."""
+        return self._get(f"/api/v1/models/{model}/review/next", ReviewBatch, {"limit": limit})
+
+    def review_answer(self, model: str, item: int, label: Any) -> ReviewDecision:
+        body = ReviewAnswer(label=label)
+        return self._post(f"/api/v1/models/{model}/review/{item}/answer", body, ReviewDecision)
+
+    def review_skip(self, model: str, item: int) -> ReviewDecision:
+        path = f"/api/v1/models/{model}/review/{item}/skip"
+        return self._request("POST", path, ReviewDecision)
+
+    def review_undo(self, model: str) -> ReviewUndone:
+        return self._request("POST", f"/api/v1/models/{model}/review/undo", ReviewUndone)
+
+    def review_stats(self, model: str) -> ReviewStats:
+        return self._get(f"/api/v1/models/{model}/review/stats", ReviewStats)
 
     # ------------------------------------------------------------------ drift and performance
 

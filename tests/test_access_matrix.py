@@ -135,6 +135,15 @@ ROUTES: dict[tuple[str, str], Rule] = {
         body=lambda m: {"share_percent": 0, "policy": {"kind": "default", "answer": 0}},
     ),
     ("DELETE", "/api/v1/models/{name}/held-out"): Rule("deploy", "path"),
+    # The held-out review queue: reviewers read logged inputs and write labels, so they need
+    # read_predictions and feedback (support and up; never a client).
+    ("GET", "/api/v1/models/{name}/review/next"): Rule("read_predictions", "path"),
+    ("POST", "/api/v1/models/{name}/review/{item}/answer"): Rule(
+        "read_predictions", "path", body=lambda _m: {"label": 1}
+    ),
+    ("POST", "/api/v1/models/{name}/review/{item}/skip"): Rule("read_predictions", "path"),
+    ("POST", "/api/v1/models/{name}/review/undo"): Rule("read_predictions", "path"),
+    ("GET", "/api/v1/models/{name}/review/stats"): Rule("read_predictions", "path"),
     # Prometheus's scrape: the live statistics' counts, so their permission.
     ("GET", "/metrics"): Rule("read_predictions", "listed"),
 }
@@ -240,6 +249,7 @@ def _concrete(path: str, model: str, alerts: dict[str, int]) -> str:
         path.replace("{name}", model if "/tokens/" not in path else "nobody")
         .replace("{version}", "1")
         .replace("{alert_id}", str(alerts[model]))
+        .replace("{item}", "1")
     )
 
 

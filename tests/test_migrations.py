@@ -91,3 +91,32 @@ def test_an_active_quality_alert_of_the_audit_trail_becomes_an_alert(database_ur
     engine.dispose()
     assert [tuple(a[:4]) for a in alerts] == [("fraud", "2", "live_metric", "open")]
     assert "live accuracy 0.6" in alerts[0][4]
+
+
+def test_0014_keeps_labels_with_their_influence_unknown_and_adds_the_review_queue(
+    database_url: str,
+) -> None:
+    """Labels stored before 0014 say nothing of the model's influence: NULL, not False."""
+    from alembic import command
+    from sqlalchemy import text
+
+    engine = create_db_engine(database_url)
+    command.upgrade(alembic_config(engine), "0011")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO labels (model, request_id, row_index, label, received_at, source) "
+                "VALUES ('fraud', 'r1', 0, '1', 1.0, 'bank')"
+            )
+        )
+    upgrade_database(engine)
+    with engine.connect() as connection:
+        influenced = connection.execute(
+            text("SELECT source, influenced FROM labels WHERE request_id = 'r1'")
+        ).one()
+        tables = set(inspect(connection).get_table_names())
+        indexes = {index["name"] for index in inspect(connection).get_indexes("predictions")}
+    engine.dispose()
+    assert tuple(influenced) == ("bank", None)
+    assert {"review_items", "review_assignments"} <= tables
+    assert "ix_predictions_held_out" in indexes

@@ -25,6 +25,7 @@ from backend.api import (
     oip,
     performance,
     records,
+    review,
 )
 from backend.api.errors import install_error_handlers
 from backend.api.fast_path import PredictionFastPath
@@ -151,6 +152,7 @@ def create_app(
     app.include_router(records.router)
     app.include_router(manage.router)
     app.include_router(feedback.router)
+    app.include_router(review.router)
     app.include_router(deploy.router)
     app.include_router(monitor.router)
     app.include_router(alerts.router)

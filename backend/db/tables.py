@@ -102,6 +102,15 @@ class PredictionRow(Base):
     __table_args__ = (
         Index("ix_predictions_model_time", "model", "created_at"),
         Index("ix_predictions_request", "request_id", "row_index"),
+        # Held-out rows only (a small share): the review queue reads them by model and time
+        # without walking the rest of the log; other inserts only test the condition.
+        Index(
+            "ix_predictions_held_out",
+            "model",
+            "created_at",
+            sqlite_where=text("route = 'held_out'"),
+            postgresql_where=text("route = 'held_out'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -162,6 +171,9 @@ class LabelRow(Base):
     label: Mapped[Any] = mapped_column(JSON)
     received_at: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(128))
+    # Whether the label could depend on the model's own answer (a blocked transaction never
+    # gets a chargeback): False for a reviewer's label of a held-out example; None: unknown.
+    influenced: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class GateReportRow(Base):
@@ -400,3 +412,55 @@ class FeatureSourceRow(Base):
     source_model: Mapped[str] = mapped_column(String(128))
     # "predict" or "predict_proba"; None when the declaration did not say.
     source_output: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+# ---------------------------------------------------------------- held-out review (feedback)
+
+
+class ReviewItemRow(Base):
+    """A held-out prediction row in its model's review queue (feedback/review.py). Open while
+    fewer reviewers decided it than it wants (two for an agreement sample, else one)."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        UniqueConstraint("model", "request_id", "row_index", name="uq_review_items_prediction"),
+        Index("ix_review_items_open", "model", "is_open", "id"),
+        Index("ix_review_items_time", "model", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    request_id: Mapped[str] = mapped_column(String(64))
+    row_index: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(32))
+    # The prediction's time (Unix seconds): how far the queue has read the log.
+    created_at: Mapped[float] = mapped_column(Float)
+    reviews_wanted: Mapped[int] = mapped_column(Integer)
+    reviews_done: Mapped[int] = mapped_column(Integer, default=0)
+    is_open: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ReviewAssignmentRow(Base):
+    """One reviewer's hold on one slot of an item: leased until ``lease_expires_at`` while
+    undecided, then their answer (or skip). The unique slot makes a claim atomic: two
+    reviewers never hold the same slot, and an item has as many slots as reviews it wants."""
+
+    __tablename__ = "review_assignments"
+    __table_args__ = (
+        UniqueConstraint("item_id", "slot", name="uq_review_assignments_slot"),
+        UniqueConstraint("item_id", "reviewer", name="uq_review_assignments_reviewer"),
+        Index("ix_review_assignments_reviewer", "model", "reviewer", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(128))
+    slot: Mapped[int] = mapped_column(Integer)
+    reviewer: Mapped[str] = mapped_column(String(128))
+    # Unix seconds. The lease ends once decided (None).
+    leased_at: Mapped[float] = mapped_column(Float)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # "answer" or "skip"; None while leased.
+    decision: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    label: Mapped[Any] = mapped_column(JSON, nullable=True)
+    decided_at: Mapped[float | None] = mapped_column(Float, nullable=True)

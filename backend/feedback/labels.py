@@ -73,6 +73,9 @@ def store_labels(
                 "label": statement.excluded.label,
                 "received_at": statement.excluded.received_at,
                 "source": statement.excluded.source,
+                # A label from elsewhere replaces a reviewer's: whether it was influenced by
+                # the model is unknown again.
+                "influenced": statement.excluded.influenced,
             },
         )
         session.execute(statement, rows)

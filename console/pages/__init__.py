@@ -11,9 +11,11 @@ from console.pages.live import LivePage
 from console.pages.models import ModelsPage
 from console.pages.overview import OverviewPage
 from console.pages.performance import PerformancePage
+from console.pages.review import ReviewPage
 
 # The Overview first: the page an operator opens to see whether all is well; then what watches
-# the models (alerts, live traffic, drift, quality), then what changes them.
+# the models (alerts, live traffic, drift, quality), then what changes them; then the review
+# of held-out examples.
 PAGES: tuple[type[Page], ...] = (
     OverviewPage,
     AlertsPage,
@@ -23,6 +25,8 @@ PAGES: tuple[type[Page], ...] = (
     LineagePage,
     ModelsPage,
     DeploymentsPage,
+    # Last, so that the pages before it keep their Ctrl+number.
+    ReviewPage,
 )
 
 

@@ -25,6 +25,7 @@ ALL_PAGES = [
     "lineage",
     "models",
     "deploy",
+    "review",
 ]
 
 
@@ -50,6 +51,7 @@ def test_connects_and_shows_the_pages_of_the_role(qtbot, make_context, backend: 
         "lineage",
         "models",
         "deploy",
+        "review",
     ]
     assert not window.banner.isVisible()
 
@@ -64,6 +66,7 @@ def test_support_sees_only_the_monitoring_views(qtbot, make_context, backend: Ba
         "drift",
         "performance",
         "lineage",
+        "review",
     ]
 
 
@@ -226,6 +229,15 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication, QTabBar, QWidget
 
+    from backend.workspace import Workspace
+    from tests.helpers import make_settings
+    from tests.review_helpers import add_held_out_rows
+
+    workspace = Workspace.open(make_settings(backend.data_dir))
+    try:  # the first model's (price, a regression model: the value field)
+        add_held_out_rows(workspace, 2, model="price")
+    finally:
+        workspace.close()
     window = _window(qtbot, make_context, backend, backend.admin_token)
     qtbot.waitUntil(lambda: [p.key for p in window.pages] == ALL_PAGES, timeout=10_000)
     window.activateWindow()
@@ -262,6 +274,8 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
             "drift": lambda page=page: page.drift is not None,
             "performance": lambda page=page: page.report is not None,
             "lineage": lambda page=page: page.graph is not None,
+            # An example shown (the held-out rows added above): its answer controls.
+            "review": lambda page=page: page.current() is not None,
         }[page.key]
         qtbot.waitUntil(loaded, timeout=10_000)
         page.focusNextChild()
