@@ -181,7 +181,12 @@ def test_a_held_out_request_gets_the_policy_answer_and_the_log_keeps_the_models(
     assert row.outputs["predict"] == model_answer
     assert row.outputs["predict_proba"] is not None  # the model scored it
     assert row.outputs["held_out"] == {"policy": "default", "answer": policy_answer}
-    status = client.get("/api/v1/models/toy/held-out", headers=admin_headers).json()
+    deadline = time.monotonic() + 10
+    while True:  # the OIP request's row reaches the log within the writer's interval
+        status = client.get("/api/v1/models/toy/held-out", headers=admin_headers).json()
+        if status["coverage"]["requests"] >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert status["coverage"]["requests"] >= 2 and status["coverage"]["entities"] >= 1
     assert "held-out requests" in status["explanation"]
 
@@ -279,3 +284,56 @@ def test_who_may_read_and_change_the_held_out_share(
     assert events[0].details["after"]["share_percent"] == 2
     assert events[1].details["after"] is None
     assert client.get("/api/v1/models/nobody/held-out", headers=admin_headers).status_code == 404
+    # A fallback's answers reach this model's callers: the actor must be able to read it.
+    scoped = workspace.tokens.create("toy-engineer", "engineer", models=["toy"])
+    other_model = {"policy": {"kind": "fallback", "model": "price"}, "reason": "x"}
+    refused = _put(client, {"Authorization": f"Bearer {scoped}"}, other_model)
+    assert refused.status_code == 403, refused.text
+
+
+def test_no_way_around_the_held_out_share(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    """Mixed entities in one request are refused; naming the serving version, or sending the
+    entity as a number, still routes by the share."""
+    held_out = _held(50.0)
+    held = next(e for e in ENTITIES if e in held_out)
+    served = next(e for e in ENTITIES if e not in held_out)
+    body = {"share_percent": 50, "policy": {"kind": "default", "answer": 0}}
+    assert _put(client, admin_headers, body).status_code == 200
+    _wait_for_route(client, admin_headers, held, "held_out")
+    for first, second in ((held, served), (served, held)):
+        mixed = client.post(
+            "/v1/models/toy:predict",
+            headers=admin_headers,
+            json={"instances": [TOY_ROW, TOY_ROW], "entity_ids": [first, second]},
+        )
+        assert mixed.status_code == 400 and mixed.json()["field"] == "entity_ids", mixed.text
+    tensors = {"inputs": _toy_tensors(), "parameters": {"entity_id": held}}
+    named = client.post("/v2/models/toy/versions/1/infer", headers=admin_headers, json=tensors)
+    assert named.json()["parameters"]["route"] == "held_out", named.text
+    number = next(i for i in range(200) if str(i) in _held_numbers())
+    routes = {
+        client.post(
+            "/v2/models/toy/infer",
+            headers=admin_headers,
+            json={"inputs": _toy_tensors(), "parameters": {"entity_id": number}},
+        ).json()["parameters"]["route"]
+        for _ in range(8)
+    }
+    assert routes == {"held_out"}
+
+
+def _held_numbers() -> set[str]:
+    settings = _settings(50.0)
+    return {str(i) for i in range(200) if goes_to_held_out(settings, "toy", str(i))}
+
+
+def _toy_tensors() -> list[dict[str, Any]]:
+    return [
+        {"name": "amount", "shape": [1], "datatype": "FP64", "data": [TOY_ROW["amount"]]},
+        {"name": "count", "shape": [1], "datatype": "INT64", "data": [TOY_ROW["count"]]},
+        {"name": "country", "shape": [1], "datatype": "BYTES", "data": [TOY_ROW["country"]]},
+        {"name": "online", "shape": [1], "datatype": "BOOL", "data": [TOY_ROW["online"]]},
+        {"name": "note", "shape": [1], "datatype": "BYTES", "data": [TOY_ROW["note"]]},
+    ]

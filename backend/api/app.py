@@ -95,6 +95,7 @@ def create_app(
         drift_watch = asyncio.create_task(
             drift_alerts.run() if settings.monitoring_on else asyncio.Event().wait()
         )
+        prometheus_flush = asyncio.create_task(prometheus.flush_every())
         # Everything loaded so far (libraries, models) lives for the whole process: moving it
         # out of the collector's view turns 100+ ms full collections under load into ~1 ms.
         gc.collect()
@@ -102,12 +103,14 @@ def create_app(
         try:
             yield
         finally:
-            for task in (judging, alerting, drift_watch):
+            for task in (judging, alerting, drift_watch, prometheus_flush):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             # Graceful shutdown: everything accepted is written before the process ends.
             await serving.stop()
+            # A worker's last counts reach the shared files (multiprocess mode) before it ends.
+            prometheus.flush()
             if on_stop is not None:
                 on_stop()
 

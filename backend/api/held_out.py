@@ -41,6 +41,9 @@ def set_held_out(
     """Hold a sticky share of entities out of the model's influence, answered by the policy
     (checked against the serving version; audited). Workers route by it within one poll."""
     require(principal, "deploy", name)
+    if body.policy.kind == "fallback":
+        # Its answers would reach this model's callers: the actor must be able to read it.
+        require(principal, "read", body.policy.model)
     settings = HeldOutSettings(**body.model_dump(exclude={"reason"}))
     workspace.deploy.held_out.set(name, settings, body.reason, principal)
     return workspace.deploy.held_out.status(name, 3600)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from backend.api.deps import CurrentPrincipal
@@ -28,13 +29,15 @@ router = APIRouter(tags=["Monitoring"], responses=ERRORS)
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
-def metrics(request: Request, principal: CurrentPrincipal) -> Response:
+async def metrics(request: Request, principal: CurrentPrincipal) -> Response:
     """Counters, latency histograms and active alerts in Prometheus's text exposition format,
-    for the models the token may read. A plain ``def``: the alert gauges read the store, so
-    FastAPI runs this in its thread pool, off the event loop."""
+    for the models the token may read. The counts are folded in on the event loop, where
+    they are kept; the rendering reads the store (the alert gauges), in the thread pool."""
     scope = read_scope(principal, "read_predictions")
     prometheus: PrometheusMetrics = request.app.state.prometheus
-    return Response(prometheus.render(scope.models), media_type=CONTENT_TYPE_LATEST)
+    prometheus.flush()
+    text = await run_in_threadpool(prometheus.render, scope.models)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
 def class_labels_in(state: ServingState) -> ClassLabels:

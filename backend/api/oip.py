@@ -168,7 +168,8 @@ def _routing_entity(parameters: dict[str, Any]) -> str | None:
     many = parameters.get("entity_ids")
     if entity is None and isinstance(many, list) and many:
         entity = many[0]
-    return entity if isinstance(entity, str) else None
+    # As the log will hold it (``_entity_id``): a number 42 is the entity "42", sticky too.
+    return None if entity is None else str(entity)
 
 
 def _entity_ids(parameters: dict[str, Any], n_rows: int) -> list[str | None]:

@@ -5,9 +5,9 @@ version's reference summary (``drift_references``; layout in ``summary_layout``)
 model's outputs the same way. A commit's counts go into ``drift_window_deltas`` (one row per
 model, version, route and minute) in the SAME transaction as the rows they count, so a kill -9
 of the writer or the server never counts a row twice or misses one: the counts are exactly as
-durable as the log. Once a minute has closed, a writer folds its deltas into one minute row and
-one hour row of ``drift_window_buckets`` (``fold``, called by the stores' ``compact``), so that
-any window is read from a few stored rows (``window_reads``) and never from the raw log.
+durable as the log. Every few seconds a writer folds the deltas so far into one minute row and
+one hour row of ``drift_window_buckets`` (``fold``, called by the stores' ``fold_windows``), so
+that any window is read from a few stored rows (``window_reads``) and never from the raw log.
 
 Rows of a version without a reference are not counted (``WindowCounter.uncounted`` says how
 many): there is nothing to bin them against. A reference registered after the writer started
@@ -65,12 +65,11 @@ MAX_CATEGORY_TEXT = 256
 # ``drift_hour_retention_s``).
 MINUTE_RETENTION_S = 2 * 86_400
 HOUR_RETENTION_S = 90 * 86_400
-# A minute is folded this long after it ended (rows of it still being committed then are
-# folded in a later round all the same: only fewer delta rows are read meanwhile).
-FOLD_GRACE_S = 5.0
-# How often a writer folds closed minutes, and how many delta rows one fold takes at most
-# (a short transaction: on SQLite it holds the write lock every writer commits under).
-FOLD_EVERY_S = 10.0
+# How often a writer folds the deltas so far into their buckets (the minute in progress's
+# too: a bucket only grows, and a read sums buckets and the deltas not folded yet), and how
+# many delta rows one fold takes at most (a short transaction: on SQLite it holds the write
+# lock every writer commits under).
+FOLD_EVERY_S = 5.0
 FOLD_BATCH = 2_000
 
 # (model, version) -> the reference summary's JSON text.
@@ -337,7 +336,13 @@ def fold(deltas: Iterable[DeltaRow]) -> dict[BucketKey, ParsedWindow]:
 
     parts: dict[BucketKey, list[ParsedWindow]] = {}
     for model, version, route, bucket_start, counts in deltas:
-        part = parse(counts)
+        try:
+            part = parse(counts)
+        except Exception:
+            # One unreadable delta must not stop every fold after it (the fold would roll
+            # back and retry the same rows forever): it is dropped with the folded ones.
+            log.exception("drift window delta of %s version %s unreadable; dropped", model, version)
+            continue
         minute = int(bucket_start)
         for resolution in RESOLUTIONS_S:
             key = (model, version, route, resolution, minute // resolution * resolution)

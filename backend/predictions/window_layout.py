@@ -11,7 +11,7 @@ Bins are those of ``summary_layout``. Numerical counts are parallel arrays so th
 folding thousands of deltas, and a reader summing a day of buckets, add them with numpy rather
 than key by key in Python (a fold of the earlier layout, ``{bin text: count}`` maps, cost
 ~20-60 µs per logged row). The arrays are stored packed: base64 of their little-endian bytes
-(int32 bins and counts, float64 sums), since writing and reading every sum as decimal text
+(int32 bins, int64 counts, float64 sums), since writing and reading every sum as decimal text
 cost more than the binning itself. Arrays written as JSON lists, and rows written in the
 earlier map layout, are still read (``parse``).
 """
@@ -29,11 +29,11 @@ import orjson
 
 from backend.predictions.summary_layout import cap_values
 
-# Packed arrays' types. Bins are below FINE_BINS + 2; one hour bucket's count of one bin stays
-# far below 2**31 (that is 600,000 rows a second into one of 2,000 bins); sums keep every
-# bit of the float64 the binning added.
+# Packed arrays' types. Bins are below FINE_BINS + 2; counts are int64 (int32 would wrap
+# silently past 2**31 in one bin of a long-lived bucket); sums keep every bit of the float64
+# the binning added.
 _BIN_TYPE = np.dtype("<i4")
-_COUNT_TYPE = np.dtype("<i4")
+_COUNT_TYPE = np.dtype("<i8")
 _SUM_TYPE = np.dtype("<f8")
 
 # name -> (bins, counts, sums, n, missing); bins int64 ascending, counts and sums float64.

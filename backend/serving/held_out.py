@@ -43,6 +43,11 @@ def held_out_threshold(settings: HeldOutSettings) -> float:
     return BUCKETS - settings.share_percent * BUCKETS / 100
 
 
+def is_held_out(settings: HeldOutSettings, model: str, entity_id: str) -> bool:
+    """Whether an entity is in the held-out share (the same answer every time)."""
+    return entity_bucket(model, entity_id) >= held_out_threshold(settings)
+
+
 def goes_to_held_out(settings: HeldOutSettings | None, model: str, entity_id: str | None) -> bool:
     if settings is None or settings.share_percent <= 0:
         return False

@@ -25,7 +25,12 @@ from backend.registry import LoadedVersion, Prediction, Registry, parse_version
 from backend.schemas import HeldOutPolicy
 from backend.serving.batcher import MicroBatcher
 from backend.serving.crowd import CrowdGauge
-from backend.serving.held_out import HELD_OUT_ROUTE, declared_answers, goes_to_held_out
+from backend.serving.held_out import (
+    HELD_OUT_ROUTE,
+    declared_answers,
+    goes_to_held_out,
+    is_held_out,
+)
 from backend.serving.request_ids import log_request_id
 from backend.serving.routing import ModelRouting, goes_to_canary
 from backend.serving.state import ServingState
@@ -193,6 +198,7 @@ class ServingService:
     ) -> ServeResult:
         clean = target.loaded.signature.validate_rows(rows, where)
         check_constraints(principal, clean, where)
+        self._check_one_route(target, entity_ids)
         if not self.prediction_log.has_room(len(clean)):
             # Answering without logging would break the promise that every prediction is
             # logged: refuse instead, until the store takes the backlog.
@@ -265,8 +271,38 @@ class ServingService:
         if policy.kind != "fallback":
             return Prediction(declared_answers(policy, clean), None)
         assert target.fallback is not None
-        fallback_rows = target.fallback.loaded.signature.validate_rows(rows, where)
-        return await self._predict(target.fallback, fallback_rows)
+        loaded = target.fallback.loaded
+        try:
+            fallback_rows = loaded.signature.validate_rows(rows, where)
+            return await self._predict(target.fallback, fallback_rows)
+        except Exception as exc:
+            # The caller's rows fit the model; the policy's fallback failing is the policy's
+            # problem, and says so (never the model's failure, never a bare 500).
+            reason = exc.reason if isinstance(exc, ServeDeckError) else type(exc).__name__
+            raise ServeDeckError(
+                f"the held-out policy's fallback {loaded.model!r} version {loaded.version} "
+                f"could not answer ({reason}); change the held-out policy",
+                "held_out.policy",
+                status=503,
+            ) from exc
+
+    def _check_one_route(self, target: Target, entity_ids: list[str | None]) -> None:
+        """A request is routed by its first entity: one whose entities are not all held out,
+        or all served, would give a held-out entity the model's answer (or the reverse)."""
+        routing = self.state.routing(target.model)
+        settings = routing.held_out if routing is not None else None
+        if settings is None or settings.share_percent <= 0 or target.route == "explicit":
+            return
+        held_out = target.route == HELD_OUT_ROUTE
+        for entity in set(entity_ids):
+            if entity is not None and is_held_out(settings, target.model, entity) != held_out:
+                raise ServeDeckError(
+                    f"entity {entity!r} is {'not ' if held_out else ''}in the held-out share "
+                    f"and the request's first entity is{'' if held_out else ' not'}: send "
+                    "held-out and served entities in separate requests",
+                    "entity_ids",
+                    status=400,
+                )
 
     def _count_candidate_call(self, model: str, failed: bool) -> None:
         routing = self.state.routing(model)
@@ -349,5 +385,8 @@ def _resolve(
             return routing.rollout.candidate, "canary", None
         return active, "active", routing.shadow
     if addressed == active:
+        # Naming the serving version is no way around the held-out share.
+        if goes_to_held_out(routing.held_out, model, entity_id):
+            return active, HELD_OUT_ROUTE, None
         return addressed, "active", None
     return addressed, "explicit", None

@@ -85,7 +85,7 @@ class ServingState:
                     active,
                     generation,
                     RolloutState(**rollout) if rollout else None,
-                    HeldOutSettings.model_validate(held_out) if held_out else None,
+                    _held_out_settings(name, held_out),
                 )
                 if not await self._load_all(name, state) and known is not None:
                     routing[name] = known
@@ -186,3 +186,15 @@ class ServingState:
                 self._loading.pop(key, None)
             return batcher
         return await asyncio.shield(pending)
+
+
+def _held_out_settings(model: str, stored: dict[str, object] | None) -> HeldOutSettings | None:
+    """The stored settings; None (nothing held out, logged) when they cannot be read, so one
+    model's bad row never stops every model's state from refreshing."""
+    if not stored:
+        return None
+    try:
+        return HeldOutSettings.model_validate(stored)
+    except ValueError:
+        log.exception("the held-out settings of %s cannot be read; nothing is held out", model)
+        return None
