@@ -428,9 +428,9 @@ class ReviewQueue:
             )
         if not total:
             return (
-                f"No held-out traffic of model {model!r} yet: set up a held-out share on the "
-                "model's serving policy, and its held-out predictions appear here as they "
-                "are made."
+                f"No held-out traffic of model {model!r} yet: an engineer sets a held-out "
+                f"share and its policy (PUT /api/v1/models/{model}/held-out), and its "
+                "held-out predictions appear here as they are made."
             )
         if in_queue == 0:
             return f"Every held-out example of model {model!r} so far has been reviewed."
