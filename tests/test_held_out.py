@@ -216,6 +216,17 @@ def test_a_fallback_version_answers_held_out_requests(
     expected = other.predict_proba(pd.DataFrame([TOY_ROW]))[0]
     got = body["predictions"][0]["probabilities"]
     assert [got["0"], got["1"]] == pytest.approx(list(expected))
+    # The log says which version answered for the policy.
+    deadline = time.monotonic() + 10
+    while True:
+        with workspace.sessions() as session:
+            row = session.scalar(
+                select(PredictionRow).where(PredictionRow.request_id == body["request_id"])
+            )
+        if row is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert row is not None and row.outputs["held_out"]["by"] == "toy:2"
 
 
 @pytest.mark.parametrize(
@@ -337,3 +348,14 @@ def _toy_tensors() -> list[dict[str, Any]]:
         {"name": "online", "shape": [1], "datatype": "BOOL", "data": [TOY_ROW["online"]]},
         {"name": "note", "shape": [1], "datatype": "BYTES", "data": [TOY_ROW["note"]]},
     ]
+
+
+def test_requests_without_an_entity_split_as_both_shares_say() -> None:
+    """One draw decides both: a held-out share does not eat into the canary's."""
+    from backend.serving.service import _resolve
+
+    rollout = RolloutState.model_construct(candidate="2", phase="canary", percent=30.0)
+    routing = ModelRouting("1", 1, rollout, _settings(20.0))
+    routes = [_resolve(routing, "toy", None, None)[1] for _ in range(6_000)]
+    shares = {route: routes.count(route) / len(routes) for route in set(routes)}
+    assert abs(shares["canary"] - 0.30) < 0.03 and abs(shares["held_out"] - 0.20) < 0.03

@@ -39,6 +39,8 @@ class AnsweredBatch:
     # model's (``labels`` stays the model's own, unseen answer).
     held_out_policy: str | None = None
     served_labels: Sequence[Any] | None = None
+    # A fallback policy: the model and version that answered ("fraud-rules:3").
+    held_out_by: str | None = None
     # Made once, by the first observer that asks (see ``log_rows`` and ``confidences``).
     _log_rows: list[LogRow] | None = field(default=None, init=False, repr=False)
     _confidences: list[float | None] | None = field(default=None, init=False, repr=False)
@@ -113,6 +115,7 @@ class AnsweredBatch:
                     "held_out": {
                         "policy": self.held_out_policy,
                         "answer": served[i] if i < len(served) else None,
+                        **({"by": self.held_out_by} if self.held_out_by else {}),
                     },
                 },
                 latency_ms=self.latency_ms,

@@ -15,7 +15,6 @@ here, or another version or model (scored by the request path, ``service``).
 from __future__ import annotations
 
 import operator
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +25,7 @@ from backend.schemas.held_out import (
     PresenceCondition,
     SetCondition,
 )
-from backend.serving.routing import BUCKETS, entity_bucket
+from backend.serving.routing import BUCKETS, entity_bucket, request_bucket
 
 HELD_OUT_ROUTE = "held_out"
 
@@ -48,10 +47,13 @@ def is_held_out(settings: HeldOutSettings, model: str, entity_id: str) -> bool:
     return entity_bucket(model, entity_id) >= held_out_threshold(settings)
 
 
-def goes_to_held_out(settings: HeldOutSettings | None, model: str, entity_id: str | None) -> bool:
+def goes_to_held_out(
+    settings: HeldOutSettings | None, model: str, entity_id: str | None, bucket: int | None = None
+) -> bool:
     if settings is None or settings.share_percent <= 0:
         return False
-    bucket = entity_bucket(model, entity_id) if entity_id else random.randrange(BUCKETS)
+    if bucket is None:
+        bucket = request_bucket(model, entity_id)
     return bucket >= held_out_threshold(settings)
 
 

@@ -53,11 +53,17 @@ def entity_bucket(model: str, entity_id: str) -> int:
     return int.from_bytes(digest, "big") % BUCKETS
 
 
-def goes_to_canary(routing: ModelRouting, model: str, entity_id: str | None) -> bool:
+def request_bucket(model: str, entity_id: str | None) -> int:
+    """The entity's bucket; without an entity there is nothing to be sticky to, and the
+    request is drawn on its own (once: the held-out share and a canary split the same draw)."""
+    return entity_bucket(model, entity_id) if entity_id else random.randrange(BUCKETS)
+
+
+def goes_to_canary(
+    routing: ModelRouting, model: str, entity_id: str | None, bucket: int | None = None
+) -> bool:
     rollout = routing.rollout
     if rollout is None or rollout.phase != "canary" or rollout.percent <= 0:
         return False
     threshold = rollout.percent * BUCKETS / 100
-    # Without an entity there is nothing to be sticky to: each request is drawn on its own.
-    bucket = entity_bucket(model, entity_id) if entity_id else random.randrange(BUCKETS)
-    return bucket < threshold
+    return (request_bucket(model, entity_id) if bucket is None else bucket) < threshold

@@ -32,7 +32,7 @@ from backend.serving.held_out import (
     is_held_out,
 )
 from backend.serving.request_ids import log_request_id
-from backend.serving.routing import ModelRouting, goes_to_canary
+from backend.serving.routing import ModelRouting, goes_to_canary, request_bucket
 from backend.serving.state import ServingState
 from backend.settings import Settings
 
@@ -235,6 +235,11 @@ class ServingService:
             answered_at=time.time(),
             held_out_policy=target.held_out_policy.kind if target.held_out_policy else None,
             served_labels=served.labels if target.held_out_policy is not None else None,
+            held_out_by=(
+                f"{target.fallback.loaded.model}:{target.fallback.loaded.version}"
+                if target.fallback is not None
+                else None
+            ),
         )
         try:
             self._hand_over(batch)
@@ -379,9 +384,13 @@ def _resolve(
                 "model",
                 status=409,
             )
-        if goes_to_held_out(routing.held_out, model, entity_id):
+        if routing.held_out is None and routing.rollout is None:
+            return active, "active", None
+        # One draw for both, so requests without an entity split as the shares say.
+        bucket = request_bucket(model, entity_id)
+        if goes_to_held_out(routing.held_out, model, entity_id, bucket):
             return active, HELD_OUT_ROUTE, None
-        if routing.rollout is not None and goes_to_canary(routing, model, entity_id):
+        if routing.rollout is not None and goes_to_canary(routing, model, entity_id, bucket):
             return routing.rollout.candidate, "canary", None
         return active, "active", routing.shadow
     if addressed == active:
