@@ -80,6 +80,11 @@ BEYOND_THE_SCHEMA = {
     # integer from a float of the same value, which is accepted.
     "POST /api/v1/feedback": "a label's integers must fit in 64 bits",
     "POST /api/v1/drift/files": "the files must be Parquet or CSV with columns in common",
+    # Checked against the serving version: answers must be its classes (or numbers for a
+    # regressor), rules must name its features, a fallback must be another version or model.
+    "PUT /api/v1/models/{name}/held-out": "answers and features must fit the serving version",
+    # A reviewer's answer must be one of the model's classes (free-form JSON otherwise).
+    "POST /api/v1/models/{name}/review/{item}/answer": "an answer must be one of the classes",
 }
 
 

@@ -66,6 +66,7 @@ ACTION_WORDS = {
     "promote": "promoted",
     "abort": "rollout aborted",
     "policy": "policy changed",
+    "held_out": "held-out share changed",
     "metric_alert": "quality alert",
     "trust_pickle": "pickle trusted to run code",
     "lineage_cycle_forced": "feedback loop registered anyway",
