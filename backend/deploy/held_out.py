@@ -29,8 +29,7 @@ from backend.schemas import (
     ModelVersionInfo,
     RulePolicy,
 )
-
-HELD_OUT_ROUTE = "held_out"
+from backend.serving.held_out import HELD_OUT_ROUTE
 
 
 class HeldOutSettingsStore:

@@ -63,15 +63,14 @@ class AnsweredBatch:
         return self._confidences
 
     def log_rows(self) -> list[LogRow]:
-        """The rows as the log stores them, encoded once for every observer that keeps them."""
+        """The rows as the log stores them, encoded once for every observer that keeps them.
+        A held-out row keeps the model's unseen answer and, under ``held_out``, what the
+        policy answered instead (what the caller got)."""
         if self._log_rows is None:
             labels = self.labels
             probabilities = self.probabilities
             entity_ids = self.entity_ids
             n_ids = len(entity_ids)
-            if self.held_out_policy is not None:
-                self._log_rows = self._held_out_rows()
-                return self._log_rows
             self._log_rows = [
                 log_row(
                     request_id=self.request_id,
@@ -82,10 +81,7 @@ class AnsweredBatch:
                     route=self.route,
                     entity_id=entity_ids[i] if i < n_ids else None,
                     features=row,
-                    outputs={
-                        "predict": labels[i],
-                        "predict_proba": probabilities[i] if probabilities else None,
-                    },
+                    outputs=self._outputs(i, labels[i], probabilities),
                     latency_ms=self.latency_ms,
                     token_name=self.token_name,
                 )
@@ -93,36 +89,18 @@ class AnsweredBatch:
             ]
         return self._log_rows
 
-    def _held_out_rows(self) -> list[LogRow]:
-        """Held-out rows keep the model's unseen answer and, under ``held_out``, what the
-        policy answered instead (what the caller got)."""
-        served = self.served_labels or []
-        probabilities = self.probabilities
-        n_ids = len(self.entity_ids)
-        return [
-            log_row(
-                request_id=self.request_id,
-                row_index=i,
-                created_at=self.answered_at,
-                model=self.model,
-                version=self.version,
-                route=self.route,
-                entity_id=self.entity_ids[i] if i < n_ids else None,
-                features=row,
-                outputs={
-                    "predict": self.labels[i],
-                    "predict_proba": probabilities[i] if probabilities else None,
-                    "held_out": {
-                        "policy": self.held_out_policy,
-                        "answer": served[i] if i < len(served) else None,
-                        **({"by": self.held_out_by} if self.held_out_by else {}),
-                    },
-                },
-                latency_ms=self.latency_ms,
-                token_name=self.token_name,
-            )
-            for i, row in enumerate(self.features)
-        ]
+    def _outputs(
+        self, i: int, label: Any, probabilities: Sequence[Sequence[float]] | None
+    ) -> dict[str, Any]:
+        outputs = {"predict": label, "predict_proba": probabilities[i] if probabilities else None}
+        if self.held_out_policy is not None:
+            served = self.served_labels or []
+            outputs["held_out"] = {
+                "policy": self.held_out_policy,
+                "answer": served[i] if i < len(served) else None,
+                **({"by": self.held_out_by} if self.held_out_by else {}),
+            }
+        return outputs
 
 
 class PredictionObserver(Protocol):
