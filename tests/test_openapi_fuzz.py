@@ -83,9 +83,6 @@ BEYOND_THE_SCHEMA = {
     # Checked against the serving version: answers must be its classes (or numbers for a
     # regressor), rules must name its features, a fallback must be another version or model.
     "PUT /api/v1/models/{name}/held-out": "answers and features must fit the serving version",
-    # Feature names are the keys of a free-form map; keys holding NUL are refused (PostgreSQL
-    # text cannot hold it), a rule the schema does not state for map keys yet.
-    "PUT /api/v1/models/{name}/drift/settings": "feature names may not contain NUL",
     # A reviewer's answer must be one of the model's classes (free-form JSON otherwise).
     "POST /api/v1/models/{name}/review/{item}/answer": "an answer must be one of the classes",
 }

@@ -53,13 +53,25 @@ NO_NUL = "^[^\\u0000]*$"
 
 def _declare_no_nul(document: dict[str, Any]) -> None:
     """Every text of a request is refused with NUL in it (PostgreSQL cannot store it; see
-    url_text and schemas.RequestBody): say so on every string the document describes."""
+    url_text and schemas.RequestBody): say so on every string the document describes, and on
+    the keys of every map (an object whose keys are free, such as feature names)."""
     stack: list[Any] = [document]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
             if item.get("type") == "string" and "pattern" not in item and "format" not in item:
                 item["pattern"] = NO_NUL
+            if _is_map(item) and "propertyNames" not in item:
+                item["propertyNames"] = {"pattern": NO_NUL}
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def _is_map(schema: dict[str, Any]) -> bool:
+    """An object schema whose keys are data (a dict), not the fields of a model."""
+    if schema.get("type") != "object":
+        return False
+    if "properties" not in schema:
+        return schema.get("additionalProperties", True) is not False
+    return schema.get("additionalProperties", False) not in (False, None)

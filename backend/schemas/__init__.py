@@ -17,6 +17,7 @@ from backend.schemas.common import (
     Metric,
     RequestBody,
     StorableJson,
+    StorableMap,
     StorableScalar,
     UtcDateTime,
 )
@@ -166,14 +167,14 @@ class EndToEndExample(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False)
 
-    inputs: dict[str, StorableJson]
+    inputs: StorableMap
     expected: StorableJson
 
 
 class LabelledExample(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
-    inputs: dict[str, StorableJson]
+    inputs: StorableMap
     label: StorableJson
 
 
@@ -302,7 +303,7 @@ class RequestInput(BaseModel):
     name: str
     shape: list[Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]]
     datatype: str
-    parameters: dict[str, StorableJson] | None = None
+    parameters: StorableMap | None = None
     # Each value is checked against the datatype (and the feature's signature) on decoding,
     # once, instead of here too: this list is the bulk of every request.
     data: list[Any]
@@ -312,7 +313,7 @@ class RequestOutput(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
     name: str
-    parameters: dict[str, StorableJson] | None = None
+    parameters: StorableMap | None = None
 
 
 class InferRequest(BaseModel):
@@ -320,7 +321,7 @@ class InferRequest(BaseModel):
 
     # The request id is stored with every logged row (64 characters at most there).
     id: RequestId | None = None
-    parameters: dict[str, StorableJson] | None = None
+    parameters: StorableMap | None = None
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = None
 

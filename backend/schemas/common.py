@@ -47,19 +47,8 @@ NUL = "\x00"
 
 
 def refuse_nul(value: Any) -> Any:
-    """Raise ValueError if a string in ``value`` (nested in lists and dicts too) holds NUL."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if NUL in item:
-                raise ValueError("text may not contain the NUL character (\\u0000)")
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return value
+    """Raise ValueError if a string in ``value`` (nested in lists and dicts, keys too) holds NUL."""
+    return _check_nested(value, numbers=False)
 
 
 class RequestBody(BaseModel):
@@ -94,16 +83,26 @@ def out_of_range_number(value: Any) -> str | None:
     return None
 
 
-def _check_json_numbers(value: Any) -> Any:
+def _check_storable_json(value: Any) -> Any:
+    """Raise ValueError for what no store here can keep: a number out of range, NUL in a text
+    or in a map's key (PostgreSQL's text and jsonb cannot hold it)."""
+    return _check_nested(value, numbers=True)
+
+
+def _check_nested(value: Any, numbers: bool) -> Any:
     stack = [value]
     # Iterative: a deeply nested value must not exhaust the interpreter's stack.
     while stack:
         item = stack.pop()
-        if isinstance(item, dict):
+        if isinstance(item, str):
+            if NUL in item:
+                raise ValueError("text may not contain the NUL character (\\u0000)")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
             stack.extend(item.values())
-        elif isinstance(item, list):
+        elif isinstance(item, list | tuple):
             stack.extend(item)
-        else:
+        elif numbers:
             problem = out_of_range_number(item)
             if problem is not None:
                 raise ValueError(problem)
@@ -111,7 +110,9 @@ def _check_json_numbers(value: Any) -> Any:
 
 
 # Free-form JSON sent by a client and kept or sent back (labels, examples, defaults, OIP
-# parameters): numbers within what every store and encoder here holds.
-StorableJson = Annotated[Any, AfterValidator(_check_json_numbers)]
+# parameters): numbers within what every store and encoder here holds, no NUL.
+StorableJson = Annotated[Any, AfterValidator(_check_storable_json)]
+# A free-form map of such values, its keys checked too (an error names the key it is under).
+StorableMap = dict[Annotated[str, AfterValidator(refuse_nul)], StorableJson]
 # A plain value compared as such (a token's allowed inputs), with the same number rule.
-StorableScalar = Annotated[str | int | float | bool, AfterValidator(_check_json_numbers)]
+StorableScalar = Annotated[str | int | float | bool, AfterValidator(_check_storable_json)]
