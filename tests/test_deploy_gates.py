@@ -30,7 +30,7 @@ def test_a_good_version_passes_every_gate_in_order(workspace: Workspace) -> None
     state = workspace.deploy.deploy("toy", "2", "retrained on more data", ENGINEER)
     assert state.active_version == "2" and state.report is not None
     assert [g.gate for g in state.report.gates] == [
-        "artifact_hash", "load", "signature", "end_to_end", "metric",
+        "artifact_hash", "load", "signature", "end_to_end", "metric", "held_out_policy",
     ]  # fmt: skip
     assert set(_outcomes(state.report).values()) == {"passed"}
     assert state.report.end_to_end_checked == 10 and state.report.metric == "accuracy"
@@ -49,7 +49,7 @@ def test_a_modified_artifact_fails_the_hash_gate_and_nothing_else_runs(
     report = _refused(workspace, "2")
     assert _outcomes(report) == {
         "artifact_hash": "failed", "load": "skipped", "signature": "passed",
-        "end_to_end": "skipped", "metric": "skipped",
+        "end_to_end": "skipped", "metric": "skipped", "held_out_policy": "passed",
     }  # fmt: skip
     assert "modified after registration" in report.gates[0].detail
 

@@ -32,6 +32,7 @@ from backend.schemas.held_out import (
 from backend.serving.held_out import goes_to_held_out, rule_answer
 from backend.serving.routing import ModelRouting, goes_to_canary
 from backend.workspace import Workspace
+from tests.deploy_helpers import register_toy
 from tests.helpers import TOY_ROW, TOY_SIGNATURE, toy_classifier, toy_frame, toy_validity
 
 ENTITIES = [f"customer-{i}" for i in range(20_000)]
@@ -227,6 +228,29 @@ def test_a_fallback_version_answers_held_out_requests(
             break
         time.sleep(0.05)
     assert row is not None and row.outputs["held_out"]["by"] == "toy:2"
+
+
+def test_a_version_the_held_out_policy_does_not_fit_may_not_serve(
+    client: TestClient, admin_headers: dict[str, str], workspace: Workspace
+) -> None:
+    register_toy(workspace)
+    fallback = {"share_percent": 5, "policy": {"kind": "fallback", "model": "toy", "version": "2"}}
+    assert _put(client, admin_headers, fallback).status_code == 200
+    # Version 2 would answer its own held-out traffic: the gate refuses it, saying what to do.
+    deploy = {"version": "2", "reason": "retrained"}
+    refused = client.post("/api/v1/models/toy/deploy", headers=admin_headers, json=deploy)
+    assert refused.status_code == 409, refused.text
+    gates = {g["gate"]: g for g in refused.json()["gate_report"]["gates"]}
+    assert gates["held_out_policy"]["outcome"] == "failed"
+    assert "/api/v1/models/toy/held-out" in gates["held_out_policy"]["detail"]
+    assert gates["metric"]["outcome"] == "passed"
+    # A policy that fits both versions lets it through.
+    default = {"share_percent": 5, "policy": {"kind": "default", "answer": 0}}
+    assert _put(client, admin_headers, default).status_code == 200
+    deployed = client.post("/api/v1/models/toy/deploy", headers=admin_headers, json=deploy)
+    assert deployed.status_code == 200, deployed.text
+    gates = {g["gate"]: g for g in deployed.json()["report"]["gates"]}
+    assert gates["held_out_policy"]["outcome"] == "passed"
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,9 @@
 4. end_to_end: every example of the end-to-end set scores exactly as expected (regression:
    within the tolerance declared with the assets).
 5. metric: the metric on the confidence set lies inside the acceptable range.
+6. held_out_policy: the model's held-out policy fits the version (its answers are the
+   version's classes, its rules name the version's features, a fallback is not the version
+   itself), so that held-out traffic is never answered with what the model could not answer.
 
 A gate that cannot run because an earlier one failed is "skipped"; the signature gate's
 failure does not stop the scoring gates, so one report shows everything that is wrong.
@@ -18,9 +21,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from backend.errors import ArtifactIntegrityError
+from backend.deploy.held_out import held_out_fitting
+from backend.errors import ArtifactIntegrityError, InputError, NotFound
 from backend.registry import LoadedVersion, Registry
 from backend.registry.metrics import MetricUnavailable, score_metric
 from backend.schemas import (
@@ -30,10 +34,18 @@ from backend.schemas import (
     GatePurpose,
     GateReport,
     GateResult,
+    HeldOutSettings,
     ModelVersionInfo,
 )
 
-GATE_ORDER: tuple[GateName, ...] = ("artifact_hash", "load", "signature", "end_to_end", "metric")
+GATE_ORDER: tuple[GateName, ...] = (
+    "artifact_hash",
+    "load",
+    "signature",
+    "end_to_end",
+    "metric",
+    "held_out_policy",
+)
 # Mismatching end-to-end rows kept in a report: enough to see the pattern, bounded in size.
 MAX_MISMATCHES_REPORTED = 50
 
@@ -93,6 +105,7 @@ def run_gates(
     checked_by: str,
     callers_signature: Sequence[FeatureSpec] | None,
     force_reason: str | None = None,
+    held_out: HeldOutSettings | None = None,
 ) -> GateRun:
     """Check one registered version; never raises for a bad version, the report says why."""
     results: dict[GateName, GateResult] = {}
@@ -130,6 +143,7 @@ def run_gates(
         record("load", True, f"loaded {type(loaded.estimator).__name__}")
 
     _signature_gate(report, results, info, callers_signature, force_reason)
+    _held_out_gate(results, registry, model, info, held_out)
     if loaded is not None:
         _end_to_end_gate(report, results, loaded, info)
         _metric_gate(report, results, loaded, info)
@@ -141,6 +155,34 @@ def run_gates(
     ]
     report.passed = all(result.outcome in ("passed", "forced") for result in report.gates)
     return GateRun(report, loaded if report.passed else None)
+
+
+def _held_out_gate(
+    results: dict[GateName, GateResult],
+    registry: Registry,
+    model: str,
+    info: ModelVersionInfo,
+    held_out: HeldOutSettings | None,
+) -> None:
+    if held_out is None or held_out.share_percent == 0:
+        detail = "no traffic is held out"
+        results["held_out_policy"] = GateResult(
+            gate="held_out_policy", outcome="passed", detail=detail
+        )
+        return
+    try:
+        held_out_fitting(registry, model, info, held_out)
+    except (InputError, NotFound) as exc:
+        detail = (
+            f"the held-out {held_out.policy.kind} policy does not fit version {info.version} "
+            f"({exc.field}: {exc.reason}): change the policy or turn held-out off first "
+            f"(PUT or DELETE /api/v1/models/{model}/held-out)"
+        )
+        outcome: Literal["passed", "failed"] = "failed"
+    else:
+        detail = f"the held-out {held_out.policy.kind} policy fits version {info.version}"
+        outcome = "passed"
+    results["held_out_policy"] = GateResult(gate="held_out_policy", outcome=outcome, detail=detail)
 
 
 def _signature_gate(

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.auth.tokens import Principal
-from backend.db.tables import GateReportRow
+from backend.db.tables import GateReportRow, ModelRow
 from backend.deploy.audit import record_event
 from backend.deploy.gates import run_gates
 from backend.errors import Conflict, InputError
 from backend.registry import Registry
-from backend.schemas import AuditAction, GatePurpose, GateReport, ModelVersionInfo
+from backend.schemas import (
+    AuditAction,
+    GatePurpose,
+    GateReport,
+    HeldOutSettings,
+    ModelVersionInfo,
+)
 
 
 class GatesRefused(Conflict):
@@ -67,6 +74,7 @@ class GateKeeper:
             checked_by=request.actor.name,
             callers_signature=callers,
             force_reason=request.reason if request.force_signature else None,
+            held_out=self._held_out(model),
         )
         report = run.report
         with self.sessions.begin() as session:
@@ -88,6 +96,11 @@ class GateKeeper:
                 "deployment" if request.purpose == "deploy" else request.purpose, report
             )
         return report
+
+    def _held_out(self, model: str) -> HeldOutSettings | None:
+        with self.sessions() as session:
+            stored = session.scalar(select(ModelRow.held_out).where(ModelRow.name == model))
+        return HeldOutSettings.model_validate(stored) if stored else None
 
     def _record_refusal(self, request: GateRequest, report: GateReport) -> None:
         action: AuditAction = f"{request.purpose}_refused"  # type: ignore[assignment]

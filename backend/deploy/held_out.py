@@ -93,60 +93,78 @@ class HeldOutSettingsStore:
                 status=409,
             )
         version = self.registry.get_version(model, info.active_version)
-        policy = settings.policy
-        if isinstance(policy, DefaultPolicy):
-            answer = _fitting_answer(version, policy.answer, "policy.answer")
-            policy = policy.model_copy(update={"answer": answer})
-        elif isinstance(policy, RulePolicy):
-            policy = _checked_rules(version, policy)
-        else:
-            policy = self._checked_fallback(model, version, policy)
-        return settings.model_copy(update={"policy": policy})
+        return held_out_fitting(self.registry, model, version, settings)
 
-    def _checked_fallback(
-        self, model: str, version: ModelVersionInfo, policy: FallbackPolicy
-    ) -> FallbackPolicy:
+
+def held_out_fitting(
+    registry: Registry, model: str, version: ModelVersionInfo, settings: HeldOutSettings
+) -> HeldOutSettings:
+    """The settings as they apply to ``version`` serving ``model`` (answers as its classes),
+    or InputError naming the field that does not fit it. Also the deployment gate's check: a
+    version that the model's held-out policy does not fit may not start serving."""
+    policy = settings.policy
+    if isinstance(policy, DefaultPolicy):
+        answer = _fitting_answer(version, policy.answer, "policy.answer")
+        policy = policy.model_copy(update={"answer": answer})
+    elif isinstance(policy, RulePolicy):
+        policy = _checked_rules(version, policy)
+    else:
+        policy = _checked_fallback(registry, model, version, policy)
+    return settings.model_copy(update={"policy": policy})
+
+
+def _checked_fallback(
+    registry: Registry, model: str, version: ModelVersionInfo, policy: FallbackPolicy
+) -> FallbackPolicy:
+    try:
+        other = registry.get_model(policy.model)
+    except NotFound as exc:
+        raise InputError(f"no model named {policy.model!r}", "policy.model") from exc
+    chosen = policy.version
+    if chosen is not None:
         try:
-            other = self.registry.get_model(policy.model)
-        except NotFound as exc:
-            raise InputError(f"no model named {policy.model!r}", "policy.model") from exc
-        chosen = policy.version
-        if chosen is not None:
-            try:
-                chosen = str(parse_version(chosen))
-            except ValueError as exc:
-                raise InputError(str(exc), "policy.version") from exc
-            other_version = self.registry.get_version(policy.model, chosen)
-        elif other.active_version is None:
-            raise InputError(
-                f"model {policy.model!r} serves no version: name one, or deploy one first",
-                "policy.version",
-            )
-        else:
-            other_version = self.registry.get_version(policy.model, other.active_version)
-        if policy.model == model and (chosen is None or chosen == version.version):
-            raise InputError(
-                "the fallback would be the model's own serving version: held-out traffic must "
-                "be answered without it (name another version or another model)",
-                "policy",
-            )
-        if other_version.task != version.task:
-            raise InputError(
-                f"the fallback is a {other_version.task} model and {model!r} a {version.task} "
-                "model: their answers are not comparable",
-                "policy.model",
-            )
-        missing = sorted(
-            spec.name
-            for spec in other_version.signature
-            if spec.required and spec.name not in {s.name for s in version.signature}
+            chosen = str(parse_version(chosen))
+        except ValueError as exc:
+            raise InputError(str(exc), "policy.version") from exc
+        other_version = registry.get_version(policy.model, chosen)
+    elif other.active_version is None:
+        raise InputError(
+            f"model {policy.model!r} serves no version: name one, or deploy one first",
+            "policy.version",
         )
-        if missing:
-            raise InputError(
-                f"the fallback needs features {model!r} is not sent: {', '.join(missing[:10])}",
-                "policy.model",
-            )
-        return policy.model_copy(update={"version": chosen})
+    else:
+        other_version = registry.get_version(policy.model, other.active_version)
+    if policy.model == model and (chosen is None or chosen == version.version):
+        raise InputError(
+            "the fallback would be the model's own serving version: held-out traffic must "
+            "be answered without it (name another version or another model)",
+            "policy",
+        )
+    if other_version.task != version.task:
+        raise InputError(
+            f"the fallback is a {other_version.task} model and {model!r} a {version.task} "
+            "model: their answers are not comparable",
+            "policy.model",
+        )
+    if other_version.task == "classification" and {
+        str(c) for c in other_version.class_labels or []
+    } != {str(c) for c in version.class_labels or []}:
+        raise InputError(
+            f"the fallback answers the classes {other_version.class_labels} and {model!r} "
+            f"{version.class_labels}: held-out answers must be comparable with the model's",
+            "policy.model",
+        )
+    missing = sorted(
+        spec.name
+        for spec in other_version.signature
+        if spec.required and spec.name not in {s.name for s in version.signature}
+    )
+    if missing:
+        raise InputError(
+            f"the fallback needs features {model!r} is not sent: {', '.join(missing[:10])}",
+            "policy.model",
+        )
+    return policy.model_copy(update={"version": chosen})
 
 
 def _fitting_answer(version: ModelVersionInfo, answer: Any, field: str) -> Any:

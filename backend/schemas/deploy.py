@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from backend.schemas.common import Metric, RequestBody, UtcDateTime
 
-GateName = Literal["artifact_hash", "load", "signature", "end_to_end", "metric"]
+GateName = Literal["artifact_hash", "load", "signature", "end_to_end", "metric", "held_out_policy"]
 # "forced": a signature gate that failed and was overridden with a reason.
 GateOutcome = Literal["passed", "failed", "skipped", "forced"]
 GatePurpose = Literal["deploy", "rollback", "rollout"]

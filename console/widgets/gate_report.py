@@ -14,6 +14,7 @@ GATE_WORDS = {
     "signature": "Inputs compatible",
     "end_to_end": "Known answers",
     "metric": "Quality metric",
+    "held_out_policy": "Held-out policy fits",
 }
 GATE_HELP = {
     "artifact_hash": "The model file still has the fingerprint recorded when it was registered.",
@@ -21,6 +22,10 @@ GATE_HELP = {
     "signature": "Applications calling the model today can still call this version.",
     "end_to_end": "Known inputs give exactly the answers recorded with the version.",
     "metric": "The quality score on labelled examples lies in its acceptable range.",
+    "held_out_policy": (
+        "The answer given to held-out traffic (kept away from the model to measure feedback "
+        "loops) is one this version could give, and does not come from this version itself."
+    ),
 }
 OUTCOME_ORDER = {"failed": 0, "forced": 1, "skipped": 2, "passed": 3}
 GATE_COLUMNS = (
