@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 # Qt tests run offscreen; set here so nobody has to remember it.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -39,50 +42,140 @@ def _postgres_or_skip() -> str:
     return plain
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+def _create_database(admin: str, template: str | None = None) -> str:
     import psycopg
 
-    admin = _postgres_or_skip()
     name = f"servedeck_t_{uuid.uuid4().hex[:10]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    base = admin.rsplit("/", 1)[0]
-    yield f"postgresql+psycopg://{base.removeprefix('postgresql://')}/{name}"
+        connection.execute(f'CREATE DATABASE "{name}"{copy}')
+    return name
+
+
+def _drop_database(admin: str, name: str) -> None:
+    import psycopg
+
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _url_of(admin: str, name: str) -> str:
+    base = admin.rsplit("/", 1)[0]
+    return f"postgresql+psycopg://{base.removeprefix('postgresql://')}/{name}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    admin = _postgres_or_skip()
+    name = _create_database(admin)
+    yield _url_of(admin, name)
+    _drop_database(admin, name)
+
+
+# Migrating a store and registering the toy models cost about 1 s per test on SQLite and 2 s
+# on PostgreSQL, for 600 tests: each test process makes every kind of store once and copies
+# it per test (PostgreSQL: CREATE DATABASE ... TEMPLATE; SQLite and the data directory: files).
+@dataclass
+class _Template:
+    data_dir: Path
+    database: str | None  # PostgreSQL: the template database's name
+
+
+class _Templates:
+    def __init__(self, root: Path):
+        self.root = root
+        self.made: dict[tuple[str, bool], _Template] = {}
+
+    def get(self, kind: str, with_models: bool) -> _Template:
+        key = (kind, with_models)
+        if key not in self.made:
+            data_dir = self.root / f"{kind}-{'toy' if with_models else 'empty'}"
+            data_dir.mkdir()
+            database = None
+            if kind == "sqlite":
+                url = f"sqlite:///{data_dir / 'servedeck.db'}"
+            else:
+                admin = _postgres_or_skip()
+                database = _create_database(admin)
+                url = _url_of(admin, database)
+            ws = Workspace.open(make_settings(data_dir, url))
+            try:
+                if with_models:
+                    register_toy_models(ws)
+            finally:
+                ws.close()  # no connection may stay open on a template database
+            self.made[key] = _Template(data_dir, database)
+        return self.made[key]
+
+    def drop(self) -> None:
+        for template in self.made.values():
+            if template.database is not None:
+                _drop_database(_postgres_or_skip(), template.database)
+
+
+@pytest.fixture(scope="session")
+def _templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Templates]:
+    templates = _Templates(tmp_path_factory.mktemp("templates"))
+    yield templates
+    templates.drop()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'servedeck.db'}"
-    return str(request.getfixturevalue("postgres_url"))
+def database_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-def workspace(tmp_path, database_url: str) -> Iterator[Workspace]:  # type: ignore[no-untyped-def]
-    ws = Workspace.open(make_settings(tmp_path, database_url))
-    register_toy_models(ws)
-    yield ws
-    ws.close()
+def database_url(database_kind: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each kind (not migrated)."""
+    if database_kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'servedeck.db'}"
+        return
+    admin = _postgres_or_skip()
+    name = _create_database(admin)
+    yield _url_of(admin, name)
+    _drop_database(admin, name)
+
+
+def _copied_workspace(
+    templates: _Templates, kind: str, with_models: bool, tmp_path: Path
+) -> Iterator[Workspace]:
+    template = templates.get(kind, with_models)
+    shutil.copytree(template.data_dir, tmp_path, dirs_exist_ok=True)
+    database = None
+    if template.database is None:
+        url = f"sqlite:///{tmp_path / 'servedeck.db'}"
+    else:
+        admin = _postgres_or_skip()
+        database = _create_database(admin, template=template.database)
+        url = _url_of(admin, database)
+    ws = Workspace.open(make_settings(tmp_path, url))
+    try:
+        yield ws
+    finally:
+        ws.close()
+        if database is not None:
+            _drop_database(_postgres_or_skip(), database)
 
 
 @pytest.fixture
-def store(tmp_path, database_url: str) -> Iterator[Workspace]:  # type: ignore[no-untyped-def]
+def workspace(
+    _templates: _Templates, database_kind: str, tmp_path: Path
+) -> Iterator[Workspace]:
+    """The toy models registered and serving, in SQLite and in PostgreSQL."""
+    yield from _copied_workspace(_templates, database_kind, True, tmp_path)
+
+
+@pytest.fixture
+def store(_templates: _Templates, database_kind: str, tmp_path: Path) -> Iterator[Workspace]:
     """An empty store (no models), SQLite and PostgreSQL."""
-    ws = Workspace.open(make_settings(tmp_path, database_url))
-    yield ws
-    ws.close()
+    yield from _copied_workspace(_templates, database_kind, False, tmp_path)
 
 
 @pytest.fixture
-def sqlite_workspace(tmp_path) -> Iterator[Workspace]:  # type: ignore[no-untyped-def]
-    ws = Workspace.open(make_settings(tmp_path))
-    register_toy_models(ws)
-    yield ws
-    ws.close()
+def sqlite_workspace(_templates: _Templates, tmp_path: Path) -> Iterator[Workspace]:
+    yield from _copied_workspace(_templates, "sqlite", True, tmp_path)
 
 
 @pytest.fixture
