@@ -214,7 +214,9 @@ def test_each_indicator_equals_a_direct_computation_on_the_raw_rows(
     chi2, p_value, _, _ = stats.chi2_contingency(table, correction=False)
     drift = report["label_drift"]
     assert drift["chi2"] == pytest.approx(chi2) and drift["p_value"] == pytest.approx(p_value)
-    assert drift["gap"]["value"] == pytest.approx(jensenshannon(table[0], table[1], base=2))
+    assert drift["js_distance"] == pytest.approx(jensenshannon(table[0], table[1], base=2))
+    shares = table / table.sum(axis=1, keepdims=True)
+    assert drift["gap"]["value"] == pytest.approx(abs(shares[0] - shares[1]).sum() / 2)
     assert [(c["label"], c["served"], c["held_out"]) for c in drift["classes"]] == [
         ("0", counts["served"][0], counts["held_out"][0]),
         ("1", counts["served"][1], counts["held_out"][1]),
