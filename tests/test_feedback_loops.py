@@ -370,6 +370,10 @@ def test_the_api_checks_roles_and_parameters_and_says_what_does_not_apply(
         answer = client.get(url, headers=admin_headers, params=params)
         assert answer.status_code in (404, 422), (params, answer.text)
         assert field in (answer.json().get("field") or ""), answer.json()
+    # The extremes of the span are answered (dates before 1970, windows of a minute).
+    for params in ({"end": 0}, {"end": 253_000_000_000}, {"window_s": 61, "windows": 48}):
+        edge = client.get(url, headers=admin_headers, params=params)
+        assert edge.status_code == 200, (params, edge.text)
     # Nothing held out yet: every indicator is ok, with too little data, and the report says
     # what to do.
     empty = client.get(url, headers=admin_headers).json()
