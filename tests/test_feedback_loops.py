@@ -32,8 +32,10 @@ from backend.db.tables import (
 from backend.monitoring.feedback_loops.alerting import FeedbackLoopWatch
 from backend.monitoring.rules import RuleStore
 from backend.predictions.loop_counts import (
+    Outcome,
     count_recent_labels,
     decode_counts,
+    expand,
     merge,
     slicers_of,
     sync_label_outcomes,
@@ -322,7 +324,7 @@ def test_a_replaced_or_removed_label_is_never_counted_twice(
         for row in session.scalars(select(LoopContributionRow)):
             merge(
                 summed.setdefault((row.version, row.route, row.minute), {}),
-                decode_counts(row.counts),
+                expand(Outcome.from_json(row.outcome), ["0", "1"]),
             )
     assert _flat(summed) == pytest.approx(before)
     some = final[20:60]

@@ -486,8 +486,9 @@ class LoopCountRow(Base):
 
 
 class LoopContributionRow(Base):
-    """What one label added to ``feedback_loop_counts``: subtracted exactly when the label is
-    replaced or taken back, so a label is never counted twice."""
+    """What one label added to ``feedback_loop_counts``, compactly (the labelled outcome it
+    expands from): subtracted exactly when the label is replaced or taken back, so a label is
+    never counted twice."""
 
     __tablename__ = "feedback_loop_contributions"
 
@@ -497,4 +498,5 @@ class LoopContributionRow(Base):
     version: Mapped[str] = mapped_column(String(32))
     route: Mapped[str] = mapped_column(String(16))
     minute: Mapped[int] = mapped_column(BigInteger)
-    counts: Mapped[str] = mapped_column(Text)
+    # JSON text: predictions.loop_counts.Outcome.
+    outcome: Mapped[str] = mapped_column(Text)

@@ -38,7 +38,7 @@ def upgrade() -> None:
         sa.Column("version", sa.String(length=32), nullable=False),
         sa.Column("route", sa.String(length=16), nullable=False),
         sa.Column("minute", sa.BigInteger(), nullable=False),
-        sa.Column("counts", sa.Text(), nullable=False),
+        sa.Column("outcome", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("model", "request_id", "row_index"),
     )
 
