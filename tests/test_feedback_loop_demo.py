@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.api.app import create_app
+from backend.cli import build_parser
 from backend.demo.simulate import SimulationStats, send_requests
 from backend.demo.workspace import DEMO_HELD_OUT, DEMO_SETUP, build_demo
 from backend.monitoring.feedback_loops.alerting import FeedbackLoopWatch
@@ -118,3 +119,10 @@ def test_without_the_loop_every_indicator_stays_ok(demo_dir: Path, tmp_path: Pat
         assert report[name]["enough_data"], name
     assert report["explanation"].startswith("No sign of a feedback loop")
     assert alerting["fraud"] == "clear"
+
+
+def test_simulate_and_demo_take_the_feedback_loop_flag() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["simulate", "--feedback-loop"]).feedback_loop
+    assert not parser.parse_args(["simulate"]).feedback_loop
+    assert parser.parse_args(["demo", "--serve", "--feedback-loop"]).feedback_loop

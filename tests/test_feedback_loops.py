@@ -40,8 +40,10 @@ from backend.predictions.loop_counts import (
     slicers_of,
     sync_label_outcomes,
 )
-from backend.schemas import AlertRule
+from backend.schemas import AlertRule, DefaultPolicy, HeldOutSettings
+from backend.serving.held_out import is_held_out
 from backend.workspace import Workspace
+from tests.helpers import TOY_ROW
 
 Z = 1.959963984540054  # the 0.975 normal quantile
 REQUESTS = 60
@@ -105,7 +107,7 @@ def _send_loop_traffic(
         json={"share_percent": 50, "policy": {"kind": "default", "answer": 0}},
     )
     assert put.status_code == 200, put.text
-    time.sleep(0.6)  # the workers' next routing poll picks the share up
+    _wait_for_held_out(client, headers)
     rng = np.random.default_rng(seed)
     requests = [(f"loop-{i}", _rows(rng, ROWS_PER_REQUEST)) for i in range(REQUESTS)]
     truths = {rid: [_truth(r, rng) for r in rows] for rid, rows in requests}
@@ -140,6 +142,22 @@ def _send_loop_traffic(
         posted = client.post("/api/v1/feedback", headers=headers, json={"labels": batch})
         assert posted.status_code == 200 and posted.json()["unmatched"] == 0, posted.text
     return final
+
+
+def _wait_for_held_out(client: TestClient, headers: dict[str, str]) -> None:
+    """Probe with an entity the 50% share holds out until the workers route by the share."""
+    settings = HeldOutSettings(share_percent=50, policy=DefaultPolicy(kind="default", answer=0))
+    entity = next(f"probe-{i}" for i in range(1000) if is_held_out(settings, "toy", f"probe-{i}"))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        answer = client.post(
+            "/v1/models/toy:predict",
+            headers=headers,
+            json={"instances": [TOY_ROW], "entity_id": entity},
+        )
+        if answer.json()["route"] == "held_out":
+            return
+    raise AssertionError("the held-out share was not applied within 10 s")
 
 
 def _raw(workspace: Workspace) -> list[dict[str, Any]]:
