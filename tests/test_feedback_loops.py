@@ -29,6 +29,7 @@ from backend.db.tables import (
     LoopCountRow,
     PredictionRow,
 )
+from backend.feedback.review import ReviewQueue
 from backend.monitoring.feedback_loops.alerting import FeedbackLoopWatch
 from backend.monitoring.rules import RuleStore
 from backend.predictions.loop_counts import (
@@ -44,6 +45,7 @@ from backend.schemas import AlertRule, DefaultPolicy, HeldOutSettings
 from backend.serving.held_out import is_held_out
 from backend.workspace import Workspace
 from tests.helpers import TOY_ROW
+from tests.review_helpers import add_held_out_rows
 
 Z = 1.959963984540054  # the 0.975 normal quantile
 REQUESTS = 60
@@ -444,3 +446,20 @@ def test_a_loop_raises_one_grouped_alert_that_resolves_by_itself(
     assert [a.status for a in workspace.alerts.list(limit=100) if a.kind == "feedback_loop"] == [
         "resolved"
     ]
+
+
+def test_a_reviewers_label_counts_as_not_influenced_and_undo_takes_it_out(
+    workspace: Workspace,
+) -> None:
+    add_held_out_rows(workspace, 2, policy={"policy": "default", "answer": 0})
+    queue = ReviewQueue(
+        workspace.sessions, workspace.registry, lease_s=300, agreement_share=0.0, sync_interval_s=0
+    )
+    items = queue.next("toy", "ana").items
+    assert queue.answer("toy", items[0].item, "ana", 1).label_stored
+    counted = _stored(workspace)
+    assert {key for (group, key) in counted if key[0] == "inf"} == {("inf", "1", "false")}
+    assert {group[1] for group, _ in counted} == {"held_out"}
+    assert sum(v for (_, key), v in counted.items() if key == ("n",)) == 1
+    queue.undo("toy", "ana")
+    assert _stored(workspace) == {}
