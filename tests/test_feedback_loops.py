@@ -33,6 +33,7 @@ from backend.feedback.review import ReviewQueue
 from backend.monitoring.feedback_loops.alerting import FeedbackLoopWatch
 from backend.monitoring.rules import RuleStore
 from backend.predictions.loop_counts import (
+    PENDING,
     Outcome,
     count_recent_labels,
     decode_counts,
@@ -342,6 +343,7 @@ def test_a_replaced_or_removed_label_is_never_counted_twice(
     with workspace.sessions() as session:
         summed: dict[tuple[str, str, int], dict[Any, float]] = {}
         for row in session.scalars(select(LoopContributionRow)):
+            assert row.minute != PENDING  # every label found its prediction
             merge(
                 summed.setdefault((row.version, row.route, row.minute), {}),
                 expand(Outcome.from_json(row.outcome), ["0", "1"]),

@@ -7,9 +7,10 @@ what it added in ``feedback_loop_contributions`` (compactly: the labelled ``Outc
 counts expand from, about 200 bytes a label). A label replaced or taken back first
 subtracts what it had added, so syncing a label any number of times counts it once.
 
-A label whose prediction is not logged yet (still in the writer's buffer) adds nothing then;
-``count_recent_labels`` (run by the feedback-loop watch every round) adds the recent ones
-whose prediction has landed since.
+A label whose prediction is not logged yet (still in the writer's buffer) adds nothing then
+and is marked as waiting (a contribution row of minute ``PENDING``); ``count_recent_labels``
+(run by the feedback-loop watch every round) counts the recent waiting ones whose prediction
+has landed since.
 
 One row's counts are a map from a key (a JSON list, encoded as text) to a number:
 
@@ -61,6 +62,8 @@ from backend.predictions.summary_layout import (
 )
 
 MINUTE_S = 60
+# The minute of a label still waiting for its prediction.
+PENDING = -1
 SHADOW_ROUTE = "shadow"
 SLICES = 10
 MISSING = "(missing)"
@@ -294,13 +297,29 @@ def sync_label_outcomes(session: Session, keys: Iterable[LabelKey]) -> int:
     for key in wanted:
         old = before.get(key)
         if old is not None:
-            group = groups.setdefault((key[0], old.version, old.route, old.minute), {})
-            taken = expand(Outcome.from_json(old.outcome), versions.get((key[0], old.version)))
-            merge(group, taken, -1.0)
+            if old.minute != PENDING:
+                group = groups.setdefault((key[0], old.version, old.route, old.minute), {})
+                taken = expand(Outcome.from_json(old.outcome), versions.get((key[0], old.version)))
+                merge(group, taken, -1.0)
             session.delete(old)
         found = labels.get(key)
         logged = predictions.get(key)
-        if found is None or logged is None:
+        if found is None:
+            continue
+        if logged is None:
+            # Counted once its prediction lands (``count_recent_labels``): marked so that the
+            # catch-up reads these few, never every recent label.
+            session.add(
+                LoopContributionRow(
+                    model=key[0],
+                    request_id=key[1],
+                    row_index=key[2],
+                    version="",
+                    route="",
+                    minute=PENDING,
+                    outcome="",
+                )
+            )
             continue
         version, route, created_at, features, outputs = logged
         if (key[0], version) not in slicers:
@@ -474,30 +493,30 @@ def _version_classes(session: Session, models: set[str]) -> dict[tuple[str, str]
 
 
 def count_recent_labels(sessions: sessionmaker[Session], since: float, limit: int = 5_000) -> int:
-    """Count the labels received since ``since`` that are not counted yet although their
-    prediction is logged now (labels that came before their prediction was written)."""
-    contributed = exists().where(
-        LoopContributionRow.model == LabelRow.model,
-        LoopContributionRow.request_id == LabelRow.request_id,
-        LoopContributionRow.row_index == LabelRow.row_index,
-    )
+    """Count the labels received since ``since`` that waited for their prediction (they came
+    before it was written) and whose prediction is logged now. Reads the waiting labels only
+    (marked at label time), so a round costs in proportion to them, not to the labels."""
     logged = exists().where(
-        PredictionRow.request_id == LabelRow.request_id,
-        PredictionRow.row_index == LabelRow.row_index,
-        PredictionRow.model == LabelRow.model,
+        PredictionRow.request_id == LoopContributionRow.request_id,
+        PredictionRow.row_index == LoopContributionRow.row_index,
+        PredictionRow.model == LoopContributionRow.model,
         PredictionRow.route != SHADOW_ROUTE,
     )
+    pending = LoopContributionRow
     with sessions.begin() as session:
         keys: list[LabelKey] = [
-            (str(model), request_id, row_index)
+            (model, request_id, row_index)
             for model, request_id, row_index in session.execute(
-                select(LabelRow.model, LabelRow.request_id, LabelRow.row_index)
-                .where(
-                    LabelRow.received_at >= since,
-                    LabelRow.model.is_not(None),
-                    ~contributed,
-                    logged,
+                select(pending.model, pending.request_id, pending.row_index)
+                .join(
+                    LabelRow,
+                    and_(
+                        LabelRow.model == pending.model,
+                        LabelRow.request_id == pending.request_id,
+                        LabelRow.row_index == pending.row_index,
+                    ),
                 )
+                .where(pending.minute == PENDING, LabelRow.received_at >= since, logged)
                 .limit(limit)
             )
         ]
