@@ -16,16 +16,18 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.errors import InputError
+from backend.monitoring.feedback_loops.answers import (
+    exposure_concentration,
+    prediction_bias,
+    selective_labels,
+)
 from backend.monitoring.feedback_loops.data import Window, read_windows, total, window_bounds
 from backend.monitoring.feedback_loops.indicators import (
     CONFUSION_METRICS,
     Context,
-    exposure_concentration,
     label_drift,
     outcome_rate_gap,
     performance_gap,
-    prediction_bias,
-    selective_labels,
 )
 from backend.monitoring.feedback_loops.statistics import worst
 from backend.monitoring.rules import DEFAULT_RULES, RuleStore
