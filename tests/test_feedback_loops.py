@@ -405,6 +405,21 @@ def test_the_api_checks_roles_and_parameters_and_says_what_does_not_apply(
     assert empty["held_out"]["settings"] is None
     assert not empty["outcome_rate_gap"]["enough_data"]
     assert len(empty["outcome_rate_gap"]["trend"]) == 24
+    # The thresholds are the model's feedback_loop alert rule, edited like every rule.
+    rules_url = "/api/v1/models/toy/alert-rules"
+    refused = client.put(
+        rules_url, headers=admin_headers, json={"rules": [{"kind": "feedback_loop"}]}
+    )
+    assert refused.status_code == 422 and refused.json()["field"] == "rules[0].threshold"
+    edited = client.put(
+        rules_url,
+        headers=admin_headers,
+        json={"rules": [{"kind": "feedback_loop", "threshold": 0.2, "min_count": 80}]},
+    )
+    assert edited.status_code == 200, edited.text
+    limits = client.get(url, headers=admin_headers).json()["thresholds"]
+    assert (limits["alert_at"], limits["warn_at"], limits["min_labels"]) == (0.2, 0.1, 80)
+    assert limits["customized"] and "own setting" in limits["explanation"]
     # A regression model: the class indicators say they do not apply.
     price = client.get("/api/v1/models/price/feedback-loops", headers=admin_headers).json()
     for name in ("outcome_rate_gap", "performance_gap", "label_drift", "prediction_bias"):
