@@ -324,13 +324,14 @@ def _flat(groups: dict[Any, dict[Any, float]]) -> dict[Any, float]:
 
 
 def _stored(workspace: Workspace) -> dict[Any, float]:
+    """Every minute's counts (its base row and its features' rows together), flat."""
+    minutes: dict[tuple[str, str, int], dict[Any, float]] = {}
     with workspace.sessions() as session:
-        return _flat(
-            {
-                (r.version, r.route, r.minute): decode_counts(r.counts)
-                for r in session.scalars(select(LoopCountRow).where(LoopCountRow.model == "toy"))
-            }
-        )
+        for row in session.scalars(select(LoopCountRow).where(LoopCountRow.model == "toy")):
+            counts = decode_counts(row.counts)
+            assert all((key[0] == "s") == (row.feature != "") for key in counts)
+            merge(minutes.setdefault((row.version, row.route, row.minute), {}), counts)
+    return _flat(minutes)
 
 
 def test_a_replaced_or_removed_label_is_never_counted_twice(

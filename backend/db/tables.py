@@ -478,6 +478,8 @@ class LoopCountRow(Base):
     route: Mapped[str] = mapped_column(String(16), primary_key=True)
     # The minute's start, Unix seconds.
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # "": the minute's base counts; else the slices of this feature.
+    feature: Mapped[str] = mapped_column(String(128), primary_key=True)
     labelled: Mapped[int] = mapped_column(Integer, default=0)
     # JSON text: {encoded key: number}.
     counts: Mapped[str] = mapped_column(Text)

@@ -12,7 +12,7 @@ and is marked as waiting (a contribution row of minute ``PENDING``); ``count_rec
 (run by the feedback-loop watch every round) counts the recent waiting ones whose prediction
 has landed since.
 
-One row's counts are a map from a key (a JSON list, encoded as text) to a number:
+A minute's counts are a map from a key (a JSON list, encoded as text) to a number:
 
 - ``["n"]`` labelled predictions; ``["pn"]`` of them with class probabilities;
 - ``["cm", answer, label]`` the confusion counts (the model's own answer x the label);
@@ -20,7 +20,8 @@ One row's counts are a map from a key (a JSON list, encoded as text) to a number
 - ``["inf", label, "true" | "false" | "unknown"]`` labels by whether the model's answer could
   have decided them (``labels.influenced``);
 - ``["s", feature, bin, "n" | "pn"]``, ``["s", feature, bin, "y", label]``,
-  ``["s", feature, bin, "p", class]`` the same per slice of every input feature.
+  ``["s", feature, bin, "p", class]`` the same per slice of every input feature, kept in a
+  row of that feature (a report reads the base row and the one feature it slices by).
 
 Classes, answers and labels are counted as text (``category_text``: 1 and 1.0 alike). A
 regression model's rows hold only ``n`` and ``inf`` (label "*"): its other indicators are
@@ -62,6 +63,8 @@ from backend.predictions.summary_layout import (
 )
 
 MINUTE_S = 60
+# The feature of a minute's base row (its other rows hold one sliced feature each).
+BASE = ""
 # The minute of a label still waiting for its prediction.
 PENDING = -1
 SHADOW_ROUTE = "shadow"
@@ -91,20 +94,8 @@ def encode_key(key: Key) -> str:
     return orjson.dumps(list(key)).decode()
 
 
-def decode_counts(text: str, slice_feature: str | None = "") -> dict[Key, float]:
-    """A row's counts; ``slice_feature`` None: without any slice, a name: only its slices
-    ("" keeps all). Skipping keys before decoding them is most of a report's saving."""
-    keep = None if slice_feature == "" else _SLICE_PREFIX
-    wanted = None if not slice_feature else encode_key(("s", slice_feature))[:-1] + ","
-    found: dict[Key, float] = {}
-    for k, v in orjson.loads(text).items():
-        if keep is not None and k.startswith(keep) and (wanted is None or not k.startswith(wanted)):
-            continue
-        found[tuple(orjson.loads(k))] = float(v)
-    return found
-
-
-_SLICE_PREFIX = encode_key(("s",))[:-1] + ","
+def decode_counts(text: str) -> dict[Key, float]:
+    return {tuple(orjson.loads(k)): float(v) for k, v in orjson.loads(text).items()}
 
 
 # ---------------------------------------------------------------- slices
@@ -359,31 +350,51 @@ def _encode(counts: Mapping[Key, float]) -> str:
 
 
 def _apply(session: Session, group: tuple[str, str, str, int], delta: Counts) -> None:
-    """Add ``delta`` to one minute's row, made first when missing; the row is locked while it
-    is read and written (PostgreSQL; SQLite holds the whole store's write lock already)."""
+    """Add ``delta`` to one minute's rows: its base row (feature "") and one row per sliced
+    feature, so that a report reads the one feature it slices by. Each row is made first when
+    missing and locked while it is read and written (PostgreSQL; SQLite holds the whole
+    store's write lock already)."""
+    parts: dict[str, Counts] = {}
+    for key, value in delta.items():
+        feature = str(key[1]) if key[0] == "s" else BASE
+        parts.setdefault(feature, {})[key] = value
     model, version, route, minute = group
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(
-        insert(LoopCountRow)
-        .values(model=model, version=version, route=route, minute=minute, labelled=0, counts="{}")
-        .on_conflict_do_nothing(index_elements=["model", "version", "route", "minute"])
-    )
-    where = and_(
-        LoopCountRow.model == model,
-        LoopCountRow.version == version,
-        LoopCountRow.route == route,
-        LoopCountRow.minute == minute,
-    )
-    text = session.scalar(select(LoopCountRow.counts).where(where).with_for_update())
-    counts = merge(decode_counts(text or "{}"), delta)
-    kept = {k: _tidy(v) for k, v in counts.items() if abs(v) > ZERO}
-    labelled = round(kept.get(("n",), 0))
-    if labelled <= 0:
-        session.execute(delete(LoopCountRow).where(where))
-        return
-    session.execute(
-        update(LoopCountRow).where(where).values(labelled=labelled, counts=_encode(kept))
-    )
+    for feature, part in sorted(parts.items()):
+        session.execute(
+            insert(LoopCountRow)
+            .values(
+                model=model,
+                version=version,
+                route=route,
+                minute=minute,
+                feature=feature,
+                labelled=0,
+                counts="{}",
+            )
+            .on_conflict_do_nothing(
+                index_elements=["model", "version", "route", "minute", "feature"]
+            )
+        )
+        where = and_(
+            LoopCountRow.model == model,
+            LoopCountRow.version == version,
+            LoopCountRow.route == route,
+            LoopCountRow.minute == minute,
+            LoopCountRow.feature == feature,
+        )
+        text = session.scalar(select(LoopCountRow.counts).where(where).with_for_update())
+        counts = merge(decode_counts(text or "{}"), part)
+        kept = {k: _tidy(v) for k, v in counts.items() if abs(v) > ZERO}
+        labelled = round(
+            sum(v for k, v in kept.items() if k == ("n",) or (k[0] == "s" and k[3:] == ("n",)))
+        )
+        if labelled <= 0:
+            session.execute(delete(LoopCountRow).where(where))
+            continue
+        session.execute(
+            update(LoopCountRow).where(where).values(labelled=labelled, counts=_encode(kept))
+        )
 
 
 def _tidy(value: float) -> float:
@@ -533,10 +544,10 @@ def read_loop_counts(
     routes: Sequence[str],
     start: float,
     end: float,
-    slice_feature: str | None = "",
+    slice_feature: str | None = None,
 ) -> list[tuple[int, str, dict[Key, float]]]:
-    """(minute, route, counts) of every counted minute of [start, end) (by prediction time);
-    ``slice_feature`` as ``decode_counts`` takes it."""
+    """(minute, route, counts) of the counted rows of [start, end) (by prediction time): the
+    base counts, and the slices of ``slice_feature`` (none: no slices)."""
     rows = session.execute(
         select(LoopCountRow.minute, LoopCountRow.route, LoopCountRow.counts).where(
             LoopCountRow.model == model,
@@ -544,8 +555,7 @@ def read_loop_counts(
             LoopCountRow.route.in_(list(routes)),
             LoopCountRow.minute >= math.floor(start),
             LoopCountRow.minute < math.ceil(end),
+            LoopCountRow.feature.in_([BASE] if slice_feature is None else [BASE, slice_feature]),
         )
     )
-    return [
-        (int(minute), route, decode_counts(text, slice_feature)) for minute, route, text in rows
-    ]
+    return [(int(minute), route, decode_counts(text)) for minute, route, text in rows]

@@ -24,9 +24,10 @@ def upgrade() -> None:
         sa.Column("version", sa.String(length=32), nullable=False),
         sa.Column("route", sa.String(length=16), nullable=False),
         sa.Column("minute", sa.BigInteger(), nullable=False),
+        sa.Column("feature", sa.String(length=128), nullable=False),
         sa.Column("labelled", sa.Integer(), nullable=False),
         sa.Column("counts", sa.Text(), nullable=False),
-        sa.PrimaryKeyConstraint("model", "version", "route", "minute"),
+        sa.PrimaryKeyConstraint("model", "version", "route", "minute", "feature"),
     )
     op.create_table(
         "feedback_loop_contributions",
