@@ -83,6 +83,9 @@ BEYOND_THE_SCHEMA = {
     # Checked against the serving version: answers must be its classes (or numbers for a
     # regressor), rules must name its features, a fallback must be another version or model.
     "PUT /api/v1/models/{name}/held-out": "answers and features must fit the serving version",
+    # The outcome and the slice feature are checked against the version: a class of it and a
+    # feature of it (any text otherwise).
+    "GET /api/v1/models/{name}/feedback-loops": "outcome and slice_feature must fit the version",
     # A reviewer's answer must be one of the model's classes (free-form JSON otherwise).
     "POST /api/v1/models/{name}/review/{item}/answer": "an answer must be one of the classes",
 }

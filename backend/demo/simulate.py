@@ -8,6 +8,12 @@ distribution matches training (one simulated day passes in ~30 s at 20 requests/
 
 Labels are sent `label_delay` seconds after each prediction, like chargebacks that arrive
 after the fact, in one bulk feedback request per second.
+
+With `feedback_loop`, the labels behave as in a real card-fraud loop: a transaction the model
+blocks (answers fraud, on traffic it serves) never gets a chargeback, so it gets no label;
+those it lets through get theirs with the true rate, and held-out transactions (answered by
+the no-model policy) get a label whatever the model thought. The feedback-loop indicators
+compare the two.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import math
 import threading
 import time
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,6 +80,9 @@ class SimulationStats:
     labels_rejected: int = 0
     labels_unmatched: int = 0
     labels_unposted: int = 0
+    # With feedback_loop: labels never sent because the model blocked the transaction.
+    labels_withheld: int = 0
+    held_out: int = 0
     elapsed_s: float = 0.0
     achieved_rate: float = 0.0
     mean_latency_ms: float = 0.0
@@ -148,15 +158,19 @@ class _Simulator:
         label_delay: float,
         seed: int,
         stop_event: threading.Event,
+        feedback_loop: bool = False,
+        session: Any = None,
     ):
         self.base_url = base_url.rstrip("/")
+        self.feedback_loop = feedback_loop
         self.rate = rate
         self.duration = duration
         self.drift_at = drift_at
         self.label_delay = label_delay
         self.stop = stop_event
         self.stats = SimulationStats(target_rate=rate)
-        self.session = requests.Session()
+        # A requests.Session, or anything that posts like one (a test client of the app).
+        self.session = requests.Session() if session is None else session
         self.session.headers["Authorization"] = f"Bearer {token}"
         self.traffic = DemoTraffic(seed)
         self.labels: deque[_PendingLabel] = deque()
@@ -245,26 +259,37 @@ class _Simulator:
             return False
         self.failures_in_a_row = 0
         self.latency_total_s += time.monotonic() - began
+        self._take_answer(model, label, response)
+        return True
+
+    def _take_answer(self, model: str, label: Any, response: Any) -> None:
+        """Count the answer and keep its label for later (none for a blocked transaction in
+        a feedback loop)."""
         if response.status_code != 200:
             self._error(str(response.status_code), response.text[:300])
-            return True
+            return
         try:
             answer = response.json()
             request_id = str(answer["request_id"])
             prediction = answer["predictions"][0]["prediction"]
         except (ValueError, KeyError, IndexError, TypeError):
             self._error("bad_response", response.text[:300])
-            return True
+            return
         self.stats.ok += 1
+        held_out = answer.get("route") == "held_out"
+        self.stats.held_out += held_out
         if model == "fraud" and prediction == 1:
             self.stats.fraud_flagged += 1
+            if self.feedback_loop and not held_out:
+                # Blocked by the model: no chargeback can ever come.
+                self.stats.labels_withheld += 1
+                return
         self.labels.append(
             _PendingLabel(time.monotonic() + self.label_delay, request_id, label, model)
         )
         if len(self.labels) > MAX_PENDING_LABELS:
             self.labels.popleft()
             self.stats.labels_unposted += 1
-        return True
 
     # ------------------------------------------------------------------ labels
 
@@ -384,8 +409,10 @@ def run_simulator(
     label_delay: float = 5.0,
     seed: int = 0,
     stop_event: threading.Event | None = None,
+    feedback_loop: bool = False,
 ) -> SimulationStats:
-    """Send fraud (~90%) and ride-price (~10%) predictions at `rate` requests/s, with labels.
+    """Send fraud (~90%) and ride-price (~10%) predictions at `rate` requests/s, with labels
+    (with `feedback_loop`: none for the transactions the model blocked, see the module).
 
     Runs until `duration` seconds have passed or `stop_event` is set (forever if neither).
     After `drift_at` seconds the generator switches to the drifted distribution. Connection
@@ -405,5 +432,39 @@ def run_simulator(
         label_delay,
         seed,
         stop_event or threading.Event(),
+        feedback_loop,
     )
     return simulator.run()
+
+
+def send_requests(
+    session: Any,
+    token: str,
+    count: int,
+    *,
+    seed: int = 0,
+    feedback_loop: bool = False,
+    concurrency: int = 8,
+) -> SimulationStats:
+    """The simulator's first ``count`` requests, then all their labels, without its clock:
+    the same traffic, answers and labelling as ``run_simulator``, sent ``concurrency`` at a
+    time (the server batches them) and taken in order. ``session``: a requests.Session whose
+    URLs are relative to a server, or a test client of the app (tests drive the demo so)."""
+    simulator = _Simulator(
+        "", token, 1.0, None, None, 0.0, seed, threading.Event(), feedback_loop, session
+    )
+    planned = [simulator.traffic.next_request() for _ in range(count)]
+    start = time.monotonic()
+
+    def post(request: tuple[str, str, dict[str, Any], Any]) -> Any:
+        return session.post(request[1], json=request[2])
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for (model, _path, _body, label), response in zip(
+            planned, pool.map(post, planned), strict=True
+        ):
+            simulator.stats.sent += 1
+            simulator.stats.sent_by_model[model] = simulator.stats.sent_by_model.get(model, 0) + 1
+            simulator._take_answer(model, label, response)
+    simulator._post_labels(math.inf)
+    return simulator._finish(time.monotonic() - start)
