@@ -105,6 +105,22 @@ DEFAULT_RULES: dict[AlertKind, AlertRule] = {
     # on the model's answers alone.
     "drift_dataset": _drift_rule("drift_dataset", "critical", enabled=False),
     "drift_prediction": _drift_rule("drift_prediction", "warning", enabled=False),
+    # Feedback loops (judged by monitoring.feedback_loops.alerting on the labelled-outcome
+    # aggregates): one alert per model while any indicator is at alert, i.e. served and
+    # held-out traffic differ by at least ``threshold`` (10 points of a share; half of it
+    # warns on the page) with a confidence interval that excludes no difference. Labels come
+    # late and the held-out side is small, so an hour of predictions, 50 labels a side, five
+    # minutes of holding before it is raised, a quarter hour clear before it is over.
+    "feedback_loop": AlertRule(
+        kind="feedback_loop",
+        severity="warning",
+        threshold=0.10,
+        window_s=3_600,
+        min_count=50,
+        for_s=300,
+        clear_for_s=900,
+        cooldown_s=3_600,
+    ),
 }
 
 

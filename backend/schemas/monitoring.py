@@ -22,6 +22,7 @@ AlertKind = Literal[
     "drift_dataset",
     "drift_prediction",
     "estimated_metric",
+    "feedback_loop",
 ]
 ALERT_KINDS: tuple[AlertKind, ...] = (
     "live_metric",
@@ -33,6 +34,7 @@ ALERT_KINDS: tuple[AlertKind, ...] = (
     "drift_dataset",
     "drift_prediction",
     "estimated_metric",
+    "feedback_loop",
 )
 AlertSeverity = Literal["warning", "critical"]
 # open: nobody has looked yet; acknowledged: someone owns it; resolved: it no longer applies
@@ -124,7 +126,9 @@ class AlertRule(RequestBody):
             "p99_latency: milliseconds; error_rate, refusal_rate, decision_mix: a share "
             "between 0 and 1; live_metric: none (the version's acceptable range applies); "
             "drift_features, drift_dataset: the share of drifted inputs, or none; "
-            "drift_prediction: none"
+            "drift_prediction: none; feedback_loop: the gap between served and held-out "
+            "traffic (a difference of shares, or a Jensen-Shannon distance) that alerts, "
+            "above 0 and at most 1 (half of it warns)"
         ),
     )
     window_s: int = Field(default=300, ge=10, le=MAX_WINDOW_S)
@@ -165,6 +169,11 @@ class AlertRule(RequestBody):
                 f"{kind} takes the share of drifted inputs that raises it, above 0 and at "
                 "most 1, or none (drift_features: any input; drift_dataset: the model's "
                 "drift settings' dataset share)"
+            )
+        if kind == "feedback_loop" and (threshold is None or not 0 < threshold <= 1):
+            raise ValueError(
+                "feedback_loop needs the gap that alerts, above 0 and at most 1 (10 points "
+                "between served and held-out traffic is 0.1)"
             )
         if kind == "drift_prediction" and threshold is not None:
             raise ValueError("drift_prediction has no threshold: any drifted output raises it")
