@@ -13,7 +13,7 @@ import time
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QSpinBox, QVBoxLayout
 
-from backend.schemas import ModelInfo, PerformanceReport
+from backend.schemas import PerformanceReport
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
 from console.pages.base import ALL_ROLES
@@ -21,18 +21,13 @@ from console.pages.refreshing import ModelPage
 from console.widgets.common import make_splitter
 from console.widgets.performance_chart import PerformanceChart
 from console.widgets.performance_notes import PerformanceNotes, PerformanceWindows
-from console.widgets.version_choice import VersionChoice
+from console.widgets.version_choice import VersionChoice, serving_label
 
 # label, seconds
 WINDOW_SIZES: tuple[tuple[str, int], ...] = (("Hourly windows", 3_600), ("Daily windows", 86_400))
 MAX_WINDOWS = 48  # the API's bound
 DEFAULT_WINDOWS = 24
 REFRESH_MS = 30_000
-
-
-def _serving_label(model: ModelInfo | None) -> str:
-    active = model.active_version if model else None
-    return f"Serving version ({active})" if active else "Serving version"
 
 
 class PerformancePage(ModelPage):
@@ -57,7 +52,7 @@ class PerformancePage(ModelPage):
         self.version_choice = VersionChoice(
             "The version whose predictions are measured (each is judged against its own "
             "acceptable range).",
-            _serving_label,
+            serving_label,
             mark_serving=False,
         )
         self.version_choice.setMinimumContentsLength(12)

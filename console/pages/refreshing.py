@@ -89,17 +89,20 @@ class RefreshingPage(Page):
     # ---------------------------------------------------------------- helpers
 
     def make_selector_row(
-        self, choices: tuple[tuple[str, QWidget], ...], *extras: QWidget
+        self, choices: tuple[tuple[str, QWidget], ...], *extras: QWidget, with_status: bool = True
     ) -> QHBoxLayout:
         """The row on top: each choice after its label (its tooltip), then ``extras``, then the
-        status line taking the rest of the width."""
+        status line taking the rest of the width (or empty space, ``with_status=False``)."""
         row = QHBoxLayout()
         for label, widget in choices:
             row.addWidget(make_label(label, widget.toolTip()))
             row.addWidget(widget)
         for widget in extras:
             row.addWidget(widget)
-        row.addWidget(self.status, 1)
+        if with_status:
+            row.addWidget(self.status, 1)
+        else:
+            row.addStretch(1)
         return row
 
     def make_refresh_button(self, tip: str) -> QPushButton:

@@ -12,6 +12,12 @@ from backend.schemas import ModelInfo
 NO_VERSION = ""
 
 
+def serving_label(model: ModelInfo | None) -> str:
+    """The first entry of a page that asks about the serving version by default."""
+    active = model.active_version if model else None
+    return f"Serving version ({active})" if active else "Serving version"
+
+
 class VersionChoice(QComboBox):
     """The versions of one model; ``fill`` keeps the version chosen when the model still has it."""
 
