@@ -7,7 +7,15 @@ value lies in with 95% confidence; the wider the range, the less data the number
 
 from __future__ import annotations
 
-from backend.schemas.feedback_loops import Indicator, Interval, PerformanceGap
+from backend.schemas.feedback_loops import (
+    ExposureConcentration,
+    Indicator,
+    Interval,
+    LabelDrift,
+    PerformanceGap,
+    PredictionBias,
+    SelectiveLabels,
+)
 from backend.schemas.held_out import HeldOutSettings, HeldOutStatus
 
 # The indicator's status as the console's colours name it (the drift and overview pages').
@@ -154,3 +162,36 @@ def coverage_text(status: HeldOutStatus) -> str:
         f"Recently {coverage.requests:,} held-out requests ({share:.1%} of "
         f"{coverage.all_requests:,}) from {coverage.entities:,} entities."
     )
+
+
+def details_text(indicator: Indicator) -> str:
+    """What only this kind of indicator has: per class, per answer, the top answer."""
+    if isinstance(indicator, SelectiveLabels):
+        lines = [
+            f"Answered {entry.answer}: {interval_text(entry.served_coverage, True)} of served "
+            f"vs {interval_text(entry.held_out_coverage, True)} of held-out predictions "
+            "got a label"
+            for entry in indicator.by_answer
+        ]
+        if indicator.decided_by_model_share is not None:
+            lines.append(
+                f"{indicator.decided_by_model_share:.0%} of the served labels (the retraining "
+                "data) exist because of the model's own answer"
+            )
+        return ". ".join(lines) + ("." if lines else "")
+    if isinstance(indicator, LabelDrift) and indicator.classes:
+        counts = "; ".join(
+            f"{entry.label}: {entry.served:,} served, {entry.held_out:,} held out"
+            for entry in indicator.classes
+        )
+        chance = (
+            f" A difference this large arises by chance with probability {indicator.p_value:.2g}."
+            if indicator.p_value is not None
+            else ""
+        )
+        return f"Labels per class: {counts}.{chance}"
+    if isinstance(indicator, ExposureConcentration) and indicator.top_answer is not None:
+        return f"The most common served answer is {indicator.top_answer}."
+    if isinstance(indicator, PredictionBias) and indicator.feature:
+        return f"Sliced by {indicator.feature}: the Bias by slice tab shows each slice."
+    return ""

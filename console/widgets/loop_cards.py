@@ -18,6 +18,7 @@ from console.loop_words import (
     RANGE_HELP,
     basis_text,
     comparison_text,
+    details_text,
     gap_text,
     status_text,
 )
@@ -42,6 +43,7 @@ class LoopIndicatorCard(QFrame):
         self.gap = make_label(tip=RANGE_HELP, wrap=True)
         self.basis = make_label(name="muted", wrap=True)
         self.explanation = make_label(wrap=True)
+        self.details = make_label(wrap=True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 8)
         layout.setSpacing(4)
@@ -50,6 +52,7 @@ class LoopIndicatorCard(QFrame):
             self.status,
             self.comparison,
             self.gap,
+            self.details,
             self.explanation,
             self.basis,
         ):
@@ -69,6 +72,9 @@ class LoopIndicatorCard(QFrame):
         # A gap that cannot be judged would only repeat "not measured".
         self.gap.setVisible(indicator.applicable and indicator.enough_data)
         self.basis.setText(html.escape(basis_text(indicator)))
+        details = details_text(indicator)
+        self.details.setText(html.escape(details))
+        self.details.setVisible(bool(details))
         self.explanation.setText(html.escape(indicator.explanation))
         self.setStyleSheet(
             f"QFrame#{self.objectName()} {{ background: {colour('panel')}; "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from backend.schemas.feedback_loops import (
+    AnswerCoverage,
     DataBasis,
     ExposureConcentration,
     FeedbackLoopReport,
@@ -120,6 +121,19 @@ def loop_report() -> FeedbackLoopReport:
             enough_data=False,
             measure="label coverage",
             explanation="Too few held-out labels yet.",
+            by_answer=[
+                AnswerCoverage(
+                    answer="fraud",
+                    served_predictions=100,
+                    served_labelled=3,
+                    served_coverage=around(0.03, 0.01),
+                    held_out_predictions=10,
+                    held_out_labelled=9,
+                    held_out_coverage=around(0.9, 0.05),
+                    gap=around(-0.87, 0.05),
+                )
+            ],
+            decided_by_model_share=0.4,
             **common,
         ),
         prediction_bias=PredictionBias(

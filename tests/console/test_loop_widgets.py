@@ -59,6 +59,12 @@ def test_one_card_per_indicator_coloured_by_its_status(qtbot: QtBot) -> None:
     # An indicator without enough data says so, and shows no gap it cannot judge.
     selective = cards.cards["selective_labels"]
     assert "Not enough data yet" in selective.status.text() and selective.gap.isHidden()
+    # Per answer: how many predictions got a label, served against held out.
+    assert selective.details.text().startswith(
+        "Answered fraud: 3.0% (2.0–4.0%) of served vs 90.0% (85.0–95.0%) of held-out "
+        "predictions got a label. 40% of the served labels (the retraining data) exist "
+        "because of the model&#x27;s own answer."
+    )
     # Three columns at this width, one at a narrow one.
     assert cards.grid.getItemPosition(cards.grid.indexOf(cards.cards["label_drift"]))[:2] == (0, 2)
     cards.resize(400, 800)
