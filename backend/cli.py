@@ -221,7 +221,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"ServeDeck demo at {url}", file=sys.stderr, flush=True)
         print(_admin_token_notice(settings, token, token_is_new), file=sys.stderr, flush=True)
         try:
-            run_simulator(url, token, rate=args.rate, drift_at=args.drift_at, stop_event=stop)
+            run_simulator(
+                url,
+                token,
+                rate=args.rate,
+                drift_at=args.drift_at,
+                stop_event=stop,
+                feedback_loop=args.feedback_loop,
+            )
         except Exception:  # the server must go on serving; say why the traffic stopped
             logging.getLogger("backend.demo").exception("the traffic simulator stopped")
 
@@ -284,12 +291,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         drift_at=args.drift_at,
         label_delay=args.label_delay,
         seed=args.seed,
+        feedback_loop=args.feedback_loop,
     )
     print(json.dumps(stats.as_dict(), indent=2, default=str))
     return 0
 
 
 # ---------------------------------------------------------------------------- parser
+
+
+FEEDBACK_LOOP_HELP = (
+    "simulate a feedback loop: transactions the fraud model blocks never get a chargeback "
+    "label (held-out ones always do); see the Feedback loops page"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -414,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--rate", type=float, default=20.0, help="simulated requests/s")
     demo.add_argument("--drift-at", type=float, default=None, help="seconds until drift")
+    demo.add_argument("--feedback-loop", action="store_true", help=FEEDBACK_LOOP_HELP)
     demo.add_argument(
         "--exit-with-parent",
         action="store_true",
@@ -431,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--label-delay", type=float, default=5.0, help="seconds before labels are posted"
     )
     simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--feedback-loop", action="store_true", help=FEEDBACK_LOOP_HELP)
     simulate.set_defaults(func=cmd_simulate)
 
     # Imported here: the deployment stack (models, the store) is not needed by `drift`.

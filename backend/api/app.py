@@ -17,6 +17,7 @@ from backend.api import (
     drift,
     events,
     feedback,
+    feedback_loops,
     held_out,
     lineage,
     manage,
@@ -37,6 +38,7 @@ from backend.deploy.controller import RolloutController
 from backend.monitoring.drift.alerting import DriftAlertWatch, drift_gauges
 from backend.monitoring.evaluator import AlertEvaluator
 from backend.monitoring.feed import PredictionFeed
+from backend.monitoring.feedback_loops.alerting import FeedbackLoopWatch
 from backend.monitoring.live_stats import LiveStats
 from backend.monitoring.prometheus import PrometheusMetrics, active_alerts_source
 from backend.monitoring.rules import RuleStore
@@ -86,6 +88,14 @@ def create_app(
         workspace.drift, RuleStore(workspace.sessions), workspace.alerts, state
     )
     prometheus.gauges.add(drift_gauges(drift_alerts))
+    # The feedback_loop rule, on the labelled-outcome counts (see monitoring.feedback_loops).
+    loop_alerts = FeedbackLoopWatch(
+        workspace.sessions,
+        workspace.registry,
+        RuleStore(workspace.sessions),
+        workspace.alerts,
+        state,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -95,6 +105,9 @@ def create_app(
         drift_watch = asyncio.create_task(
             drift_alerts.run() if settings.monitoring_on else asyncio.Event().wait()
         )
+        loop_watch = asyncio.create_task(
+            loop_alerts.run() if settings.monitoring_on else asyncio.Event().wait()
+        )
         prometheus_flush = asyncio.create_task(prometheus.flush_every())
         # Everything loaded so far (libraries, models) lives for the whole process: moving it
         # out of the collector's view turns 100+ ms full collections under load into ~1 ms.
@@ -103,7 +116,7 @@ def create_app(
         try:
             yield
         finally:
-            for task in (judging, alerting, drift_watch, prometheus_flush):
+            for task in (judging, alerting, drift_watch, loop_watch, prometheus_flush):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -129,6 +142,7 @@ def create_app(
     app.state.live_stats = live_stats
     app.state.rollouts = rollouts
     app.state.alert_rules = alert_rules
+    app.state.loop_alerts = loop_alerts
     app.state.prometheus = prometheus
     install_error_handlers(app)
     # The last added runs first. Every request other than a prediction: the NUL check, the
@@ -161,6 +175,7 @@ def create_app(
     app.include_router(alerts.router)
     app.include_router(drift.router)
     app.include_router(performance.router)
+    app.include_router(feedback_loops.router)
     app.include_router(lineage.router)
     app.include_router(events.router)
     app.include_router(held_out.router)

@@ -160,6 +160,8 @@ class LabelRow(Base):
     __table_args__ = (
         UniqueConstraint("model", "request_id", "row_index", name="uq_label_model_prediction"),
         Index("ix_labels_model_id", "model", "id"),
+        # The feedback-loop catch-up reads recent labels whose prediction came after them.
+        Index("ix_labels_received_at", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -464,3 +466,35 @@ class ReviewAssignmentRow(Base):
     decision: Mapped[str | None] = mapped_column(String(8), nullable=True)
     label: Mapped[Any] = mapped_column(JSON, nullable=True)
     decided_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class LoopCountRow(Base):
+    """The labelled outcomes of one minute of predictions (by the prediction's time) of one
+    (model, version, route): confusion counts, label counts, probability sums, influence marks
+    and per-slice sums (layout: predictions/loop_counts.py), kept as labels arrive."""
+
+    __tablename__ = "feedback_loop_counts"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    route: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # The minute's start, Unix seconds.
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    labelled: Mapped[int] = mapped_column(Integer, default=0)
+    # JSON text: {encoded key: number}.
+    counts: Mapped[str] = mapped_column(Text)
+
+
+class LoopContributionRow(Base):
+    """What one label added to ``feedback_loop_counts``: subtracted exactly when the label is
+    replaced or taken back, so a label is never counted twice."""
+
+    __tablename__ = "feedback_loop_contributions"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    row_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(32))
+    route: Mapped[str] = mapped_column(String(16))
+    minute: Mapped[int] = mapped_column(BigInteger)
+    counts: Mapped[str] = mapped_column(Text)

@@ -8,6 +8,12 @@ distribution matches training (one simulated day passes in ~30 s at 20 requests/
 
 Labels are sent `label_delay` seconds after each prediction, like chargebacks that arrive
 after the fact, in one bulk feedback request per second.
+
+With `feedback_loop`, the labels behave as in a real card-fraud loop: a transaction the model
+blocks (answers fraud, on traffic it serves) never gets a chargeback, so it gets no label;
+those it lets through get theirs with the true rate, and held-out transactions (answered by
+the no-model policy) get a label whatever the model thought. The feedback-loop indicators
+compare the two.
 """
 
 from __future__ import annotations
@@ -73,6 +79,9 @@ class SimulationStats:
     labels_rejected: int = 0
     labels_unmatched: int = 0
     labels_unposted: int = 0
+    # With feedback_loop: labels never sent because the model blocked the transaction.
+    labels_withheld: int = 0
+    held_out: int = 0
     elapsed_s: float = 0.0
     achieved_rate: float = 0.0
     mean_latency_ms: float = 0.0
@@ -148,15 +157,19 @@ class _Simulator:
         label_delay: float,
         seed: int,
         stop_event: threading.Event,
+        feedback_loop: bool = False,
+        session: Any = None,
     ):
         self.base_url = base_url.rstrip("/")
+        self.feedback_loop = feedback_loop
         self.rate = rate
         self.duration = duration
         self.drift_at = drift_at
         self.label_delay = label_delay
         self.stop = stop_event
         self.stats = SimulationStats(target_rate=rate)
-        self.session = requests.Session()
+        # A requests.Session, or anything that posts like one (a test client of the app).
+        self.session = requests.Session() if session is None else session
         self.session.headers["Authorization"] = f"Bearer {token}"
         self.traffic = DemoTraffic(seed)
         self.labels: deque[_PendingLabel] = deque()
@@ -256,8 +269,14 @@ class _Simulator:
             self._error("bad_response", response.text[:300])
             return True
         self.stats.ok += 1
+        held_out = answer.get("route") == "held_out"
+        self.stats.held_out += held_out
         if model == "fraud" and prediction == 1:
             self.stats.fraud_flagged += 1
+            if self.feedback_loop and not held_out:
+                # Blocked by the model: no chargeback can ever come.
+                self.stats.labels_withheld += 1
+                return True
         self.labels.append(
             _PendingLabel(time.monotonic() + self.label_delay, request_id, label, model)
         )
@@ -384,8 +403,10 @@ def run_simulator(
     label_delay: float = 5.0,
     seed: int = 0,
     stop_event: threading.Event | None = None,
+    feedback_loop: bool = False,
 ) -> SimulationStats:
-    """Send fraud (~90%) and ride-price (~10%) predictions at `rate` requests/s, with labels.
+    """Send fraud (~90%) and ride-price (~10%) predictions at `rate` requests/s, with labels
+    (with `feedback_loop`: none for the transactions the model blocked, see the module).
 
     Runs until `duration` seconds have passed or `stop_event` is set (forever if neither).
     After `drift_at` seconds the generator switches to the drifted distribution. Connection
@@ -405,5 +426,31 @@ def run_simulator(
         label_delay,
         seed,
         stop_event or threading.Event(),
+        feedback_loop,
     )
     return simulator.run()
+
+
+def send_requests(
+    session: Any, token: str, count: int, *, seed: int = 0, feedback_loop: bool = False
+) -> SimulationStats:
+    """The simulator's first ``count`` requests, back to back, then all their labels: the same
+    traffic, answers and labelling as ``run_simulator`` without its clock (``session``: a
+    requests.Session whose URLs are relative to a server, or a test client of the app)."""
+    simulator = _Simulator(
+        "",
+        token,
+        1.0,
+        None,
+        None,
+        0.0,
+        seed,
+        threading.Event(),
+        feedback_loop,
+        session,
+    )
+    start = time.monotonic()
+    for _ in range(count):
+        simulator._send_one()
+    simulator._post_labels(math.inf)
+    return simulator._finish(time.monotonic() - start)

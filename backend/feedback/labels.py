@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.auth import Principal
 from backend.db.tables import LabelRow, ModelRow, ModelVersionRow
 from backend.errors import Forbidden, InputError
+from backend.predictions.loop_counts import sync_label_outcomes
 from backend.predictions.reads import models_of
 from backend.schemas import LabelIn
 
@@ -79,6 +80,11 @@ def store_labels(
             },
         )
         session.execute(statement, rows)
+        # The feedback-loop counts follow the labels in the same transaction (a replaced
+        # label takes its old contribution out first).
+        sync_label_outcomes(
+            session, [(row["model"], row["request_id"], row["row_index"]) for row in rows]
+        )
     unmatched = sum(1 for _model, version in bound if version is None)
     return len(labels), unmatched
 

@@ -36,6 +36,7 @@ from backend.predictions.held_out_reads import (
     held_out_examples,
     held_out_rows_since,
 )
+from backend.predictions.loop_counts import sync_label_outcomes
 from backend.registry import Registry
 from backend.schemas import ModelVersionInfo
 from backend.schemas.review import (
@@ -335,6 +336,7 @@ class ReviewQueue:
             .where(key, LabelRow.source == REVIEW_SOURCE)
             .values(label=first, influenced=False)
         )
+        sync_label_outcomes(session, [(item.model, item.request_id, item.row_index)])
         source = session.scalar(select(LabelRow.source).where(key))
         if source != REVIEW_SOURCE:
             return f"a label from {source!r} is kept as the label; your answer is recorded"
@@ -350,6 +352,7 @@ class ReviewQueue:
             session.execute(delete(LabelRow).where(key))
         else:
             session.execute(update(LabelRow).where(key).values(label=first, influenced=False))
+        sync_label_outcomes(session, [(item.model, item.request_id, item.row_index)])
 
     @staticmethod
     def _first_answer(session: Session, item_id: int) -> Any:

@@ -159,8 +159,10 @@ class SelectiveLabels(Indicator):
     name: Literal["selective_labels"] = "selective_labels"
     by_answer: list[AnswerCoverage] = Field(default_factory=list)
     influence: list[InfluenceCounts] = Field(default_factory=list)
-    # Share of the served labels (the retraining data) of answer classes whose coverage is
-    # clearly lower than on held-out traffic: labels that exist because of the model's answer.
+    # Of the served predictions that would carry a label at held-out coverage (the retraining
+    # data as it should be), the share whose label is missing, or there, only because of the
+    # model's answer: sum over answers whose coverage gap is flagged of |gap| x served
+    # predictions, over sum of held-out coverage x served predictions. None: nothing to compare.
     decided_by_model_share: float | None = None
 
 

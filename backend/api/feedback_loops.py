@@ -1,0 +1,87 @@
+"""Feedback-loops API: a version's loop indicators, served against held-out traffic, with the
+model's held-out share, policy and coverage, in one call (the Feedback loops page)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from backend.api.deps import CurrentPrincipal, CurrentWorkspace
+from backend.api.errors import ERRORS
+from backend.api.performance import MAX_UNIX_SECONDS, MAX_WINDOW_S, MAX_WINDOWS, MIN_WINDOW_S
+from backend.auth import read_scope
+from backend.errors import NotFound
+from backend.monitoring.feedback_loops.report import feedback_loop_report
+from backend.monitoring.rules import RuleStore
+from backend.schemas import FeedbackLoopReport
+
+router = APIRouter(prefix="/api/v1", tags=["Monitoring"], responses=ERRORS)
+
+
+@router.get("/models/{name}/feedback-loops", response_model=FeedbackLoopReport)
+def model_feedback_loops(
+    name: str,
+    workspace: CurrentWorkspace,
+    principal: CurrentPrincipal,
+    version: Annotated[
+        str | None,
+        Query(description="the version (default: the one serving)", max_length=32),
+    ] = None,
+    window_s: Annotated[
+        int, Query(description="window length in seconds", ge=MIN_WINDOW_S, le=MAX_WINDOW_S)
+    ] = 3600,
+    windows: Annotated[
+        int, Query(description="how many windows, the newest last", ge=1, le=MAX_WINDOWS)
+    ] = 24,
+    end: Annotated[
+        float | None,
+        Query(
+            description="a time inside the newest window (Unix seconds; default: now)",
+            allow_inf_nan=False,
+            ge=0,
+            le=MAX_UNIX_SECONDS,
+        ),
+    ] = None,
+    outcome: Annotated[
+        str | None,
+        Query(
+            description="the outcome class (its value or name; default: the version's last)",
+            min_length=1,
+            max_length=256,
+        ),
+    ] = None,
+    slice_feature: Annotated[
+        str | None,
+        Query(
+            description="the feature prediction bias is sliced by (default: the first)",
+            min_length=1,
+            max_length=256,
+        ),
+    ] = None,
+) -> FeedbackLoopReport:
+    """Six indicators of a feedback loop, each served traffic against held-out traffic with
+    95% intervals, the data it rests on, a status (ok / warn / alert against the model's
+    feedback_loop alert rule), a trend per window and what it means in plain words: the
+    outcome-rate gap, measured performance, label drift, selective labels, prediction bias
+    per slice of a feature, and exposure concentration. Classifiers only, except the label
+    counts; a regression model's report says which do not apply."""
+    read_scope(principal, "read_predictions", name)
+    registry = workspace.registry
+    chosen = version or registry.get_model(name).active_version
+    if chosen is None:
+        raise NotFound(f"model {name!r} has no serving version: name one", "version")
+    info = registry.get_version(name, chosen)
+    return feedback_loop_report(
+        workspace.sessions,
+        RuleStore(workspace.sessions),
+        name,
+        info,
+        # Coverage over the newest window's length: the cost of a window of the log.
+        workspace.deploy.held_out.status(name, window_s),
+        window_s=window_s,
+        windows=windows,
+        end=end,
+        outcome=outcome,
+        slice_feature=slice_feature,
+    )

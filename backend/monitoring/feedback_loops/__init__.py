@@ -1,0 +1,1 @@
+"""Feedback-loop indicators: served traffic against held-out traffic (see ``report``)."""

@@ -1,0 +1,141 @@
+"""The feedback_loop alert rule: every serving model's indicators over the rule's window
+(ending now), handed to the rule engine (grouping, ``for_s``, cooldown, resolution by
+itself). One alert per model while any indicator is at alert; it names every such indicator.
+
+Each round first counts the recent labels that came before their predictions were logged
+(``count_recent_labels``), so the counts catch up within a round. The numbers are read from
+the store, shared by every worker: each worker judges the same numbers, and the alerts'
+unique index lets one alert in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Iterable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.monitoring.alerts import AlertService
+from backend.monitoring.evaluator import ModelsServing, RuleEngine
+from backend.monitoring.feedback_loops.report import RULE_KIND, Indicators, compute_indicators
+from backend.monitoring.rules import Measurement, RuleStore
+from backend.predictions.loop_counts import count_recent_labels
+from backend.predictions.window_counts import MINUTE_S
+from backend.registry import Registry
+from backend.schemas import AlertRule
+
+log = logging.getLogger(__name__)
+
+EVALUATE_EVERY_S = 30.0
+# Labels that came before their prediction are caught up for this long after they came.
+CATCH_UP_S = 86_400.0
+
+ADVICE = (
+    "The model's own answers shape the data it is measured and retrained on: served traffic "
+    "(answered by the model) and held-out traffic (answered without it) no longer agree on "
+    "outcomes, labels or measured quality. Open the Feedback loops page: each indicator says "
+    "what differs and what to do. Until it is understood, judge and retrain the model on "
+    "held-out labels (or reviewed held-out examples), not on served ones."
+)
+
+
+def measure(found: Indicators, rule: AlertRule) -> Measurement:
+    """The rule's finding: bad while any indicator is at alert."""
+    alerting = [i for i in found.all if i.status == "alert"]
+    whole = found.whole
+    count = min(whole.served.labelled, whole.held_out.labelled)
+    sizes = [abs(i.gap.value) for i in alerting if i.gap.value is not None]
+    minutes = max(1, round(rule.window_s / 60))
+    text = (
+        f"feedback loop in the last {minutes} min: "
+        + ", ".join(
+            f"{i.title.lower()} (gap {i.gap.value:+.2f})"
+            if i.gap.value is not None
+            else i.title.lower()
+            for i in alerting
+        )
+        if alerting
+        else "served and held-out traffic agree"
+    )
+    details = {
+        "window_s": rule.window_s,
+        "threshold": found.thresholds.alert_at,
+        "served_labels": whole.served.labelled,
+        "held_out_labels": whole.held_out.labelled,
+        "indicators": {
+            i.name: {"status": i.status, "gap": i.gap.value, "enough_data": i.enough_data}
+            for i in found.all
+        },
+    }
+    return Measurement(max(sizes) if sizes else None, bool(alerting), count, text, details)
+
+
+class FeedbackLoopWatch:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        registry: Registry,
+        rules: RuleStore,
+        alerts: AlertService,
+        serving: ModelsServing,
+        interval_s: float = EVALUATE_EVERY_S,
+    ):
+        self.sessions = sessions
+        self.registry = registry
+        self.rules = rules
+        self.alerts = alerts
+        self.serving = serving
+        self.interval_s = interval_s
+        self.engine = RuleEngine(alerts, min_unseen_s=3 * interval_s)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            models = self.serving.models_serving()
+            try:
+                await asyncio.to_thread(self.evaluate, models)
+            except Exception:
+                log.exception("could not judge the feedback-loop alert rules")
+
+    def evaluate(self, models: Iterable[str], now: float | None = None) -> dict[str, str]:
+        """One round over the models serving; returns what was done per model."""
+        now = time.time() if now is None else now
+        count_recent_labels(self.sessions, now - CATCH_UP_S)
+        active = {
+            alert.model: alert
+            for alert in self.alerts.list(statuses=("open", "acknowledged"), limit=10_000)
+            if alert.kind == RULE_KIND
+        }
+        outcomes: dict[str, str] = {}
+        for model in models:
+            try:
+                rule = self.rules.rule(model, RULE_KIND)
+                if not rule.enabled and model not in active:
+                    continue
+                version = self.registry.get_model(model).active_version
+                if version is None:
+                    continue
+                info = self.registry.get_version(model, version)
+                # The rule's window, ending with the current minute.
+                end = (math.floor(now / MINUTE_S) + 1) * MINUTE_S
+                width = math.ceil(rule.window_s / MINUTE_S) * MINUTE_S
+                found = compute_indicators(
+                    self.sessions, self.rules, model, info, [(end - width, end)]
+                )
+                measured = measure(found, rule)
+                outcomes[model] = self.engine.judge(
+                    model,
+                    rule,
+                    measured,
+                    active.get(model),
+                    now,
+                    title=f"{model}: {measured.text}",
+                    explanation=ADVICE,
+                )
+            except Exception:
+                log.exception("could not judge the feedback_loop rule of %s", model)
+                outcomes[model] = "failed"
+        return outcomes

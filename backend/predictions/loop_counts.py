@@ -1,0 +1,461 @@
+"""Labelled outcomes per prediction minute, kept as labels arrive (the feedback-loop counts).
+
+Labels come after their predictions, so the counts are kept at label time: in the transaction
+that stores a label (any source), ``sync_label_outcomes`` adds its contribution to the row of
+its prediction's (model, version, route, minute) in ``feedback_loop_counts``, and records
+exactly what it added in ``feedback_loop_contributions``. A label replaced or taken back first
+subtracts what it had added, so syncing a label any number of times counts it once.
+
+A label whose prediction is not logged yet (still in the writer's buffer) adds nothing then;
+``count_recent_labels`` (run by the feedback-loop watch every round) adds the recent ones
+whose prediction has landed since.
+
+One row's counts are a map from a key (a JSON list, encoded as text) to a number:
+
+- ``["n"]`` labelled predictions; ``["pn"]`` of them with class probabilities;
+- ``["cm", answer, label]`` the confusion counts (the model's own answer x the label);
+- ``["p", class]`` the sum of the predicted probability of each class;
+- ``["inf", label, "true" | "false" | "unknown"]`` labels by whether the model's answer could
+  have decided them (``labels.influenced``);
+- ``["s", feature, bin, "n" | "pn"]``, ``["s", feature, bin, "y", label]``,
+  ``["s", feature, bin, "p", class]`` the same per slice of every input feature.
+
+Classes, answers and labels are counted as text (``category_text``: 1 and 1.0 alike). A
+regression model's rows hold only ``n`` and ``inf`` (label "*"): its other indicators are
+about classes. Slices come from the version's drift reference: a numerical feature's deciles
+(from its quantile edges), a categorical one's ten most frequent categories and ``(other)``;
+a missing value is the slice ``(missing)``. Predictions per route and answer are not counted
+here: the drift window counts have them (``window_reads``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.db.tables import (
+    DriftReferenceRow,
+    LabelRow,
+    LoopContributionRow,
+    LoopCountRow,
+    ModelRow,
+    ModelVersionRow,
+    PredictionRow,
+)
+from backend.predictions.summary_layout import (
+    CONFIDENCE,
+    PREDICTION,
+    category_text,
+    numeric_value,
+)
+
+MINUTE_S = 60
+SHADOW_ROUTE = "shadow"
+SLICES = 10
+MISSING = "(missing)"
+OTHER = "(other)"
+REGRESSION_LABEL = "*"
+LOOKUP_CHUNK = 500
+# Counts this close to zero after a subtraction are zero (float sums of probabilities).
+ZERO = 1e-9
+
+Key = tuple[Any, ...]
+LabelKey = tuple[str, str, int]  # (model, request id, row index)
+
+
+Counts = dict[Key, float]
+
+
+def merge(into: Counts, other: Mapping[Key, float], sign: float = 1.0) -> Counts:
+    """Add (``sign`` -1: subtract) ``other`` into ``into``; returns ``into``."""
+    for key, value in other.items():
+        into[key] = into.get(key, 0.0) + sign * value
+    return into
+
+
+def encode_key(key: Key) -> str:
+    return orjson.dumps(list(key)).decode()
+
+
+def decode_counts(text: str) -> dict[Key, float]:
+    return {tuple(orjson.loads(k)): float(v) for k, v in orjson.loads(text).items()}
+
+
+# ---------------------------------------------------------------- slices
+
+
+@dataclass(frozen=True)
+class Slicer:
+    """The slices of one feature, from its drift reference."""
+
+    feature: str
+    kind: str  # "numerical" or "categorical"
+    # Numerical: the cut points (a value v is in slice bisect_left(edges, v)).
+    edges: tuple[float, ...] = ()
+    # Categorical: the categories with a slice of their own.
+    categories: tuple[str, ...] = ()
+
+    def slice_of(self, value: Any) -> str:
+        if self.kind == "numerical":
+            number = numeric_value(value)
+            if number is None:
+                return MISSING
+            return str(bisect.bisect_left(self.edges, number))
+        text = category_text(value)
+        if text is None:
+            return MISSING
+        return text if text in self.categories else OTHER
+
+    def ordered(self) -> list[str]:
+        """Every slice, in the order a person reads them."""
+        if self.kind == "numerical":
+            return [str(i) for i in range(len(self.edges) + 1)] + [MISSING]
+        return [*self.categories, OTHER, MISSING]
+
+    def words(self, slice_key: str) -> str:
+        if self.kind != "numerical" or slice_key == MISSING:
+            return slice_key
+        i, edges = int(slice_key), self.edges
+        if not edges:
+            return "all values"
+        if i == 0:
+            return f"<= {edges[0]:.4g}"
+        if i == len(edges):
+            return f"> {edges[-1]:.4g}"
+        return f"({edges[i - 1]:.4g}, {edges[i]:.4g}]"
+
+
+def slicers_of(summary: dict[str, Any]) -> dict[str, Slicer]:
+    """Every input feature's slicer, in the reference's order (the model's outputs left out)."""
+    found: dict[str, Slicer] = {}
+    for name, feature in summary.get("features", {}).items():
+        if name in (PREDICTION, CONFIDENCE):
+            continue
+        if feature.get("kind") == "numerical":
+            fine = feature.get("edges") or []
+            # The fine edges are quantiles at evenly spaced levels: every tenth of them is a
+            # decile (unique values: a feature with few distinct values has fewer slices).
+            picks = [fine[round(i * (len(fine) - 1) / SLICES)] for i in range(1, SLICES)]
+            edges = tuple(sorted(set(float(e) for e in picks))) if fine else ()
+            found[name] = Slicer(name, "numerical", edges=edges)
+        elif feature.get("kind") == "categorical":
+            ranked = sorted(feature.get("categories", {}).items(), key=lambda kv: (-kv[1], kv[0]))
+            found[name] = Slicer(
+                name, "categorical", categories=tuple(k for k, _ in ranked[:SLICES])
+            )
+    return found
+
+
+def reference_slicers(session: Session, model: str, version: str) -> dict[str, Slicer]:
+    text = session.scalar(
+        select(DriftReferenceRow.summary).where(
+            DriftReferenceRow.model == model, DriftReferenceRow.version == version
+        )
+    )
+    return {} if text is None else slicers_of(orjson.loads(text))
+
+
+# ---------------------------------------------------------------- one label's contribution
+
+
+def contribution(
+    classes: Sequence[str] | None,
+    outputs: dict[str, Any],
+    features: dict[str, Any],
+    label: Any,
+    influenced: bool | None,
+    slicers: dict[str, Slicer],
+) -> Counts:
+    """What one labelled prediction adds to its minute's counts (``classes`` None: regression)."""
+    added: Counts = defaultdict(float)
+    mark = "unknown" if influenced is None else ("true" if influenced else "false")
+    added[("n",)] += 1
+    if classes is None:
+        added[("inf", REGRESSION_LABEL, mark)] += 1
+        return added
+    truth = category_text(label) or MISSING
+    answer = category_text(outputs.get("predict")) or MISSING
+    added[("cm", answer, truth)] += 1
+    added[("inf", truth, mark)] += 1
+    probabilities = outputs.get("predict_proba")
+    if not isinstance(probabilities, list):
+        probabilities = []
+    usable = (
+        len(probabilities) > 0
+        and len(probabilities) == len(classes)
+        and all(isinstance(p, int | float) and math.isfinite(p) for p in probabilities)
+    )
+    if usable:
+        added[("pn",)] += 1
+        for name, p in zip(classes, probabilities, strict=True):
+            added[("p", name)] += float(p)
+    for feature, slicer in slicers.items():
+        where = slicer.slice_of(features.get(feature) if isinstance(features, dict) else None)
+        added[("s", feature, where, "n")] += 1
+        added[("s", feature, where, "y", truth)] += 1
+        if usable:
+            added[("s", feature, where, "pn")] += 1
+            for name, p in zip(classes, probabilities, strict=True):
+                added[("s", feature, where, "p", name)] += float(p)
+    return added
+
+
+# ---------------------------------------------------------------- kept at label time
+
+
+def sync_label_outcomes(session: Session, keys: Iterable[LabelKey]) -> int:
+    """Bring the counts in line with the current labels of ``keys`` (inside the caller's
+    transaction): what a key added before is taken out, what its label adds now goes in.
+    Returns how many labels are counted now."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return 0
+    labels = _labels(session, wanted)
+    predictions = _predictions(session, wanted)
+    before = _contributions(session, wanted)
+    versions = _version_classes(session, {model for model, _, _ in wanted})
+    slicers: dict[tuple[str, str], dict[str, Slicer]] = {}
+    groups: dict[tuple[str, str, str, int], Counts] = {}
+    counted = 0
+    for key in wanted:
+        old = before.get(key)
+        if old is not None:
+            group = groups.setdefault((key[0], old.version, old.route, old.minute), {})
+            merge(group, decode_counts(old.counts), -1.0)
+            session.delete(old)
+        found = labels.get(key)
+        logged = predictions.get(key)
+        if found is None or logged is None:
+            continue
+        version, route, created_at, features, outputs = logged
+        if (key[0], version) not in slicers:
+            slicers[(key[0], version)] = reference_slicers(session, key[0], version)
+        added = contribution(
+            versions.get((key[0], version)),
+            outputs if isinstance(outputs, dict) else {},
+            features if isinstance(features, dict) else {},
+            found[0],
+            found[1],
+            slicers[(key[0], version)],
+        )
+        minute = int(created_at // MINUTE_S) * MINUTE_S
+        merge(groups.setdefault((key[0], version, route, minute), {}), added)
+        session.add(
+            LoopContributionRow(
+                model=key[0],
+                request_id=key[1],
+                row_index=key[2],
+                version=version,
+                route=route,
+                minute=minute,
+                counts=_encode(added),
+            )
+        )
+        counted += 1
+    session.flush()
+    for where, delta in groups.items():
+        _apply(session, where, delta)
+    return counted
+
+
+def _encode(counts: Mapping[Key, float]) -> str:
+    return orjson.dumps({encode_key(k): v for k, v in counts.items()}).decode()
+
+
+def _apply(session: Session, group: tuple[str, str, str, int], delta: Counts) -> None:
+    """Add ``delta`` to one minute's row, made first when missing; the row is locked while it
+    is read and written (PostgreSQL; SQLite holds the whole store's write lock already)."""
+    model, version, route, minute = group
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(LoopCountRow)
+        .values(model=model, version=version, route=route, minute=minute, labelled=0, counts="{}")
+        .on_conflict_do_nothing(index_elements=["model", "version", "route", "minute"])
+    )
+    where = and_(
+        LoopCountRow.model == model,
+        LoopCountRow.version == version,
+        LoopCountRow.route == route,
+        LoopCountRow.minute == minute,
+    )
+    text = session.scalar(select(LoopCountRow.counts).where(where).with_for_update())
+    counts = merge(decode_counts(text or "{}"), delta)
+    kept = {k: _tidy(v) for k, v in counts.items() if abs(v) > ZERO}
+    labelled = round(kept.get(("n",), 0))
+    if labelled <= 0:
+        session.execute(delete(LoopCountRow).where(where))
+        return
+    session.execute(
+        update(LoopCountRow).where(where).values(labelled=labelled, counts=_encode(kept))
+    )
+
+
+def _tidy(value: float) -> float:
+    # Counts stay whole numbers through additions and subtractions of float sums.
+    nearest = round(value)
+    return float(nearest) if abs(value - nearest) < ZERO else value
+
+
+def _chunks(keys: Sequence[LabelKey]) -> Iterable[Sequence[LabelKey]]:
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        yield keys[start : start + LOOKUP_CHUNK]
+
+
+def _labels(session: Session, keys: Sequence[LabelKey]) -> dict[LabelKey, tuple[Any, bool | None]]:
+    found: dict[LabelKey, tuple[Any, bool | None]] = {}
+    wanted = set(keys)
+    for chunk in _chunks(keys):
+        rows = session.execute(
+            select(
+                LabelRow.model,
+                LabelRow.request_id,
+                LabelRow.row_index,
+                LabelRow.label,
+                LabelRow.influenced,
+            ).where(
+                LabelRow.model.in_({k[0] for k in chunk}),
+                LabelRow.request_id.in_({k[1] for k in chunk}),
+            )
+        )
+        for model, request_id, row_index, label, influenced in rows:
+            key = (model, request_id, row_index)
+            if key in wanted and label is not None:
+                found[key] = (label, influenced)
+    return found
+
+
+def _predictions(
+    session: Session, keys: Sequence[LabelKey]
+) -> dict[LabelKey, tuple[str, str, float, Any, Any]]:
+    """(version, route, time, features, outputs) of each key's logged prediction; a shadow's
+    row is left out (its answers were never seen: the served or held-out row is the one)."""
+    found: dict[LabelKey, tuple[str, str, float, Any, Any]] = {}
+    wanted = set(keys)
+    for chunk in _chunks(keys):
+        rows = session.execute(
+            select(
+                PredictionRow.model,
+                PredictionRow.request_id,
+                PredictionRow.row_index,
+                PredictionRow.version,
+                PredictionRow.route,
+                PredictionRow.created_at,
+                PredictionRow.features,
+                PredictionRow.outputs,
+            )
+            .where(
+                PredictionRow.request_id.in_({k[1] for k in chunk}),
+                PredictionRow.model.in_({k[0] for k in chunk}),
+                PredictionRow.route != SHADOW_ROUTE,
+            )
+            .order_by(PredictionRow.id)
+        )
+        for model, request_id, row_index, version, route, created_at, features, outputs in rows:
+            key = (model, request_id, row_index)
+            if key in wanted and key not in found:
+                found[key] = (version, route, created_at, features, outputs)
+    return found
+
+
+def _contributions(session: Session, keys: Sequence[LabelKey]) -> dict[LabelKey, Any]:
+    found: dict[LabelKey, Any] = {}
+    wanted = set(keys)
+    for chunk in _chunks(keys):
+        rows = session.scalars(
+            select(LoopContributionRow).where(
+                LoopContributionRow.model.in_({k[0] for k in chunk}),
+                LoopContributionRow.request_id.in_({k[1] for k in chunk}),
+            )
+        )
+        for row in rows:
+            key = (row.model, row.request_id, row.row_index)
+            if key in wanted:
+                found[key] = row
+    return found
+
+
+def _version_classes(session: Session, models: set[str]) -> dict[tuple[str, str], list[str] | None]:
+    """(model, version) -> its classes as text (None: a regression model)."""
+    rows = session.execute(
+        select(
+            ModelRow.name,
+            ModelVersionRow.number,
+            ModelVersionRow.task,
+            ModelVersionRow.class_labels,
+        )
+        .join(ModelRow, ModelVersionRow.model_id == ModelRow.id)
+        .where(ModelRow.name.in_(models))
+    )
+    return {
+        (name, str(number)): (
+            [category_text(c) or MISSING for c in classes or []]
+            if task == "classification"
+            else None
+        )
+        for name, number, task, classes in rows
+    }
+
+
+def count_recent_labels(sessions: sessionmaker[Session], since: float, limit: int = 5_000) -> int:
+    """Count the labels received since ``since`` that are not counted yet although their
+    prediction is logged now (labels that came before their prediction was written)."""
+    contributed = exists().where(
+        LoopContributionRow.model == LabelRow.model,
+        LoopContributionRow.request_id == LabelRow.request_id,
+        LoopContributionRow.row_index == LabelRow.row_index,
+    )
+    logged = exists().where(
+        PredictionRow.request_id == LabelRow.request_id,
+        PredictionRow.row_index == LabelRow.row_index,
+        PredictionRow.model == LabelRow.model,
+        PredictionRow.route != SHADOW_ROUTE,
+    )
+    with sessions.begin() as session:
+        keys: list[LabelKey] = [
+            (str(model), request_id, row_index)
+            for model, request_id, row_index in session.execute(
+                select(LabelRow.model, LabelRow.request_id, LabelRow.row_index)
+                .where(
+                    LabelRow.received_at >= since,
+                    LabelRow.model.is_not(None),
+                    ~contributed,
+                    logged,
+                )
+                .limit(limit)
+            )
+        ]
+        return sync_label_outcomes(session, keys)
+
+
+# ---------------------------------------------------------------- reads
+
+
+def read_loop_counts(
+    session: Session,
+    model: str,
+    version: str,
+    routes: Sequence[str],
+    start: float,
+    end: float,
+) -> list[tuple[int, str, dict[Key, float]]]:
+    """(minute, route, counts) of every counted minute of [start, end) (by prediction time)."""
+    rows = session.execute(
+        select(LoopCountRow.minute, LoopCountRow.route, LoopCountRow.counts).where(
+            LoopCountRow.model == model,
+            LoopCountRow.version == version,
+            LoopCountRow.route.in_(list(routes)),
+            LoopCountRow.minute >= math.floor(start),
+            LoopCountRow.minute < math.ceil(end),
+        )
+    )
+    return [(int(minute), route, decode_counts(text)) for minute, route, text in rows]
