@@ -108,6 +108,7 @@ class FeedbackLoopsPage(ModelPage):
             "model's last class."
         )
         self.outcome_choice.setMinimumContentsLength(8)
+        self.outcome_choice.setEnabled(False)  # the classes come with the first report
         self.refresh_button = self.make_refresh_button(
             "Measure again now (F5); the page also refreshes every 30 s."
         )
