@@ -94,7 +94,7 @@ def status_text(indicator: Indicator) -> tuple[str, str]:
 
 
 def comparison_text(indicator: Indicator) -> str:
-    """'held-out fraud rate 4.1% (3.2–5.0%) vs served 1.2% (1.0–1.4%)'."""
+    """'Fraud rate: held out 4.1% (3.2–5.0%) vs served 1.2% (1.0–1.4%)'."""
     percent = in_percent(indicator)
     if indicator.name == "label_drift":
         return (
@@ -102,10 +102,12 @@ def comparison_text(indicator: Indicator) -> str:
             f"{interval_text(indicator.gap, False)}, where 0 is the same mix and 1 nothing "
             "in common"
         )
+    measure = measure_words(indicator)
+    measure = measure[:1].upper() + measure[1:]
     if indicator.served.value is None and indicator.held_out.value is None:
-        return f"{measure_words(indicator).capitalize()}: not measured yet"
+        return f"{measure}: not measured yet"
     return (
-        f"Held-out {measure_words(indicator)} {interval_text(indicator.held_out, percent)} "
+        f"{measure}: held out {interval_text(indicator.held_out, percent)} "
         f"vs served {interval_text(indicator.served, percent)}"
     )
 

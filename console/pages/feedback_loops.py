@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QSpinBox, QTabWidget, QVBoxLayout, QWidget
@@ -33,7 +34,13 @@ from console.widgets.loop_charts import LoopTrendChart, SliceBiasChart
 from console.widgets.version_choice import VersionChoice, serving_label
 
 # label, seconds
-WINDOW_SIZES: tuple[tuple[str, int], ...] = (("Hourly windows", 3_600), ("Daily windows", 86_400))
+WINDOW_SIZES: tuple[tuple[str, int], ...] = (
+    ("5-minute windows", 300),
+    ("15-minute windows", 900),
+    ("Hourly windows", 3_600),
+    ("Daily windows", 86_400),
+)
+DEFAULT_SIZE = 2  # hourly: a day of windows, enough labels in each at modest traffic
 MAX_WINDOWS = 48  # the API's bound
 DEFAULT_WINDOWS = 24
 REFRESH_MS = 30_000
@@ -91,7 +98,10 @@ class FeedbackLoopsPage(ModelPage):
         for label, seconds in WINDOW_SIZES:
             self.size_choice.addItem(label, seconds)
         self.size_choice.setCurrentIndex(
-            min(int(settings.value("feedback_loops/size", 0) or 0), len(WINDOW_SIZES) - 1)
+            min(
+                int(settings.value("feedback_loops/size", DEFAULT_SIZE) or 0),
+                len(WINDOW_SIZES) - 1,
+            )
         )
         self.count_choice = QSpinBox()
         self.count_choice.setRange(1, MAX_WINDOWS)
@@ -282,8 +292,10 @@ class FeedbackLoopsPage(ModelPage):
         box.blockSignals(True)
         try:
             box.clear()
-            for name in report.classes:
-                box.addItem(name, name)
+            names = {str(label): name for label, name in self._serving_classes()}
+            for label in report.classes:
+                name = names.get(label, label)
+                box.addItem(label if name == label else f"{name} ({label})", label)
             box.setCurrentIndex(max(box.findData(report.outcome or ""), 0))
             box.setEnabled(bool(report.classes))
             if not report.classes:
@@ -291,8 +303,8 @@ class FeedbackLoopsPage(ModelPage):
         finally:
             box.blockSignals(False)
 
-    def _show_held_out(self, status: HeldOutStatus) -> None:
-        """The status, with the serving version's classes as the answers a policy may declare."""
+    def _serving_classes(self) -> list[tuple[Any, str]]:
+        """The serving version's classes: (label, name), the label as the wire carries it."""
         model = self.current_model_info()
         serving = [
             version
@@ -301,7 +313,11 @@ class FeedbackLoopsPage(ModelPage):
         ]
         labels = list(serving[0].class_labels or []) if serving else []
         names = (serving[0].class_names if serving else None) or [str(v) for v in labels]
-        self.held_out.show_status(status, list(zip(labels, names, strict=False)))
+        return list(zip(labels, names, strict=False))
+
+    def _show_held_out(self, status: HeldOutStatus) -> None:
+        """The status, with the serving version's classes as the answers a policy may declare."""
+        self.held_out.show_status(status, self._serving_classes())
 
     # ---------------------------------------------------------------- the held-out share
 
@@ -340,7 +356,9 @@ class FeedbackLoopsPage(ModelPage):
     # ---------------------------------------------------------------- words
 
     def _window_text(self, report: FeedbackLoopReport) -> str:
-        size = {3_600: "hourly", 86_400: "daily"}.get(report.window_s)
+        size = {300: "5-minute", 900: "15-minute", 3_600: "hourly", 86_400: "daily"}.get(
+            report.window_s
+        )
         windows = f"{report.windows} {size} windows" if size else (
             f"{report.windows} windows of {report.window_s // 60} min"
         )  # fmt: skip

@@ -8,11 +8,10 @@ chosen here) or stop holding out. The panel asks its page by signals; it calls n
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from pydantic import ValidationError
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -58,6 +57,8 @@ class HeldOutPanel(QFrame):
         self.policy = make_label("Not loaded yet.", wrap=True)
         self.coverage = make_label(name="muted", wrap=True)
         self.explanation = make_label(wrap=True)
+        for label in (self.policy, self.coverage, self.explanation):
+            label.setTextFormat(Qt.TextFormat.PlainText)  # the backend's words, shown as is
 
         self.share = QDoubleSpinBox()
         self.share.setRange(0.0, MAX_HELD_OUT_PERCENT)
@@ -133,9 +134,10 @@ class HeldOutPanel(QFrame):
     def show_status(self, status: HeldOutStatus, answers: list[tuple[Any, str]]) -> None:
         """``answers``: the serving version's classes (label, name), offered as a default."""
         self.status = status
-        self.policy.setText(html.escape(policy_text(status.settings)))
-        self.coverage.setText(html.escape(coverage_text(status)))
-        self.explanation.setText(html.escape(status.explanation))
+        self.policy.setStyleSheet("")
+        self.policy.setText(policy_text(status.settings))
+        self.coverage.setText(coverage_text(status))
+        self.explanation.setText(status.explanation)
         settings = status.settings
         self.share.setValue(settings.share_percent if settings else DEFAULT_HELD_OUT_PERCENT)
         needs_answer = settings is None
@@ -148,7 +150,8 @@ class HeldOutPanel(QFrame):
 
     def show_message(self, text: str, tone: str = "muted") -> None:
         self.status = None
-        self.policy.setText(f"<span style='color:{colour(tone)}'>{html.escape(text)}</span>")
+        self.policy.setStyleSheet(f"color: {colour(tone)};")
+        self.policy.setText(text)
         self.coverage.setText("")
         self.explanation.setText("")
         self._update_buttons()

@@ -44,6 +44,15 @@ class LoopIndicatorCard(QFrame):
         self.basis = make_label(name="muted", wrap=True)
         self.explanation = make_label(wrap=True)
         self.details = make_label(wrap=True)
+        for label in (
+            self.title,
+            self.comparison,
+            self.gap,
+            self.basis,
+            self.details,
+            self.explanation,
+        ):
+            label.setTextFormat(Qt.TextFormat.PlainText)  # the backend's words, shown as is
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 8)
         layout.setSpacing(4)
@@ -63,19 +72,19 @@ class LoopIndicatorCard(QFrame):
         words, tone = status_text(indicator)
         self.status_name = indicator.status
         self.tone = tone
-        self.title.setText(html.escape(indicator.title))
+        self.title.setText(indicator.title)
         self.status.setText(
             f"<span style='color:{colour(tone)}'>● {html.escape(words.capitalize())}</span>"
         )
-        self.comparison.setText(html.escape(comparison_text(indicator)))
-        self.gap.setText(html.escape(gap_text(indicator)))
+        self.comparison.setText(comparison_text(indicator))
+        self.gap.setText(gap_text(indicator))
         # A gap that cannot be judged would only repeat "not measured".
         self.gap.setVisible(indicator.applicable and indicator.enough_data)
-        self.basis.setText(html.escape(basis_text(indicator)))
+        self.basis.setText(basis_text(indicator))
         details = details_text(indicator)
-        self.details.setText(html.escape(details))
+        self.details.setText(details)
         self.details.setVisible(bool(details))
-        self.explanation.setText(html.escape(indicator.explanation))
+        self.explanation.setText(indicator.explanation)
         self.setStyleSheet(
             f"QFrame#{self.objectName()} {{ background: {colour('panel')}; "
             f"border: 2px solid {colour(tone)}; border-radius: 6px; }}"
@@ -93,6 +102,7 @@ class LoopCards(QScrollArea):
         host = QWidget()
         self.headline = make_label("Not loaded yet.", scale=1.2, wrap=True)
         self.summary = make_label(wrap=True)
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)
         self.grid = QGridLayout()
         self.grid.setSpacing(10)
         layout = QVBoxLayout(host)
@@ -109,7 +119,7 @@ class LoopCards(QScrollArea):
 
     def show_message(self, headline: str, text: str, tone: str = "muted") -> None:
         self.headline.setText(f"<span style='color:{colour(tone)}'>{html.escape(headline)}</span>")
-        self.summary.setText(html.escape(text))
+        self.summary.setText(text)
         for card in self.cards.values():
             card.hide()
 
@@ -121,7 +131,7 @@ class LoopCards(QScrollArea):
             f"<span style='color:{colour(tone)}'>{html.escape(words[report.status])}</span>"
             f" <span style='color:{colour('muted')}'>· {html.escape(window_text)}</span>"
         )
-        self.summary.setText(html.escape(report.explanation))
+        self.summary.setText(report.explanation)
         self.summary.setToolTip(report.thresholds.explanation)
         for indicator in indicators_of(report):
             card = self.cards[indicator.name]

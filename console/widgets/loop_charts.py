@@ -9,8 +9,6 @@ to draw says why instead.
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -35,6 +33,7 @@ class _ChartOrNote(QStackedWidget):
     def __init__(self, chart: QWidget) -> None:
         super().__init__()
         self.note = make_label(wrap=True, name="muted")
+        self.note.setTextFormat(Qt.TextFormat.PlainText)
         self.note.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.addWidget(self.note)
         self.addWidget(chart)
@@ -88,11 +87,12 @@ class LoopTrendChart(QWidget):
         self.plot.setLabel("bottom", "time (middle of each window)")
         self.area = _ChartOrNote(self.plot)
         self.area.show_note("Not loaded yet.")
+        self.hint = make_label(name="muted", wrap=True)
         top = QHBoxLayout()
         if len(choices) > 1:
             top.addWidget(make_label("Indicator", self.choice.toolTip()))
             top.addWidget(self.choice)
-            top.addStretch(1)
+        top.addWidget(self.hint, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
@@ -113,37 +113,50 @@ class LoopTrendChart(QWidget):
 
     def show_note(self, text: str) -> None:
         self.report = None
+        self.hint.setText("")
         self.area.show_note(text)
 
     def redraw(self) -> None:
         indicator = self.indicator()
         if indicator is None:
             return
+        self.hint.setText("")
         trend = indicator.trend
         self.middles = np.array(
             [(p.start.timestamp() + p.end.timestamp()) / 2 for p in trend], dtype=np.float64
         )
         scale = 100.0 if in_percent(indicator) else 1.0
-        self.served = np.array([_or_nan(p.served) * scale for p in trend], dtype=np.float64)
-        self.held_out = np.array([_or_nan(p.held_out) * scale for p in trend], dtype=np.float64)
+        distance = indicator.name == "label_drift"
+        if distance:
+            # One number per window: how far apart the two label mixes are.
+            self.served = np.array([_or_nan(p.gap) for p in trend], dtype=np.float64)
+            self.held_out = np.full(len(trend), np.nan)
+        else:
+            self.served = np.array([_or_nan(p.served) * scale for p in trend], dtype=np.float64)
+            self.held_out = np.array([_or_nan(p.held_out) * scale for p in trend], dtype=np.float64)
         if not indicator.applicable:
             self.area.show_note(f"{indicator.title}: {indicator.explanation}")
             return
         if not (np.isfinite(self.served).any() or np.isfinite(self.held_out).any()):
             self.area.show_note(
-                f"Nothing to draw for {html.escape(indicator.title.lower())} yet: no window "
+                f"Nothing to draw for {indicator.title.lower()} yet: no window "
                 "holds enough labelled served or held-out predictions. Held-out traffic and "
                 "labels accumulate with time; choose longer windows to see more."
             )
             return
-        unit = " (%)" if scale == 100.0 else ""
-        self.plot.setTitle(
-            keyed_title(
-                indicator.title, [("served", colour(SERVED)), ("held out", colour(HELD_OUT))]
-            ),
-            size="9pt",
+        keys = (
+            [("distance between served and held out", colour(SERVED))]
+            if distance
+            else [("served", colour(SERVED)), ("held out", colour(HELD_OUT))]
         )
-        self.plot.setLabel("left", f"{indicator.measure or indicator.title}{unit}")
+        title = f"{indicator.title}: {indicator.measure}" if indicator.measure else indicator.title
+        self.plot.setTitle(keyed_title(title, keys), size="9pt")
+        if distance:
+            self.plot.setLabel("left", "distance (0 same, 1 disjoint)")
+        elif indicator.name == "prediction_bias":
+            self.plot.setLabel("left", "bias (percentage points)")
+        else:
+            self.plot.setLabel("left", "percent" if scale == 100.0 else "value")
         for curve, values in (
             (self.served_curve, self.served),
             (self.held_out_curve, self.held_out),
@@ -155,6 +168,17 @@ class LoopTrendChart(QWidget):
         if len(self.middles):
             half = self.report.window_s / 2 if self.report else 0
             self.plot.setXRange(self.middles[0] - half, self.middles[-1] + half, padding=0.02)
+        shown = np.concatenate([self.served, self.held_out])
+        finite = shown[np.isfinite(shown)]
+        # Never a magnifying glass on noise: at least a few points (or 0.05) of height.
+        pad = max(float(finite.max() - finite.min()) * 0.15, 1.0 if scale == 100.0 else 0.02)
+        self.plot.setYRange(float(finite.min()) - pad, float(finite.max()) + pad, padding=0)
+        windows_with_values = int((np.isfinite(self.served) | np.isfinite(self.held_out)).sum())
+        self.hint.setText(
+            "Only one window has values yet: choose shorter windows to see a trend."
+            if windows_with_values == 1
+            else ""
+        )
         self.area.show_chart()
 
 
@@ -205,6 +229,7 @@ class SliceBiasChart(QWidget):
         self.area = _ChartOrNote(self.plot)
         self.area.show_note("Not loaded yet.")
         self.words = make_label(wrap=True)
+        self.words.setTextFormat(Qt.TextFormat.PlainText)
         top = QHBoxLayout()
         top.addWidget(make_label("Slice by", self.feature_choice.toolTip()))
         top.addWidget(self.feature_choice)
@@ -236,7 +261,7 @@ class SliceBiasChart(QWidget):
             box.setCurrentIndex(max(box.findData(bias.feature or ""), 0))
         finally:
             box.blockSignals(False)
-        self.words.setText(html.escape(bias.explanation))
+        self.words.setText(bias.explanation)
         self.slices = [entry.slice for entry in bias.slices]
         self.served = np.array(
             [_or_nan(entry.served.bias.value) * 100 for entry in bias.slices], dtype=np.float64

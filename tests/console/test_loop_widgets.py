@@ -20,7 +20,7 @@ from tests.console.loop_reports import WINDOWS, loop_report
 def test_the_words_give_each_number_with_its_range() -> None:
     report = loop_report()
     assert comparison_text(report.outcome_rate_gap) == (
-        "Held-out fraud rate 4.1% (3.2–5.0%) vs served 1.2% (1.0–1.4%)"
+        "Fraud rate: held out 4.1% (3.2–5.0%) vs served 1.2% (1.0–1.4%)"
     )
     assert gap_text(report.outcome_rate_gap).startswith(
         "Served minus held out: -2.9 points (-3.9 to -1.9); warns from a gap of 5 points, "
@@ -51,7 +51,7 @@ def test_one_card_per_indicator_coloured_by_its_status(qtbot: QtBot) -> None:
     }
     outcome = cards.cards["outcome_rate_gap"]
     assert colour("bad") in outcome.styleSheet()
-    assert "Held-out fraud rate 4.1% (3.2–5.0%) vs served 1.2% (1.0–1.4%)" in (
+    assert "Fraud rate: held out 4.1% (3.2–5.0%) vs served 1.2% (1.0–1.4%)" in (
         outcome.comparison.text()
     )
     assert "Blocked transactions never get a chargeback" in outcome.explanation.text()
@@ -63,7 +63,7 @@ def test_one_card_per_indicator_coloured_by_its_status(qtbot: QtBot) -> None:
     assert selective.details.text().startswith(
         "Answered fraud: 3.0% (2.0–4.0%) of served vs 90.0% (85.0–95.0%) of held-out "
         "predictions got a label. 40% of the served labels (the retraining data) exist "
-        "because of the model&#x27;s own answer."
+        "because of the model's own answer."
     )
     # Three columns at this width, one at a narrow one.
     assert cards.grid.getItemPosition(cards.grid.indexOf(cards.cards["label_drift"]))[:2] == (0, 2)
@@ -83,7 +83,8 @@ def test_the_trend_chart_draws_served_and_held_out_or_says_why_not(qtbot: QtBot)
     assert chart.held_out[5] == pytest.approx(4.2)
     _x, y = chart.held_out_curve.getData()
     assert y is not None and y[-1] == pytest.approx(4.2)
-    assert "fraud rate" in chart.plot.getAxis("left").labelText
+    assert chart.plot.getAxis("left").labelText == "percent"
+    assert "fraud rate" in chart.plot.plotItem.titleLabel.text
     chart.choice.setCurrentIndex(1)  # label drift: no window has a value
     assert not chart.area.showing_chart
     assert "Nothing to draw for label drift yet" in chart.area.note.text()
