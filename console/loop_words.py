@@ -138,13 +138,19 @@ def basis_text(indicator: Indicator) -> str:
     )
 
 
-def policy_text(settings: HeldOutSettings | None) -> str:
-    """What answers held-out requests, in words."""
+def policy_text(settings: HeldOutSettings | None, names: dict[str, str] | None = None) -> str:
+    """What answers held-out requests, in words (``names``: class names by label text)."""
+    names = names or {}
+
+    def answer(value: object) -> str:
+        name = names.get(str(value))
+        return f"{name} ({value})" if name and name != str(value) else repr(value)
+
     if settings is None:
         return "Nothing is held out: every request is answered by the model."
     policy = settings.policy
     if policy.kind == "default":
-        what = f"the declared default answer {policy.answer!r}"
+        what = f"the declared default answer {answer(policy.answer)}"
     elif policy.kind == "fallback":
         version = f" version {policy.version}" if policy.version else " (its serving version)"
         what = f"model {policy.model}{version}"
@@ -152,7 +158,7 @@ def policy_text(settings: HeldOutSettings | None) -> str:
         count = len(policy.rules)
         what = (
             f"{count} rule{'s' if count != 1 else ''} over the inputs "
-            f"(otherwise {policy.otherwise!r})"
+            f"(otherwise {answer(policy.otherwise)})"
         )
     return f"{settings.share_percent:g}% of the entities are held out and answered by {what}."
 

@@ -135,9 +135,12 @@ class HeldOutPanel(QFrame):
         """``answers``: the serving version's classes (label, name), offered as a default."""
         self.status = status
         self.policy.setStyleSheet("")
-        self.policy.setText(policy_text(status.settings))
+        names = {str(value): name for value, name in answers}
+        self.policy.setText(policy_text(status.settings, names))
         self.coverage.setText(coverage_text(status))
         self.explanation.setText(status.explanation)
+        # The backend's explanation already counts the coverage: say it once.
+        self.coverage.setVisible(not status.explanation)
         settings = status.settings
         self.share.setValue(settings.share_percent if settings else DEFAULT_HELD_OUT_PERCENT)
         needs_answer = settings is None

@@ -113,6 +113,7 @@ class LoopCards(QScrollArea):
         self.setWidget(host)
         self.setToolTip(RANGE_HELP)
         self.cards = {name: LoopIndicatorCard(name) for name in INDICATOR_NAMES}
+        self.order: list[str] = list(INDICATOR_NAMES)
         self._columns = 0
         for card in self.cards.values():
             card.hide()
@@ -137,6 +138,9 @@ class LoopCards(QScrollArea):
             card = self.cards[indicator.name]
             card.show_indicator(indicator)
             card.show()
+        # What needs attention first (a small screen shows two cards at a time).
+        severity = {"bad": 0, "warn": 1, "ok": 2, "muted": 3}
+        self.order = sorted(INDICATOR_NAMES, key=lambda name: severity[self.cards[name].tone])
         self._lay_out(force=True)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
@@ -150,7 +154,7 @@ class LoopCards(QScrollArea):
         self._columns = columns
         for card in self.cards.values():
             self.grid.removeWidget(card)
-        for position, name in enumerate(INDICATOR_NAMES):
+        for position, name in enumerate(self.order):
             self.grid.addWidget(self.cards[name], position // columns, position % columns)
         for column in range(self.grid.columnCount()):
             self.grid.setColumnStretch(column, 1 if column < columns else 0)

@@ -88,6 +88,9 @@ class LoopTrendChart(QWidget):
         self.area = _ChartOrNote(self.plot)
         self.area.show_note("Not loaded yet.")
         self.hint = make_label(name="muted", wrap=True)
+        # What the curves measure, in the backend's words (too long for a title or an axis).
+        self.measure = make_label(wrap=True)
+        self.measure.setTextFormat(Qt.TextFormat.PlainText)
         top = QHBoxLayout()
         if len(choices) > 1:
             top.addWidget(make_label("Indicator", self.choice.toolTip()))
@@ -96,6 +99,7 @@ class LoopTrendChart(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
+        layout.addWidget(self.measure)
         layout.addWidget(self.area, 1)
         self.middles = np.array([], dtype=np.float64)
         self.served = np.array([], dtype=np.float64)
@@ -121,6 +125,7 @@ class LoopTrendChart(QWidget):
         if indicator is None:
             return
         self.hint.setText("")
+        self.measure.setText("")
         trend = indicator.trend
         self.middles = np.array(
             [(p.start.timestamp() + p.end.timestamp()) / 2 for p in trend], dtype=np.float64
@@ -149,8 +154,8 @@ class LoopTrendChart(QWidget):
             if distance
             else [("served", colour(SERVED)), ("held out", colour(HELD_OUT))]
         )
-        title = f"{indicator.title}: {indicator.measure}" if indicator.measure else indicator.title
-        self.plot.setTitle(keyed_title(title, keys), size="9pt")
+        self.plot.setTitle(keyed_title(indicator.title, keys), size="9pt")
+        self.measure.setText(f"Plotted: {indicator.measure}." if indicator.measure else "")
         if distance:
             self.plot.setLabel("left", "distance (0 same, 1 disjoint)")
         elif indicator.name == "prediction_bias":

@@ -65,7 +65,9 @@ def test_one_card_per_indicator_coloured_by_its_status(qtbot: QtBot) -> None:
         "predictions got a label. 40% of the served labels (the retraining data) exist "
         "because of the model's own answer."
     )
-    # Three columns at this width, one at a narrow one.
+    # The worst first, three columns at this width, one at a narrow one.
+    assert cards.order[:2] == ["outcome_rate_gap", "performance_gap"]
+    assert cards.order[-1] == "selective_labels"
     assert cards.grid.getItemPosition(cards.grid.indexOf(cards.cards["label_drift"]))[:2] == (0, 2)
     cards.resize(400, 800)
     qtbot.waitUntil(lambda: cards._columns == 1)
@@ -84,7 +86,7 @@ def test_the_trend_chart_draws_served_and_held_out_or_says_why_not(qtbot: QtBot)
     _x, y = chart.held_out_curve.getData()
     assert y is not None and y[-1] == pytest.approx(4.2)
     assert chart.plot.getAxis("left").labelText == "percent"
-    assert "fraud rate" in chart.plot.plotItem.titleLabel.text
+    assert chart.measure.text() == "Plotted: fraud rate."
     chart.choice.setCurrentIndex(1)  # label drift: no window has a value
     assert not chart.area.showing_chart
     assert "Nothing to draw for label drift yet" in chart.area.note.text()
@@ -115,7 +117,9 @@ def test_the_held_out_control_asks_for_the_share_with_its_reason(qtbot: QtBot) -
     assert not panel.editor.isVisible()
     panel.set_may_edit(True)
     assert panel.editor.isVisible()
-    assert "2% of the entities are held out" in panel.policy.text()
+    assert panel.policy.text() == (
+        "2% of the entities are held out and answered by the declared default answer legit (0)."
+    )
     assert "250 held-out requests (2.0% of 12,250) from 200 entities" in panel.coverage.text()
     # A reason first (it is audited); the policy kept, only the share changes.
     assert not panel.apply_button.isEnabled()
