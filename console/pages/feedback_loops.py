@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QSpinBox, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QTabWidget, QVBoxLayout, QWidget
 
 from backend.schemas import HeldOutRequest, HeldOutStatus, LineageGraph
 from backend.schemas.feedback_loops import FeedbackLoopReport
@@ -32,6 +32,7 @@ from console.widgets.lineage_graph import LineageView
 from console.widgets.loop_cards import LoopCards
 from console.widgets.loop_charts import LoopTrendChart, SliceBiasChart
 from console.widgets.version_choice import VersionChoice, serving_label
+from console.widgets.window_span import WindowSpan
 
 # label, seconds
 WINDOW_SIZES: tuple[tuple[str, int], ...] = (
@@ -41,8 +42,6 @@ WINDOW_SIZES: tuple[tuple[str, int], ...] = (
     ("Daily windows", 86_400),
 )
 DEFAULT_SIZE = 2  # hourly: a day of windows, enough labels in each at modest traffic
-MAX_WINDOWS = 48  # the API's bound
-DEFAULT_WINDOWS = 24
 REFRESH_MS = 30_000
 TREND_CHOICES: tuple[tuple[str, str], ...] = (
     ("Outcome rate", "outcome_rate_gap"),
@@ -93,25 +92,13 @@ class FeedbackLoopsPage(ModelPage):
             serving_label,
             mark_serving=False,
         )
-        self.size_choice = QComboBox()
-        self.size_choice.setToolTip("How long each window (each point on the charts) is.")
-        for label, seconds in WINDOW_SIZES:
-            self.size_choice.addItem(label, seconds)
-        self.size_choice.setCurrentIndex(
-            min(
-                int(settings.value("feedback_loops/size", DEFAULT_SIZE) or 0),
-                len(WINDOW_SIZES) - 1,
-            )
+        self.span = WindowSpan(
+            WINDOW_SIZES,
+            "How long each window (each point on the charts) is.",
+            "How many windows back the page looks; the headline numbers cover them all.",
+            default_size=DEFAULT_SIZE,
         )
-        self.count_choice = QSpinBox()
-        self.count_choice.setRange(1, MAX_WINDOWS)
-        self.count_choice.setValue(
-            int(settings.value("feedback_loops/count", DEFAULT_WINDOWS) or 1)
-        )
-        self.count_choice.setSuffix(" windows")
-        self.count_choice.setToolTip(
-            "How many windows back the page looks; the headline numbers cover them all."
-        )
+        self.span.restore(settings, "feedback_loops")
         self.outcome_choice = QComboBox()
         self.outcome_choice.setToolTip(
             "The class whose rate is compared (e.g. fraud, or a chargeback): default the "
@@ -162,9 +149,8 @@ class FeedbackLoopsPage(ModelPage):
                 (
                     ("Model", self.model_choice),
                     ("Version", self.version_choice),
-                    ("Windows", self.size_choice),
+                    ("Windows", self.span),
                 ),
-                self.count_choice,
                 with_status=False,
             )
         )
@@ -175,8 +161,7 @@ class FeedbackLoopsPage(ModelPage):
         layout.addWidget(self.tabs, 1)
 
         self.version_choice.currentIndexChanged.connect(self._on_choice_changed)
-        self.size_choice.currentIndexChanged.connect(self._on_choice_changed)
-        self.count_choice.valueChanged.connect(self._on_choice_changed)
+        self.span.changed.connect(lambda: self._on_choice_changed(0))
         self.outcome_choice.currentIndexChanged.connect(lambda _i: self.refresh())
         self.slices.feature_chosen.connect(lambda _feature: self.refresh())
         self.held_out.set_requested.connect(self.set_held_out)
@@ -195,8 +180,7 @@ class FeedbackLoopsPage(ModelPage):
     def shutdown(self) -> None:
         super().shutdown()
         settings = self.context.settings
-        settings.setValue("feedback_loops/size", self.size_choice.currentIndex())
-        settings.setValue("feedback_loops/count", self.count_choice.value())
+        self.span.save(settings, "feedback_loops")
         settings.setValue("feedback_loops/tab", self.tabs.currentIndex())
 
     # ---------------------------------------------------------------- choices
@@ -229,8 +213,8 @@ class FeedbackLoopsPage(ModelPage):
         if not model:
             return
         version = self.current_version() or None
-        window_s = int(self.size_choice.currentData())
-        windows = self.count_choice.value()
+        window_s = self.span.window_s()
+        windows = self.span.windows()
         outcome = str(self.outcome_choice.currentData() or "") or None
         feature = self.slices.chosen_feature() or None
         self.set_status("Measuring…")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QSpinBox, QVBoxLayout
+from PySide6.QtWidgets import QVBoxLayout
 
 from backend.schemas import PerformanceReport
 from console.context import ConsoleContext
@@ -22,11 +22,10 @@ from console.widgets.common import make_splitter
 from console.widgets.performance_chart import PerformanceChart
 from console.widgets.performance_notes import PerformanceNotes, PerformanceWindows
 from console.widgets.version_choice import VersionChoice, serving_label
+from console.widgets.window_span import WindowSpan
 
 # label, seconds
 WINDOW_SIZES: tuple[tuple[str, int], ...] = (("Hourly windows", 3_600), ("Daily windows", 86_400))
-MAX_WINDOWS = 48  # the API's bound
-DEFAULT_WINDOWS = 24
 REFRESH_MS = 30_000
 
 
@@ -56,18 +55,13 @@ class PerformancePage(ModelPage):
             mark_serving=False,
         )
         self.version_choice.setMinimumContentsLength(12)
-        self.size_choice = QComboBox()
-        self.size_choice.setToolTip("How long each window (each point on the chart) is.")
-        for label, seconds in WINDOW_SIZES:
-            self.size_choice.addItem(label, seconds)
-        self.size_choice.setCurrentIndex(
-            min(int(settings.value("performance/size", 0) or 0), len(WINDOW_SIZES) - 1)
+        self.span = WindowSpan(
+            WINDOW_SIZES,
+            "How long each window (each point on the chart) is.",
+            "How many windows back the chart looks, the newest last.",
         )
-        self.count_choice = QSpinBox()
-        self.count_choice.setRange(1, MAX_WINDOWS)
-        self.count_choice.setValue(int(settings.value("performance/count", DEFAULT_WINDOWS) or 1))
-        self.count_choice.setSuffix(" windows")
-        self.count_choice.setToolTip("How many windows back the chart looks, the newest last.")
+        self.span.restore(settings, "performance")
+        self.size_choice, self.count_choice = self.span.size_choice, self.span.count_choice
         self.refresh_button = self.make_refresh_button(
             "Measure again now (F5); the page also refreshes every 30 s."
         )
@@ -91,17 +85,15 @@ class PerformancePage(ModelPage):
                 (
                     ("Model", self.model_choice),
                     ("Version", self.version_choice),
-                    ("Windows", self.size_choice),
+                    ("Windows", self.span),
                 ),
-                self.count_choice,
                 self.refresh_button,
             )
         )
         layout.addWidget(self.splitter, 1)
 
         self.version_choice.currentIndexChanged.connect(self._on_choice_changed)
-        self.size_choice.currentIndexChanged.connect(self._on_choice_changed)
-        self.count_choice.valueChanged.connect(self._on_choice_changed)
+        self.span.changed.connect(lambda: self._on_choice_changed(0))
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -111,8 +103,7 @@ class PerformancePage(ModelPage):
     def shutdown(self) -> None:
         super().shutdown()
         settings = self.context.settings
-        settings.setValue("performance/size", self.size_choice.currentIndex())
-        settings.setValue("performance/count", self.count_choice.value())
+        self.span.save(settings, "performance")
         settings.setValue("performance/splitter", self.splitter.saveState())
 
     # ---------------------------------------------------------------- choices
@@ -138,8 +129,8 @@ class PerformancePage(ModelPage):
         if not model:
             return
         version = self.current_version() or None
-        window_s = int(self.size_choice.currentData())
-        count = self.count_choice.value()
+        window_s = self.span.window_s()
+        count = self.span.windows()
         self.set_status("Measuring…")
         self.call_backend(
             "report",
