@@ -117,6 +117,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     # The caller's own files, no model: any token that may read (support and up).
     ("POST", "/api/v1/drift/files"): Rule("read"),
     ("GET", "/api/v1/models/{name}/performance"): Rule("read_predictions", "path"),
+    ("GET", "/api/v1/models/{name}/feedback-loops"): Rule("read_predictions", "path"),
     ("GET", "/api/v1/models/{name}/drift"): Rule("read", "path"),
     ("GET", "/api/v1/models/{name}/drift/series"): Rule("read", "path"),
     ("GET", "/api/v1/models/{name}/drift/settings"): Rule("read", "path"),

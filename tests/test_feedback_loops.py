@@ -29,17 +29,24 @@ from backend.db.tables import (
     LoopCountRow,
     PredictionRow,
 )
+from backend.feedback.review import ReviewQueue
 from backend.monitoring.feedback_loops.alerting import FeedbackLoopWatch
 from backend.monitoring.rules import RuleStore
 from backend.predictions.loop_counts import (
+    PENDING,
+    Outcome,
     count_recent_labels,
     decode_counts,
+    expand,
     merge,
     slicers_of,
     sync_label_outcomes,
 )
-from backend.schemas import AlertRule
+from backend.schemas import AlertRule, DefaultPolicy, HeldOutSettings
+from backend.serving.held_out import is_held_out
 from backend.workspace import Workspace
+from tests.helpers import TOY_ROW
+from tests.review_helpers import add_held_out_rows
 
 Z = 1.959963984540054  # the 0.975 normal quantile
 REQUESTS = 60
@@ -103,7 +110,7 @@ def _send_loop_traffic(
         json={"share_percent": 50, "policy": {"kind": "default", "answer": 0}},
     )
     assert put.status_code == 200, put.text
-    time.sleep(0.6)  # the workers' next routing poll picks the share up
+    _wait_for_held_out(client, headers)
     rng = np.random.default_rng(seed)
     requests = [(f"loop-{i}", _rows(rng, ROWS_PER_REQUEST)) for i in range(REQUESTS)]
     truths = {rid: [_truth(r, rng) for r in rows] for rid, rows in requests}
@@ -138,6 +145,22 @@ def _send_loop_traffic(
         posted = client.post("/api/v1/feedback", headers=headers, json={"labels": batch})
         assert posted.status_code == 200 and posted.json()["unmatched"] == 0, posted.text
     return final
+
+
+def _wait_for_held_out(client: TestClient, headers: dict[str, str]) -> None:
+    """Probe with an entity the 50% share holds out until the workers route by the share."""
+    settings = HeldOutSettings(share_percent=50, policy=DefaultPolicy(kind="default", answer=0))
+    entity = next(f"probe-{i}" for i in range(1000) if is_held_out(settings, "toy", f"probe-{i}"))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        answer = client.post(
+            "/v1/models/toy:predict",
+            headers=headers,
+            json={"instances": [TOY_ROW], "entity_id": entity},
+        )
+        if answer.json()["route"] == "held_out":
+            return
+    raise AssertionError("the held-out share was not applied within 10 s")
 
 
 def _raw(workspace: Workspace) -> list[dict[str, Any]]:
@@ -214,7 +237,9 @@ def test_each_indicator_equals_a_direct_computation_on_the_raw_rows(
     chi2, p_value, _, _ = stats.chi2_contingency(table, correction=False)
     drift = report["label_drift"]
     assert drift["chi2"] == pytest.approx(chi2) and drift["p_value"] == pytest.approx(p_value)
-    assert drift["gap"]["value"] == pytest.approx(jensenshannon(table[0], table[1], base=2))
+    assert drift["js_distance"] == pytest.approx(jensenshannon(table[0], table[1], base=2))
+    shares = table / table.sum(axis=1, keepdims=True)
+    assert drift["gap"]["value"] == pytest.approx(abs(shares[0] - shares[1]).sum() / 2)
     assert [(c["label"], c["served"], c["held_out"]) for c in drift["classes"]] == [
         ("0", counts["served"][0], counts["held_out"][0]),
         ("1", counts["served"][1], counts["held_out"][1]),
@@ -318,9 +343,10 @@ def test_a_replaced_or_removed_label_is_never_counted_twice(
     with workspace.sessions() as session:
         summed: dict[tuple[str, str, int], dict[Any, float]] = {}
         for row in session.scalars(select(LoopContributionRow)):
+            assert row.minute != PENDING  # every label found its prediction
             merge(
                 summed.setdefault((row.version, row.route, row.minute), {}),
-                decode_counts(row.counts),
+                expand(Outcome.from_json(row.outcome), ["0", "1"]),
             )
     assert _flat(summed) == pytest.approx(before)
     some = final[20:60]
@@ -368,6 +394,10 @@ def test_the_api_checks_roles_and_parameters_and_says_what_does_not_apply(
         answer = client.get(url, headers=admin_headers, params=params)
         assert answer.status_code in (404, 422), (params, answer.text)
         assert field in (answer.json().get("field") or ""), answer.json()
+    # The extremes of the span are answered (dates before 1970, windows of a minute).
+    for params in ({"end": 0}, {"end": 253_000_000_000}, {"window_s": 61, "windows": 48}):
+        edge = client.get(url, headers=admin_headers, params=params)
+        assert edge.status_code == 200, (params, edge.text)
     # Nothing held out yet: every indicator is ok, with too little data, and the report says
     # what to do.
     empty = client.get(url, headers=admin_headers).json()
@@ -418,3 +448,20 @@ def test_a_loop_raises_one_grouped_alert_that_resolves_by_itself(
     assert [a.status for a in workspace.alerts.list(limit=100) if a.kind == "feedback_loop"] == [
         "resolved"
     ]
+
+
+def test_a_reviewers_label_counts_as_not_influenced_and_undo_takes_it_out(
+    workspace: Workspace,
+) -> None:
+    add_held_out_rows(workspace, 2, policy={"policy": "default", "answer": 0})
+    queue = ReviewQueue(
+        workspace.sessions, workspace.registry, lease_s=300, agreement_share=0.0, sync_interval_s=0
+    )
+    items = queue.next("toy", "ana").items
+    assert queue.answer("toy", items[0].item, "ana", 1).label_stored
+    counted = _stored(workspace)
+    assert {key for (group, key) in counted if key[0] == "inf"} == {("inf", "1", "false")}
+    assert {group[1] for group, _ in counted} == {"held_out"}
+    assert sum(v for (_, key), v in counted.items() if key == ("n",)) == 1
+    queue.undo("toy", "ana")
+    assert _stored(workspace) == {}

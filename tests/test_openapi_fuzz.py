@@ -86,6 +86,9 @@ BEYOND_THE_SCHEMA = {
     # Feature names are the keys of a free-form map; keys holding NUL are refused (PostgreSQL
     # text cannot hold it), a rule the schema does not state for map keys yet.
     "PUT /api/v1/models/{name}/drift/settings": "feature names may not contain NUL",
+    # The outcome and the slice feature are checked against the version: a class of it and a
+    # feature of it (any text otherwise).
+    "GET /api/v1/models/{name}/feedback-loops": "outcome and slice_feature must fit the version",
     # A reviewer's answer must be one of the model's classes (free-form JSON otherwise).
     "POST /api/v1/models/{name}/review/{item}/answer": "an answer must be one of the classes",
 }

@@ -160,8 +160,6 @@ class LabelRow(Base):
     __table_args__ = (
         UniqueConstraint("model", "request_id", "row_index", name="uq_label_model_prediction"),
         Index("ix_labels_model_id", "model", "id"),
-        # The feedback-loop catch-up reads recent labels whose prediction came after them.
-        Index("ix_labels_received_at", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -486,10 +484,13 @@ class LoopCountRow(Base):
 
 
 class LoopContributionRow(Base):
-    """What one label added to ``feedback_loop_counts``: subtracted exactly when the label is
-    replaced or taken back, so a label is never counted twice."""
+    """What one label added to ``feedback_loop_counts``, compactly (the labelled outcome it
+    expands from): subtracted exactly when the label is replaced or taken back, so a label is
+    never counted twice."""
 
     __tablename__ = "feedback_loop_contributions"
+    # The catch-up reads the labels still waiting for their prediction (minute -1) by it.
+    __table_args__ = (Index("ix_feedback_loop_contributions_minute", "minute"),)
 
     model: Mapped[str] = mapped_column(String(128), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -497,4 +498,5 @@ class LoopContributionRow(Base):
     version: Mapped[str] = mapped_column(String(32))
     route: Mapped[str] = mapped_column(String(16))
     minute: Mapped[int] = mapped_column(BigInteger)
-    counts: Mapped[str] = mapped_column(Text)
+    # JSON text: predictions.loop_counts.Outcome.
+    outcome: Mapped[str] = mapped_column(Text)

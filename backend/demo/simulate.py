@@ -24,6 +24,7 @@ import math
 import threading
 import time
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -258,16 +259,22 @@ class _Simulator:
             return False
         self.failures_in_a_row = 0
         self.latency_total_s += time.monotonic() - began
+        self._take_answer(model, label, response)
+        return True
+
+    def _take_answer(self, model: str, label: Any, response: Any) -> None:
+        """Count the answer and keep its label for later (none for a blocked transaction in
+        a feedback loop)."""
         if response.status_code != 200:
             self._error(str(response.status_code), response.text[:300])
-            return True
+            return
         try:
             answer = response.json()
             request_id = str(answer["request_id"])
             prediction = answer["predictions"][0]["prediction"]
         except (ValueError, KeyError, IndexError, TypeError):
             self._error("bad_response", response.text[:300])
-            return True
+            return
         self.stats.ok += 1
         held_out = answer.get("route") == "held_out"
         self.stats.held_out += held_out
@@ -276,14 +283,13 @@ class _Simulator:
             if self.feedback_loop and not held_out:
                 # Blocked by the model: no chargeback can ever come.
                 self.stats.labels_withheld += 1
-                return True
+                return
         self.labels.append(
             _PendingLabel(time.monotonic() + self.label_delay, request_id, label, model)
         )
         if len(self.labels) > MAX_PENDING_LABELS:
             self.labels.popleft()
             self.stats.labels_unposted += 1
-        return True
 
     # ------------------------------------------------------------------ labels
 
@@ -432,25 +438,33 @@ def run_simulator(
 
 
 def send_requests(
-    session: Any, token: str, count: int, *, seed: int = 0, feedback_loop: bool = False
+    session: Any,
+    token: str,
+    count: int,
+    *,
+    seed: int = 0,
+    feedback_loop: bool = False,
+    concurrency: int = 8,
 ) -> SimulationStats:
-    """The simulator's first ``count`` requests, back to back, then all their labels: the same
-    traffic, answers and labelling as ``run_simulator`` without its clock (``session``: a
-    requests.Session whose URLs are relative to a server, or a test client of the app)."""
+    """The simulator's first ``count`` requests, then all their labels, without its clock:
+    the same traffic, answers and labelling as ``run_simulator``, sent ``concurrency`` at a
+    time (the server batches them) and taken in order. ``session``: a requests.Session whose
+    URLs are relative to a server, or a test client of the app (tests drive the demo so)."""
     simulator = _Simulator(
-        "",
-        token,
-        1.0,
-        None,
-        None,
-        0.0,
-        seed,
-        threading.Event(),
-        feedback_loop,
-        session,
+        "", token, 1.0, None, None, 0.0, seed, threading.Event(), feedback_loop, session
     )
+    planned = [simulator.traffic.next_request() for _ in range(count)]
     start = time.monotonic()
-    for _ in range(count):
-        simulator._send_one()
+
+    def post(request: tuple[str, str, dict[str, Any], Any]) -> Any:
+        return session.post(request[1], json=request[2])
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for (model, _path, _body, label), response in zip(
+            planned, pool.map(post, planned), strict=True
+        ):
+            simulator.stats.sent += 1
+            simulator.stats.sent_by_model[model] = simulator.stats.sent_by_model.get(model, 0) + 1
+            simulator._take_answer(model, label, response)
     simulator._post_labels(math.inf)
     return simulator._finish(time.monotonic() - start)

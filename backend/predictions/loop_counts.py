@@ -3,12 +3,14 @@
 Labels come after their predictions, so the counts are kept at label time: in the transaction
 that stores a label (any source), ``sync_label_outcomes`` adds its contribution to the row of
 its prediction's (model, version, route, minute) in ``feedback_loop_counts``, and records
-exactly what it added in ``feedback_loop_contributions``. A label replaced or taken back first
+what it added in ``feedback_loop_contributions`` (compactly: the labelled ``Outcome`` the
+counts expand from, about 200 bytes a label). A label replaced or taken back first
 subtracts what it had added, so syncing a label any number of times counts it once.
 
-A label whose prediction is not logged yet (still in the writer's buffer) adds nothing then;
-``count_recent_labels`` (run by the feedback-loop watch every round) adds the recent ones
-whose prediction has landed since.
+A label whose prediction is not logged yet (still in the writer's buffer) adds nothing then
+and is marked as waiting (a contribution row of minute ``PENDING``); ``count_recent_labels``
+(run by the feedback-loop watch every round) counts the recent waiting ones whose prediction
+has landed since.
 
 One row's counts are a map from a key (a JSON list, encoded as text) to a number:
 
@@ -60,6 +62,8 @@ from backend.predictions.summary_layout import (
 )
 
 MINUTE_S = 60
+# The minute of a label still waiting for its prediction.
+PENDING = -1
 SHADOW_ROUTE = "shadow"
 SLICES = 10
 MISSING = "(missing)"
@@ -87,8 +91,20 @@ def encode_key(key: Key) -> str:
     return orjson.dumps(list(key)).decode()
 
 
-def decode_counts(text: str) -> dict[Key, float]:
-    return {tuple(orjson.loads(k)): float(v) for k, v in orjson.loads(text).items()}
+def decode_counts(text: str, slice_feature: str | None = "") -> dict[Key, float]:
+    """A row's counts; ``slice_feature`` None: without any slice, a name: only its slices
+    ("" keeps all). Skipping keys before decoding them is most of a report's saving."""
+    keep = None if slice_feature == "" else _SLICE_PREFIX
+    wanted = None if not slice_feature else encode_key(("s", slice_feature))[:-1] + ","
+    found: dict[Key, float] = {}
+    for k, v in orjson.loads(text).items():
+        if keep is not None and k.startswith(keep) and (wanted is None or not k.startswith(wanted)):
+            continue
+        found[tuple(orjson.loads(k))] = float(v)
+    return found
+
+
+_SLICE_PREFIX = encode_key(("s",))[:-1] + ","
 
 
 # ---------------------------------------------------------------- slices
@@ -168,45 +184,96 @@ def reference_slicers(session: Session, model: str, version: str) -> dict[str, S
 # ---------------------------------------------------------------- one label's contribution
 
 
-def contribution(
+@dataclass(frozen=True)
+class Outcome:
+    """What one labelled prediction says, compactly: what a label's contribution is made of
+    (kept per label, about 200 bytes, and expanded into counts when added or taken out)."""
+
+    mark: str  # "true", "false", "unknown": influenced by the model's answer?
+    truth: str | None  # the label as text; None for a regression model
+    answer: str | None
+    probabilities: tuple[float, ...] | None
+    # feature -> its slice
+    slices: dict[str, str]
+
+    def to_json(self) -> str:
+        return orjson.dumps(
+            {
+                "i": self.mark,
+                "y": self.truth,
+                "a": self.answer,
+                "p": self.probabilities,
+                "s": self.slices,
+            }
+        ).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> Outcome:
+        data = orjson.loads(text)
+        probabilities = data.get("p")
+        return cls(
+            mark=data["i"],
+            truth=data.get("y"),
+            answer=data.get("a"),
+            probabilities=None if probabilities is None else tuple(probabilities),
+            slices=dict(data.get("s") or {}),
+        )
+
+
+def labelled_outcome(
     classes: Sequence[str] | None,
     outputs: dict[str, Any],
     features: dict[str, Any],
     label: Any,
     influenced: bool | None,
     slicers: dict[str, Slicer],
-) -> Counts:
-    """What one labelled prediction adds to its minute's counts (``classes`` None: regression)."""
-    added: Counts = defaultdict(float)
+) -> Outcome:
+    """One labelled prediction as the counts take it (``classes`` None: regression)."""
     mark = "unknown" if influenced is None else ("true" if influenced else "false")
-    added[("n",)] += 1
     if classes is None:
-        added[("inf", REGRESSION_LABEL, mark)] += 1
-        return added
-    truth = category_text(label) or MISSING
-    answer = category_text(outputs.get("predict")) or MISSING
-    added[("cm", answer, truth)] += 1
-    added[("inf", truth, mark)] += 1
+        return Outcome(mark, None, None, None, {})
     probabilities = outputs.get("predict_proba")
-    if not isinstance(probabilities, list):
-        probabilities = []
     usable = (
-        len(probabilities) > 0
-        and len(probabilities) == len(classes)
+        isinstance(probabilities, list)
+        and len(probabilities) == len(classes) > 0
         and all(isinstance(p, int | float) and math.isfinite(p) for p in probabilities)
     )
+    return Outcome(
+        mark=mark,
+        truth=category_text(label) or MISSING,
+        answer=category_text(outputs.get("predict")) or MISSING,
+        probabilities=tuple(float(p) for p in probabilities or ()) if usable else None,
+        slices={
+            feature: slicer.slice_of(features.get(feature) if isinstance(features, dict) else None)
+            for feature, slicer in slicers.items()
+        },
+    )
+
+
+def expand(outcome: Outcome, classes: Sequence[str] | None) -> Counts:
+    """The counts one labelled outcome adds (the keys of the module's docstring)."""
+    added: Counts = defaultdict(float)
+    added[("n",)] += 1
+    if outcome.truth is None or classes is None:
+        added[("inf", REGRESSION_LABEL, outcome.mark)] += 1
+        return added
+    truth, probabilities = outcome.truth, outcome.probabilities
+    usable = probabilities is not None and len(probabilities) == len(classes)
+    added[("cm", outcome.answer, truth)] += 1
+    added[("inf", truth, outcome.mark)] += 1
     if usable:
+        assert probabilities is not None
         added[("pn",)] += 1
         for name, p in zip(classes, probabilities, strict=True):
-            added[("p", name)] += float(p)
-    for feature, slicer in slicers.items():
-        where = slicer.slice_of(features.get(feature) if isinstance(features, dict) else None)
+            added[("p", name)] += p
+    for feature, where in outcome.slices.items():
         added[("s", feature, where, "n")] += 1
         added[("s", feature, where, "y", truth)] += 1
         if usable:
+            assert probabilities is not None
             added[("s", feature, where, "pn")] += 1
             for name, p in zip(classes, probabilities, strict=True):
-                added[("s", feature, where, "p", name)] += float(p)
+                added[("s", feature, where, "p", name)] += p
     return added
 
 
@@ -230,24 +297,43 @@ def sync_label_outcomes(session: Session, keys: Iterable[LabelKey]) -> int:
     for key in wanted:
         old = before.get(key)
         if old is not None:
-            group = groups.setdefault((key[0], old.version, old.route, old.minute), {})
-            merge(group, decode_counts(old.counts), -1.0)
+            if old.minute != PENDING:
+                group = groups.setdefault((key[0], old.version, old.route, old.minute), {})
+                taken = expand(Outcome.from_json(old.outcome), versions.get((key[0], old.version)))
+                merge(group, taken, -1.0)
             session.delete(old)
         found = labels.get(key)
         logged = predictions.get(key)
-        if found is None or logged is None:
+        if found is None:
+            continue
+        if logged is None:
+            # Counted once its prediction lands (``count_recent_labels``): marked so that the
+            # catch-up reads these few, never every recent label.
+            session.add(
+                LoopContributionRow(
+                    model=key[0],
+                    request_id=key[1],
+                    row_index=key[2],
+                    version="",
+                    route="",
+                    minute=PENDING,
+                    outcome="",
+                )
+            )
             continue
         version, route, created_at, features, outputs = logged
         if (key[0], version) not in slicers:
             slicers[(key[0], version)] = reference_slicers(session, key[0], version)
-        added = contribution(
-            versions.get((key[0], version)),
+        classes = versions.get((key[0], version))
+        outcome = labelled_outcome(
+            classes,
             outputs if isinstance(outputs, dict) else {},
             features if isinstance(features, dict) else {},
             found[0],
             found[1],
             slicers[(key[0], version)],
         )
+        added = expand(outcome, classes)
         minute = int(created_at // MINUTE_S) * MINUTE_S
         merge(groups.setdefault((key[0], version, route, minute), {}), added)
         session.add(
@@ -258,7 +344,7 @@ def sync_label_outcomes(session: Session, keys: Iterable[LabelKey]) -> int:
                 version=version,
                 route=route,
                 minute=minute,
-                counts=_encode(added),
+                outcome=outcome.to_json(),
             )
         )
         counted += 1
@@ -407,30 +493,30 @@ def _version_classes(session: Session, models: set[str]) -> dict[tuple[str, str]
 
 
 def count_recent_labels(sessions: sessionmaker[Session], since: float, limit: int = 5_000) -> int:
-    """Count the labels received since ``since`` that are not counted yet although their
-    prediction is logged now (labels that came before their prediction was written)."""
-    contributed = exists().where(
-        LoopContributionRow.model == LabelRow.model,
-        LoopContributionRow.request_id == LabelRow.request_id,
-        LoopContributionRow.row_index == LabelRow.row_index,
-    )
+    """Count the labels received since ``since`` that waited for their prediction (they came
+    before it was written) and whose prediction is logged now. Reads the waiting labels only
+    (marked at label time), so a round costs in proportion to them, not to the labels."""
     logged = exists().where(
-        PredictionRow.request_id == LabelRow.request_id,
-        PredictionRow.row_index == LabelRow.row_index,
-        PredictionRow.model == LabelRow.model,
+        PredictionRow.request_id == LoopContributionRow.request_id,
+        PredictionRow.row_index == LoopContributionRow.row_index,
+        PredictionRow.model == LoopContributionRow.model,
         PredictionRow.route != SHADOW_ROUTE,
     )
+    pending = LoopContributionRow
     with sessions.begin() as session:
         keys: list[LabelKey] = [
-            (str(model), request_id, row_index)
+            (model, request_id, row_index)
             for model, request_id, row_index in session.execute(
-                select(LabelRow.model, LabelRow.request_id, LabelRow.row_index)
-                .where(
-                    LabelRow.received_at >= since,
-                    LabelRow.model.is_not(None),
-                    ~contributed,
-                    logged,
+                select(pending.model, pending.request_id, pending.row_index)
+                .join(
+                    LabelRow,
+                    and_(
+                        LabelRow.model == pending.model,
+                        LabelRow.request_id == pending.request_id,
+                        LabelRow.row_index == pending.row_index,
+                    ),
                 )
+                .where(pending.minute == PENDING, LabelRow.received_at >= since, logged)
                 .limit(limit)
             )
         ]
@@ -447,8 +533,10 @@ def read_loop_counts(
     routes: Sequence[str],
     start: float,
     end: float,
+    slice_feature: str | None = "",
 ) -> list[tuple[int, str, dict[Key, float]]]:
-    """(minute, route, counts) of every counted minute of [start, end) (by prediction time)."""
+    """(minute, route, counts) of every counted minute of [start, end) (by prediction time);
+    ``slice_feature`` as ``decode_counts`` takes it."""
     rows = session.execute(
         select(LoopCountRow.minute, LoopCountRow.route, LoopCountRow.counts).where(
             LoopCountRow.model == model,
@@ -458,4 +546,6 @@ def read_loop_counts(
             LoopCountRow.minute < math.ceil(end),
         )
     )
-    return [(int(minute), route, decode_counts(text)) for minute, route, text in rows]
+    return [
+        (int(minute), route, decode_counts(text, slice_feature)) for minute, route, text in rows
+    ]

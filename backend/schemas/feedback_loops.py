@@ -71,7 +71,7 @@ class TrendPoint(BaseModel):
     end: UtcDateTime
     served: float | None = None
     held_out: float | None = None
-    # served - held_out (label drift: the Jensen-Shannon distance between them).
+    # served - held_out (label drift: the total variation distance between the label mixes).
     gap: float | None = None
     # What the window's values rest on (labels, or predictions for exposure).
     served_count: int = 0
@@ -83,7 +83,8 @@ class Indicator(BaseModel):
 
     ``served``, ``held_out`` and ``gap`` are the headline numbers over the report's whole span
     (what they measure is in ``measure``, in words); ``gap`` is served minus held out, except
-    for label drift where it is the Jensen-Shannon distance (0: same, 1: disjoint).
+    for label drift where it is the total variation distance between the two label mixes (the
+    share of labels that would have to change class; 0: same, 1: disjoint).
     """
 
     name: IndicatorName
@@ -129,6 +130,8 @@ class LabelDrift(Indicator):
     # Chi-square test of independence of (side, label class); None when not computable.
     chi2: float | None = None
     p_value: float | None = None
+    # Jensen-Shannon distance (base 2) between the two label mixes, as drift reports it.
+    js_distance: float | None = None
     decided_by: DecidedBy | None = None
 
 

@@ -76,14 +76,20 @@ def window_bounds(end: float, window_s: int, windows: int) -> list[tuple[float, 
 
 
 def read_windows(
-    session: Session, model: str, version: str, bounds: list[tuple[float, float]]
+    session: Session,
+    model: str,
+    version: str,
+    bounds: list[tuple[float, float]],
+    slice_feature: str | None,
 ) -> list[Window]:
-    """Both sides' numbers in every window (oldest first)."""
+    """Both sides' numbers in every window (oldest first); per-slice counts of
+    ``slice_feature`` only (None: none)."""
     found = [Window(start, end) for start, end in bounds]
     first, last = bounds[0][0], bounds[-1][1]
     width = bounds[0][1] - bounds[0][0]
     routes = (*SERVED_ROUTES, HELD_OUT_ROUTE)
-    for minute, route, counts in read_loop_counts(session, model, version, routes, first, last):
+    minutes = read_loop_counts(session, model, version, routes, first, last, slice_feature)
+    for minute, route, counts in minutes:
         index = int((minute - first) // width)
         if 0 <= index < len(found):
             window = found[index]

@@ -171,7 +171,8 @@ def compute_indicators(
     _rule, limits = thresholds(rules, model)
     with sessions() as session:
         ctx = loop_context(session, model, info, limits, outcome, slice_feature)
-        read = read_windows(session, model, info.version, bounds)
+        feature = ctx.slicer.feature if ctx.slicer else None
+        read = read_windows(session, model, info.version, bounds, feature)
     whole = total(read)
     return Indicators(
         bounds=bounds,

@@ -14,8 +14,9 @@ from backend.schemas import Interval, LoopStatus
 
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
-# From this many labels on each side label drift is decided by its effect size (every
-# difference is significant there), below it by the chi-square test's p-value (as drift does).
+# From this many labels on each side label drift counts as decided by its effect size (any
+# difference is significant there, so its size decides), below it by the chi-square test's
+# p-value (as drift words it); both are required either way.
 LARGE_SAMPLE = 1_000
 BOOTSTRAP_DRAWS = 2_000
 NO_INTERVAL = Interval()
@@ -113,6 +114,17 @@ def label_drift_test(
         return 0.0, 1.0, distance
     chi2, p_value, _dof, _expected = stats.chi2_contingency(table, correction=False)
     return float(chi2), float(p_value), distance
+
+
+def total_variation(served: Sequence[int], held_out: Sequence[int]) -> float | None:
+    """Half the L1 distance between two sides' class shares: the share of labels that would
+    have to change class for the mixes to agree (for two classes, the gap in either share)."""
+    n, m = sum(served), sum(held_out)
+    if n == 0 or m == 0:
+        return None
+    first = np.asarray(served, dtype=float) / n
+    second = np.asarray(held_out, dtype=float) / m
+    return float(np.abs(first - second).sum() / 2)
 
 
 def concentration(counts: Sequence[int], classes: int) -> float | None:

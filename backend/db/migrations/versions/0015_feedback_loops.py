@@ -4,9 +4,8 @@ Revision ID: 0015
 Revises: 0014
 Create Date: 2026-12-03 06:00:00
 
-Labels stored before this revision are not counted (their contributions are made by the
-catch-up of recent labels, ``predictions.loop_counts.count_recent_labels``, for the last day
-only): feedback-loop indicators start from the labels that arrive after the upgrade.
+Labels stored before this revision are not counted: the feedback-loop indicators start from
+the labels stored (or replaced) after the upgrade.
 """
 
 import sqlalchemy as sa
@@ -19,7 +18,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_labels_received_at", "labels", ["received_at"])
     op.create_table(
         "feedback_loop_counts",
         sa.Column("model", sa.String(length=128), nullable=False),
@@ -38,12 +36,14 @@ def upgrade() -> None:
         sa.Column("version", sa.String(length=32), nullable=False),
         sa.Column("route", sa.String(length=16), nullable=False),
         sa.Column("minute", sa.BigInteger(), nullable=False),
-        sa.Column("counts", sa.Text(), nullable=False),
+        sa.Column("outcome", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("model", "request_id", "row_index"),
+    )
+    op.create_index(
+        "ix_feedback_loop_contributions_minute", "feedback_loop_contributions", ["minute"]
     )
 
 
 def downgrade() -> None:
     op.drop_table("feedback_loop_contributions")
     op.drop_table("feedback_loop_counts")
-    op.drop_index("ix_labels_received_at", table_name="labels")
