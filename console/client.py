@@ -31,6 +31,8 @@ from backend.schemas import (
     FeedbackResponse,
     GateReport,
     GateReportList,
+    HeldOutRequest,
+    HeldOutStatus,
     InferResponse,
     LabelIn,
     LineageGraph,
@@ -48,6 +50,7 @@ from backend.schemas import (
     WhoAmI,
     WindowDrift,
 )
+from backend.schemas.feedback_loops import FeedbackLoopReport
 from backend.schemas.review import (
     ReviewAnswer,
     ReviewBatch,
@@ -220,6 +223,27 @@ class ApiClient:
     def review_stats(self, model: str) -> ReviewStats:
         return self._get(f"/api/v1/models/{model}/review/stats", ReviewStats)
 
+    # ------------------------------------------------------------------ held-out traffic
+
+    def held_out(self, model: str, window_s: int = 3600) -> HeldOutStatus:
+        """The share held out of the model's influence, its policy and what it covered."""
+        path = f"/api/v1/models/{model}/held-out"
+        return self._get(path, HeldOutStatus, {"window_s": window_s})
+
+    def set_held_out(self, model: str, request: HeldOutRequest) -> HeldOutStatus:
+        """Hold ``request.share_percent`` of the entities out, answered by its policy."""
+        return self._request(
+            "PUT",
+            f"/api/v1/models/{model}/held-out",
+            HeldOutStatus,
+            json=request.model_dump(mode="json"),
+        )
+
+    def clear_held_out(self, model: str, reason: str) -> HeldOutStatus:
+        """Hold nothing out any more (audited with ``reason``)."""
+        path = f"/api/v1/models/{model}/held-out"
+        return self._request("DELETE", path, HeldOutStatus, params={"reason": reason})
+
     # ------------------------------------------------------------------ drift and performance
 
     def window_drift(
@@ -256,6 +280,28 @@ class ApiClient:
         if version:
             params["version"] = version
         return self._get(f"/api/v1/models/{model}/performance", PerformanceReport, params=params)
+
+    def feedback_loops(
+        self,
+        model: str,
+        version: str | None = None,
+        window_s: int = 3600,
+        windows: int = 24,
+        outcome: str | None = None,
+        slice_feature: str | None = None,
+    ) -> FeedbackLoopReport:
+        """The feedback-loop indicators of a version (default: the one serving), served against
+        held-out traffic over the last ``windows`` windows, with the held-out share."""
+        params: dict[str, Any] = {"window_s": window_s, "windows": windows}
+        for name, value in (
+            ("version", version),
+            ("outcome", outcome),
+            ("slice_feature", slice_feature),
+        ):
+            if value:
+                params[name] = value
+        path = f"/api/v1/models/{model}/feedback-loops"
+        return self._get(path, FeedbackLoopReport, params=params)
 
     # ------------------------------------------------------------------ live
 

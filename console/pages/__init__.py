@@ -6,6 +6,7 @@ from console.pages.alerts import AlertsPage
 from console.pages.base import Page
 from console.pages.deployments import DeploymentsPage
 from console.pages.drift import DriftPage
+from console.pages.feedback_loops import FeedbackLoopsPage
 from console.pages.lineage import LineagePage
 from console.pages.live import LivePage
 from console.pages.models import ModelsPage
@@ -14,14 +15,15 @@ from console.pages.performance import PerformancePage
 from console.pages.review import ReviewPage
 
 # The Overview first: the page an operator opens to see whether all is well; then what watches
-# the models (alerts, live traffic, drift, quality), then what changes them; then the review
-# of held-out examples.
+# the models (alerts, live traffic, drift, quality, feedback loops), then what changes them;
+# then the review of held-out examples.
 PAGES: tuple[type[Page], ...] = (
     OverviewPage,
     AlertsPage,
     LivePage,
     DriftPage,
     PerformancePage,
+    FeedbackLoopsPage,
     LineagePage,
     ModelsPage,
     DeploymentsPage,

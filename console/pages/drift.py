@@ -11,19 +11,19 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from PySide6.QtCore import QItemSelection, Qt, QTimer
-from PySide6.QtGui import QHideEvent, QKeySequence, QShowEvent
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtCore import QItemSelection, Qt
+from PySide6.QtWidgets import QComboBox, QVBoxLayout, QWidget
 
-from backend.schemas import DriftSeries, ModelInfo, WindowDrift
+from backend.schemas import DriftSeries, WindowDrift
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
-from console.pages.base import ALL_ROLES, Page
-from console.resources import colour
-from console.widgets.common import make_button, make_label, make_splitter
+from console.pages.base import ALL_ROLES
+from console.pages.refreshing import ModelPage
+from console.widgets.common import make_label, make_splitter
 from console.widgets.drift_distribution import NOTHING, DistributionOverlay
 from console.widgets.drift_table import FeatureDriftTable, FeatureRow
 from console.widgets.drift_verdict import DriftVerdict
+from console.widgets.version_choice import VersionChoice
 
 # label, seconds
 WINDOWS: tuple[tuple[str, int], ...] = (
@@ -34,7 +34,6 @@ WINDOWS: tuple[tuple[str, int], ...] = (
 )
 SERIES_WINDOWS = 24
 REFRESH_MS = 30_000
-ALL_VERSIONS = ""
 
 
 def trends(series: DriftSeries | None) -> dict[str, tuple[list[float | None], list[bool]]]:
@@ -57,7 +56,7 @@ def _clock(moment: datetime) -> str:
     return moment.astimezone().strftime("%d %b %H:%M")
 
 
-class DriftPage(Page):
+class DriftPage(ModelPage):
     key = "drift"
     title = "Drift"
     icon = "drift"
@@ -66,26 +65,23 @@ class DriftPage(Page):
         "with training, and what to do when it changed."
     )
     roles = ALL_ROLES
+    refresh_ms = REFRESH_MS
+    shown_as = "the report"
+    model_tip = "The model whose inputs are compared with its training data."
 
     def __init__(self, context: ConsoleContext):
         super().__init__(context)
-        self.models: dict[str, ModelInfo] = {}
         self.drift: WindowDrift | None = None
         self.series: DriftSeries | None = None
         self.loaded_at: float | None = None
         self.series_error: str | None = None
-        self._wanted_model = str(context.settings.value("drift/model", "") or "")
 
-        self.model_choice = QComboBox()
-        self.model_choice.setToolTip("The model whose inputs are compared with its training data.")
-        self.model_choice.setMinimumContentsLength(12)
-        self.version_choice = QComboBox()
-        self.version_choice.setToolTip(
+        self.version_choice = VersionChoice(
             "All versions together, or one version's traffic only (each version is compared "
-            "with its own training data)."
+            "with its own training data).",
+            lambda _model: "All versions",
+            mark_serving=True,
         )
-        self.version_choice.setMinimumContentsLength(10)
-        self.version_choice.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.window_choice = QComboBox()
         self.window_choice.setToolTip(
             "How much recent traffic is compared with the training data. Short windows react "
@@ -96,12 +92,9 @@ class DriftPage(Page):
         self.window_choice.setCurrentIndex(
             min(int(context.settings.value("drift/window", 0) or 0), len(WINDOWS) - 1)
         )
-        self.refresh_button = make_button(
-            "Refresh", "Compare again now (F5); the page also refreshes every 30 s.", self.refresh
+        self.refresh_button = self.make_refresh_button(
+            "Compare again now (F5); the page also refreshes every 30 s."
         )
-        self.refresh_button.setShortcut(QKeySequence("F5"))
-        self.status = make_label("Not loaded yet.", name="muted")
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         self.verdict = DriftVerdict()
         self.table = FeatureDriftTable()
@@ -122,121 +115,46 @@ class DriftPage(Page):
         if state is not None:
             self.splitter.restoreState(state)
 
-        selectors = QHBoxLayout()
-        for label, widget in (
-            ("Model", self.model_choice),
-            ("Version", self.version_choice),
-            ("Window", self.window_choice),
-        ):
-            selectors.addWidget(make_label(label, widget.toolTip()))
-            selectors.addWidget(widget)
-        selectors.addWidget(self.refresh_button)
-        selectors.addWidget(self.status, 1)
         layout = QVBoxLayout(self)
-        layout.addLayout(selectors)
+        layout.addLayout(
+            self.make_selector_row(
+                (
+                    ("Model", self.model_choice),
+                    ("Version", self.version_choice),
+                    ("Window", self.window_choice),
+                ),
+                self.refresh_button,
+            )
+        )
         layout.addWidget(self.verdict)
         layout.addWidget(self.splitter, 1)
 
-        self.model_choice.currentIndexChanged.connect(self._on_model_changed)
         self.version_choice.currentIndexChanged.connect(self._on_choice_changed)
         self.window_choice.currentIndexChanged.connect(self._on_choice_changed)
-        self.timer = QTimer(self)
-        self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(lambda: self.refresh(replace=False))
 
     # ---------------------------------------------------------------- lifecycle
 
-    def page_shown(self) -> None:
-        self.fetch_models()
-
-    def focus_model(self, model: str) -> None:
-        """Another page sent the user here about ``model``."""
-        self._wanted_model = model
-        index = self.model_choice.findData(model)
-        if index >= 0:
-            self.model_choice.setCurrentIndex(index)
-
-    def connection_changed(self, connected: bool) -> None:
-        if connected and self.isVisible():
-            self.fetch_models()
-        elif not connected and self.drift is not None:
-            self._set_status("The backend is unreachable: showing the report as last loaded.")
-
-    def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)
-        self.timer.start()
-
-    def hideEvent(self, event: QHideEvent) -> None:
-        self.timer.stop()  # nothing to keep fresh while another page is shown
-        super().hideEvent(event)
+    def has_data(self) -> bool:
+        return self.drift is not None
 
     def shutdown(self) -> None:
         super().shutdown()
-        self.timer.stop()
         settings = self.context.settings
-        settings.setValue("drift/model", self.current_model() or self._wanted_model)
         settings.setValue("drift/window", self.window_choice.currentIndex())
         settings.setValue("drift/splitter", self.splitter.saveState())
 
     # ---------------------------------------------------------------- choices
 
-    def current_model(self) -> str:
-        return str(self.model_choice.currentData() or "")
-
-    def current_version(self) -> str:
-        return str(self.version_choice.currentData() or "")
-
     def window_s(self) -> int:
         return int(self.window_choice.currentData())
 
-    def fetch_models(self) -> None:
-        self.call_backend(
-            "models", lambda client: client.models(), self._on_models, self._on_models_failed
+    def show_no_models(self) -> None:
+        self.verdict.show_message(
+            "No models yet",
+            "Drift appears here once a model is registered and answers requests.",
         )
 
-    def _on_models(self, models: list[ModelInfo]) -> None:
-        self.models = {model.name: model for model in models}
-        wanted = self.current_model() or self._wanted_model
-        box = self.model_choice
-        box.blockSignals(True)
-        try:
-            box.clear()
-            for name in sorted(self.models):
-                box.addItem(name, name)
-            box.setCurrentIndex(max(box.findData(wanted), 0))
-        finally:
-            box.blockSignals(False)
-        if not self.models:
-            self.verdict.show_message(
-                "No models yet",
-                "Drift appears here once a model is registered and answers requests.",
-            )
-            self._set_status("")
-            return
-        self._fill_versions()
-        self.refresh()
-
-    def _on_models_failed(self, error: Exception) -> None:
-        self._set_status(f"Could not load the models: {describe_error(error)}", "bad")
-
-    def _fill_versions(self) -> None:
-        model = self.models.get(self.current_model())
-        wanted = self.current_version()
-        box = self.version_choice
-        box.blockSignals(True)
-        try:
-            box.clear()
-            box.addItem("All versions", ALL_VERSIONS)
-            for version in reversed(model.versions if model else []):
-                serving = " (serving)" if model and version.version == model.active_version else ""
-                box.addItem(f"Version {version.version}{serving}", version.version)
-            box.setCurrentIndex(max(box.findData(wanted), 0))
-        finally:
-            box.blockSignals(False)
-
-    def _on_model_changed(self, _index: int) -> None:
-        self._wanted_model = self.current_model()
-        self._fill_versions()
+    def model_changed(self) -> None:
         self._on_choice_changed(0)
 
     def _on_choice_changed(self, _index: int) -> None:
@@ -256,7 +174,7 @@ class DriftPage(Page):
             return
         version = self.current_version() or None
         window_s = self.window_s()
-        self._set_status("Comparing with the training data…")
+        self.set_status("Comparing with the training data…")
         self.call_backend(
             "report",
             lambda client: client.window_drift(model, version, window_s, histograms=True),
@@ -285,13 +203,13 @@ class DriftPage(Page):
         else:
             self.verdict.show_report(window.report, self._window_text(window))
             self._show_rows()
-        self._set_status(self._loaded_text(), "warn" if self.series_error else "muted")
+        self.set_status(self._loaded_text(), "warn" if self.series_error else "muted")
 
     def _on_report_failed(self, error: Exception) -> None:
         reason = describe_error(error)
         if self.drift is None:
             self.verdict.show_message("No drift report", f"The backend gave none: {reason}", "bad")
-        self._set_status(f"Could not load the drift report: {reason}", "bad")
+        self.set_status(f"Could not load the drift report: {reason}", "bad")
 
     def _on_series(self, series: DriftSeries) -> None:
         self.series = series
@@ -303,10 +221,10 @@ class DriftPage(Page):
         # line says why (after the report's own news, never over a report that failed).
         self.series_error = describe_error(error)
         if self.drift is not None:
-            self._set_status(self._loaded_text(), "warn")
+            self.set_status(self._loaded_text(), "warn")
 
     def _loaded_text(self) -> str:
-        text = f"Updated {time.strftime('%H:%M:%S')}; refreshes every 30 s."
+        text = self.updated_text()
         if self.series_error:
             text += f" No trend over earlier windows: {self.series_error}"
         return text
@@ -348,8 +266,3 @@ class DriftPage(Page):
             f"{label} ({_clock(window.start)} to {_clock(window.end)}), {version}, "
             f"{window.rows:,} predictions{reference}"
         )
-
-    def _set_status(self, text: str, tone: str = "muted") -> None:
-        self.status.setText(text)
-        self.status.setStyleSheet(f"color: {colour(tone)};")
-        self.status.setToolTip(text)

@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QTimer
-from PySide6.QtGui import QHideEvent, QKeySequence, QShowEvent
-from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QVBoxLayout
+from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout
 
 from backend.schemas import LineageGraph
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
-from console.pages.base import ALL_ROLES, Page
+from console.pages.base import ALL_ROLES
+from console.pages.refreshing import RefreshingPage
 from console.resources import colour
-from console.widgets.common import make_button, make_label
+from console.widgets.common import make_label
 from console.widgets.lineage_graph import LineageView
 
 # Lineage changes only when versions are registered or deployed: a minute is fresh enough.
 REFRESH_MS = 60_000
 
 
-class LineagePage(Page):
+class LineagePage(RefreshingPage):
     key = "lineage"
     title = "Lineage"
     icon = "lineage"
@@ -35,20 +34,17 @@ class LineagePage(Page):
         "(a model that learns from data its own answers shaped)."
     )
     roles = ALL_ROLES
+    refresh_ms = REFRESH_MS
+    shown_as = "the lineage"
 
     def __init__(self, context: ConsoleContext):
         super().__init__(context)
         self.graph: LineageGraph | None = None
         self.view = LineageView()
-        self.refresh_button = make_button(
-            "Refresh",
-            "Read the lineage again now (F5); it also refreshes every minute.",
-            self.refresh,
+        self.refresh_button = self.make_refresh_button(
+            "Read the lineage again now (F5); it also refreshes every minute."
         )
-        self.refresh_button.setShortcut(QKeySequence("F5"))
         self.summary = make_label(name="heading")
-        self.status = make_label("Not loaded yet.", name="muted")
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         top = QHBoxLayout()
         top.addWidget(self.summary)
         top.addWidget(self.refresh_button)
@@ -56,37 +52,14 @@ class LineagePage(Page):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.view, 1)
-        self.timer = QTimer(self)
-        self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(lambda: self.refresh(replace=False))
 
-    # ---------------------------------------------------------------- lifecycle
-
-    def page_shown(self) -> None:
-        self.refresh()
-
-    def connection_changed(self, connected: bool) -> None:
-        if connected and self.isVisible():
-            self.refresh()
-        elif not connected and self.graph is not None:
-            self._set_status("The backend is unreachable: showing the lineage as last read.")
-
-    def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)
-        self.timer.start()
-
-    def hideEvent(self, event: QHideEvent) -> None:
-        self.timer.stop()
-        super().hideEvent(event)
-
-    def shutdown(self) -> None:
-        super().shutdown()
-        self.timer.stop()
+    def has_data(self) -> bool:
+        return self.graph is not None
 
     # ---------------------------------------------------------------- loading
 
     def refresh(self, replace: bool = True) -> None:
-        self._set_status("Reading…")
+        self.set_status("Reading…")
         self.call_backend(
             "lineage",
             lambda client: client.lineage(),
@@ -108,7 +81,7 @@ class LineagePage(Page):
             )
         else:
             self.summary.setText(f"<span style='color:{colour('ok')}'>No feedback loop</span>")
-        self._set_status(
+        self.set_status(
             f"{len(graph.edges)} declared input{'s' if len(graph.edges) != 1 else ''} across "
             f"{len(graph.nodes)} models; updated {time.strftime('%H:%M:%S')}."
         )
@@ -117,9 +90,4 @@ class LineagePage(Page):
         reason = describe_error(error)
         if self.graph is None:
             self.view.show_message("No lineage", f"The backend gave none: {reason}")
-        self._set_status(f"Could not read the lineage: {reason}", "bad")
-
-    def _set_status(self, text: str, tone: str = "muted") -> None:
-        self.status.setText(text)
-        self.status.setStyleSheet(f"color: {colour(tone)};")
-        self.status.setToolTip(text)
+        self.set_status(f"Could not read the lineage: {reason}", "bad")

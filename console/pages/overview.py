@@ -12,16 +12,17 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QHideEvent, QResizeEvent, QShowEvent
-from PySide6.QtWidgets import QGridLayout, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QGridLayout, QScrollArea, QVBoxLayout, QWidget
 
 from backend.schemas import ModelInfo, PerformanceReport, WindowDrift
 from console.client import ApiClient, ApiError
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
 from console.model_health import RECENT_S, ModelSnapshot, indicators, summary
-from console.pages.base import ALL_ROLES, Page
+from console.pages.base import ALL_ROLES
+from console.pages.refreshing import RefreshingPage
 from console.widgets.common import make_label
 from console.widgets.model_card import ModelCard, StatusLegend
 
@@ -90,12 +91,13 @@ def read_snapshots(client: ApiClient, slow: SlowReads | None = None) -> list[Mod
     return snapshots
 
 
-class OverviewPage(Page):
+class OverviewPage(RefreshingPage):
     key = "overview"
     title = "Overview"
     icon = "overview"
     tooltip = "Every model at a glance: what serves, how busy, how fast, any alerts."
     roles = ALL_ROLES
+    refresh_ms = REFRESH_MS
 
     def __init__(self, context: ConsoleContext):
         super().__init__(context)
@@ -103,8 +105,8 @@ class OverviewPage(Page):
         self.slow_reads = SlowReads()
         self.refreshed_at: float | None = None
         self.heading = make_label("Your models at a glance", name="heading")
-        self.status = make_label(name="muted", wrap=True)
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status.setText("")
+        self.status.setWordWrap(True)
         self.legend = StatusLegend()
 
         self.grid_host = QWidget()
@@ -129,34 +131,7 @@ class OverviewPage(Page):
         layout.addWidget(self.status)
         layout.addWidget(self.empty_note)
         layout.addWidget(self.cards_area, 1)
-
-        self.timer = QTimer(self)
-        self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(lambda: self.refresh(replace=False))
         self._columns = 0
-
-    # ---------------------------------------------------------------- lifecycle
-
-    def page_shown(self) -> None:
-        self.refresh()
-        self.timer.start()
-
-    def connection_changed(self, connected: bool) -> None:
-        if connected and self.isVisible():
-            self.refresh()
-
-    def hideEvent(self, event: QHideEvent) -> None:
-        self.timer.stop()  # another page is shown, or the window minimised: nothing to show
-        super().hideEvent(event)
-
-    def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)
-        if self.cards and not self.timer.isActive():
-            self.timer.start()  # the window came back from being minimised
-
-    def shutdown(self) -> None:
-        super().shutdown()
-        self.timer.stop()
 
     # ---------------------------------------------------------------- data
 
@@ -189,14 +164,14 @@ class OverviewPage(Page):
             "No models registered yet. Register one (servedeck-server register, or the Models "
             "page) and deploy it: its card appears here."
         )
-        self.status.setText(
+        self.set_status(
             f"Updated {time.strftime('%H:%M:%S')}, every {REFRESH_MS // 1000} s; figures over "
             f"the last minute. Hover a row for what it means; click it for the page that "
             "explains it."
         )
 
     def _failed(self, error: Exception) -> None:
-        self.status.setText(
+        self.set_status(
             f"Could not update the cards: {describe_error(error)}. What you see may be out of "
             "date; the page tries again by itself."
         )

@@ -10,28 +10,26 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QHideEvent, QKeySequence, QShowEvent
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QSizePolicy, QSpinBox, QVBoxLayout
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QVBoxLayout
 
-from backend.schemas import ModelInfo, PerformanceReport
+from backend.schemas import PerformanceReport
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
-from console.pages.base import ALL_ROLES, Page
-from console.resources import colour
-from console.widgets.common import make_button, make_label, make_splitter
+from console.pages.base import ALL_ROLES
+from console.pages.refreshing import ModelPage
+from console.widgets.common import make_splitter
 from console.widgets.performance_chart import PerformanceChart
 from console.widgets.performance_notes import PerformanceNotes, PerformanceWindows
+from console.widgets.version_choice import VersionChoice, serving_label
+from console.widgets.window_span import WindowSpan
 
 # label, seconds
 WINDOW_SIZES: tuple[tuple[str, int], ...] = (("Hourly windows", 3_600), ("Daily windows", 86_400))
-MAX_WINDOWS = 48  # the API's bound
-DEFAULT_WINDOWS = 24
 REFRESH_MS = 30_000
-SERVING = ""
 
 
-class PerformancePage(Page):
+class PerformancePage(ModelPage):
     key = "performance"
     title = "Performance"
     icon = "performance"
@@ -40,43 +38,33 @@ class PerformancePage(Page):
         "estimated before labels arrive, against its acceptable range."
     )
     roles = ALL_ROLES
+    refresh_ms = REFRESH_MS
+    shown_as = "the report"
+    model_tip = "The model whose quality is shown."
 
     def __init__(self, context: ConsoleContext):
         super().__init__(context)
-        self.models: dict[str, ModelInfo] = {}
         self.report: PerformanceReport | None = None
         self.loaded_at: float | None = None
         settings = context.settings
-        self._wanted_model = str(settings.value("performance/model", "") or "")
 
-        self.model_choice = QComboBox()
-        self.model_choice.setToolTip("The model whose quality is shown.")
-        self.model_choice.setMinimumContentsLength(12)
-        self.version_choice = QComboBox()
-        self.version_choice.setToolTip(
+        self.version_choice = VersionChoice(
             "The version whose predictions are measured (each is judged against its own "
-            "acceptable range)."
+            "acceptable range).",
+            serving_label,
+            mark_serving=False,
         )
         self.version_choice.setMinimumContentsLength(12)
-        self.version_choice.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.size_choice = QComboBox()
-        self.size_choice.setToolTip("How long each window (each point on the chart) is.")
-        for label, seconds in WINDOW_SIZES:
-            self.size_choice.addItem(label, seconds)
-        self.size_choice.setCurrentIndex(
-            min(int(settings.value("performance/size", 0) or 0), len(WINDOW_SIZES) - 1)
+        self.span = WindowSpan(
+            WINDOW_SIZES,
+            "How long each window (each point on the chart) is.",
+            "How many windows back the chart looks, the newest last.",
         )
-        self.count_choice = QSpinBox()
-        self.count_choice.setRange(1, MAX_WINDOWS)
-        self.count_choice.setValue(int(settings.value("performance/count", DEFAULT_WINDOWS) or 1))
-        self.count_choice.setSuffix(" windows")
-        self.count_choice.setToolTip("How many windows back the chart looks, the newest last.")
-        self.refresh_button = make_button(
-            "Refresh", "Measure again now (F5); the page also refreshes every 30 s.", self.refresh
+        self.span.restore(settings, "performance")
+        self.size_choice, self.count_choice = self.span.size_choice, self.span.count_choice
+        self.refresh_button = self.make_refresh_button(
+            "Measure again now (F5); the page also refreshes every 30 s."
         )
-        self.refresh_button.setShortcut(QKeySequence("F5"))
-        self.status = make_label("Not loaded yet.", name="muted")
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         self.notes = PerformanceNotes()
         self.chart = PerformanceChart()
@@ -91,121 +79,41 @@ class PerformancePage(Page):
         if state is not None:
             self.splitter.restoreState(state)
 
-        selectors = QHBoxLayout()
-        for label, widget in (
-            ("Model", self.model_choice),
-            ("Version", self.version_choice),
-            ("Windows", self.size_choice),
-        ):
-            selectors.addWidget(make_label(label, widget.toolTip()))
-            selectors.addWidget(widget)
-        selectors.addWidget(self.count_choice)
-        selectors.addWidget(self.refresh_button)
-        selectors.addWidget(self.status, 1)
         layout = QVBoxLayout(self)
-        layout.addLayout(selectors)
+        layout.addLayout(
+            self.make_selector_row(
+                (
+                    ("Model", self.model_choice),
+                    ("Version", self.version_choice),
+                    ("Windows", self.span),
+                ),
+                self.refresh_button,
+            )
+        )
         layout.addWidget(self.splitter, 1)
 
-        self.model_choice.currentIndexChanged.connect(self._on_model_changed)
         self.version_choice.currentIndexChanged.connect(self._on_choice_changed)
-        self.size_choice.currentIndexChanged.connect(self._on_choice_changed)
-        self.count_choice.valueChanged.connect(self._on_choice_changed)
-        self.timer = QTimer(self)
-        self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(lambda: self.refresh(replace=False))
+        self.span.changed.connect(lambda: self._on_choice_changed(0))
 
     # ---------------------------------------------------------------- lifecycle
 
-    def page_shown(self) -> None:
-        self.fetch_models()
-
-    def focus_model(self, model: str) -> None:
-        """Another page sent the user here about ``model``."""
-        self._wanted_model = model
-        index = self.model_choice.findData(model)
-        if index >= 0:
-            self.model_choice.setCurrentIndex(index)
-
-    def connection_changed(self, connected: bool) -> None:
-        if connected and self.isVisible():
-            self.fetch_models()
-        elif not connected and self.report is not None:
-            self._set_status("The backend is unreachable: showing the report as last loaded.")
-
-    def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)
-        self.timer.start()
-
-    def hideEvent(self, event: QHideEvent) -> None:
-        self.timer.stop()
-        super().hideEvent(event)
+    def has_data(self) -> bool:
+        return self.report is not None
 
     def shutdown(self) -> None:
         super().shutdown()
-        self.timer.stop()
         settings = self.context.settings
-        settings.setValue("performance/model", self.current_model() or self._wanted_model)
-        settings.setValue("performance/size", self.size_choice.currentIndex())
-        settings.setValue("performance/count", self.count_choice.value())
+        self.span.save(settings, "performance")
         settings.setValue("performance/splitter", self.splitter.saveState())
 
     # ---------------------------------------------------------------- choices
 
-    def current_model(self) -> str:
-        return str(self.model_choice.currentData() or "")
-
-    def current_version(self) -> str:
-        return str(self.version_choice.currentData() or "")
-
-    def fetch_models(self) -> None:
-        self.call_backend(
-            "models",
-            lambda client: client.models(),
-            self._on_models,
-            lambda error: self._set_status(
-                f"Could not load the models: {describe_error(error)}", "bad"
-            ),
+    def show_no_models(self) -> None:
+        self.notes.show_message(
+            "No models yet", "Quality appears here once a model is registered and serves."
         )
 
-    def _on_models(self, models: list[ModelInfo]) -> None:
-        self.models = {model.name: model for model in models}
-        wanted = self.current_model() or self._wanted_model
-        box = self.model_choice
-        box.blockSignals(True)
-        try:
-            box.clear()
-            for name in sorted(self.models):
-                box.addItem(name, name)
-            box.setCurrentIndex(max(box.findData(wanted), 0))
-        finally:
-            box.blockSignals(False)
-        if not self.models:
-            self.notes.show_message(
-                "No models yet", "Quality appears here once a model is registered and serves."
-            )
-            self._set_status("")
-            return
-        self._fill_versions()
-        self.refresh()
-
-    def _fill_versions(self) -> None:
-        model = self.models.get(self.current_model())
-        wanted = self.current_version()
-        box = self.version_choice
-        box.blockSignals(True)
-        try:
-            box.clear()
-            active = model.active_version if model else None
-            box.addItem(f"Serving version ({active})" if active else "Serving version", SERVING)
-            for version in reversed(model.versions if model else []):
-                box.addItem(f"Version {version.version}", version.version)
-            box.setCurrentIndex(max(box.findData(wanted), 0))
-        finally:
-            box.blockSignals(False)
-
-    def _on_model_changed(self, _index: int) -> None:
-        self._wanted_model = self.current_model()
-        self._fill_versions()
+    def model_changed(self) -> None:
         self._on_choice_changed(0)
 
     def _on_choice_changed(self, _value: int) -> None:
@@ -221,9 +129,9 @@ class PerformancePage(Page):
         if not model:
             return
         version = self.current_version() or None
-        window_s = int(self.size_choice.currentData())
-        count = self.count_choice.value()
-        self._set_status("Measuring…")
+        window_s = self.span.window_s()
+        count = self.span.windows()
+        self.set_status("Measuring…")
         self.call_backend(
             "report",
             lambda client: client.performance(model, version, window_s, count),
@@ -238,7 +146,7 @@ class PerformancePage(Page):
         self.notes.show_report(report)
         self.chart.show_report(report)
         self.windows.show_report(report)
-        self._set_status(f"Updated {time.strftime('%H:%M:%S')}; refreshes every 30 s.")
+        self.set_status(self.updated_text())
 
     def _on_report_failed(self, error: Exception) -> None:
         reason = describe_error(error)
@@ -246,9 +154,4 @@ class PerformancePage(Page):
             self.notes.show_message(
                 "No performance report", f"The backend gave none: {reason}", "bad"
             )
-        self._set_status(f"Could not load the performance report: {reason}", "bad")
-
-    def _set_status(self, text: str, tone: str = "muted") -> None:
-        self.status.setText(text)
-        self.status.setStyleSheet(f"color: {colour(tone)};")
-        self.status.setToolTip(text)
+        self.set_status(f"Could not load the performance report: {reason}", "bad")

@@ -13,16 +13,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QHideEvent, QKeySequence, QShortcut, QShowEvent
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QSizePolicy, QStackedWidget, QVBoxLayout
+from PySide6.QtWidgets import QHBoxLayout, QStackedWidget, QVBoxLayout
 
-from backend.schemas import ModelInfo
 from backend.schemas.review import ReviewBatch, ReviewDecision, ReviewItem, ReviewStats
 from console.client import ApiClient, ApiError
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
-from console.pages.base import ALL_ROLES, Page
+from console.pages.base import ALL_ROLES
+from console.pages.refreshing import ModelPage
 from console.widgets.common import make_label
 from console.widgets.review_example import MAX_CLASS_KEYS, ReviewExampleView, ReviewProgress
 from console.widgets.values import ClassNames
@@ -41,7 +41,7 @@ EMPTY_TITLE = "No held-out examples to review"
 Call = Callable[[ApiClient], Any]
 
 
-class ReviewPage(Page):
+class ReviewPage(ModelPage):
     key = "review"
     title = "Review"
     icon = "review"
@@ -50,6 +50,9 @@ class ReviewPage(Page):
         "the labels train the next version without the model's own influence."
     )
     roles = ALL_ROLES
+    # The stats (throughput, agreement) move while people review; new examples appear.
+    refresh_ms = STATS_MS
+    model_tip = "The model whose held-out examples you review."
 
     def __init__(self, context: ConsoleContext):
         super().__init__(context)
@@ -64,13 +67,7 @@ class ReviewPage(Page):
         self.deciding = False
         self.last_batch: ReviewBatch | None = None
         self.stats: ReviewStats | None = None
-        self._wanted_model = str(context.settings.value("review/model", "") or "")
-
-        self.model_choice = QComboBox()
-        self.model_choice.setToolTip("The model whose held-out examples you review.")
-        self.model_choice.setMinimumContentsLength(12)
-        self.status = make_label("", name="muted")
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status.setText("")
         self.help = make_label(HELP, wrap=True)
         self.progress = ReviewProgress()
         self.example = ReviewExampleView()
@@ -90,7 +87,6 @@ class ReviewPage(Page):
         layout.addWidget(self.progress)
         layout.addWidget(self.stack, 1)
 
-        self.model_choice.currentIndexChanged.connect(self._on_model_changed)
         self.example.answer_chosen.connect(self.answer)
         self.example.skip_requested.connect(self.skip)
         self.example.undo_requested.connect(self.undo)
@@ -104,9 +100,6 @@ class ReviewPage(Page):
         self._shortcut("U", self.undo)
         self._shortcut("Left", lambda: self.move(-1))
         self._shortcut("Right", lambda: self.move(1))
-        self.timer = QTimer(self)
-        self.timer.setInterval(STATS_MS)
-        self.timer.timeout.connect(self._tick)
         self._show_empty("Loading the models…")
 
     def _shortcut(self, keys: str, slot: Callable[[], None]) -> None:
@@ -118,79 +111,39 @@ class ReviewPage(Page):
 
     # ---------------------------------------------------------------- lifecycle
 
-    def page_shown(self) -> None:
-        self.fetch_models()
-
-    def focus_model(self, model: str) -> None:
-        self._wanted_model = model
-        index = self.model_choice.findData(model)
-        if index >= 0:
-            self.model_choice.setCurrentIndex(index)
-
-    def connection_changed(self, connected: bool) -> None:
-        if connected and self.isVisible():
-            self.fetch_models()
-
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         for shortcut in self.shortcuts:
             shortcut.setEnabled(True)
-        self.timer.start()
 
     def hideEvent(self, event: QHideEvent) -> None:
         for shortcut in self.shortcuts:
             shortcut.setEnabled(False)
-        self.timer.stop()
         super().hideEvent(event)
 
     def shutdown(self) -> None:
-        self.timer.stop()
         self.pending.clear()
         super().shutdown()
 
-    def _tick(self) -> None:
+    def refresh(self, replace: bool = True) -> None:
+        """The stats again, and the queue when nothing is left to review (new held-out traffic
+        appears without a key press); a batch on its way is never replaced by a poll."""
         if not self.model:
             return
         self.fetch_stats()
         if not self.items:
-            self.fetch_batch()  # new held-out traffic appears without a key press
+            self.fetch_batch()
 
     # ---------------------------------------------------------------- models and batches
 
-    def fetch_models(self) -> None:
-        self.call_backend(
-            "models",
-            lambda client: client.models(),
-            self._take_models,
-            lambda error: self._set_status(f"Could not read the models: {describe_error(error)}"),
-        )
+    def show_no_models(self) -> None:
+        self._show_empty("There are no models yet: register one on the Models page.")
 
-    def _take_models(self, models: list[ModelInfo]) -> None:
-        names = [model.name for model in models]
-        if names == [self.model_choice.itemData(i) for i in range(self.model_choice.count())]:
-            if self.model and not self.items:
-                self.fetch_batch()
-            return
-        wanted = self._wanted_model or self.model
-        self.model_choice.blockSignals(True)
-        self.model_choice.clear()
-        for name in names:
-            self.model_choice.addItem(name, name)
-        self.model_choice.blockSignals(False)
-        if not names:
-            self._show_empty("There are no models yet: register one on the Models page.")
-            return
-        index = self.model_choice.findData(wanted)
-        self.model_choice.setCurrentIndex(max(index, 0))
-        self._on_model_changed()
-
-    def _on_model_changed(self) -> None:
-        model = self.model_choice.currentData() or ""
+    def model_changed(self) -> None:
+        model = self.current_model()
         if model == self.model:
             return
         self.model = model
-        self._wanted_model = ""
-        self.context.settings.setValue("review/model", model)
         self.items, self.position, self.decided = [], 0, set()
         self._show_empty(f"Reading the held-out examples of {model}…")
         self.fetch_batch()
@@ -204,7 +157,7 @@ class ReviewPage(Page):
             "next",
             lambda client: client.review_next(model, BATCH),
             self._take_batch,
-            lambda error: self._set_status(
+            lambda error: self.set_status(
                 f"Could not read the next examples: {describe_error(error)}"
             ),
         )
@@ -255,9 +208,6 @@ class ReviewPage(Page):
         self.empty.setText(text)
         self.stack.setCurrentWidget(self.empty)
 
-    def _set_status(self, text: str) -> None:
-        self.status.setText(text)
-
     def move(self, step: int) -> None:
         if self.items:
             self.position = max(0, min(self.position + step, len(self.items) - 1))
@@ -271,7 +221,7 @@ class ReviewPage(Page):
             self.answer(label)
         elif self.current() is not None:
             count = len(self.example.class_buttons)
-            self._set_status(f"{digit} is no class of this model: use 1 to {count}.")
+            self.set_status(f"{digit} is no class of this model: use 1 to {count}.")
 
     def answer(self, label: Any) -> None:
         item = self._take_current()
@@ -303,14 +253,14 @@ class ReviewPage(Page):
                 self.items.insert(self.position, item)
             self.position = next(i for i, shown in enumerate(self.items) if shown.item == item.item)
             verb = "answer" if result.undone.decision == "answer" else "skip"
-            self._set_status(f"Took back your {verb} on request {item.request_id}.")
+            self.set_status(f"Took back your {verb} on request {item.request_id}.")
             self._show_current()
             self.fetch_stats()
 
         self._enqueue(lambda client: client.review_undo(model), undone, self._undo_failed)
 
     def _undo_failed(self, error: Exception) -> None:
-        self._set_status(f"Nothing undone: {describe_error(error)}.")
+        self.set_status(f"Nothing undone: {describe_error(error)}.")
 
     def _take_current(self) -> ReviewItem | None:
         """The example shown, taken out of the batch (the next one shows at once)."""
@@ -327,11 +277,11 @@ class ReviewPage(Page):
 
         def decided(result: ReviewDecision) -> None:
             extra = f" ({result.note})" if result.note else ""
-            self._set_status(f"{done_text}: request {item.request_id}.{extra}")
+            self.set_status(f"{done_text}: request {item.request_id}.{extra}")
             self.fetch_stats()
 
         def failed(error: Exception) -> None:
-            self._set_status(f"Request {item.request_id} not recorded: {describe_error(error)}.")
+            self.set_status(f"Request {item.request_id} not recorded: {describe_error(error)}.")
             if isinstance(error, ApiError) and error.status in (404, 409):
                 return  # not this reviewer's any more (taken over, or gone): leave it out
             # No answer from the backend: the example comes back to be decided again.

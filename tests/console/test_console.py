@@ -22,6 +22,7 @@ ALL_PAGES = [
     "live",
     "drift",
     "performance",
+    "feedback_loops",
     "lineage",
     "models",
     "deploy",
@@ -48,6 +49,7 @@ def test_connects_and_shows_the_pages_of_the_role(qtbot, make_context, backend: 
         "live",
         "drift",
         "performance",
+        "feedback_loops",
         "lineage",
         "models",
         "deploy",
@@ -65,6 +67,7 @@ def test_support_sees_only_the_monitoring_views(qtbot, make_context, backend: Ba
         "live",
         "drift",
         "performance",
+        "feedback_loops",
         "lineage",
         "review",
     ]
@@ -273,6 +276,7 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
             "deploy": lambda page=page: page.model is not None,
             "drift": lambda page=page: page.drift is not None,
             "performance": lambda page=page: page.report is not None,
+            "feedback_loops": lambda page=page: page.report is not None,
             "lineage": lambda page=page: page.graph is not None,
             # An example shown (the held-out rows added above): its answer controls.
             "review": lambda page=page: page.current() is not None,
