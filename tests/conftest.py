@@ -160,9 +160,7 @@ def _copied_workspace(
 
 
 @pytest.fixture
-def workspace(
-    _templates: _Templates, database_kind: str, tmp_path: Path
-) -> Iterator[Workspace]:
+def workspace(_templates: _Templates, database_kind: str, tmp_path: Path) -> Iterator[Workspace]:
     """The toy models registered and serving, in SQLite and in PostgreSQL."""
     yield from _copied_workspace(_templates, database_kind, True, tmp_path)
 
