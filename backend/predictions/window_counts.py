@@ -145,10 +145,11 @@ class _Window:
     features: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
 
-    def encoded(self) -> str:
+    def encoded(self) -> tuple[str, ParsedWindow]:
         from backend.predictions.window_layout import encode
 
-        return encode(self.counted())
+        counted = self.counted()
+        return encode(counted), counted
 
     def counted(self) -> ParsedWindow:
         """The window's counts in the stored layout (``window_layout``)."""
@@ -306,6 +307,9 @@ class WindowDelta:
     bucket_start: int
     rows: int
     counts: str  # the window layout's JSON text
+    # The same counts parsed, for the committing store's fold cache (``FoldCache``): a writer
+    # folding its own deltas need not parse back what it has just encoded.
+    parsed: ParsedWindow | None = field(default=None, compare=False, repr=False)
 
 
 class WindowCounter:
@@ -341,13 +345,14 @@ class WindowCounter:
         deltas = []
         for (model, version, route, minute), window in windows.items():
             try:
-                counts = window.encoded()
+                counts, parsed = window.encoded()
             except Exception:
                 # Never a reason to hold up or set aside the rows themselves.
                 log.exception("drift window counts of %s version %s failed", model, version)
                 self.malformed += len(window.features)
                 continue
-            deltas.append(WindowDelta(model, version, route, minute, len(window.features), counts))
+            counted = len(window.features)
+            deltas.append(WindowDelta(model, version, route, minute, counted, counts, parsed))
         return deltas
 
     def _decode(self, group: list[list[Any]], window: _Window) -> None:
@@ -446,8 +451,9 @@ def _by_window(rows: Iterable[list[Any]], counter: WindowCounter) -> dict[Window
 
 # A bucket: (model, version, route, resolution_s, bucket_start).
 BucketKey = tuple[str, str, str, int, int]
-# A delta row as read for folding: (model, version, route, bucket_start, counts JSON text).
-DeltaRow = tuple[str, str, str, int, str]
+# A delta row as read for folding: (model, version, route, bucket_start, counts), the counts as
+# JSON text, or already parsed (the fold cache's).
+DeltaRow = tuple[str, str, str, int, "str | ParsedWindow"]
 
 
 def fold(deltas: Iterable[DeltaRow]) -> dict[BucketKey, ParsedWindow]:
@@ -457,7 +463,7 @@ def fold(deltas: Iterable[DeltaRow]) -> dict[BucketKey, ParsedWindow]:
     parts: dict[BucketKey, list[ParsedWindow]] = {}
     for model, version, route, bucket_start, counts in deltas:
         try:
-            part = parse(counts)
+            part = counts if not isinstance(counts, str) else parse(counts)
         except Exception:
             # One unreadable delta must not stop every fold after it (the fold would roll
             # back and retry the same rows forever): it is dropped with the folded ones.

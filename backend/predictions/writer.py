@@ -139,6 +139,8 @@ class Writer:
         self.spool_dir = Path(config.spool_dir)
         self.parent_dir = self.spool_dir / config.owner
         self.parent = Drainer(store(), self.spool_dir, config.count_windows)
+        # This store both commits and folds: its folds take its own deltas from memory.
+        self.parent.store.keep_fold_cache()
         # The last position told to the parent, per segment; and whether it asked (a flush).
         self._told: dict[int, int] = {}
         self._asked = False
