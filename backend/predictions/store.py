@@ -7,7 +7,9 @@ The same transaction inserts the drift-window deltas counting those rows (``wind
 so the counts are exactly once with the rows; ``fold_windows`` moves closed minutes' deltas
 into minute and hour buckets, safely with several writers (SQLite: the write lock of BEGIN
 IMMEDIATE; PostgreSQL: delta rows taken FOR UPDATE SKIP LOCKED, bucket rows locked in key
-order).
+order). A writer's fold takes the deltas it committed itself and the buckets it wrote last from
+memory (``FoldCache``) instead of reading and parsing them back: that was about half of what
+folding cost.
 """
 
 from __future__ import annotations
