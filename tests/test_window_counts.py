@@ -619,16 +619,19 @@ def test_kill_of_the_writer_process_mid_stream_keeps_counts_exact(store: Workspa
 
 def _earlier_layout(text: str) -> str:
     """A window's counts as writers before the array layout stored them: numerical counts and
-    sums as {bin text: value} maps."""
+    sums as {bin text: value} maps, per feature."""
     window = orjson.loads(text)
     parsed = parse(text)
-    for name, feature in window["features"].items():
-        if feature["kind"] == "numerical":
-            bins, counts, sums, _n, _missing = parsed.numerical[name]
-            del feature["bins"]
-            keys = [str(b) for b in bins.tolist()]
-            feature["counts"] = dict(zip(keys, counts.astype(int).tolist(), strict=True))
-            feature["sums"] = dict(zip(keys, sums.tolist(), strict=True))
+    del window["numerical"]
+    for name, (bins, counts, sums, n, missing) in parsed.numerical.items():
+        keys = [str(b) for b in bins.tolist()]
+        window["features"][name] = {
+            "kind": "numerical",
+            "counts": dict(zip(keys, counts.astype(int).tolist(), strict=True)),
+            "sums": dict(zip(keys, sums.tolist(), strict=True)),
+            "n": n,
+            "missing": missing,
+        }
     return orjson.dumps(window).decode()
 
 

@@ -371,6 +371,9 @@ class DriftWindowDeltaRow(Base):
     rows: Mapped[int] = mapped_column(Integer)
     # A current-window summary (sparse JSON text, summary_layout's window layout).
     counts: Mapped[str] = mapped_column(Text)
+    # Random, given by the committing writer: its fold knows its own deltas by it and takes
+    # them from memory (``store.FoldCache``). None in deltas stored before migration 0016.
+    tag: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class DriftWindowBucketRow(Base):

@@ -55,6 +55,11 @@ class Drainer:
         # Committed offsets known to this drainer, by segment key.
         self._committed: dict[str, int] = {}
 
+    @property
+    def counted_rows(self) -> int:
+        """Rows counted into drift-window deltas so far."""
+        return 0 if self.counter is None else self.counter.counted
+
     def forget_offsets(self) -> None:
         """Another drainer committed meanwhile: read the offsets from the store again."""
         self._committed.clear()

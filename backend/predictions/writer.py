@@ -43,8 +43,10 @@ from backend.predictions.drain import Drainer
 from backend.predictions.spool import claim_owner, owner_database, owner_directories, remove_owner
 from backend.predictions.store import OffsetConflict, SegmentStore, open_store
 from backend.predictions.window_counts import (
+    FOLD_AT_MOST_S,
     FOLD_BATCH,
     FOLD_EVERY_S,
+    FOLD_ROWS,
     HOUR_RETENTION_S,
     MINUTE_RETENTION_S,
     MINUTE_S,
@@ -139,11 +141,17 @@ class Writer:
         self.spool_dir = Path(config.spool_dir)
         self.parent_dir = self.spool_dir / config.owner
         self.parent = Drainer(store(), self.spool_dir, config.count_windows)
+        # This store both commits and folds: its folds take its own deltas from memory.
+        self.parent.store.keep_fold_cache()
         # The last position told to the parent, per segment; and whether it asked (a flush).
         self._told: dict[int, int] = {}
         self._asked = False
         self.retention = Retention(config.window_minute_retention_s, config.window_hour_retention_s)
         self._next_fold = time.monotonic()
+        self._last_fold = time.monotonic()
+        # Rows counted when the deltas were last folded, and at the last round.
+        self._counted_at_fold = 0
+        self._counted_last_round = 0
 
     def run(self, inbox: BinaryIO) -> None:
         frames: queue.Queue[Frame | None] = queue.Queue()
@@ -200,9 +208,23 @@ class Writer:
     def _fold_if_due(self) -> None:
         """Fold the drift-window deltas so far, the minute in progress's too (a backlog in
         several rounds): a window read then sums a few bucket rows, not one delta per commit
-        (at 5,000 requests/s a minute of deltas was ~100 MB to parse for every read)."""
-        if time.monotonic() < self._next_fold:
+        (at 5,000 requests/s a minute of deltas was ~100 MB to parse for every read). At most
+        every FOLD_EVERY_S; while rows keep coming, once FOLD_ROWS wait or FOLD_AT_MOST_S
+        passed; when they stop, at once."""
+        started = time.monotonic()
+        if started < self._next_fold:
             return
+        counted = self.parent.counted_rows
+        waiting, coming = counted - self._counted_at_fold, counted != self._counted_last_round
+        self._counted_last_round = counted
+        if (
+            waiting
+            and coming
+            and waiting < FOLD_ROWS
+            and started - self._last_fold < FOLD_AT_MOST_S
+        ):
+            return  # rows keep coming: fold them in larger steps (see FOLD_ROWS)
+        self._counted_at_fold, self._last_fold = counted, started
         now = time.time()
         before = int(now // MINUTE_S * MINUTE_S) + MINUTE_S
         try:
