@@ -1,7 +1,7 @@
 """drift window deltas: a tag per delta, so a writer folding its own deltas knows them
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-03 07:00:00
 
 ``drift_window_deltas.tag`` is a random 63-bit number the committing writer gives each delta.
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
