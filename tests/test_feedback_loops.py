@@ -387,6 +387,7 @@ def test_the_api_checks_roles_and_parameters_and_says_what_does_not_apply(
     for params, field in (
         ({"window_s": 10}, "window_s"),
         ({"windows": 49}, "windows"),
+        ({"window_s": 86_400, "windows": 15}, "windows"),  # beyond the 14-day span
         ({"end": "nan"}, "end"),
         ({"outcome": "maybe"}, "outcome"),
         ({"slice_feature": "age"}, "slice_feature"),

@@ -84,8 +84,9 @@ BEYOND_THE_SCHEMA = {
     # regressor), rules must name its features, a fallback must be another version or model.
     "PUT /api/v1/models/{name}/held-out": "answers and features must fit the serving version",
     # The outcome and the slice feature are checked against the version: a class of it and a
-    # feature of it (any text otherwise).
-    "GET /api/v1/models/{name}/feedback-loops": "outcome and slice_feature must fit the version",
+    # feature of it (any text otherwise), and the span (window length x windows) is bounded,
+    # which a parameter list cannot state.
+    "GET /api/v1/models/{name}/feedback-loops": "outcome, slice_feature and span must fit",
     # A reviewer's answer must be one of the model's classes (free-form JSON otherwise).
     "POST /api/v1/models/{name}/review/{item}/answer": "an answer must be one of the classes",
 }

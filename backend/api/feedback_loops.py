@@ -11,10 +11,11 @@ from backend.api.deps import CurrentPrincipal, CurrentWorkspace
 from backend.api.errors import ERRORS
 from backend.api.performance import MAX_WINDOW_S, MAX_WINDOWS, MIN_WINDOW_S
 from backend.auth import read_scope
-from backend.errors import NotFound
+from backend.errors import InputError, NotFound
 from backend.monitoring.feedback_loops.report import feedback_loop_report
 from backend.monitoring.rules import RuleStore
 from backend.schemas import FeedbackLoopReport
+from backend.schemas.feedback_loops import MAX_REPORT_SPAN_S
 
 router = APIRouter(prefix="/api/v1", tags=["Monitoring"], responses=ERRORS)
 
@@ -70,6 +71,13 @@ def model_feedback_loops(
     per slice of a feature, and exposure concentration. Classifiers only, except the label
     counts; a regression model's report says which do not apply."""
     read_scope(principal, "read_predictions", name)
+    if window_s * windows > MAX_REPORT_SPAN_S:
+        # A report reads every minute of its span per route: a bound on what one request costs.
+        raise InputError(
+            f"{windows} windows of {window_s} s span more than {MAX_REPORT_SPAN_S // 86_400} days: "
+            "ask for fewer or shorter windows",
+            "windows",
+        )
     registry = workspace.registry
     chosen = version or registry.get_model(name).active_version
     if chosen is None:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy import and_, delete, exists, false, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -278,6 +278,10 @@ def sync_label_outcomes(session: Session, keys: Iterable[LabelKey]) -> int:
     wanted = list(dict.fromkeys(keys))
     if not wanted:
         return 0
+    if session.get_bind().dialect.name == "sqlite":
+        # The store's write lock before the reads below (pysqlite begins a transaction only at
+        # the first write): a label counted by two writers at once would be counted twice.
+        session.execute(delete(LoopContributionRow).where(false()))
     labels = _labels(session, wanted)
     predictions = _predictions(session, wanted)
     before = _contributions(session, wanted)
@@ -340,7 +344,8 @@ def sync_label_outcomes(session: Session, keys: Iterable[LabelKey]) -> int:
         )
         counted += 1
     session.flush()
-    for where, delta in groups.items():
+    # Always in the same order, or two writers locking minutes in turn deadlock (PostgreSQL).
+    for where, delta in sorted(groups.items()):
         _apply(session, where, delta)
     return counted
 
@@ -389,11 +394,12 @@ def _apply(session: Session, group: tuple[str, str, str, int], delta: Counts) ->
         labelled = round(
             sum(v for k, v in kept.items() if k == ("n",) or (k[0] == "s" and k[3:] == ("n",)))
         )
-        if labelled <= 0:
-            session.execute(delete(LoopCountRow).where(where))
-            continue
+        # A row whose labels were all taken out stays (empty): deleting it would let a writer
+        # that found it before the delete add its counts to a row that is gone (PostgreSQL).
         session.execute(
-            update(LoopCountRow).where(where).values(labelled=labelled, counts=_encode(kept))
+            update(LoopCountRow)
+            .where(where)
+            .values(labelled=max(labelled, 0), counts=_encode(kept))
         )
 
 
@@ -419,10 +425,13 @@ def _labels(session: Session, keys: Sequence[LabelKey]) -> dict[LabelKey, tuple[
                 LabelRow.row_index,
                 LabelRow.label,
                 LabelRow.influenced,
-            ).where(
+            )
+            .where(
                 LabelRow.model.in_({k[0] for k in chunk}),
                 LabelRow.request_id.in_({k[1] for k in chunk}),
             )
+            # Held until commit: a label is counted by one writer at a time (PostgreSQL).
+            .with_for_update()
         )
         for model, request_id, row_index, label, influenced in rows:
             key = (model, request_id, row_index)
@@ -469,10 +478,12 @@ def _contributions(session: Session, keys: Sequence[LabelKey]) -> dict[LabelKey,
     wanted = set(keys)
     for chunk in _chunks(keys):
         rows = session.scalars(
-            select(LoopContributionRow).where(
+            select(LoopContributionRow)
+            .where(
                 LoopContributionRow.model.in_({k[0] for k in chunk}),
                 LoopContributionRow.request_id.in_({k[1] for k in chunk}),
             )
+            .with_for_update()
         )
         for row in rows:
             key = (row.model, row.request_id, row.row_index)

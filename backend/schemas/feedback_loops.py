@@ -29,6 +29,8 @@ from backend.schemas.held_out import HeldOutStatus
 # whose confidence interval excludes none and at least half the alert threshold; alert: at
 # least the threshold.
 LoopStatus = Literal["ok", "warn", "alert"]
+# The longest span (window length x windows) one report covers: it reads every minute of it.
+MAX_REPORT_SPAN_S = 14 * 86_400
 IndicatorName = Literal[
     "outcome_rate_gap",
     "performance_gap",

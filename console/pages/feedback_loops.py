@@ -19,7 +19,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QTabWidget, QVBoxLayout, QWidget
 
 from backend.schemas import HeldOutRequest, HeldOutStatus, LineageGraph
-from backend.schemas.feedback_loops import FeedbackLoopReport
+from backend.schemas.feedback_loops import MAX_REPORT_SPAN_S, FeedbackLoopReport
 from console.client import ApiClient
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
@@ -97,6 +97,7 @@ class FeedbackLoopsPage(ModelPage):
             "How long each window (each point on the charts) is.",
             "How many windows back the page looks; the headline numbers cover them all.",
             default_size=DEFAULT_SIZE,
+            max_span_s=MAX_REPORT_SPAN_S,
         )
         self.span.restore(settings, "feedback_loops")
         self.outcome_choice = QComboBox()

@@ -120,6 +120,8 @@ class HeldOutPanel(QFrame):
         layout.addStretch(1)
         self.reason.textChanged.connect(self._update_buttons)
         self.error_dialog: QWidget | None = None
+        # What the editor was last filled from: (settings, class values).
+        self._editor_shows: tuple[Any, list[Any]] | None = None
         self.set_may_edit(False)
 
     def set_may_edit(self, may: bool) -> None:
@@ -142,11 +144,16 @@ class HeldOutPanel(QFrame):
         # The backend's explanation already counts the coverage: say it once.
         self.coverage.setVisible(not status.explanation)
         settings = status.settings
-        self.share.setValue(settings.share_percent if settings else DEFAULT_HELD_OUT_PERCENT)
+        shown = (settings, [value for value, _ in answers])
+        # A refresh (every 30 s) must not undo what someone is typing: the editor is refilled
+        # only when the stored settings or the classes changed, never while a reason is typed.
+        if shown != self._editor_shows and not self.reason.text().strip():
+            self._editor_shows = shown
+            self.share.setValue(settings.share_percent if settings else DEFAULT_HELD_OUT_PERCENT)
+            self.answer.clear()
+            for value, name in answers:
+                self.answer.addItem(name if name == str(value) else f"{name} ({value})", value)
         needs_answer = settings is None
-        self.answer.clear()
-        for value, name in answers:
-            self.answer.addItem(name if name == str(value) else f"{name} ({value})", value)
         self.answer.setVisible(needs_answer)
         self.answer_row_label.setVisible(needs_answer)
         self._update_buttons()
@@ -161,6 +168,7 @@ class HeldOutPanel(QFrame):
 
     def action_done(self) -> None:
         self.reason.clear()
+        self._editor_shows = None  # the next status fills the editor with what is stored
 
     def _update_buttons(self) -> None:
         has_reason = bool(self.reason.text().strip())

@@ -19,9 +19,12 @@ class WindowSpan(QWidget):
         size_tip: str,
         count_tip: str,
         default_size: int = 0,
+        max_span_s: int | None = None,
     ):
         super().__init__()
         self.default_size = default_size
+        # A report may bound its whole span: fewer windows are offered for longer ones.
+        self.max_span_s = max_span_s
         self.size_choice = QComboBox()
         self.size_choice.setToolTip(size_tip)
         for label, seconds in sizes:
@@ -37,8 +40,19 @@ class WindowSpan(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.size_choice)
         layout.addWidget(self.count_choice)
-        self.size_choice.currentIndexChanged.connect(lambda _i: self.changed.emit())
+        self._bound_count()
+        self.size_choice.currentIndexChanged.connect(self._size_changed)
         self.count_choice.valueChanged.connect(lambda _v: self.changed.emit())
+
+    def _size_changed(self) -> None:
+        self._bound_count()
+        self.changed.emit()
+
+    def _bound_count(self) -> None:
+        most = MAX_WINDOWS
+        if self.max_span_s is not None:
+            most = max(1, min(MAX_WINDOWS, self.max_span_s // max(1, self.window_s())))
+        self.count_choice.setMaximum(most)
 
     def window_s(self) -> int:
         return int(self.size_choice.currentData())
@@ -52,6 +66,7 @@ class WindowSpan(QWidget):
         try:
             size = int(settings.value(f"{prefix}/size", self.default_size) or 0)
             self.size_choice.setCurrentIndex(min(size, self.size_choice.count() - 1))
+            self._bound_count()
             self.count_choice.setValue(int(settings.value(f"{prefix}/count", DEFAULT_WINDOWS) or 1))
         finally:
             self.blockSignals(False)

@@ -125,6 +125,9 @@ def test_the_held_out_control_asks_for_the_share_with_its_reason(qtbot: QtBot) -
     assert not panel.apply_button.isEnabled()
     panel.share.setValue(5.0)
     panel.reason.setText("more held-out labels")
+    # The page's refresh brings the same status again: the edit in progress is kept.
+    panel.show_status(report.held_out, [(0, "legit"), (1, "fraud")])
+    assert panel.share.value() == 5.0
     with qtbot.waitSignal(panel.set_requested) as asked:
         panel.apply_button.click()
     request = asked.args[0]

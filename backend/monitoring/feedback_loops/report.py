@@ -66,7 +66,7 @@ def thresholds(rules: RuleStore, model: str) -> tuple[AlertRule, LoopThresholds]
         customized=customized,
         explanation=(
             f"An indicator alerts when served and held-out traffic differ by {alert_at:.0%} or "
-            f"more (a Jensen-Shannon distance of {alert_at:g} for label drift) and warns from "
+            f"more (for label drift: {alert_at:.0%} of the labels in another class) and warns from "
             f"{alert_at / 2:.0%}, only when the 95% interval excludes no difference and each "
             f"side has {rule.min_count} labels; "
             + ("this model's own setting" if customized else "the default")

@@ -22,13 +22,13 @@ BOOTSTRAP_DRAWS = 2_000
 NO_INTERVAL = Interval()
 
 
-def wilson(successes: float, trials: float) -> Interval:
+def wilson(successes: float, trials: float, confidence: float = CONFIDENCE) -> Interval:
     """A share with its Wilson score interval (scipy's binomtest); none without trials."""
     n = round(trials)
     if n <= 0:
         return NO_INTERVAL
     k = min(max(round(successes), 0), n)
-    found = stats.binomtest(k, n).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
+    found = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
     return Interval(value=k / n, low=float(found.low), high=float(found.high))
 
 
