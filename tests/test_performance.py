@@ -403,12 +403,17 @@ def test_the_api_refuses_what_the_token_may_not_read_and_bad_parameters(
         ({"windows": 0}, "windows"),
         ({"windows": 49}, "windows"),
         ({"end": "nan"}, "end"),
+        ({"end": 2**40}, "end"),  # beyond the last date a report can show: was a 500
         ({"min_labels": 0}, "min_labels"),
         ({"version": "x" * 40}, "version"),
     ):
         answer = client.get(url, headers=admin_headers, params=params)
         assert answer.status_code == 422, (params, answer.text)
         assert field in (answer.json().get("field") or ""), answer.json()
+    # The extremes that are allowed are answered: the Unix epoch and the last end there is.
+    for end in (0, 253_402_300_799 - 2 * 7 * 86_400):
+        edge = client.get(url, headers=admin_headers, params={"end": end})
+        assert edge.status_code == 200, (end, edge.text)
 
 
 def test_the_calibration_is_fitted_once_per_version(workspace: Workspace) -> None:

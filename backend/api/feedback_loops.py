@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from backend.api.deps import CurrentPrincipal, CurrentWorkspace
 from backend.api.errors import ERRORS
-from backend.api.performance import MAX_WINDOW_S, MAX_WINDOWS, MIN_WINDOW_S
+from backend.api.performance import MAX_END_S, MAX_WINDOW_S, MAX_WINDOWS, MIN_WINDOW_S
 from backend.auth import read_scope
 from backend.errors import InputError, NotFound
 from backend.monitoring.feedback_loops.report import feedback_loop_report
@@ -18,9 +18,6 @@ from backend.schemas import FeedbackLoopReport
 from backend.schemas.feedback_loops import MAX_REPORT_SPAN_S
 
 router = APIRouter(prefix="/api/v1", tags=["Monitoring"], responses=ERRORS)
-
-# The report's times are dates: its last window must end within year 9999 (a datetime's last).
-MAX_END_S = 253_402_300_799.0 - 2 * MAX_WINDOW_S
 
 
 @router.get("/models/{name}/feedback-loops", response_model=FeedbackLoopReport)

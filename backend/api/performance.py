@@ -20,8 +20,9 @@ router = APIRouter(prefix="/api/v1", tags=["Monitoring"], responses=ERRORS)
 MIN_WINDOW_S = 60
 MAX_WINDOW_S = 7 * 86_400
 MAX_WINDOWS = 48
-# 2**40 s is about the year 36800: later than any time a client means.
-MAX_UNIX_SECONDS = float(2**40)
+# The report's times are dates: its last window must end within year 9999 (a datetime's last
+# second, 253402300799), or converting it fails (that was a 500 for end=2**40).
+MAX_END_S = 253_402_300_799.0 - 2 * MAX_WINDOW_S
 
 
 def _calibrations(request: Request) -> CalibrationCache:
@@ -54,7 +55,7 @@ def model_performance(
             description="a time inside the newest window (Unix seconds; default: now)",
             allow_inf_nan=False,
             ge=0,
-            le=MAX_UNIX_SECONDS,
+            le=MAX_END_S,
         ),
     ] = None,
     min_labels: Annotated[
