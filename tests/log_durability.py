@@ -105,6 +105,14 @@ def run_case(
         thread.start()
     try:
         time.sleep(load_s)
+        # On a busy machine the load may answer slowly: kill only once there is enough to
+        # lose (at most as long again), so that the test judges durability, not speed.
+        deadline = time.monotonic() + max(load_s, 10.0)
+        while time.monotonic() < deadline:
+            with lock:
+                if len(run.answered) >= 150:
+                    break
+            time.sleep(0.05)
         writers = child_pids(server.process.pid)
         if case in ("writer", "both"):
             for pid in writers:
