@@ -40,6 +40,9 @@ class Settings:
     state_poll_interval_s: float = 0.5
     # How often a worker judges the running rollouts' checks (and moves them on).
     rollout_check_interval_s: float = 2.0
+    # How often a worker judges the alert rules on its live statistics (error rate, latency,
+    # ...): how soon an alert is raised, and a third of how long it stays after it cleared.
+    alert_interval_s: float = 5.0
     # "off": a serving-only worker: no drift-window counting in the log writer, no Prometheus
     # counters, no drift alerts (the live statistics and the log stay). For measuring what
     # monitoring costs, or a worker that only answers.
@@ -96,6 +99,7 @@ class Settings:
             ("SERVEDECK_MAX_DRIFT_UPLOAD_BYTES", "max_drift_upload_bytes", int),
             ("SERVEDECK_STATE_POLL_INTERVAL", "state_poll_interval_s", float),
             ("SERVEDECK_ROLLOUT_CHECK_INTERVAL", "rollout_check_interval_s", float),
+            ("SERVEDECK_ALERT_INTERVAL", "alert_interval_s", float),
             ("SERVEDECK_LOG_FSYNC", "log_fsync", str),
             ("SERVEDECK_DRIFT_MINUTE_RETENTION", "drift_minute_retention_s", float),
             ("SERVEDECK_DRIFT_HOUR_RETENTION", "drift_hour_retention_s", float),

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from backend.api import create_app
 from backend.workspace import Workspace
 from tests.helpers import (
+    ToyDataDir,
     make_settings,
     register_toy_models,
     services_required,
@@ -174,6 +175,20 @@ def store(_templates: _Templates, database_kind: str, tmp_path: Path) -> Iterato
 @pytest.fixture
 def sqlite_workspace(_templates: _Templates, tmp_path: Path) -> Iterator[Workspace]:
     yield from _copied_workspace(_templates, "sqlite", True, tmp_path)
+
+
+@pytest.fixture
+def toy_data_dir(_templates: _Templates) -> ToyDataDir:
+    """``helpers.prepare_toy_data_dir`` from this process's template (SQLite, toy models
+    registered): copies it into a data directory and returns the admin token. Registering
+    anew costs a server test about as much as starting the server."""
+    template = _templates.get("sqlite", True)
+
+    def copy(data_dir: Path) -> str:
+        shutil.copytree(template.data_dir, data_dir, dirs_exist_ok=True)
+        return make_settings(data_dir).admin_token_file.read_text().strip()
+
+    return copy
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,10 @@ def make_settings(tmp_path, database_url: str | None = None, **overrides) -> Set
     values = {**base.__dict__, "token_cache_ttl_s": 0.0, "log_flush_interval_s": 0.05}
     values.update(overrides)
     return Settings(**values)
+
+
+# The ``toy_data_dir`` fixture: prepare_toy_data_dir, copied from a template made once per process.
+ToyDataDir = Callable[[Path], str]
 
 
 def prepare_toy_data_dir(data_dir: Path) -> str:

@@ -15,7 +15,7 @@ from backend.db.tables import AlertRow
 from backend.monitoring.alerts import AlertService
 from backend.schemas import Alert
 from backend.workspace import Workspace
-from tests.helpers import ServerProcess, make_settings, prepare_toy_data_dir, start_server
+from tests.helpers import ServerProcess, ToyDataDir, make_settings, start_server
 
 
 def _raise(alerts: AlertService, model: str = "toy", version: str = "1") -> tuple[Alert, bool]:
@@ -126,8 +126,8 @@ def test_a_scoped_token_sees_only_its_models_alerts(
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
-    token = prepare_toy_data_dir(tmp_path)
+def server(tmp_path: Path, toy_data_dir: ToyDataDir) -> Iterator[tuple[ServerProcess, str]]:
+    token = toy_data_dir(tmp_path)
     process = start_server(tmp_path)
     yield process, token
     process.stop()

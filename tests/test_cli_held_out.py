@@ -9,13 +9,13 @@ from sqlalchemy import select
 
 from backend.db.tables import AuditEventRow
 from backend.workspace import Workspace
-from tests.helpers import make_settings, prepare_toy_data_dir
+from tests.helpers import ToyDataDir, make_settings
 from tests.test_cli import run_cli
 
 
-def test_the_held_out_share_from_the_command_line(tmp_path: Path) -> None:
+def test_the_held_out_share_from_the_command_line(tmp_path: Path, toy_data_dir: ToyDataDir) -> None:
     data_dir = tmp_path / "data"
-    prepare_toy_data_dir(data_dir)
+    toy_data_dir(data_dir)
     policy = tmp_path / "policy.json"
     policy.write_text(
         json.dumps(

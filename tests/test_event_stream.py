@@ -19,7 +19,7 @@ from backend.monitoring.event_log import EventCursor, events_after, newest_curso
 from backend.schemas import Alert, ServingPolicy
 from backend.workspace import Workspace
 from tests.deploy_helpers import register_toy
-from tests.helpers import SETUP, ServerProcess, make_settings, prepare_toy_data_dir, start_server
+from tests.helpers import SETUP, ServerProcess, ToyDataDir, make_settings, start_server
 
 
 def _raise(workspace: Workspace, model: str, kind: str = "error_rate") -> Alert:
@@ -189,8 +189,8 @@ def test_the_stream_resumes_with_last_event_id(
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
-    token = prepare_toy_data_dir(tmp_path)
+def server(tmp_path: Path, toy_data_dir: ToyDataDir) -> Iterator[tuple[ServerProcess, str]]:
+    token = toy_data_dir(tmp_path)
     process = start_server(tmp_path)
     yield process, token
     process.stop()

@@ -107,7 +107,7 @@ def test_the_demo_loop_makes_the_indicators_warn_and_say_why(
     assert blocked["held_out_coverage"]["value"] == 1.0
     assert "'fraud' (1)" in selective["explanation"] and "chargeback" in selective["explanation"]
     assert "Selective labels" in report["explanation"]
-    assert alerting["fraud"].startswith("raised"), alerting
+    assert alerting[("fraud", "feedback_loop")].startswith("raised"), alerting
 
 
 def test_without_the_loop_every_indicator_stays_ok(demo_dir: Path, tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ def test_without_the_loop_every_indicator_stays_ok(demo_dir: Path, tmp_path: Pat
         assert report[name]["status"] == "ok", (name, report[name]["explanation"])
         assert report[name]["enough_data"], name
     assert report["explanation"].startswith("No sign of a feedback loop")
-    assert alerting["fraud"] == "clear"
+    assert alerting[("fraud", "feedback_loop")] == "clear"
 
 
 def test_simulate_and_demo_take_the_feedback_loop_flag() -> None:

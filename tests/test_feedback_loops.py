@@ -450,9 +450,10 @@ def test_a_loop_raises_one_grouped_alert_that_resolves_by_itself(
         workspace.sessions, workspace.registry, rules, workspace.alerts, _Serving()
     )
     now = time.time()
+    toy, price = ("toy", "feedback_loop"), ("price", "feedback_loop")
     first = watch.evaluate(["toy", "price"], now)
-    assert first["toy"].startswith("raised") and first["price"] == "clear"
-    assert watch.evaluate(["toy", "price"], now + 5)["toy"].startswith("still active")
+    assert first[toy].startswith("raised") and first[price] == "clear"
+    assert watch.evaluate(["toy", "price"], now + 5)[toy].startswith("still active")
     alerts = [a for a in workspace.alerts.list(limit=100) if a.kind == "feedback_loop"]
     assert len(alerts) == 1 and alerts[0].model == "toy" and alerts[0].status == "open"
     assert "selective labels" in alerts[0].title and "held-out" in alerts[0].explanation
@@ -461,7 +462,7 @@ def test_a_loop_raises_one_grouped_alert_that_resolves_by_itself(
     # once no worker has seen it for three rounds.
     rules.replace("toy", [rule.model_copy(update={"threshold": 1.0})], "tests")
     later = watch.evaluate(["toy"], now + 200)
-    assert later["toy"].startswith("resolved"), later
+    assert later[toy].startswith("resolved"), later
     assert [a.status for a in workspace.alerts.list(limit=100) if a.kind == "feedback_loop"] == [
         "resolved"
     ]

@@ -16,15 +16,15 @@ from backend.workspace import Workspace
 from tests.helpers import (
     TOY_ROW,
     ServerProcess,
+    ToyDataDir,
     post_predictions,
-    prepare_toy_data_dir,
     start_server,
 )
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
-    token = prepare_toy_data_dir(tmp_path)
+def server(tmp_path: Path, toy_data_dir: ToyDataDir) -> Iterator[tuple[ServerProcess, str]]:
+    token = toy_data_dir(tmp_path)
     process = start_server(tmp_path)
     yield process, token
     process.stop()

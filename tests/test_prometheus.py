@@ -34,9 +34,9 @@ from backend.workspace import Workspace
 from tests.helpers import (
     TOY_ROW,
     ServerProcess,
+    ToyDataDir,
     make_settings,
     post_predictions,
-    prepare_toy_data_dir,
     register_toy_models,
     services_required,
     start_server,
@@ -282,11 +282,13 @@ def test_the_observer_costs_microseconds_per_batch() -> None:
 
 
 @pytest.fixture
-def toy_server(tmp_path: Path) -> Iterator[tuple[ServerProcess, str, str]]:
+def toy_server(
+    tmp_path: Path, toy_data_dir: ToyDataDir
+) -> Iterator[tuple[ServerProcess, str, str]]:
     """A real server with the toy models; (server, admin token, a support token to scrape
     with: what an operator would give Prometheus, not the admin's)."""
     data_dir = tmp_path / "data"
-    admin = prepare_toy_data_dir(data_dir)
+    admin = toy_data_dir(data_dir)
     workspace = Workspace.open(make_settings(data_dir))
     try:
         scraper = workspace.tokens.create("prometheus", "support")

@@ -27,8 +27,8 @@ from backend.workspace import Workspace
 from tests.helpers import (
     TOY_ROW,
     ServerProcess,
+    ToyDataDir,
     make_settings,
-    prepare_toy_data_dir,
     start_server,
 )
 
@@ -52,8 +52,8 @@ def _lines_until_the_end(lines: Iterator[str], revoked_at: float) -> Iterator[st
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
-    admin = prepare_toy_data_dir(tmp_path)
+def server(tmp_path: Path, toy_data_dir: ToyDataDir) -> Iterator[tuple[ServerProcess, str]]:
+    admin = toy_data_dir(tmp_path)
     process = start_server(tmp_path)
     yield process, admin
     process.stop()

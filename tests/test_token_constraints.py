@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from backend.workspace import Workspace
 from tests.helpers import TOY_ROW, ServerProcess, start_server
+from tests.test_cli import run_cli
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -22,12 +23,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def cli(data_dir: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "backend.cli", *args, "--data-dir", data_dir],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(*args, "--data-dir", data_dir)
 
 
 def test_command_line_constraints_take_the_features_types(sqlite_workspace: Workspace) -> None:

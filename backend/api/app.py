@@ -82,7 +82,13 @@ def create_app(
     serving = ServingService(state, prediction_log, observers, crowd)
     rollouts = RolloutController(workspace.deploy, state, settings.rollout_check_interval_s)
     # The alert rules on this worker's live statistics (see monitoring.evaluator).
-    alert_rules = AlertEvaluator(workspace.alerts, RuleStore(workspace.sessions), live_stats, state)
+    alert_rules = AlertEvaluator(
+        workspace.alerts,
+        RuleStore(workspace.sessions),
+        live_stats,
+        state,
+        interval_s=settings.alert_interval_s,
+    )
     # The drift rules, on the windows the log writer counts (see monitoring.drift.alerting).
     drift_alerts = DriftAlertWatch(
         workspace.drift, RuleStore(workspace.sessions), workspace.alerts, state

@@ -15,9 +15,9 @@ from console.context import ConsoleContext
 from console.tasks import TaskRunner
 from tests.helpers import (
     ServerProcess,
+    ToyDataDir,
     make_settings,
     post_predictions,
-    prepare_toy_data_dir,
     start_server,
 )
 
@@ -52,9 +52,9 @@ class Backend:
 
 
 @pytest.fixture
-def backend(tmp_path: Path) -> Iterator[Backend]:
+def backend(tmp_path: Path, toy_data_dir: ToyDataDir) -> Iterator[Backend]:
     data_dir = tmp_path / "data"
-    token = prepare_toy_data_dir(data_dir)
+    token = toy_data_dir(data_dir)
     server = Backend(data_dir, token)
     server.start()
     yield server

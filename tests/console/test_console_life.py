@@ -22,7 +22,7 @@ from console.dialogs.connect import ConnectDialog
 from console.local_backend import redact_tokens
 from console.system_libraries import missing_library_report, uses_xcb
 from tests.console.conftest import Backend
-from tests.helpers import prepare_toy_data_dir, start_server
+from tests.helpers import start_server
 
 
 def _args(data_dir: Path | None = None, connect: str | None = None) -> argparse.Namespace:
@@ -94,9 +94,11 @@ def test_the_embedded_backend_dies_with_the_console(tmp_path: Path, how: int) ->
     assert token not in console.stderr.read()  # the console's log
 
 
-def test_a_served_data_directory_is_joined_not_served_twice(qtbot, console, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_served_data_directory_is_joined_not_served_twice(  # type: ignore[no-untyped-def]
+    qtbot, console, tmp_path: Path, toy_data_dir
+) -> None:
     data_dir = tmp_path / "data"
-    prepare_toy_data_dir(data_dir)
+    toy_data_dir(data_dir)
     running = start_server(data_dir)
     try:
         app = console(_args(data_dir))
@@ -126,10 +128,10 @@ def test_a_served_data_directory_is_joined_not_served_twice(qtbot, console, tmp_
 
 
 def test_a_served_data_directory_without_a_readable_token_says_why(  # type: ignore[no-untyped-def]
-    qtbot, console, tmp_path: Path
+    qtbot, console, tmp_path: Path, toy_data_dir
 ) -> None:
     data_dir = tmp_path / "data"
-    prepare_toy_data_dir(data_dir)
+    toy_data_dir(data_dir)
     running = start_server(data_dir)
     (data_dir / "admin.token").unlink()
     try:

@@ -13,9 +13,6 @@ thread (a report is milliseconds of numpy; the read a few queries).
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from collections.abc import Callable, Iterable
 
 from prometheus_client.core import GaugeMetricFamily
@@ -23,11 +20,10 @@ from prometheus_client.metrics_core import Metric
 
 from backend.monitoring.alerts import AlertService
 from backend.monitoring.drift.windows import DriftWindows
-from backend.monitoring.evaluator import ModelsServing, RuleEngine
+from backend.monitoring.evaluator import ModelsServing
+from backend.monitoring.rule_watch import StoredRuleWatch
 from backend.monitoring.rules import Measurement, RuleStore
-from backend.schemas import Alert, AlertKind, AlertRule, DriftReport, WindowDrift
-
-log = logging.getLogger(__name__)
+from backend.schemas import AlertKind, AlertRule, DriftReport, WindowDrift
 
 DRIFT_KINDS: tuple[AlertKind, ...] = ("drift_features", "drift_dataset", "drift_prediction")
 EVALUATE_EVERY_S = 30.0
@@ -104,7 +100,10 @@ def measure(kind: AlertKind, rule: AlertRule, window: WindowDrift) -> Measuremen
     return Measurement(float(len(outputs)), bool(outputs), window.rows, text, details)
 
 
-class DriftAlertWatch:
+class DriftAlertWatch(StoredRuleWatch):
+    kinds = frozenset(DRIFT_KINDS)
+    what = "the drift alert rules"
+
     def __init__(
         self,
         drift: DriftWindows,
@@ -113,69 +112,28 @@ class DriftAlertWatch:
         serving: ModelsServing,
         interval_s: float = EVALUATE_EVERY_S,
     ):
+        super().__init__(rules, alerts, serving, interval_s)
         self.drift = drift
-        self.rules = rules
-        self.alerts = alerts
-        self.serving = serving
-        self.interval_s = interval_s
-        self.engine = RuleEngine(alerts, min_unseen_s=3 * interval_s)
         # The newest window judged per model (what Prometheus's drift gauges show).
         self.latest: dict[str, WindowDrift] = {}
+        # One model's windows by width, read once for all its rules of that width.
+        self._windows: dict[int, WindowDrift] = {}
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            models = self.serving.models_serving()
-            try:
-                await asyncio.to_thread(self.evaluate, models)
-            except Exception:
-                log.exception("could not judge the drift alert rules")
+    def start_model(self, model: str) -> None:
+        self._windows = {}
 
-    def evaluate(
-        self, models: Iterable[str], now: float | None = None
-    ) -> dict[tuple[str, AlertKind], str]:
-        """One round over the models serving; returns what was done per (model, kind)."""
-        now = time.time() if now is None else now
-        active = {
-            (alert.model, alert.kind): alert
-            for alert in self.alerts.list(statuses=("open", "acknowledged"), limit=10_000)
-            if alert.kind in DRIFT_KINDS
-        }
-        outcomes: dict[tuple[str, AlertKind], str] = {}
-        for model in models:
-            rules = [r for r in self.rules.rules(model).rules if r.kind in DRIFT_KINDS]
-            windows: dict[int, WindowDrift] = {}
-            for rule in rules:
-                if not rule.enabled and (model, rule.kind) not in active:
-                    continue
-                try:
-                    window = windows.get(rule.window_s)
-                    if window is None:
-                        window = windows[rule.window_s] = self.drift.window(
-                            model, None, version=None, route=None, window_s=rule.window_s, end=now
-                        )
-                        if rule.kind == "drift_features":
-                            self.latest[model] = window
-                    measured = measure(rule.kind, rule, window)
-                    outcomes[(model, rule.kind)] = self.engine.judge(
-                        model,
-                        rule,
-                        measured,
-                        _active(active, model, rule.kind),
-                        now,
-                        title=f"{model}: {measured.text}",
-                        explanation=ADVICE[rule.kind],
-                    )
-                except Exception:
-                    log.exception("could not judge the %s rule of %s", rule.kind, model)
-                    outcomes[(model, rule.kind)] = "failed"
-        return outcomes
+    def measure(self, model: str, rule: AlertRule, now: float) -> Measurement:
+        window = self._windows.get(rule.window_s)
+        if window is None:
+            window = self._windows[rule.window_s] = self.drift.window(
+                model, None, version=None, route=None, window_s=rule.window_s, end=now
+            )
+            if rule.kind == "drift_features":
+                self.latest[model] = window
+        return measure(rule.kind, rule, window)
 
-
-def _active(
-    active: dict[tuple[str, AlertKind], Alert], model: str, kind: AlertKind
-) -> Alert | None:
-    return active.get((model, kind))
+    def advice(self, kind: AlertKind) -> str:
+        return ADVICE[kind]
 
 
 def drift_gauges(watch: DriftAlertWatch) -> Callable[[], Iterable[Metric]]:

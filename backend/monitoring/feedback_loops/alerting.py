@@ -10,24 +10,19 @@ unique index lets one alert in.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
-import time
-from collections.abc import Iterable
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.monitoring.alerts import AlertService
-from backend.monitoring.evaluator import ModelsServing, RuleEngine
+from backend.monitoring.evaluator import ModelsServing
 from backend.monitoring.feedback_loops.report import RULE_KIND, Indicators, compute_indicators
+from backend.monitoring.rule_watch import NOT_JUDGED, StoredRuleWatch
 from backend.monitoring.rules import Measurement, RuleStore
 from backend.predictions.loop_counts import count_recent_labels
 from backend.predictions.window_counts import MINUTE_S
 from backend.registry import Registry
-from backend.schemas import AlertRule
-
-log = logging.getLogger(__name__)
+from backend.schemas import AlertKind, AlertRule
 
 EVALUATE_EVERY_S = 30.0
 # Labels that came before their prediction are caught up for this long after they came.
@@ -73,7 +68,10 @@ def measure(found: Indicators, rule: AlertRule) -> Measurement:
     return Measurement(max(sizes) if sizes else None, bool(alerting), count, text, details)
 
 
-class FeedbackLoopWatch:
+class FeedbackLoopWatch(StoredRuleWatch):
+    kinds = frozenset({RULE_KIND})
+    what = "the feedback-loop alert rules"
+
     def __init__(
         self,
         sessions: sessionmaker[Session],
@@ -83,59 +81,23 @@ class FeedbackLoopWatch:
         serving: ModelsServing,
         interval_s: float = EVALUATE_EVERY_S,
     ):
+        super().__init__(rules, alerts, serving, interval_s)
         self.sessions = sessions
         self.registry = registry
-        self.rules = rules
-        self.alerts = alerts
-        self.serving = serving
-        self.interval_s = interval_s
-        self.engine = RuleEngine(alerts, min_unseen_s=3 * interval_s)
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            models = self.serving.models_serving()
-            try:
-                await asyncio.to_thread(self.evaluate, models)
-            except Exception:
-                log.exception("could not judge the feedback-loop alert rules")
-
-    def evaluate(self, models: Iterable[str], now: float | None = None) -> dict[str, str]:
-        """One round over the models serving; returns what was done per model."""
-        now = time.time() if now is None else now
+    def start_round(self, now: float) -> None:
         count_recent_labels(self.sessions, now - CATCH_UP_S)
-        active = {
-            alert.model: alert
-            for alert in self.alerts.list(statuses=("open", "acknowledged"), limit=10_000)
-            if alert.kind == RULE_KIND
-        }
-        outcomes: dict[str, str] = {}
-        for model in models:
-            try:
-                rule = self.rules.rule(model, RULE_KIND)
-                if not rule.enabled and model not in active:
-                    continue
-                version = self.registry.get_model(model).active_version
-                if version is None:
-                    continue
-                info = self.registry.get_version(model, version)
-                # The rule's window, ending with the current minute.
-                end = (math.floor(now / MINUTE_S) + 1) * MINUTE_S
-                width = math.ceil(rule.window_s / MINUTE_S) * MINUTE_S
-                found = compute_indicators(
-                    self.sessions, self.rules, model, info, [(end - width, end)]
-                )
-                measured = measure(found, rule)
-                outcomes[model] = self.engine.judge(
-                    model,
-                    rule,
-                    measured,
-                    active.get(model),
-                    now,
-                    title=f"{model}: {measured.text}",
-                    explanation=ADVICE,
-                )
-            except Exception:
-                log.exception("could not judge the feedback_loop rule of %s", model)
-                outcomes[model] = "failed"
-        return outcomes
+
+    def measure(self, model: str, rule: AlertRule, now: float) -> Measurement | None:
+        version = self.registry.get_model(model).active_version
+        if version is None:
+            return NOT_JUDGED
+        info = self.registry.get_version(model, version)
+        # The rule's window, ending with the current minute.
+        end = (math.floor(now / MINUTE_S) + 1) * MINUTE_S
+        width = math.ceil(rule.window_s / MINUTE_S) * MINUTE_S
+        found = compute_indicators(self.sessions, self.rules, model, info, [(end - width, end)])
+        return measure(found, rule)
+
+    def advice(self, kind: AlertKind) -> str:
+        return ADVICE
