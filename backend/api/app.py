@@ -16,6 +16,7 @@ from backend.api import (
     deploy,
     drift,
     events,
+    exports,
     feedback,
     feedback_loops,
     held_out,
@@ -183,6 +184,7 @@ def create_app(
     app.include_router(records.router)
     app.include_router(manage.router)
     app.include_router(feedback.router)
+    app.include_router(exports.router)
     app.include_router(review.router)
     app.include_router(deploy.router)
     app.include_router(monitor.router)

@@ -73,6 +73,18 @@ from backend.schemas.drift import (
     SkippedFeature,
     WindowDrift,
 )
+from backend.schemas.exports import (
+    EXPORT_SOURCES,
+    ClassCount,
+    ExportColumn,
+    ExportFile,
+    ExportFormat,
+    ExportManifest,
+    ExportPreview,
+    ExportRequest,
+    ExportSource,
+    SourceCount,
+)
 from backend.schemas.feedback_loops import (
     INDICATOR_NAMES,
     AnswerCoverage,
