@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from scipy import stats
 from sqlalchemy import func, select
 
-from backend.db.tables import LabelRow, PredictionRow, UserSignalCountRow, UserSignalRow
+from backend.db.signal_tables import UserSignalCountRow, UserSignalRow
+from backend.db.tables import LabelRow, PredictionRow
 from backend.monitoring.rules import RuleStore
 from backend.monitoring.user_signals import UserSignalWatch
 from backend.predictions.signal_counts import PENDING, count_pending_signals

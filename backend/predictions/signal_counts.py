@@ -20,7 +20,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.db.tables import PredictionRow, UserSignalCountRow, UserSignalRow
+from backend.db.signal_tables import UserSignalCountRow, UserSignalRow
+from backend.db.tables import PredictionRow
 
 MINUTE_S = 60
 PENDING = -1

@@ -1,18 +1,15 @@
 """user signals: undo and complaint per prediction row, and their counts per prediction minute
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-03 09:30:00
-
-Chained on 0016 on its branch (h-export); 0017 (error reports) comes from another branch and
-this revision is re-chained after it at the merge.
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
