@@ -20,7 +20,6 @@ from typing import Any
 
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.feedback.export_manifest import HashingWriter, Tally, manifest_of, preview_of
@@ -38,7 +37,6 @@ class Export:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        engine: Engine,
         model: ModelInfo,
         request: ExportRequest,
         *,
@@ -46,7 +44,6 @@ class Export:
         page_rows: int = PAGE_ROWS,
     ):
         self.sessions = sessions
-        self.engine = engine
         self.plan: ExportPlan = plan_export(model, request)
         self.created_by = created_by
         self.page_rows = page_rows
@@ -63,7 +60,7 @@ class Export:
         """The counts per source and class, reading labels and times only (no features)."""
         tally = Tally()
         for rows in resolved_pages(
-            self.sessions, self.engine, self.plan, payload=False, page_rows=self.page_rows
+            self.sessions, self.plan, payload=False, page_rows=self.page_rows
         ):
             tally.add(self.plan, rows)
         return preview_of(self.plan, tally, self.rows_to_read())
@@ -78,9 +75,7 @@ class Export:
             else pa_csv.CSVWriter(sink, schema)
         )
         try:
-            for rows in resolved_pages(
-                self.sessions, self.engine, self.plan, page_rows=self.page_rows
-            ):
+            for rows in resolved_pages(self.sessions, self.plan, page_rows=self.page_rows):
                 if rows:
                     writer.write_batch(record_batch(self.plan, rows))
                     tally.add(self.plan, rows)

@@ -2,11 +2,11 @@
 resolved to its best label, its provenance and whether the model could have shaped it.
 
 Provenance, one label per row: a held-out review label (``labels.source`` "review") over a
-confirmed error report's correction (status confirmed or resolved, the correction or else the
-reporter's expected answer; the newest report wins) over any other label (a feedback label,
-source "feedback", named by the token that sent it). Influenced: False for a held-out row
-(answered without the model) and for a review label, otherwise True for a labelled row;
-a label marked as not influenced in the store stays so.
+confirmed error report's correction (status confirmed or resolved; its correction, else the
+reporter's expected answer; the newest report wins) over any other label (source
+"feedback", named by the token that sent it). Influenced: False for a held-out row (answered
+without the model) and for a review label, otherwise True for a labelled row; a label marked
+as not influenced in the store stays so.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-from sqlalchemy import Engine, Text, cast, column, inspect, select, table
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.db.report_tables import ErrorReportRow
 from backend.errors import InputError
 from backend.predictions import export_reads as reads
 from backend.predictions.summary_layout import category_text
@@ -204,32 +205,18 @@ def _answer_type(task: str, classes: list[Any]) -> pa.DataType:
 
 
 class ReportCorrections:
-    """Confirmed error reports' corrections, looked up per page of rows. The reports table
-    comes with the error reports (migration 0017); without it there are none."""
-
-    def __init__(self, engine: Engine):
-        self.present = inspect(engine).has_table("error_reports")
-        self.reports = table(
-            "error_reports",
-            column("model"),
-            column("request_id"),
-            column("row_index"),
-            column("status"),
-            column("expected"),
-            column("correction"),
-            column("filed_by"),
-            column("updated_at"),
-        )
+    """Confirmed error reports' corrections, looked up per page of rows (by the reports'
+    (model, request_id, row_index) index)."""
 
     def lookup(
         self, session: Session, model: str, keys: Sequence[tuple[str, int]]
     ) -> dict[tuple[str, int], tuple[Any, str, float]]:
         """(request id, row) -> (correction, filed by, updated at) of the newest confirmed
-        report with a correction."""
+        report with a correction (or else the reporter's expected answer)."""
         found: dict[tuple[str, int], tuple[Any, str, float]] = {}
-        if not self.present or not keys:
+        if not keys:
             return found
-        r = self.reports.c
+        r = ErrorReportRow
         wanted = set(keys)
         ids = sorted({request_id for request_id, _ in keys})
         for start in range(0, len(ids), LOOKUP_CHUNK):
@@ -247,7 +234,7 @@ class ReportCorrections:
                     r.request_id.in_(ids[start : start + LOOKUP_CHUNK]),
                     r.status.in_(CONFIRMED),
                 )
-                .order_by(r.updated_at)
+                .order_by(r.updated_at, r.id)
             )
             for request_id, row_index, correction, expected, filed_by, updated_at in rows:
                 key = (request_id, int(row_index))
@@ -287,7 +274,6 @@ def resolve(row: Sequence[Any], report: tuple[Any, str, float] | None) -> Resolv
 
 def resolved_pages(
     sessions: sessionmaker[Session],
-    engine: Engine,
     plan: ExportPlan,
     *,
     payload: bool = True,
@@ -295,16 +281,14 @@ def resolved_pages(
 ) -> Iterator[list[tuple[Sequence[Any], Resolved]]]:
     """The plan's rows that pass its label filters, each with its resolved label, a page of
     the log at a time (a page may come out empty after the filters)."""
-    corrections = ReportCorrections(engine)
+    corrections = ReportCorrections()
     for page in reads.export_pages(sessions, plan.window, payload=payload, page_rows=page_rows):
-        reports: dict[tuple[str, int], tuple[Any, str, float]] = {}
-        if corrections.present:
-            with sessions() as session:
-                reports = corrections.lookup(
-                    session,
-                    plan.model.name,
-                    [(row[reads.R_REQUEST_ID], row[reads.R_ROW_INDEX]) for row in page],
-                )
+        with sessions() as session:
+            reports = corrections.lookup(
+                session,
+                plan.model.name,
+                [(row[reads.R_REQUEST_ID], row[reads.R_ROW_INDEX]) for row in page],
+            )
         kept = []
         for row in page:
             found = resolve(row, reports.get((row[reads.R_REQUEST_ID], row[reads.R_ROW_INDEX])))
