@@ -209,8 +209,8 @@ def test_an_undo_rate_above_the_rule_raises_one_alert_that_resolves(
     )
     now = time.time()
     first = watch.evaluate(["toy"], now)
-    assert first["toy/undo_rate"].startswith("raised"), first
-    assert first["toy/complaint_rate"] == "clear", first
+    assert first[("toy", "undo_rate")].startswith("raised"), first
+    assert first[("toy", "complaint_rate")] == "clear", first
     alerts = [a for a in workspace.alerts.list(limit=100) if a.kind == "undo_rate"]
     assert len(alerts) == 1 and alerts[0].version == "1"
     assert f"8 of {REQUESTS} answers undone" in alerts[0].title
@@ -219,4 +219,4 @@ def test_an_undo_rate_above_the_rule_raises_one_alert_that_resolves(
     # Too few answers for the rule's minimum: not judged, so the alert clears.
     rules.replace("toy", [undo.model_copy(update={"min_count": 1_000}), complaint], "tests")
     later = watch.evaluate(["toy"], now + 200)
-    assert later["toy/undo_rate"].startswith("resolved"), later
+    assert later[("toy", "undo_rate")].startswith("resolved"), later

@@ -62,6 +62,10 @@ class StoredRuleWatch:
     def advice(self, kind: AlertKind) -> str:
         raise NotImplementedError
 
+    def alert_version(self, model: str) -> str | None:
+        """The version an alert of this watch is about (None: the model as a whole)."""
+        return None
+
     def evaluate(
         self, models: Iterable[str], now: float | None = None
     ) -> dict[tuple[str, AlertKind], str]:
@@ -75,7 +79,11 @@ class StoredRuleWatch:
         }
         outcomes: dict[tuple[str, AlertKind], str] = {}
         for model in models:
-            self.start_model(model)
+            try:
+                self.start_model(model)
+            except Exception:  # one model's failure never ends the round for the others
+                log.exception("could not read %s to judge %s", model, self.what)
+                continue
             for rule in self.rules.rules(model).rules:
                 key = (model, rule.kind)
                 if rule.kind not in self.kinds or (not rule.enabled and key not in active):
@@ -84,13 +92,16 @@ class StoredRuleWatch:
                     measured = self.measure(model, rule, now)
                     if measured is NOT_JUDGED:
                         continue
+                    version = self.alert_version(model)
+                    about = model if version is None else f"{model} version {version}"
                     outcomes[key] = self.engine.judge(
                         model,
                         rule,
                         measured,
                         active.get(key),
                         now,
-                        title=f"{model}: {measured.text}",
+                        version=version,
+                        title=f"{about}: {measured.text}",
                         explanation=self.advice(rule.kind),
                     )
                 except Exception:

@@ -11,25 +11,20 @@ not the model's.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
-import time
-from collections.abc import Iterable
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.monitoring.alerts import AlertService
-from backend.monitoring.evaluator import ModelsServing, RuleEngine
+from backend.monitoring.evaluator import ModelsServing
 from backend.monitoring.feedback_loops.statistics import wilson
+from backend.monitoring.rule_watch import NOT_JUDGED, StoredRuleWatch
 from backend.monitoring.rules import Measurement, RuleStore
 from backend.predictions.signal_counts import count_pending_signals, read_signal_counts
 from backend.predictions.window_counts import MINUTE_S
 from backend.predictions.window_reads import read_series, read_window
 from backend.registry import Registry
 from backend.schemas import SIGNAL_KINDS, AlertKind, AlertRule, SignalKind, SignalRate, UserSignals
-
-log = logging.getLogger(__name__)
 
 SERVED_ROUTES = ("active", "canary")
 EVALUATE_EVERY_S = 30.0
@@ -138,10 +133,12 @@ def measure(found: UserSignals, kind: SignalKind, rule: AlertRule) -> Measuremen
     return Measurement(value, bad, found.predictions, text, details)
 
 
-class UserSignalWatch:
+class UserSignalWatch(StoredRuleWatch):
     """Judges the undo_rate and complaint_rate rules of every serving model's serving version
-    each round (the store's counts: every worker judges the same numbers, and the alerts'
-    unique index lets one alert in)."""
+    each round; an alert names the version."""
+
+    kinds = frozenset(RULE_KINDS)
+    what = "the user-signal alert rules"
 
     def __init__(
         self,
@@ -152,60 +149,29 @@ class UserSignalWatch:
         serving: ModelsServing,
         interval_s: float = EVALUATE_EVERY_S,
     ):
+        super().__init__(rules, alerts, serving, interval_s)
         self.sessions = sessions
         self.registry = registry
-        self.rules = rules
-        self.alerts = alerts
-        self.serving = serving
-        self.interval_s = interval_s
-        self.engine = RuleEngine(alerts, min_unseen_s=3 * interval_s)
+        self._version: str | None = None
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            models = self.serving.models_serving()
-            try:
-                await asyncio.to_thread(self.evaluate, models)
-            except Exception:
-                log.exception("could not judge the user-signal alert rules")
-
-    def evaluate(self, models: Iterable[str], now: float | None = None) -> dict[str, str]:
-        """One round; returns what was done per model and rule (``"model/kind"``)."""
-        now = time.time() if now is None else now
+    def start_round(self, now: float) -> None:
         count_pending_signals(self.sessions, now - CATCH_UP_S)
-        active = {
-            (alert.model, alert.kind): alert
-            for alert in self.alerts.list(statuses=("open", "acknowledged"), limit=10_000)
-            if alert.kind in RULE_KINDS
-        }
-        outcomes: dict[str, str] = {}
-        for model in models:
-            for rule_kind, signal in RULE_KINDS.items():
-                key = f"{model}/{rule_kind}"
-                try:
-                    rule = self.rules.rule(model, rule_kind)
-                    if not rule.enabled and (model, rule_kind) not in active:
-                        continue
-                    version = self.registry.get_model(model).active_version
-                    if version is None:
-                        continue
-                    # The rule's window, ending with the current minute.
-                    end = (math.floor(now / MINUTE_S) + 1) * MINUTE_S
-                    width = math.ceil(rule.window_s / MINUTE_S) * MINUTE_S
-                    with self.sessions() as session:
-                        found = user_signal_windows(session, model, version, [(end - width, end)])
-                    measured = measure(found[0], signal, rule)
-                    outcomes[key] = self.engine.judge(
-                        model,
-                        rule,
-                        measured,
-                        active.get((model, rule_kind)),
-                        now,
-                        version=version,
-                        title=f"{model} version {version}: {measured.text}",
-                        explanation=ADVICE[signal],
-                    )
-                except Exception:
-                    log.exception("could not judge the %s rule of %s", rule_kind, model)
-                    outcomes[key] = "failed"
-        return outcomes
+
+    def start_model(self, model: str) -> None:
+        self._version = self.registry.get_model(model).active_version
+
+    def alert_version(self, model: str) -> str | None:
+        return self._version
+
+    def measure(self, model: str, rule: AlertRule, now: float) -> Measurement | None:
+        if self._version is None:
+            return NOT_JUDGED
+        # The rule's window, ending with the current minute.
+        end = (math.floor(now / MINUTE_S) + 1) * MINUTE_S
+        width = math.ceil(rule.window_s / MINUTE_S) * MINUTE_S
+        with self.sessions() as session:
+            found = user_signal_windows(session, model, self._version, [(end - width, end)])
+        return measure(found[0], RULE_KINDS[rule.kind], rule)
+
+    def advice(self, kind: AlertKind) -> str:
+        return ADVICE[RULE_KINDS[kind]]
