@@ -9,9 +9,15 @@ from fastapi import APIRouter, Query
 
 from backend.api.deps import CurrentPrincipal, CurrentWorkspace
 from backend.api.errors import ERRORS
-from backend.api.performance import MAX_END_S, MAX_WINDOW_S, MAX_WINDOWS, MIN_WINDOW_S
+from backend.api.report_span import (
+    EndQuery,
+    VersionQuery,
+    WindowQuery,
+    WindowsQuery,
+    reported_version,
+)
 from backend.auth import read_scope
-from backend.errors import InputError, NotFound
+from backend.errors import InputError
 from backend.monitoring.feedback_loops.report import feedback_loop_report
 from backend.monitoring.rules import RuleStore
 from backend.schemas import FeedbackLoopReport
@@ -25,25 +31,10 @@ def model_feedback_loops(
     name: str,
     workspace: CurrentWorkspace,
     principal: CurrentPrincipal,
-    version: Annotated[
-        str | None,
-        Query(description="the version (default: the one serving)", max_length=32),
-    ] = None,
-    window_s: Annotated[
-        int, Query(description="window length in seconds", ge=MIN_WINDOW_S, le=MAX_WINDOW_S)
-    ] = 3600,
-    windows: Annotated[
-        int, Query(description="how many windows, the newest last", ge=1, le=MAX_WINDOWS)
-    ] = 24,
-    end: Annotated[
-        float | None,
-        Query(
-            description="a time inside the newest window (Unix seconds; default: now)",
-            allow_inf_nan=False,
-            ge=0,
-            le=MAX_END_S,
-        ),
-    ] = None,
+    version: VersionQuery = None,
+    window_s: WindowQuery = 3600,
+    windows: WindowsQuery = 24,
+    end: EndQuery = None,
     outcome: Annotated[
         str | None,
         Query(
@@ -75,11 +66,7 @@ def model_feedback_loops(
             "ask for fewer or shorter windows",
             "windows",
         )
-    registry = workspace.registry
-    chosen = version or registry.get_model(name).active_version
-    if chosen is None:
-        raise NotFound(f"model {name!r} has no serving version: name one", "version")
-    info = registry.get_version(name, chosen)
+    info = reported_version(workspace.registry, name, version)
     return feedback_loop_report(
         workspace.sessions,
         RuleStore(workspace.sessions),

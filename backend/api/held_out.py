@@ -8,15 +8,13 @@ from fastapi import APIRouter, Query
 
 from backend.api.deps import CurrentPrincipal, CurrentWorkspace
 from backend.api.errors import ERRORS
+from backend.api.report_span import MAX_WINDOW_S, MIN_WINDOW_S
 from backend.auth import read_scope
 from backend.auth.tokens import require
 from backend.schemas import HeldOutRequest, HeldOutSettings, HeldOutStatus
 from backend.schemas.deploy import Reason
 
 router = APIRouter(prefix="/api/v1", tags=["Held-out traffic"], responses=ERRORS)
-
-MIN_WINDOW_S = 60
-MAX_WINDOW_S = 7 * 86_400
 
 
 @router.get("/models/{name}/held-out", response_model=HeldOutStatus)
