@@ -240,6 +240,13 @@ def test_each_indicator_equals_a_direct_computation_on_the_raw_rows(
     assert drift["js_distance"] == pytest.approx(jensenshannon(table[0], table[1], base=2))
     shares = table / table.sum(axis=1, keepdims=True)
     assert drift["gap"]["value"] == pytest.approx(abs(shares[0] - shares[1]).sum() / 2)
+    # Its interval (bootstrap redraws of both sides): for two classes and a clear difference,
+    # about as wide as the normal interval of the difference in one class's share.
+    sizes = table.sum(axis=1)
+    normal_width = 2 * 1.96 * np.sqrt((shares[:, 1] * shares[:, 0] / sizes).sum())
+    low, high = drift["gap"]["low"], drift["gap"]["high"]
+    assert low <= drift["gap"]["value"] <= high
+    assert 0.7 * normal_width < high - low < 1.3 * normal_width, (low, high, normal_width)
     assert [(c["label"], c["served"], c["held_out"]) for c in drift["classes"]] == [
         ("0", counts["served"][0], counts["held_out"][0]),
         ("1", counts["served"][1], counts["held_out"][1]),

@@ -19,6 +19,7 @@ from backend.monitoring.feedback_loops.statistics import (
     label_drift_test,
     newcombe,
     total_variation,
+    total_variation_interval,
     wilson,
 )
 from backend.predictions.loop_counts import Slicer
@@ -302,7 +303,7 @@ def label_drift(whole: Window, windows: list[Window], ctx: Context) -> LabelDrif
         enough_data=enough,
         status=status,
         measure="total variation distance between the label mixes (share of labels)",
-        gap=Interval(value=size),
+        gap=total_variation_interval(served, held),
         classes=[
             ClassCounts(label=c, served=s, held_out=h)
             for c, s, h in zip(ctx.classes, served, held, strict=True)

@@ -127,6 +127,25 @@ def total_variation(served: Sequence[int], held_out: Sequence[int]) -> float | N
     return float(np.abs(first - second).sum() / 2)
 
 
+def total_variation_interval(
+    served: Sequence[int], held_out: Sequence[int], seed: int = 0
+) -> Interval:
+    """The total variation distance with a percentile bootstrap interval (multinomial redraws
+    of each side's class counts; no closed-form interval exists for it). A distance is never
+    below 0, so redraws of two equal mixes still give a small positive distance: the low end
+    says how far apart the mixes surely are, the high end how far they may be."""
+    point = total_variation(served, held_out)
+    if point is None:
+        return NO_INTERVAL
+    rng = np.random.default_rng(seed)
+    n, m = int(sum(served)), int(sum(held_out))
+    first = rng.multinomial(n, np.asarray(served, dtype=float) / n, BOOTSTRAP_DRAWS) / n
+    second = rng.multinomial(m, np.asarray(held_out, dtype=float) / m, BOOTSTRAP_DRAWS) / m
+    distances = np.abs(first - second).sum(axis=1) / 2
+    low, high = np.percentile(distances, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
+    return Interval(value=point, low=float(low), high=float(high))
+
+
 def concentration(counts: Sequence[int], classes: int) -> float | None:
     """Normalised Herfindahl index of answer shares: 0 when every class is answered equally
     often, 1 when one answer takes all the traffic."""
