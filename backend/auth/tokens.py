@@ -38,13 +38,24 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "read_predictions",
             "tokens",
             "trust_pickle",
+            "report",
+            "triage",
         }
     ),
     "engineer": frozenset(
-        {"predict", "read", "register", "deploy", "feedback", "read_predictions"}
+        {
+            "predict",
+            "read",
+            "register",
+            "deploy",
+            "feedback",
+            "read_predictions",
+            "report",
+            "triage",
+        }
     ),
-    "support": frozenset({"read", "feedback", "read_predictions"}),
-    "client": frozenset({"predict", "feedback"}),
+    "support": frozenset({"read", "feedback", "read_predictions", "report", "triage"}),
+    "client": frozenset({"predict", "feedback", "report"}),
 }
 
 
