@@ -27,7 +27,7 @@ pytestmark = pytest.mark.serial
 THREADS = 6
 PREDICTIONS = 40
 # Kill once this many reports were acknowledged (or after KILL_AFTER_S, whichever first).
-ACKNOWLEDGED_BEFORE_KILL = 120
+ACKNOWLEDGED_BEFORE_KILL = 80
 KILL_AFTER_S = 8.0
 
 

@@ -4,10 +4,12 @@ triage workflow with its history, duplicates, bulk changes, on SQLite and Postgr
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from backend.feedback.report_rules import TRANSITIONS
+from backend.predictions.reads import logged_rows_of
 from backend.schemas.reports import REPORT_STATUSES
 from backend.workspace import Workspace
 from tests.report_helpers import ReportWorld, report_world
@@ -359,3 +361,20 @@ def test_bad_triage_input_names_the_field(world: ReportWorld) -> None:
     )
     assert empty_note.status_code == 422 and empty_note.json()["field"] == "text"
     assert world.patch(999999, severity="low").status_code == 404
+
+
+def test_a_prediction_answered_a_moment_ago_is_found(sqlite_workspace: Workspace) -> None:
+    """The writer commits the log every 30 s here: the answered prediction is only in the
+    spool when the report comes, and filing asks the writer to write it first."""
+    sqlite_workspace.settings = replace(sqlite_workspace.settings, log_flush_interval_s=30.0)
+    worlds = report_world(sqlite_workspace)
+    world = next(worlds)
+    try:
+        request_id = world.predict()
+        with sqlite_workspace.sessions() as session:
+            assert logged_rows_of(session, request_id, 0) == []
+        report_id = world.file(request_id=request_id)["id"]
+        detail = world.detail(report_id)
+        assert (detail["version"], detail["prediction"]["request_id"]) == ("1", request_id)
+    finally:
+        worlds.close()
