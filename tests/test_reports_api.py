@@ -349,6 +349,7 @@ def test_bad_triage_input_names_the_field(world: ReportWorld) -> None:
         ({"correction": "maybe"}, "correction"),
         ({"status": "confirmed", "fixed_in_version": "1"}, "fixed_in_version"),
         ({"assignee": "x\x00y"}, "assignee"),
+        ({"assignee": "None"}, "assignee"),
         ({"colour": "red"}, "colour"),
     ):
         answer = world.patch(report_id, **change)
