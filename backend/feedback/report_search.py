@@ -19,7 +19,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Integer, Select, and_, column, func, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    column,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from backend.auth import Principal
@@ -95,27 +106,37 @@ def text_match(
             .columns(column("rowid", Integer))
         )
         return ErrorReportRow.id.in_(matching)
-    query = (
-        f"websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', :tsv_words)"
-        if any_word
-        else f"plainto_tsquery('{TEXT_SEARCH_CONFIG}', :tsv_words)"
+    if any_word:
+        return _postgres_match(
+            f"websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', :words)", " or ".join(words)
+        )
+    # Every word in the description or in a note, as SQLite's one document per report finds
+    # them: one match of description or notes per word.
+    return and_(
+        *(
+            _postgres_match(f"plainto_tsquery('{TEXT_SEARCH_CONFIG}', :words)", word)
+            for word in words
+        )
     )
-    # The expressions are the GIN indexes' own, so PostgreSQL searches through them.
-    phrase = " or ".join(words) if any_word else " ".join(words)
+
+
+def _postgres_match(tsquery: str, words: str) -> ColumnElement[bool]:
+    """Reports whose description or one of whose notes matches ``tsquery``; the expressions
+    are the GIN indexes' own, so PostgreSQL searches through them."""
     described = (
         text(
             f"SELECT id FROM error_reports WHERE "
-            f"to_tsvector('{TEXT_SEARCH_CONFIG}', description) @@ {query}"
+            f"to_tsvector('{TEXT_SEARCH_CONFIG}', description) @@ {tsquery}"
         )
-        .bindparams(tsv_words=phrase)
+        .bindparams(bindparam("words", words, unique=True))
         .columns(column("id", Integer))
     )
     noted = (
         text(
             f"SELECT report_id FROM error_report_notes WHERE "
-            f"to_tsvector('{TEXT_SEARCH_CONFIG}', text) @@ {query}"
+            f"to_tsvector('{TEXT_SEARCH_CONFIG}', text) @@ {tsquery}"
         )
-        .bindparams(tsv_words=phrase)
+        .bindparams(bindparam("words", words, unique=True))
         .columns(column("report_id", Integer))
     )
     return or_(ErrorReportRow.id.in_(described), ErrorReportRow.id.in_(noted))
