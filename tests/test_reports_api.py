@@ -3,6 +3,7 @@ triage workflow with its history, duplicates, bulk changes, on SQLite and Postgr
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -329,6 +330,16 @@ def test_filters_pages_and_counts(world: ReportWorld) -> None:
 
     for params, field in (
         ({"after": "not-a-cursor"}, "after"),
+        # A forged cursor with an id no store holds, or a value that is not a number.
+        (
+            {
+                "after": base64.urlsafe_b64encode(
+                    b'["filed_at","desc",1.0,10000000000000000000000000000]'
+                ).decode()
+            },
+            "after",
+        ),
+        ({"after": base64.urlsafe_b64encode(b'["filed_at","desc",NaN,1]').decode()}, "after"),
         ({"sort": "severity", "after": world.inbox(limit=1)["next_cursor"]}, "after"),
         ({"limit": 501}, "limit"),
         ({"status": "open"}, "status[0]"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -187,9 +188,14 @@ def _decode_cursor(after: str, sort: str, order: str) -> tuple[float, int]:
     try:
         raw = base64.urlsafe_b64decode(after + "=" * (-len(after) % 4))
         cursor_sort, cursor_order, value, report_id = json.loads(raw)
+        # Only what a page can end on: a finite sort value, a report id the store can hold.
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ValueError("value")
+        if not math.isfinite(value) or abs(value) > 1e15:
+            raise ValueError("value")
         if not isinstance(report_id, int) or isinstance(report_id, bool):
+            raise ValueError("id")
+        if not 0 <= report_id < 2**31:
             raise ValueError("id")
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise InputError(
