@@ -141,6 +141,14 @@ def test_a_report_needs_a_prediction_the_token_may_see(world: ReportWorld) -> No
     assert status == 201, body
     status, body = post("app", request_id=toy_request, category="rude")
     assert (status, body["field"]) == (422, "category")
+    # A client token limited to French rows reports only predictions on French rows.
+    registry, tokens = world.workspace.registry, world.workspace.tokens
+    french = tokens.create(
+        "fr-app", "client", ["toy"], registry.token_constraints(["toy"], {"country": ["FR"]})
+    )
+    headers["fr-app"] = {"Authorization": f"Bearer {french}"}
+    status, body = post("fr-app", request_id=toy_request)  # a German row
+    assert (status, body["field"]) == (404, "request_id")
 
 
 def test_the_status_is_only_for_the_token_that_filed_it(world: ReportWorld) -> None:
