@@ -154,6 +154,7 @@ def main() -> int:
         rows = max(1_000, int(_env_number("BENCH_EXPORT_ROWS", 1_000_000)))
         measured = export_bench.run_export_bench(work_dir, rows)
         return [export_bench.render(measured)], export_bench.to_json(measured)
+
     def reports(work_dir: Path) -> tuple[list[str], Any]:
         measured = report_bench.run_report_bench(
             work_dir,
