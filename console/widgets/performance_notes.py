@@ -7,7 +7,7 @@ import html
 
 from PySide6.QtWidgets import QFrame, QVBoxLayout, QWidget
 
-from backend.schemas import PerformanceReport, PerformanceWindow
+from backend.schemas import PerformanceReport, PerformanceWindow, UserSignals
 from console.resources import colour
 from console.widgets.common import make_label
 from console.widgets.performance_chart import metric_name, metric_value
@@ -29,6 +29,15 @@ WINDOW_COLUMNS = (
         "(classifiers; blank when it cannot be estimated).",
     ),
     ("Verdict", "Whether the window's quality is inside the range agreed for this version."),
+    (
+        "Undone",
+        "How many of the window's answers their users undid (the application reported it), "
+        "and which share: a share that rises after a new version went live points at it.",
+    ),
+    (
+        "Complaints",
+        "How many of the window's answers drew a user's complaint, and which share.",
+    ),
 )
 
 
@@ -258,6 +267,21 @@ class PerformanceWindows(ReadOnlyTable):
                         window.verdict.explanation,
                         tone=_verdict_tone(window),
                     ),
+                    *(_signal_cell(window.user_signals, kind) for kind in ("undo", "complaint")),
                 )
             )
         self.set_rows(rows, [w.start.timestamp() for w in reversed(report.windows)])
+
+
+def _signal_cell(signals: UserSignals, kind: str) -> Cell:
+    """A user-signal count with its share of the answers, the interval in the tooltip."""
+    rate = next((r for r in signals.rates if r.kind == kind), None)
+    if rate is None or rate.rate.value is None:
+        return Cell("", signals.explanation, right=True)
+    low, high = rate.rate.low or 0.0, rate.rate.high or 0.0
+    return Cell(
+        f"{rate.signals:,} ({rate.rate.value:.1%})",
+        f"{rate.signals:,} of {signals.predictions:,} answers; with 95% confidence the share "
+        f"is between {low:.1%} and {high:.1%}. {signals.explanation}",
+        right=True,
+    )

@@ -21,6 +21,7 @@ from tests.helpers import plain_records, toy_frame
 TIMEOUT_MS = 20_000
 PREDICTED = 80
 LABELLED = 60  # over the report's default of 50 labels before a window is measured
+UNDONE = 8  # answers their users undid
 
 
 def _post(backend: Backend, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -58,13 +59,20 @@ def labelled_backend(backend: Backend, qtbot: QtBot) -> Backend:
         lambda: _logged(backend, "perf-page") == PREDICTED and _logged(backend, "perf-price") == 5,
         timeout=TIMEOUT_MS,
     )
-    labels = [
-        {"request_id": "perf-page", "row": i, "label": int(truth.iloc[i]), "model": "toy"}
-        for i in range(LABELLED)
-    ] + [
-        {"request_id": "perf-price", "row": i, "label": 2.0 + i / 10, "model": "price"}
-        for i in range(5)
-    ]
+    labels = (
+        [
+            {"request_id": "perf-page", "row": i, "label": int(truth.iloc[i]), "model": "toy"}
+            for i in range(LABELLED)
+        ]
+        + [
+            {"request_id": "perf-price", "row": i, "label": 2.0 + i / 10, "model": "price"}
+            for i in range(5)
+        ]
+        + [
+            {"request_id": "perf-page", "row": i, "kind": "undo", "model": "toy"}
+            for i in range(UNDONE)
+        ]
+    )
     assert _post(backend, "/api/v1/feedback", {"labels": labels})["unmatched"] == 0
     return backend
 
@@ -136,6 +144,9 @@ def test_the_chart_shows_realized_and_estimated_quality_against_the_band(
     assert page.chart.labelled[-1] == pytest.approx(LABELLED / PREDICTED)
     assert f"{LABELLED / PREDICTED:.0%} of the predictions have one" in page.notes.delay.text()
     assert page.windows.text(0, 2) == f"{LABELLED} ({LABELLED / PREDICTED:.0%})"
+    # What users did with the answers: undone and complained about, per window.
+    assert page.windows.text(0, 7) == f"{UNDONE} ({UNDONE / PREDICTED:.1%})"
+    assert page.windows.text(0, 8) == "0 (0.0%)"
     # The verdict, the calibration and the estimate's warnings in words.
     assert "Version 1" in page.notes.headline.text()
     assert "acceptable 0.7 to 1" in page.notes.headline.text()
