@@ -11,18 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Iterable
 
 from backend.monitoring.alerts import AlertService
 from backend.monitoring.evaluator import ModelsServing, RuleEngine
 from backend.monitoring.rules import Measurement, RuleStore
+from backend.predictions.window_counts import MINUTE_S
 from backend.schemas import Alert, AlertKind, AlertRule
 
 log = logging.getLogger(__name__)
 
 # A rule this watch does not judge now (no version serves): nothing to tell the engine.
 NOT_JUDGED = None
+
+
+def rule_window(now: float, window_s: float) -> tuple[float, float]:
+    """A rule's window over counts kept per minute: whole minutes, ending with the current
+    one (so the newest counts are in), at least ``window_s`` wide."""
+    end = (math.floor(now / MINUTE_S) + 1) * MINUTE_S
+    return end - math.ceil(window_s / MINUTE_S) * MINUTE_S, end
 
 
 class StoredRuleWatch:

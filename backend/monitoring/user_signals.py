@@ -11,14 +11,12 @@ not the model's.
 
 from __future__ import annotations
 
-import math
-
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.monitoring.alerts import AlertService
 from backend.monitoring.evaluator import ModelsServing
 from backend.monitoring.feedback_loops.statistics import wilson
-from backend.monitoring.rule_watch import NOT_JUDGED, StoredRuleWatch
+from backend.monitoring.rule_watch import NOT_JUDGED, StoredRuleWatch, rule_window
 from backend.monitoring.rules import Measurement, RuleStore
 from backend.predictions.signal_counts import count_pending_signals, read_signal_counts
 from backend.predictions.window_counts import MINUTE_S
@@ -166,11 +164,10 @@ class UserSignalWatch(StoredRuleWatch):
     def measure(self, model: str, rule: AlertRule, now: float) -> Measurement | None:
         if self._version is None:
             return NOT_JUDGED
-        # The rule's window, ending with the current minute.
-        end = (math.floor(now / MINUTE_S) + 1) * MINUTE_S
-        width = math.ceil(rule.window_s / MINUTE_S) * MINUTE_S
         with self.sessions() as session:
-            found = user_signal_windows(session, model, self._version, [(end - width, end)])
+            found = user_signal_windows(
+                session, model, self._version, [rule_window(now, rule.window_s)]
+            )
         return measure(found[0], RULE_KINDS[rule.kind], rule)
 
     def advice(self, kind: AlertKind) -> str:

@@ -34,6 +34,24 @@ def _label_of_prediction() -> ColumnElement[bool]:
     )
 
 
+def record_of(row: PredictionRow, label: Any = None) -> PredictionRecord:
+    """A logged row as the wire format shows it, with its label (None: none yet)."""
+    return PredictionRecord(
+        request_id=row.request_id,
+        row=row.row_index,
+        created_at=row.created_at,
+        model=row.model,
+        version=row.version,
+        route=row.route,
+        entity_id=row.entity_id,
+        features=row.features,
+        outputs=row.outputs,
+        latency_ms=row.latency_ms,
+        token_name=row.token_name,
+        label=label,
+    )
+
+
 def read_predictions(
     sessions: sessionmaker[Session],
     *,
@@ -63,23 +81,7 @@ def read_predictions(
             query = query.order_by(PredictionRow.id.desc())
         if request_id is not None:
             query = query.where(PredictionRow.request_id == request_id)
-        return [
-            PredictionRecord(
-                request_id=row.request_id,
-                row=row.row_index,
-                created_at=row.created_at,
-                model=row.model,
-                version=row.version,
-                route=row.route,
-                entity_id=row.entity_id,
-                features=row.features,
-                outputs=row.outputs,
-                latency_ms=row.latency_ms,
-                token_name=row.token_name,
-                label=label,
-            )
-            for row, label in session.execute(query).all()
-        ]
+        return [record_of(row, label) for row, label in session.execute(query).all()]
 
 
 def models_of(
@@ -324,19 +326,4 @@ def logged_rows_of(session: Session, request_id: str, row_index: int) -> list[Pr
             PredictionRow.request_id == request_id, PredictionRow.row_index == row_index
         )
     ).all()
-    return [
-        PredictionRecord(
-            request_id=row.request_id,
-            row=row.row_index,
-            created_at=row.created_at,
-            model=row.model,
-            version=row.version,
-            route=row.route,
-            entity_id=row.entity_id,
-            features=row.features,
-            outputs=row.outputs,
-            latency_ms=row.latency_ms,
-            token_name=row.token_name,
-        )
-        for row in rows
-    ]
+    return [record_of(row) for row in rows]

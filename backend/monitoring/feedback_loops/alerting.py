@@ -10,17 +10,14 @@ unique index lets one alert in.
 
 from __future__ import annotations
 
-import math
-
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.monitoring.alerts import AlertService
 from backend.monitoring.evaluator import ModelsServing
 from backend.monitoring.feedback_loops.report import RULE_KIND, Indicators, compute_indicators
-from backend.monitoring.rule_watch import NOT_JUDGED, StoredRuleWatch
+from backend.monitoring.rule_watch import NOT_JUDGED, StoredRuleWatch, rule_window
 from backend.monitoring.rules import Measurement, RuleStore
 from backend.predictions.loop_counts import count_recent_labels
-from backend.predictions.window_counts import MINUTE_S
 from backend.registry import Registry
 from backend.schemas import AlertKind, AlertRule
 
@@ -93,10 +90,8 @@ class FeedbackLoopWatch(StoredRuleWatch):
         if version is None:
             return NOT_JUDGED
         info = self.registry.get_version(model, version)
-        # The rule's window, ending with the current minute.
-        end = (math.floor(now / MINUTE_S) + 1) * MINUTE_S
-        width = math.ceil(rule.window_s / MINUTE_S) * MINUTE_S
-        found = compute_indicators(self.sessions, self.rules, model, info, [(end - width, end)])
+        window = rule_window(now, rule.window_s)
+        found = compute_indicators(self.sessions, self.rules, model, info, [window])
         return measure(found, rule)
 
     def advice(self, kind: AlertKind) -> str:
