@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from scipy.spatial.distance import jensenshannon
 from sklearn.metrics import accuracy_score
 from sqlalchemy import delete, select
 
+from backend.auth.tokens import Principal
 from backend.db.tables import (
     DriftReferenceRow,
     LabelRow,
@@ -29,6 +31,7 @@ from backend.db.tables import (
     LoopCountRow,
     PredictionRow,
 )
+from backend.feedback.labels import store_labels
 from backend.feedback.review import ReviewQueue
 from backend.monitoring.feedback_loops.alerting import FeedbackLoopWatch
 from backend.monitoring.rules import RuleStore
@@ -42,7 +45,8 @@ from backend.predictions.loop_counts import (
     slicers_of,
     sync_label_outcomes,
 )
-from backend.schemas import AlertRule, DefaultPolicy, HeldOutSettings
+from backend.predictions.signal_counts import read_signal_counts
+from backend.schemas import AlertRule, DefaultPolicy, HeldOutSettings, LabelIn
 from backend.serving.held_out import is_held_out
 from backend.workspace import Workspace
 from tests.helpers import TOY_ROW
@@ -374,6 +378,37 @@ def test_a_replaced_or_removed_label_is_never_counted_twice(
         session.execute(delete(LabelRow).where(LabelRow.model == "toy"))
         sync_label_outcomes(session, keys)
     assert _stored(workspace) == {}
+
+
+def test_labels_replaced_by_racing_requests_are_counted_once(
+    client: TestClient, workspace: Workspace, admin_headers: dict[str, str]
+) -> None:
+    """Four requests at once replace the same labels (flipped, then back) on the same
+    minutes: no deadlock, no error, and once the labels are back the counts are what they
+    were (the counts lock labels, contributions and minutes in one order)."""
+    final = _send_loop_traffic(client, admin_headers, seed=11)
+    count_recent_labels(workspace.sessions, time.time() - 3600)
+    before = _stored(workspace)
+    some = [LabelIn(**item) for item in final[:80]]
+    flipped = [item.model_copy(update={"label": 1 - item.label}) for item in some]
+    admin = Principal(name="admin", role="admin")
+    # Each request also says every one of those answers was undone: kept and counted once.
+    undone = [
+        LabelIn(request_id=item.request_id, row=item.row, model="toy", kind="undo") for item in some
+    ]
+    # Half the requests in one order, half in the other, labels and undos alike.
+    forward, backward = [*flipped, *undone], [*reversed(some), *reversed(undone)]
+    batches = [forward, backward, [*some, *undone], [*reversed(flipped), *reversed(undone)]] * 2
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        done = list(pool.map(lambda batch: store_labels(workspace.sessions, batch, admin), batches))
+    assert all(accepted == 2 * len(some) for accepted, _ in done), done
+    store_labels(workspace.sessions, some, admin)  # the labels as they were
+    assert _stored(workspace) == pytest.approx(before)
+    with workspace.sessions() as session:
+        counted = read_signal_counts(
+            session, "toy", "1", ("active", "held_out"), 0, time.time() + 3600
+        )
+    assert sum(n for (_minute, kind), n in counted.items() if kind == "undo") == len(some)
 
 
 def test_the_api_checks_roles_and_parameters_and_says_what_does_not_apply(

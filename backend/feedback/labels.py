@@ -112,6 +112,9 @@ def _upsert_labels(
         }
         for model, request_id, row, label in labels
     ]
+    # Rows are locked in the order they are written: two requests labelling the same
+    # predictions in other orders would each wait for the other (a deadlock on PostgreSQL).
+    rows.sort(key=lambda row: (row["model"], row["request_id"], row["row_index"]))
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(LabelRow)

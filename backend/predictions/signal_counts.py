@@ -36,6 +36,8 @@ def store_signals(session: Session, keys: Sequence[SignalKey], source: str, now:
     the caller's transaction). Returns how many are still waiting for their prediction."""
     if not keys:
         return 0
+    # In one order, as labels are: requests storing the same signals never wait on each other.
+    keys = sorted(keys)
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
         insert(UserSignalRow).on_conflict_do_nothing(
