@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
@@ -452,3 +453,27 @@ def test_a_label_sent_as_text_and_a_regression_model_export_as_their_types(
     assert table.column("feature.x2").to_pylist() == [-1.0, None]
     assert not [f for f in table.schema.names if f.startswith("proba.")]
     assert [(c.label, c.rows) for c in manifest.by_class] == [("(number)", 2)]
+
+
+def test_a_feedback_token_named_review_does_not_pass_for_a_reviewer(
+    client: TestClient, workspace: Workspace, admin_headers: dict[str, str]
+) -> None:
+    # A label's source is the name of the token that sent it: a client token called "review"
+    # labelling served traffic is feedback the model shaped, not a held-out review label.
+    _seed(workspace)
+    impostor = workspace.tokens.create("review", "client", models=["toy"])
+    sent = client.post(
+        "/api/v1/feedback",
+        headers={"Authorization": f"Bearer {impostor}"},
+        json={"labels": [{"request_id": "s-4", "label": 1}]},
+    )
+    assert sent.status_code == 200, sent.text
+    model = workspace.registry.get_model("toy")
+    export = Export(workspace.sessions, model, _request(), created_by="tests")
+    rows = {row["request_id"]: row for row in pa.Table.from_batches(export.batches()).to_pylist()}
+    assert (rows["s-4"]["label_source"], rows["s-4"]["influenced"]) == ("feedback", True)
+    assert (rows["h-0"]["label_source"], rows["h-0"]["influenced"]) == ("review", False)
+    uninfluenced = Export(
+        workspace.sessions, model, _request(uninfluenced_only=True), created_by="tests"
+    ).preview()
+    assert uninfluenced.rows == 4

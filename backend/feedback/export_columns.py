@@ -118,7 +118,14 @@ def _labels(
     stored = _json_values(columns[reads.R_LABEL], plan.answer_type)
     stored_by = pa.array(columns[reads.R_LABEL_SOURCE], pa.string())
     present = pc.is_valid(stored)
-    review = pc.and_(present, pc.fill_null(pc.equal(stored_by, REVIEW_SOURCE), False))
+    # Booleans come as the driver gives them (SQLite: 0 and 1).
+    stored_influenced = pa.array(columns[reads.R_LABEL_INFLUENCED]).cast(pa.bool_())
+    marked_not = pc.fill_null(pc.equal(stored_influenced, False), False)
+    # A feedback label's source is its token's name, and a token may be called "review":
+    # only the review queue stores its labels marked as not influenced.
+    review = pc.and_(
+        pc.and_(present, marked_not), pc.fill_null(pc.equal(stored_by, REVIEW_SOURCE), False)
+    )
     if reports:
         found = [
             reports.get(key)
@@ -143,9 +150,6 @@ def _labels(
     by = pc.if_else(by_report, report_by, stored_by)
     at = pc.if_else(by_report, report_at, pa.array(columns[reads.R_LABEL_AT], pa.float64()))
     served = pc.not_equal(pa.array(columns[reads.R_ROUTE], pa.string()), HELD_OUT_ROUTE)
-    # Booleans come as the driver gives them (SQLite: 0 and 1).
-    stored_influenced = pa.array(columns[reads.R_LABEL_INFLUENCED]).cast(pa.bool_())
-    marked_not = pc.fill_null(pc.equal(stored_influenced, False), False)
     influenced = pc.if_else(
         review,
         False,
