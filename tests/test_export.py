@@ -5,9 +5,12 @@ the manifest's sha256, the API's streamed ZIP, its roles and refusals, and the C
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import io
 import json
+import threading
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+import backend.api.exports as api_exports
 from backend.cli import main as cli_main
 from backend.db.report_tables import ErrorReportRow
 from backend.db.tables import LabelRow, PredictionRow
@@ -477,3 +481,58 @@ def test_a_feedback_token_named_review_does_not_pass_for_a_reviewer(
         workspace.sessions, model, _request(uninfluenced_only=True), created_by="tests"
     ).preview()
     assert uninfluenced.rows == 4
+
+
+def test_a_client_that_goes_away_mid_stream_leaves_no_reader_thread(
+    client: TestClient,
+    workspace: Workspace,
+    admin_headers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Driven at the ASGI level as uvicorn does (spec 2.3): a disconnect cancels the response
+    # while the export's generator is between pages, its read-ahead thread waiting.
+    _seed(workspace)
+    monkeypatch.setattr(api_exports, "Export", functools.partial(Export, page_rows=1))
+    body = json.dumps({"model": "toy"}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/exports",
+        "raw_path": b"/api/v1/exports",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", admin_headers["Authorization"].encode()),
+            (b"content-type", b"application/json"),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+
+    def readers() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("export-read")]
+
+    async def download_then_leave() -> list[str]:
+        gone = asyncio.Event()
+        received: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            if not received:
+                received.append(body)
+                return {"type": "http.request", "body": body, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and message["body"]:
+                received.append(message["body"])
+                gone.set()
+
+        await client.app(scope, receive, send)  # type: ignore[arg-type]
+        assert len(received) >= 2  # the download had started
+        return readers()
+
+    assert asyncio.run(download_then_leave()) == []
