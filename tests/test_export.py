@@ -363,6 +363,9 @@ def test_the_export_needs_its_permission_and_refuses_bad_filters(
             "end",
         ),
         ({"model": "toy", "format": "xlsx"}, "format"),
+        # A class no version has would export nothing, silently: the toy's classes are 0, 1.
+        ({"model": "toy", "classes": [1, 7]}, "classes[1]"),
+        ({"model": "toy", "classes": [True]}, "classes[0]"),
     ]
     for body, field in cases:
         refused = client.post("/api/v1/exports", headers=admin_headers, json=body)

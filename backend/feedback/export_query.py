@@ -132,6 +132,14 @@ def plan_export(model: ModelInfo, request: ExportRequest, now: float | None = No
     task = model.task
     if request.classes is not None and task != "classification":
         raise InputError("a regression model's labels have no classes to filter on", "classes")
+    # A class no chosen version knows would export nothing, and say nothing about why.
+    for i, value in enumerate(request.classes if request.classes and classes else []):
+        if (category_text(value) or NO_LABEL) not in classes:
+            raise InputError(
+                f"no chosen version of model {model.name!r} has class {value!r}; classes: "
+                f"{', '.join(classes)}",
+                f"classes[{i}]",
+            )
     return ExportPlan(
         request=request,
         model=model,
