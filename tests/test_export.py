@@ -539,3 +539,16 @@ def test_a_client_that_goes_away_mid_stream_leaves_no_reader_thread(
         return readers()
 
     assert asyncio.run(download_then_leave()) == []
+
+
+def test_the_cli_says_why_it_cannot_write_its_directory(
+    sqlite_workspace: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = sqlite_workspace.settings.data_dir
+    sqlite_workspace.close()
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    arguments = ["export", "--data-dir", str(data_dir), "--model", "toy", "--out", str(taken)]
+    assert cli_main(arguments) == 2
+    error = capsys.readouterr().err
+    assert "out" in error and str(taken) in error, error
