@@ -142,6 +142,23 @@ def test_a_signal_before_its_prediction_is_counted_once_it_lands(
         assert session.scalar(select(UserSignalRow.version)) == "1"
 
 
+def test_signals_whose_prediction_never_comes_do_not_hold_back_the_others(
+    client: TestClient, workspace: Workspace, admin_headers: dict[str, str]
+) -> None:
+    # More signals wait for predictions that are never logged (unknown request ids) than a
+    # catch-up round reads at once: the signal whose prediction did land is counted anyway.
+    never = [{"request_id": f"never-{i}", "kind": "undo", "model": "toy"} for i in range(5)]
+    assert _post(client, admin_headers, never).json()["unmatched"] == 5
+    late = [{"request_id": "late-0", "kind": "complaint", "model": "toy"}]
+    assert _post(client, admin_headers, late).json()["unmatched"] == 1
+    _predict(client, admin_headers, "late", 1)
+    assert count_pending_signals(workspace.sessions, time.time() - 60, limit=2) == 1
+    with workspace.sessions() as session:
+        assert session.scalar(select(func.sum(UserSignalCountRow.signals))) == 1
+        waiting = session.scalar(select(func.count()).where(UserSignalRow.minute == PENDING))
+        assert waiting == 5
+
+
 def test_feedback_refuses_what_a_signal_or_a_label_cannot_be(
     client: TestClient, workspace: Workspace, admin_headers: dict[str, str]
 ) -> None:
