@@ -165,7 +165,11 @@ def test_feedback_refuses_what_a_signal_or_a_label_cannot_be(
     ids = _predict(client, admin_headers, "bad", 1)
     cases = [
         ([{"request_id": ids[0]}], "labels[0].label", "required"),
-        ([{"request_id": ids[0], "kind": "undo", "label": 1}], "labels[0].label", "no label"),
+        (
+            [{"request_id": ids[0], "kind": "undo", "label": 1}],
+            "labels[0].label",
+            "an undo carries no label",
+        ),
         (
             [{"request_id": "x", "kind": "complaint", "model": "nope"}],
             "labels[0].model",
