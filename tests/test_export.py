@@ -552,3 +552,22 @@ def test_the_cli_says_why_it_cannot_write_its_directory(
     assert cli_main(arguments) == 2
     error = capsys.readouterr().err
     assert "out" in error and str(taken) in error, error
+
+
+def test_a_correction_that_is_no_class_is_not_rounded_into_one(sqlite_workspace: Workspace) -> None:
+    # A report's expected answer is free JSON: 0.7 or 1e20 for a model whose classes are the
+    # integers 0 and 1 is no class at all, and must not come out as class 0 (or a crash).
+    _seed(sqlite_workspace)
+    with sqlite_workspace.sessions.begin() as session:
+        session.add_all(
+            [
+                _report("toy", "s-4", "confirmed", expected=0.7, updated_at=START + 400),
+                _report("toy", "h-4", "confirmed", expected=1e20, updated_at=START + 400),
+            ]
+        )
+    model = sqlite_workspace.registry.get_model("toy")
+    export = Export(sqlite_workspace.sessions, model, _request(), created_by="tests")
+    rows = {row["request_id"]: row for row in pa.Table.from_batches(export.batches()).to_pylist()}
+    assert (rows["s-4"]["label"], rows["s-4"]["label_source"]) == (None, "report")
+    assert (rows["h-4"]["label"], rows["h-4"]["label_source"]) == (None, "report")
+    assert rows["s-0"]["label"] == 1

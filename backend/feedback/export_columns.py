@@ -271,6 +271,9 @@ def _times(seconds: pa.Array) -> pa.Array:
 def _array(values: Sequence[Any], kind: pa.DataType) -> pa.Array:
     """Values as one Arrow type; the few that do not convert as they are (a class label
     sent as text, a whole number stored as 3.0) one by one (None when they cannot be)."""
+    if pa.types.is_integer(kind) and any(isinstance(v, float) for v in values):
+        # Arrow turns 0.7 into 0 without a word: a float becomes an integer only if whole.
+        return pa.array([_coerce(v, kind) for v in values], type=kind)
     try:
         return pa.array(values, type=kind)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
@@ -289,7 +292,8 @@ def _coerce(value: Any, kind: pa.DataType) -> Any:
             return {"true": True, "false": False}.get(str(value).lower())
         number = float(value)
         if pa.types.is_integer(kind):
-            return int(number) if number.is_integer() else None
+            fits = number.is_integer() and -(2.0**63) <= number < 2.0**63
+            return int(number) if fits else None
         return number if math.isfinite(number) else None
     except (TypeError, ValueError):
         return None
