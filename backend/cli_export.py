@@ -32,7 +32,10 @@ def add_export_command(sub: Any, common: argparse.ArgumentParser, open_workspace
                 request,
                 created_by=cli_actor().name,
             )
-            manifest = job.write_directory(Path(args.out))
+            try:
+                manifest = job.write_directory(Path(args.out))
+            except OSError as exc:
+                raise InputError(f"cannot write {args.out}: {exc.strerror or exc}", "out") from None
             took = time.perf_counter() - started
         finally:
             workspace.close()

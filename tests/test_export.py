@@ -5,21 +5,26 @@ the manifest's sha256, the API's streamed ZIP, its roles and refusals, and the C
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import io
 import json
+import threading
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+import backend.api.exports as api_exports
 from backend.cli import main as cli_main
 from backend.db.report_tables import ErrorReportRow
 from backend.db.tables import LabelRow, PredictionRow
@@ -358,6 +363,9 @@ def test_the_export_needs_its_permission_and_refuses_bad_filters(
             "end",
         ),
         ({"model": "toy", "format": "xlsx"}, "format"),
+        # A class no version has would export nothing, silently: the toy's classes are 0, 1.
+        ({"model": "toy", "classes": [1, 7]}, "classes[1]"),
+        ({"model": "toy", "classes": [True]}, "classes[0]"),
     ]
     for body, field in cases:
         refused = client.post("/api/v1/exports", headers=admin_headers, json=body)
@@ -452,3 +460,114 @@ def test_a_label_sent_as_text_and_a_regression_model_export_as_their_types(
     assert table.column("feature.x2").to_pylist() == [-1.0, None]
     assert not [f for f in table.schema.names if f.startswith("proba.")]
     assert [(c.label, c.rows) for c in manifest.by_class] == [("(number)", 2)]
+
+
+def test_a_feedback_token_named_review_does_not_pass_for_a_reviewer(
+    client: TestClient, workspace: Workspace, admin_headers: dict[str, str]
+) -> None:
+    # A label's source is the name of the token that sent it: a client token called "review"
+    # labelling served traffic is feedback the model shaped, not a held-out review label.
+    _seed(workspace)
+    impostor = workspace.tokens.create("review", "client", models=["toy"])
+    sent = client.post(
+        "/api/v1/feedback",
+        headers={"Authorization": f"Bearer {impostor}"},
+        json={"labels": [{"request_id": "s-4", "label": 1}]},
+    )
+    assert sent.status_code == 200, sent.text
+    model = workspace.registry.get_model("toy")
+    export = Export(workspace.sessions, model, _request(), created_by="tests")
+    rows = {row["request_id"]: row for row in pa.Table.from_batches(export.batches()).to_pylist()}
+    assert (rows["s-4"]["label_source"], rows["s-4"]["influenced"]) == ("feedback", True)
+    assert (rows["h-0"]["label_source"], rows["h-0"]["influenced"]) == ("review", False)
+    uninfluenced = Export(
+        workspace.sessions, model, _request(uninfluenced_only=True), created_by="tests"
+    ).preview()
+    assert uninfluenced.rows == 4
+
+
+def test_a_client_that_goes_away_mid_stream_leaves_no_reader_thread(
+    client: TestClient,
+    workspace: Workspace,
+    admin_headers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Driven at the ASGI level as uvicorn does (spec 2.3): a disconnect cancels the response
+    # while the export's generator is between pages, its read-ahead thread waiting.
+    _seed(workspace)
+    monkeypatch.setattr(api_exports, "Export", functools.partial(Export, page_rows=1))
+    body = json.dumps({"model": "toy"}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/exports",
+        "raw_path": b"/api/v1/exports",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", admin_headers["Authorization"].encode()),
+            (b"content-type", b"application/json"),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+
+    def readers() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("export-read")]
+
+    async def download_then_leave() -> list[str]:
+        gone = asyncio.Event()
+        received: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            if not received:
+                received.append(body)
+                return {"type": "http.request", "body": body, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and message["body"]:
+                received.append(message["body"])
+                gone.set()
+
+        await client.app(scope, receive, send)  # type: ignore[arg-type]
+        assert len(received) >= 2  # the download had started
+        return readers()
+
+    assert asyncio.run(download_then_leave()) == []
+
+
+def test_the_cli_says_why_it_cannot_write_its_directory(
+    sqlite_workspace: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = sqlite_workspace.settings.data_dir
+    sqlite_workspace.close()
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    arguments = ["export", "--data-dir", str(data_dir), "--model", "toy", "--out", str(taken)]
+    assert cli_main(arguments) == 2
+    error = capsys.readouterr().err
+    assert "out" in error and str(taken) in error, error
+
+
+def test_a_correction_that_is_no_class_is_not_rounded_into_one(sqlite_workspace: Workspace) -> None:
+    # A report's expected answer is free JSON: 0.7 or 1e20 for a model whose classes are the
+    # integers 0 and 1 is no class at all, and must not come out as class 0 (or a crash).
+    _seed(sqlite_workspace)
+    with sqlite_workspace.sessions.begin() as session:
+        session.add_all(
+            [
+                _report("toy", "s-4", "confirmed", expected=0.7, updated_at=START + 400),
+                _report("toy", "h-4", "confirmed", expected=1e20, updated_at=START + 400),
+            ]
+        )
+    model = sqlite_workspace.registry.get_model("toy")
+    export = Export(sqlite_workspace.sessions, model, _request(), created_by="tests")
+    rows = {row["request_id"]: row for row in pa.Table.from_batches(export.batches()).to_pylist()}
+    assert (rows["s-4"]["label"], rows["s-4"]["label_source"]) == (None, "report")
+    assert (rows["h-4"]["label"], rows["h-4"]["label_source"]) == (None, "report")
+    assert rows["s-0"]["label"] == 1

@@ -9,6 +9,7 @@ rates' denominators) and the feedback API.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Any
 
@@ -16,12 +17,14 @@ from fastapi.testclient import TestClient
 from scipy import stats
 from sqlalchemy import func, select
 
+from backend.auth.tokens import Principal
 from backend.db.signal_tables import UserSignalCountRow, UserSignalRow
 from backend.db.tables import LabelRow, PredictionRow
+from backend.feedback import store_labels
 from backend.monitoring.rules import RuleStore
 from backend.monitoring.user_signals import UserSignalWatch
 from backend.predictions.signal_counts import PENDING, count_pending_signals
-from backend.schemas import AlertRule
+from backend.schemas import AlertRule, LabelIn
 from backend.workspace import Workspace
 from tests.helpers import TOY_ROW
 
@@ -142,13 +145,74 @@ def test_a_signal_before_its_prediction_is_counted_once_it_lands(
         assert session.scalar(select(UserSignalRow.version)) == "1"
 
 
+def test_signals_whose_prediction_never_comes_do_not_hold_back_the_others(
+    client: TestClient, workspace: Workspace, admin_headers: dict[str, str]
+) -> None:
+    # More signals wait for predictions that are never logged (unknown request ids) than a
+    # catch-up round reads at once: the signal whose prediction did land is counted anyway.
+    never = [{"request_id": f"never-{i}", "kind": "undo", "model": "toy"} for i in range(5)]
+    assert _post(client, admin_headers, never).json()["unmatched"] == 5
+    late = [{"request_id": "late-0", "kind": "complaint", "model": "toy"}]
+    assert _post(client, admin_headers, late).json()["unmatched"] == 1
+    _predict(client, admin_headers, "late", 1)
+    assert count_pending_signals(workspace.sessions, time.time() - 60, limit=2) == 1
+    with workspace.sessions() as session:
+        assert session.scalar(select(func.sum(UserSignalCountRow.signals))) == 1
+        waiting = session.scalar(select(func.count()).where(UserSignalRow.minute == PENDING))
+        assert waiting == 5
+
+
+def test_concurrent_senders_and_catch_ups_count_each_signal_once(
+    client: TestClient, workspace: Workspace, admin_headers: dict[str, str]
+) -> None:
+    ids = _predict(client, admin_headers, "c", 6)
+    shop = Principal(name="shop", role="admin")
+    failures: list[str] = []
+
+    def send(request_ids: list[str]) -> None:
+        items = [LabelIn(request_id=rid, kind="undo", model="toy") for rid in request_ids]
+        try:
+            for _ in range(3):
+                store_labels(workspace.sessions, items, shop)
+        except Exception as exc:  # a lost race shows as a failure, not a hang
+            failures.append(repr(exc))
+
+    def run(jobs: list[threading.Thread]) -> None:
+        for job in jobs:
+            job.start()
+        for job in jobs:
+            job.join()
+
+    # Overlapping sets, two of them for predictions not logged yet.
+    run(
+        [
+            threading.Thread(target=send, args=([*ids[k % 3 : k % 3 + 4], "late-0", "late-1"],))
+            for k in range(6)
+        ]
+    )
+    _predict(client, admin_headers, "late", 2)
+    catch_ups = [
+        threading.Thread(target=count_pending_signals, args=(workspace.sessions, time.time() - 600))
+        for _ in range(3)
+    ]
+    run([*catch_ups, threading.Thread(target=send, args=(["late-0", "late-1"],))])
+    assert failures == []
+    with workspace.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(UserSignalRow)) == 8
+        assert session.scalar(select(func.sum(UserSignalCountRow.signals))) == 8
+
+
 def test_feedback_refuses_what_a_signal_or_a_label_cannot_be(
     client: TestClient, workspace: Workspace, admin_headers: dict[str, str]
 ) -> None:
     ids = _predict(client, admin_headers, "bad", 1)
     cases = [
         ([{"request_id": ids[0]}], "labels[0].label", "required"),
-        ([{"request_id": ids[0], "kind": "undo", "label": 1}], "labels[0].label", "no label"),
+        (
+            [{"request_id": ids[0], "kind": "undo", "label": 1}],
+            "labels[0].label",
+            "an undo carries no label",
+        ),
         (
             [{"request_id": "x", "kind": "complaint", "model": "nope"}],
             "labels[0].model",

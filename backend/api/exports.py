@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Generator
+
+import anyio
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import iterate_in_threadpool
 
 from backend.api.deps import CurrentPrincipal, CurrentWorkspace
 from backend.api.errors import ERRORS
@@ -37,6 +41,18 @@ def _export(
     )
 
 
+async def _closed_at_the_end(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+    """The chunks, each made in a worker thread, and the generator closed however the
+    response ends: a client that goes away cancels the response, and the export's read-ahead
+    thread and pages would otherwise wait for the garbage collector."""
+    try:
+        async for chunk in iterate_in_threadpool(chunks):
+            yield chunk
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(chunks.close)
+
+
 @router.post("/exports/preview", response_model=ExportPreview)
 def preview_export(
     body: ExportRequest, workspace: CurrentWorkspace, principal: CurrentPrincipal
@@ -59,7 +75,7 @@ def run_export(
     export = _export(body, workspace, principal)
     name = f"{body.model}-export.zip"
     return StreamingResponse(
-        export.zip_stream(),
+        _closed_at_the_end(export.zip_stream()),
         media_type="application/zip",
         headers={
             "Content-Disposition": f'attachment; filename="{name}"',

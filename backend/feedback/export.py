@@ -118,7 +118,7 @@ class Export:
         (out / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n")
         return manifest
 
-    def zip_stream(self) -> Iterator[bytes]:
+    def zip_stream(self) -> Generator[bytes, None, None]:
         """One ZIP with the data file and then ``manifest.json``, as its bytes are made."""
         sink = _Chunks()
         compression = zipfile.ZIP_STORED

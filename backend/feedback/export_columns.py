@@ -118,7 +118,14 @@ def _labels(
     stored = _json_values(columns[reads.R_LABEL], plan.answer_type)
     stored_by = pa.array(columns[reads.R_LABEL_SOURCE], pa.string())
     present = pc.is_valid(stored)
-    review = pc.and_(present, pc.fill_null(pc.equal(stored_by, REVIEW_SOURCE), False))
+    # Booleans come as the driver gives them (SQLite: 0 and 1).
+    stored_influenced = pa.array(columns[reads.R_LABEL_INFLUENCED]).cast(pa.bool_())
+    marked_not = pc.fill_null(pc.equal(stored_influenced, False), False)
+    # A feedback label's source is its token's name, and a token may be called "review":
+    # only the review queue stores its labels marked as not influenced.
+    review = pc.and_(
+        pc.and_(present, marked_not), pc.fill_null(pc.equal(stored_by, REVIEW_SOURCE), False)
+    )
     if reports:
         found = [
             reports.get(key)
@@ -143,9 +150,6 @@ def _labels(
     by = pc.if_else(by_report, report_by, stored_by)
     at = pc.if_else(by_report, report_at, pa.array(columns[reads.R_LABEL_AT], pa.float64()))
     served = pc.not_equal(pa.array(columns[reads.R_ROUTE], pa.string()), HELD_OUT_ROUTE)
-    # Booleans come as the driver gives them (SQLite: 0 and 1).
-    stored_influenced = pa.array(columns[reads.R_LABEL_INFLUENCED]).cast(pa.bool_())
-    marked_not = pc.fill_null(pc.equal(stored_influenced, False), False)
     influenced = pc.if_else(
         review,
         False,
@@ -267,6 +271,9 @@ def _times(seconds: pa.Array) -> pa.Array:
 def _array(values: Sequence[Any], kind: pa.DataType) -> pa.Array:
     """Values as one Arrow type; the few that do not convert as they are (a class label
     sent as text, a whole number stored as 3.0) one by one (None when they cannot be)."""
+    if pa.types.is_integer(kind) and any(isinstance(v, float) for v in values):
+        # Arrow turns 0.7 into 0 without a word: a float becomes an integer only if whole.
+        return pa.array([_coerce(v, kind) for v in values], type=kind)
     try:
         return pa.array(values, type=kind)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
@@ -285,7 +292,8 @@ def _coerce(value: Any, kind: pa.DataType) -> Any:
             return {"true": True, "false": False}.get(str(value).lower())
         number = float(value)
         if pa.types.is_integer(kind):
-            return int(number) if number.is_integer() else None
+            fits = number.is_integer() and -(2.0**63) <= number < 2.0**63
+            return int(number) if fits else None
         return number if math.isfinite(number) else None
     except (TypeError, ValueError):
         return None

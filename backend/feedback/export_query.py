@@ -1,12 +1,12 @@
 """What an export holds: its columns (from the versions' signatures), and each logged row
 resolved to its best label, its provenance and whether the model could have shaped it.
 
-Provenance, one label per row: a held-out review label (``labels.source`` "review") over a
-confirmed error report's correction (status confirmed or resolved; its correction, else the
-reporter's expected answer; the newest report wins) over any other label (source
-"feedback", named by the token that sent it). Influenced: False for a held-out row (answered
-without the model) and for a review label, otherwise True for a labelled row; a label marked
-as not influenced in the store stays so.
+Provenance, one label per row: a held-out review label (``labels.source`` "review" and stored
+as not influenced: a token may be named "review") over a confirmed error report's correction
+(status confirmed or resolved; its correction, else the reporter's expected answer; the newest
+report wins) over any other label (source "feedback", named by the token that sent it).
+Influenced: False for a held-out row (answered without the model) and for a review label,
+otherwise True for a labelled row; a label marked as not influenced in the store stays so.
 """
 
 from __future__ import annotations
@@ -132,6 +132,14 @@ def plan_export(model: ModelInfo, request: ExportRequest, now: float | None = No
     task = model.task
     if request.classes is not None and task != "classification":
         raise InputError("a regression model's labels have no classes to filter on", "classes")
+    # A class no chosen version knows would export nothing, and say nothing about why.
+    for i, value in enumerate(request.classes if request.classes and classes else []):
+        if (category_text(value) or NO_LABEL) not in classes:
+            raise InputError(
+                f"no chosen version of model {model.name!r} has class {value!r}; classes: "
+                f"{', '.join(classes)}",
+                f"classes[{i}]",
+            )
     return ExportPlan(
         request=request,
         model=model,

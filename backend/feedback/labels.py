@@ -91,7 +91,8 @@ def _check_kinds(labels: Sequence[LabelIn]) -> None:
             raise InputError('a label is required (kind is "label")', f"labels[{i}].label")
         if item.kind != "label" and item.label is not None:
             raise InputError(
-                f'a {item.kind} carries no label: send the label as its own item of kind "label"',
+                f"{'an' if item.kind == 'undo' else 'a'} {item.kind} carries no label: send "
+                'the label as its own item of kind "label"',
                 f"labels[{i}].label",
             )
 

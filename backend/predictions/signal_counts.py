@@ -149,22 +149,35 @@ def _predictions(
 def count_pending_signals(sessions: sessionmaker[Session], since: float, limit: int = 5_000) -> int:
     """Count the signals received since ``since`` that came before their prediction was
     logged and whose prediction is logged now; returns how many were counted. Reads only the
-    waiting ones (by the minute index), so a round costs in proportion to them."""
-    with sessions.begin() as session:
-        keys: list[SignalKey] = [
-            (model, request_id, row, kind)
-            for model, request_id, row, kind in session.execute(
+    waiting ones (by the minute index), so a round costs in proportion to them; all of them,
+    ``limit`` at a time by id: signals whose prediction never comes must not hide the rest."""
+    counted = 0
+    after = 0
+    while True:
+        with sessions.begin() as session:
+            waiting = session.execute(
                 select(
+                    UserSignalRow.id,
                     UserSignalRow.model,
                     UserSignalRow.request_id,
                     UserSignalRow.row_index,
                     UserSignalRow.kind,
                 )
-                .where(UserSignalRow.minute == PENDING, UserSignalRow.received_at >= since)
+                .where(
+                    UserSignalRow.minute == PENDING,
+                    UserSignalRow.received_at >= since,
+                    UserSignalRow.id > after,
+                )
+                .order_by(UserSignalRow.id)
                 .limit(limit)
-            )
-        ]
-        return len(keys) - count_signals(session, keys)
+            ).all()
+            keys: list[SignalKey] = [
+                (model, request_id, row, kind) for _, model, request_id, row, kind in waiting
+            ]
+            counted += len(keys) - count_signals(session, keys)
+        if len(waiting) < limit:
+            return counted
+        after = waiting[-1][0]
 
 
 def read_signal_counts(
