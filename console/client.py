@@ -51,6 +51,17 @@ from backend.schemas import (
     WindowDrift,
 )
 from backend.schemas.feedback_loops import FeedbackLoopReport
+from backend.schemas.reports import (
+    ReportBulkResult,
+    ReportBulkUpdate,
+    ReportCounts,
+    ReportCreate,
+    ReportDetail,
+    ReportNoteCreate,
+    ReportPage,
+    ReportPublicStatus,
+    ReportUpdate,
+)
 from backend.schemas.review import (
     ReviewAnswer,
     ReviewBatch,
@@ -376,6 +387,46 @@ class ApiClient:
             event = StreamEvent.model_validate_json(data)
             if event.alert is not None:
                 yield AlertMessage(event_id, event.alert, event.action)
+
+    # ------------------------------------------------------------------ error reports
+
+    def file_report(self, report: ReportCreate) -> ReportPublicStatus:
+        """File an end user's report that a logged prediction was wrong."""
+        return self._post("/api/v1/reports", report, ReportPublicStatus)
+
+    def reports(self, query: dict[str, Any]) -> ReportPage:
+        """One page of the triage inbox; ``query`` holds the route's filters, sort and cursor
+        (a list value repeats the parameter, as ``status`` does)."""
+        return self._get("/api/v1/reports", ReportPage, params=query)
+
+    def report_counts(self, query: dict[str, Any]) -> ReportCounts:
+        """Counts and ages per status under the inbox's filters (its status filter left out)."""
+        return self._get("/api/v1/reports/counts", ReportCounts, params=query)
+
+    def report(self, report_id: int) -> ReportDetail:
+        return self._get(f"/api/v1/reports/{report_id}", ReportDetail)
+
+    def update_report(self, report_id: int, change: ReportUpdate) -> ReportDetail:
+        """A triage change; only the fields set in ``change`` are sent (the others stay)."""
+        return self._request(
+            "PATCH",
+            f"/api/v1/reports/{report_id}",
+            ReportDetail,
+            json=change.model_dump(mode="json", exclude_unset=True),
+        )
+
+    def add_report_note(self, report_id: int, text: str) -> ReportDetail:
+        body = ReportNoteCreate(text=text)
+        return self._post(f"/api/v1/reports/{report_id}/notes", body, ReportDetail)
+
+    def bulk_update_reports(self, change: ReportBulkUpdate) -> ReportBulkResult:
+        """One change to many reports, all or nothing."""
+        return self._request(
+            "POST",
+            "/api/v1/reports/bulk",
+            ReportBulkResult,
+            json=change.model_dump(mode="json", exclude_unset=True),
+        )
 
     # ------------------------------------------------------------------ plumbing
 
