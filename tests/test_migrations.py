@@ -9,6 +9,7 @@ from sqlalchemy import inspect
 
 from backend.db import create_db_engine, upgrade_database
 from backend.db.engine import alembic_config
+from backend.db.report_tables import managed_outside_metadata
 from backend.db.tables import Base
 from backend.settings import Settings
 from backend.workspace import Workspace
@@ -18,7 +19,16 @@ def test_migrated_schema_matches_the_models(database_url: str) -> None:
     engine = create_db_engine(database_url)
     upgrade_database(engine)
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                # The full-text machinery of migration 0017 is not declared in the metadata.
+                "include_name": lambda name, type_, _parents: (
+                    not managed_outside_metadata(name, type_)
+                ),
+            },
+        )
         assert compare_metadata(context, Base.metadata) == []
         head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
         assert context.get_current_revision() == head

@@ -16,6 +16,7 @@ from backend.api import (
     deploy,
     drift,
     events,
+    exports,
     feedback,
     feedback_loops,
     held_out,
@@ -42,6 +43,7 @@ from backend.monitoring.feedback_loops.alerting import FeedbackLoopWatch
 from backend.monitoring.live_stats import LiveStats
 from backend.monitoring.prometheus import PrometheusMetrics, active_alerts_source
 from backend.monitoring.rules import RuleStore
+from backend.monitoring.user_signals import UserSignalWatch
 from backend.predictions.log import PredictionLog
 from backend.predictions.observers import PredictionObserver
 from backend.serving.candidates import CandidateCalls
@@ -96,6 +98,14 @@ def create_app(
         workspace.alerts,
         state,
     )
+    # The undo_rate and complaint_rate rules, on the user-signal counts.
+    signal_alerts = UserSignalWatch(
+        workspace.sessions,
+        workspace.registry,
+        RuleStore(workspace.sessions),
+        workspace.alerts,
+        state,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -108,6 +118,9 @@ def create_app(
         loop_watch = asyncio.create_task(
             loop_alerts.run() if settings.monitoring_on else asyncio.Event().wait()
         )
+        signal_watch = asyncio.create_task(
+            signal_alerts.run() if settings.monitoring_on else asyncio.Event().wait()
+        )
         prometheus_flush = asyncio.create_task(prometheus.flush_every())
         # Everything loaded so far (libraries, models) lives for the whole process: moving it
         # out of the collector's view turns 100+ ms full collections under load into ~1 ms.
@@ -116,7 +129,8 @@ def create_app(
         try:
             yield
         finally:
-            for task in (judging, alerting, drift_watch, loop_watch, prometheus_flush):
+            watches = (judging, alerting, drift_watch, loop_watch, signal_watch)
+            for task in (*watches, prometheus_flush):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -143,6 +157,7 @@ def create_app(
     app.state.rollouts = rollouts
     app.state.alert_rules = alert_rules
     app.state.loop_alerts = loop_alerts
+    app.state.signal_alerts = signal_alerts
     app.state.prometheus = prometheus
     install_error_handlers(app)
     # The last added runs first. Every request other than a prediction: the NUL check, the
@@ -169,6 +184,7 @@ def create_app(
     app.include_router(records.router)
     app.include_router(manage.router)
     app.include_router(feedback.router)
+    app.include_router(exports.router)
     app.include_router(review.router)
     app.include_router(deploy.router)
     app.include_router(monitor.router)

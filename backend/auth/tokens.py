@@ -38,10 +38,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "read_predictions",
             "tokens",
             "trust_pickle",
+            "export",
         }
     ),
+    # "export": the retraining export, every logged row's features (engineer and admin only).
     "engineer": frozenset(
-        {"predict", "read", "register", "deploy", "feedback", "read_predictions"}
+        {"predict", "read", "register", "deploy", "feedback", "read_predictions", "export"}
     ),
     "support": frozenset({"read", "feedback", "read_predictions"}),
     "client": frozenset({"predict", "feedback"}),

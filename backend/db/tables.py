@@ -505,3 +505,9 @@ class LoopContributionRow(Base):
     minute: Mapped[int] = mapped_column(BigInteger)
     # JSON text: predictions.loop_counts.Outcome.
     outcome: Mapped[str] = mapped_column(Text)
+
+
+# Tables kept in their own modules register on Base when imported; importing them here puts
+# them in the one metadata Alembic and create_all read (this module is near its size limit).
+from backend.db import report_tables as _report_tables  # noqa: E402, F401
+from backend.db import signal_tables as _signal_tables  # noqa: E402, F401

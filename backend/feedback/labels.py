@@ -1,4 +1,5 @@
-"""Labels arrive late and in bulk; each one is kept against its (model, request id, row).
+"""Labels and user signals (undo, complaint) arrive late and in bulk; each one is kept against
+its (model, request id, row).
 
 A request id is only unique within a model (a caller may choose it, and two models may
 answer the same one), and a token may label only the predictions of models it may use. So a
@@ -23,6 +24,7 @@ from backend.db.tables import LabelRow, ModelRow, ModelVersionRow
 from backend.errors import Forbidden, InputError
 from backend.predictions.loop_counts import sync_label_outcomes
 from backend.predictions.reads import models_of
+from backend.predictions.signal_counts import store_signals
 from backend.schemas import LabelIn
 
 
@@ -40,53 +42,94 @@ def store_labels(
                 f"token {principal.name!r} may not label predictions of model {item.model!r}",
                 f"labels[{i}].model",
             )
+    _check_kinds(labels)
     keys = [(item.request_id, item.row) for item in labels]
     with sessions.begin() as session:
         logged = models_of(session, keys)
         bound: list[tuple[str, str | None]] = []  # (model, version when logged)
         for i, item in enumerate(labels):
             bound.append(_bind_to_model(item, logged.get(keys[i], []), principal, i))
-        seen: set[tuple[str, str, int]] = set()
+        seen: set[tuple[str, str, int, str]] = set()
         for i, (model, _version) in enumerate(bound):
-            key = (model, labels[i].request_id, labels[i].row)
+            key = (model, labels[i].request_id, labels[i].row, labels[i].kind)
             if key in seen:
-                raise InputError("the same prediction is labelled twice", f"labels[{i}]")
+                what = "labelled" if labels[i].kind == "label" else f"given {labels[i].kind}"
+                raise InputError(f"the same prediction is {what} twice", f"labels[{i}]")
             seen.add(key)
-        _check_labels(session, labels, bound)
         now = time.time()
-        rows = [
-            {
-                "model": model,
-                "request_id": item.request_id,
-                "row_index": item.row,
-                "label": item.label,
-                "received_at": now,
-                "source": principal.name,
-            }
-            for item, (model, _version) in zip(labels, bound, strict=True)
-        ]
-        dialect = session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = insert(LabelRow)
-        statement = statement.on_conflict_do_update(
-            index_elements=["model", "request_id", "row_index"],
-            set_={
-                "label": statement.excluded.label,
-                "received_at": statement.excluded.received_at,
-                "source": statement.excluded.source,
-                # A label from elsewhere replaces a reviewer's: whether it was influenced by
-                # the model is unknown again.
-                "influenced": statement.excluded.influenced,
-            },
+        is_label = [item.kind == "label" for item in labels]
+        _check_labels(session, labels, bound)
+        _upsert_labels(
+            session,
+            [
+                (model, item.request_id, item.row, item.label)
+                for item, (model, _), keep in zip(labels, bound, is_label, strict=True)
+                if keep
+            ],
+            principal.name,
+            now,
         )
-        session.execute(statement, rows)
-        # The feedback-loop counts follow the labels in the same transaction (a replaced
-        # label takes its old contribution out first).
-        sync_label_outcomes(
-            session, [(row["model"], row["request_id"], row["row_index"]) for row in rows]
+        # Signals are kept apart from labels (a prediction may have both), once per kind.
+        store_signals(
+            session,
+            [
+                (model, item.request_id, item.row, item.kind)
+                for item, (model, _), keep in zip(labels, bound, is_label, strict=True)
+                if not keep
+            ],
+            principal.name,
+            now,
         )
     unmatched = sum(1 for _model, version in bound if version is None)
     return len(labels), unmatched
+
+
+def _check_kinds(labels: Sequence[LabelIn]) -> None:
+    """A label needs its value; a signal (undo, complaint) has none."""
+    for i, item in enumerate(labels):
+        if item.kind == "label" and item.label is None:
+            raise InputError('a label is required (kind is "label")', f"labels[{i}].label")
+        if item.kind != "label" and item.label is not None:
+            raise InputError(
+                f'a {item.kind} carries no label: send the label as its own item of kind "label"',
+                f"labels[{i}].label",
+            )
+
+
+def _upsert_labels(
+    session: Session, labels: Sequence[tuple[str, str, int, Any]], source: str, now: float
+) -> None:
+    if not labels:
+        return
+    rows = [
+        {
+            "model": model,
+            "request_id": request_id,
+            "row_index": row,
+            "label": label,
+            "received_at": now,
+            "source": source,
+        }
+        for model, request_id, row, label in labels
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(LabelRow)
+    statement = statement.on_conflict_do_update(
+        index_elements=["model", "request_id", "row_index"],
+        set_={
+            "label": statement.excluded.label,
+            "received_at": statement.excluded.received_at,
+            "source": statement.excluded.source,
+            # A label from elsewhere replaces a reviewer's: whether it was influenced by
+            # the model is unknown again.
+            "influenced": statement.excluded.influenced,
+        },
+    )
+    session.execute(statement, rows)
+    # The feedback-loop counts follow the labels in the same transaction (a replaced
+    # label takes its old contribution out first).
+    sync_label_outcomes(session, [(model, request_id, row) for model, request_id, row, _ in labels])
 
 
 def _bind_to_model(
@@ -126,15 +169,16 @@ def _bind_to_model(
 def _check_labels(
     session: Session, labels: Sequence[LabelIn], bound: Sequence[tuple[str, str | None]]
 ) -> None:
-    """A label must fit its prediction's version; a pending one every version of its model."""
+    """A label must fit its prediction's version; a pending one every version of its model.
+    A signal's model must exist."""
     versions = _versions(session, {model for model, _ in bound})
     for i, (item, (model, version)) in enumerate(zip(labels, bound, strict=True)):
         field = f"labels[{i}].label"
-        if item.label is None:
-            raise InputError("a label is required", field)
         of_model = versions.get(model)
         if of_model is None:
             raise InputError(f"no model named {model!r}", f"labels[{i}].model")
+        if item.kind != "label":
+            continue
         if version is not None and version in of_model:
             _check_label(item.label, *of_model[version], field)
         else:

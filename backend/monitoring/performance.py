@@ -31,6 +31,7 @@ from backend.monitoring.estimate import (
     fit_calibration,
     unusable_calibration,
 )
+from backend.monitoring.user_signals import user_signal_windows
 from backend.predictions.reads import version_window, version_window_counts, version_window_labelled
 from backend.registry import Prediction, Registry
 from backend.registry.metrics import MetricUnavailable, score_metric
@@ -42,6 +43,7 @@ from backend.schemas import (
     ModelVersionInfo,
     PerformanceReport,
     PerformanceWindow,
+    UserSignals,
     Verdict,
     plain_duration,
 )
@@ -182,6 +184,8 @@ def performance_report(
         calibration_info = _calibration_info(calibration, source)
     bounds = window_bounds(now if end is None else end, window_s, windows)
     limit = max(1, min(MAX_ROWS_PER_WINDOW, MAX_ROWS_PER_REPORT // windows))
+    with sessions() as session:
+        signal_windows = user_signal_windows(session, model, info.version, bounds)
     return PerformanceReport(
         model=model,
         version=info.version,
@@ -192,8 +196,10 @@ def performance_report(
         min_labels=min_labels,
         calibration=calibration_info,
         windows=[
-            _window(sessions, model, info, start, stop, now, calibration, min_labels, limit)
-            for start, stop in bounds
+            _window(
+                sessions, model, info, start, stop, now, calibration, min_labels, limit, signals
+            )
+            for (start, stop), signals in zip(bounds, signal_windows, strict=True)
         ],
     )
 
@@ -208,6 +214,7 @@ def _window(
     calibration: Calibration | None,
     min_labels: int,
     limit: int,
+    user_signals: UserSignals,
 ) -> PerformanceWindow:
     rows = version_window(sessions, model, info.version, start, end, limit + 1)
     if len(rows) <= limit:
@@ -250,6 +257,7 @@ def _window(
         realized=realized,
         estimated=estimated,
         verdict=verdict(info, realized, estimated, len(labelled), min_labels),
+        user_signals=user_signals,
     )
 
 

@@ -121,6 +121,31 @@ DEFAULT_RULES: dict[AlertKind, AlertRule] = {
         clear_for_s=900,
         cooldown_s=3_600,
     ),
+    # User signals (judged by monitoring.user_signals on the signal counts kept as signals
+    # arrive): the share of the serving version's answers that users undid, or complained
+    # about, over an hour of predictions with at least 200 answers (a handful of undos in a
+    # quiet hour is not a trend); five minutes of holding, a quarter hour clear to end it.
+    # Complaints take effort, so far fewer of them mean as much as undos do.
+    "undo_rate": AlertRule(
+        kind="undo_rate",
+        severity="warning",
+        threshold=0.10,
+        window_s=3_600,
+        min_count=200,
+        for_s=300,
+        clear_for_s=900,
+        cooldown_s=3_600,
+    ),
+    "complaint_rate": AlertRule(
+        kind="complaint_rate",
+        severity="warning",
+        threshold=0.02,
+        window_s=3_600,
+        min_count=200,
+        for_s=300,
+        clear_for_s=900,
+        cooldown_s=3_600,
+    ),
 }
 
 

@@ -73,6 +73,18 @@ from backend.schemas.drift import (
     SkippedFeature,
     WindowDrift,
 )
+from backend.schemas.exports import (
+    EXPORT_SOURCES,
+    ClassCount,
+    ExportColumn,
+    ExportFile,
+    ExportFormat,
+    ExportManifest,
+    ExportPreview,
+    ExportRequest,
+    ExportSource,
+    SourceCount,
+)
 from backend.schemas.feedback_loops import (
     INDICATOR_NAMES,
     AnswerCoverage,
@@ -143,6 +155,8 @@ from backend.schemas.performance import (
     MetricValue,
     PerformanceReport,
     PerformanceWindow,
+    SignalRate,
+    UserSignals,
     Verdict,
 )
 
@@ -401,10 +415,19 @@ class RecordPredictResponse(BaseModel):
 # ---------------------------------------------------------------- feedback
 
 
+# What a feedback item says about a prediction row: its true outcome ("label"), or a user's
+# signal about the answer: they undid what the model recommended ("undo"), or complained.
+FeedbackKind = Literal["label", "undo", "complaint"]
+SignalKind = Literal["undo", "complaint"]
+SIGNAL_KINDS: tuple[SignalKind, ...] = ("undo", "complaint")
+
+
 class LabelIn(RequestBody):
     request_id: RequestId = Field(min_length=1)
     row: int = Field(default=0, ge=0, le=2**31 - 1)
-    label: StorableJson
+    kind: FeedbackKind = "label"
+    # Required for kind "label"; refused with "undo" and "complaint" (a signal has no value).
+    label: StorableJson = None
     # The model that answered: a request id is only unique within a model. Needed only for a
     # prediction not in the log yet, unless the token may use one model alone.
     model: str | None = Field(default=None, min_length=1, max_length=128)

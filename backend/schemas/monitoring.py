@@ -23,6 +23,8 @@ AlertKind = Literal[
     "drift_prediction",
     "estimated_metric",
     "feedback_loop",
+    "undo_rate",
+    "complaint_rate",
 ]
 ALERT_KINDS: tuple[AlertKind, ...] = (
     "live_metric",
@@ -35,6 +37,8 @@ ALERT_KINDS: tuple[AlertKind, ...] = (
     "drift_prediction",
     "estimated_metric",
     "feedback_loop",
+    "undo_rate",
+    "complaint_rate",
 )
 AlertSeverity = Literal["warning", "critical"]
 # open: nobody has looked yet; acknowledged: someone owns it; resolved: it no longer applies
@@ -102,7 +106,7 @@ MAX_WINDOW_S = 86_400
 MAX_HOLD_S = 86_400
 MAX_COOLDOWN_S = 7 * 86_400
 MAX_LATENCY_MS = 600_000.0
-SHARE_KINDS = ("error_rate", "refusal_rate", "decision_mix")
+SHARE_KINDS = ("error_rate", "refusal_rate", "decision_mix", "undo_rate", "complaint_rate")
 THRESHOLD_KINDS = ("p99_latency", *SHARE_KINDS)
 
 
@@ -126,7 +130,9 @@ class AlertRule(RequestBody):
             "p99_latency: milliseconds; error_rate, refusal_rate, decision_mix: a share "
             "between 0 and 1; live_metric: none (the version's acceptable range applies); "
             "drift_features, drift_dataset: the share of drifted inputs, or none; "
-            "drift_prediction: none; feedback_loop: the gap between served and held-out "
+            "drift_prediction: none; undo_rate, complaint_rate: the share of answered "
+            "predictions undone or complained about, above 0 and at most 1; "
+            "feedback_loop: the gap between served and held-out "
             "traffic (a difference of shares, or a Jensen-Shannon distance) that alerts, "
             "above 0 and at most 1 (half of it warns)"
         ),

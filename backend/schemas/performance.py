@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from backend.schemas.common import Metric, UtcDateTime
+from backend.schemas.feedback_loops import Interval
 
 MetricSource = Literal["realized", "estimated"]
 
@@ -71,6 +72,26 @@ class Verdict(BaseModel):
     explanation: str
 
 
+class SignalRate(BaseModel):
+    """How often users undid the model's answer, or complained about it, in one window."""
+
+    kind: Literal["undo", "complaint"]
+    # Signals about the window's answered predictions (counted by the prediction's time).
+    signals: int
+    # Signals per answered prediction, with its 95% Wilson interval (all None without
+    # predictions).
+    rate: Interval
+
+
+class UserSignals(BaseModel):
+    """User signals about one window's predictions answered by the version (active and canary
+    traffic; a shadow's answers were never seen, held-out ones were not the model's)."""
+
+    predictions: int
+    rates: list[SignalRate]
+    explanation: str
+
+
 class PerformanceWindow(BaseModel):
     start: UtcDateTime
     end: UtcDateTime
@@ -85,6 +106,7 @@ class PerformanceWindow(BaseModel):
     realized: list[MetricValue]
     estimated: EstimatedPerformance
     verdict: Verdict
+    user_signals: UserSignals
 
 
 class PerformanceReport(BaseModel):
