@@ -8,8 +8,9 @@ runs them through its background-work helper, never on the UI thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
@@ -50,6 +51,7 @@ from backend.schemas import (
     WhoAmI,
     WindowDrift,
 )
+from backend.schemas.exports import ExportPreview, ExportRequest
 from backend.schemas.feedback_loops import FeedbackLoopReport
 from backend.schemas.reports import (
     ReportBulkResult,
@@ -72,6 +74,9 @@ from backend.schemas.review import (
 
 T = TypeVar("T", bound=BaseModel)
 DEFAULT_TIMEOUT_S = 5.0
+# An export streams as the backend reads the log: a pause between pages is not a failure.
+EXPORT_READ_TIMEOUT_S = 120.0
+EXPORT_CHUNK = 256 * 1024
 # The stream sends a keep-alive comment every 15 s; twice that without a byte means it is gone.
 STREAM_READ_TIMEOUT_S = 35.0
 
@@ -427,6 +432,51 @@ class ApiClient:
             ReportBulkResult,
             json=change.model_dump(mode="json", exclude_unset=True),
         )
+
+    # ------------------------------------------------------------------ retraining export
+
+    def preview_export(self, request: ExportRequest) -> ExportPreview:
+        """What an export with these filters holds (rows per label source and class)."""
+        return self._post("/api/v1/exports/preview", request, ExportPreview)
+
+    def download_export(
+        self,
+        request: ExportRequest,
+        target: Path,
+        on_progress: Callable[[int, int | None], None],
+        cancelled: Callable[[], bool],
+    ) -> int | None:
+        """Stream the export's ZIP into ``target`` chunk by chunk (never whole in memory),
+        calling ``on_progress(bytes so far, log rows it reads or None)``. Returns the bytes
+        written, or None when ``cancelled()`` turned true (the partial file is left to the
+        caller, who removes it)."""
+        try:
+            response = self._session().post(
+                f"{self.base_url}/api/v1/exports",
+                headers=self._headers(),
+                json=request.model_dump(mode="json", exclude_unset=True),
+                stream=True,
+                timeout=(self.timeout_s, EXPORT_READ_TIMEOUT_S),
+            )
+        except requests.RequestException as exc:
+            raise BackendUnreachable(_describe(exc)) from exc
+        with response:
+            if not response.ok:
+                raise _error_from(response)
+            rows_header = response.headers.get("X-Export-Rows-Read", "")
+            rows = int(rows_header) if rows_header.isdigit() else None
+            written = 0
+            try:
+                with target.open("wb") as out:
+                    for chunk in response.iter_content(EXPORT_CHUNK):
+                        if cancelled():
+                            return None
+                        out.write(chunk)
+                        written += len(chunk)
+                        on_progress(written, rows)
+            except requests.RequestException as exc:
+                raise BackendUnreachable(_describe(exc)) from exc
+        return written
 
     # ------------------------------------------------------------------ plumbing
 

@@ -28,6 +28,7 @@ from console.client import ApiClient
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
 from console.pages.base import ALL_ROLES
+from console.pages.export_launcher import ExportLauncher
 from console.pages.refreshing import RefreshingPage
 from console.report_words import (
     BUILT_IN_VIEWS,
@@ -75,12 +76,14 @@ class ReportsPage(RefreshingPage):
         self.inbox = ReportInbox()
         self.detail = ReportDetailPane()
         self.detail.me = self.me
+        self.export = ExportLauncher(self, lambda: self.filter_bar.filters().model)
         self.refresh_button = self.make_refresh_button(
             "Read the inbox and the counts again (F5); it also refreshes every 30 s."
         )
 
         top = QHBoxLayout()
         top.addWidget(self.status, 1)
+        top.addWidget(self.export.button)
         top.addWidget(self.refresh_button)
         self.splitter = make_splitter(Qt.Orientation.Horizontal, (self.inbox, 3), (self.detail, 2))
         self.splitter.setSizes([700, 480])
@@ -145,6 +148,7 @@ class ReportsPage(RefreshingPage):
 
     def shutdown(self) -> None:
         super().shutdown()
+        self.export.close()
         settings = self.context.settings
         settings.setValue(FILTERS_SETTING, self.filter_bar.filters().to_json())
         settings.setValue(VIEW_SETTING, self.view_name)

@@ -203,6 +203,8 @@ def test_views_are_saved_and_filters_ask_the_backend(  # type: ignore[no-untyped
     page = _reports_page(support_window)
     support_window.open_page("reports")
     qtbot.waitUntil(lambda: page.inbox.reports.rowCount() == 2, timeout=TIMEOUT_MS)
+    # The retraining export is for engineers and admins.
+    assert not page.export.button.isVisibleTo(page)
     # "/" goes to the search; typing asks again after a pause.
     page.inbox.setFocus()
     qtbot.keyClick(page.inbox, Qt.Key.Key_Slash)
