@@ -27,6 +27,7 @@ from backend.api import (
     oip,
     performance,
     records,
+    reports,
     review,
 )
 from backend.api.errors import install_error_handlers
@@ -186,6 +187,7 @@ def create_app(
     app.include_router(feedback.router)
     app.include_router(exports.router)
     app.include_router(review.router)
+    app.include_router(reports.router)
     app.include_router(deploy.router)
     app.include_router(monitor.router)
     app.include_router(alerts.router)

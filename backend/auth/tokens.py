@@ -39,14 +39,26 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "tokens",
             "trust_pickle",
             "export",
+            "report",
+            "triage",
         }
     ),
     # "export": the retraining export, every logged row's features (engineer and admin only).
     "engineer": frozenset(
-        {"predict", "read", "register", "deploy", "feedback", "read_predictions", "export"}
+        {
+            "predict",
+            "read",
+            "register",
+            "deploy",
+            "feedback",
+            "read_predictions",
+            "export",
+            "report",
+            "triage",
+        }
     ),
-    "support": frozenset({"read", "feedback", "read_predictions"}),
-    "client": frozenset({"predict", "feedback"}),
+    "support": frozenset({"read", "feedback", "read_predictions", "report", "triage"}),
+    "client": frozenset({"predict", "feedback", "report"}),
 }
 
 

@@ -314,3 +314,29 @@ def route_coverage(
             )
         ).scalar_one()
     return int(on_route), int(entities), int(everything)
+
+
+def logged_rows_of(session: Session, request_id: str, row_index: int) -> list[PredictionRecord]:
+    """Every logged row with this request id and row (one per model that answered it), along
+    the (request_id, row_index) index."""
+    rows = session.scalars(
+        select(PredictionRow).where(
+            PredictionRow.request_id == request_id, PredictionRow.row_index == row_index
+        )
+    ).all()
+    return [
+        PredictionRecord(
+            request_id=row.request_id,
+            row=row.row_index,
+            created_at=row.created_at,
+            model=row.model,
+            version=row.version,
+            route=row.route,
+            entity_id=row.entity_id,
+            features=row.features,
+            outputs=row.outputs,
+            latency_ms=row.latency_ms,
+            token_name=row.token_name,
+        )
+        for row in rows
+    ]
