@@ -190,7 +190,7 @@ def test_support_staff_triage_reports_by_keyboard(  # type: ignore[no-untyped-de
         lambda: {_detail(backend, r).status for r in (late, spare)} == {"not_model_error"},
         timeout=TIMEOUT_MS,
     )
-    assert "2 reports changed" in detail.message.text()
+    qtbot.waitUntil(lambda: "2 reports changed" in detail.message.text(), timeout=TIMEOUT_MS)
 
 
 def test_views_are_saved_and_filters_ask_the_backend(  # type: ignore[no-untyped-def]
