@@ -72,7 +72,7 @@ class ExportDialog(QDialog):
     def __init__(self, models: list[ModelInfo], model: str = "", parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Export for retraining")
-        self.resize(760, 640)
+        self.resize(760, 660)
         self.models = {m.name: m for m in models}
         self.running = False
         self.preview: ExportPreview | None = None
@@ -84,16 +84,16 @@ class ExportDialog(QDialog):
         self.model.setCurrentIndex(max(self.model.findData(model), 0))
         self.versions = QListWidget()
         self.versions.setToolTip("Only these versions' predictions (none ticked: every version).")
-        self.versions.setMaximumHeight(90)
+        self.versions.setMaximumHeight(64)
         self.classes = QListWidget()
         self.classes.setToolTip("Only rows labelled with these classes (none ticked: every class).")
-        self.classes.setMaximumHeight(90)
+        self.classes.setMaximumHeight(64)
         self.sources = QListWidget()
         self.sources.setToolTip(
             "Where a row's label came from; each row has its best label: review over a "
             "confirmed report over feedback."
         )
-        self.sources.setMaximumHeight(96)
+        self.sources.setMaximumHeight(84)
         for source in EXPORT_SOURCES:
             _checkable(self.sources, SOURCE_WORDS[source], source, SOURCE_WORDS[source])
             if source != "unlabelled":
@@ -124,7 +124,7 @@ class ExportDialog(QDialog):
                 ("Rows", "Rows the export would hold."),
             )
         )
-        self.counts.setMinimumHeight(150)
+        self.counts.setMinimumHeight(170)
         self.summary = make_label("Choose what to export; the counts show here.", wrap=True)
         self.summary.setToolTip("What the export would hold with these filters, before it runs.")
         self.progress = QProgressBar()

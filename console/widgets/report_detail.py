@@ -53,7 +53,7 @@ from console.report_words import (
 )
 from console.widgets.common import make_button, make_label
 from console.widgets.label_value import LabelError, parse_label
-from console.widgets.values import ClassNames
+from console.widgets.values import ClassNames, readable
 
 NOTHING = "Select a report in the inbox to see it here."
 NO_SEVERITY = ""
@@ -120,7 +120,8 @@ class ReportDetailPane(QScrollArea):
             )
             button.setObjectName(f"set-{status}")
             self.status_buttons[status] = button
-            statuses.addWidget(button, index // 4, index % 4)
+            # Two columns: the pane stays narrow enough for a 1024-pixel screen.
+            statuses.addWidget(button, index // 2, index % 2)
 
         self.assignee = QLineEdit()
         self.assignee.setPlaceholderText("nobody")
@@ -172,6 +173,9 @@ class ReportDetailPane(QScrollArea):
             "Choose one and press 'Mark as its duplicate' (or D for the first)."
         )
         self.duplicates.setMaximumHeight(90)
+        # Whole lines, wrapped: a sideways scroll hides the words that tell them apart.
+        self.duplicates.setWordWrap(True)
+        self.duplicates.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.mark_duplicate = make_button(
             "Mark as its duplicate (D)",
             "Close this report as a duplicate of the one chosen above; that one carries on.",
@@ -189,7 +193,7 @@ class ReportDetailPane(QScrollArea):
         )
         self.prediction.setMinimumHeight(160)
         self.history = _tree(["When", "Who", "What"], "Every change to the report, oldest first.")
-        self.history.setMinimumHeight(110)
+        self.history.setMinimumHeight(140)
         self.note_text = QPlainTextEdit()
         self.note_text.setObjectName("report-note")
         self.note_text.setPlaceholderText("An internal note (never shown to the reporter)…")
@@ -308,7 +312,7 @@ class ReportDetailPane(QScrollArea):
         for name, value in logged.outputs.items():
             _row(tree, f"output: {name}", self.names.output(name, value))
         for name, value in logged.features.items():
-            _row(tree, f"feature: {name}", value_text(value))
+            _row(tree, f"feature: {name}", readable(value))
         _row(tree, "entity", logged.entity_id or "—")
         _row(tree, "latency", f"{logged.latency_ms:,.2f} ms")
 

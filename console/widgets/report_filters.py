@@ -106,17 +106,22 @@ class ReportFilterBar(QWidget):
             statuses.addWidget(button)
         statuses.addStretch(1)
 
-        top = QHBoxLayout()
-        top.addWidget(make_label("View", self.views.toolTip()))
-        top.addWidget(self.views)
-        top.addWidget(self.save_view)
-        top.addWidget(self.delete_view)
-        top.addWidget(self.search, 1)
+        # Three short rows rather than one long one: the page must fit a 1024-pixel screen.
+        views = QHBoxLayout()
+        views.addWidget(make_label("View", self.views.toolTip()))
+        views.addWidget(self.views)
+        views.addWidget(self.save_view)
+        views.addWidget(self.delete_view)
+        views.addWidget(self.search, 1)
+        narrowing = QHBoxLayout()
+        narrowing.addWidget(make_label("Show", "Which reports, and in which order."))
         for box in (self.model, self.category, self.assignee, self.sort, self.order):
-            top.addWidget(box)
+            narrowing.addWidget(box)
+        narrowing.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(top)
+        layout.addLayout(views)
+        layout.addLayout(narrowing)
         layout.addLayout(statuses)
 
     def _box(self, tip: str, items: list[tuple[str, str]]) -> QComboBox:
