@@ -451,10 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Imported here: the deployment stack (models, the store) is not needed by `drift`.
     from backend.cli_deploy import add_deploy_commands
+    from backend.cli_export import add_export_command
     from backend.cli_held_out import add_held_out_command
 
     add_deploy_commands(sub, common, _open)
     add_held_out_command(sub, common, _open)
+    add_export_command(sub, common, _open)
     add_drift_command(sub)
     return parser
 

@@ -145,6 +145,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/models/{name}/review/{item}/skip"): Rule("read_predictions", "path"),
     ("POST", "/api/v1/models/{name}/review/undo"): Rule("read_predictions", "path"),
     ("GET", "/api/v1/models/{name}/review/stats"): Rule("read_predictions", "path"),
+    # The retraining export reads every row's features: engineers and admins, their models.
+    ("POST", "/api/v1/exports/preview"): Rule("export", "body", body=lambda m: {"model": m}),
+    ("POST", "/api/v1/exports"): Rule("export", "body", body=lambda m: {"model": m}),
     # Prometheus's scrape: the live statistics' counts, so their permission.
     ("GET", "/metrics"): Rule("read_predictions", "listed"),
 }

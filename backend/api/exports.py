@@ -31,7 +31,6 @@ def _export(
     require(principal, "export", body.model)
     return Export(
         workspace.sessions,
-        workspace.engine,
         workspace.registry.get_model(body.model),
         body,
         created_by=principal.name,

@@ -10,9 +10,10 @@ from backend.db.tables import Base
 
 
 class UserSignalRow(Base):
-    """A user's signal about one prediction row (stored by feedback/labels.py): "undo" (they undid what
-    the model recommended) or "complaint". Apart from labels: a prediction may have a label
-    and an undo. One per (model, request id, row, kind): sending it again changes nothing."""
+    """A user's signal about one prediction row (stored by feedback/labels.py): "undo" (they
+    undid what the model recommended) or "complaint". Apart from labels: a prediction may have
+    a label and an undo. One per (model, request id, row, kind): sending it again changes
+    nothing."""
 
     __tablename__ = "user_signals"
     __table_args__ = (

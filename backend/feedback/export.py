@@ -11,21 +11,24 @@ computed while the file streams; the CLI writes the same two files into a direct
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.feedback.export_columns import page_batch
 from backend.feedback.export_manifest import HashingWriter, Tally, manifest_of, preview_of
-from backend.feedback.export_query import ExportPlan, plan_export, record_batch, resolved_pages
-from backend.predictions.export_reads import PAGE_ROWS, count_export_rows
+from backend.feedback.export_query import ExportPlan, confirmed_corrections, plan_export
+from backend.predictions.export_reads import PAGE_ROWS, count_export_rows, export_pages
 from backend.schemas import ExportFile, ExportManifest, ExportPreview, ExportRequest, ModelInfo
 
 MANIFEST_NAME = "manifest.json"
@@ -38,7 +41,6 @@ class Export:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        engine: Engine,
         model: ModelInfo,
         request: ExportRequest,
         *,
@@ -46,7 +48,6 @@ class Export:
         page_rows: int = PAGE_ROWS,
     ):
         self.sessions = sessions
-        self.engine = engine
         self.plan: ExportPlan = plan_export(model, request)
         self.created_by = created_by
         self.page_rows = page_rows
@@ -59,13 +60,22 @@ class Export:
         """The log rows the export reads (before its label filters)."""
         return count_export_rows(self.sessions, self.plan.window)
 
+    def batches(self, *, payload: bool = True) -> Iterator[pa.RecordBatch]:
+        """The export's rows a page of the log at a time (a page may come out empty after the
+        label filters); without the payload, no features or outputs (for counting)."""
+        with self.sessions() as session:
+            reports = confirmed_corrections(session, self.plan.model.name)
+        pages = export_pages(
+            self.sessions, self.plan.window, payload=payload, page_rows=self.page_rows
+        )
+        for rows in read_ahead(pages):
+            yield page_batch(self.plan, rows, reports, payload=payload)
+
     def preview(self) -> ExportPreview:
         """The counts per source and class, reading labels and times only (no features)."""
         tally = Tally()
-        for rows in resolved_pages(
-            self.sessions, self.engine, self.plan, payload=False, page_rows=self.page_rows
-        ):
-            tally.add(self.plan, rows)
+        for batch in self.batches(payload=False):
+            tally.add(self.plan, batch)
         return preview_of(self.plan, tally, self.rows_to_read())
 
     def pages_written(self, sink: Any, tally: Tally) -> Iterator[None]:
@@ -78,12 +88,10 @@ class Export:
             else pa_csv.CSVWriter(sink, schema)
         )
         try:
-            for rows in resolved_pages(
-                self.sessions, self.engine, self.plan, page_rows=self.page_rows
-            ):
-                if rows:
-                    writer.write_batch(record_batch(self.plan, rows))
-                    tally.add(self.plan, rows)
+            for batch in self.batches():
+                if batch.num_rows:
+                    writer.write_batch(batch)
+                    tally.add(self.plan, batch)
                 yield
         finally:
             writer.close()
@@ -126,6 +134,24 @@ class Export:
             manifest = self.manifest(tally, written)
             archive.writestr(MANIFEST_NAME, manifest.model_dump_json(indent=2) + "\n")
         yield from sink.take()
+
+
+def read_ahead(pages: Generator[Any, None, None]) -> Iterator[Any]:
+    """The pages of ``pages``, the next one read in a thread while the caller works on the
+    current one: the database read (which releases the GIL) overlaps the Arrow and Parquet
+    work. One page ahead at most, so memory holds two pages."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-read") as reader:
+        ahead = reader.submit(next, pages, None)
+        try:
+            while (page := ahead.result()) is not None:
+                ahead = reader.submit(next, pages, None)
+                yield page
+        finally:
+            # The reader must not run on after the export stopped (a client went away).
+            ahead.cancel()
+            with contextlib.suppress(Exception):
+                ahead.result()
+            pages.close()
 
 
 class _Chunks(io.RawIOBase):

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from backend.feedback.export_query import ExportPlan, Resolved, class_text
-from backend.predictions.export_reads import R_CREATED_AT
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from backend.feedback.export_columns import class_texts
+from backend.feedback.export_query import ExportPlan
 from backend.schemas import (
     EXPORT_SOURCES,
     ClassCount,
@@ -33,17 +35,21 @@ class Tally:
     first: float | None = None
     last: float | None = None
 
-    def add(self, plan: ExportPlan, rows: Sequence[tuple[Sequence[Any], Resolved]]) -> None:
-        if not rows:
+    def add(self, plan: ExportPlan, batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
             return
-        self.rows += len(rows)
-        for _row, found in rows:
-            self.sources[found.source] += 1
-            self.classes[class_text(found, plan.task)] += 1
+        self.rows += batch.num_rows
+        for counts, column in (
+            (self.sources, batch.column("label_source")),
+            (self.classes, class_texts(plan, batch)),
+        ):
+            for entry in pc.value_counts(column).to_pylist():
+                counts[entry["values"]] += entry["counts"]
         # Pages come oldest first.
+        times = batch.column("created_at")
         if self.first is None:
-            self.first = rows[0][0][R_CREATED_AT]
-        self.last = rows[-1][0][R_CREATED_AT]
+            self.first = times[0].as_py().timestamp()
+        self.last = times[-1].as_py().timestamp()
 
     def by_source(self) -> list[SourceCount]:
         return [SourceCount(source=s, rows=self.sources[s]) for s in EXPORT_SOURCES]

@@ -12,8 +12,9 @@ Environment knobs (defaults in brackets):
                          for the serving benchmark (default all; the baseline follows servedeck)
   BENCH_LOADGEN          'aiohttp' forces the Python load generator even if wrk is installed
   BENCH_ONLY             'serving', 'log', 'console', 'switch', 'growth', 'durability',
-                         'instructions' or 'drift' to run just one benchmark
+                         'instructions', 'drift' or 'export' to run just one benchmark
   BENCH_DRIFT_ROWS [1000000] reference and current rows of the drift benchmark
+  BENCH_EXPORT_ROWS [1000000] logged predictions of the retraining-export benchmark
   BENCH_CACHE_DIR [~/.cache/servedeck-bench] where the drift benchmark keeps Evidently's venv
   BENCH_CONSOLE_SECONDS [600] how long the console runs under load (memory: 1 min vs end)
   BENCH_CONSOLE_RATE [500] simulated requests/s during the console benchmark
@@ -47,6 +48,7 @@ from tests.bench import (
     console_bench,
     drift_bench,
     durability_bench,
+    export_bench,
     growth_bench,
     instructions_bench,
     log_bench,
@@ -144,6 +146,11 @@ def main() -> int:
         measured = drift_bench.run_drift_bench(work_dir, rows)
         return [drift_bench.render(measured)], drift_bench.to_json(measured)
 
+    def export(work_dir: Path) -> tuple[list[str], Any]:
+        rows = max(1_000, int(_env_number("BENCH_EXPORT_ROWS", 1_000_000)))
+        measured = export_bench.run_export_bench(work_dir, rows)
+        return [export_bench.render(measured)], export_bench.to_json(measured)
+
     # BENCH_ONLY key, results key, what is running, the table's title, the run.
     benches: list[tuple[str, str, str, str, Callable[[Path], tuple[list[str], Any]]]] = [
         ("serving", "serving", "serving overhead", "Serving overhead", serving),
@@ -157,6 +164,7 @@ def main() -> int:
         ("instructions", "instructions", "instructions per request (callgrind)",
          "Instructions per request", instructions),
         ("drift", "drift", "drift over files beside Evidently", "Drift", drift),
+        ("export", "export", "the retraining export of 1M rows", "Retraining export", export),
     ]  # fmt: skip
     work_dir = Path(tempfile.mkdtemp(prefix="servedeck-bench-"))
     try:
