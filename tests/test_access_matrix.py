@@ -34,6 +34,9 @@ PUBLIC = {
     ("GET", "/redoc"),
 }
 _counter = itertools.count()
+# Filled by the world fixture: a logged prediction and a report (filed by admin) per model.
+_PREDICTIONS: dict[str, str] = {}
+_REPORTS: dict[str, int] = {}
 
 
 def _infer_body(model: str) -> dict[str, Any]:
@@ -59,6 +62,8 @@ class Rule:
     hidden_as: int = 403
     body: Callable[[str], Any] | None = None
     stream: bool = False
+    # Tokens without this permission see only what they filed themselves (others: 404).
+    own_unless: str | None = None
 
 
 ROUTES: dict[tuple[str, str], Rule] = {
@@ -150,6 +155,31 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/exports"): Rule("export", "body", body=lambda m: {"model": m}),
     # Prometheus's scrape: the live statistics' counts, so their permission.
     ("GET", "/metrics"): Rule("read_predictions", "listed"),
+    # Error reports: every role files for its models; triage (support and up) reads and
+    # changes them; another model's report is hidden (404).
+    ("POST", "/api/v1/reports"): Rule(
+        "report",
+        "body",
+        body=lambda m: {"request_id": _PREDICTIONS[m], "model": m, "category": "other"},
+    ),
+    ("GET", "/api/v1/reports"): Rule("triage", "listed"),
+    ("GET", "/api/v1/reports/counts"): Rule("triage", "listed"),
+    ("POST", "/api/v1/reports/bulk"): Rule(
+        "triage",
+        "body",
+        hidden_as=404,
+        body=lambda m: {"ids": [_REPORTS[m]], "change": {"severity": "low"}},
+    ),
+    ("GET", "/api/v1/reports/{report_id}"): Rule("triage", "path", hidden_as=404),
+    ("PATCH", "/api/v1/reports/{report_id}"): Rule(
+        "triage", "path", hidden_as=404, body=lambda _m: {"severity": "medium"}
+    ),
+    ("POST", "/api/v1/reports/{report_id}/notes"): Rule(
+        "triage", "path", hidden_as=404, body=lambda _m: {"text": "matrix"}
+    ),
+    ("GET", "/api/v1/reports/{report_id}/status"): Rule(
+        "report", "path", hidden_as=404, own_unless="triage"
+    ),
 }
 
 
@@ -207,7 +237,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient
                 f"/v1/models/{model}:predict", headers=admin, json=_record_body(model)
             )
             assert answer.status_code == 200, answer.text
+            _PREDICTIONS[model] = answer.json()["request_id"]
         client.app.state.serving.prediction_log.flush(10)  # type: ignore[attr-defined]
+        for model in ("toy", "price"):
+            filed = client.post(
+                "/api/v1/reports",
+                headers=admin,
+                json={"request_id": _PREDICTIONS[model], "model": model, "category": "other"},
+            )
+            assert filed.status_code == 201, filed.text
+            _REPORTS[model] = filed.json()["id"]
         yield client, {"tokens": tokens, "alerts": alerts}
     workspace.close()
 
@@ -254,6 +293,7 @@ def _concrete(path: str, model: str, alerts: dict[str, int]) -> str:
         .replace("{version}", "1")
         .replace("{alert_id}", str(alerts[model]))
         .replace("{item}", "1")
+        .replace("{report_id}", str(_REPORTS.get(model, 0)))
     )
 
 
@@ -308,6 +348,8 @@ def _listed_models(path: str, payload: Any) -> set[str]:
         return {e["model"] for e in payload["events"] if e["model"] is not None}
     if path.endswith("/alerts"):
         return {a["model"] for a in payload["alerts"]}
+    if path.endswith("/reports"):
+        return {r["model"] for r in payload["reports"]}
     if path.endswith("/lineage"):
         # An upstream model outside the scope is named by its consumer's declaration (in_scope
         # false, nothing else shown); what the graph describes is the models in scope.
@@ -347,6 +389,8 @@ def test_every_route_answers_each_role_as_the_rules_say(
                 expected = {403}
             elif rule.model in ("path", "body") and not in_scope:
                 expected = {rule.hidden_as}
+            elif rule.own_unless is not None and rule.own_unless not in role_may:
+                expected = {404}  # filed by admin, not by this token
             else:
                 expected = None  # anything but a refusal
             seen = f"{method} {path} ({model}) -> {status} {str(payload)[:160]}"
