@@ -98,6 +98,10 @@ class ReportDetailPane(QScrollArea):
     def __init__(self) -> None:
         super().__init__()
         self.setWidgetResizable(True)
+        self.setToolTip(
+            "The report selected in the inbox, with its triage controls; with several "
+            "selected, the controls change all of them."
+        )
         self.report: ReportDetail | None = None
         self.selected = 0
         self.me = ""

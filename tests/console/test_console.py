@@ -26,6 +26,7 @@ ALL_PAGES = [
     "lineage",
     "models",
     "deploy",
+    "reports",
     "review",
 ]
 
@@ -271,6 +272,7 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
             "performance": lambda page=page: page.report is not None,
             "feedback_loops": lambda page=page: page.report is not None,
             "lineage": lambda page=page: page.graph is not None,
+            "reports": lambda page=page: page.loaded,
             # An example shown (the held-out rows added above): its answer controls.
             "review": lambda page=page: page.current() is not None,
         }[page.key]
