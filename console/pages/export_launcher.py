@@ -40,7 +40,10 @@ class ExportLauncher:
             self.open,
         )
         role = page.context.identity.role if page.context.identity else ""
-        self.button.setVisible(role in ENGINEERING_ROLES)
+        if role not in ENGINEERING_ROLES:
+            # hide() only: showing a button before it has a parent makes it a window of its
+            # own for a moment, which takes the focus from the console's window.
+            self.button.hide()
 
     def open(self) -> None:
         self.button.setEnabled(False)
