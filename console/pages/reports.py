@@ -222,7 +222,11 @@ class ReportsPage(RefreshingPage):
             self.shown_id = 0
             self.detail.show_nothing("No report selected: the inbox is empty under these filters.")
             return
-        if report_id == self.shown_id and self.detail.report is not None:
+        shown = self.detail.report
+        listed = self.inbox.reports.report(self.inbox.reports.row_of(report_id))
+        # Read again only when someone changed it since (a poll brings its updated_at).
+        unchanged = listed is None or (shown is not None and listed.updated_at == shown.updated_at)
+        if report_id == self.shown_id and shown is not None and shown.id == report_id and unchanged:
             return
         self.shown_id = report_id
         self.call_backend(
