@@ -130,3 +130,35 @@ def test_0014_keeps_labels_with_their_influence_unknown_and_adds_the_review_queu
     assert tuple(influenced) == ("bank", None)
     assert {"review_items", "review_assignments"} <= tables
     assert "ix_predictions_held_out" in indexes
+
+
+def test_0017_adds_error_reports_searchable_by_description_and_notes(database_url: str) -> None:
+    """A store from before 0017 gets the report tables and their full-text search in place."""
+    from alembic import command
+    from sqlalchemy.orm import sessionmaker
+
+    from backend.auth import Principal
+    from backend.db.report_tables import ErrorReportNoteRow, ErrorReportRow
+    from backend.feedback.report_search import ReportFilters, list_reports
+
+    engine = create_db_engine(database_url)
+    command.upgrade(alembic_config(engine), "0016")
+    upgrade_database(engine)
+    sessions = sessionmaker(engine)
+    with sessions.begin() as session:
+        report = ErrorReportRow(
+            model="fraud", request_id="r1", row_index=0, linked=1, category="wrong_answer",
+            description="Refunds were declined", filed_by="app", status="new", status_rank=0,
+            severity_rank=0, filed_at=1.0, updated_at=1.0,
+        )  # fmt: skip
+        session.add(report)
+        session.flush()
+        session.add(ErrorReportNoteRow(report_id=report.id, author="s", at=2.0, text="Escalated"))
+    staff = Principal(name="staff", role="support")
+    with sessions() as session:
+        by_description = list_reports(session, ReportFilters(q="refund"), staff)
+        by_note = list_reports(session, ReportFilters(q="escalated declined"), staff)
+        neither = list_reports(session, ReportFilters(q="travel"), staff)
+    engine.dispose()
+    assert [r.request_id for r in by_description.reports] == ["r1"]
+    assert by_note.total == 1 and neither.total == 0

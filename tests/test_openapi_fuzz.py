@@ -89,6 +89,15 @@ BEYOND_THE_SCHEMA = {
     "GET /api/v1/models/{name}/feedback-loops": "outcome, slice_feature and span must fit",
     # A reviewer's answer must be one of the model's classes (free-form JSON otherwise).
     "POST /api/v1/models/{name}/review/{item}/answer": "an answer must be one of the classes",
+    # Error reports: an expected answer or a correction must fit the model's output type; a
+    # duplicate link and a fixing version go with their status, which must be reachable from
+    # the report's; a search needs a word; a cursor must be one the inbox gave out.
+    "POST /api/v1/reports": "the expected answer must fit the model's output",
+    "PATCH /api/v1/reports/{report_id}": "a change must fit the workflow and the output type",
+    "POST /api/v1/reports/bulk": "a change must fit the workflow; ids once each",
+    "POST /api/v1/reports/{report_id}/notes": "a note needs more than blanks",
+    "GET /api/v1/reports": "q needs a word; after must be a cursor the inbox gave out",
+    "GET /api/v1/reports/counts": "q needs a word",
 }
 
 

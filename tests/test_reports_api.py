@@ -3,11 +3,14 @@ triage workflow with its history, duplicates, bulk changes, on SQLite and Postgr
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from backend.feedback.report_rules import TRANSITIONS
+from backend.predictions.reads import logged_rows_of
 from backend.schemas.reports import REPORT_STATUSES
 from backend.workspace import Workspace
 from tests.report_helpers import ReportWorld, report_world
@@ -138,6 +141,14 @@ def test_a_report_needs_a_prediction_the_token_may_see(world: ReportWorld) -> No
     assert status == 201, body
     status, body = post("app", request_id=toy_request, category="rude")
     assert (status, body["field"]) == (422, "category")
+    # A client token limited to French rows reports only predictions on French rows.
+    registry, tokens = world.workspace.registry, world.workspace.tokens
+    french = tokens.create(
+        "fr-app", "client", ["toy"], registry.token_constraints(["toy"], {"country": ["FR"]})
+    )
+    headers["fr-app"] = {"Authorization": f"Bearer {french}"}
+    status, body = post("fr-app", request_id=toy_request)  # a German row
+    assert (status, body["field"]) == (404, "request_id")
 
 
 def test_the_status_is_only_for_the_token_that_filed_it(world: ReportWorld) -> None:
@@ -327,6 +338,16 @@ def test_filters_pages_and_counts(world: ReportWorld) -> None:
 
     for params, field in (
         ({"after": "not-a-cursor"}, "after"),
+        # A forged cursor with an id no store holds, or a value that is not a number.
+        (
+            {
+                "after": base64.urlsafe_b64encode(
+                    b'["filed_at","desc",1.0,10000000000000000000000000000]'
+                ).decode()
+            },
+            "after",
+        ),
+        ({"after": base64.urlsafe_b64encode(b'["filed_at","desc",NaN,1]').decode()}, "after"),
         ({"sort": "severity", "after": world.inbox(limit=1)["next_cursor"]}, "after"),
         ({"limit": 501}, "limit"),
         ({"status": "open"}, "status[0]"),
@@ -347,6 +368,7 @@ def test_bad_triage_input_names_the_field(world: ReportWorld) -> None:
         ({"correction": "maybe"}, "correction"),
         ({"status": "confirmed", "fixed_in_version": "1"}, "fixed_in_version"),
         ({"assignee": "x\x00y"}, "assignee"),
+        ({"assignee": "None"}, "assignee"),
         ({"colour": "red"}, "colour"),
     ):
         answer = world.patch(report_id, **change)
@@ -359,3 +381,20 @@ def test_bad_triage_input_names_the_field(world: ReportWorld) -> None:
     )
     assert empty_note.status_code == 422 and empty_note.json()["field"] == "text"
     assert world.patch(999999, severity="low").status_code == 404
+
+
+def test_a_prediction_answered_a_moment_ago_is_found(sqlite_workspace: Workspace) -> None:
+    """The writer commits the log every 30 s here: the answered prediction is only in the
+    spool when the report comes, and filing asks the writer to write it first."""
+    sqlite_workspace.settings = replace(sqlite_workspace.settings, log_flush_interval_s=30.0)
+    worlds = report_world(sqlite_workspace)
+    world = next(worlds)
+    try:
+        request_id = world.predict()
+        with sqlite_workspace.sessions() as session:
+            assert logged_rows_of(session, request_id, 0) == []
+        report_id = world.file(request_id=request_id)["id"]
+        detail = world.detail(report_id)
+        assert (detail["version"], detail["prediction"]["request_id"]) == ("1", request_id)
+    finally:
+        worlds.close()

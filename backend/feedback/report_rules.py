@@ -33,9 +33,11 @@ TRANSITIONS: dict[str, tuple[ReportStatus, ...]] = {
     "duplicate": ("in_review",),
     "resolved": ("in_review",),
 }
-STATUS_RANK = {status: rank for rank, status in enumerate(REPORT_STATUSES)}
+STATUS_RANK: dict[str, int] = {status: rank for rank, status in enumerate(REPORT_STATUSES)}
 # 0 is "no severity yet", so that sorting by severity puts unjudged reports last (descending).
-SEVERITY_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES, start=1)}
+SEVERITY_RANK: dict[str, int] = {
+    severity: rank for rank, severity in enumerate(SEVERITIES, start=1)
+}
 
 
 def epoch_to_utc(seconds: float) -> datetime:

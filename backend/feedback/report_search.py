@@ -13,13 +13,25 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Integer, Select, and_, column, func, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    column,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from backend.auth import Principal
@@ -51,6 +63,8 @@ MAX_SEARCH_WORDS = 32
 # Words of a description that look for reports with matching text (duplicate candidates).
 DUPLICATE_WORDS = 16
 MAX_DUPLICATES = 10
+# Up to this many matching reports, counts per status are read in one pass over them.
+ONE_PASS_MAX = 20_000
 _WORD = re.compile(r"\w+")
 
 
@@ -93,27 +107,37 @@ def text_match(
             .columns(column("rowid", Integer))
         )
         return ErrorReportRow.id.in_(matching)
-    query = (
-        f"websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', :tsv_words)"
-        if any_word
-        else f"plainto_tsquery('{TEXT_SEARCH_CONFIG}', :tsv_words)"
+    if any_word:
+        return _postgres_match(
+            f"websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', :words)", " or ".join(words)
+        )
+    # Every word in the description or in a note, as SQLite's one document per report finds
+    # them: one match of description or notes per word.
+    return and_(
+        *(
+            _postgres_match(f"plainto_tsquery('{TEXT_SEARCH_CONFIG}', :words)", word)
+            for word in words
+        )
     )
-    # The expressions are the GIN indexes' own, so PostgreSQL searches through them.
-    phrase = " or ".join(words) if any_word else " ".join(words)
+
+
+def _postgres_match(tsquery: str, words: str) -> ColumnElement[bool]:
+    """Reports whose description or one of whose notes matches ``tsquery``; the expressions
+    are the GIN indexes' own, so PostgreSQL searches through them."""
     described = (
         text(
             f"SELECT id FROM error_reports WHERE "
-            f"to_tsvector('{TEXT_SEARCH_CONFIG}', description) @@ {query}"
+            f"to_tsvector('{TEXT_SEARCH_CONFIG}', description) @@ {tsquery}"
         )
-        .bindparams(tsv_words=phrase)
+        .bindparams(bindparam("words", words, unique=True))
         .columns(column("id", Integer))
     )
     noted = (
         text(
             f"SELECT report_id FROM error_report_notes WHERE "
-            f"to_tsvector('{TEXT_SEARCH_CONFIG}', text) @@ {query}"
+            f"to_tsvector('{TEXT_SEARCH_CONFIG}', text) @@ {tsquery}"
         )
-        .bindparams(tsv_words=phrase)
+        .bindparams(bindparam("words", words, unique=True))
         .columns(column("report_id", Integer))
     )
     return or_(ErrorReportRow.id.in_(described), ErrorReportRow.id.in_(noted))
@@ -164,9 +188,14 @@ def _decode_cursor(after: str, sort: str, order: str) -> tuple[float, int]:
     try:
         raw = base64.urlsafe_b64decode(after + "=" * (-len(after) % 4))
         cursor_sort, cursor_order, value, report_id = json.loads(raw)
+        # Only what a page can end on: a finite sort value, a report id the store can hold.
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ValueError("value")
+        if not math.isfinite(value) or abs(value) > 1e15:
+            raise ValueError("value")
         if not isinstance(report_id, int) or isinstance(report_id, bool):
+            raise ValueError("id")
+        if not 0 <= report_id < 2**31:
             raise ValueError("id")
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise InputError(
@@ -220,37 +249,82 @@ def count_reports(session: Session, filters: ReportFilters, principal: Principal
     """Count, oldest and median age per status under the filters (their status excepted)."""
     conditions = _conditions(session, filters, principal, with_status=False)
     now = time.time()
-    grouped = {
-        status: (int(count), float(oldest))
-        for status, count, oldest in session.execute(
-            select(ErrorReportRow.status, func.count(), func.min(ErrorReportRow.filed_at))
-            .where(*conditions)
-            .group_by(ErrorReportRow.status)
-        )
-    }
+    if filters.q is not None:
+        found = _status_ages_in_one_pass(session, conditions)
+    else:
+        found = _status_ages_by_index(session, conditions)
     statuses = []
     for status in REPORT_STATUSES:
-        count, oldest = grouped.get(status, (0, now))
-        if count == 0:
+        if status not in found:
             statuses.append(StatusCount(status=status, count=0))
             continue
-        # The middle report by filing time, read along the (status, filed_at) index.
-        middle = session.scalar(
-            select(ErrorReportRow.filed_at)
-            .where(*conditions, ErrorReportRow.status == status)
-            .order_by(ErrorReportRow.filed_at)
-            .offset((count - 1) // 2)
-            .limit(1)
-        )
+        count, oldest, middle = found[status]
         statuses.append(
             StatusCount(
                 status=status,
                 count=count,
                 oldest_age_s=max(0.0, now - oldest),
-                median_age_s=max(0.0, now - float(middle if middle is not None else oldest)),
+                median_age_s=max(0.0, now - middle),
             )
         )
     return ReportCounts(statuses=statuses, total=sum(s.count for s in statuses))
+
+
+def _status_ages_in_one_pass(
+    session: Session, conditions: list[ColumnElement[bool]]
+) -> dict[str, tuple[int, float, float]]:
+    """status -> (count, oldest and middle filing time) in one pass over the matching reports
+    by window functions: a search is matched once, not once per status."""
+    per_status = (
+        select(
+            ErrorReportRow.status.label("status"),
+            ErrorReportRow.filed_at.label("filed_at"),
+            func.row_number()
+            .over(partition_by=ErrorReportRow.status, order_by=ErrorReportRow.filed_at)
+            .label("place"),
+            func.count().over(partition_by=ErrorReportRow.status).label("count"),
+            func.min(ErrorReportRow.filed_at)
+            .over(partition_by=ErrorReportRow.status)
+            .label("oldest"),
+        )
+        .where(*conditions)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            per_status.c.status, per_status.c["count"], per_status.c.oldest, per_status.c.filed_at
+        ).where(per_status.c.place == (per_status.c["count"] + 1) // 2)
+    ).all()
+    return {
+        status: (int(count), float(oldest), float(middle)) for status, count, oldest, middle in rows
+    }
+
+
+def _status_ages_by_index(
+    session: Session, conditions: list[ColumnElement[bool]]
+) -> dict[str, tuple[int, float, float]]:
+    """The same without a search: counts grouped, then each status's middle report read
+    along the (status, filed_at) index, which costs a walk to the middle, not a sort of all."""
+    grouped = session.execute(
+        select(ErrorReportRow.status, func.count(), func.min(ErrorReportRow.filed_at))
+        .where(*conditions)
+        .group_by(ErrorReportRow.status)
+    ).all()
+    if conditions and sum(int(count) for _status, count, _oldest in grouped) <= ONE_PASS_MAX:
+        # A narrow filter (a model, an assignee): a pass over its few reports beats walking
+        # each status's index while testing the filter on every report of that status.
+        return _status_ages_in_one_pass(session, conditions)
+    found: dict[str, tuple[int, float, float]] = {}
+    for status, count, oldest in grouped:
+        middle = session.scalar(
+            select(ErrorReportRow.filed_at)
+            .where(*conditions, ErrorReportRow.status == status)
+            .order_by(ErrorReportRow.filed_at)
+            .offset((int(count) - 1) // 2)
+            .limit(1)
+        )
+        found[status] = (int(count), float(oldest), float(middle if middle is not None else oldest))
+    return found
 
 
 def possible_duplicates(

@@ -154,6 +154,9 @@ def _apply(
         _set_fixed_in(change, body.fixed_in_version)
     if "assignee" in given and body.assignee is not None:
         assignee = body.assignee.strip() or None
+        if assignee is not None and assignee.lower() == "none":
+            # The inbox's assignee=none means "unassigned": nobody may be called that.
+            raise InputError('"none" stands for unassigned; send "" to unassign', "assignee")
         if assignee != row.assignee:
             change.record("assignee", row.assignee, assignee)
             row.assignee = assignee

@@ -8,9 +8,9 @@ whole record with the prediction, the history and the notes (``ReportDetail``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from backend.schemas import LoggedPredictionFields, RequestId
 from backend.schemas.common import RequestBody, StorableJson, UtcDateTime
@@ -59,6 +59,11 @@ MAX_NOTE = 5000
 MAX_TAG = 64
 MAX_TAGS = 20
 MAX_BULK = 1000
+
+# A tag: printable text (no control characters, NUL included), trimmed when stored.
+ReportTag = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_TAG, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
+]
 
 
 class ReportCreate(RequestBody):
@@ -188,7 +193,7 @@ class ReportUpdate(RequestBody):
     # The right answer, in the model's output type (see ReportSummary.correction).
     correction: StorableJson = None
     # Replaces the tag set.
-    tags: list[str] | None = Field(default=None, max_length=MAX_TAGS)
+    tags: list[ReportTag] | None = Field(default=None, max_length=MAX_TAGS)
 
 
 class ReportNoteCreate(RequestBody):
@@ -198,10 +203,13 @@ class ReportNoteCreate(RequestBody):
 class ReportBulkUpdate(RequestBody):
     """``POST /api/v1/reports/bulk``: one change applied to many reports, all or nothing."""
 
-    ids: list[int] = Field(min_length=1, max_length=MAX_BULK)
+    # Each report once.
+    ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        min_length=1, max_length=MAX_BULK, json_schema_extra={"uniqueItems": True}
+    )
     change: ReportUpdate
     # Tags added to (not replacing) each report's tags.
-    add_tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+    add_tags: list[ReportTag] = Field(default_factory=list, max_length=MAX_TAGS)
 
 
 class ReportBulkResult(BaseModel):

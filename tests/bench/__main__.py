@@ -12,7 +12,7 @@ Environment knobs (defaults in brackets):
                          for the serving benchmark (default all; the baseline follows servedeck)
   BENCH_LOADGEN          'aiohttp' forces the Python load generator even if wrk is installed
   BENCH_ONLY             'serving', 'log', 'console', 'switch', 'growth', 'durability',
-                         'instructions', 'drift' or 'export' to run just one benchmark
+                         'instructions', 'drift', 'export' or 'reports' to run just one benchmark
   BENCH_DRIFT_ROWS [1000000] reference and current rows of the drift benchmark
   BENCH_EXPORT_ROWS [1000000] logged predictions of the retraining-export benchmark
   BENCH_CACHE_DIR [~/.cache/servedeck-bench] where the drift benchmark keeps Evidently's venv
@@ -27,6 +27,8 @@ Environment knobs (defaults in brackets):
                          instructions per request now vs the baseline, free of machine noise
   BENCH_INSTRUCTION_MODELS [all] comma-separated models of the instructions benchmark
   BENCH_KEEP_CALLGRIND   a directory to keep the instructions benchmark's callgrind files in
+  BENCH_REPORTS [100000] error reports in the SQLite store of the report-inbox benchmark
+  BENCH_REPORT_REPEATS [60] repetitions of each inbox query (median and p95 of them)
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from tests.bench import (
     growth_bench,
     instructions_bench,
     log_bench,
+    report_bench,
     serving_bench,
     switch_bench,
 )
@@ -151,6 +154,14 @@ def main() -> int:
         measured = export_bench.run_export_bench(work_dir, rows)
         return [export_bench.render(measured)], export_bench.to_json(measured)
 
+    def reports(work_dir: Path) -> tuple[list[str], Any]:
+        measured = report_bench.run_report_bench(
+            work_dir,
+            max(1_000, int(_env_number("BENCH_REPORTS", report_bench.REPORTS))),
+            max(5, int(_env_number("BENCH_REPORT_REPEATS", report_bench.REPEATS))),
+        )
+        return [report_bench.render(measured)], report_bench.to_json(measured)
+
     # BENCH_ONLY key, results key, what is running, the table's title, the run.
     benches: list[tuple[str, str, str, str, Callable[[Path], tuple[list[str], Any]]]] = [
         ("serving", "serving", "serving overhead", "Serving overhead", serving),
@@ -165,6 +176,8 @@ def main() -> int:
          "Instructions per request", instructions),
         ("drift", "drift", "drift over files beside Evidently", "Drift", drift),
         ("export", "export", "the retraining export of 1M rows", "Retraining export", export),
+        ("reports", "reports", "the error-report inbox with 100,000 reports",
+         "Error-report inbox", reports),
     ]  # fmt: skip
     work_dir = Path(tempfile.mkdtemp(prefix="servedeck-bench-"))
     try:
