@@ -395,3 +395,60 @@ def test_the_cli_writes_the_data_file_and_its_manifest(
     assert manifest["files"][0]["sha256"] == hashlib.sha256(data).hexdigest()
     expected = [c.request_id for c in cases if c.source in ("review", "feedback")]
     assert pq.read_table(out / "data.parquet").column("request_id").to_pylist() == expected
+
+
+def test_a_label_sent_as_text_and_a_regression_model_export_as_their_types(
+    sqlite_workspace: Workspace,
+) -> None:
+    workspace = sqlite_workspace
+    with workspace.sessions.begin() as session:
+        for i, (model, features, outputs, label) in enumerate(
+            [
+                ("toy", TOY_ROW, {"predict": 1, "predict_proba": [0.2, 0.8]}, "0"),
+                ("price", {"x1": 0.5, "x2": -1.0}, {"predict": 3.25}, 2.5),
+                ("price", {"x1": 1.5}, {"predict": 4.0}, 7),
+            ]
+        ):
+            session.add(
+                PredictionRow(
+                    request_id=f"t-{i}",
+                    row_index=0,
+                    created_at=START + i,
+                    model=model,
+                    version="1",
+                    route="active",
+                    entity_id=None,
+                    features=features,
+                    outputs=outputs,
+                    latency_ms=1.0,
+                    token_name="shop",
+                )
+            )
+            session.add(
+                LabelRow(
+                    model=model,
+                    request_id=f"t-{i}",
+                    row_index=0,
+                    label=label,
+                    received_at=START + 50,
+                    source="shop",
+                )
+            )
+    toy = Export(
+        workspace.sessions, workspace.registry.get_model("toy"), _request(), created_by="t"
+    )
+    out = workspace.settings.data_dir / "toy-out"
+    toy.write_directory(out)
+    # The class "0" sent as text is the integer class 0 (the classes are integers).
+    assert pq.read_table(out / "data.parquet").column("label").to_pylist() == [0]
+    price = Export(
+        workspace.sessions, workspace.registry.get_model("price"), _request(), created_by="t"
+    )
+    manifest = price.write_directory(workspace.settings.data_dir / "price-out")
+    table = pq.read_table(workspace.settings.data_dir / "price-out" / "data.parquet")
+    assert table.column("prediction").to_pylist() == [3.25, 4.0]
+    assert table.column("label").to_pylist() == [2.5, 7.0]
+    # A feature missing from a row is null, not a guess.
+    assert table.column("feature.x2").to_pylist() == [-1.0, None]
+    assert not [f for f in table.schema.names if f.startswith("proba.")]
+    assert [(c.label, c.rows) for c in manifest.by_class] == [("(number)", 2)]

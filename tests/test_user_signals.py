@@ -108,6 +108,20 @@ def test_signals_are_stored_once_per_kind_and_rates_match_the_raw_rows(
         assert math.isclose(rates[kind]["rate"]["low"], low, rel_tol=1e-6)
         assert math.isclose(rates[kind]["rate"]["high"], high, rel_tol=1e-6)
     assert f"{len(undone)} of {REQUESTS} answers were undone" in newest["explanation"]
+    # Windows that are not whole minutes: each signal still counts in exactly one window.
+    odd = client.get(
+        "/api/v1/models/toy/performance",
+        headers=admin_headers,
+        params={"window_s": 90, "windows": 4},
+    )
+    assert odd.status_code == 200, odd.text
+    undos = [
+        rate["signals"]
+        for window in odd.json()["windows"]
+        for rate in window["user_signals"]["rates"]
+        if rate["kind"] == "undo"
+    ]
+    assert sum(undos) == len(undone)
 
 
 def test_a_signal_before_its_prediction_is_counted_once_it_lands(

@@ -2,7 +2,7 @@
 page by page so that a large export never sits in memory.
 
 Parquet is written with ``pyarrow.parquet.ParquetWriter`` one row group per page of the log
-(50,000 rows), CSV with ``pyarrow.csv.CSVWriter`` a page at a time. The API streams one ZIP
+(20,000 rows), CSV with ``pyarrow.csv.CSVWriter`` a page at a time. The API streams one ZIP
 (the data file, then ``manifest.json``) written by ``zipfile`` to an unseekable sink: zipfile
 then puts each entry's sizes and CRC after its data, so nothing is buffered or rewritten, and
 any unzip tool reads it. The manifest comes last because it holds the data file's sha256,

@@ -53,7 +53,7 @@ def page_batch(
 ) -> pa.RecordBatch:
     """The page's rows that pass the plan's label filters, in the plan's schema (without the
     payload: the fixed columns and the label columns only, for counting)."""
-    # Column by column (``zip(*rows)`` over 50,000 rows costs several times more).
+    # Column by column (``zip(*rows)`` over a page of rows costs several times more).
     columns: list[Sequence[Any]] = [
         [row[i] for row in rows] if payload or i not in _PAYLOAD else ()
         for i in range(reads.R_LABEL_INFLUENCED + 1)
@@ -233,7 +233,8 @@ def _read_json(texts: Sequence[str], schema: pa.Schema) -> pa.Table | None:
     try:
         return pa_json.read_json(
             io.BytesIO("\n".join(texts).encode()),
-            read_options=pa_json.ReadOptions(block_size=JSON_BLOCK),
+            # One thread: the page ahead is read meanwhile, and 2 cores are the target.
+            read_options=pa_json.ReadOptions(block_size=JSON_BLOCK, use_threads=False),
             parse_options=pa_json.ParseOptions(
                 explicit_schema=schema, unexpected_field_behavior="ignore"
             ),
@@ -243,7 +244,14 @@ def _read_json(texts: Sequence[str], schema: pa.Schema) -> pa.Table | None:
 
 
 def _json_values(texts: Sequence[str | None], kind: pa.DataType) -> pa.Array:
-    """JSON texts (None: missing) as one typed column."""
+    """JSON texts of scalars (None: missing) as one typed column. A number's or a boolean's
+    JSON text is Arrow's own text form of it, so a cast reads it; text values are parsed."""
+    raw = pa.array(texts, pa.string())
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        try:
+            return pc.cast(raw, kind)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     wrapped = ['{"v":' + text + "}" if text is not None else "{}" for text in texts]
     parsed = _read_json(wrapped, pa.schema([("v", kind)]))
     if parsed is not None:

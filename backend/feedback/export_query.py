@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -65,7 +65,6 @@ class ExportPlan:
     classes: list[str]  # the probability columns' classes (as text), in order
     answer_type: pa.DataType
     class_filter: frozenset[str] | None = None
-    meanings: dict[str, str] = field(default_factory=dict)
 
     @property
     def schema(self) -> pa.Schema:

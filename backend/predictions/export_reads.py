@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.db.tables import LabelRow, PredictionRow
 
 SHADOW_ROUTE = "shadow"
-PAGE_ROWS = 50_000
+PAGE_ROWS = 20_000
 
 
 @dataclass(frozen=True)

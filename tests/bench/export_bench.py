@@ -54,8 +54,13 @@ class ExportBench:
     build_s: float = 0.0
     export_s: float | None = None
     process_s: float | None = None
+    # CPU seconds of the export process (user + system): on a shared machine the wall time
+    # depends on the other load, this does not.
+    cpu_s: float | None = None
     peak_mb: float | None = None
     file_mb: float | None = None
+    # The machine's 1-minute load average when the export ended (2 cores: above 2 it waits).
+    load_average: float = 0.0
     error: str | None = None
 
 
@@ -207,6 +212,8 @@ def run_export_bench(work_dir: Path, rows: int = ROWS) -> ExportBench:
     out = work_dir / "export-out"
     print("  exporting to Parquet in a process of its own...", flush=True)
     begun = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = before.ru_utime + before.ru_stime
     done = subprocess.run(
         [
             *(sys.executable, "-m", "backend.cli", "export", "--data-dir", str(data_dir)),
@@ -220,8 +227,11 @@ def run_export_bench(work_dir: Path, rows: int = ROWS) -> ExportBench:
         check=False,
     )
     bench.process_s = time.perf_counter() - begun
-    # ru_maxrss of the children waited for: this one process (kB on Linux).
-    bench.peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    bench.load_average = os.getloadavg()[0]
+    # The children waited for: this one process (ru_maxrss in kB on Linux).
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    bench.peak_mb = used.ru_maxrss / 1024
+    bench.cpu_s = used.ru_utime + used.ru_stime - cpu_before
     if done.returncode != 0:
         bench.error = (done.stderr or done.stdout)[-2_000:]
         return bench
@@ -243,15 +253,20 @@ def render(bench: ExportBench) -> str:
     return format_table(
         f"Retraining export: {bench.rows:,} logged predictions to Parquet (target "
         f"< {TARGET_S:g} s, < {TARGET_MB:g} MB)",
-        ["rows", "export s", "process s", "peak RSS MB", "file MB", "store build s", "verdict"],
+        [
+            *("rows", "export s", "process s", "process CPU s", "peak RSS MB", "file MB"),
+            *("store build s", "load average", "verdict"),
+        ],
         [
             [
                 f"{bench.exported:,}",
                 f"{bench.export_s:.1f}",
                 f"{bench.process_s:.1f}",
+                f"{bench.cpu_s:.1f}",
                 f"{bench.peak_mb:.0f}",
                 f"{bench.file_mb:.1f}",
                 f"{bench.build_s:.0f}",
+                f"{bench.load_average:.1f}",
                 verdict,
             ]
         ],
