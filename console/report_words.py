@@ -92,6 +92,7 @@ CHANGE_WORDS: dict[str, str] = {
 
 UNASSIGNED = "none"  # the route's word for "no assignee"
 PAGE_SIZE = 200
+MAX_PAGE = 500  # the route's limit
 
 
 def status_word(status: str) -> str:

@@ -32,13 +32,14 @@ from console.pages.export_launcher import ExportLauncher
 from console.pages.refreshing import RefreshingPage
 from console.report_words import (
     BUILT_IN_VIEWS,
+    MAX_PAGE,
     MINE,
     PAGE_SIZE,
     STATUS_KEYS,
     ReportFilters,
     status_word,
 )
-from console.widgets.common import make_splitter
+from console.widgets.common import make_button, make_splitter
 from console.widgets.report_detail import LabelError, ReportDetailPane
 from console.widgets.report_filters import ReportFilterBar
 from console.widgets.report_inbox import ReportInbox
@@ -77,12 +78,22 @@ class ReportsPage(RefreshingPage):
         self.detail = ReportDetailPane()
         self.detail.me = self.me
         self.export = ExportLauncher(self, lambda: self.filter_bar.filters().model)
+        self.page_size = PAGE_SIZE
+        self.next_cursor: str | None = None
+        self.total = 0
+        self.more_button = make_button(
+            "Show more",
+            "Read the next reports matching the filters, after those shown.",
+            self.show_more,
+        )
+        self.more_button.hide()
         self.refresh_button = self.make_refresh_button(
             "Read the inbox and the counts again (F5); it also refreshes every 30 s."
         )
 
         top = QHBoxLayout()
         top.addWidget(self.status, 1)
+        top.addWidget(self.more_button)
         top.addWidget(self.export.button)
         top.addWidget(self.refresh_button)
         self.splitter = make_splitter(Qt.Orientation.Horizontal, (self.inbox, 1), (self.detail, 1))
@@ -165,7 +176,11 @@ class ReportsPage(RefreshingPage):
 
     def refresh(self, replace: bool = True) -> None:
         filters = self.filter_bar.filters()
-        query = {**filters.query(), "limit": PAGE_SIZE}
+        # A poll reads as many as are shown (pages added by Show more stay, up to the route's
+        # limit); a new question starts again from its first page.
+        shown = self.inbox.reports.rowCount() if not replace else 0
+        limit = min(max(self.page_size, shown), MAX_PAGE)
+        query = {**filters.query(), "limit": limit}
         counts_query = filters.query(with_status=False)
 
         def read(client: ApiClient) -> tuple[ReportPage, ReportCounts]:
@@ -188,21 +203,46 @@ class ReportsPage(RefreshingPage):
         self.loaded = True
         self.filter_bar.show_counts(counts)
         self.inbox.set_reports(page.reports)
-        shown = len(page.reports)
-        if not page.total:
+        self.next_cursor, self.total = page.next_cursor, page.total
+        self._show_count()
+        self._selection_changed()
+
+    def _show_count(self) -> None:
+        shown = self.inbox.reports.rowCount()
+        self.more_button.setVisible(self.next_cursor is not None)
+        if not self.total:
             self.set_status(
                 "No reports match these filters. Press more statuses above, or choose the "
                 "view 'Everything'. " + self.updated_text()
             )
-        elif shown < page.total:
+        elif shown < self.total:
             self.set_status(
-                f"Showing the first {shown:,} of {page.total:,} reports: narrow the filters "
-                f"to see the others. {self.updated_text()}",
+                f"Showing the first {shown:,} of {self.total:,} reports: Show more reads the "
+                f"next {self.page_size:,}, or narrow the filters. {self.updated_text()}",
                 "warn",
             )
         else:
-            self.set_status(f"{page.total:,} reports. {self.updated_text()}")
-        self._selection_changed()
+            self.set_status(f"{self.total:,} reports. {self.updated_text()}")
+
+    def show_more(self) -> None:
+        """The next page of the inbox, after the reports shown (keyset: none twice)."""
+        cursor = self.next_cursor
+        if cursor is None:
+            return
+        query = {**self.filter_bar.filters().query(), "limit": self.page_size, "after": cursor}
+        self.call_backend(
+            "more",
+            lambda client: client.reports(query),
+            self._take_more,
+            lambda error: self.set_status(
+                f"Could not read more reports: {describe_error(error)}", "bad"
+            ),
+        )
+
+    def _take_more(self, page: ReportPage) -> None:
+        self.inbox.reports.append_reports(page.reports)
+        self.next_cursor, self.total = page.next_cursor, page.total
+        self._show_count()
 
     def _take_models(self, models: list[ModelInfo]) -> None:
         self.models = {model.name: model for model in models}

@@ -55,6 +55,17 @@ class ReportInboxModel(QAbstractTableModel):
         self.now = datetime.now(UTC)
         self.endResetModel()
 
+    def append_reports(self, reports: Sequence[ReportSummary]) -> None:
+        """The next page, below the rows shown (the selection stays where it is)."""
+        known = {report.id for report in self.reports}
+        new = [report for report in reports if report.id not in known]
+        if not new:
+            return
+        first = len(self.reports)
+        self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+        self.reports.extend(new)
+        self.endInsertRows()
+
     def replace(self, report: ReportSummary) -> None:
         """One report changed (a status set here): its row shows the new state in place."""
         row = self.row_of(report.id)

@@ -205,6 +205,21 @@ def test_views_are_saved_and_filters_ask_the_backend(  # type: ignore[no-untyped
     qtbot.waitUntil(lambda: page.inbox.reports.rowCount() == 2, timeout=TIMEOUT_MS)
     # The retraining export is for engineers and admins.
     assert not page.export.button.isVisibleTo(page)
+    # A page at a time: Show more reads the next after those shown, and a poll keeps both.
+    page.page_size = 1
+    page.filter_bar.order.setCurrentIndex(page.filter_bar.order.findData("asc"))
+    qtbot.waitUntil(lambda: page.inbox.reports.rowCount() == 1, timeout=TIMEOUT_MS)
+    assert page.more_button.isVisibleTo(page)
+    assert "Showing the first 1 of 2 reports" in page.status.text()
+    qtbot.mouseClick(page.more_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.inbox.reports.rowCount() == 2, timeout=TIMEOUT_MS)
+    assert [r.id for r in page.inbox.reports.reports] == [wanted, wanted + 1]
+    assert not page.more_button.isVisibleTo(page)
+    page.poll()
+    qtbot.waitUntil(lambda: "2 reports." in page.status.text(), timeout=TIMEOUT_MS)
+    assert page.inbox.reports.rowCount() == 2
+    page.page_size = 200
+    page.filter_bar.order.setCurrentIndex(page.filter_bar.order.findData("desc"))
     # "/" goes to the search; typing asks again after a pause.
     page.inbox.setFocus()
     qtbot.keyClick(page.inbox, Qt.Key.Key_Slash)
