@@ -8,8 +8,9 @@ runs them through its background-work helper, never on the UI thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
@@ -50,7 +51,19 @@ from backend.schemas import (
     WhoAmI,
     WindowDrift,
 )
+from backend.schemas.exports import ExportPreview, ExportRequest
 from backend.schemas.feedback_loops import FeedbackLoopReport
+from backend.schemas.reports import (
+    ReportBulkResult,
+    ReportBulkUpdate,
+    ReportCounts,
+    ReportCreate,
+    ReportDetail,
+    ReportNoteCreate,
+    ReportPage,
+    ReportPublicStatus,
+    ReportUpdate,
+)
 from backend.schemas.review import (
     ReviewAnswer,
     ReviewBatch,
@@ -61,6 +74,9 @@ from backend.schemas.review import (
 
 T = TypeVar("T", bound=BaseModel)
 DEFAULT_TIMEOUT_S = 5.0
+# An export streams as the backend reads the log: a pause between pages is not a failure.
+EXPORT_READ_TIMEOUT_S = 120.0
+EXPORT_CHUNK = 256 * 1024
 # The stream sends a keep-alive comment every 15 s; twice that without a byte means it is gone.
 STREAM_READ_TIMEOUT_S = 35.0
 
@@ -376,6 +392,91 @@ class ApiClient:
             event = StreamEvent.model_validate_json(data)
             if event.alert is not None:
                 yield AlertMessage(event_id, event.alert, event.action)
+
+    # ------------------------------------------------------------------ error reports
+
+    def file_report(self, report: ReportCreate) -> ReportPublicStatus:
+        """File an end user's report that a logged prediction was wrong."""
+        return self._post("/api/v1/reports", report, ReportPublicStatus)
+
+    def reports(self, query: dict[str, Any]) -> ReportPage:
+        """One page of the triage inbox; ``query`` holds the route's filters, sort and cursor
+        (a list value repeats the parameter, as ``status`` does)."""
+        return self._get("/api/v1/reports", ReportPage, params=query)
+
+    def report_counts(self, query: dict[str, Any]) -> ReportCounts:
+        """Counts and ages per status under the inbox's filters (its status filter left out)."""
+        return self._get("/api/v1/reports/counts", ReportCounts, params=query)
+
+    def report(self, report_id: int) -> ReportDetail:
+        return self._get(f"/api/v1/reports/{report_id}", ReportDetail)
+
+    def update_report(self, report_id: int, change: ReportUpdate) -> ReportDetail:
+        """A triage change; only the fields set in ``change`` are sent (the others stay)."""
+        return self._request(
+            "PATCH",
+            f"/api/v1/reports/{report_id}",
+            ReportDetail,
+            json=change.model_dump(mode="json", exclude_unset=True),
+        )
+
+    def add_report_note(self, report_id: int, text: str) -> ReportDetail:
+        body = ReportNoteCreate(text=text)
+        return self._post(f"/api/v1/reports/{report_id}/notes", body, ReportDetail)
+
+    def bulk_update_reports(self, change: ReportBulkUpdate) -> ReportBulkResult:
+        """One change to many reports, all or nothing."""
+        return self._request(
+            "POST",
+            "/api/v1/reports/bulk",
+            ReportBulkResult,
+            json=change.model_dump(mode="json", exclude_unset=True),
+        )
+
+    # ------------------------------------------------------------------ retraining export
+
+    def preview_export(self, request: ExportRequest) -> ExportPreview:
+        """What an export with these filters holds (rows per label source and class)."""
+        return self._post("/api/v1/exports/preview", request, ExportPreview)
+
+    def download_export(
+        self,
+        request: ExportRequest,
+        target: Path,
+        on_progress: Callable[[int, int | None], None],
+        cancelled: Callable[[], bool],
+    ) -> int | None:
+        """Stream the export's ZIP into ``target`` chunk by chunk (never whole in memory),
+        calling ``on_progress(bytes so far, log rows it reads or None)``. Returns the bytes
+        written, or None when ``cancelled()`` turned true (the partial file is left to the
+        caller, who removes it)."""
+        try:
+            response = self._session().post(
+                f"{self.base_url}/api/v1/exports",
+                headers=self._headers(),
+                json=request.model_dump(mode="json", exclude_unset=True),
+                stream=True,
+                timeout=(self.timeout_s, EXPORT_READ_TIMEOUT_S),
+            )
+        except requests.RequestException as exc:
+            raise BackendUnreachable(_describe(exc)) from exc
+        with response:
+            if not response.ok:
+                raise _error_from(response)
+            rows_header = response.headers.get("X-Export-Rows-Read", "")
+            rows = int(rows_header) if rows_header.isdigit() else None
+            written = 0
+            try:
+                with target.open("wb") as out:
+                    for chunk in response.iter_content(EXPORT_CHUNK):
+                        if cancelled():
+                            return None
+                        out.write(chunk)
+                        written += len(chunk)
+                        on_progress(written, rows)
+            except requests.RequestException as exc:
+                raise BackendUnreachable(_describe(exc)) from exc
+        return written
 
     # ------------------------------------------------------------------ plumbing
 

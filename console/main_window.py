@@ -165,7 +165,7 @@ class MainWindow(QMainWindow):
         connected = state == "connected"
         for page in self.pages:
             page.connection_changed(connected)
-        self.alert_notices.follow(connected, bool(self.pages))
+        self.alert_notices.follow(connected, self.page("alerts") is not None)
 
     def show_backend_stopped(self, reason: str, on_restart: Callable[[], None]) -> None:
         """The embedded backend ended: it will not come back by itself; offer a restart."""
@@ -253,7 +253,9 @@ class MainWindow(QMainWindow):
             page.navigate.connect(self.open_page)
             page.connection_changed(self.monitor.state == "connected")
         self.alert_notices.pages_built(self.pages)
-        self.alert_notices.follow(self.monitor.state == "connected", True)
+        # The badge opens the Alerts page: only the roles that have one follow the alerts.
+        has_alerts = self.page("alerts") is not None
+        self.alert_notices.follow(self.monitor.state == "connected", has_alerts)
         saved = str(self.context.settings.value("window/page", "") or "")
         keys = [page.key for page in self.pages]
         self.navigation.setCurrentRow(keys.index(saved) if saved in keys else 0)

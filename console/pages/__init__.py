@@ -12,6 +12,7 @@ from console.pages.live import LivePage
 from console.pages.models import ModelsPage
 from console.pages.overview import OverviewPage
 from console.pages.performance import PerformancePage
+from console.pages.reports import ReportsPage
 from console.pages.review import ReviewPage
 
 # The Overview first: the page an operator opens to see whether all is well; then what watches
@@ -27,6 +28,8 @@ PAGES: tuple[type[Page], ...] = (
     LineagePage,
     ModelsPage,
     DeploymentsPage,
+    # What end users reported, triaged by support staff beside the review queue.
+    ReportsPage,
     # Last, so that the pages before it keep their Ctrl+number.
     ReviewPage,
 )

@@ -19,7 +19,7 @@ from console.client import ApiError
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
 from console.dialogs.messages import show_error
-from console.pages.base import ALL_ROLES, Page
+from console.pages.base import ENGINEERING_ROLES, Page
 from console.widgets.alert_acknowledge import AcknowledgeDialog
 from console.widgets.alert_details import AlertDetails
 from console.widgets.alert_table import AlertFilter, AlertTableModel, AlertView
@@ -43,7 +43,7 @@ class AlertsPage(Page):
     title = "Alerts"
     icon = "alerts"
     tooltip = "Alerts about your models: what happened, what it means, who takes it on."
-    roles = ALL_ROLES
+    roles = ENGINEERING_ROLES
 
     def __init__(self, context: ConsoleContext):
         super().__init__(context)

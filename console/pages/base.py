@@ -17,6 +17,8 @@ from console.context import ConsoleContext
 from console.tasks import Callback, TaskState, Work, owner_prefix
 
 ALL_ROLES = frozenset({"admin", "engineer", "support"})
+# Support staff work on what end users meet (live predictions, reports, the review queue);
+# the monitoring and change pages are for the people who run the models.
 ENGINEERING_ROLES = frozenset({"admin", "engineer"})
 
 

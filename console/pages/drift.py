@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QComboBox, QVBoxLayout, QWidget
 from backend.schemas import DriftSeries, WindowDrift
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
-from console.pages.base import ALL_ROLES
+from console.pages.base import ENGINEERING_ROLES
 from console.pages.refreshing import ModelPage
 from console.widgets.common import make_label, make_splitter
 from console.widgets.drift_distribution import NOTHING, DistributionOverlay
@@ -64,7 +64,7 @@ class DriftPage(ModelPage):
         "Whether each model still sees data like its training data: every input compared "
         "with training, and what to do when it changed."
     )
-    roles = ALL_ROLES
+    roles = ENGINEERING_ROLES
     refresh_ms = REFRESH_MS
     shown_as = "the report"
     model_tip = "The model whose inputs are compared with its training data."

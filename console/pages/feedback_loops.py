@@ -24,7 +24,7 @@ from console.client import ApiClient
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
 from console.dialogs.messages import show_error
-from console.pages.base import ALL_ROLES, ENGINEERING_ROLES
+from console.pages.base import ENGINEERING_ROLES
 from console.pages.refreshing import ModelPage
 from console.widgets.common import make_splitter
 from console.widgets.held_out_panel import HeldOutPanel
@@ -74,7 +74,7 @@ class FeedbackLoopsPage(ModelPage):
         "Whether a model's own answers shape the data it is judged and retrained on: served "
         "traffic against held-out traffic, the held-out share, and the lineage loops."
     )
-    roles = ALL_ROLES
+    roles = ENGINEERING_ROLES
     refresh_ms = REFRESH_MS
     shown_as = "the indicators"
     model_tip = "The model whose feedback loops are measured."

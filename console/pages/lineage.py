@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout
 from backend.schemas import LineageGraph
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
-from console.pages.base import ALL_ROLES
+from console.pages.base import ENGINEERING_ROLES
 from console.pages.refreshing import RefreshingPage
 from console.resources import colour
 from console.widgets.common import make_label
@@ -33,7 +33,7 @@ class LineagePage(RefreshingPage):
         "Which models' outputs feed other models' inputs, and the feedback loops among them "
         "(a model that learns from data its own answers shaped)."
     )
-    roles = ALL_ROLES
+    roles = ENGINEERING_ROLES
     refresh_ms = REFRESH_MS
     shown_as = "the lineage"
 

@@ -30,6 +30,7 @@ from backend.schemas import (
     PredictionEvent,
     PredictionRecord,
 )
+from backend.schemas.reports import ReportCreate
 from console.client import ApiClient
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
@@ -129,6 +130,7 @@ class LivePage(Page):
         self.details.match_chosen.connect(self._on_match_chosen)
         self.label_panel = LabelPanel()
         self.label_panel.label_chosen.connect(self.record_label)
+        self.label_panel.report_requested.connect(self.file_report)
         detail_box = QWidget()
         detail_layout = QVBoxLayout(detail_box)
         detail_layout.setContentsMargins(0, 0, 0, 0)
@@ -533,6 +535,15 @@ class LivePage(Page):
             lambda client: client.post_label(event.model, event.request_id, event.row, label),
             done,
             lambda error: self.label_panel.show_not_recorded(event, describe_error(error)),
+        )
+
+    def file_report(self, event: PredictionEvent, report: ReportCreate) -> None:
+        """File an error report on ``event`` (one at a time per prediction)."""
+        self.call_backend(
+            f"report/{event.model}/{event.request_id}/{event.row}",
+            lambda client: client.file_report(report),
+            lambda status: self.label_panel.show_report_filed(event, status.id, status.headline),
+            lambda error: self.label_panel.show_report_not_filed(event, describe_error(error)),
         )
 
     # ---------------------------------------------------------------- settings

@@ -31,6 +31,7 @@ from console.client import ApiError, BackendUnreachable
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
 from console.pages.base import ENGINEERING_ROLES, Page
+from console.pages.export_launcher import ExportLauncher
 from console.resources import colour
 from console.widgets.common import make_button, make_label, make_splitter
 from console.widgets.tables import Cell, ReadOnlyTable
@@ -126,6 +127,9 @@ class ModelsPage(Page):
         top.addWidget(self.refresh_button)
         left_layout.addLayout(top)
         left_layout.addWidget(self.model_view, 1)
+        # Under the list, for the model selected (or any other, chosen in the dialog).
+        self.export = ExportLauncher(self, lambda: self.selected_model or "")
+        left_layout.addWidget(self.export.button)
         left_layout.addWidget(self.status)
 
         # ------------------------------------------------ right: the selected model
@@ -195,6 +199,7 @@ class ModelsPage(Page):
 
     def shutdown(self) -> None:
         super().shutdown()
+        self.export.close()
         settings = self.context.settings
         settings.setValue("models/selected", self.selected_model or "")
         for key, splitter in self._splitters().items():

@@ -21,7 +21,7 @@ from console.client import ApiClient, ApiError
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
 from console.model_health import RECENT_S, ModelSnapshot, indicators, summary
-from console.pages.base import ALL_ROLES
+from console.pages.base import ENGINEERING_ROLES
 from console.pages.refreshing import RefreshingPage
 from console.widgets.common import make_label
 from console.widgets.model_card import ModelCard, StatusLegend
@@ -96,7 +96,7 @@ class OverviewPage(RefreshingPage):
     title = "Overview"
     icon = "overview"
     tooltip = "Every model at a glance: what serves, how busy, how fast, any alerts."
-    roles = ALL_ROLES
+    roles = ENGINEERING_ROLES
     refresh_ms = REFRESH_MS
 
     def __init__(self, context: ConsoleContext):

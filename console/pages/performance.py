@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QVBoxLayout
 from backend.schemas import PerformanceReport
 from console.context import ConsoleContext
 from console.dialogs.errors import describe_error
-from console.pages.base import ALL_ROLES
+from console.pages.base import ENGINEERING_ROLES
 from console.pages.refreshing import ModelPage
 from console.widgets.common import make_splitter
 from console.widgets.performance_chart import PerformanceChart
@@ -37,7 +37,7 @@ class PerformancePage(ModelPage):
         "Whether each version still performs as agreed: quality measured from labels, and "
         "estimated before labels arrive, against its acceptable range."
     )
-    roles = ALL_ROLES
+    roles = ENGINEERING_ROLES
     refresh_ms = REFRESH_MS
     shown_as = "the report"
     model_tip = "The model whose quality is shown."

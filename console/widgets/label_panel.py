@@ -6,7 +6,6 @@ it cost) record it here; it joins the labels that feed live performance and retr
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -24,36 +23,9 @@ from PySide6.QtWidgets import (
 
 from backend.schemas import ModelInfo, PredictionEvent, PredictionRecord
 from console.widgets.common import make_button, make_label
+from console.widgets.label_value import LabelError, parse_label
+from console.widgets.report_dialog import ReportErrorDialog
 from console.widgets.values import ClassNames
-
-
-class LabelError(ValueError):
-    """The typed label cannot be a label of this model; the message says what would be."""
-
-
-def parse_label(text: str, task: str | None, classes: ClassNames | list[Any] | None) -> Any:
-    """The label value a person typed, by the class's name or its label, as the model's own
-    type (class 1 for "fraud" or "1", not the text)."""
-    typed = text.strip()
-    if not typed:
-        raise LabelError("type the true outcome first")
-    if isinstance(classes, list):
-        classes = ClassNames(classes)
-    if classes is not None and classes.labels:
-        found, label = classes.label_for(typed)
-        if found:
-            return label
-        choices = ", ".join(classes.described(label) for label in classes.labels)
-        raise LabelError(f"'{typed}' is not one of this model's classes: {choices}")
-    try:
-        number = float(typed)
-    except ValueError:
-        if task == "regression":
-            raise LabelError(f"'{typed}' is not a number; this model predicts numbers") from None
-        return typed
-    if not math.isfinite(number):
-        raise LabelError("the label must be a finite number")
-    return int(number) if task != "regression" and number.is_integer() else number
 
 
 class LabelDialog(QDialog):
@@ -113,12 +85,15 @@ class LabelPanel(QWidget):
     """
 
     label_chosen = Signal(object, object)  # PredictionEvent, the label as the model's type
+    # PredictionEvent, the ReportCreate to file: "Report an error" was filled in.
+    report_requested = Signal(object, object)
 
     def __init__(self) -> None:
         super().__init__()
         self.shown: PredictionEvent | None = None
         self.model: ModelInfo | None = None
         self.dialog: LabelDialog | None = None
+        self.report_dialog: ReportErrorDialog | None = None
         self.error_box: QMessageBox | None = None
         self.status = make_label("Select a prediction to see its details.", wrap=True)
         self.status.setToolTip(
@@ -131,10 +106,25 @@ class LabelPanel(QWidget):
             self.open_dialog,
         )
         self.record_button.setEnabled(False)
+        self.report_button = make_button(
+            "Report an error…",
+            "File an error report about this prediction for an end user (a wrong, offensive "
+            "or private answer). It joins the Reports inbox, where support staff triage it.",
+            self.open_report_dialog,
+        )
+        self.report_button.setEnabled(False)
+        self.report_note = make_label(wrap=True)
+        self.report_note.setToolTip("The last error report filed from here, and what became of it.")
+        self.report_note.hide()
+        text = QVBoxLayout()
+        text.setContentsMargins(0, 0, 0, 0)
+        text.addWidget(self.status)
+        text.addWidget(self.report_note)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.status, 1)
+        layout.addLayout(text, 1)
         layout.addWidget(self.record_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self.report_button, 0, Qt.AlignmentFlag.AlignTop)
 
     # ---------------------------------------------------------------- the label shown
 
@@ -142,6 +132,7 @@ class LabelPanel(QWidget):
         """A prediction was selected; its label is being looked up."""
         self.shown, self.model = event, model
         self.record_button.setEnabled(True)
+        self.report_button.setEnabled(True)
         self.status.setText("Looking up the ground-truth label…")
 
     def set_model(self, model: ModelInfo) -> None:
@@ -152,6 +143,7 @@ class LabelPanel(QWidget):
         """No prediction is shown any more (filtered out, or none selected)."""
         self.shown = None
         self.record_button.setEnabled(False)
+        self.report_button.setEnabled(False)
         self.status.setText(why)
 
     def _classes(self) -> ClassNames:
@@ -211,3 +203,44 @@ class LabelPanel(QWidget):
         )
         box.open()
         self.error_box = box
+
+    # ---------------------------------------------------------------- reporting an error
+
+    def open_report_dialog(self) -> None:
+        event = self.shown
+        if event is None:
+            return
+        dialog = self.report_dialog = ReportErrorDialog(event, self.model, self)
+        dialog.accepted.connect(lambda: self._report_chosen(event, dialog))
+        dialog.open()
+
+    def _report_chosen(self, event: PredictionEvent, dialog: ReportErrorDialog) -> None:
+        if dialog.report is None:
+            return
+        self.report_button.setEnabled(False)
+        self._show_report_note(f"Filing the report on request {event.request_id}…")
+        self.report_requested.emit(event, dialog.report)
+
+    def show_report_filed(self, event: PredictionEvent, report_id: int, headline: str) -> None:
+        self.report_button.setEnabled(self.shown is not None)
+        self._show_report_note(
+            f"Report #{report_id} filed on request {event.request_id}: {headline} "
+            "Support staff see it in the Reports inbox."
+        )
+
+    def show_report_not_filed(self, event: PredictionEvent, reason: str) -> None:
+        self.report_button.setEnabled(self.shown is not None)
+        self._show_report_note(f"The report on request {event.request_id} was not filed.")
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "Report not filed",
+            f"The error report was not filed: {reason}. Try again when the backend answers.",
+            QMessageBox.StandardButton.Ok,
+            self,
+        )
+        box.open()
+        self.error_box = box
+
+    def _show_report_note(self, text: str) -> None:
+        self.report_note.setText(text)
+        self.report_note.show()

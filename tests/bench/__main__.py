@@ -12,8 +12,7 @@ Environment knobs (defaults in brackets):
                          for the serving benchmark (default all; the baseline follows servedeck)
   BENCH_LOADGEN          'aiohttp' forces the Python load generator even if wrk is installed
   BENCH_ONLY             'serving', 'log', 'console', 'switch', 'growth', 'durability',
-                         'instructions', 'drift' or 'export' to run just one benchmark
-                         'instructions', 'drift' or 'reports' to run just one benchmark
+                         'instructions', 'drift', 'export' or 'reports' to run just one benchmark
   BENCH_DRIFT_ROWS [1000000] reference and current rows of the drift benchmark
   BENCH_EXPORT_ROWS [1000000] logged predictions of the retraining-export benchmark
   BENCH_CACHE_DIR [~/.cache/servedeck-bench] where the drift benchmark keeps Evidently's venv

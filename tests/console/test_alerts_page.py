@@ -255,24 +255,19 @@ def test_resolved_alerts_are_history_behind_a_filter(
     assert "No alert matches the filters" in page.view.empty_note.text()
 
 
-def test_a_support_token_reads_alerts_but_may_not_acknowledge(
+def test_support_staff_have_no_alerts_page_and_no_badge_promising_one(
     qtbot: QtBot, make_context, backend: Backend
 ) -> None:  # type: ignore[no-untyped-def]
-    window = _window(qtbot, make_context, backend, backend.create_token("helpdesk", "support"))
+    window = MainWindow(make_context(backend.url, backend.create_token("helpdesk", "support")))
+    qtbot.addWidget(window)
+    window.show()
+    window.start()
     try:
-        page = _alerts_page(window)
-        window.open_page("alerts")
-        alert = raise_alert(backend)
-        qtbot.waitUntil(lambda: _row_of(page, alert.id) >= 0, timeout=TIMEOUT_MS)
-        page.view.selectRow(_row_of(page, alert.id))
-        assert not page.details.acknowledge_button.isEnabled()
-        assert "needs an admin or engineer token" in page.details.acknowledge_note.text()
-        page.view.setFocus()
-        qtbot.keyClick(page.view, Qt.Key.Key_A)
-        assert page.dialog is None
-        assert isinstance(page.error_dialog, QMessageBox)
-        assert "needs an admin or engineer token" in page.error_dialog.text()
-        page.error_dialog.close()
+        qtbot.waitUntil(lambda: window.role == "support", timeout=TIMEOUT_MS)
+        assert window.page("alerts") is None
+        # The badge's click opens the Alerts page: without one it would promise nothing.
+        assert not window.alert_notices.badge.isVisible()
+        assert not window.alert_notices.feed.running
     finally:
         window.shutdown()
 

@@ -26,6 +26,7 @@ ALL_PAGES = [
     "lineage",
     "models",
     "deploy",
+    "reports",
     "review",
 ]
 
@@ -53,24 +54,17 @@ def test_connects_and_shows_the_pages_of_the_role(qtbot, make_context, backend: 
         "lineage",
         "models",
         "deploy",
+        "reports",
         "review",
     ]
     assert not window.banner.isVisible()
 
 
-def test_support_sees_only_the_monitoring_views(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
+def test_support_sees_live_reports_and_review(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
     window = _window(qtbot, make_context, backend, backend.create_token("helpdesk", "support"))
     qtbot.waitUntil(lambda: window.role == "support", timeout=10_000)
-    assert [page.key for page in window.pages] == [
-        "overview",
-        "alerts",
-        "live",
-        "drift",
-        "performance",
-        "feedback_loops",
-        "lineage",
-        "review",
-    ]
+    # What end users meet; the monitoring and change pages are for engineers.
+    assert [page.key for page in window.pages] == ["live", "reports", "review"]
 
 
 def test_a_client_token_gets_no_pages_and_a_reason(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
@@ -278,6 +272,7 @@ def test_every_page_can_be_walked_with_tab_and_explains_its_controls(  # type: i
             "performance": lambda page=page: page.report is not None,
             "feedback_loops": lambda page=page: page.report is not None,
             "lineage": lambda page=page: page.graph is not None,
+            "reports": lambda page=page: page.loaded,
             # An example shown (the held-out rows added above): its answer controls.
             "review": lambda page=page: page.current() is not None,
         }[page.key]

@@ -140,6 +140,39 @@ def test_the_label_panel_asks_to_record_what_the_user_chose(qtbot: QtBot, no_net
     assert "recorded by you" in panel.status.text() and panel.record_button.isEnabled()
 
 
+def test_report_an_error_asks_to_file_what_the_user_wrote(qtbot: QtBot, no_network: None) -> None:
+    panel = LabelPanel()
+    qtbot.addWidget(panel)
+    event = PredictionEvent.model_construct(
+        request_id="r-2", row=1, model="toy", version="1", route="active", top_output=0
+    )
+    regressor = ModelInfo.model_construct(name="toy", task="regression", versions=[])
+    panel.show_prediction(event, regressor)
+    qtbot.mouseClick(panel.report_button, Qt.MouseButton.LeftButton)
+    dialog = panel.report_dialog
+    assert dialog is not None
+    ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    # A regressor's right answer is a number: words are refused in the dialog itself.
+    dialog.expected.setCurrentText("cheaper")
+    qtbot.mouseClick(ok, Qt.MouseButton.LeftButton)
+    assert dialog.isVisible() and "not a number" in dialog.error.text()
+    dialog.expected.setCurrentText("12.5")
+    dialog.description.setPlainText("  far too expensive  ")
+    with qtbot.waitSignal(panel.report_requested, timeout=1_000) as asked:
+        qtbot.mouseClick(ok, Qt.MouseButton.LeftButton)
+    filed_for, report = asked.args
+    assert filed_for is event
+    assert (report.request_id, report.row, report.model) == ("r-2", 1, "toy")
+    assert (report.category, report.description, report.expected) == (
+        "wrong_answer",
+        "far too expensive",
+        12.5,
+    )
+    assert not panel.report_button.isEnabled()  # until the page says how the filing went
+    panel.show_report_filed(event, 7, "We received your report.")
+    assert "Report #7 filed" in panel.report_note.text() and panel.report_button.isEnabled()
+
+
 def test_a_step_list_that_is_not_numbers_is_refused_by_the_form_itself(
     qtbot: QtBot, no_network: None
 ) -> None:
