@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtWidgets import QFrame, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHeaderView, QVBoxLayout, QWidget
 
 from backend.schemas import PerformanceReport, PerformanceWindow, UserSignals
 from console.resources import colour
@@ -216,6 +216,13 @@ class PerformanceWindows(ReadOnlyTable):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(WINDOW_COLUMNS, parent)
         self.setToolTip("Each window's predictions, labels and quality, newest first.")
+        # Short numbers in every column: on a narrow screen the table scrolls sideways
+        # rather than squeezing the last one, which fills what room is left on a wide one.
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(
+            len(WINDOW_COLUMNS) - 1, QHeaderView.ResizeMode.ResizeToContents
+        )
+        header.setStretchLastSection(True)
 
     def show_report(self, report: PerformanceReport) -> None:
         rows = []
