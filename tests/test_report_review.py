@@ -1,0 +1,90 @@
+"""Error reports under hostile use: racing triage changes, query text the search engines
+read their own way, values beyond what the store holds; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
+
+import pytest
+
+from backend.feedback.report_rules import TRANSITIONS
+from backend.workspace import Workspace
+from tests.report_helpers import ReportWorld, report_world
+
+
+@pytest.fixture
+def world(workspace: Workspace) -> Iterator[ReportWorld]:
+    yield from report_world(workspace)
+
+
+def test_racing_status_changes_never_record_a_forbidden_transition(world: ReportWorld) -> None:
+    """Two staff move one new report at once, to statuses that rule each other out: one wins,
+    the other is refused from the winner's status; history follows the workflow."""
+    request_id = world.predict()
+    reports = [world.file(request_id=request_id)["id"] for _ in range(8)]
+    pool = ThreadPoolExecutor(2)
+    for report_id in reports:
+        barrier = Barrier(2)
+
+        def move(status: str, report_id: int = report_id, barrier: Barrier = barrier) -> int:
+            barrier.wait()
+            return int(world.patch(report_id, status=status).status_code)
+
+        answers = sorted(pool.map(move, ("confirmed", "not_model_error")))
+        assert answers == [200, 409], (report_id, answers)
+        moves = [c for c in world.detail(report_id)["history"] if c["kind"] == "status"]
+        assert len(moves) == 1, moves
+        assert moves[0]["after"] in TRANSITIONS[moves[0]["before"]]
+    pool.shutdown()
+
+
+def test_search_words_the_text_index_does_not_keep(world: ReportWorld) -> None:
+    """PostgreSQL's English configuration drops words like "the" and "is"; a search holding
+    them finds what SQLite finds, and one of nothing else says so."""
+    found = world.file(description="The model is wrong about the groceries")["id"]
+    for q in ("the groceries", "model is wrong", "groceries!"):
+        assert [r["id"] for r in world.inbox(q=q)["reports"]] == [found], q
+        counts = world.client.get(
+            "/api/v1/reports/counts", headers=world.headers["support"], params={"q": q}
+        )
+        assert counts.status_code == 200 and counts.json()["total"] == 1, q
+
+
+def test_query_values_the_store_cannot_hold_are_refused(world: ReportWorld) -> None:
+    world.file()
+    for params in (
+        {"assignee": "a\x00b"},
+        {"model": "to\x00y"},
+        {"version": "1\x00"},
+        {"tag": "x\x00"},
+        {"q": "groceries\x00"},
+        {"q": "___"},
+        {"q": "🙂 🙂"},
+        {"q": "x" * 10_000},
+        {"limit": 10**6},
+        {"sort": "id; drop table error_reports"},
+    ):
+        answer = world.client.get(
+            "/api/v1/reports", headers=world.headers["support"], params=params
+        )
+        assert answer.status_code in (200, 400, 422), (params, answer.text)
+        if answer.status_code != 200:
+            assert answer.json()["field"], (params, answer.text)
+
+
+def test_a_duplicate_link_beyond_any_report_id_is_unknown(world: ReportWorld) -> None:
+    report_id = world.file()["id"]
+    for original in (2**31, 2**63, 2**70):
+        answer = world.patch(report_id, status="duplicate", duplicate_of=original)
+        assert answer.status_code in (404, 422), (original, answer.text)
+        assert answer.json()["field"] == "duplicate_of"
+
+
+def test_an_empty_change_changes_nothing(world: ReportWorld) -> None:
+    report_id = world.file()["id"]
+    before = world.detail(report_id)
+    answer = world.patch(report_id)
+    assert answer.status_code in (200, 422), answer.text
+    assert world.detail(report_id)["history"] == before["history"]
