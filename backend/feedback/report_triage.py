@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, false, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.auth import Principal
@@ -114,9 +114,14 @@ def bulk_update(
 
 
 def _locked(session: Session, report_id: int) -> int:
-    """Take the report's row lock first (PostgreSQL; SQLite's write lock comes with the first
-    write), so two staff changing one report one after the other see each other's change."""
-    if session.get_bind().dialect.name == "postgresql":
+    """Take the lock before the report is read, so two staff changing one report at once
+    change it one after the other, the second from the first's status: PostgreSQL's row lock;
+    on SQLite the store's write lock (pysqlite begins a transaction only at the first write,
+    so without it both would read the old status and the second would write a transition the
+    workflow forbids)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(delete(ErrorReportRow).where(false()))
+    else:
         session.execute(
             select(ErrorReportRow.id).where(ErrorReportRow.id == report_id).with_for_update()
         )
