@@ -50,6 +50,13 @@ def test_search_words_the_text_index_does_not_keep(world: ReportWorld) -> None:
             "/api/v1/reports/counts", headers=world.headers["support"], params={"q": q}
         )
         assert counts.status_code == 200 and counts.json()["total"] == 1, q
+    only_common = world.client.get(
+        "/api/v1/reports", headers=world.headers["support"], params={"q": "the is"}
+    )
+    if world.workspace.engine.dialect.name == "postgresql":
+        assert (only_common.status_code, only_common.json()["field"]) == (422, "q")
+    else:  # FTS5 keeps every word
+        assert only_common.status_code == 200 and only_common.json()["total"] == 1
 
 
 def test_query_values_the_store_cannot_hold_are_refused(world: ReportWorld) -> None:
