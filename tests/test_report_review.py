@@ -95,3 +95,28 @@ def test_an_empty_change_changes_nothing(world: ReportWorld) -> None:
     answer = world.patch(report_id)
     assert answer.status_code in (200, 422), answer.text
     assert world.detail(report_id)["history"] == before["history"]
+
+
+def test_bulk_changes_racing_over_the_same_reports_both_apply(world: ReportWorld) -> None:
+    """Two staff change the same reports in bulk, naming them in opposite orders: each waits
+    for the other, neither fails (PostgreSQL would find a deadlock if rows were locked in the
+    order given)."""
+    request_id = world.predict()
+    reports = [world.file(request_id=request_id)["id"] for _ in range(6)]
+    pool = ThreadPoolExecutor(2)
+    for _ in range(5):
+        barrier = Barrier(2)
+
+        def bulk(ids: list[int], tag: str, barrier: Barrier = barrier) -> int:
+            barrier.wait()
+            answer = world.client.post(
+                "/api/v1/reports/bulk",
+                headers=world.headers["support"],
+                json={"ids": ids, "change": {}, "add_tags": [tag]},
+            )
+            return int(answer.status_code)
+
+        orders = (reports, reports[::-1])
+        assert list(pool.map(bulk, orders, ("one", "two"))) == [200, 200]
+    pool.shutdown()
+    assert all(r["tags"] == ["one", "two"] for r in world.inbox()["reports"])

@@ -97,9 +97,10 @@ def bulk_update(
     add_tags = clean_tags(body.add_tags, "add_tags")
     now = time.time()
     with sessions.begin() as session:
+        _lock_all(session, body.ids)
         for i, report_id in enumerate(body.ids):
             try:
-                row = triage_row(session, _locked(session, report_id), principal)
+                row = triage_row(session, report_id, principal)
                 _apply(session, row, body.change, principal, now, add_tags=add_tags)
                 session.flush()
             except ServeDeckError as refused:
@@ -120,12 +121,31 @@ def _locked(session: Session, report_id: int) -> int:
     so without it both would read the old status and the second would write a transition the
     workflow forbids)."""
     if session.get_bind().dialect.name == "sqlite":
-        session.execute(delete(ErrorReportRow).where(false()))
+        _take_store_write_lock(session)
     else:
         session.execute(
             select(ErrorReportRow.id).where(ErrorReportRow.id == report_id).with_for_update()
         )
     return report_id
+
+
+def _take_store_write_lock(session: Session) -> None:
+    """A write that changes nothing: pysqlite opens the transaction, SQLite takes its lock."""
+    session.execute(delete(ErrorReportRow).where(false()))
+
+
+def _lock_all(session: Session, report_ids: Sequence[int]) -> None:
+    """Lock a batch's reports in id order, whatever order ``ids`` names them in: two batches
+    over the same reports then wait for each other instead of deadlocking (PostgreSQL)."""
+    if session.get_bind().dialect.name == "sqlite":
+        _take_store_write_lock(session)
+        return
+    session.execute(
+        select(ErrorReportRow.id)
+        .where(ErrorReportRow.id.in_(sorted(report_ids)))
+        .order_by(ErrorReportRow.id)
+        .with_for_update()
+    )
 
 
 def _apply(
