@@ -120,3 +120,60 @@ def test_bulk_changes_racing_over_the_same_reports_both_apply(world: ReportWorld
         assert list(pool.map(bulk, orders, ("one", "two"))) == [200, 200]
     pool.shutdown()
     assert all(r["tags"] == ["one", "two"] for r in world.inbox()["reports"])
+
+
+def test_a_support_token_of_one_model_sees_nothing_of_another(world: ReportWorld) -> None:
+    """Lists, counts, searches, duplicate candidates and bulk changes of a toy-only token
+    never name, count or change a price report."""
+    client, headers = world.client, world.headers
+    toy = world.file(description="Declined card at the bakery")["id"]
+    price = world.file(who="price-app", model="price", description="Declined card at the bakery")
+    toy_support = headers["toy-support"]
+
+    def get(path: str, **params: object) -> dict[str, object]:
+        answer = client.get(path, headers=toy_support, params=params)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    for params in ({}, {"q": "bakery"}, {"status": "new"}, {"category": "wrong_answer"}):
+        page = get("/api/v1/reports", **params)
+        assert ([r["id"] for r in page["reports"]], page["total"]) == ([toy], 1), params  # type: ignore[index, union-attr]
+        assert get("/api/v1/reports/counts", **params)["total"] == 1, params
+    assert world.inbox(who="support", q="bakery")["total"] == 2
+    assert price["id"] not in [r["id"] for r in world.detail(toy, who="toy-support")["possible_duplicates"]]
+    named = client.get("/api/v1/reports", headers=toy_support, params={"model": "price"})
+    assert (named.status_code, named.json()["field"]) == (403, "model")
+    for path in (f"/api/v1/reports/{price['id']}", f"/api/v1/reports/{price['id']}/status"):
+        assert client.get(path, headers=toy_support).status_code == 404, path
+    # 1000 ids, unknown and other-model ones among them: refused as a whole, naming the first.
+    ids = [toy, *range(10_000, 10_998), price["id"]]
+    answer = client.post(
+        "/api/v1/reports/bulk",
+        headers=toy_support,
+        json={"ids": ids, "change": {"severity": "high"}},
+    )
+    assert (answer.status_code, answer.json()["field"]) == (404, "ids[1]")
+    assert world.detail(toy)["severity"] is None
+    answer = client.post(
+        "/api/v1/reports/bulk",
+        headers=toy_support,
+        json={"ids": [toy, price["id"]], "change": {"severity": "high"}},
+    )
+    assert (answer.status_code, answer.json()["field"]) == (404, "ids[1]")
+    assert world.detail(price["id"])["severity"] is None
+
+
+def test_tags_are_found_as_they_are_stored(world: ReportWorld) -> None:
+    """Tags are kept trimmed; a tag filter is trimmed the same way."""
+    report_id = world.file()["id"]
+    assert world.patch(report_id, tags=["  Card Fraud "]).status_code == 200
+    assert world.detail(report_id)["tags"] == ["Card Fraud"]
+    for tag in ("Card Fraud", " Card Fraud  "):
+        assert world.inbox(tag=tag)["total"] == 1, tag
+    answer = world.client.post(
+        "/api/v1/reports/bulk",
+        headers=world.headers["support"],
+        json={"ids": [report_id], "change": {}, "add_tags": [f"t{i}" for i in range(20)]},
+    )
+    assert (answer.status_code, answer.json()["field"]) == (422, "ids[0]"), answer.text
+    assert len(world.detail(report_id)["tags"]) == 1

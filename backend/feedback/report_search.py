@@ -181,7 +181,11 @@ def _conditions(
     elif filters.assignee is not None:
         conditions.append(ErrorReportRow.assignee == filters.assignee)
     if filters.tag is not None:
-        tagged = select(ErrorReportTagRow.report_id).where(ErrorReportTagRow.tag == filters.tag)
+        # Tags are kept trimmed (report_rules.clean_tags): " fraud " asks for "fraud".
+        tag = filters.tag.strip()
+        if not tag:
+            raise InputError("name a tag (not only spaces)", "tag")
+        tagged = select(ErrorReportTagRow.report_id).where(ErrorReportTagRow.tag == tag)
         conditions.append(ErrorReportRow.id.in_(tagged))
     if filters.q is not None:
         conditions.append(text_match(session, search_words(filters.q)))

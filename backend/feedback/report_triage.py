@@ -34,7 +34,13 @@ from backend.feedback.report_rules import (
 )
 from backend.feedback.report_search import tags_of
 from backend.feedback.reports import detail_of, triage_row
-from backend.schemas.reports import ReportBulkUpdate, ReportDetail, ReportNoteCreate, ReportUpdate
+from backend.schemas.reports import (
+    MAX_TAGS,
+    ReportBulkUpdate,
+    ReportDetail,
+    ReportNoteCreate,
+    ReportUpdate,
+)
 
 
 class _Change:
@@ -270,6 +276,11 @@ def _set_tags(change: _Change, replace: list[str] | None, add: Sequence[str]) ->
     after += [tag for tag in add if tag not in after]
     if sorted(after) == sorted(before):
         return
+    if len(after) > MAX_TAGS:
+        raise InputError(
+            f"a report has at most {MAX_TAGS} tags; these changes would give it {len(after)}",
+            "add_tags",
+        )
     session.execute(delete(ErrorReportTagRow).where(ErrorReportTagRow.report_id == row.id))
     if after:
         session.execute(
