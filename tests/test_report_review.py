@@ -177,3 +177,23 @@ def test_tags_are_found_as_they_are_stored(world: ReportWorld) -> None:
     )
     assert (answer.status_code, answer.json()["field"]) == (422, "ids[0]"), answer.text
     assert len(world.detail(report_id)["tags"]) == 1
+
+
+def test_racing_duplicate_links_never_make_a_cycle(world: ReportWorld) -> None:
+    """Two staff mark two reports duplicates of each other at once: one link is made, the
+    other is refused as a cycle (or follows the first to its original), never a loop."""
+    request_id = world.predict()
+    pool = ThreadPoolExecutor(2)
+    for _ in range(5):
+        first, second = (world.file(request_id=request_id)["id"] for _ in range(2))
+        barrier = Barrier(2)
+
+        def link(pair: tuple[int, int], barrier: Barrier = barrier) -> int:
+            barrier.wait()
+            return int(world.patch(pair[0], status="duplicate", duplicate_of=pair[1]).status_code)
+
+        answers = sorted(pool.map(link, ((first, second), (second, first))))
+        assert answers == [200, 422], answers
+        links = {world.detail(i)["duplicate_of"] for i in (first, second)}
+        assert None in links, links
+    pool.shutdown()

@@ -70,7 +70,8 @@ def update_report(
     sessions: sessionmaker[Session], report_id: int, body: ReportUpdate, principal: Principal
 ) -> ReportDetail:
     with sessions.begin() as session:
-        row = triage_row(session, _locked(session, report_id), principal)
+        _lock_all(session, [report_id, *_linked_original(body)])
+        row = triage_row(session, report_id, principal)
         _apply(session, row, body, principal, time.time(), add_tags=())
         session.flush()
         return detail_of(session, row, principal)
@@ -83,7 +84,8 @@ def add_note(
     if not text:
         raise InputError("a note needs some text", "text")
     with sessions.begin() as session:
-        row = triage_row(session, _locked(session, report_id), principal)
+        _lock_all(session, [report_id])
+        row = triage_row(session, report_id, principal)
         change = _Change(session, row, principal.name, time.time())
         note = ErrorReportNoteRow(report_id=row.id, author=principal.name, at=change.now, text=text)
         session.add(note)
@@ -103,7 +105,7 @@ def bulk_update(
     add_tags = clean_tags(body.add_tags, "add_tags")
     now = time.time()
     with sessions.begin() as session:
-        _lock_all(session, body.ids)
+        _lock_all(session, [*body.ids, *_linked_original(body.change)])
         for i, report_id in enumerate(body.ids):
             try:
                 row = triage_row(session, report_id, principal)
@@ -120,29 +122,23 @@ def bulk_update(
     return len(body.ids)
 
 
-def _locked(session: Session, report_id: int) -> int:
-    """Take the lock before the report is read, so two staff changing one report at once
-    change it one after the other, the second from the first's status: PostgreSQL's row lock;
-    on SQLite the store's write lock (pysqlite begins a transaction only at the first write,
-    so without it both would read the old status and the second would write a transition the
-    workflow forbids)."""
-    if session.get_bind().dialect.name == "sqlite":
-        _take_store_write_lock(session)
-    else:
-        session.execute(
-            select(ErrorReportRow.id).where(ErrorReportRow.id == report_id).with_for_update()
-        )
-    return report_id
-
-
 def _take_store_write_lock(session: Session) -> None:
     """A write that changes nothing: pysqlite opens the transaction, SQLite takes its lock."""
     session.execute(delete(ErrorReportRow).where(false()))
 
 
+def _linked_original(change: ReportUpdate) -> list[int]:
+    return [change.duplicate_of] if change.duplicate_of is not None else []
+
+
 def _lock_all(session: Session, report_ids: Sequence[int]) -> None:
-    """Lock a batch's reports in id order, whatever order ``ids`` names them in: two batches
-    over the same reports then wait for each other instead of deadlocking (PostgreSQL)."""
+    """Lock the reports a change reads or writes before reading any, so two staff changing
+    them at once change them one after the other, the second from the first's result (else
+    both read a report's old status and the second writes a transition the workflow forbids,
+    or two reports become duplicates of each other). The original of a duplicate link is
+    among them. PostgreSQL: row locks taken in id order, whatever order a batch names them
+    in, so that two changes wait for each other instead of deadlocking. SQLite: the store's
+    write lock (pysqlite begins a transaction only at the first write)."""
     if session.get_bind().dialect.name == "sqlite":
         _take_store_write_lock(session)
         return
@@ -248,8 +244,10 @@ def _link_duplicate(change: _Change, original_id: int) -> None:
     if row.duplicate_of != original_id:
         change.record("duplicate_of", row.duplicate_of, original_id)
         row.duplicate_of = original_id
+    # Locked, so that a follower another change is taking out of "duplicate" right now is
+    # read after that change (PostgreSQL reads it again and leaves it out).
     followers = session.scalars(
-        select(ErrorReportRow).where(ErrorReportRow.duplicate_of == row.id)
+        select(ErrorReportRow).where(ErrorReportRow.duplicate_of == row.id).with_for_update()
     ).all()
     for follower in followers:
         moved = _Change(session, follower, change.actor, change.now)
