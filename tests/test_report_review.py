@@ -73,6 +73,15 @@ def test_query_values_the_store_cannot_hold_are_refused(world: ReportWorld) -> N
         {"q": "x" * 10_000},
         {"limit": 10**6},
         {"sort": "id; drop table error_reports"},
+        {"order": "sideways"},
+        {"status": "lost"},
+        {"filed_after": "nan"},
+        {"min_age_s": "inf"},
+        {"max_age_s": "-1"},
+        {"after": "not-a-cursor"},
+        {"after": "W10"},  # base64 of "[]"
+        {"q": 'NEAR("a" "b", 2) OR -c*'},
+        {"q": "description:card"},
     ):
         answer = world.client.get(
             "/api/v1/reports", headers=world.headers["support"], params=params
