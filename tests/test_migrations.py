@@ -162,3 +162,40 @@ def test_0017_adds_error_reports_searchable_by_description_and_notes(database_ur
     engine.dispose()
     assert [r.request_id for r in by_description.reports] == ["r1"]
     assert by_note.total == 1 and neither.total == 0
+
+
+def test_0019_search_forgets_rewritten_descriptions_and_removed_notes(database_url: str) -> None:
+    """A description rewritten (a redaction) or a note removed is no longer found by its old
+    words, and the new text is."""
+    from sqlalchemy import delete, update
+    from sqlalchemy.orm import sessionmaker
+
+    from backend.auth import Principal
+    from backend.db.report_tables import ErrorReportNoteRow, ErrorReportRow
+    from backend.feedback.report_search import ReportFilters, list_reports
+
+    engine = create_db_engine(database_url)
+    upgrade_database(engine)
+    sessions = sessionmaker(engine)
+    with sessions.begin() as session:
+        report = ErrorReportRow(
+            model="fraud", request_id="r1", row_index=0, linked=1, category="privacy",
+            description="My walrus account", filed_by="app", status="new", status_rank=0,
+            severity_rank=0, filed_at=1.0, updated_at=1.0,
+        )  # fmt: skip
+        session.add(report)
+        session.flush()
+        for text in ("giraffe called", "penguin called"):
+            session.add(ErrorReportNoteRow(report_id=report.id, author="s", at=2.0, text=text))
+    with sessions.begin() as session:
+        session.execute(update(ErrorReportRow).values(description="My redacted account"))
+        session.execute(delete(ErrorReportNoteRow).where(ErrorReportNoteRow.text.like("gir%")))
+        session.execute(update(ErrorReportNoteRow).values(text="otter called"))
+    staff = Principal(name="staff", role="support")
+    with sessions() as session:
+        totals = {
+            word: list_reports(session, ReportFilters(q=word), staff).total
+            for word in ("walrus", "giraffe", "penguin", "redacted", "otter")
+        }
+    engine.dispose()
+    assert totals == {"walrus": 0, "giraffe": 0, "penguin": 0, "redacted": 1, "otter": 1}

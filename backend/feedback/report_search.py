@@ -116,9 +116,27 @@ def text_match(
     return and_(
         *(
             _postgres_match(f"plainto_tsquery('{TEXT_SEARCH_CONFIG}', :words)", word)
-            for word in words
+            for word in _indexed_words(session, words)
         )
     )
+
+
+def _indexed_words(session: Session, words: Sequence[str]) -> list[str]:
+    """The words PostgreSQL's text configuration keeps: it drops stop words ("the", "is"),
+    whose empty query matches no report, so a search naming one would find nothing."""
+    kept = session.scalars(
+        text(
+            "SELECT word FROM unnest(CAST(:words AS text[])) AS word "
+            f"WHERE numnode(plainto_tsquery('{TEXT_SEARCH_CONFIG}', word)) > 0"
+        ).bindparams(words=list(words))
+    ).all()
+    if not kept:
+        raise InputError(
+            "these words are too common to search for (like 'the' or 'is'); add a more "
+            "specific word",
+            "q",
+        )
+    return list(kept)
 
 
 def _postgres_match(tsquery: str, words: str) -> ColumnElement[bool]:
@@ -163,7 +181,11 @@ def _conditions(
     elif filters.assignee is not None:
         conditions.append(ErrorReportRow.assignee == filters.assignee)
     if filters.tag is not None:
-        tagged = select(ErrorReportTagRow.report_id).where(ErrorReportTagRow.tag == filters.tag)
+        # Tags are kept trimmed (report_rules.clean_tags): " fraud " asks for "fraud".
+        tag = filters.tag.strip()
+        if not tag:
+            raise InputError("name a tag (not only spaces)", "tag")
+        tagged = select(ErrorReportTagRow.report_id).where(ErrorReportTagRow.tag == tag)
         conditions.append(ErrorReportRow.id.in_(tagged))
     if filters.q is not None:
         conditions.append(text_match(session, search_words(filters.q)))

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, false, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.auth import Principal
@@ -34,7 +34,13 @@ from backend.feedback.report_rules import (
 )
 from backend.feedback.report_search import tags_of
 from backend.feedback.reports import detail_of, triage_row
-from backend.schemas.reports import ReportBulkUpdate, ReportDetail, ReportNoteCreate, ReportUpdate
+from backend.schemas.reports import (
+    MAX_TAGS,
+    ReportBulkUpdate,
+    ReportDetail,
+    ReportNoteCreate,
+    ReportUpdate,
+)
 
 
 class _Change:
@@ -64,7 +70,8 @@ def update_report(
     sessions: sessionmaker[Session], report_id: int, body: ReportUpdate, principal: Principal
 ) -> ReportDetail:
     with sessions.begin() as session:
-        row = triage_row(session, _locked(session, report_id), principal)
+        _lock_all(session, [report_id, *_linked_original(body)])
+        row = triage_row(session, report_id, principal)
         _apply(session, row, body, principal, time.time(), add_tags=())
         session.flush()
         return detail_of(session, row, principal)
@@ -77,7 +84,8 @@ def add_note(
     if not text:
         raise InputError("a note needs some text", "text")
     with sessions.begin() as session:
-        row = triage_row(session, _locked(session, report_id), principal)
+        _lock_all(session, [report_id])
+        row = triage_row(session, report_id, principal)
         change = _Change(session, row, principal.name, time.time())
         note = ErrorReportNoteRow(report_id=row.id, author=principal.name, at=change.now, text=text)
         session.add(note)
@@ -97,9 +105,10 @@ def bulk_update(
     add_tags = clean_tags(body.add_tags, "add_tags")
     now = time.time()
     with sessions.begin() as session:
+        _lock_all(session, [*body.ids, *_linked_original(body.change)])
         for i, report_id in enumerate(body.ids):
             try:
-                row = triage_row(session, _locked(session, report_id), principal)
+                row = triage_row(session, report_id, principal)
                 _apply(session, row, body.change, principal, now, add_tags=add_tags)
                 session.flush()
             except ServeDeckError as refused:
@@ -113,14 +122,32 @@ def bulk_update(
     return len(body.ids)
 
 
-def _locked(session: Session, report_id: int) -> int:
-    """Take the report's row lock first (PostgreSQL; SQLite's write lock comes with the first
-    write), so two staff changing one report one after the other see each other's change."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            select(ErrorReportRow.id).where(ErrorReportRow.id == report_id).with_for_update()
-        )
-    return report_id
+def _take_store_write_lock(session: Session) -> None:
+    """A write that changes nothing: pysqlite opens the transaction, SQLite takes its lock."""
+    session.execute(delete(ErrorReportRow).where(false()))
+
+
+def _linked_original(change: ReportUpdate) -> list[int]:
+    return [change.duplicate_of] if change.duplicate_of is not None else []
+
+
+def _lock_all(session: Session, report_ids: Sequence[int]) -> None:
+    """Lock the reports a change reads or writes before reading any, so two staff changing
+    them at once change them one after the other, the second from the first's result (else
+    both read a report's old status and the second writes a transition the workflow forbids,
+    or two reports become duplicates of each other). The original of a duplicate link is
+    among them. PostgreSQL: row locks taken in id order, whatever order a batch names them
+    in, so that two changes wait for each other instead of deadlocking. SQLite: the store's
+    write lock (pysqlite begins a transaction only at the first write)."""
+    if session.get_bind().dialect.name == "sqlite":
+        _take_store_write_lock(session)
+        return
+    session.execute(
+        select(ErrorReportRow.id)
+        .where(ErrorReportRow.id.in_(sorted(report_ids)))
+        .order_by(ErrorReportRow.id)
+        .with_for_update()
+    )
 
 
 def _apply(
@@ -217,8 +244,10 @@ def _link_duplicate(change: _Change, original_id: int) -> None:
     if row.duplicate_of != original_id:
         change.record("duplicate_of", row.duplicate_of, original_id)
         row.duplicate_of = original_id
+    # Locked, so that a follower another change is taking out of "duplicate" right now is
+    # read after that change (PostgreSQL reads it again and leaves it out).
     followers = session.scalars(
-        select(ErrorReportRow).where(ErrorReportRow.duplicate_of == row.id)
+        select(ErrorReportRow).where(ErrorReportRow.duplicate_of == row.id).with_for_update()
     ).all()
     for follower in followers:
         moved = _Change(session, follower, change.actor, change.now)
@@ -245,6 +274,11 @@ def _set_tags(change: _Change, replace: list[str] | None, add: Sequence[str]) ->
     after += [tag for tag in add if tag not in after]
     if sorted(after) == sorted(before):
         return
+    if len(after) > MAX_TAGS:
+        raise InputError(
+            f"a report has at most {MAX_TAGS} tags; these changes would give it {len(after)}",
+            "add_tags",
+        )
     session.execute(delete(ErrorReportTagRow).where(ErrorReportTagRow.report_id == row.id))
     if after:
         session.execute(

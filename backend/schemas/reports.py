@@ -184,7 +184,7 @@ class ReportUpdate(RequestBody):
 
     status: ReportStatus | None = None
     # The original report, required with status "duplicate".
-    duplicate_of: int | None = Field(default=None, ge=1)
+    duplicate_of: int | None = Field(default=None, ge=1, le=2**31 - 1)
     # The version whose deployment fixed it, with status "resolved" (optional there).
     fixed_in_version: str | None = Field(default=None, min_length=1, max_length=32)
     # "" unassigns.
