@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import threading
+import time
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,13 +26,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 import backend.api.exports as api_exports
+from backend.auth import Principal
 from backend.cli import main as cli_main
 from backend.db.report_tables import ErrorReportRow
 from backend.db.tables import LabelRow, PredictionRow
+from backend.feedback import store_labels
 from backend.feedback.export import Export
-from backend.schemas import ExportRequest
+from backend.feedback.review import ReviewQueue
+from backend.schemas import ExportRequest, LabelIn
 from backend.workspace import Workspace
 from tests.helpers import TOY_ROW
+from tests.review_helpers import add_held_out_rows
 
 START = 1_790_000_000.0
 
@@ -571,3 +576,28 @@ def test_a_correction_that_is_no_class_is_not_rounded_into_one(sqlite_workspace:
     assert (rows["s-4"]["label"], rows["s-4"]["label_source"]) == (None, "report")
     assert (rows["h-4"]["label"], rows["h-4"]["label_source"]) == (None, "report")
     assert rows["s-0"]["label"] == 1
+
+
+def test_a_reviewers_answer_is_the_label_whatever_feedback_came_before_or_after(
+    workspace: Workspace,
+) -> None:
+    """Review over feedback in both orders: a chargeback stored before the review (the queue
+    keeps it as the stored label) and one stored after it (it replaces the stored label) do
+    not change what the export gives: the reviewer's answer, not influenced."""
+    before, after = add_held_out_rows(workspace, 2, prefix="rev")
+    bank = Principal("bank", "admin")
+    store_labels(workspace.sessions, [LabelIn(request_id=before, label=0, model="toy")], bank)
+    queue = ReviewQueue(
+        workspace.sessions, workspace.registry, lease_s=60.0, agreement_share=0.0,
+        sync_interval_s=0.0, clock=time.time,
+    )  # fmt: skip
+    for item in queue.next("toy", "ana").items:
+        queue.answer("toy", item.item, "ana", 1)
+    store_labels(workspace.sessions, [LabelIn(request_id=after, label=0, model="toy")], bank)
+    model = workspace.registry.get_model("toy")
+    export = Export(workspace.sessions, model, _request(), created_by="tests")
+    rows = {row["request_id"]: row for row in pa.Table.from_batches(export.batches()).to_pylist()}
+    for request_id in (before, after):
+        row = rows[request_id]
+        assert (row["label"], row["label_source"], row["label_by"]) == (1, "review", "review")
+        assert row["influenced"] is False

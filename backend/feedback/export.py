@@ -27,7 +27,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.feedback.export_columns import page_batch
 from backend.feedback.export_manifest import HashingWriter, Tally, manifest_of, preview_of
-from backend.feedback.export_query import ExportPlan, confirmed_corrections, plan_export
+from backend.feedback.export_query import (
+    ExportPlan,
+    confirmed_corrections,
+    plan_export,
+    review_answers,
+)
 from backend.predictions.export_reads import PAGE_ROWS, count_export_rows, export_pages
 from backend.schemas import ExportFile, ExportManifest, ExportPreview, ExportRequest, ModelInfo
 
@@ -65,11 +70,12 @@ class Export:
         label filters); without the payload, no features or outputs (for counting)."""
         with self.sessions() as session:
             reports = confirmed_corrections(session, self.plan.model.name)
+            reviews = review_answers(session, self.plan.model.name)
         pages = export_pages(
             self.sessions, self.plan.window, payload=payload, page_rows=self.page_rows
         )
         for rows in read_ahead(pages):
-            yield page_batch(self.plan, rows, reports, payload=payload)
+            yield page_batch(self.plan, rows, reports, reviews, payload=payload)
 
     def preview(self) -> ExportPreview:
         """The counts per source and class, reading labels and times only (no features)."""

@@ -49,7 +49,12 @@ LABEL_SCHEMA = pa.schema(
 
 
 def page_batch(
-    plan: ExportPlan, rows: Sequence[Sequence[Any]], reports: Corrections, *, payload: bool
+    plan: ExportPlan,
+    rows: Sequence[Sequence[Any]],
+    reports: Corrections,
+    reviews: Corrections,
+    *,
+    payload: bool,
 ) -> pa.RecordBatch:
     """The page's rows that pass the plan's label filters, in the plan's schema (without the
     payload: the fixed columns and the label columns only, for counting)."""
@@ -58,7 +63,7 @@ def page_batch(
         [row[i] for row in rows] if payload or i not in _PAYLOAD else ()
         for i in range(reads.R_LABEL_INFLUENCED + 1)
     ]
-    label, source, by, at, influenced = _labels(plan, columns, reports)
+    label, source, by, at, influenced = _labels(plan, columns, reports, reviews)
     keep = _filter(plan, label, source, influenced)
     kept = pc.indices_nonzero(keep)
     all_kept = len(kept) == len(rows)
@@ -110,8 +115,32 @@ def class_texts(plan: ExportPlan, batch: pa.RecordBatch) -> pa.Array:
 # ---------------------------------------------------------------- provenance
 
 
+def _looked_up(
+    plan: ExportPlan, columns: list[Sequence[Any]], found: Corrections
+) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+    """(has one, label, by, at) of every row of the page in ``found``."""
+    n = len(columns[reads.R_CREATED_AT])
+    if not found:
+        return (
+            pa.array([False] * n, pa.bool_()),
+            pa.nulls(n, plan.answer_type),
+            pa.nulls(n, pa.string()),
+            pa.nulls(n, pa.float64()),
+        )
+    hits = [
+        found.get(key)
+        for key in zip(columns[reads.R_REQUEST_ID], columns[reads.R_ROW_INDEX], strict=True)
+    ]
+    return (
+        pa.array([h is not None for h in hits], pa.bool_()),
+        _array([h[0] if h else None for h in hits], plan.answer_type),
+        pa.array([h[1] if h else None for h in hits], pa.string()),
+        pa.array([h[2] if h else None for h in hits], pa.float64()),
+    )
+
+
 def _labels(
-    plan: ExportPlan, columns: list[Sequence[Any]], reports: Corrections
+    plan: ExportPlan, columns: list[Sequence[Any]], reports: Corrections, reviews: Corrections
 ) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array, pa.Array]:
     """(label, source, by, at, influenced) of every row of the page, by the provenance rule."""
     n = len(columns[reads.R_CREATED_AT])
@@ -123,32 +152,23 @@ def _labels(
     marked_not = pc.fill_null(pc.equal(stored_influenced, False), False)
     # A feedback label's source is its token's name, and a token may be called "review":
     # only the review queue stores its labels marked as not influenced.
-    review = pc.and_(
+    stored_review = pc.and_(
         pc.and_(present, marked_not), pc.fill_null(pc.equal(stored_by, REVIEW_SOURCE), False)
     )
-    if reports:
-        found = [
-            reports.get(key)
-            for key in zip(columns[reads.R_REQUEST_ID], columns[reads.R_ROW_INDEX], strict=True)
-        ]
-        has_report = pa.array([f is not None for f in found], pa.bool_())
-        report_label = _array([f[0] if f else None for f in found], plan.answer_type)
-        report_by = pa.array([f[1] if f else None for f in found], pa.string())
-        report_at = pa.array([f[2] if f else None for f in found], pa.float64())
-    else:
-        has_report = pa.array([False] * n, pa.bool_())
-        report_label = pa.nulls(n, plan.answer_type)
-        report_by = pa.nulls(n, pa.string())
-        report_at = pa.nulls(n, pa.float64())
+    # The review queue's answer is the best label, whatever label is stored beside it.
+    queued, queued_label, queued_by, queued_at = _looked_up(plan, columns, reviews)
+    review = pc.or_(stored_review, queued)
+    has_report, report_label, report_by, report_at = _looked_up(plan, columns, reports)
     by_report = pc.and_(has_report, pc.invert(review))
     source = pc.if_else(
         review,
         "review",
         pc.if_else(by_report, "report", pc.if_else(present, "feedback", "unlabelled")),
     )
-    label = pc.if_else(by_report, report_label, stored)
-    by = pc.if_else(by_report, report_by, stored_by)
-    at = pc.if_else(by_report, report_at, pa.array(columns[reads.R_LABEL_AT], pa.float64()))
+    stored_at = pa.array(columns[reads.R_LABEL_AT], pa.float64())
+    label = pc.if_else(queued, queued_label, pc.if_else(by_report, report_label, stored))
+    by = pc.if_else(queued, queued_by, pc.if_else(by_report, report_by, stored_by))
+    at = pc.if_else(queued, queued_at, pc.if_else(by_report, report_at, stored_at))
     served = pc.not_equal(pa.array(columns[reads.R_ROUTE], pa.string()), HELD_OUT_ROUTE)
     influenced = pc.if_else(
         review,

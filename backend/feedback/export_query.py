@@ -22,6 +22,7 @@ from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from backend.db.report_tables import ErrorReportRow
+from backend.db.tables import ReviewAssignmentRow, ReviewItemRow
 from backend.errors import InputError
 from backend.predictions import export_reads as reads
 from backend.predictions.summary_layout import category_text
@@ -186,6 +187,8 @@ def _answer_type(task: str, classes: list[Any]) -> pa.DataType:
 
 # (request id, row) -> (correction, who filed it, when it last changed)
 Corrections = dict[tuple[str, int], tuple[Any, str, float]]
+# Who a review answer is by, in the export's label_by (the review queue's labels' source).
+REVIEW_BY = "review"
 
 
 def confirmed_corrections(session: Session, model: str) -> Corrections:
@@ -213,6 +216,27 @@ def confirmed_corrections(session: Session, model: str) -> Corrections:
         if value is not None:
             # Ordered by time: the newest report is the last one kept.
             found[(request_id, int(row_index))] = (value, filed_by, float(updated_at))
+    return found
+
+
+def review_answers(session: Session, model: str) -> Corrections:
+    """Every reviewed held-out example's first answer (the review queue's label), by
+    (request id, row): the best label there is, also where the stored label is another one
+    (a feedback label stored before the review, or after it, replaces nothing here). Read
+    once per export: people review a few examples a minute."""
+    item, answer = ReviewItemRow, ReviewAssignmentRow
+    found: Corrections = {}
+    rows = session.execute(
+        select(item.request_id, item.row_index, cast(answer.label, Text), answer.decided_at)
+        .join(answer, answer.item_id == item.id)
+        .where(item.model == model, answer.decision == "answer")
+        # Newest first: the first answer is the last one kept.
+        .order_by(answer.decided_at.desc(), answer.id.desc())
+    )
+    for request_id, row_index, label, decided_at in rows:
+        value = _json(label)
+        if value is not None:
+            found[(request_id, int(row_index))] = (value, REVIEW_BY, float(decided_at or 0.0))
     return found
 
 
