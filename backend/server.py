@@ -28,6 +28,7 @@ from backend.errors import ServeDeckError
 from backend.monitoring.prometheus import prepare_multiprocess_dir
 from backend.registry.sandbox import shared_probe
 from backend.settings import Settings
+from backend.watcher import start_watcher, stop_watcher
 from backend.workspace import Workspace
 
 READY_LINE = "SERVEDECK READY"
@@ -52,7 +53,8 @@ def write_server_info(path: Path, url: str) -> None:
 
 def app_from_environment() -> FastAPI:
     """Factory for multi-worker uvicorn: each worker opens the workspace from the environment."""
-    return create_app(Settings.load(), on_stop=shared_probe.close)
+    # The server's watcher process judges the rules on stored counts (see _serve_claimed).
+    return create_app(Settings.load(), on_stop=shared_probe.close, judge_stored_rules=False)
 
 
 def _announce_when_healthy(url: str, announce: Callable[[], None], timeout_s: float = 120) -> None:
@@ -94,6 +96,25 @@ def _serve_claimed(settings: Settings, host: str, port: int, workers: int, log_l
             f"cannot listen on {host}:{port} ({exc.strerror}); pass --port 0 for a free port",
             "port",
         ) from None
+    # One watcher per server, whatever its number of workers: the rules on stored counts are
+    # judged there, off the workers' request path (see backend.watcher). Started once the
+    # store is upgraded (above), so that the two never migrate a new store at once.
+    watcher = start_watcher(settings) if settings.monitoring_on else None
+    try:
+        _serve_listening(settings, workspace, sock, host, workers, log_level)
+    finally:
+        if watcher is not None:
+            stop_watcher(watcher)
+
+
+def _serve_listening(
+    settings: Settings,
+    workspace: Workspace,
+    sock: socket.socket,
+    host: str,
+    workers: int,
+    log_level: str,
+) -> None:
     actual_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{actual_port}"
@@ -129,7 +150,7 @@ def _serve_claimed(settings: Settings, host: str, port: int, workers: int, log_l
         # The model probe would otherwise outlive the server while it finishes a file.
         shared_probe.close()
 
-    app = create_app(workspace=workspace, on_stop=retire)
+    app = create_app(workspace=workspace, on_stop=retire, judge_stored_rules=False)
     _StreamClosingServer(uvicorn.Config(app, **common), app, on_listening=announce).run(
         sockets=[sock]
     )

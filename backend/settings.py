@@ -43,6 +43,9 @@ class Settings:
     # How often a worker judges the alert rules on its live statistics (error rate, latency,
     # ...): how soon an alert is raised, and a third of how long it stays after it cleared.
     alert_interval_s: float = 5.0
+    # How often the rules on stored counts (drift, feedback loops, user signals) are judged:
+    # each round reads an hour of counts per model, so not as often as the live rules.
+    stored_rule_interval_s: float = 30.0
     # "off": a serving-only worker: no drift-window counting in the log writer, no Prometheus
     # counters, no drift alerts (the live statistics and the log stay). For measuring what
     # monitoring costs, or a worker that only answers.
@@ -67,6 +70,11 @@ class Settings:
     @property
     def admin_token_file(self) -> Path:
         return self.data_dir / "admin.token"
+
+    @property
+    def drift_gauge_file(self) -> Path:
+        """The drift gauges the watcher process hands to the workers (see gauge_file)."""
+        return self.data_dir / "drift-gauges.json"
 
     @property
     def server_info_file(self) -> Path:
@@ -100,6 +108,7 @@ class Settings:
             ("SERVEDECK_STATE_POLL_INTERVAL", "state_poll_interval_s", float),
             ("SERVEDECK_ROLLOUT_CHECK_INTERVAL", "rollout_check_interval_s", float),
             ("SERVEDECK_ALERT_INTERVAL", "alert_interval_s", float),
+            ("SERVEDECK_STORED_RULE_INTERVAL", "stored_rule_interval_s", float),
             ("SERVEDECK_LOG_FSYNC", "log_fsync", str),
             ("SERVEDECK_DRIFT_MINUTE_RETENTION", "drift_minute_retention_s", float),
             ("SERVEDECK_DRIFT_HOUR_RETENTION", "drift_hour_retention_s", float),

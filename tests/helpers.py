@@ -326,3 +326,17 @@ def child_pids(pid: int) -> list[int]:
         except OSError:  # the thread ended meanwhile
             continue
     return found
+
+
+def command_line(pid: int) -> str:
+    """A process's command line ("" once it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def child_pids_running(pid: int, module: str) -> list[int]:
+    """The children of ``pid`` running ``python -m module`` (the log writer
+    ``backend.predictions.writer``, the watcher ``backend.watcher``)."""
+    return [child for child in child_pids(pid) if f"-m {module}" in command_line(child)]

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from backend.db.tables import LabelRow, PredictionRow
 from backend.workspace import Workspace
-from tests.helpers import TOY_ROW, ServerProcess, child_pids, start_server
+from tests.helpers import TOY_ROW, ServerProcess, child_pids_running, start_server
 
 KILL_CASES = ("server", "writer", "both")
 THREADS = 8
@@ -113,7 +113,7 @@ def run_case(
                 if len(run.answered) >= 150:
                     break
             time.sleep(0.05)
-        writers = child_pids(server.process.pid)
+        writers = child_pids_running(server.process.pid, "backend.predictions.writer")
         if case in ("writer", "both"):
             for pid in writers:
                 os.kill(pid, signal.SIGKILL)

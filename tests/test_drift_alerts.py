@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.monitoring.drift.alerting import DriftAlertWatch, drift_gauges
+from backend.monitoring.drift.alerting import DriftAlertWatch, drift_gauges, in_memory
 from backend.monitoring.rules import RuleStore
 from backend.schemas import AlertRule
 from backend.workspace import Workspace
@@ -64,7 +64,7 @@ def test_drifted_inputs_raise_one_alert_naming_the_features(
     # Prometheus shows the window the rule judged, from memory.
     samples = {
         (family.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in drift_gauges(watch)()
+        for family in drift_gauges(in_memory(watch))()
         for sample in family.samples
     }
     amount = (("feature", "amount"), ("model", "toy"))

@@ -37,9 +37,10 @@ def test_ready_handshake_and_requests(server: ServerProcess, workspace: Workspac
         timeout=5,
     )
     assert response.status_code == 200 and response.json()["model_version"] == "1"
-    assert requests.get(f"{server.url}/openapi.json", timeout=5).json()["info"]["title"] == (
-        "ServeDeck"
-    )
+    # The first fetch builds the schema of every route (~2 s of CPU on a busy 2-core machine):
+    # this checks that it is served, not how fast.
+    document = requests.get(f"{server.url}/openapi.json", timeout=60).json()
+    assert document["info"]["title"] == "ServeDeck"
 
 
 def test_stock_tritonclient_works_unchanged(server: ServerProcess, workspace: Workspace) -> None:

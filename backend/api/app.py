@@ -37,14 +37,14 @@ from backend.api.openapi import install_hand_parsed_schemas
 from backend.api.refusals import RefusalCounter
 from backend.api.url_text import RefuseNulInUrl
 from backend.deploy.controller import RolloutController
-from backend.monitoring.drift.alerting import DriftAlertWatch, drift_gauges
+from backend.monitoring.drift.alerting import drift_gauges, in_memory
+from backend.monitoring.drift.gauge_file import DriftGaugeFile
 from backend.monitoring.evaluator import AlertEvaluator
 from backend.monitoring.feed import PredictionFeed
-from backend.monitoring.feedback_loops.alerting import FeedbackLoopWatch
 from backend.monitoring.live_stats import LiveStats
 from backend.monitoring.prometheus import PrometheusMetrics, active_alerts_source
 from backend.monitoring.rules import RuleStore
-from backend.monitoring.user_signals import UserSignalWatch
+from backend.monitoring.stored_watches import StoredWatches
 from backend.predictions.log import PredictionLog
 from backend.predictions.observers import PredictionObserver
 from backend.serving.candidates import CandidateCalls
@@ -59,7 +59,10 @@ def create_app(
     settings: Settings | None = None,
     workspace: Workspace | None = None,
     on_stop: Callable[[], None] | None = None,
+    judge_stored_rules: bool = True,
 ) -> FastAPI:
+    """``judge_stored_rules``: False when a watcher process of the server judges the rules on
+    stored counts (``backend.server`` starts one); this worker then only serves their gauges."""
     workspace = workspace or Workspace.open(settings or Settings.load())
     settings = workspace.settings
     prediction_log = PredictionLog(
@@ -92,41 +95,29 @@ def create_app(
         state,
         interval_s=settings.alert_interval_s,
     )
-    # The drift rules, on the windows the log writer counts (see monitoring.drift.alerting).
-    drift_alerts = DriftAlertWatch(
-        workspace.drift, RuleStore(workspace.sessions), workspace.alerts, state
-    )
-    prometheus.gauges.add(drift_gauges(drift_alerts))
-    # The feedback_loop rule, on the labelled-outcome counts (see monitoring.feedback_loops).
-    loop_alerts = FeedbackLoopWatch(
+    # The rules judged on counts in the store (drift windows, feedback loops, user signals):
+    # here, or in the server's watcher process (``backend.watcher``), off the request path.
+    stored_watches = StoredWatches.build(
         workspace.sessions,
         workspace.registry,
-        RuleStore(workspace.sessions),
+        workspace.drift,
         workspace.alerts,
         state,
+        settings.stored_rule_interval_s,
     )
-    # The undo_rate and complaint_rate rules, on the user-signal counts.
-    signal_alerts = UserSignalWatch(
-        workspace.sessions,
-        workspace.registry,
-        RuleStore(workspace.sessions),
-        workspace.alerts,
-        state,
-    )
+    if judge_stored_rules:
+        prometheus.gauges.add(drift_gauges(in_memory(stored_watches.drift)))
+    else:
+        prometheus.gauges.add(drift_gauges(DriftGaugeFile(settings.drift_gauge_file).read))
+    judges_here = settings.monitoring_on and judge_stored_rules
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await serving.start()
         judging = asyncio.create_task(rollouts.run())
         alerting = asyncio.create_task(alert_rules.run())
-        drift_watch = asyncio.create_task(
-            drift_alerts.run() if settings.monitoring_on else asyncio.Event().wait()
-        )
-        loop_watch = asyncio.create_task(
-            loop_alerts.run() if settings.monitoring_on else asyncio.Event().wait()
-        )
-        signal_watch = asyncio.create_task(
-            signal_alerts.run() if settings.monitoring_on else asyncio.Event().wait()
+        stored_rules = asyncio.create_task(
+            stored_watches.run() if judges_here else asyncio.Event().wait()
         )
         prometheus_flush = asyncio.create_task(prometheus.flush_every())
         # Everything loaded so far (libraries, models) lives for the whole process: moving it
@@ -136,7 +127,7 @@ def create_app(
         try:
             yield
         finally:
-            watches = (judging, alerting, drift_watch, loop_watch, signal_watch)
+            watches = (judging, alerting, stored_rules)
             for task in (*watches, prometheus_flush):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -163,8 +154,7 @@ def create_app(
     app.state.live_stats = live_stats
     app.state.rollouts = rollouts
     app.state.alert_rules = alert_rules
-    app.state.loop_alerts = loop_alerts
-    app.state.signal_alerts = signal_alerts
+    app.state.stored_watches = stored_watches
     app.state.prometheus = prometheus
     install_error_handlers(app)
     # The last added runs first. Every request other than a prediction: the NUL check, the

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from backend.monitoring.alerts import AlertService
 from backend.monitoring.evaluator import ModelsServing, RuleEngine
@@ -50,12 +50,14 @@ class StoredRuleWatch:
         self.interval_s = interval_s
         self.engine = RuleEngine(alerts, min_unseen_s=3 * interval_s)
 
-    async def run(self) -> None:
+    async def run(self, after_round: Callable[[], None] | None = None) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            models = self.serving.models_serving()
             try:
+                models = await asyncio.to_thread(self.serving.models_serving)
                 await asyncio.to_thread(self.evaluate, models)
+                if after_round is not None:
+                    await asyncio.to_thread(after_round)
             except Exception:
                 log.exception("could not judge %s", self.what)
 
@@ -88,15 +90,20 @@ class StoredRuleWatch:
         }
         outcomes: dict[tuple[str, AlertKind], str] = {}
         for model in models:
+            judged = [
+                rule
+                for rule in self.rules.rules(model).rules
+                if rule.kind in self.kinds and (rule.enabled or (model, rule.kind) in active)
+            ]
+            if not judged:
+                continue  # nothing to read for this model (its rules of these kinds are off)
             try:
                 self.start_model(model)
             except Exception:  # one model's failure never ends the round for the others
                 log.exception("could not read %s to judge %s", model, self.what)
                 continue
-            for rule in self.rules.rules(model).rules:
+            for rule in judged:
                 key = (model, rule.kind)
-                if rule.kind not in self.kinds or (not rule.enabled and key not in active):
-                    continue
                 try:
                     measured = self.measure(model, rule, now)
                     if measured is NOT_JUDGED:

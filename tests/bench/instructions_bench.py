@@ -31,7 +31,7 @@ from tests.bench.baseline import Deck
 from tests.bench.models import BenchModel, build_models, register_models
 from tests.bench.servers import running_server
 from tests.bench.tables import format_table, short_error
-from tests.helpers import child_pids
+from tests.helpers import child_pids_running
 
 WARMUP_REQUESTS = 200
 _TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
@@ -98,7 +98,8 @@ def _count_one(model: BenchModel, server: str, deck: Deck, work_dir: Path, reque
 
         send(WARMUP_REQUESTS)
         serving = proc.pid
-        writers = child_pids(serving)
+        # The log writer (the watcher, which judges stored rules every 30 s, is not counted).
+        writers = child_pids_running(serving, "backend.predictions.writer")
         for pid in (serving, *writers):
             _control("-i", "on", str(pid))
         send(requests)

@@ -13,12 +13,13 @@ thread (a report is milliseconds of numpy; the read a few queries).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from backend.monitoring.alerts import AlertService
+from backend.monitoring.drift.gauge_file import ModelDriftGauges, gauges_of
 from backend.monitoring.drift.windows import DriftWindows
 from backend.monitoring.evaluator import ModelsServing
 from backend.monitoring.rule_watch import StoredRuleWatch
@@ -136,10 +137,13 @@ class DriftAlertWatch(StoredRuleWatch):
         return ADVICE[kind]
 
 
-def drift_gauges(watch: DriftAlertWatch) -> Callable[[], Iterable[Metric]]:
+def drift_gauges(
+    latest: Callable[[], Mapping[str, ModelDriftGauges]],
+) -> Callable[[], Iterable[Metric]]:
     """Prometheus gauges of the newest window the drift rules judged per model (every
     ``EVALUATE_EVERY_S``): each input's and output's score and verdict, and the share of drifted
-    inputs. Read from memory, so a scrape costs nothing."""
+    inputs. ``latest``: the watch's own (``in_memory``) or another process's (``DriftGaugeFile``);
+    either way a scrape computes nothing."""
 
     def collect() -> Iterable[Metric]:
         score = GaugeMetricFamily(
@@ -164,15 +168,17 @@ def drift_gauges(watch: DriftAlertWatch) -> Callable[[], Iterable[Metric]]:
             "The share of a model's inputs that drifted in the newest judged window.",
             labels=["model"],
         )
-        for model, window in sorted(watch.latest.items()):
-            report = window.report
-            if report is None:
-                continue
-            share.add_metric([model], report.drifted_share)
-            for entry in [*report.features, *report.predictions]:
-                score.add_metric([model, entry.name, entry.test], entry.statistic)
-                threshold.add_metric([model, entry.name, entry.test], entry.threshold)
-                drifted.add_metric([model, entry.name], 1.0 if entry.drifted else 0.0)
+        for model, gauges in sorted(latest().items()):
+            share.add_metric([model], gauges.drifted_share)
+            for name, test, statistic, bound, is_drifted in gauges.entries:
+                score.add_metric([model, name, test], statistic)
+                threshold.add_metric([model, name, test], bound)
+                drifted.add_metric([model, name], 1.0 if is_drifted else 0.0)
         yield from (score, threshold, drifted, share)
 
     return collect
+
+
+def in_memory(watch: DriftAlertWatch) -> Callable[[], Mapping[str, ModelDriftGauges]]:
+    """The gauges of a watch running in this process."""
+    return lambda: gauges_of(watch.latest)
