@@ -55,6 +55,7 @@ from backend.db.tables import (
     ModelVersionRow,
     PredictionRow,
 )
+from backend.predictions.reads import SHADOW_ROUTE, logged_by_keys
 from backend.predictions.summary_layout import (
     CONFIDENCE,
     PREDICTION,
@@ -67,7 +68,6 @@ MINUTE_S = 60
 BASE = ""
 # The minute of a label still waiting for its prediction.
 PENDING = -1
-SHADOW_ROUTE = "shadow"
 SLICES = 10
 MISSING = "(missing)"
 OTHER = "(other)"
@@ -283,7 +283,7 @@ def sync_label_outcomes(session: Session, keys: Iterable[LabelKey]) -> int:
         # the first write): a label counted by two writers at once would be counted twice.
         session.execute(delete(LoopContributionRow).where(false()))
     labels = _labels(session, wanted)
-    predictions = _predictions(session, wanted)
+    predictions = logged_by_keys(session, wanted, with_payload=True, chunk=LOOKUP_CHUNK)
     before = _contributions(session, wanted)
     versions = _version_classes(session, {model for model, _, _ in wanted})
     slicers: dict[tuple[str, str], dict[str, Slicer]] = {}
@@ -437,39 +437,6 @@ def _labels(session: Session, keys: Sequence[LabelKey]) -> dict[LabelKey, tuple[
             key = (model, request_id, row_index)
             if key in wanted and label is not None:
                 found[key] = (label, influenced)
-    return found
-
-
-def _predictions(
-    session: Session, keys: Sequence[LabelKey]
-) -> dict[LabelKey, tuple[str, str, float, Any, Any]]:
-    """(version, route, time, features, outputs) of each key's logged prediction; a shadow's
-    row is left out (its answers were never seen: the served or held-out row is the one)."""
-    found: dict[LabelKey, tuple[str, str, float, Any, Any]] = {}
-    wanted = set(keys)
-    for chunk in _chunks(keys):
-        rows = session.execute(
-            select(
-                PredictionRow.model,
-                PredictionRow.request_id,
-                PredictionRow.row_index,
-                PredictionRow.version,
-                PredictionRow.route,
-                PredictionRow.created_at,
-                PredictionRow.features,
-                PredictionRow.outputs,
-            )
-            .where(
-                PredictionRow.request_id.in_({k[1] for k in chunk}),
-                PredictionRow.model.in_({k[0] for k in chunk}),
-                PredictionRow.route != SHADOW_ROUTE,
-            )
-            .order_by(PredictionRow.id)
-        )
-        for model, request_id, row_index, version, route, created_at, features, outputs in rows:
-            key = (model, request_id, row_index)
-            if key in wanted and key not in found:
-                found[key] = (version, route, created_at, features, outputs)
     return found
 
 

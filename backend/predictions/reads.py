@@ -21,8 +21,11 @@ LOOKUP_CHUNK = 400
 # Labels read per page, and pages at most, when looking for a version's labelled answers.
 LABEL_PAGE = 2_000
 MAX_LABEL_PAGES = 25
+# The route of a candidate scoring in parallel: its answers were never seen.
+SHADOW_ROUTE = "shadow"
 
 PredictionKey = tuple[str, int]
+LoggedKey = tuple[str, str, int]  # (model, request id, row index)
 
 
 def _label_of_prediction() -> ColumnElement[bool]:
@@ -104,6 +107,39 @@ def models_of(
         for request_id, row_index, model, version in rows:
             if (request_id, row_index) in wanted:
                 found.setdefault((request_id, row_index), []).append((model, version))
+    return found
+
+
+def logged_by_keys(
+    session: Session,
+    keys: Sequence[LoggedKey],
+    *,
+    with_payload: bool = False,
+    chunk: int = LOOKUP_CHUNK,
+) -> dict[LoggedKey, tuple[Any, ...]]:
+    """(version, route, created_at), with ``with_payload`` also (features, outputs), of each
+    key's logged prediction: the first one logged (by id), never a shadow's (its answers were
+    never seen: the served or held-out row is the one). Read ``chunk`` keys per query."""
+    columns: list[Any] = [PredictionRow.version, PredictionRow.route, PredictionRow.created_at]
+    if with_payload:
+        columns += [PredictionRow.features, PredictionRow.outputs]
+    found: dict[LoggedKey, tuple[Any, ...]] = {}
+    wanted = set(keys)
+    for start in range(0, len(keys), chunk):
+        part = keys[start : start + chunk]
+        rows = session.execute(
+            select(PredictionRow.model, PredictionRow.request_id, PredictionRow.row_index, *columns)
+            .where(
+                PredictionRow.request_id.in_({k[1] for k in part}),
+                PredictionRow.model.in_({k[0] for k in part}),
+                PredictionRow.route != SHADOW_ROUTE,
+            )
+            .order_by(PredictionRow.id)
+        )
+        for model, request_id, row_index, *logged in rows:
+            key = (model, request_id, row_index)
+            if key in wanted and key not in found:
+                found[key] = tuple(logged)
     return found
 
 
@@ -312,7 +348,7 @@ def route_coverage(
         # Shadow copies are the candidate scoring the same requests: not more traffic.
         everything = session.execute(
             select(func.count(func.distinct(PredictionRow.request_id))).where(
-                in_window, PredictionRow.route != "shadow"
+                in_window, PredictionRow.route != SHADOW_ROUTE
             )
         ).scalar_one()
     return int(on_route), int(entities), int(everything)

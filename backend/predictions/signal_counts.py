@@ -21,11 +21,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.signal_tables import UserSignalCountRow, UserSignalRow
-from backend.db.tables import PredictionRow
+from backend.predictions.reads import logged_by_keys
 
 MINUTE_S = 60
 PENDING = -1
-SHADOW_ROUTE = "shadow"
 LOOKUP_CHUNK = 400
 
 SignalKey = tuple[str, str, int, str]  # (model, request id, row index, kind)
@@ -87,7 +86,9 @@ def count_signals(session: Session, keys: Iterable[SignalKey]) -> int:
         pending += [
             row for row in rows if (row.model, row.request_id, row.row_index, row.kind) in wanted
         ]
-    logged = _predictions(session, [(row.model, row.request_id, row.row_index) for row in pending])
+    logged = logged_by_keys(
+        session, [(row.model, row.request_id, row.row_index) for row in pending]
+    )
     added: Counter[tuple[str, str, str, int, str]] = Counter()
     waiting = 0
     for row in pending:
@@ -113,37 +114,6 @@ def count_signals(session: Session, keys: Iterable[SignalKey]) -> int:
             )
         )
     return waiting
-
-
-def _predictions(
-    session: Session, keys: Sequence[tuple[str, str, int]]
-) -> dict[tuple[str, str, int], tuple[str, str, float]]:
-    """(version, route, time) of each key's logged prediction, the first one logged."""
-    found: dict[tuple[str, str, int], tuple[str, str, float]] = {}
-    wanted = set(keys)
-    for start in range(0, len(keys), LOOKUP_CHUNK):
-        chunk = keys[start : start + LOOKUP_CHUNK]
-        rows = session.execute(
-            select(
-                PredictionRow.model,
-                PredictionRow.request_id,
-                PredictionRow.row_index,
-                PredictionRow.version,
-                PredictionRow.route,
-                PredictionRow.created_at,
-            )
-            .where(
-                PredictionRow.request_id.in_({k[1] for k in chunk}),
-                PredictionRow.model.in_({k[0] for k in chunk}),
-                PredictionRow.route != SHADOW_ROUTE,
-            )
-            .order_by(PredictionRow.id)
-        )
-        for model, request_id, row_index, version, route, created_at in rows:
-            key = (model, request_id, row_index)
-            if key in wanted and key not in found:
-                found[key] = (version, route, created_at)
-    return found
 
 
 def count_pending_signals(sessions: sessionmaker[Session], since: float, limit: int = 5_000) -> int:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QHideEvent, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import QWidget
 
 from console.client import ApiClient
@@ -38,6 +39,7 @@ class Page(QWidget):
         self.setObjectName(f"page-{self.key}")
         self._task_prefix = owner_prefix(self.key)
         self._purposes: set[str] = set()
+        self.shortcuts: list[QShortcut] = []
 
     def page_shown(self) -> None:
         """The user opened this page: refresh what may be stale."""
@@ -55,6 +57,28 @@ class Page(QWidget):
         """The console is closing (or the page is replaced): stop its timers, streams, tasks."""
         for purpose in self._purposes:
             self.cancel_task(purpose)
+
+    # ---------------------------------------------------------------- keys
+
+    def add_shortcut(self, keys: str, slot: Callable[[], None]) -> None:
+        """A key of this page: window-wide while the page shows (wherever the focus is, the
+        navigation list included), off while another page does. A text field keeps its
+        letters (Qt gives typing keys to the focused editor before any shortcut)."""
+        shortcut = QShortcut(QKeySequence(keys), self)
+        shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+        shortcut.setEnabled(self.isVisible())
+        shortcut.activated.connect(slot)
+        self.shortcuts.append(shortcut)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        for shortcut in self.shortcuts:
+            shortcut.setEnabled(True)
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        for shortcut in self.shortcuts:
+            shortcut.setEnabled(False)
+        super().hideEvent(event)
 
     # ---------------------------------------------------------------- background work
 

@@ -9,10 +9,8 @@ or none. Filters and the order form views, saved on this computer.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QHideEvent, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout
 
 from backend.schemas import ModelInfo
@@ -118,14 +116,13 @@ class ReportsPage(RefreshingPage):
         self.detail.note_requested.connect(self.add_note)
         self.detail.duplicate_requested.connect(self.mark_duplicate)
 
-        self.shortcuts: list[QShortcut] = []
         for status, keys in STATUS_KEYS.items():
-            self._shortcut(keys, lambda s=status: self.set_status_of_selection(s))
-        self._shortcut("A", lambda: self.assign(self.me))
-        self._shortcut("N", self.detail.focus_note)
-        self._shortcut("J", lambda: self.inbox.move_by(1))
-        self._shortcut("K", lambda: self.inbox.move_by(-1))
-        self._shortcut("/", self._focus_search)
+            self.add_shortcut(keys, lambda s=status: self.set_status_of_selection(s))
+        self.add_shortcut("A", lambda: self.assign(self.me))
+        self.add_shortcut("N", self.detail.focus_note)
+        self.add_shortcut("J", lambda: self.inbox.move_by(1))
+        self.add_shortcut("K", lambda: self.inbox.move_by(-1))
+        self.add_shortcut("/", self._focus_search)
 
         self._show_views()
         saved = str(context.settings.value(FILTERS_SETTING, "") or "")
@@ -136,26 +133,7 @@ class ReportsPage(RefreshingPage):
         if splitter is not None:
             self.splitter.restoreState(splitter)
 
-    def _shortcut(self, keys: str, slot: Callable[[], None]) -> None:
-        # Window-wide while the page shows; a text field keeps its letters (Qt gives typing
-        # keys to the focused editor before any shortcut).
-        shortcut = QShortcut(QKeySequence(keys), self)
-        shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
-        shortcut.setEnabled(False)
-        shortcut.activated.connect(slot)
-        self.shortcuts.append(shortcut)
-
     # ---------------------------------------------------------------- lifecycle
-
-    def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)
-        for shortcut in self.shortcuts:
-            shortcut.setEnabled(True)
-
-    def hideEvent(self, event: QHideEvent) -> None:
-        for shortcut in self.shortcuts:
-            shortcut.setEnabled(False)
-        super().hideEvent(event)
 
     def shutdown(self) -> None:
         super().shutdown()

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QHideEvent, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import QHBoxLayout, QStackedWidget, QVBoxLayout
 
 from backend.schemas.review import ReviewBatch, ReviewDecision, ReviewItem, ReviewStats
@@ -93,33 +92,15 @@ class ReviewPage(ModelPage):
         self.example.move_requested.connect(self.move)
         # Window-wide while this page shows (and off while it does not): the keys work
         # wherever the focus is, the navigation list included; a text field keeps its keys.
-        self.shortcuts: list[QShortcut] = []
         for digit in range(1, MAX_CLASS_KEYS + 1):
-            self._shortcut(str(digit), lambda d=digit: self.answer_key(d))
-        self._shortcut("S", self.skip)
-        self._shortcut("U", self.undo)
-        self._shortcut("Left", lambda: self.move(-1))
-        self._shortcut("Right", lambda: self.move(1))
+            self.add_shortcut(str(digit), lambda d=digit: self.answer_key(d))
+        self.add_shortcut("S", self.skip)
+        self.add_shortcut("U", self.undo)
+        self.add_shortcut("Left", lambda: self.move(-1))
+        self.add_shortcut("Right", lambda: self.move(1))
         self._show_empty("Loading the models…")
 
-    def _shortcut(self, keys: str, slot: Callable[[], None]) -> None:
-        shortcut = QShortcut(QKeySequence(keys), self)
-        shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
-        shortcut.setEnabled(False)
-        shortcut.activated.connect(slot)
-        self.shortcuts.append(shortcut)
-
     # ---------------------------------------------------------------- lifecycle
-
-    def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)
-        for shortcut in self.shortcuts:
-            shortcut.setEnabled(True)
-
-    def hideEvent(self, event: QHideEvent) -> None:
-        for shortcut in self.shortcuts:
-            shortcut.setEnabled(False)
-        super().hideEvent(event)
 
     def shutdown(self) -> None:
         self.pending.clear()

@@ -14,9 +14,7 @@ from typing import Any
 
 from PySide6.QtCore import (
     QAbstractItemModel,
-    QAbstractTableModel,
     QModelIndex,
-    QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
 )
@@ -25,12 +23,12 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView
 
 from backend.schemas import Alert
 from console.resources import colour
+from console.widgets.tables import Columns, ColumnTableModel, Index
 
-Index = QModelIndex | QPersistentModelIndex
 ALERT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 
 # What matters most first: on a small screen the columns on the right scroll out of view.
-COLUMNS: tuple[tuple[str, str], ...] = (
+COLUMNS: Columns = (
     ("Severity", "Critical: act now (answers are likely wrong). Warning: look when you can."),
     ("Model", "The model the alert is about."),
     ("Version", "The version the alert is about (blank: the model as a whole)."),
@@ -67,10 +65,10 @@ def short_when(moment: datetime | None) -> str:
     return local.strftime("%H:%M:%S" if today else "%b %d, %H:%M")
 
 
-class AlertTableModel(QAbstractTableModel):
+class AlertTableModel(ColumnTableModel):
     def __init__(self) -> None:
-        super().__init__()
-        self._alerts: list[Alert] = []  # newest (highest id) first
+        super().__init__(COLUMNS)
+        self.rows: list[Alert] = []  # newest (highest id) first
         self._ids: list[int] = []  # the negated ids, ascending: for bisect
         self._bold = QFont()
         self._bold.setBold(True)
@@ -82,18 +80,18 @@ class AlertTableModel(QAbstractTableModel):
         for alert in alerts:
             position = bisect.bisect_left(self._ids, -alert.id)
             if position < len(self._ids) and self._ids[position] == -alert.id:
-                self._alerts[position] = alert
+                self.rows[position] = alert
                 self.dataChanged.emit(
                     self.index(position, 0), self.index(position, len(COLUMNS) - 1)
                 )
                 continue
             self.beginInsertRows(QModelIndex(), position, position)
-            self._alerts.insert(position, alert)
+            self.rows.insert(position, alert)
             self._ids.insert(position, -alert.id)
             self.endInsertRows()
 
     def alert_at(self, row: int) -> Alert | None:
-        return self._alerts[row] if 0 <= row < len(self._alerts) else None
+        return self.rows[row] if 0 <= row < len(self.rows) else None
 
     def row_of(self, alert_id: int) -> int:
         position = bisect.bisect_left(self._ids, -alert_id)
@@ -104,26 +102,9 @@ class AlertTableModel(QAbstractTableModel):
         return self.alert_at(self.row_of(alert_id))
 
     def models(self) -> list[str]:
-        return sorted({alert.model for alert in self._alerts})
+        return sorted({alert.model for alert in self.rows})
 
     # ---------------------------------------------------------------- Qt model
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._alerts)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section][0]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return COLUMNS[section][1]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         alert = self.alert_at(index.row()) if index.isValid() else None

@@ -171,15 +171,19 @@ class FeatureDriftModel(CellTableModel):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(COLUMNS, parent)
-        self.rows: list[FeatureRow] = []
+        # The features behind the cells (the base's ``rows``): the delegate draws their trends.
+        self.feature_rows: list[FeatureRow] = []
 
     def set_feature_rows(self, rows: Sequence[FeatureRow]) -> None:
-        self.rows = list(rows)
-        self.set_rows([row.cells() for row in self.rows], [row.feature.name for row in self.rows])
+        self.feature_rows = list(rows)
+        self.set_rows(
+            [row.cells() for row in self.feature_rows],
+            [row.feature.name for row in self.feature_rows],
+        )
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if role == TREND_ROLE and index.isValid():
-            row = self.rows[index.row()]
+            row = self.feature_rows[index.row()]
             return row.trend, row.trend_drifted
         return super().data(index, role)
 
@@ -274,4 +278,4 @@ class FeatureDriftTable(QTableView):
 
     def row(self, name: str) -> FeatureRow | None:
         index = self.features.row_of(name)
-        return self.features.rows[index] if index >= 0 else None
+        return self.features.feature_rows[index] if index >= 0 else None

@@ -16,21 +16,19 @@ from collections import deque
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
-    QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
 )
 
 from backend.schemas import ModelInfo, PredictionEvent
+from console.widgets.tables import Columns, ColumnTableModel, Index
 from console.widgets.values import ClassNames, percent
 
 DEFAULT_CAPACITY = 5_000
-Index = QModelIndex | QPersistentModelIndex
 
 # What matters most first: on a small screen the columns on the right scroll out of view.
-COLUMNS: tuple[tuple[str, str], ...] = (
+COLUMNS: Columns = (
     ("Time", "When the prediction was made (your local time)."),
     ("Model", "Which model answered."),
     ("Version", "Which version of the model answered."),
@@ -67,12 +65,12 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 LabelKey = tuple[str, int]  # (request id, row)
 
 
-class PredictionTableModel(QAbstractTableModel):
+class PredictionTableModel(ColumnTableModel):
     def __init__(self, capacity: int = DEFAULT_CAPACITY):
-        super().__init__()
+        super().__init__(COLUMNS)
         self.capacity = capacity
         # Newest first: index 0 is the top row.
-        self._rows: deque[PredictionEvent] = deque()
+        self.rows: deque[PredictionEvent] = deque()
         self._names: dict[tuple[str, str], ClassNames] = {}
         # Labels known for rows (kept for as many rows as the table holds, newest learnt last).
         self._labels: dict[LabelKey, Any] = {}
@@ -99,7 +97,7 @@ class PredictionTableModel(QAbstractTableModel):
         while len(self._labels) > self.capacity:
             del self._labels[next(iter(self._labels))]
         changed = [
-            row for row, event in enumerate(self._rows) if (event.request_id, event.row) in labels
+            row for row, event in enumerate(self.rows) if (event.request_id, event.row) in labels
         ]
         if changed:
             self.dataChanged.emit(
@@ -107,8 +105,8 @@ class PredictionTableModel(QAbstractTableModel):
             )
 
     def _columns_changed(self, first: int, last: int) -> None:
-        if self._rows:
-            self.dataChanged.emit(self.index(0, first), self.index(len(self._rows) - 1, last))
+        if self.rows:
+            self.dataChanged.emit(self.index(0, first), self.index(len(self.rows) - 1, last))
 
     # ---------------------------------------------------------------- updates
 
@@ -116,41 +114,26 @@ class PredictionTableModel(QAbstractTableModel):
         if not events:
             return
         events = events[-self.capacity :]
-        overflow = len(self._rows) + len(events) - self.capacity
+        overflow = len(self.rows) + len(events) - self.capacity
         if overflow > 0:
-            first_gone = len(self._rows) - overflow
-            self.beginRemoveRows(QModelIndex(), first_gone, len(self._rows) - 1)
+            first_gone = len(self.rows) - overflow
+            self.beginRemoveRows(QModelIndex(), first_gone, len(self.rows) - 1)
             for _ in range(overflow):
-                self._rows.pop()
+                self.rows.pop()
             self.endRemoveRows()
         self.beginInsertRows(QModelIndex(), 0, len(events) - 1)
-        self._rows.extendleft(events)  # reversed order on purpose: the last is newest, on top
+        self.rows.extendleft(events)  # reversed order on purpose: the last is newest, on top
         self.endInsertRows()
 
     def event_at(self, row: int) -> PredictionEvent | None:
-        return self._rows[row] if 0 <= row < len(self._rows) else None
+        return self.rows[row] if 0 <= row < len(self.rows) else None
 
     # ---------------------------------------------------------------- Qt model
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section][0]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return COLUMNS[section][1]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
-        event = self._rows[index.row()]
+        event = self.rows[index.row()]
         column = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(event, column)

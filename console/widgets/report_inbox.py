@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
@@ -25,9 +25,9 @@ from console.report_words import (
     when_text,
 )
 from console.resources import colour
+from console.widgets.tables import Columns, ColumnTableModel, Index
 
-Index = QModelIndex | QPersistentModelIndex
-COLUMNS: tuple[tuple[str, str], ...] = (
+COLUMNS: Columns = (
     ("#", "The report's number: quote it to colleagues and in duplicate links."),
     ("Status", "Where the report is in triage."),
     ("Severity", "How bad the error is, as support staff judged it (blank: not judged yet)."),
@@ -43,61 +43,46 @@ STATUS_COLUMN = 1
 REPORT_ROLE = Qt.ItemDataRole.UserRole
 
 
-class ReportInboxModel(QAbstractTableModel):
+class ReportInboxModel(ColumnTableModel):
     def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.reports: list[ReportSummary] = []
+        super().__init__(COLUMNS, parent)
+        self.rows: list[ReportSummary] = []
         self.now = datetime.now(UTC)
 
     def set_reports(self, reports: Sequence[ReportSummary]) -> None:
         self.beginResetModel()
-        self.reports = list(reports)
+        self.rows = list(reports)
         self.now = datetime.now(UTC)
         self.endResetModel()
 
     def append_reports(self, reports: Sequence[ReportSummary]) -> None:
         """The next page, below the rows shown (the selection stays where it is)."""
-        known = {report.id for report in self.reports}
+        known = {report.id for report in self.rows}
         new = [report for report in reports if report.id not in known]
         if not new:
             return
-        first = len(self.reports)
+        first = len(self.rows)
         self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
-        self.reports.extend(new)
+        self.rows.extend(new)
         self.endInsertRows()
 
     def replace(self, report: ReportSummary) -> None:
         """One report changed (a status set here): its row shows the new state in place."""
         row = self.row_of(report.id)
         if row >= 0:
-            self.reports[row] = report
+            self.rows[row] = report
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
 
     def row_of(self, report_id: int) -> int:
-        return next((i for i, r in enumerate(self.reports) if r.id == report_id), -1)
+        return next((i for i, r in enumerate(self.rows) if r.id == report_id), -1)
 
     def report(self, row: int) -> ReportSummary | None:
-        return self.reports[row] if 0 <= row < len(self.reports) else None
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.reports)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section][0]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return COLUMNS[section][1]
-        return None
+        return self.rows[row] if 0 <= row < len(self.rows) else None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
-        report = self.reports[index.row()]
+        report = self.rows[index.row()]
         column = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             return self._text(report, column)
@@ -201,7 +186,7 @@ class ReportInbox(QTableView):
 
     def selected_ids(self) -> list[int]:
         rows = sorted(index.row() for index in self.selectionModel().selectedRows())
-        return [self.reports.reports[row].id for row in rows]
+        return [self.reports.rows[row].id for row in rows]
 
     def move_by(self, step: int) -> None:
         """The next or previous report (J and K), as the arrow keys move."""

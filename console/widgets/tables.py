@@ -2,15 +2,19 @@
 
 A page or widget turns its data into rows of ``Cell`` (text, tooltip, tone) and gives them to
 a ``ReadOnlyTable`` at once; the model tells the view what changed in one notification.
+
+``ColumnTableModel`` is what every table model of the console shares (its rows under fixed
+columns whose headers say what they mean); the models that keep their own records (alerts,
+reports, live predictions) subclass it too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
@@ -30,13 +34,40 @@ class Cell:
     right: bool = False  # numbers line up when right-aligned
 
 
-class CellTableModel(QAbstractTableModel):
+class ColumnTableModel(QAbstractTableModel):
+    """A table of ``rows`` (one entry per row, kept by the subclass in its order) under fixed
+    ``columns``: the counts and the headers with what each column means as their tooltip. A
+    subclass says what a cell shows (``data``)."""
+
+    def __init__(self, columns: Columns, parent: QObject | None = None):
+        super().__init__(parent)
+        self.columns = columns
+        self.rows: MutableSequence[Any] = []
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.columns)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(self.columns):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.columns[section][0]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.columns[section][1]
+        return None
+
+
+class CellTableModel(ColumnTableModel):
     """Rows of cells, each row with an optional key (a version number) to find it by."""
 
     def __init__(self, columns: Columns, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.columns = columns
-        self._rows: list[tuple[Cell, ...]] = []
+        super().__init__(columns, parent)
+        self.rows: list[tuple[Cell, ...]] = []
         self._keys: list[Any] = []
         self._bold = QFont()
         self._bold.setBold(True)  # only the weight is set: the view's font gives the rest
@@ -44,15 +75,15 @@ class CellTableModel(QAbstractTableModel):
     def set_rows(self, rows: Sequence[Sequence[Cell]], keys: Sequence[Any] | None = None) -> None:
         new_rows = [tuple(row) for row in rows]
         new_keys = list(keys) if keys is not None else [None] * len(new_rows)
-        if len(new_rows) == len(self._rows) and new_rows:
+        if len(new_rows) == len(self.rows) and new_rows:
             # Same shape (a poll of the same rows): update in place, so the reader keeps the
             # selection and scroll position.
-            self._rows, self._keys = new_rows, new_keys
+            self.rows, self._keys = new_rows, new_keys
             last = self.index(len(new_rows) - 1, len(self.columns) - 1)
             self.dataChanged.emit(self.index(0, 0), last)
             return
         self.beginResetModel()
-        self._rows, self._keys = new_rows, new_keys
+        self.rows, self._keys = new_rows, new_keys
         self.endResetModel()
 
     def key(self, row: int) -> Any:
@@ -62,29 +93,14 @@ class CellTableModel(QAbstractTableModel):
         return self._keys.index(key) if key in self._keys else -1
 
     def cell(self, row: int, column: int) -> Cell:
-        return self._rows[row][column]
+        return self.rows[row][column]
 
     # ---------------------------------------------------------------- Qt model
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.columns)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(self.columns):
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self.columns[section][0]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self.columns[section][1]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
-        cell = self._rows[index.row()][index.column()]
+        cell = self.rows[index.row()][index.column()]
         if role == Qt.ItemDataRole.DisplayRole:
             return cell.text
         if role == Qt.ItemDataRole.ToolTipRole:

@@ -213,7 +213,7 @@ def test_views_are_saved_and_filters_ask_the_backend(  # type: ignore[no-untyped
     assert "Showing the first 1 of 2 reports" in page.status.text()
     qtbot.mouseClick(page.more_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.inbox.reports.rowCount() == 2, timeout=TIMEOUT_MS)
-    assert [r.id for r in page.inbox.reports.reports] == [wanted, wanted + 1]
+    assert [r.id for r in page.inbox.reports.rows] == [wanted, wanted + 1]
     assert not page.more_button.isVisibleTo(page)
     page.poll()
     qtbot.waitUntil(lambda: "2 reports." in page.status.text(), timeout=TIMEOUT_MS)
@@ -226,7 +226,7 @@ def test_views_are_saved_and_filters_ask_the_backend(  # type: ignore[no-untyped
     assert page.filter_bar.search.hasFocus()
     qtbot.keyClicks(page.filter_bar.search, "unexpected")
     qtbot.waitUntil(lambda: page.inbox.reports.rowCount() == 1, timeout=TIMEOUT_MS)
-    assert page.inbox.reports.reports[0].id == wanted
+    assert page.inbox.reports.rows[0].id == wanted
     page.save_view("Unexpected")
     assert "Unexpected" in console_settings.value("reports/views")
     page.choose_view("Everything")
