@@ -16,7 +16,14 @@ import time
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QHideEvent, QKeySequence, QShowEvent
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QSizePolicy, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from backend.schemas import ModelInfo
 from console.context import ConsoleContext
@@ -38,8 +45,9 @@ class RefreshingPage(Page):
     def __init__(self, context: ConsoleContext):
         super().__init__(context)
         self.status = make_label("Not loaded yet.", name="muted")
-        # A long message must not widen the page: the full text is in the tooltip.
+        # A long message must not widen the page: it wraps, and the full text is in the tooltip.
         self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status.setWordWrap(True)
         self.timer = QTimer(self)
         self.timer.setInterval(self.refresh_ms)
         self.timer.timeout.connect(self.poll)
@@ -90,20 +98,23 @@ class RefreshingPage(Page):
 
     def make_selector_row(
         self, choices: tuple[tuple[str, QWidget], ...], *extras: QWidget, with_status: bool = True
-    ) -> QHBoxLayout:
-        """The row on top: each choice after its label (its tooltip), then ``extras``, then the
-        status line taking the rest of the width (or empty space, ``with_status=False``)."""
+    ) -> QVBoxLayout:
+        """The rows on top: each choice after its label (its tooltip), then ``extras``; under
+        them the status line (``with_status``). Beside the selectors the status was squeezed
+        to a few letters at 1024 px ("Update 12:56:0"): on its own line it always reads."""
+        rows = QVBoxLayout()
+        rows.setSpacing(2)
         row = QHBoxLayout()
         for label, widget in choices:
             row.addWidget(make_label(label, widget.toolTip()))
             row.addWidget(widget)
         for widget in extras:
             row.addWidget(widget)
+        row.addStretch(1)
+        rows.addLayout(row)
         if with_status:
-            row.addWidget(self.status, 1)
-        else:
-            row.addStretch(1)
-        return row
+            rows.addWidget(self.status)
+        return rows
 
     def make_refresh_button(self, tip: str) -> QPushButton:
         """A Refresh button, also on F5: a fresh question that replaces one on its way."""

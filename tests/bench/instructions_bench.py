@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ from tests.bench.tables import format_table, short_error
 from tests.helpers import child_pids_running
 
 WARMUP_REQUESTS = 200
+# The longest the background of the serving process is counted for (see _count_one).
+MAX_IDLE_S = 300.0
 _TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
 
@@ -42,7 +45,8 @@ class Count:
     model: str
     server: str
     requests: int
-    serving_ir: int | None = None
+    serving_ir: int | None = None  # the requests' own: the background's share taken out
+    background_ir_per_s: float | None = None  # with no request, per second under callgrind
     writer_ir: int | None = None
     error: str | None = None
 
@@ -102,15 +106,29 @@ def _count_one(model: BenchModel, server: str, deck: Deck, work_dir: Path, reque
         writers = child_pids_running(serving, "backend.predictions.writer")
         for pid in (serving, *writers):
             _control("-i", "on", str(pid))
+        started = time.monotonic()
         send(requests)
+        took = time.monotonic() - started
         for pid in (serving, *writers):
             _control("-i", "off", str(pid))
             _control("-d", str(pid))
+        # Timers (state polls, rule rounds) run by the clock, and under callgrind a request
+        # takes ~50x longer: their share of the run above is ~50x what it is at full speed.
+        # The serving process is counted again, as long, with no request: its background.
+        idle_s = min(took, MAX_IDLE_S)
+        _control("-i", "on", str(serving))
+        time.sleep(idle_s)
+        _control("-i", "off", str(serving))
+        _control("-d", str(serving))
         connection.close()
     keep = os.environ.get("BENCH_KEEP_CALLGRIND", "").strip()
     if keep:  # for callgrind_annotate: where the instructions went, function by function
         shutil.copytree(out_dir, Path(keep) / out_dir.name, dirs_exist_ok=True)
-    count.serving_ir = _total(out_dir / f"cg.{serving}")
+    with_background = _total(out_dir / f"cg.{serving}.1")
+    background = _total(out_dir / f"cg.{serving}.2")
+    if with_background is not None and background is not None and idle_s > 0:
+        count.background_ir_per_s = background / idle_s
+        count.serving_ir = max(0, round(with_background - count.background_ir_per_s * took))
     totals = [_total(out_dir / f"cg.{pid}") for pid in writers]
     count.writer_ir = sum(t for t in totals if t is not None) if totals else None
     return count
@@ -166,7 +184,9 @@ def render(measured: Measured) -> str:
     by_key = {(c.model, c.server): c for c in measured.counts}
     for count in measured.counts:
         if count.error:
-            rows.append([count.model, count.server, "-", "-", "-", "-", short_error(count.error)])
+            rows.append(
+                [count.model, count.server, "-", "-", "-", "-", "-", short_error(count.error)]
+            )
             continue
         ratio = monitoring = "-"
         base = by_key.get((count.model, "baseline"))
@@ -184,6 +204,9 @@ def render(measured: Measured) -> str:
                 count.server,
                 _per_request(count.serving_ir, per),
                 _per_request(count.writer_ir, per),
+                "-"
+                if count.background_ir_per_s is None
+                else f"{count.background_ir_per_s / 1e6:,.1f}M",
                 ratio,
                 monitoring,
                 "",
@@ -197,14 +220,17 @@ def render(measured: Measured) -> str:
         "server",
         "serving process",
         "log writer",
+        "background/s",
         "now/base",
         "on/off (both)",
         "note",
     ]
     lines = [
         format_table(title, headers, rows),
-        "The serving column is the request path's CPU work; the writer's work is batched, so",
-        "it depends on how many requests arrived per round. Kernel work is not counted.",
+        "The serving column is the request path's CPU work: the serving process's count with",
+        "no request, as long (background/s: timers, polls, rule rounds, per second under",
+        "callgrind, ~50x their share at full speed), taken out. The writer's work is batched,",
+        "so it depends on how many requests arrived per round. Kernel work is not counted.",
         "on/off: serving process and writer together, monitoring on vs SERVEDECK_MONITORING=off.",
     ]
     lines += [f"  problem: {p}" for p in measured.problems]
