@@ -32,7 +32,7 @@ from tests.bench.baseline import Deck
 from tests.bench.models import BenchModel, build_models, register_models
 from tests.bench.servers import running_server
 from tests.bench.tables import format_table, short_error
-from tests.helpers import child_pids_running
+from tests.helpers import child_pids, command_line
 
 WARMUP_REQUESTS = 200
 # The longest the background of the serving process is counted for (see _count_one).
@@ -102,8 +102,11 @@ def _count_one(model: BenchModel, server: str, deck: Deck, work_dir: Path, reque
 
         send(WARMUP_REQUESTS)
         serving = proc.pid
-        # The log writer (the watcher, which judges stored rules every 30 s, is not counted).
-        writers = child_pids_running(serving, "backend.predictions.writer")
+        # The log writer, of this code or the baseline's; not the watcher, which judges stored
+        # rules every 30 s off the request path (nor the baseline's model probe, never started).
+        writers = [
+            pid for pid in child_pids(serving) if "-m backend.watcher" not in command_line(pid)
+        ]
         for pid in (serving, *writers):
             _control("-i", "on", str(pid))
         started = time.monotonic()
