@@ -1,0 +1,63 @@
+"""The watcher process's life beside its server: what it is started with, and that a dead
+watcher is replaced (else the alerts on stored counts would stop without a word)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from backend.watcher import start_watcher, stop_watcher
+from tests.helpers import (
+    ToyDataDir,
+    child_pids_running,
+    command_line,
+    make_settings,
+    start_server,
+)
+from tests.test_watcher import _wait_for
+
+
+def test_the_watcher_keeps_secrets_off_its_command_line_and_runs_where_its_server_does(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # Every user of the machine can read a process's command line (ps, /proc/*/cmdline).
+    # (The test server trusts local connections: the password is only there to be seen.)
+    with_password = postgres_url.replace("postgres@", "postgres:s3cret-pw@")
+    settings = make_settings(tmp_path / "a data dir", with_password, stored_rule_interval_s=3600.0)
+    watcher = start_watcher(settings)
+    try:
+        shown = command_line(watcher.pid)
+        assert shown and "s3cret-pw" not in shown, shown
+        # A relative SQLite URL or data directory means the same file to both processes.
+        assert os.readlink(f"/proc/{watcher.pid}/cwd") == os.getcwd()
+        # A Ctrl+C in the terminal reaches the watcher through its server's orderly stop,
+        # never directly (else it would die first, and be restarted while the server stops).
+        assert os.getpgid(watcher.pid) != os.getpgid(os.getpid())
+    finally:
+        stop_watcher(watcher)
+
+
+def test_a_killed_watcher_is_replaced_by_its_server(
+    toy_data_dir: ToyDataDir, tmp_path: Path
+) -> None:
+    toy_data_dir(tmp_path)
+    server = start_server(tmp_path)
+    try:
+        (first,) = _wait_for(
+            lambda: child_pids_running(server.process.pid, "backend.watcher"), 20, "no watcher"
+        )  # type: ignore[misc]
+        os.kill(first, signal.SIGKILL)
+
+        def replaced() -> list[int]:
+            found = child_pids_running(server.process.pid, "backend.watcher")
+            return [pid for pid in found if pid != first]
+
+        _wait_for(replaced, 30, "the server did not replace its killed watcher")
+        assert len(child_pids_running(server.process.pid, "backend.watcher")) == 1
+        watcher = child_pids_running(server.process.pid, "backend.watcher")[0]
+        assert server.stop() in (0, -signal.SIGTERM)
+        _wait_for(lambda: not command_line(watcher), 20, "the watcher outlived its server")
+    finally:
+        if server.process.poll() is None:
+            server.stop()
