@@ -1,11 +1,15 @@
-"""The watcher process's life beside its server: what it is started with, and that a dead
-watcher is replaced (else the alerts on stored counts would stop without a word)."""
+"""The watcher process's life beside its server: what it is started with, that a dead watcher
+is replaced (else the alerts on stored counts would stop without a word), and that the drift
+gauges a server shows are this run's."""
 
 from __future__ import annotations
 
 import os
 import signal
 from pathlib import Path
+
+import pytest
+import requests
 
 from backend.watcher import start_watcher, stop_watcher
 from tests.helpers import (
@@ -16,6 +20,8 @@ from tests.helpers import (
     start_server,
 )
 from tests.test_watcher import _wait_for
+
+STALE_GAUGES = '{"gone": {"drifted_share": 1.0, "entries": [["amount", "ks", 0.9, 0.1, true]]}}'
 
 
 def test_the_watcher_keeps_secrets_off_its_command_line_and_runs_where_its_server_does(
@@ -61,3 +67,23 @@ def test_a_killed_watcher_is_replaced_by_its_server(
     finally:
         if server.process.poll() is None:
             server.stop()
+
+
+@pytest.mark.parametrize("monitoring", ["on", "off"])
+def test_a_fresh_server_shows_no_drift_gauges_of_a_previous_run(
+    toy_data_dir: ToyDataDir, tmp_path: Path, monitoring: str
+) -> None:
+    token = toy_data_dir(tmp_path)
+    (tmp_path / "drift-gauges.json").write_text(STALE_GAUGES)
+    server = start_server(tmp_path, env={"SERVEDECK_MONITORING": monitoring})
+    try:
+        watchers = child_pids_running(server.process.pid, "backend.watcher")
+        assert len(watchers) == (1 if monitoring == "on" else 0)
+        metrics = requests.get(
+            f"{server.url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert metrics.status_code == 200, metrics.text
+        assert 'model="gone"' not in metrics.text
+        assert "cannot be read" not in "".join(server.output)
+    finally:
+        server.stop()
