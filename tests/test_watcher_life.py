@@ -1,6 +1,6 @@
 """The watcher process's life beside its server: what it is started with, that a dead watcher
 is replaced (else the alerts on stored counts would stop without a word), and that the drift
-gauges a server shows are this run's."""
+gauges a server shows are this run's and of models still judged."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from backend.monitoring.drift.alerting import DriftAlertWatch
+from backend.monitoring.rules import RuleStore
+from backend.monitoring.stored_watches import ModelsWithActiveVersion
+from backend.schemas import AlertRule
 from backend.watcher import start_watcher, stop_watcher
+from backend.workspace import Workspace
 from tests.helpers import (
     ToyDataDir,
     child_pids_running,
@@ -87,3 +92,26 @@ def test_a_fresh_server_shows_no_drift_gauges_of_a_previous_run(
         assert "cannot be read" not in "".join(server.output)
     finally:
         server.stop()
+
+
+def test_drift_gauges_are_dropped_for_a_model_no_longer_judged(sqlite_workspace: Workspace) -> None:
+    workspace = sqlite_workspace
+    watch = DriftAlertWatch(
+        workspace.drift,
+        RuleStore(workspace.sessions),
+        workspace.alerts,
+        ModelsWithActiveVersion(workspace.registry),
+    )
+    watch.evaluate(["toy"])
+    assert "toy" in watch.latest
+    # Its drift rule switched off: nothing judges its windows, so no gauge may say it does.
+    off = AlertRule(kind="drift_features", enabled=False, severity="warning")
+    RuleStore(workspace.sessions).replace("toy", [off], "tests")
+    watch.evaluate(["toy"])
+    assert "toy" not in watch.latest
+    # Deleted or no longer serving.
+    RuleStore(workspace.sessions).replace("toy", [], "tests")
+    watch.evaluate(["toy"])
+    assert "toy" in watch.latest
+    watch.evaluate([])
+    assert watch.latest == {}
