@@ -1,6 +1,6 @@
 """The watcher process's life beside its server: what it is started with, that a dead watcher
 is replaced (else the alerts on stored counts would stop without a word), and that the drift
-gauges a server shows are this run's and of models still judged."""
+gauges a server shows are this run's, of models still judged, and the same from any worker."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from backend.watcher import start_watcher, stop_watcher
 from backend.workspace import Workspace
 from tests.helpers import (
     ToyDataDir,
+    child_pids,
     child_pids_running,
     command_line,
     make_settings,
@@ -94,14 +95,18 @@ def test_a_fresh_server_shows_no_drift_gauges_of_a_previous_run(
         server.stop()
 
 
-def test_drift_gauges_are_dropped_for_a_model_no_longer_judged(sqlite_workspace: Workspace) -> None:
-    workspace = sqlite_workspace
-    watch = DriftAlertWatch(
+def _drift_watch(workspace: Workspace) -> DriftAlertWatch:
+    return DriftAlertWatch(
         workspace.drift,
         RuleStore(workspace.sessions),
         workspace.alerts,
         ModelsWithActiveVersion(workspace.registry),
     )
+
+
+def test_drift_gauges_are_dropped_for_a_model_no_longer_judged(sqlite_workspace: Workspace) -> None:
+    workspace = sqlite_workspace
+    watch = _drift_watch(workspace)
     watch.evaluate(["toy"])
     assert "toy" in watch.latest
     # Its drift rule switched off: nothing judges its windows, so no gauge may say it does.
@@ -115,3 +120,55 @@ def test_drift_gauges_are_dropped_for_a_model_no_longer_judged(sqlite_workspace:
     assert "toy" in watch.latest
     watch.evaluate([])
     assert watch.latest == {}
+
+
+def test_a_server_of_two_workers_has_one_watcher_and_every_worker_shows_its_gauges(
+    toy_data_dir: ToyDataDir, tmp_path: Path
+) -> None:
+    token = toy_data_dir(tmp_path)
+    server = start_server(tmp_path, "--workers", "2")
+    try:
+        watchers = child_pids_running(server.process.pid, "backend.watcher")
+        assert len(watchers) == 1
+        workers = [p for p in child_pids(server.process.pid) if p not in watchers]
+        assert not [w for p in workers for w in child_pids_running(p, "backend.watcher")]
+        # What the watcher writes after a round (replaced whole), read by whichever worker
+        # answers the scrape (a new connection each time, for either worker to take).
+        temp = tmp_path / "drift-gauges.json.tmp"
+        temp.write_text(STALE_GAUGES.replace("gone", "toy"))
+        os.replace(temp, tmp_path / "drift-gauges.json")
+        for _ in range(8):
+            with requests.Session() as session:
+                text = session.get(
+                    f"{server.url}/metrics",
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=10,
+                ).text
+            assert 'servedeck_drift_detected{feature="amount",model="toy"} 1.0' in text
+    finally:
+        server.stop()
+
+
+def test_an_alert_of_a_rule_switched_off_is_resolved_though_its_kind_is_not_read(
+    sqlite_workspace: Workspace,
+) -> None:
+    """A model whose rules of a kind are all off is skipped, unless one of them has an alert
+    still active: that one must be resolved, not left open for ever."""
+    workspace = sqlite_workspace
+    watch = _drift_watch(workspace)
+    _, raised = workspace.alerts.raise_once(
+        "toy",
+        None,
+        "drift_features",
+        severity="warning",
+        title="toy: amount drifted",
+        explanation="",
+        details={},
+        cooldown_s=3_600,
+    )
+    assert raised
+    off = AlertRule(kind="drift_features", enabled=False, severity="warning")
+    RuleStore(workspace.sessions).replace("toy", [off], "tests")
+    outcomes = watch.evaluate(["toy"])
+    assert outcomes[("toy", "drift_features")] == "resolved: rule switched off"
+    assert not workspace.alerts.list(statuses=("open", "acknowledged"), limit=10)
