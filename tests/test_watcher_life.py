@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,32 @@ def test_an_alert_of_a_rule_switched_off_is_resolved_though_its_kind_is_not_read
     outcomes = watch.evaluate(["toy"])
     assert outcomes[("toy", "drift_features")] == "resolved: rule switched off"
     assert not workspace.alerts.list(statuses=("open", "acknowledged"), limit=10)
+
+
+def test_ctrl_c_stops_the_server_and_its_watcher_without_a_traceback(
+    toy_data_dir: ToyDataDir, tmp_path: Path
+) -> None:
+    toy_data_dir(tmp_path)
+    # A terminal's Ctrl+C: SIGINT to the whole foreground process group of the server.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "serve", "--port", "0", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        seen = [process.stdout.readline()]
+        while seen[-1] and not seen[-1].startswith("SERVEDECK READY"):
+            seen.append(process.stdout.readline())
+        (watcher,) = child_pids_running(process.pid, "backend.watcher")
+        os.killpg(process.pid, signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
+        _wait_for(lambda: not command_line(watcher), 20, "the watcher outlived its server")
+        output = "".join(seen) + rest
+        assert "Traceback" not in output and "restarting it" not in output, output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
