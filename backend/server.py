@@ -99,6 +99,9 @@ def _serve_claimed(settings: Settings, host: str, port: int, workers: int, log_l
     # One watcher per server, whatever its number of workers: the rules on stored counts are
     # judged there, off the workers' request path (see backend.watcher). Started once the
     # store is upgraded (above), so that the two never migrate a new store at once.
+    # The drift gauges a previous run left are not this run's (nor, monitoring off, anyone's):
+    # the workers show none until this run's watcher has judged a round.
+    settings.drift_gauge_file.unlink(missing_ok=True)
     watcher = start_watcher(settings) if settings.monitoring_on else None
     try:
         _serve_listening(settings, workspace, sock, host, workers, log_level)

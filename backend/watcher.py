@@ -3,24 +3,29 @@ feedback loops, user signals; ``monitoring.stored_watches``) off the serving wor
 per server whatever its number of workers, and hands the drift gauges to the workers through
 a file (``monitoring.drift.gauge_file``).
 
-Started by ``backend.server`` with the server's settings as JSON in its argument and a pipe
-on its stdin that is never written: when the server ends, however it ends, the pipe closes
-and this process stops (``ParentWatch``). An alert is one transaction in the store, so a
-kill at any moment loses nothing a round had finished.
+Started by ``backend.server`` with a pipe on its stdin that carries the server's settings as
+one line of JSON and nothing more: when the server ends, however it ends, the pipe closes and
+this process stops (``ParentWatch``); if this process dies, the server starts another. An
+alert is one transaction in the store, so a kill at any moment loses nothing a round had
+finished.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from backend.monitoring.drift.gauge_file import DriftGaugeFile
+from backend.monitoring.prometheus import MULTIPROCESS_ENV
 from backend.monitoring.stored_watches import (
     ModelsWithActiveVersion,
     StoredWatches,
@@ -33,6 +38,7 @@ from backend.workspace import Workspace
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 10.0
+RESTART_DELAY_S = 2.0
 
 
 def settings_json(settings: Settings) -> str:
@@ -51,23 +57,93 @@ def settings_from_json(text: str) -> Settings:
     return Settings(**values)
 
 
-def start_watcher(settings: Settings) -> subprocess.Popen[bytes]:
+# The directory holding the ``backend`` package, for the watcher's ``python -m``.
+_SOURCE_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+class KeptWatcher:
+    """The watcher process of a server, kept running: one that dies (a crash, a kill, the
+    out-of-memory killer) is replaced, as the log writer is (``predictions.log``); else the
+    alerts on stored counts would stop without a word while the server goes on serving."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        with self._lock:
+            self._process = self._spawn()
+        self._follower = threading.Thread(target=self._follow, name="watcher-follow", daemon=True)
+        self._follower.start()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            part for part in (_SOURCE_ROOT, env.get("PYTHONPATH")) if part
+        )
+        # Its counters are none of the workers' (see monitoring.prometheus).
+        env.pop(MULTIPROCESS_ENV, None)
+        # In its own process group: a Ctrl+C in the terminal reaches it through the server's
+        # orderly stop (else it would die first and be replaced while the server stops).
+        process = subprocess.Popen(
+            [sys.executable, "-m", "backend.watcher"],
+            stdin=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        assert process.stdin is not None
+        # The settings go through the pipe: a command line is readable by every user, and the
+        # database URL may hold a password. The pipe then stays open until the server ends.
+        with contextlib.suppress(OSError):
+            process.stdin.write(settings_json(self.settings).encode() + b"\n")
+            process.stdin.flush()
+        return process
+
+    def _follow(self) -> None:
+        while True:
+            self._process.wait()
+            if self._stopping.is_set():
+                return
+            self.restarts += 1
+            log.error(
+                "the watcher of the rules on stored counts ended (%s); restarting it (%d)",
+                self._process.returncode,
+                self.restarts,
+            )
+            if self.restarts > 1 and self._stopping.wait(RESTART_DELAY_S):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                with contextlib.suppress(OSError, ValueError):
+                    self._process.stdin.close()  # type: ignore[union-attr]
+                self._process = self._spawn()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            process = self._process
+        with contextlib.suppress(OSError, ValueError):
+            process.stdin.close()  # type: ignore[union-attr]  # its ParentWatch stops it
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        self._follower.join(timeout=STOP_TIMEOUT_S)
+
+
+def start_watcher(settings: Settings) -> KeptWatcher:
     """The watcher process of a server with these settings (stop it with ``stop_watcher``)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "backend.watcher", settings_json(settings)],
-        stdin=subprocess.PIPE,
-        cwd=Path(__file__).resolve().parents[1],
-    )
+    return KeptWatcher(settings)
 
 
-def stop_watcher(process: subprocess.Popen[bytes]) -> None:
-    if process.stdin is not None:
-        process.stdin.close()  # the watcher's ParentWatch stops it
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def stop_watcher(watcher: KeptWatcher) -> None:
+    watcher.stop()
 
 
 async def watch(settings: Settings) -> None:
@@ -89,8 +165,9 @@ async def watch(settings: Settings) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s watcher: %(message)s")
-    settings = settings_from_json(sys.argv[1])
-    ParentWatch().start()
+    stdin = sys.stdin.buffer
+    settings = settings_from_json(stdin.readline().decode())
+    ParentWatch(stream=stdin).start()
     asyncio.run(watch(settings))
 
 

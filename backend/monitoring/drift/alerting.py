@@ -119,6 +119,18 @@ class DriftAlertWatch(StoredRuleWatch):
         self.latest: dict[str, WindowDrift] = {}
         # One model's windows by width, read once for all its rules of that width.
         self._windows: dict[int, WindowDrift] = {}
+        # The drift_features windows this round read (the next ``latest``).
+        self._judged: dict[str, WindowDrift] = {}
+
+    def evaluate(
+        self, models: Iterable[str], now: float | None = None
+    ) -> dict[tuple[str, AlertKind], str]:
+        self._judged = {}
+        outcomes = super().evaluate(models, now)
+        # Replaced whole (a scrape may be reading it): a model no longer serving, deleted, or
+        # whose drift_features rule is off keeps no gauge, as nothing judges its windows now.
+        self.latest = self._judged
+        return outcomes
 
     def start_model(self, model: str) -> None:
         self._windows = {}
@@ -130,7 +142,7 @@ class DriftAlertWatch(StoredRuleWatch):
                 model, None, version=None, route=None, window_s=rule.window_s, end=now
             )
             if rule.kind == "drift_features":
-                self.latest[model] = window
+                self._judged[model] = window
         return measure(rule.kind, rule, window)
 
     def advice(self, kind: AlertKind) -> str:
