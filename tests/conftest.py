@@ -177,11 +177,12 @@ def sqlite_workspace(_templates: _Templates, tmp_path: Path) -> Iterator[Workspa
     yield from _copied_workspace(_templates, "sqlite", True, tmp_path)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def toy_data_dir(_templates: _Templates) -> ToyDataDir:
     """``helpers.prepare_toy_data_dir`` from this process's template (SQLite, toy models
     registered): copies it into a data directory and returns the admin token. Registering
-    anew costs a server test about as much as starting the server."""
+    anew costs a server test about as much as starting the server. Session-scoped (it holds
+    nothing of a test's) so that module-scoped servers can use it too."""
     template = _templates.get("sqlite", True)
 
     def copy(data_dir: Path) -> str:

@@ -204,6 +204,14 @@ class ServerProcess:
             self.output.append(line)
 
 
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``condition`` every 20 ms (outside a Qt test: qtbot.waitUntil there)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:g} s waiting: {what}"
+        time.sleep(0.02)
+
+
 def make_settings(tmp_path, database_url: str | None = None, **overrides) -> Settings:  # type: ignore[no-untyped-def]
     """Test settings: no token cache, a short log flush interval."""
     base = Settings.load(data_dir=tmp_path, database_url=database_url)

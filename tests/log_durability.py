@@ -81,14 +81,21 @@ def _load(
             time.sleep(0.01)  # the server is gone (killed): keep trying until told to stop
 
 
+# The kill comes once this many predictions were answered (there is enough to lose), and a
+# killed writer's replacement must see this many more answered before the load stops.
+ANSWERED_BEFORE_KILL = 150
+ANSWERED_AFTER_WRITER_KILL = 50
+
+
 def run_case(
     case: str,
     workspace: Workspace,
     env: dict[str, str],
-    load_s: float,
+    load_s: float = 0.0,
     catch_up_timeout_s: float = 60.0,
 ) -> DurabilityRun:
-    """One run: load for ``load_s``, kill, recover, count."""
+    """One run: load for at least ``load_s`` (the benchmark) and until ANSWERED_BEFORE_KILL
+    were answered (the tests: no longer), kill, recover, count."""
     assert case in KILL_CASES
     data_dir = workspace.settings.data_dir
     token = workspace.admin_token()
@@ -106,13 +113,8 @@ def run_case(
     try:
         time.sleep(load_s)
         # On a busy machine the load may answer slowly: kill only once there is enough to
-        # lose (at most as long again), so that the test judges durability, not speed.
-        deadline = time.monotonic() + max(load_s, 10.0)
-        while time.monotonic() < deadline:
-            with lock:
-                if len(run.answered) >= 150:
-                    break
-            time.sleep(0.05)
+        # lose (at most 10 s more), so that the test judges durability, not speed.
+        _wait_for_answers(run, lock, ANSWERED_BEFORE_KILL, timeout_s=max(load_s, 10.0))
         writers = child_pids_running(server.process.pid, "backend.predictions.writer")
         if case in ("writer", "both"):
             for pid in writers:
@@ -121,7 +123,23 @@ def run_case(
             os.kill(server.process.pid, signal.SIGKILL)
             server.process.wait(timeout=10)
         else:
-            # The server starts a new writer by itself; answer a while longer meanwhile.
+            # The server starts a new writer by itself; answer a while longer meanwhile: until
+            # the replacement runs and more predictions were answered beside it.
+            with lock:
+                answered_at_kill = len(run.answered)
+            deadline = time.monotonic() + 30.0
+            while time.monotonic() < deadline:
+                running = child_pids_running(server.process.pid, "backend.predictions.writer")
+                replaced = bool(set(running) - set(writers))
+                if replaced:
+                    break
+                time.sleep(0.05)
+            _wait_for_answers(
+                run,
+                lock,
+                answered_at_kill + ANSWERED_AFTER_WRITER_KILL,
+                timeout_s=max(min(2.0, load_s), 10.0),
+            )
             time.sleep(min(2.0, load_s))
         stop.set()
         for thread in threads:
@@ -146,6 +164,18 @@ def run_case(
     spool_dir = workspace.settings.spool_dir
     run.leftover_spools = sorted(p.name for p in spool_dir.iterdir()) if spool_dir.exists() else []
     return run
+
+
+def _wait_for_answers(
+    run: DurabilityRun, lock: threading.Lock, count: int, timeout_s: float
+) -> None:
+    """Until ``count`` predictions were answered, or ``timeout_s`` passed (the caller judges)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with lock:
+            if len(run.answered) >= count:
+                return
+        time.sleep(0.02)
 
 
 def _logged_ids(workspace: Workspace, request_ids: set[str]) -> set[str]:

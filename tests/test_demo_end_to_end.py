@@ -14,10 +14,9 @@ import requests
 
 from tests.helpers import launch, start_server
 
+
 # Alone, after the parallel part: the simulator's request rate is measured.
-pytestmark = pytest.mark.serial
-
-
+@pytest.mark.serial
 def test_demo_serves_live_traffic_with_delayed_labels(tmp_path: Path) -> None:
     demo = launch(["demo", "--serve", "--port", "0", "--rate", "40"], tmp_path, timeout=120)
     try:
@@ -58,6 +57,7 @@ def test_demo_serves_live_traffic_with_delayed_labels(tmp_path: Path) -> None:
     assert "fraud: active version 1, versions 1, 2" in again.stderr
 
 
+@pytest.mark.serial  # its request rate is measured too
 def test_simulate_command_against_a_running_server(tmp_path: Path) -> None:
     built = subprocess.run(
         [sys.executable, "-m", "backend.cli", "demo", "--data-dir", str(tmp_path)],
@@ -97,6 +97,7 @@ def test_simulate_command_against_a_running_server(tmp_path: Path) -> None:
         server.stop()
 
 
+# In the parallel part: a busy machine can only make it send less, and it asserts an upper bound.
 def test_simulator_backs_off_from_an_unreachable_server() -> None:
     from backend.demo.simulate import run_simulator
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -93,12 +92,11 @@ def _wait_until_all_on(load: Load, version: str, since: float, settle_s: float =
 
 
 @pytest.fixture
-def toy_dir(tmp_path, database_url: str) -> Iterator[Workspace]:  # type: ignore[no-untyped-def]
-    workspace = Workspace.open(make_settings(tmp_path, database_url))
-    register_toy_models(workspace)
+def toy_dir(workspace: Workspace) -> Workspace:
+    """The toy models, copied from this process's template store (registering them anew took
+    seconds of this serial test), and a second toy version to switch to."""
     register_toy(workspace)
-    yield workspace
-    workspace.close()
+    return workspace
 
 
 def test_rollbacks_and_deployments_under_load_fail_no_request(toy_dir: Workspace) -> None:

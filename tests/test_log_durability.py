@@ -21,7 +21,7 @@ def test_kill_9_loses_no_answered_prediction(case: str, workspace: Workspace) ->
         "SERVEDECK_DATABASE_URL": workspace.settings.database_url,
         "SERVEDECK_LOG_FLUSH_INTERVAL": "0.2",
     }
-    run = run_case(case, workspace, env, load_s=3.0)
+    run = run_case(case, workspace, env)
     killed = "both" if case == "both" else f"the {case}"
     print(
         f"\nkill -9 of {killed}: {len(run.answered)} answered, {len(run.labelled)} labelled; "

@@ -524,7 +524,7 @@ def test_kill_9_counts_every_logged_row_once(case: str, workspace: Workspace) ->
         "SERVEDECK_DATABASE_URL": workspace.settings.database_url,
         "SERVEDECK_LOG_FLUSH_INTERVAL": "0.2",
     }
-    run = run_case(case, workspace, env, load_s=3.0)
+    run = run_case(case, workspace, env)
     assert len(run.answered) >= 100 and run.missing_predictions == 0
     assert run.duplicated_predictions == 0
     logged = [r for r in _logged(workspace) if r[3] == "toy"]

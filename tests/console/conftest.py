@@ -51,14 +51,25 @@ class Backend:
         post_predictions(self.url, self.admin_token, count)
 
 
-@pytest.fixture
-def backend(tmp_path: Path, toy_data_dir: ToyDataDir) -> Iterator[Backend]:
-    data_dir = tmp_path / "data"
-    token = toy_data_dir(data_dir)
-    server = Backend(data_dir, token)
+def _served(data_dir: Path, toy_data_dir: ToyDataDir) -> Iterator[Backend]:
+    server = Backend(data_dir, toy_data_dir(data_dir))
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def backend(tmp_path: Path, toy_data_dir: ToyDataDir) -> Iterator[Backend]:
+    yield from _served(tmp_path / "data", toy_data_dir)
+
+
+@pytest.fixture(scope="module")
+def module_backend(
+    tmp_path_factory: pytest.TempPathFactory, toy_data_dir: ToyDataDir
+) -> Iterator[Backend]:
+    """One backend for the tests of a module that only read what it was given: starting one
+    costs seconds of CPU (the server, its log writer, its model probe), most of such a test."""
+    yield from _served(tmp_path_factory.mktemp("module-backend") / "data", toy_data_dir)
 
 
 @pytest.fixture

@@ -39,8 +39,10 @@ def _window(qtbot, make_context, backend: Backend, token: str) -> MainWindow:  #
     return window
 
 
-def test_connects_and_shows_the_pages_of_the_role(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
-    window = _window(qtbot, make_context, backend, backend.admin_token)
+def test_connects_and_shows_the_pages_of_the_role(
+    qtbot, make_context, module_backend: Backend
+) -> None:  # type: ignore[no-untyped-def]
+    window = _window(qtbot, make_context, module_backend, module_backend.admin_token)
     qtbot.waitUntil(lambda: window.monitor.state == "connected", timeout=10_000)
     assert "Connected" in window.state_label.text()
     assert "admin" in window.origin_label.text()
@@ -60,22 +62,28 @@ def test_connects_and_shows_the_pages_of_the_role(qtbot, make_context, backend: 
     assert not window.banner.isVisible()
 
 
-def test_support_sees_live_reports_and_review(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
-    window = _window(qtbot, make_context, backend, backend.create_token("helpdesk", "support"))
+def test_support_sees_live_reports_and_review(qtbot, make_context, module_backend: Backend) -> None:  # type: ignore[no-untyped-def]
+    window = _window(
+        qtbot, make_context, module_backend, module_backend.create_token("helpdesk", "support")
+    )
     qtbot.waitUntil(lambda: window.role == "support", timeout=10_000)
     # What end users meet; the monitoring and change pages are for engineers.
     assert [page.key for page in window.pages] == ["live", "reports", "review"]
 
 
-def test_a_client_token_gets_no_pages_and_a_reason(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
-    window = _window(qtbot, make_context, backend, backend.create_token("shop", "client"))
+def test_a_client_token_gets_no_pages_and_a_reason(
+    qtbot, make_context, module_backend: Backend
+) -> None:  # type: ignore[no-untyped-def]
+    window = _window(
+        qtbot, make_context, module_backend, module_backend.create_token("shop", "client")
+    )
     qtbot.waitUntil(lambda: window.role == "client", timeout=10_000)
     assert window.pages == []
     assert "meant for applications" in window.placeholder.text()
 
 
-def test_a_wrong_token_is_shown_as_refused(qtbot, make_context, backend: Backend) -> None:  # type: ignore[no-untyped-def]
-    window = _window(qtbot, make_context, backend, "sdk_not_a_token")
+def test_a_wrong_token_is_shown_as_refused(qtbot, make_context, module_backend: Backend) -> None:  # type: ignore[no-untyped-def]
+    window = _window(qtbot, make_context, module_backend, "sdk_not_a_token")
     qtbot.waitUntil(lambda: window.monitor.state == "refused", timeout=10_000)
     assert window.banner.isVisible() and "refused" in window.banner_text.text()
     # It does not pretend to recover by itself: it offers the one thing that helps.
@@ -176,12 +184,12 @@ def test_servedeck_without_arguments_opens_on_the_embedded_backend(  # type: ign
 
 
 def test_the_live_page_is_usable_from_the_keyboard(  # type: ignore[no-untyped-def]
-    qtbot, make_context, backend: Backend
+    qtbot, make_context, module_backend: Backend
 ) -> None:
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication
 
-    page = LivePage(make_context(backend.url, backend.admin_token))
+    page = LivePage(make_context(module_backend.url, module_backend.admin_token))
     qtbot.addWidget(page)
     page.show()
     page.activateWindow()
@@ -422,12 +430,12 @@ def test_the_live_page_reads_in_names_finds_requests_and_explains_empty_filters(
 
 
 def test_the_window_fits_the_screen_whatever_size_was_saved(  # type: ignore[no-untyped-def]
-    qtbot, make_context, backend: Backend
+    qtbot, make_context, module_backend: Backend
 ) -> None:
     """The 1400x900 first-start size, or a size saved on a larger screen, must not put the
     charts and details beyond the edge of a small screen (offscreen: 800x600)."""
-    context = make_context(backend.url, backend.admin_token)
-    first = _window(qtbot, lambda *args: context, backend, backend.admin_token)
+    context = make_context(module_backend.url, module_backend.admin_token)
+    first = _window(qtbot, lambda *args: context, module_backend, module_backend.admin_token)
     available = first.screen().availableGeometry()
     assert available.width() < 1400  # the case under test: a screen smaller than the default
     assert first.width() <= available.width() and first.height() <= available.height()
@@ -435,6 +443,6 @@ def test_the_window_fits_the_screen_whatever_size_was_saved(  # type: ignore[no-
     first.resize(4000, 3000)
     first.move(2000, 1500)
     context.settings.setValue("window/geometry", first.saveGeometry())
-    again = _window(qtbot, lambda *args: context, backend, backend.admin_token)
+    again = _window(qtbot, lambda *args: context, module_backend, module_backend.admin_token)
     assert again.width() <= available.width() and again.height() <= available.height()
     assert available.contains(again.geometry().topLeft())

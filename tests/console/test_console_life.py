@@ -191,12 +191,12 @@ def test_a_stopped_backend_is_restarted_from_the_banner(qtbot, console, tmp_path
 
 
 def test_the_connect_dialog_keeps_a_refused_token_and_says_why(  # type: ignore[no-untyped-def]
-    qtbot, console, backend: Backend
+    qtbot, console, module_backend: Backend
 ) -> None:
-    app = console(_args(connect=backend.url))
+    app = console(_args(connect=module_backend.url))
     app.start()
     dialog = app.connect_dialog
-    assert dialog is not None and dialog.url.currentText() == backend.url
+    assert dialog is not None and dialog.url.currentText() == module_backend.url
 
     dialog.token.setText("sdk_not_a_token")
     qtbot.mouseClick(dialog.connect_button, Qt.MouseButton.LeftButton)
@@ -204,19 +204,19 @@ def test_the_connect_dialog_keeps_a_refused_token_and_says_why(  # type: ignore[
     qtbot.waitUntil(lambda: "refused this token (401" in dialog.error.text(), timeout=10_000)
     assert dialog.isVisible() and dialog.connect_button.isEnabled() and app.window is None
 
-    dialog.token.setText(backend.create_token("shop", "client"))
+    dialog.token.setText(module_backend.create_token("shop", "client"))
     qtbot.mouseClick(dialog.connect_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "meant for applications" in dialog.error.text(), timeout=10_000)
     assert dialog.isVisible() and app.window is None
 
     dialog.url.setCurrentText("http://127.0.0.1:9")  # nothing listens on the discard port
-    dialog.token.setText(backend.admin_token)
+    dialog.token.setText(module_backend.admin_token)
     qtbot.mouseClick(dialog.connect_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "Cannot connect" in dialog.error.text(), timeout=20_000)
     assert app.window is None
 
-    dialog.url.setCurrentText(backend.url)
-    dialog.token.setText(backend.admin_token)
+    dialog.url.setCurrentText(module_backend.url)
+    dialog.token.setText(module_backend.admin_token)
     qtbot.mouseClick(dialog.connect_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: app.window is not None, timeout=10_000)
     assert app.connect_dialog is None
@@ -227,10 +227,10 @@ def test_the_connect_dialog_keeps_a_refused_token_and_says_why(  # type: ignore[
 
 
 def test_a_token_refused_later_offers_to_connect_instead_of_waiting(  # type: ignore[no-untyped-def]
-    qtbot, console, backend: Backend
+    qtbot, console, module_backend: Backend
 ) -> None:
-    app = console(_args(connect=backend.url))
-    app.open_window(backend.url, "sdk_revoked_meanwhile", origin=backend.url)
+    app = console(_args(connect=module_backend.url))
+    app.open_window(module_backend.url, "sdk_revoked_meanwhile", origin=module_backend.url)
     window = app.window
     qtbot.waitUntil(lambda: window.monitor.state == "refused", timeout=10_000)
     assert "Retrying will not help" in window.banner_text.text()

@@ -19,7 +19,7 @@ from console.pages.drift import SERIES_WINDOWS, DriftPage
 from console.resources import colour
 from console.widgets.drift_table import COLUMNS, DRIFTED, OK, STATUS_TONE, TREND_ROLE
 from tests.console.conftest import Backend
-from tests.helpers import plain_records, toy_frame
+from tests.helpers import plain_records, toy_frame, wait_until
 
 TIMEOUT_MS = 20_000
 ROWS = 300
@@ -37,10 +37,12 @@ def _logged(backend: Backend, request_id: str) -> int:
     return len(response.json()["predictions"])
 
 
-@pytest.fixture
-def shifted_backend(backend: Backend, qtbot: QtBot) -> Backend:
+@pytest.fixture(scope="module")
+def shifted_backend(module_backend: Backend) -> Backend:
     """The toy classifier answered ROWS rows like its training data, except that every amount
-    is four times larger."""
+    is four times larger. One backend for the module: its tests only read the drift (of the
+    last 15 minutes and of hours ending now, so a longer module run changes nothing)."""
+    backend = module_backend
     frame, _labels = toy_frame()
     rows: list[dict[str, Any]] = plain_records(frame.head(ROWS))
     for row in rows:
@@ -52,7 +54,7 @@ def shifted_backend(backend: Backend, qtbot: QtBot) -> Backend:
         timeout=30,
     )
     assert response.ok, response.text
-    qtbot.waitUntil(lambda: _logged(backend, "drift-page") == ROWS, timeout=TIMEOUT_MS)
+    wait_until(lambda: _logged(backend, "drift-page") == ROWS, TIMEOUT_MS / 1000, "logged")
     return backend
 
 

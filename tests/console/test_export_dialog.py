@@ -37,6 +37,13 @@ def _labelled_predictions(backend: Backend) -> None:
         client.post_label("toy", request_id, 0, 1 if index < 4 else 0)
 
 
+@pytest.fixture(scope="module")
+def backend(module_backend: Backend) -> Backend:
+    """The module's backend with the labelled predictions: both tests read them, neither adds."""
+    _labelled_predictions(module_backend)
+    return module_backend
+
+
 @pytest.fixture
 def engineer_window(qtbot: QtBot, make_context, backend: Backend) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
     window = MainWindow(make_context(backend.url, backend.admin_token))
@@ -69,7 +76,6 @@ def _counts(dialog: ExportDialog) -> dict[str, str]:
 def test_preview_then_export_into_a_folder(  # type: ignore[no-untyped-def]
     qtbot: QtBot, backend: Backend, engineer_window: MainWindow, tmp_path: Path
 ) -> None:
-    _labelled_predictions(backend)
     dialog = _open_dialog(qtbot, engineer_window)
     dialog.model.setCurrentIndex(dialog.model.findData("toy"))
     # The counts per label source and per class (by the class's name), before it runs.
@@ -115,7 +121,6 @@ def test_preview_then_export_into_a_folder(  # type: ignore[no-untyped-def]
 def test_a_cancelled_export_keeps_nothing(  # type: ignore[no-untyped-def]
     qtbot: QtBot, backend: Backend, engineer_window: MainWindow, tmp_path: Path
 ) -> None:
-    _labelled_predictions(backend)
     dialog = _open_dialog(qtbot, engineer_window)
     out = tmp_path / "exports"
     out.mkdir()

@@ -66,8 +66,7 @@ def open_page(
         page.shutdown()
 
 
-@pytest.fixture
-def traffic(backend: Backend) -> Backend:
+def _with_traffic(backend: Backend) -> Backend:
     """Served and held-out rows of the toy classifier in the log."""
     backend.predict(SERVED)
     workspace = Workspace.open(make_settings(backend.data_dir))
@@ -78,6 +77,19 @@ def traffic(backend: Backend) -> Backend:
     return backend
 
 
+@pytest.fixture
+def traffic(backend: Backend) -> Backend:
+    """A backend of the test's own with the traffic: for a test that changes what is held out."""
+    return _with_traffic(backend)
+
+
+@pytest.fixture(scope="module")
+def read_traffic(module_backend: Backend) -> Backend:
+    """One backend with the traffic for the tests that change nothing (a refused change
+    included): a start costs seconds of CPU."""
+    return _with_traffic(module_backend)
+
+
 def test_engineers_and_admins_get_the_page_support_staff_do_not() -> None:
     assert all(FeedbackLoopsPage in pages_for(role) for role in ("admin", "engineer"))
     assert FeedbackLoopsPage not in pages_for("support")
@@ -85,9 +97,9 @@ def test_engineers_and_admins_get_the_page_support_staff_do_not() -> None:
 
 
 def test_the_cards_and_charts_show_the_report(
-    qtbot: QtBot, traffic: Backend, open_page: Callable[..., FeedbackLoopsPage]
+    qtbot: QtBot, read_traffic: Backend, open_page: Callable[..., FeedbackLoopsPage]
 ) -> None:
-    page = open_page(traffic, traffic.admin_token, "admin")
+    page = open_page(read_traffic, read_traffic.admin_token, "admin")
     report = page.report
     assert report is not None
     # One card per indicator, in the status colour and the words of its report entry.
@@ -141,10 +153,10 @@ def test_changing_the_share_calls_the_api_and_shows_the_new_share(
 
 
 def test_a_token_without_rights_sees_no_control_and_a_refusal_says_why(
-    qtbot: QtBot, traffic: Backend, open_page: Callable[..., FeedbackLoopsPage]
+    qtbot: QtBot, read_traffic: Backend, open_page: Callable[..., FeedbackLoopsPage]
 ) -> None:
-    token = traffic.create_token("helpdesk", "support")
-    page = open_page(traffic, token, "support")
+    token = read_traffic.create_token("helpdesk", "support")
+    page = open_page(read_traffic, token, "support")
     page.tabs.setCurrentWidget(page.held_out)
     assert not page.held_out.may_edit
     assert not page.held_out.editor.isVisible()
@@ -156,7 +168,7 @@ def test_a_token_without_rights_sees_no_control_and_a_refusal_says_why(
 
     # The console believes it may (the role it last saw), the backend knows better: a support
     # token may read the indicators but not change what is held out.
-    page = open_page(traffic, token, "engineer")
+    page = open_page(read_traffic, token, "engineer")
     panel = page.held_out
     page.tabs.setCurrentWidget(panel)
     assert panel.may_edit and panel.editor.isVisible()
@@ -168,5 +180,5 @@ def test_a_token_without_rights_sees_no_control_and_a_refusal_says_why(
     assert isinstance(dialog, QMessageBox) and dialog.isVisible()
     assert "403" in dialog.text()
     assert "not changed" in page.status.text()
-    assert _held_out_share(traffic) != 7.0
+    assert _held_out_share(read_traffic) != 7.0
     dialog.close()
