@@ -14,9 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-import joblib
-import skops.io as sio
-
 from backend.errors import ArtifactIntegrityError, InputError
 
 ArtifactFormat = Literal["skops", "pickle", "joblib"]
@@ -44,6 +41,8 @@ def detect_format(filename: str, data: bytes) -> ArtifactFormat:
 
 def untrusted_skops_types(data: bytes) -> list[str]:
     try:
+        import skops.io as sio  # imported here, not on top: see load
+
         return list(sio.get_untrusted_types(data=data))
     except Exception as exc:  # skops raises several types for a corrupt archive
         raise InputError(f"not a readable skops file: {exc}", "artifact") from None
@@ -105,12 +104,19 @@ class ArtifactStore:
     def load(self, sha256: str, fmt: str, trusted_types: list[str], trusted_by: str | None) -> Any:
         data = self.read_verified(sha256)
         if fmt == "skops":
+            # Imported where a model is read: skops lists scikit-learn's types on import
+            # (~2 s of CPU), which a process that never loads a model (the watcher, the
+            # CLI's queries) should not pay.
+            import skops.io as sio
+
             return sio.loads(data, trusted=trusted_types)
         if trusted_by is None:
             raise ArtifactIntegrityError(
                 f"{fmt} artifact has no recorded trust; refusing to load it", "artifact_format"
             )
         # joblib.load reads both joblib and plain pickle files; only reached with trust recorded.
+        import joblib
+
         return joblib.load(self.path_for(sha256))
 
     @staticmethod
