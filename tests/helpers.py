@@ -136,6 +136,23 @@ SETUP = Principal(name="test-setup", role="admin")
 TOY_CLASS_NAMES = {"0": "legit", "1": "fraud"}
 
 
+def register_toy_with_training_data(workspace: Workspace) -> None:
+    """The toy registered with its training data (so with a drift reference) and deployed."""
+    frame, labels = toy_frame()
+    workspace.registry.register_version(
+        "toy",
+        sio.dumps(toy_classifier()),
+        filename="toy.skops",
+        validity=toy_validity(),
+        registered_by="tests",
+        signature=TOY_SIGNATURE,
+        class_names=TOY_CLASS_NAMES,
+        training_frame=frame.assign(label=labels.to_numpy()),
+        training_target="label",
+    )
+    workspace.deploy.deploy("toy", "1", "test setup", SETUP)
+
+
 def register_toy_models(workspace: Workspace) -> None:
     registry = workspace.registry
     registry.register_version(

@@ -19,11 +19,11 @@ from backend.db.tables import DriftReferenceRow
 from backend.workspace import Workspace
 from tests.helpers import (
     SETUP,
-    TOY_CLASS_NAMES,
     TOY_SIGNATURE,
     logged_rows,
     make_settings,
     plain_records,
+    register_toy_with_training_data,
     toy_classifier,
     toy_frame,
     toy_validity,
@@ -43,19 +43,7 @@ def _traffic(n: int, seed: int, drifted: bool = False) -> list[dict[str, Any]]:
 @pytest.fixture
 def drift_app(store: Workspace) -> Iterator[tuple[TestClient, dict[str, str]]]:
     workspace = store
-    frame, labels = toy_frame()
-    workspace.registry.register_version(
-        "toy",
-        sio.dumps(toy_classifier()),
-        filename="toy.skops",
-        validity=toy_validity(),
-        registered_by="tests",
-        signature=TOY_SIGNATURE,
-        class_names=TOY_CLASS_NAMES,
-        training_frame=frame.assign(label=labels.to_numpy()),
-        training_target="label",
-    )
-    workspace.deploy.deploy("toy", "1", "test setup", SETUP)
+    register_toy_with_training_data(workspace)
     headers = {"Authorization": f"Bearer {workspace.admin_token()}"}
     with TestClient(create_app(workspace=workspace)) as client:
         yield client, headers

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
-import skops.io as sio
 
 from backend.monitoring.drift.gauge_file import DriftGaugeFile
 from backend.monitoring.rules import RuleStore
@@ -20,17 +19,12 @@ from backend.schemas import AlertRule
 from backend.watcher import settings_from_json, settings_json
 from backend.workspace import Workspace
 from tests.helpers import (
-    SETUP,
-    TOY_CLASS_NAMES,
-    TOY_SIGNATURE,
     child_pids,
     child_pids_running,
     command_line,
     make_settings,
+    register_toy_with_training_data,
     start_server,
-    toy_classifier,
-    toy_frame,
-    toy_validity,
 )
 from tests.test_drift_windows import _traffic
 
@@ -53,7 +47,7 @@ def test_the_settings_reach_the_watcher_whole(tmp_path: Path) -> None:
 def test_only_models_with_an_active_version_are_judged(store: Workspace) -> None:
     serving = ModelsWithActiveVersion(store.registry)
     assert serving.models_serving() == []
-    _register_toy(store)
+    register_toy_with_training_data(store)
     assert serving.models_serving() == ["toy"]
 
 
@@ -69,25 +63,9 @@ def test_a_damaged_gauge_file_keeps_the_last_gauges(tmp_path: Path) -> None:
     assert gauges.read() == first
 
 
-def _register_toy(workspace: Workspace) -> None:
-    frame, labels = toy_frame()
-    workspace.registry.register_version(
-        "toy",
-        sio.dumps(toy_classifier()),
-        filename="toy.skops",
-        validity=toy_validity(),
-        registered_by="tests",
-        signature=TOY_SIGNATURE,
-        class_names=TOY_CLASS_NAMES,
-        training_frame=frame.assign(label=labels.to_numpy()),
-        training_target="label",
-    )
-    workspace.deploy.deploy("toy", "1", "test setup", SETUP)
-
-
 def test_a_real_server_raises_drift_alerts_from_its_watcher(store: Workspace) -> None:
     workspace = store
-    _register_toy(workspace)
+    register_toy_with_training_data(workspace)
     rule = AlertRule(
         kind="drift_features",
         enabled=True,
