@@ -18,7 +18,6 @@ from backend.api.app import create_app
 from backend.db.tables import DriftReferenceRow
 from backend.workspace import Workspace
 from tests.helpers import (
-    SETUP,
     TOY_SIGNATURE,
     logged_rows,
     make_settings,
@@ -198,18 +197,7 @@ def test_with_monitoring_off_rows_are_logged_but_not_counted(tmp_path) -> None: 
     window is counted and Prometheus counts nothing."""
     workspace = Workspace.open(make_settings(tmp_path, monitoring="off"))
     try:
-        frame, labels = toy_frame()
-        workspace.registry.register_version(
-            "toy",
-            sio.dumps(toy_classifier()),
-            filename="toy.skops",
-            validity=toy_validity(),
-            registered_by="tests",
-            signature=TOY_SIGNATURE,
-            training_frame=frame.assign(label=labels.to_numpy()),
-            training_target="label",
-        )
-        workspace.deploy.deploy("toy", "1", "test setup", SETUP)
+        register_toy_with_training_data(workspace)
         headers = {"Authorization": f"Bearer {workspace.admin_token()}"}
         with TestClient(create_app(workspace=workspace)) as client:
             _predict(client, headers, _traffic(300, seed=31))
