@@ -28,7 +28,7 @@ from backend.errors import ServeDeckError
 from backend.monitoring.prometheus import prepare_multiprocess_dir
 from backend.registry.sandbox import shared_probe
 from backend.settings import Settings
-from backend.watcher import start_watcher, stop_watcher
+from backend.watcher import KeptWatcher
 from backend.workspace import Workspace
 
 READY_LINE = "SERVEDECK READY"
@@ -102,12 +102,12 @@ def _serve_claimed(settings: Settings, host: str, port: int, workers: int, log_l
     # The drift gauges a previous run left are not this run's (nor, monitoring off, anyone's):
     # the workers show none until this run's watcher has judged a round.
     settings.drift_gauge_file.unlink(missing_ok=True)
-    watcher = start_watcher(settings) if settings.monitoring_on else None
+    watcher = KeptWatcher(settings) if settings.monitoring_on else None
     try:
         _serve_listening(settings, workspace, sock, host, workers, log_level)
     finally:
         if watcher is not None:
-            stop_watcher(watcher)
+            watcher.stop()
 
 
 def _serve_listening(

@@ -26,11 +26,7 @@ from typing import Any
 
 from backend.monitoring.drift.gauge_file import DriftGaugeFile
 from backend.monitoring.prometheus import MULTIPROCESS_ENV
-from backend.monitoring.stored_watches import (
-    ModelsWithActiveVersion,
-    StoredWatches,
-    publish_drift_gauges,
-)
+from backend.monitoring.stored_watches import ModelsWithActiveVersion, StoredWatches
 from backend.parent_watch import ParentWatch
 from backend.settings import Settings
 from backend.workspace import Workspace
@@ -144,15 +140,6 @@ class KeptWatcher:
         self._follower.join(timeout=STOP_TIMEOUT_S)
 
 
-def start_watcher(settings: Settings) -> KeptWatcher:
-    """The watcher process of a server with these settings (stop it with ``stop_watcher``)."""
-    return KeptWatcher(settings)
-
-
-def stop_watcher(watcher: KeptWatcher) -> None:
-    watcher.stop()
-
-
 async def watch(settings: Settings) -> None:
     workspace = Workspace.open(settings)
     try:
@@ -165,7 +152,7 @@ async def watch(settings: Settings) -> None:
             settings.stored_rule_interval_s,
         )
         gauges = DriftGaugeFile(settings.drift_gauge_file)
-        await watches.run(after_drift_round=publish_drift_gauges(watches.drift, gauges))
+        await watches.run(after_drift_round=lambda: gauges.write(watches.drift.latest))
     finally:
         workspace.close()
 

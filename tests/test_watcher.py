@@ -13,9 +13,8 @@ from pathlib import Path
 import requests
 
 from backend.monitoring.drift.gauge_file import DriftGaugeFile
-from backend.monitoring.rules import RuleStore
+from backend.monitoring.rules import DEFAULT_RULES, RuleStore
 from backend.monitoring.stored_watches import ModelsWithActiveVersion
-from backend.schemas import AlertRule
 from backend.watcher import settings_from_json, settings_json
 from backend.workspace import Workspace
 from tests.helpers import (
@@ -66,16 +65,8 @@ def test_a_damaged_gauge_file_keeps_the_last_gauges(tmp_path: Path) -> None:
 def test_a_real_server_raises_drift_alerts_from_its_watcher(store: Workspace) -> None:
     workspace = store
     register_toy_with_training_data(workspace)
-    rule = AlertRule(
-        kind="drift_features",
-        enabled=True,
-        severity="warning",
-        window_s=900,
-        min_count=200,
-        for_s=0,
-        clear_for_s=900,
-        cooldown_s=3_600,
-    )
+    # The default drift rule, raised at once and on fewer rows (the test sends 600).
+    rule = DEFAULT_RULES["drift_features"].model_copy(update={"min_count": 200, "for_s": 0})
     RuleStore(workspace.sessions).replace("toy", [rule], "tests")
     token = workspace.admin_token()
     env = {

@@ -17,7 +17,7 @@ from backend.monitoring.drift.alerting import DriftAlertWatch
 from backend.monitoring.rules import RuleStore
 from backend.monitoring.stored_watches import ModelsWithActiveVersion
 from backend.schemas import AlertRule
-from backend.watcher import start_watcher, stop_watcher
+from backend.watcher import KeptWatcher
 from backend.workspace import Workspace
 from tests.helpers import (
     ToyDataDir,
@@ -39,7 +39,7 @@ def test_the_watcher_keeps_secrets_off_its_command_line_and_runs_where_its_serve
     # (The test server trusts local connections: the password is only there to be seen.)
     with_password = postgres_url.replace("postgres@", "postgres:s3cret-pw@")
     settings = make_settings(tmp_path / "a data dir", with_password, stored_rule_interval_s=3600.0)
-    watcher = start_watcher(settings)
+    watcher = KeptWatcher(settings)
     try:
         shown = command_line(watcher.pid)
         assert shown and "s3cret-pw" not in shown, shown
@@ -49,7 +49,7 @@ def test_the_watcher_keeps_secrets_off_its_command_line_and_runs_where_its_serve
         # never directly (else it would die first, and be restarted while the server stops).
         assert os.getpgid(watcher.pid) != os.getpgid(os.getpid())
     finally:
-        stop_watcher(watcher)
+        watcher.stop()
 
 
 def test_a_killed_watcher_is_replaced_by_its_server(

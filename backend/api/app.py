@@ -154,7 +154,6 @@ def create_app(
     app.state.live_stats = live_stats
     app.state.rollouts = rollouts
     app.state.alert_rules = alert_rules
-    app.state.stored_watches = stored_watches
     app.state.prometheus = prometheus
     install_error_handlers(app)
     # The last added runs first. Every request other than a prediction: the NUL check, the

@@ -11,18 +11,16 @@ embedding application) runs them in the worker, as before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.monitoring.alerts import AlertService
 from backend.monitoring.drift.alerting import DriftAlertWatch
-from backend.monitoring.drift.gauge_file import DriftGaugeFile
 from backend.monitoring.drift.windows import DriftWindows
 from backend.monitoring.evaluator import ModelsServing
 from backend.monitoring.feedback_loops.alerting import FeedbackLoopWatch
-from backend.monitoring.rule_watch import StoredRuleWatch
 from backend.monitoring.rules import RuleStore
 from backend.monitoring.user_signals import UserSignalWatch
 from backend.registry import Registry
@@ -62,10 +60,6 @@ class StoredWatches:
             UserSignalWatch(sessions, registry, RuleStore(sessions), alerts, serving, **every),
         )
 
-    @property
-    def all(self) -> Iterable[StoredRuleWatch]:
-        return (self.drift, self.loops, self.signals)
-
     async def run(self, after_drift_round: Callable[[], None] | None = None) -> None:
         """Every watch's rounds, until cancelled. ``after_drift_round`` is called after each
         round of the drift watch (to publish its gauges to another process)."""
@@ -74,7 +68,3 @@ class StoredWatches:
             self.loops.run(),
             self.signals.run(),
         )
-
-
-def publish_drift_gauges(watch: DriftAlertWatch, gauges: DriftGaugeFile) -> Callable[[], None]:
-    return lambda: gauges.write(watch.latest)
