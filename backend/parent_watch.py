@@ -6,6 +6,11 @@ its end, the read here returns end-of-file, and the backend stops the orderly wa
 SIGTERM a clean quit sends, so uvicorn's graceful stop flushes the prediction log (whose
 writer child then drains the spool and exits when its own pipe closes). The parent's pid is
 polled as well, for a starter that handed its pipe to another process by mistake.
+
+The pipe is read with ``os.read`` on its descriptor, never through ``sys.stdin.buffer``: a
+daemon thread blocked in a buffered read holds that reader's lock, and a process that exits
+while it does (the "already served" refusal) hangs at interpreter shutdown until the parent
+closes the pipe, which the console does only once the process has ended.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import os
 import signal
 import sys
 import threading
-from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +27,8 @@ PARENT_POLL_S = 1.0
 
 
 class ParentWatch:
-    def __init__(self, stream: BinaryIO | None = None, parent_pid: int | None = None):
-        self._stream = stream if stream is not None else sys.stdin.buffer
+    def __init__(self, fd: int | None = None, parent_pid: int | None = None):
+        self._fd = fd if fd is not None else sys.stdin.fileno()
         self._parent_pid = parent_pid if parent_pid is not None else os.getppid()
         self._stopped = threading.Event()
         self._fired = threading.Lock()
@@ -35,7 +39,7 @@ class ParentWatch:
 
     def _read_until_closed(self) -> None:
         try:
-            while self._stream.read(4096):
+            while os.read(self._fd, 4096):
                 pass  # nothing is ever sent; only the end of the pipe matters
         except (OSError, ValueError):
             pass

@@ -53,8 +53,13 @@ def write_server_info(path: Path, url: str) -> None:
 
 def app_from_environment() -> FastAPI:
     """Factory for multi-worker uvicorn: each worker opens the workspace from the environment."""
-    # The server's watcher process judges the rules on stored counts (see _serve_claimed).
-    return create_app(Settings.load(), on_stop=shared_probe.close, judge_stored_rules=False)
+    # The server's watcher process judges the rules on stored counts (see _serve_claimed), and
+    # the server prepared the workspace before starting its workers: they only join it.
+    return create_app(
+        workspace=Workspace.join(Settings.load()),
+        on_stop=shared_probe.close,
+        judge_stored_rules=False,
+    )
 
 
 def _announce_when_healthy(url: str, announce: Callable[[], None], timeout_s: float = 120) -> None:

@@ -141,7 +141,7 @@ class KeptWatcher:
 
 
 async def watch(settings: Settings) -> None:
-    workspace = Workspace.open(settings)
+    workspace = Workspace.join(settings)
     try:
         watches = StoredWatches.build(
             workspace.sessions,
@@ -157,11 +157,22 @@ async def watch(settings: Settings) -> None:
         workspace.close()
 
 
+def _first_line(fd: int) -> str:
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            break
+        line += chunk
+    return line.decode()
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s watcher: %(message)s")
-    stdin = sys.stdin.buffer
-    settings = settings_from_json(stdin.readline().decode())
-    ParentWatch(stream=stdin).start()
+    # The settings line is read byte by byte from the descriptor, so nothing past it sits in a
+    # buffer the parent watch (which reads the same descriptor) would never see.
+    settings = settings_from_json(_first_line(sys.stdin.fileno()))
+    ParentWatch(fd=sys.stdin.fileno()).start()
     asyncio.run(watch(settings))
 
 

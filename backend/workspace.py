@@ -32,9 +32,28 @@ class Workspace:
 
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
+        """Open and prepare the workspace: the store upgraded, an admin token on first start.
+
+        For the process that owns the data directory (the server, a command, ``create_app``
+        alone)."""
+        workspace = cls._connect(settings, upgrade=True)
+        workspace.ensure_admin_token()
+        return workspace
+
+    @classmethod
+    def join(cls, settings: Settings) -> Workspace:
+        """Open a workspace its serving process already prepared (a worker, the watcher).
+
+        Nothing is written: a joining process that wrote the first-start token would put a new
+        admin token back after its owner deleted the file on purpose."""
+        return cls._connect(settings, upgrade=False)
+
+    @classmethod
+    def _connect(cls, settings: Settings, *, upgrade: bool) -> Workspace:
         settings.ensure_dirs()
         engine = create_db_engine(settings.database_url)
-        upgrade_database(engine)
+        if upgrade:
+            upgrade_database(engine)
         sessions = session_factory(engine)
         registry = Registry(
             sessions,
@@ -52,7 +71,6 @@ class Workspace:
             alerts=alerts,
             drift=DriftWindows(engine, sessions),
         )
-        workspace.ensure_admin_token()
         return workspace
 
     def ensure_admin_token(self) -> str:

@@ -86,6 +86,24 @@ def test_a_second_server_on_a_served_data_directory_says_where_the_first_listens
             timeout=60,
         )
         assert demo.returncode == 3 and f"{BUSY_LINE} {first.url}" in demo.stdout
+        # Started the console's way (its pipe on stdin, kept open until the process ends), the
+        # refused server still exits at once: nothing reading that pipe holds up its shutdown.
+        consoles_way = subprocess.Popen(
+            [*SERVEDECK_SERVER, "serve", "--exit-with-parent", "--data-dir", str(tmp_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert consoles_way.stdin is not None and consoles_way.stdout is not None
+        try:
+            # Not communicate(): it closes stdin, which is exactly what must not be needed.
+            assert consoles_way.wait(timeout=60) == 3
+        finally:
+            consoles_way.kill()
+            consoles_way.stdin.close()
+        assert f"{BUSY_LINE} {first.url}" in consoles_way.stdout.read().splitlines()
+        consoles_way.stdout.close()
     finally:
         assert first.stop() in (0, -signal.SIGTERM)
     # Released with the process: the directory can be served again.

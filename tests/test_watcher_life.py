@@ -56,11 +56,13 @@ def test_a_killed_watcher_is_replaced_by_its_server(
     toy_data_dir: ToyDataDir, tmp_path: Path
 ) -> None:
     toy_data_dir(tmp_path)
-    server = start_server(tmp_path)
+    server = start_server(tmp_path, env={"SERVEDECK_STORED_RULE_INTERVAL": "1"})
     try:
         (first,) = _wait_for(
             lambda: child_pids_running(server.process.pid, "backend.watcher"), 20, "no watcher"
         )  # type: ignore[misc]
+        # Its owner deleted the admin token file on purpose while the server runs.
+        (tmp_path / "admin.token").unlink()
         os.kill(first, signal.SIGKILL)
 
         def replaced() -> list[int]:
@@ -69,6 +71,12 @@ def test_a_killed_watcher_is_replaced_by_its_server(
 
         _wait_for(replaced, 30, "the server did not replace its killed watcher")
         assert len(child_pids_running(server.process.pid, "backend.watcher")) == 1
+        # The new watcher judged a round (so it opened the workspace) and wrote no new token:
+        # a process joining the workspace never creates an admin.
+        (tmp_path / "drift-gauges.json").unlink(missing_ok=True)
+        gauges_again = (tmp_path / "drift-gauges.json").exists
+        _wait_for(gauges_again, 30, "the new watcher judged no round")
+        assert not (tmp_path / "admin.token").exists()
         watcher = child_pids_running(server.process.pid, "backend.watcher")[0]
         assert server.stop() in (0, -signal.SIGTERM)
         _wait_for(lambda: not command_line(watcher), 20, "the watcher outlived its server")
