@@ -422,4 +422,9 @@ def test_model_outputs_are_reported_apart_and_not_counted_in_the_dataset_verdict
     }
     assert all(f.drifted for f in report.predictions)
     assert report.tested_features == 1 and not report.dataset_drift
-    assert report.summary.endswith("The model's outputs changed too (prediction, confidence).")
+    # Not "nothing to do": the answers moved on inputs that did not.
+    assert "Nothing to do" not in report.summary
+    assert "but the model's outputs did (prediction, confidence)" in report.summary
+    # Unchanged outputs too: then there is nothing to do.
+    same = drift_report(ref, summarize_current(reference.sample(5_000, random_state=1), ref))
+    assert same.summary == "None of 1 features changed. Nothing to do."

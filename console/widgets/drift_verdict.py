@@ -75,6 +75,8 @@ class DriftVerdict(QFrame):
             headline, tone = "The data has drifted", "bad"
         elif report.drifted_features:
             headline, tone = "Some features changed, not the data as a whole", "warn"
+        elif any(feature_status(e) == DRIFTED for e in report.predictions):
+            headline, tone = "The model's answers changed, though its inputs did not", "warn"
         else:
             headline, tone = "No drift: the data looks like the training data", "ok"
         self.headline.setText(
@@ -93,7 +95,7 @@ class DriftVerdict(QFrame):
             "training data: wait for traffic, or choose a longer window."
         )
         self.summary.setToolTip(self.headline.toolTip())
-        self.outputs.setText(self._outputs_text(report.predictions))
+        self.outputs.setText(self._outputs_text(report.predictions, report.drifted_features > 0))
         self.outputs.setToolTip(outputs_tooltip(report.predictions))
         skipped = "; ".join(f"{s.name}: {s.reason}" for s in report.skipped)
         self.details.setText(
@@ -108,7 +110,7 @@ class DriftVerdict(QFrame):
         )
 
     @staticmethod
-    def _outputs_text(outputs: list[FeatureDrift]) -> str:
+    def _outputs_text(outputs: list[FeatureDrift], inputs_drifted: bool) -> str:
         if not outputs:
             return "Model outputs: not compared (no outputs were summarised for this model)."
         parts = []
@@ -121,12 +123,19 @@ class DriftVerdict(QFrame):
                 f"{score_text(entry.statistic)}, {html.escape(threshold_text(entry))})"
             )
         moved = any(feature_status(e) == DRIFTED for e in outputs)
-        advice = (
-            " The model answers differently than it did on its training data: look at the "
-            "drifted inputs below for the cause."
-            if moved
-            else ""
-        )
+        if not moved:
+            advice = ""
+        elif inputs_drifted:
+            advice = (
+                " The model answers differently than it did on its training data: look at the "
+                "drifted inputs below for the cause."
+            )
+        else:
+            advice = (
+                " The model answers differently than it did on its training data, though no "
+                "input changed on its own: their combination may have, or another version "
+                "answered. Compare the outputs' distributions below."
+            )
         return "Model outputs: " + " · ".join(parts) + html.escape(advice)
 
 

@@ -396,20 +396,30 @@ def _summary(
     if not inputs:
         return "No feature could be compared: the two data sets have no column in common."
     names = ", ".join(f.name for f in inputs if f.drifted)
+    moved = [f.name for f in outputs if f.drifted]
+    if not drifted:
+        if not moved:
+            return f"None of {len(inputs)} features changed. Nothing to do."
+        # Not "nothing to do": the answers moved on inputs that, one by one, did not. Their
+        # combination may have (each feature is tested alone), or the model answering is not
+        # the one the reference was made with.
+        return (
+            f"None of {len(inputs)} features changed on its own, but the model's outputs did "
+            f"({', '.join(moved)}): it answers differently on data that looks the same. Compare "
+            "the outputs' distributions with training, check which version answered, and "
+            "watch the Performance page as labels come in."
+        )
     if dataset_drift:
         text = (
             f"Dataset drift: {drifted} of {len(inputs)} features changed ({names}), at least "
             f"{share:.0%} of them. The model works on data unlike its training data; check the "
             "sources and plan a retraining."
         )
-    elif drifted:
+    else:
         text = (
             f"{drifted} of {len(inputs)} features changed ({names}); fewer than {share:.0%}, "
             "so no dataset drift. Look at those features' sources."
         )
-    else:
-        text = f"None of {len(inputs)} features changed. Nothing to do."
-    moved = [f.name for f in outputs if f.drifted]
     if moved:
         text += f" The model's outputs changed too ({', '.join(moved)})."
     return text
