@@ -7,6 +7,7 @@ runs them through its background-work helper, never on the UI thread.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -450,32 +451,24 @@ class ApiClient:
         calling ``on_progress(bytes so far, log rows it reads or None)``. Returns the bytes
         written, or None when ``cancelled()`` turned true (the partial file is left to the
         caller, who removes it)."""
-        try:
-            response = self._session().post(
-                f"{self.base_url}/api/v1/exports",
-                headers=self._headers(),
-                json=request.model_dump(mode="json", exclude_unset=True),
-                stream=True,
-                timeout=(self.timeout_s, EXPORT_READ_TIMEOUT_S),
-            )
-        except requests.RequestException as exc:
-            raise BackendUnreachable(_describe(exc)) from exc
-        with response:
-            if not response.ok:
-                raise _error_from(response)
+        with self._streamed(
+            self._session(),
+            "POST",
+            "/api/v1/exports",
+            EXPORT_READ_TIMEOUT_S,
+            headers=self._headers(),
+            json=request.model_dump(mode="json", exclude_unset=True),
+        ) as response:
             rows_header = response.headers.get("X-Export-Rows-Read", "")
             rows = int(rows_header) if rows_header.isdigit() else None
             written = 0
-            try:
-                with target.open("wb") as out:
-                    for chunk in response.iter_content(EXPORT_CHUNK):
-                        if cancelled():
-                            return None
-                        out.write(chunk)
-                        written += len(chunk)
-                        on_progress(written, rows)
-            except requests.RequestException as exc:
-                raise BackendUnreachable(_describe(exc)) from exc
+            with target.open("wb") as out:
+                for chunk in response.iter_content(EXPORT_CHUNK):
+                    if cancelled():
+                        return None
+                    out.write(chunk)
+                    written += len(chunk)
+                    on_progress(written, rows)
         return written
 
     # ------------------------------------------------------------------ plumbing
@@ -488,12 +481,22 @@ class ApiClient:
         headers["Accept"] = "text/event-stream"
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
+        with self._streamed(requests, "GET", path, STREAM_READ_TIMEOUT_S, headers=headers) as got:
+            yield from _parse_sse(got.iter_lines(decode_unicode=True), stop, kind)
+
+    @contextlib.contextmanager
+    def _streamed(
+        self, opener: Any, method: str, path: str, read_timeout_s: float, **kwargs: Any
+    ) -> Iterator[requests.Response]:
+        """A streamed answer, open and ok (else its ``ApiError``); a connection lost while it
+        is read is ``BackendUnreachable``, as one lost before it began."""
         try:
-            response = requests.get(
+            response = opener.request(
+                method,
                 f"{self.base_url}{path}",
-                headers=headers,
                 stream=True,
-                timeout=(self.timeout_s, STREAM_READ_TIMEOUT_S),
+                timeout=(self.timeout_s, read_timeout_s),
+                **kwargs,
             )
         except requests.RequestException as exc:
             raise BackendUnreachable(_describe(exc)) from exc
@@ -501,7 +504,7 @@ class ApiClient:
             if not response.ok:
                 raise _error_from(response)
             try:
-                yield from _parse_sse(response.iter_lines(decode_unicode=True), stop, kind)
+                yield response
             except requests.RequestException as exc:
                 raise BackendUnreachable(_describe(exc)) from exc
 
