@@ -501,9 +501,10 @@ class ApiClient:
         except requests.RequestException as exc:
             raise BackendUnreachable(_describe(exc)) from exc
         with response:
-            if not response.ok:
-                raise _error_from(response)
             try:
+                # Reading a refusal's reason can lose the connection too.
+                if not response.ok:
+                    raise _error_from(response)
                 yield response
             except requests.RequestException as exc:
                 raise BackendUnreachable(_describe(exc)) from exc
@@ -549,6 +550,10 @@ def _describe(exc: requests.RequestException) -> str:
         return "the backend did not answer in time"
     if isinstance(exc, requests.ConnectionError):
         return "cannot reach the backend"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        # An answer cut off (urllib3's words are "Response ended prematurely" or the repr of
+        # an IncompleteRead), as when the backend is killed while it streams an export.
+        return "the connection to the backend was lost while its answer was read"
     return str(exc)
 
 
