@@ -131,10 +131,11 @@ class DriftVerdict(QFrame):
                 "drifted inputs below for the cause."
             )
         else:
+            # Not "below": the table and the chart under this are the inputs' only.
             advice = (
                 " The model answers differently than it did on its training data, though no "
-                "input changed on its own: their combination may have, or another version "
-                "answered. Compare the outputs' distributions below."
+                "input changed on its own: inputs can change together without any one of them "
+                "changing alone, or another version answered (choose one in Version to see)."
             )
         return "Model outputs: " + " · ".join(parts) + html.escape(advice)
 

@@ -405,9 +405,10 @@ def _summary(
         # the one the reference was made with.
         return (
             f"None of {len(inputs)} features changed on its own, but the model's outputs did "
-            f"({', '.join(moved)}): it answers differently on data that looks the same. Compare "
-            "the outputs' distributions with training, check which version answered, and "
-            "watch the Performance page as labels come in."
+            f"({', '.join(moved)}): it answers differently on data that looks the same. Inputs "
+            "can change together without any one changing alone, or another version answered: "
+            "check which version answered, and compare its answers with the labels as they "
+            "come in."
         )
     if dataset_drift:
         text = (
