@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -32,7 +33,18 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _open(args: argparse.Namespace) -> Workspace:
     from backend.workspace import Workspace
 
-    return Workspace.open(_settings(args))
+    settings = _settings(args)
+    try:
+        claim = DataDirClaim.take(settings)
+    except DataDirBusy:
+        # A server owns the directory: it upgraded the store and wrote the first-start token.
+        # A command beside it only joins: upgrading under it, or writing back an admin token
+        # its owner deleted, is the server's call alone.
+        return Workspace.join(settings)
+    try:
+        return Workspace.open(settings)
+    finally:
+        claim.release()
 
 
 def _read_json(path: str, what: str) -> Any:
@@ -48,8 +60,21 @@ def _read_json(path: str, what: str) -> Any:
 
 
 def _watch_parent(args: argparse.Namespace) -> None:
-    if args.exit_with_parent:
-        ParentWatch().start()
+    if not args.exit_with_parent:
+        return
+    # Only a pipe says when its writer ended: /dev/null ends at once (the server would stop as
+    # soon as it started), a terminal only on Ctrl+D, and a closed stdin is no file at all.
+    try:
+        is_pipe = stat.S_ISFIFO(os.fstat(0).st_mode)
+    except OSError:
+        is_pipe = False
+    if not is_pipe:
+        raise ServeDeckError(
+            "--exit-with-parent needs a pipe from the starting process on stdin "
+            "(as the console starts its backend)",
+            "exit_with_parent",
+        )
+    ParentWatch().start()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

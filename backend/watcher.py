@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,28 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 10.0
 # The watcher's niceness (0 normal, 19 lowest): see KeptWatcher._spawn.
 WATCHER_NICENESS = 10
+# A watcher that dies soon after its start (its store unreachable, a broken install) is
+# restarted at once, then after 2, 4, 8... seconds, at most a minute apart: each start costs ~4 s
+# of CPU, so a fixed short delay kept a core busy for as long as the store was down. One that
+# lived a minute was working: its death starts the schedule over.
 RESTART_DELAY_S = 2.0
+RESTART_DELAY_MAX_S = 60.0
+HEALTHY_AFTER_S = 60.0
+
+
+class RestartSchedule:
+    """How long to wait before replacing a watcher that has just died."""
+
+    def __init__(self) -> None:
+        self.quick_deaths = 0
+
+    def delay_after(self, lived_s: float) -> float:
+        if lived_s >= HEALTHY_AFTER_S:
+            self.quick_deaths = 0
+        self.quick_deaths += 1
+        if self.quick_deaths == 1:
+            return 0.0
+        return min(RESTART_DELAY_S * 2 ** (self.quick_deaths - 2), RESTART_DELAY_MAX_S)
 
 
 def settings_json(settings: Settings) -> str:
@@ -107,17 +129,21 @@ class KeptWatcher:
         return process
 
     def _follow(self) -> None:
+        schedule = RestartSchedule()
+        started = time.monotonic()
         while True:
             self._process.wait()
             if self._stopping.is_set():
                 return
             self.restarts += 1
+            delay = schedule.delay_after(time.monotonic() - started)
             log.error(
-                "the watcher of the rules on stored counts ended (%s); restarting it (%d)",
+                "the watcher of the rules on stored counts ended (%s); restarting it%s (%d)",
                 self._process.returncode,
+                f" in {delay:g} s" if delay else "",
                 self.restarts,
             )
-            if self.restarts > 1 and self._stopping.wait(RESTART_DELAY_S):
+            if delay and self._stopping.wait(delay):
                 return
             with self._lock:
                 if self._stopping.is_set():
@@ -125,6 +151,7 @@ class KeptWatcher:
                 with contextlib.suppress(OSError, ValueError):
                     self._process.stdin.close()  # type: ignore[union-attr]
                 self._process = self._spawn()
+                started = time.monotonic()
 
     def stop(self) -> None:
         with self._lock:
@@ -171,7 +198,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s watcher: %(message)s")
     # The settings line is read byte by byte from the descriptor, so nothing past it sits in a
     # buffer the parent watch (which reads the same descriptor) would never see.
-    settings = settings_from_json(_first_line(sys.stdin.fileno()))
+    try:
+        settings = settings_from_json(_first_line(sys.stdin.fileno()))
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        log.error("no settings on stdin (%s): the watcher is started by its server", exc)
+        sys.exit(2)
     ParentWatch(fd=sys.stdin.fileno()).start()
     asyncio.run(watch(settings))
 

@@ -104,6 +104,18 @@ def test_a_second_server_on_a_served_data_directory_says_where_the_first_listens
             consoles_way.stdin.close()
         assert f"{BUSY_LINE} {first.url}" in consoles_way.stdout.read().splitlines()
         consoles_way.stdout.close()
+        # A command run beside the server joins its workspace: an admin token its owner
+        # deleted is not written back (nor a new admin created).
+        (tmp_path / "admin.token").unlink()
+        listed = subprocess.run(
+            [*SERVEDECK_SERVER, "tokens", "list", "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert "admin" in listed.stdout and "admin-2" not in listed.stdout
+        assert not (tmp_path / "admin.token").exists()
     finally:
         assert first.stop() in (0, -signal.SIGTERM)
     # Released with the process: the directory can be served again.
@@ -215,3 +227,30 @@ def test_the_demo_never_prints_its_token_into_a_pipe(tmp_path: Path) -> None:
     output = "".join(demo.output)
     assert token not in output
     assert f"the admin token is in {tmp_path / 'admin.token'} (readable by you only)" in output
+
+
+def test_exit_with_parent_without_a_pipe_on_stdin_is_refused_with_a_reason(tmp_path: Path) -> None:
+    # /dev/null would end at once (the server stopping as soon as it started, blaming a parent
+    # that is alive): refused before anything starts, in words.
+    with open(os.devnull, "rb") as nothing:
+        refused = subprocess.run(
+            [*SERVEDECK_SERVER, "serve", "--exit-with-parent", "--data-dir", str(tmp_path)],
+            stdin=nothing,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert refused.returncode == 2
+    assert "--exit-with-parent needs a pipe" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_a_watcher_started_without_its_settings_says_so_without_a_traceback() -> None:
+    started = subprocess.run(
+        [sys.executable, "-m", "backend.watcher"],
+        input=b"",
+        capture_output=True,
+        timeout=60,
+    )
+    assert started.returncode == 2
+    assert b"no settings on stdin" in started.stderr and b"Traceback" not in started.stderr

@@ -17,7 +17,7 @@ from backend.monitoring.drift.alerting import DriftAlertWatch
 from backend.monitoring.rules import RuleStore
 from backend.monitoring.stored_watches import ModelsWithActiveVersion
 from backend.schemas import AlertRule
-from backend.watcher import KeptWatcher
+from backend.watcher import HEALTHY_AFTER_S, KeptWatcher, RestartSchedule
 from backend.workspace import Workspace
 from tests.helpers import (
     ToyDataDir,
@@ -211,3 +211,13 @@ def test_ctrl_c_stops_the_server_and_its_watcher_without_a_traceback(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_watcher_that_keeps_dying_is_restarted_less_and_less_often() -> None:
+    # Its store unreachable, each start (~4 s of CPU) would die again: at once, then 2, 4, 8 s
+    # apart, at most a minute; one that lived a minute was working, so its death starts over.
+    schedule = RestartSchedule()
+    delays = [schedule.delay_after(lived_s=3.0) for _ in range(9)]
+    assert delays == [0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    assert schedule.delay_after(lived_s=HEALTHY_AFTER_S) == 0.0
+    assert schedule.delay_after(lived_s=1.0) == 2.0
