@@ -148,9 +148,9 @@ def test_a_server_of_two_workers_has_one_watcher_and_every_worker_shows_its_gaug
     toy_data_dir: ToyDataDir, tmp_path: Path
 ) -> None:
     token = toy_data_dir(tmp_path)
-    # The watcher starts one rule interval after its server, judges a round at once, and the
-    # next one a whole interval later: time enough for the reads below between the two.
-    server = start_server(tmp_path, "--workers", "2", env={"SERVEDECK_STORED_RULE_INTERVAL": "4"})
+    # The watcher starts one rule interval after its server (backend.server).
+    server = start_server(tmp_path, "--workers", "2", env={"SERVEDECK_STORED_RULE_INTERVAL": "1"})
+    paused: list[int] = []
     try:
         watchers: list[int] = _wait_for(  # type: ignore[assignment]
             lambda: child_pids_running(server.process.pid, "backend.watcher"), 30, "no watcher"
@@ -159,9 +159,13 @@ def test_a_server_of_two_workers_has_one_watcher_and_every_worker_shows_its_gaug
         workers = [p for p in child_pids(server.process.pid) if p not in watchers]
         assert not [w for p in workers for w in child_pids_running(p, "backend.watcher")]
         _wait_for((tmp_path / "drift-gauges.json").exists, 30, "the watcher judged no round")
+        # Its next rounds would replace the gauges written below: paused (not ended, so its
+        # server does not replace it) while the workers are read.
+        os.kill(watchers[0], signal.SIGSTOP)
+        paused.append(watchers[0])
         # What the watcher writes after a round (replaced whole), read by whichever worker
         # answers the scrape (a new connection each time, for either worker to take).
-        temp = tmp_path / "drift-gauges.json.tmp"
+        temp = tmp_path / "test-gauges.json.tmp"
         temp.write_text(STALE_GAUGES.replace("gone", "toy"))
         os.replace(temp, tmp_path / "drift-gauges.json")
         for _ in range(8):
@@ -173,6 +177,8 @@ def test_a_server_of_two_workers_has_one_watcher_and_every_worker_shows_its_gaug
                 ).text
             assert 'servedeck_drift_detected{feature="amount",model="toy"} 1.0' in text
     finally:
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)  # else it could not see its server's pipe close
         server.stop()
 
 
