@@ -107,7 +107,15 @@ def _serve_claimed(settings: Settings, host: str, port: int, workers: int, log_l
     # The drift gauges a previous run left are not this run's (nor, monitoring off, anyone's):
     # the workers show none until this run's watcher has judged a round.
     settings.drift_gauge_file.unlink(missing_ok=True)
-    watcher = KeptWatcher(settings) if settings.monitoring_on else None
+    # Its process is started one round's interval late: its first round would come no sooner
+    # anyway (it judges at once when started), and a server that lives less than an interval
+    # (a console opened for a glance, most of the test suite's servers) never pays its
+    # start, ~4 s of CPU importing scipy, SQLAlchemy... beside the starting server.
+    watcher = (
+        KeptWatcher(settings, start_after_s=settings.stored_rule_interval_s)
+        if settings.monitoring_on
+        else None
+    )
     try:
         _serve_listening(settings, workspace, sock, host, workers, log_level)
     finally:

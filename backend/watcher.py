@@ -86,18 +86,25 @@ class KeptWatcher:
     out-of-memory killer) is replaced, as the log writer is (``predictions.log``); else the
     alerts on stored counts would stop without a word while the server goes on serving."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, start_after_s: float = 0.0):
+        """``start_after_s``: how long after now the first watcher process is started (the
+        server waits one round's interval: see ``backend.server._serve_claimed``)."""
         self.settings = settings
         self.restarts = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        with self._lock:
-            self._process = self._spawn()
-        self._follower = threading.Thread(target=self._follow, name="watcher-follow", daemon=True)
+        self._process: subprocess.Popen[bytes] | None = None
+        if start_after_s <= 0:
+            with self._lock:
+                self._process = self._spawn()
+        self._follower = threading.Thread(
+            target=self._follow, args=(start_after_s,), name="watcher-follow", daemon=True
+        )
         self._follower.start()
 
     @property
     def pid(self) -> int:
+        assert self._process is not None, "the watcher process is not started yet"
         return self._process.pid
 
     def _spawn(self) -> subprocess.Popen[bytes]:
@@ -128,7 +135,14 @@ class KeptWatcher:
             process.stdin.flush()
         return process
 
-    def _follow(self) -> None:
+    def _follow(self, start_after_s: float) -> None:
+        if self._process is None:
+            if self._stopping.wait(start_after_s):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._process = self._spawn()
         schedule = RestartSchedule()
         started = time.monotonic()
         while True:
@@ -157,13 +171,14 @@ class KeptWatcher:
         with self._lock:
             self._stopping.set()
             process = self._process
-        with contextlib.suppress(OSError, ValueError):
-            process.stdin.close()  # type: ignore[union-attr]  # its ParentWatch stops it
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:  # None: stopped before its start was due
+            with contextlib.suppress(OSError, ValueError):
+                process.stdin.close()  # type: ignore[union-attr]  # its ParentWatch stops it
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         self._follower.join(timeout=STOP_TIMEOUT_S)
 
 
@@ -179,7 +194,11 @@ async def watch(settings: Settings) -> None:
             settings.stored_rule_interval_s,
         )
         gauges = DriftGaugeFile(settings.drift_gauge_file)
-        await watches.run(after_drift_round=lambda: gauges.write(watches.drift.latest))
+        # Started one interval after its server (KeptWatcher's start_after_s), or restarted
+        # after a death: either way a round is due now.
+        await watches.run(
+            after_drift_round=lambda: gauges.write(watches.drift.latest), first_round_at_once=True
+        )
     finally:
         workspace.close()
 

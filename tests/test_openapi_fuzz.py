@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from backend.settings import Settings
 from backend.workspace import Workspace
-from tests.helpers import ServerProcess, prepare_toy_data_dir, start_server
+from tests.helpers import ServerProcess, ToyDataDir, start_server
 
 # Bounded so that the whole run stays within about two minutes on two cores.
 EXAMPLES_PER_OPERATION = 25
@@ -27,9 +27,11 @@ EVENT_STREAMS = r"^/api/v1/events(/|$)"
 
 
 @pytest.fixture(scope="module")
-def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+def fuzzed_server(
+    tmp_path_factory: pytest.TempPathFactory, toy_data_dir: ToyDataDir
+) -> Iterator[tuple[ServerProcess, str]]:
     data_dir = tmp_path_factory.mktemp("fuzz")
-    prepare_toy_data_dir(data_dir)
+    toy_data_dir(data_dir)
     # An admin token of its own, under a name no generated path parameter will guess: the
     # fuzzer may revoke tokens by name, and must not revoke the one it works with.
     workspace = Workspace.open(Settings.load(data_dir=data_dir))

@@ -21,11 +21,11 @@ import pytest
 from backend.claim import BUSY_LINE
 from backend.workspace import Workspace
 from tests.helpers import (
+    ToyDataDir,
     launch,
     logged_rows,
     make_settings,
     post_predictions,
-    prepare_toy_data_dir,
     start_server,
 )
 
@@ -61,9 +61,9 @@ def _children(pid: int) -> list[int]:
 
 
 def test_a_second_server_on_a_served_data_directory_says_where_the_first_listens(
-    tmp_path: Path,
+    tmp_path: Path, toy_data_dir: ToyDataDir
 ) -> None:
-    prepare_toy_data_dir(tmp_path)
+    toy_data_dir(tmp_path)
     first = start_server(tmp_path)
     try:
         second = subprocess.run(
@@ -123,8 +123,8 @@ def test_a_second_server_on_a_served_data_directory_says_where_the_first_listens
     again.stop()
 
 
-def test_a_killed_server_leaves_no_claim_behind(tmp_path: Path) -> None:
-    prepare_toy_data_dir(tmp_path)
+def test_a_killed_server_leaves_no_claim_behind(tmp_path: Path, toy_data_dir: ToyDataDir) -> None:
+    toy_data_dir(tmp_path)
     first = start_server(tmp_path)
     first.process.kill()
     first.process.wait()
@@ -158,8 +158,10 @@ PARENT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
-def test_the_server_and_its_writer_stop_when_their_parent_dies(tmp_path: Path, how: int) -> None:
-    token = prepare_toy_data_dir(tmp_path)
+def test_the_server_and_its_writer_stop_when_their_parent_dies(
+    tmp_path: Path, toy_data_dir: ToyDataDir, how: int
+) -> None:
+    token = toy_data_dir(tmp_path)
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )
@@ -183,10 +185,13 @@ def test_the_server_and_its_writer_stop_when_their_parent_dies(tmp_path: Path, h
         workspace.close()
 
 
-def test_data_files_are_the_owners_only_and_the_token_is_never_printed(tmp_path: Path) -> None:
+def test_data_files_are_the_owners_only_and_the_token_is_never_printed(
+    tmp_path: Path, toy_data_dir: ToyDataDir
+) -> None:
     data_dir = tmp_path / "fresh"
-    # Made in this process (under pytest's umask, 022 as a rule) and then by the server.
-    token = prepare_toy_data_dir(data_dir)
+    # Made in this process (under pytest's umask, 022 as a rule: a copy of the toy template
+    # made here, modes and all) and then by the server.
+    token = toy_data_dir(data_dir)
     server = start_server(data_dir)
     try:
         post_predictions(server.url, token, 5)  # the spool and the log get their files
@@ -207,9 +212,11 @@ def test_data_files_are_the_owners_only_and_the_token_is_never_printed(tmp_path:
     assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
 
 
-def test_a_data_directory_made_before_is_tightened_on_start(tmp_path: Path) -> None:
+def test_a_data_directory_made_before_is_tightened_on_start(
+    tmp_path: Path, toy_data_dir: ToyDataDir
+) -> None:
     data_dir = tmp_path / "old"
-    prepare_toy_data_dir(data_dir)
+    toy_data_dir(data_dir)
     data_dir.chmod(0o755)
     (data_dir / "servedeck.db").chmod(0o644)
     start_server(data_dir).stop()

@@ -75,7 +75,10 @@ def test_a_real_server_raises_drift_alerts_from_its_watcher(store: Workspace) ->
     }
     server = start_server(workspace.settings.data_dir, env=env)
     try:
-        watchers = child_pids_running(server.process.pid, "backend.watcher")
+        # The server starts its watcher one rule interval after it serves (backend.server).
+        watchers: list[int] = _wait_for(  # type: ignore[assignment]
+            lambda: child_pids_running(server.process.pid, "backend.watcher"), 20, "no watcher"
+        )
         assert len(watchers) == 1, [command_line(p) for p in child_pids(server.process.pid)]
         headers = {"Authorization": f"Bearer {token}"}
         session = requests.Session()

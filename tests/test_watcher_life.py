@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,16 +92,27 @@ def test_a_fresh_server_shows_no_drift_gauges_of_a_previous_run(
 ) -> None:
     token = toy_data_dir(tmp_path)
     (tmp_path / "drift-gauges.json").write_text(STALE_GAUGES)
-    server = start_server(tmp_path, env={"SERVEDECK_MONITORING": monitoring})
+    # The watcher is started one rule interval after its server (backend.server).
+    env = {"SERVEDECK_MONITORING": monitoring, "SERVEDECK_STORED_RULE_INTERVAL": "0.5"}
+    server = start_server(tmp_path, env=env)
     try:
-        watchers = child_pids_running(server.process.pid, "backend.watcher")
-        assert len(watchers) == (1 if monitoring == "on" else 0)
         metrics = requests.get(
             f"{server.url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
         )
         assert metrics.status_code == 200, metrics.text
         assert 'model="gone"' not in metrics.text
         assert "cannot be read" not in "".join(server.output)
+        if monitoring == "on":
+            watchers = _wait_for(
+                lambda: child_pids_running(server.process.pid, "backend.watcher"), 20, "no watcher"
+            )
+            assert len(watchers) == 1  # type: ignore[arg-type]
+        else:
+            # None at all, not even late: looked for over four times the delay of its start.
+            looked_until = time.monotonic() + 2.0
+            while time.monotonic() < looked_until:
+                assert not child_pids_running(server.process.pid, "backend.watcher")
+                time.sleep(0.1)
     finally:
         server.stop()
 
@@ -136,15 +148,24 @@ def test_a_server_of_two_workers_has_one_watcher_and_every_worker_shows_its_gaug
     toy_data_dir: ToyDataDir, tmp_path: Path
 ) -> None:
     token = toy_data_dir(tmp_path)
-    server = start_server(tmp_path, "--workers", "2")
+    # The watcher starts one rule interval after its server (backend.server).
+    server = start_server(tmp_path, "--workers", "2", env={"SERVEDECK_STORED_RULE_INTERVAL": "1"})
+    paused: list[int] = []
     try:
-        watchers = child_pids_running(server.process.pid, "backend.watcher")
+        watchers: list[int] = _wait_for(  # type: ignore[assignment]
+            lambda: child_pids_running(server.process.pid, "backend.watcher"), 30, "no watcher"
+        )
         assert len(watchers) == 1
         workers = [p for p in child_pids(server.process.pid) if p not in watchers]
         assert not [w for p in workers for w in child_pids_running(p, "backend.watcher")]
+        _wait_for((tmp_path / "drift-gauges.json").exists, 30, "the watcher judged no round")
+        # Its next rounds would replace the gauges written below: paused (not ended, so its
+        # server does not replace it) while the workers are read.
+        os.kill(watchers[0], signal.SIGSTOP)
+        paused.append(watchers[0])
         # What the watcher writes after a round (replaced whole), read by whichever worker
         # answers the scrape (a new connection each time, for either worker to take).
-        temp = tmp_path / "drift-gauges.json.tmp"
+        temp = tmp_path / "test-gauges.json.tmp"
         temp.write_text(STALE_GAUGES.replace("gone", "toy"))
         os.replace(temp, tmp_path / "drift-gauges.json")
         for _ in range(8):
@@ -156,6 +177,8 @@ def test_a_server_of_two_workers_has_one_watcher_and_every_worker_shows_its_gaug
                 ).text
             assert 'servedeck_drift_detected{feature="amount",model="toy"} 1.0' in text
     finally:
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)  # else it could not see its server's pipe close
         server.stop()
 
 
@@ -195,13 +218,17 @@ def test_ctrl_c_stops_the_server_and_its_watcher_without_a_traceback(
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        # Its watcher starts one rule interval after it serves (backend.server).
+        env={**os.environ, "SERVEDECK_STORED_RULE_INTERVAL": "1"},
     )
     try:
         assert process.stdout is not None
         seen = [process.stdout.readline()]
         while seen[-1] and not seen[-1].startswith("SERVEDECK READY"):
             seen.append(process.stdout.readline())
-        (watcher,) = child_pids_running(process.pid, "backend.watcher")
+        (watcher,) = _wait_for(  # type: ignore[misc]
+            lambda: child_pids_running(process.pid, "backend.watcher"), 20, "no watcher"
+        )
         os.killpg(process.pid, signal.SIGINT)
         rest, _ = process.communicate(timeout=30)
         _wait_for(lambda: not command_line(watcher), 20, "the watcher outlived its server")

@@ -50,9 +50,16 @@ class StoredRuleWatch:
         self.interval_s = interval_s
         self.engine = RuleEngine(alerts, min_unseen_s=3 * interval_s)
 
-    async def run(self, after_round: Callable[[], None] | None = None) -> None:
+    async def run(
+        self, after_round: Callable[[], None] | None = None, first_round_at_once: bool = False
+    ) -> None:
+        """A round every ``interval_s``; the first one after an interval, or at once when the
+        caller already waited that long (the server's watcher process is started late)."""
+        wait = not first_round_at_once
         while True:
-            await asyncio.sleep(self.interval_s)
+            if wait:
+                await asyncio.sleep(self.interval_s)
+            wait = True
             try:
                 models = await asyncio.to_thread(self.serving.models_serving)
                 await asyncio.to_thread(self.evaluate, models)

@@ -60,11 +60,16 @@ class StoredWatches:
             UserSignalWatch(sessions, registry, RuleStore(sessions), alerts, serving, **every),
         )
 
-    async def run(self, after_drift_round: Callable[[], None] | None = None) -> None:
+    async def run(
+        self,
+        after_drift_round: Callable[[], None] | None = None,
+        first_round_at_once: bool = False,
+    ) -> None:
         """Every watch's rounds, until cancelled. ``after_drift_round`` is called after each
-        round of the drift watch (to publish its gauges to another process)."""
+        round of the drift watch (to publish its gauges to another process);
+        ``first_round_at_once``: see ``StoredRuleWatch.run``."""
         await asyncio.gather(
-            self.drift.run(after_round=after_drift_round),
-            self.loops.run(),
-            self.signals.run(),
+            self.drift.run(after_round=after_drift_round, first_round_at_once=first_round_at_once),
+            self.loops.run(first_round_at_once=first_round_at_once),
+            self.signals.run(first_round_at_once=first_round_at_once),
         )

@@ -70,6 +70,14 @@ def window(qtbot: QtBot, make_context, backend: Backend) -> Iterator[MainWindow]
     shown.shutdown()
 
 
+@pytest.fixture
+def unchanging_window(qtbot: QtBot, make_context, module_backend: Backend) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+    """A window on the module's backend, for a test that changes nothing in the store."""
+    shown = _window(qtbot, make_context, module_backend, module_backend.admin_token)
+    yield shown
+    shown.shutdown()
+
+
 def _alerts_page(window: MainWindow) -> AlertsPage:
     page = window.page("alerts")
     assert isinstance(page, AlertsPage)
@@ -256,9 +264,11 @@ def test_resolved_alerts_are_history_behind_a_filter(
 
 
 def test_support_staff_have_no_alerts_page_and_no_badge_promising_one(
-    qtbot: QtBot, make_context, backend: Backend
+    qtbot: QtBot, make_context, module_backend: Backend
 ) -> None:  # type: ignore[no-untyped-def]
-    window = MainWindow(make_context(backend.url, backend.create_token("helpdesk", "support")))
+    # A token of its own is the only change, under a name no other test of the module uses.
+    support_token = module_backend.create_token("helpdesk", "support")
+    window = MainWindow(make_context(module_backend.url, support_token))
     qtbot.addWidget(window)
     window.show()
     window.start()
@@ -287,8 +297,10 @@ def _alert(alert_id: int, severity: AlertSeverity, status: str = "open") -> Aler
 
 
 def test_the_tray_notifies_critical_alerts_once_unless_switched_off(
-    qtbot: QtBot, window: MainWindow, tmp_path
+    qtbot: QtBot, unchanging_window: MainWindow, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
+    # The alerts here are made up in the console only: the backend's store stays as it was.
+    window = unchanging_window
     notifier = CriticalNotifier(QSettings(str(tmp_path / "n.ini"), QSettings.Format.IniFormat))
     assert notifier.enabled  # on by default
     critical, warning = _alert(1, "critical"), _alert(2, "warning")

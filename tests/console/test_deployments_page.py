@@ -3,7 +3,9 @@ rollback with its confirmation, and the rollout controls."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -14,18 +16,46 @@ from backend.workspace import Workspace
 from console.dialogs.errors import GateReportDialog
 from console.dialogs.reason import ReasonDialog
 from console.pages.deployments import DeploymentsPage
-from tests.console.conftest import Backend
+from tests.console.conftest import Backend, _served
 from tests.deploy_helpers import ENGINEER, register_toy, retrained_toy, validity_with
-from tests.helpers import TOY_ROW, make_settings
+from tests.helpers import TOY_ROW, ToyDataDir, make_settings
+
+
+@pytest.fixture(scope="module")
+def three_toy_versions(
+    tmp_path_factory: pytest.TempPathFactory, toy_data_dir: ToyDataDir
+) -> ToyDataDir:
+    """The toy data directory with a version 2 (retrained) and a version 3 (a range too strict
+    for its quality check) registered: made once for the module and copied per test, as
+    registering runs the version's checks, seconds of CPU each."""
+    template = tmp_path_factory.mktemp("three-toy-versions")
+    token = toy_data_dir(template)
+    workspace = Workspace.open(make_settings(template))
+    try:
+        register_toy(workspace, description="retrained with more data")
+        strict = retrained_toy(regularisation=0.1)
+        register_toy(
+            workspace, strict, validity=validity_with(strict, acceptable_range=(0.99, 1.0))
+        )
+    finally:
+        workspace.close()
+
+    def copy(data_dir: Path) -> str:
+        shutil.copytree(template, data_dir, dirs_exist_ok=True)
+        return token
+
+    return copy
+
+
+@pytest.fixture
+def backend(tmp_path: Path, three_toy_versions: ToyDataDir) -> Iterator[Backend]:
+    """The conftest's backend (one per test: the tests deploy and roll back), on a copy of
+    the three versions."""
+    yield from _served(tmp_path / "data", three_toy_versions)
 
 
 @pytest.fixture
 def page(qtbot: QtBot, make_context, backend: Backend) -> Iterator[DeploymentsPage]:  # type: ignore[no-untyped-def]
-    workspace = Workspace.open(make_settings(backend.data_dir))
-    register_toy(workspace, description="retrained with more data")
-    strict = retrained_toy(regularisation=0.1)
-    register_toy(workspace, strict, validity=validity_with(strict, acceptable_range=(0.99, 1.0)))
-    workspace.close()
     shown = DeploymentsPage(make_context(backend.url, backend.admin_token))
     qtbot.addWidget(shown)
     shown.resize(1200, 800)

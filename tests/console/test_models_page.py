@@ -27,21 +27,23 @@ from console.widgets.tables import ReadOnlyTable
 from tests.helpers import (
     TOY_SIGNATURE,
     ServerProcess,
-    prepare_toy_data_dir,
+    ToyDataDir,
     start_server,
 )
 
 TIMEOUT_MS = 15_000
 
 
-def _toy_backend(data_dir: Path) -> tuple[ServerProcess, str]:
-    token = prepare_toy_data_dir(data_dir)
+def _toy_backend(data_dir: Path, toy_data_dir: ToyDataDir) -> tuple[ServerProcess, str]:
+    token = toy_data_dir(data_dir)
     return start_server(data_dir), token
 
 
 @pytest.fixture(scope="module")
-def toy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    server, token = _toy_backend(tmp_path_factory.mktemp("models-page"))
+def toy_server(
+    tmp_path_factory: pytest.TempPathFactory, toy_data_dir: ToyDataDir
+) -> Iterator[tuple[str, str]]:
+    server, token = _toy_backend(tmp_path_factory.mktemp("models-page"), toy_data_dir)
     yield server.url, token
     server.stop()
 
@@ -299,10 +301,9 @@ def test_refresh_keeps_the_selection_and_what_was_typed(qtbot: QtBot, page: Mode
 
 
 def test_a_stopped_backend_gives_a_clear_message_and_no_crash(
-    qtbot: QtBot,
-    tmp_path: Path,
+    qtbot: QtBot, tmp_path: Path, toy_data_dir: ToyDataDir
 ) -> None:
-    server, token = _toy_backend(tmp_path / "data")
+    server, token = _toy_backend(tmp_path / "data", toy_data_dir)
     tasks = None
     try:
         page, tasks = _open_page(qtbot, server.url, token, tmp_path)
