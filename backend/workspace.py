@@ -9,7 +9,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.auth import TokenService
-from backend.db import create_db_engine, session_factory, upgrade_database
+from backend.db import (
+    create_db_engine,
+    require_current_schema,
+    session_factory,
+    upgrade_database,
+)
 from backend.db.tables import TokenRow
 from backend.deploy.service import DeployService
 from backend.monitoring.alerts import AlertService
@@ -44,8 +49,9 @@ class Workspace:
     def join(cls, settings: Settings) -> Workspace:
         """Open a workspace its serving process already prepared (a worker, the watcher).
 
-        Nothing is written: a joining process that wrote the first-start token would put a new
-        admin token back after its owner deleted the file on purpose."""
+        The store is neither upgraded (a store at another schema is refused, in words) nor
+        given a first-start token: a joining process that wrote one would put a new admin token
+        back after its owner deleted the file on purpose."""
         return cls._connect(settings, upgrade=False)
 
     @classmethod
@@ -54,6 +60,8 @@ class Workspace:
         engine = create_db_engine(settings.database_url)
         if upgrade:
             upgrade_database(engine)
+        else:
+            require_current_schema(engine)
         sessions = session_factory(engine)
         registry = Registry(
             sessions,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from backend.db import create_db_engine, upgrade_database
 from backend.db.engine import alembic_config
 from backend.db.report_tables import managed_outside_metadata
 from backend.db.tables import Base
+from backend.errors import ServeDeckError
 from backend.settings import Settings
 from backend.workspace import Workspace
 
@@ -199,3 +201,20 @@ def test_0019_search_forgets_rewritten_descriptions_and_removed_notes(database_u
         }
     engine.dispose()
     assert totals == {"walrus": 0, "giraffe": 0, "penguin": 0, "redacted": 1, "otter": 1}
+
+
+def test_joining_a_store_at_another_schema_is_refused_in_words(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A worker, the watcher or a command beside a server joins without upgrading: on a store
+    # nobody upgraded (or one a newer ServeDeck upgraded) it says so, not "no such table" later.
+    settings = Settings.load(data_dir=tmp_path)
+    with pytest.raises(ServeDeckError) as refused:
+        Workspace.join(settings)
+    assert "schema revision none (empty)" in refused.value.message
+    assert "servedeck-server serve" in refused.value.message
+    Workspace.open(settings).close()
+    engine = create_db_engine(settings.database_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(ServeDeckError, match="schema revision 9999"):
+        Workspace.join(settings)

@@ -84,3 +84,22 @@ def alembic_config(engine: Engine) -> Config:
 def upgrade_database(engine: Engine) -> None:
     """Bring any data directory, new or old, to the current schema in place."""
     command.upgrade(alembic_config(engine), "head")
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Refuse a store at another schema than this code's, in words: a process that joins a
+    served workspace does not upgrade it (its server does), and on an older or newer store it
+    would otherwise fail later, on the first table or column that differs."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    if current != head:
+        raise ServeDeckError(
+            f"the store is at schema revision {current or 'none (empty)'} and this ServeDeck "
+            f"needs {head}: start `servedeck-server serve` on it with this version (the server "
+            "upgrades its store), or use the version that serves it",
+            "database_url",
+        )
