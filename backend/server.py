@@ -25,6 +25,7 @@ from uvicorn.supervisors import Multiprocess
 from backend.api.app import create_app
 from backend.claim import DataDirClaim
 from backend.errors import ServeDeckError
+from backend.monitoring.drift.gauge_file import DriftGaugeFile
 from backend.monitoring.prometheus import prepare_multiprocess_dir
 from backend.registry.sandbox import shared_probe
 from backend.settings import Settings
@@ -106,7 +107,7 @@ def _serve_claimed(settings: Settings, host: str, port: int, workers: int, log_l
     # store is upgraded (above), so that the two never migrate a new store at once.
     # The drift gauges a previous run left are not this run's (nor, monitoring off, anyone's):
     # the workers show none until this run's watcher has judged a round.
-    settings.drift_gauge_file.unlink(missing_ok=True)
+    DriftGaugeFile(settings.drift_gauge_file).clear()
     # Its process is started one round's interval late: its first round would come no sooner
     # anyway (it judges at once when started), and a server that lives less than an interval
     # (a console opened for a glance, most of the test suite's servers) never pays its

@@ -92,6 +92,8 @@ def test_a_fresh_server_shows_no_drift_gauges_of_a_previous_run(
 ) -> None:
     token = toy_data_dir(tmp_path)
     (tmp_path / "drift-gauges.json").write_text(STALE_GAUGES)
+    # And a copy a watcher killed while writing left behind.
+    (tmp_path / ".drift-gauges.json.4242.tmp").write_text(STALE_GAUGES[:20])
     # The watcher is started one rule interval after its server (backend.server).
     env = {"SERVEDECK_MONITORING": monitoring, "SERVEDECK_STORED_RULE_INTERVAL": "0.5"}
     server = start_server(tmp_path, env=env)
@@ -101,6 +103,7 @@ def test_a_fresh_server_shows_no_drift_gauges_of_a_previous_run(
         )
         assert metrics.status_code == 200, metrics.text
         assert 'model="gone"' not in metrics.text
+        assert not (tmp_path / ".drift-gauges.json.4242.tmp").exists()
         assert "cannot be read" not in "".join(server.output)
         if monitoring == "on":
             watchers = _wait_for(

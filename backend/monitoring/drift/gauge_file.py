@@ -58,6 +58,13 @@ class DriftGaugeFile:
         temp.write_bytes(orjson.dumps(document))
         os.replace(temp, self.path)
 
+    def clear(self) -> None:
+        """Remove the gauges and any half-written copy a killed watcher left (a new server's
+        gauges are its own watcher's, once it has judged a round)."""
+        self.path.unlink(missing_ok=True)
+        for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+
     def read(self) -> dict[str, ModelDriftGauges]:
         """The gauges last written (none while nothing was judged yet)."""
         try:
