@@ -427,4 +427,4 @@ def test_model_outputs_are_reported_apart_and_not_counted_in_the_dataset_verdict
     assert "but the model's outputs did (prediction, confidence)" in report.summary
     # Unchanged outputs too: then there is nothing to do.
     same = drift_report(ref, summarize_current(reference.sample(5_000, random_state=1), ref))
-    assert same.summary == "None of 1 features changed. Nothing to do."
+    assert same.summary == "The one feature did not change. Nothing to do."

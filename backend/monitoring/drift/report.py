@@ -397,14 +397,19 @@ def _summary(
         return "No feature could be compared: the two data sets have no column in common."
     names = ", ".join(f.name for f in inputs if f.drifted)
     moved = [f.name for f in outputs if f.drifted]
+    unchanged = (
+        f"None of {len(inputs)} features changed"
+        if len(inputs) > 1
+        else "The one feature did not change"
+    )
     if not drifted:
         if not moved:
-            return f"None of {len(inputs)} features changed. Nothing to do."
+            return f"{unchanged}. Nothing to do."
         # Not "nothing to do": the answers moved on inputs that, one by one, did not. Their
         # combination may have (each feature is tested alone), or the model answering is not
         # the one the reference was made with.
         return (
-            f"None of {len(inputs)} features changed on its own, but the model's outputs did "
+            f"{unchanged} on its own, but the model's outputs did "
             f"({', '.join(moved)}): it answers differently on data that looks the same. Inputs "
             "can change together without any one changing alone, or another version answered: "
             "check which version answered, and compare its answers with the labels as they "
