@@ -95,8 +95,7 @@ class KeptWatcher:
         self._stopping = threading.Event()
         self._process: subprocess.Popen[bytes] | None = None
         if start_after_s <= 0:
-            with self._lock:
-                self._process = self._spawn()
+            self._start()
         self._follower = threading.Thread(
             target=self._follow, args=(start_after_s,), name="watcher-follow", daemon=True
         )
@@ -135,37 +134,39 @@ class KeptWatcher:
             process.stdin.flush()
         return process
 
+    def _start(self) -> bool:
+        """A new watcher process (the dead one's pipe closed); False once stopping."""
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            if self._process is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._process.stdin.close()  # type: ignore[union-attr]
+            self._process = self._spawn()
+            return True
+
     def _follow(self, start_after_s: float) -> None:
-        if self._process is None:
-            if self._stopping.wait(start_after_s):
-                return
-            with self._lock:
-                if self._stopping.is_set():
-                    return
-                self._process = self._spawn()
+        if self._process is None and (self._stopping.wait(start_after_s) or not self._start()):
+            return
         schedule = RestartSchedule()
         started = time.monotonic()
         while True:
-            self._process.wait()
+            process = self._process
+            assert process is not None  # started above, replaced only by _start
+            process.wait()
             if self._stopping.is_set():
                 return
             self.restarts += 1
             delay = schedule.delay_after(time.monotonic() - started)
             log.error(
                 "the watcher of the rules on stored counts ended (%s); restarting it%s (%d)",
-                self._process.returncode,
+                process.returncode,
                 f" in {delay:g} s" if delay else "",
                 self.restarts,
             )
-            if delay and self._stopping.wait(delay):
+            if (delay and self._stopping.wait(delay)) or not self._start():
                 return
-            with self._lock:
-                if self._stopping.is_set():
-                    return
-                with contextlib.suppress(OSError, ValueError):
-                    self._process.stdin.close()  # type: ignore[union-attr]
-                self._process = self._spawn()
-                started = time.monotonic()
+            started = time.monotonic()
 
     def stop(self) -> None:
         with self._lock:
@@ -215,8 +216,9 @@ def _first_line(fd: int) -> str:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s watcher: %(message)s")
-    # The settings line is read byte by byte from the descriptor, so nothing past it sits in a
-    # buffer the parent watch (which reads the same descriptor) would never see.
+    # The settings line is read from the descriptor, as the parent watch then reads it: never
+    # through sys.stdin's buffered reader, whose lock a blocked read holds at exit (see
+    # backend.parent_watch).
     try:
         settings = settings_from_json(_first_line(sys.stdin.fileno()))
     except (ValueError, TypeError, KeyError, OSError) as exc:

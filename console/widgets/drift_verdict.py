@@ -65,6 +65,7 @@ class DriftVerdict(QFrame):
 
     def show_report(self, report: DriftReport, window_text: str) -> None:
         too_few = all(feature_status(f) == TOO_FEW for f in report.features)
+        answers_moved = any(feature_status(e) == DRIFTED for e in report.predictions)
         if report.tested_features == 0:
             headline, tone = "No feature could be compared", "warn"
         elif report.rows_current == 0:
@@ -75,7 +76,7 @@ class DriftVerdict(QFrame):
             headline, tone = "The data has drifted", "bad"
         elif report.drifted_features:
             headline, tone = "Some features changed, not the data as a whole", "warn"
-        elif any(feature_status(e) == DRIFTED for e in report.predictions):
+        elif answers_moved:
             headline, tone = "The model's answers changed, though its inputs did not", "warn"
         else:
             headline, tone = "No drift: the data looks like the training data", "ok"
@@ -95,7 +96,9 @@ class DriftVerdict(QFrame):
             "training data: wait for traffic, or choose a longer window."
         )
         self.summary.setToolTip(self.headline.toolTip())
-        self.outputs.setText(self._outputs_text(report.predictions, report.drifted_features > 0))
+        self.outputs.setText(
+            self._outputs_text(report.predictions, answers_moved, report.drifted_features > 0)
+        )
         self.outputs.setToolTip(outputs_tooltip(report.predictions))
         skipped = "; ".join(f"{s.name}: {s.reason}" for s in report.skipped)
         self.details.setText(
@@ -110,7 +113,7 @@ class DriftVerdict(QFrame):
         )
 
     @staticmethod
-    def _outputs_text(outputs: list[FeatureDrift], inputs_drifted: bool) -> str:
+    def _outputs_text(outputs: list[FeatureDrift], moved: bool, inputs_drifted: bool) -> str:
         if not outputs:
             return "Model outputs: not compared (no outputs were summarised for this model)."
         parts = []
@@ -122,7 +125,6 @@ class DriftVerdict(QFrame):
                 f" ({html.escape(TEST_NAMES.get(entry.test, entry.test))} "
                 f"{score_text(entry.statistic)}, {html.escape(threshold_text(entry))})"
             )
-        moved = any(feature_status(e) == DRIFTED for e in outputs)
         if not moved:
             advice = ""
         elif inputs_drifted:
@@ -131,12 +133,9 @@ class DriftVerdict(QFrame):
                 "drifted inputs below for the cause."
             )
         else:
-            # Not "below": the table and the chart under this are the inputs' only.
-            advice = (
-                " The model answers differently than it did on its training data, though no "
-                "input changed on its own: inputs can change together without any one of them "
-                "changing alone, or another version answered (choose one in Version to see)."
-            )
+            # The headline and the summary above already say that no input changed on its own;
+            # what this page adds is the version choice (its table and chart are the inputs').
+            advice = " To see whether another version answered, choose one in Version."
         return "Model outputs: " + " · ".join(parts) + html.escape(advice)
 
 

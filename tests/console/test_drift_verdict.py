@@ -37,12 +37,14 @@ def test_answers_that_moved_on_unchanged_inputs_are_a_warning_not_no_drift(qtbot
     headline = verdict.headline.text()
     assert "No drift" not in headline
     assert "answers changed, though its inputs did not" in headline
-    assert "no input changed on its own" in verdict.outputs.text()
+    assert "on its own, but the model's outputs did (confidence)" in verdict.summary.text()
     assert "drifted inputs below" not in verdict.outputs.text()
+    # Said once, in the summary: the outputs line does not repeat it.
+    assert "on its own" not in verdict.outputs.text()
     # The page shows no distribution of the outputs (its table and chart are the inputs'):
     # the advice names what the page does offer, the version choice.
     assert "distributions below" not in verdict.outputs.text()
-    assert "choose one in Version to see" in verdict.outputs.text()
+    assert "choose one in Version" in verdict.outputs.text()
     # The summary is the backend's, printed by the drift command too: no page of the console.
     assert "Performance page" not in verdict.summary.text()
     assert "Nothing to do" not in verdict.summary.text()
