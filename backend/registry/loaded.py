@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 
+from backend.registry.direct_answers import DirectAnswer, direct_answer
 from backend.registry.signature import CompiledSignature
 
 
@@ -55,6 +56,13 @@ class LoadedVersion:
             self.class_labels = class_labels_of(estimator)
             # Probabilities without classes cannot be named: answer with labels alone.
             self.has_proba = self.class_labels is not None
+        # A linear model's answer without scikit-learn's per-call input checks, which the
+        # signature has already made (see direct_answers); None for every other model.
+        self.direct: DirectAnswer | None = (
+            None
+            if self.wants_frame
+            else direct_answer(estimator, len(signature.names), self.has_proba)
+        )
 
     def _design(self, rows: Sequence[dict[str, Any]]) -> Any:
         names = self.signature.names
@@ -64,16 +72,21 @@ class LoadedVersion:
 
     def predict(self, rows: Sequence[dict[str, Any]]) -> Prediction:
         design = self._design(rows)
-        # Inputs were checked finite by the signature, so skip sklearn's own scan.
-        with sklearn.config_context(assume_finite=True):
-            if self.has_proba:
-                proba = self.estimator.predict_proba(design)
-                # Labels from the plain class list: no numpy scalar per row to convert.
-                classes = cast(list[Any], self.class_labels)
-                labels = [classes[i] for i in proba.argmax(axis=1).tolist()]
-                return Prediction(labels, proba.tolist())  # tolist: plain Python floats
-            raw = self.estimator.predict(design)
-        return Prediction([_plain(v) for v in raw], None)
+        if self.direct is not None:
+            answered = self.direct(design)
+        else:
+            # Inputs were checked finite by the signature, so skip sklearn's own scan.
+            with sklearn.config_context(assume_finite=True):
+                if self.has_proba:
+                    answered = self.estimator.predict_proba(design)
+                else:
+                    answered = self.estimator.predict(design)
+        if self.has_proba:
+            # Labels from the plain class list: no numpy scalar per row to convert.
+            classes = cast(list[Any], self.class_labels)
+            labels = [classes[i] for i in answered.argmax(axis=1).tolist()]
+            return Prediction(labels, answered.tolist())  # tolist: plain Python floats
+        return Prediction([_plain(v) for v in answered], None)
 
 
 def _has_column_transformer(estimator: Any) -> bool:
