@@ -48,15 +48,33 @@ def _through_sklearn(estimator: Any, task: str) -> LoadedVersion:
         ),
         (LinearRegression().fit(X, X @ np.arange(WIDTH)), "regression"),
         (Ridge(alpha=2.0).fit(X, X @ np.arange(WIDTH) + 3.0), "regression"),
+        (
+            LogisticRegression(max_iter=500, fit_intercept=False).fit(X, X[:, 3] > 0),
+            "classification",
+        ),
+        (LinearRegression(fit_intercept=False).fit(X, X @ np.arange(WIDTH)), "regression"),
+        (Ridge().fit(X, np.column_stack([X[:, 0], X[:, 1] * 2 - 1])), "regression"),
     ],
-    ids=["binary", "three-classes", "text-classes", "linear-regression", "ridge"],
+    ids=[
+        "binary",
+        "three-classes",
+        "text-classes",
+        "linear-regression",
+        "ridge",
+        "no-intercept-classifier",
+        "no-intercept-regression",
+        "two-outputs",
+    ],
 )
 def test_a_linear_model_answers_directly_and_exactly_as_scikit_learn(estimator: Any, task: str):
     direct, checked = _loaded(estimator, task), _through_sklearn(estimator, task)
     assert direct.direct is not None
     for rows in (ROWS[:1], ROWS):
         got, expected = direct.predict(rows), checked.predict(rows)
-        assert got.labels == expected.labels
+        # Two outputs answer an array per row: compared as lists.
+        assert [np.asarray(v).tolist() for v in got.labels] == [
+            np.asarray(v).tolist() for v in expected.labels
+        ]
         assert got.probabilities == expected.probabilities  # the same floats, bit for bit
         assert all(
             type(label) is type(other)

@@ -28,8 +28,9 @@ DirectAnswer = Callable[[np.ndarray], np.ndarray]
 
 # Exact types only: a subclass may change what predicting means.
 _REGRESSORS = (LinearRegression, Ridge)
-# The largest difference from scikit-learn's answer on the probe rows that is accepted (the
-# same operations in the same order give the same bits; this only allows for none).
+# The largest difference from scikit-learn's answer on the probe rows that is accepted. The
+# same operations in the same order give the same bits, so none is expected: this is a margin,
+# not a licence to differ.
 _AGREEMENT = 1e-12
 _PROBE_ROWS = 64
 
@@ -55,7 +56,10 @@ def direct_answer(estimator: Any, width: int, probabilities: bool) -> DirectAnsw
     if kind is LogisticRegression:
         if not probabilities:
             return None
-        if len(estimator.classes_) <= 2:
+        classes = getattr(estimator, "classes_", None)
+        if classes is None:
+            return None
+        if len(classes) <= 2:
 
             def answer(design: np.ndarray) -> np.ndarray:
                 positive = expit((design @ coef_t + intercept).reshape(-1))
