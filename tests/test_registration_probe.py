@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import skops.io as sio
 from fastapi.testclient import TestClient
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
 from backend.api.app import create_app
@@ -239,3 +240,44 @@ def test_a_file_that_holds_no_servable_model_is_a_4xx(
     )
     assert misfit.status_code == 422 and misfit.json()["field"] == "artifact", misfit.text
     assert "cannot predict on its own example" in misfit.json()["reason"]
+
+
+def test_a_model_that_answers_several_values_per_row_is_a_4xx(
+    http: TestClient, sqlite_workspace: Workspace
+) -> None:
+    """A multi-output regressor answers an array per row, which no protocol route, log row,
+    metric or drift count takes: refused at registration (it was accepted, then served arrays)."""
+    features = np.random.default_rng(0).normal(size=(50, 2))
+    two = [{"name": "x1", "type": "float"}, {"name": "x2", "type": "float"}]
+    example = {"x1": 1.0, "x2": 0.0}
+    validity = {
+        **toy_validity().model_dump(mode="json"),
+        "metric": "rmse",
+        "acceptable_range": [0, 10],
+        "end_to_end": [{"inputs": example, "expected": 1.0}],
+        "confidence_set": [{"inputs": example, "label": 1.0}],
+    }
+    for width in (2, 3):
+        targets = np.column_stack([features[:, 0] * k for k in range(1, width + 1)])
+        answer = _register_regressor(
+            http, sqlite_workspace, Ridge().fit(features, targets), two, validity
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] == "artifact", answer.text
+        assert f"an array of shape [{width}] for one row" in answer.json()["reason"], answer.text
+    one = _register_regressor(
+        http, sqlite_workspace, Ridge().fit(features, features[:, 0]), two, validity
+    )
+    assert one.status_code == 201, one.text
+
+
+def _register_regressor(
+    http: TestClient, workspace: Workspace, model: Any, signature: Any, validity: Any
+) -> Any:
+    metadata = {"signature": signature, "task": "regression", "validity": validity}
+    return http.post(
+        "/api/v1/models/several/versions",
+        headers={"Authorization": f"Bearer {workspace.admin_token()}"},
+        files={"artifact": ("m.skops", sio.dumps(model), "application/octet-stream")},
+        data={"metadata": json.dumps(metadata)},
+    )

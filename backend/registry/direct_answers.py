@@ -72,7 +72,8 @@ def direct_answer(estimator: Any, width: int, probabilities: bool) -> DirectAnsw
                 return result
 
     else:
-        if probabilities:
+        # One output: a multi-output regressor is refused at registration (inspection).
+        if probabilities or coef.ndim != 1:
             return None
 
         def answer(design: np.ndarray) -> np.ndarray:

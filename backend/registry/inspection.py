@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from sklearn.base import is_classifier, is_regressor
 
 from backend.errors import InputError
@@ -48,6 +49,14 @@ def inspect_model(
     if len(prediction.labels) != 1:
         raise InputError(
             f"the model answered {len(prediction.labels)} predictions for one example row",
+            "artifact",
+        )
+    if np.ndim(prediction.labels[0]) != 0:
+        # A multi-output model answers an array per row: the protocols, the log, the metrics
+        # and drift all take one prediction per row.
+        raise InputError(
+            f"the model answers an array of shape {list(np.shape(prediction.labels[0]))} for "
+            "one row; ServeDeck serves models that answer one value per row",
             "artifact",
         )
     facts: dict[str, Any] = {
