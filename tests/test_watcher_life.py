@@ -42,8 +42,18 @@ def test_the_watcher_keeps_secrets_off_its_command_line_and_runs_where_its_serve
     settings = make_settings(tmp_path / "a data dir", with_password, stored_rule_interval_s=3600.0)
     watcher = KeptWatcher(settings)
     try:
-        shown = command_line(watcher.pid)
-        assert shown and "s3cret-pw" not in shown, shown
+        # Read once the process has its own: right after the spawn, /proc may still show an
+        # empty command line while the child is inside execve.
+        shown = str(
+            _wait_for(
+                lambda: (
+                    "backend.watcher" in command_line(watcher.pid) and command_line(watcher.pid)
+                ),
+                10.0,
+                "the watcher's command line",
+            )
+        )
+        assert "s3cret-pw" not in shown, shown
         # A relative SQLite URL or data directory means the same file to both processes.
         assert os.readlink(f"/proc/{watcher.pid}/cwd") == os.getcwd()
         # A Ctrl+C in the terminal reaches the watcher through its server's orderly stop,
