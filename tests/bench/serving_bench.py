@@ -1,20 +1,25 @@
 """Benchmark 1: ServeDeck's full predict path against a bare FastAPI app, same model, same load.
 
-Servers run one at a time (a 2-core machine cannot host two fairly), each repeat alternates
-which server goes first, and the tables show medians over the repeats. With a baseline ref
-(BENCH_BASELINE), a ServeDeck built from that commit runs beside the current one in the same
-rotation, so the before/after comparison is measured in one run on the same machine state.
+All servers of a model are started together and kept running; load goes to one at a time (a
+2-core machine cannot load two fairly). Each round runs every server back to back at each
+concurrency, alternating the direction, so the two sides of an A/B pair are always seconds
+apart. Ratios are medians of the per-round ratios: on a shared VM whose speed wanders by tens of
+percent within minutes, pairing rounds cancels the wander that medians of separate sessions
+keep. With a baseline ref (BENCH_BASELINE), a ServeDeck built from that commit runs beside the
+current one in the same rounds, so before/after is measured in one run on the same machine.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import statistics
 import sys
 import traceback
 import urllib.request
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +78,6 @@ class LogCheck:
     """Predictions ServeDeck answered with 2xx against the rows its log holds afterwards."""
 
     model: str
-    repeat: int
     answered: int
     logged: int | None
 
@@ -130,67 +134,94 @@ def _server_argv(server: str, model: BenchModel, data_dir: Path) -> tuple[list[s
     return argv, "SERVEDECK READY", f"/v1/models/{model.name}:predict"
 
 
-def _session(
-    server: str,
-    model: BenchModel,
-    repeat: int,
-    deck: Deck,
-    config: Config,
-    outcome: Outcome,
-    sanity: dict[tuple[str, str], float],
-) -> None:
-    """Start one server, check one answer, run every concurrency level, stop it."""
-    data_dir = deck.data_dir
-    argv, prefix, path = _server_argv(server, model, data_dir)
-    is_deck = server.startswith("servedeck")
-    headers = {"Authorization": f"Bearer {deck.token}"} if is_deck else {}
-    runs = [Run(model.name, server, c, repeat) for c in config.concurrencies]
-    outcome.runs.extend(runs)
-    logged_before = _logged_rows(data_dir, model.name) if is_deck else 0
-    answered = 0
-    label = f"{server}/{model.name}"
+@dataclass
+class _Live:
+    """One server kept running for all of a model's rounds."""
+
+    server: str
+    label: str
+    path: str
+    headers: dict[str, str]
+    deck: Deck
     proc: ServerProcess | None = None
-    try:
-        extra_env = dict(deck.extra_env)
-        if server == "servedeck-unmonitored":
-            extra_env["SERVEDECK_MONITORING"] = "off"
-        with running_server(label, argv, prefix, cwd=deck.src, extra_env=extra_env) as proc:
-            assert proc.url is not None
-            # One request first: a 401/422 here would make every load run pure error counts.
-            payload = _post(proc.url + path, model.bodies[0], headers)
-            answered += 1
-            sanity[(model.name, server)] = _first_probability(server, payload)
-            target = LoadTarget(data_dir.parent / "load", proc.url, path, headers)
-            target.prepare(model.bodies)
-            for run in runs:
-                try:
-                    before = _cpu_seconds(proc.pid) if is_deck else None
-                    run.result = target.run(run.concurrency, config.seconds, config.warmup)
-                    answered += run.result.ok_total
-                    after = _cpu_seconds(proc.pid) if is_deck else None
-                    if before and after and run.result.ok_total:
-                        per_1k = 1000.0 / run.result.ok_total
-                        run.server_cpu_ms_per_1k = (after[0] - before[0]) * 1000 * per_1k
-                        run.writer_cpu_ms_per_1k = (after[1] - before[1]) * 1000 * per_1k
-                except Exception as exc:  # one failed level must not hide the others
-                    run.error = f"{type(exc).__name__}: {exc}"
-    except Exception as exc:
-        for run in runs:
-            if run.result is None and run.error is None:
-                run.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        if proc is not None:
-            outcome.problems.extend(f"[{label} r{repeat + 1}] {line}" for line in proc.problems)
-            for key, lines in proc.tracebacks.items():
-                outcome.tracebacks.setdefault(f"{label}: {key}", lines)
-    if is_deck:
-        # After SIGTERM ServeDeck has flushed its log, so every answer should have a row.
+    target: LoadTarget | None = None
+    error: str | None = None
+    answered: int = 0
+    logged_before: int = 0
+
+    @property
+    def is_deck(self) -> bool:
+        return self.server.startswith("servedeck")
+
+
+@contextmanager
+def _kept_running(
+    server: str, model: BenchModel, deck: Deck, outcome: Outcome, sanity: dict[Any, float]
+) -> Iterator[_Live]:
+    """Start one server and check one answer; on the way out stop it and count its log."""
+    argv, prefix, path = _server_argv(server, model, deck.data_dir)
+    live = _Live(server, f"{server}/{model.name}", path, {}, deck)
+    if live.is_deck:
+        live.headers = {"Authorization": f"Bearer {deck.token}"}
+        live.logged_before = _logged_rows(deck.data_dir, model.name)
+    extra_env = dict(deck.extra_env)
+    if server == "servedeck-unmonitored":
+        extra_env["SERVEDECK_MONITORING"] = "off"
+    with ExitStack() as stack:
         try:
-            logged: int | None = _logged_rows(data_dir, model.name) - logged_before
+            live.proc = stack.enter_context(
+                running_server(live.label, argv, prefix, cwd=deck.src, extra_env=extra_env)
+            )
+            assert live.proc.url is not None
+            # One request first: a 401/422 here would make every load run pure error counts.
+            payload = _post(live.proc.url + path, model.bodies[0], live.headers)
+            live.answered += 1
+            sanity[(model.name, server)] = _first_probability(server, payload)
+            live.target = LoadTarget(
+                deck.data_dir.parent / "load", live.proc.url, path, live.headers
+            )
+            live.target.prepare(model.bodies)
         except Exception as exc:
-            outcome.problems.append(f"[{label}] cannot count logged rows: {exc}")
-            logged = None
-        outcome.log_checks.append(LogCheck(f"{model.name} ({server})", repeat, answered, logged))
+            live.error = f"{type(exc).__name__}: {exc}"
+        try:
+            yield live
+        finally:
+            stack.close()  # stops the server: ServeDeck flushes its log on SIGTERM
+            if live.proc is not None:
+                outcome.problems.extend(f"[{live.label}] {line}" for line in live.proc.problems)
+                for key, lines in live.proc.tracebacks.items():
+                    outcome.tracebacks.setdefault(f"{live.label}: {key}", lines)
+            if live.is_deck:
+                _check_log(live, model, outcome)
+
+
+def _check_log(live: _Live, model: BenchModel, outcome: Outcome) -> None:
+    """After SIGTERM ServeDeck has flushed its log, so every answer should have a row."""
+    try:
+        logged: int | None = _logged_rows(live.deck.data_dir, model.name) - live.logged_before
+    except Exception as exc:
+        outcome.problems.append(f"[{live.label}] cannot count logged rows: {exc}")
+        logged = None
+    outcome.log_checks.append(LogCheck(f"{model.name} ({live.server})", live.answered, logged))
+
+
+def _measure(live: _Live, run: Run, config: Config) -> None:
+    """One load run on a server that is already up."""
+    if live.target is None:
+        run.error = live.error or "the server did not start"
+        return
+    try:
+        pid = live.proc.pid if live.proc is not None and live.is_deck else None
+        before = _cpu_seconds(pid)
+        run.result = live.target.run(run.concurrency, config.seconds, config.warmup)
+        live.answered += run.result.ok_total
+        after = _cpu_seconds(pid)
+        if before and after and run.result.ok_total:
+            per_1k = 1000.0 / run.result.ok_total
+            run.server_cpu_ms_per_1k = (after[0] - before[0]) * 1000 * per_1k
+            run.writer_cpu_ms_per_1k = (after[1] - before[1]) * 1000 * per_1k
+    except Exception as exc:  # one failed run must not hide the others
+        run.error = f"{type(exc).__name__}: {exc}"
 
 
 def _cpu_seconds(pid: int | None) -> tuple[float, float] | None:
@@ -227,11 +258,13 @@ def baseline_ref(raw: str | None) -> str | None:
 
 
 def _servers(decks: dict[str, Deck]) -> tuple[str, ...]:
+    """The running order: the baseline right before ServeDeck and monitoring off right after
+    it, so that both A/B pairs run back to back (in either direction)."""
     order: list[str] = []
     for server in chosen_servers():
-        order.append(server)
         if server == "servedeck" and BASELINE in decks:
             order.append(BASELINE)
+        order.append(server)
     return tuple(order)
 
 
@@ -256,30 +289,53 @@ def _set_up_baseline(
 
 def run_serving_bench(work_dir: Path, config: Config) -> Outcome:
     outcome = Outcome()
+    decks: dict[str, Deck] = {}
     try:
         models = build_models(work_dir / "models")
         data_dir = work_dir / "servedeck"
         current = Deck(data_dir, register_models(data_dir, models))
+        for server in chosen_servers():
+            decks[server] = current
+            if server.startswith("servedeck") and server != "servedeck":
+                # Servers stay up side by side, and a data directory serves one process at a
+                # time: each variant runs on its own copy of the registered workspace.
+                copy = work_dir / server
+                shutil.copytree(data_dir, copy)
+                decks[server] = Deck(copy, current.token)
     except Exception:
         outcome.error = "setup failed: " + traceback.format_exc(limit=3)
         return outcome
-    decks = {server: current for server in chosen_servers()}
     sanity: dict[tuple[str, str], float] = {}
     with ExitStack() as stack:  # removes the baseline's worktree, also on failure
         old = _set_up_baseline(work_dir, config, models, outcome, stack)
         if old is not None:
             decks[BASELINE] = old
         servers = _servers(decks)
-        for repeat in range(config.repeats):
-            for index, model in enumerate(models):
-                # Alternate who goes first, so drift (thermal, a noisy neighbour) hits both.
-                order = servers if (repeat + index) % 2 == 0 else servers[::-1]
-                for server in order:
-                    print(
-                        f"  repeat {repeat + 1}/{config.repeats}: {model.name} on {server}...",
-                        flush=True,
+        for index, model in enumerate(models):
+            # Every server of the model stays up for all its rounds, and each round runs them
+            # back to back: an A/B pair is seconds apart, and its ratio is taken per round.
+            with ExitStack() as running:
+                live: dict[str, _Live] = {}
+                for server in servers:
+                    print(f"  starting {server} for {model.name}...", flush=True)
+                    live[server] = running.enter_context(
+                        _kept_running(server, model, decks[server], outcome, sanity)
                     )
-                    _session(server, model, repeat, decks[server], config, outcome, sanity)
+                for repeat in range(config.repeats):
+                    for level, concurrency in enumerate(config.concurrencies):
+                        # Alternate the direction, so drift (thermal, a noisy neighbour) hits
+                        # both sides of every pair alike.
+                        turn = index + repeat + level
+                        order = servers if turn % 2 == 0 else servers[::-1]
+                        for server in order:
+                            print(
+                                f"  round {repeat + 1}/{config.repeats}: {model.name} on "
+                                f"{server}, {concurrency} connection(s)...",
+                                flush=True,
+                            )
+                            run = Run(model.name, server, concurrency, repeat)
+                            outcome.runs.append(run)
+                            _measure(live[server], run, config)
     outcome.sanity = sanity
     for model in models:
         # Every server must give the same answer to the same body as the bare app.
@@ -324,6 +380,9 @@ def summarise(outcome: Outcome) -> list[dict[str, Any]]:
                 "runs": len(runs),
                 "rps": _median([res.rps for res in results]),
                 "rps_all": [round(res.rps, 1) for res in results],
+                # Per round, for the paired ratios.
+                "rps_by_round": {r.repeat: r.result.rps for r in runs if r.result},
+                "p99_by_round": {r.repeat: r.result.p99_ms for r in runs if r.result},
                 "p50_ms": _median([res.p50_ms for res in results]),
                 "p99_ms": _median([res.p99_ms for res in results]),
                 "errors": sum(res.errors for res in results),
@@ -342,17 +401,15 @@ def ratios(
     rps_target: float = THROUGHPUT_TARGET,
     p99_target: float = P99_TARGET,
 ) -> list[dict[str, Any]]:
-    """``measured`` over ``reference`` per model and concurrency, checked against targets."""
+    """``measured`` over ``reference`` per model and concurrency, checked against targets: the
+    median of the ratios of the rounds where both ran (see the module docstring)."""
     index = {(s["model"], s["server"], s["concurrency"]): s for s in summary}
     out = []
     for model, concurrency in sorted({(s["model"], s["concurrency"]) for s in summary}):
         bare = index.get((model, reference, concurrency), {})
         deck = index.get((model, measured, concurrency), {})
-        rps_ratio = p99_ratio = None
-        if bare.get("rps") and deck.get("rps") is not None:
-            rps_ratio = deck["rps"] / bare["rps"]
-        if bare.get("p99_ms") and deck.get("p99_ms") is not None:
-            p99_ratio = deck["p99_ms"] / bare["p99_ms"]
+        rps_ratio = _paired_ratio(bare.get("rps_by_round"), deck.get("rps_by_round"))
+        p99_ratio = _paired_ratio(bare.get("p99_by_round"), deck.get("p99_by_round"))
         out.append(
             {
                 "model": model,
@@ -370,6 +427,19 @@ def ratios(
     return out
 
 
+def _paired_ratio(
+    reference: dict[int, float | None] | None, measured: dict[int, float | None] | None
+) -> float | None:
+    """Median over rounds of measured / reference, from the rounds where both have a value."""
+    reference, measured = reference or {}, measured or {}
+    pairs = []
+    for round_, ref in reference.items():
+        value = measured.get(round_)
+        if ref and value is not None:
+            pairs.append(value / ref)
+    return statistics.median(pairs) if pairs else None
+
+
 def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("ok" if ok else "MISSED")
 
@@ -379,7 +449,7 @@ def render(outcome: Outcome, config: Config) -> str:
         return format_table("Serving overhead", ["error"], [[short_error(outcome.error, 200)]])
     summary = summarise(outcome)
     title = (
-        f"Serving overhead: medians of {config.repeats} run(s), {config.seconds:g} s each "
+        f"Serving overhead: medians of {config.repeats} round(s), {config.seconds:g} s each "
         f"after {config.warmup:g} s warm-up, one row per request"
     )
     rows = [
@@ -396,7 +466,7 @@ def render(outcome: Outcome, config: Config) -> str:
         ]
         for s in summary
     ]
-    headers = ["model", "server", "conc", "req/s", "req/s per run", "p50 ms", "p99 ms"]
+    headers = ["model", "server", "conc", "req/s", "req/s per round", "p50 ms", "p99 ms"]
     table = format_table(title, [*headers, "errors", "note"], rows)
     if generator_name() == "wrk":
         # Without this note the wrk and aiohttp percentiles look like the same statistic.
@@ -405,6 +475,10 @@ def render(outcome: Outcome, config: Config) -> str:
             "\nsamples as if requests had kept arriving at the measured rate, so a few long"
             "\npauses (e.g. a full GC) dominate p99 even at 1 connection."
         )
+    table += (
+        "\nRatios below are medians of per-round ratios (both sides seconds apart), so they"
+        "\nneed not equal the ratio of the medians above."
+    )
     parts = [table]
     ratio_rows = [
         [
@@ -428,7 +502,6 @@ def render(outcome: Outcome, config: Config) -> str:
     log_rows = [
         [
             c.model,
-            c.repeat + 1,
             c.answered,
             "-" if c.logged is None else c.logged,
             "-" if c.logged is None else c.logged - c.answered,
@@ -438,7 +511,7 @@ def render(outcome: Outcome, config: Config) -> str:
     parts.append(
         format_table(
             "ServeDeck prediction log after graceful stop (2xx answers vs rows written)",
-            ["model", "repeat", "answered", "logged", "difference"],
+            ["model", "answered", "logged", "difference"],
             log_rows,
         )
         # The load generator does not count requests still in flight when it stops, but the
@@ -538,7 +611,7 @@ def _monitoring_table(summary: list[dict[str, Any]]) -> str:
         + f"\ntarget: monitoring on >= {MONITORING_TARGET:.2f}x of off (req/s), p99 within 1/0.95."
         + "\n"
         + format_table(
-            "Monitoring's CPU: ms of CPU per 1,000 answered requests (median over repeats)",
+            "Monitoring's CPU: ms of CPU per 1,000 answered requests (median over rounds)",
             cpu_headers,
             cpu_rows,
         )
