@@ -24,7 +24,7 @@ from backend.predictions.spool import (
     segments,
 )
 from backend.predictions.store import OffsetConflict, open_store
-from backend.predictions.writer import Writer, WriterConfig
+from backend.predictions.writer import BUSY_INTERVAL_S, BUSY_ROWS, Writer, WriterConfig
 from backend.workspace import Workspace
 from tests.helpers import TOY_ROW, logged_rows, sample_log_rows
 
@@ -266,3 +266,21 @@ def test_ids_with_control_characters_are_refused(client: TestClient) -> None:
         "/api/v1/feedback", headers=headers, json={"labels": [{"request_id": "\u0000"}]}
     )
     assert label.status_code == 422
+
+
+def test_rounds_stretch_under_heavy_traffic_and_not_under_light(store: Workspace) -> None:
+    """A round that drained many rows waits BUSY_INTERVAL_S for the next; a light one keeps
+    the configured interval (a flush asks at once either way)."""
+    spool = SpoolAppender(store.settings.spool_dir, _fingerprint(store))
+    writer = _writer(store, owner=spool.owner)
+    spool.append(encode_rows(sample_log_rows("heavy", BUSY_ROWS)))
+    writer._drain_parent(final=False)
+    assert logged_rows(store) == BUSY_ROWS
+    assert writer._round_wait() == BUSY_INTERVAL_S
+    spool.append(encode_rows(sample_log_rows("light", 3)))
+    writer._drain_parent(final=False)
+    assert logged_rows(store) == BUSY_ROWS + 3
+    assert writer._round_wait() == writer.config.interval_s < BUSY_INTERVAL_S
+    writer._drain_parent(final=False)  # nothing new: an idle round
+    assert writer._round_wait() == writer.config.interval_s
+    spool.close()

@@ -54,6 +54,7 @@ class Drainer:
         self.rejected_dir = spool_dir / REJECTED_DIR
         # Committed offsets known to this drainer, by segment key.
         self._committed: dict[str, int] = {}
+        self.drained_rows = 0  # rows committed so far (the writer paces its rounds by them)
 
     @property
     def counted_rows(self) -> int:
@@ -105,6 +106,7 @@ class Drainer:
             try:
                 rows = [row for payload in result.payloads for row in decode_rows(payload)]
                 self.store.commit(key, committed, result.offset, rows, self._count(rows))
+                self.drained_rows += len(rows)
             except OffsetConflict:
                 raise
             except Exception:
