@@ -1,10 +1,12 @@
 """``make bench``: run the benchmarks, print tables, save JSON to the temp dir, exit 0.
 
 Environment knobs (defaults in brackets):
-  BENCH_SECONDS [5]      measured seconds per load level of the serving benchmark
+  BENCH_SECONDS [3]      measured seconds per load level of the serving benchmark
   BENCH_WARMUP [1]       warm-up seconds before each load level (servers stay up between)
-  BENCH_REPEATS [6]      rounds of the serving benchmark; each runs every server back to
+  BENCH_REPEATS [12]     rounds of the serving benchmark; each runs every server back to
                          back, and A/B ratios are medians of the per-round ratios
+  BENCH_CONCURRENCIES [1,16] connections of the serving benchmark's load levels
+  BENCH_SERVING_MODELS [lr20,pipeline] the serving benchmark's models
   BENCH_BASELINE [b543ac0] git ref of a baseline ServeDeck the serving benchmark also runs
                          (a worktree, its own data dir), to show now/baseline ratios from
                          the same run; '' or 'none' skips it
@@ -88,10 +90,12 @@ def _machine_line(loadgen: str) -> str:
 def main() -> int:
     started = time.perf_counter()
     config = serving_bench.Config(
-        seconds=_env_number("BENCH_SECONDS", 5.0),
+        seconds=_env_number("BENCH_SECONDS", 3.0),
         warmup=_env_number("BENCH_WARMUP", 1.0),
-        repeats=max(1, int(_env_number("BENCH_REPEATS", 6))),
+        repeats=max(1, int(_env_number("BENCH_REPEATS", 12))),
         baseline=serving_bench.baseline_ref(os.environ.get("BENCH_BASELINE")),
+        concurrencies=serving_bench.chosen_concurrencies(),
+        models=serving_bench.chosen_models(),
     )
     log_rows = max(1, int(_env_number("BENCH_LOG_ROWS", 200_000)))
     only = os.environ.get("BENCH_ONLY", "").strip().lower()

@@ -30,7 +30,9 @@ import backend
 from tests.bench.models import build_models, register_models
 out_dir, data_dir, artifacts = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
 models = [
-    dataclasses.replace(m, artifact=Path(artifacts[m.name])) for m in build_models(out_dir)
+    dataclasses.replace(m, artifact=Path(artifacts[m.name]))
+    for m in build_models(out_dir)
+    if m.name in artifacts
 ]
 token = register_models(data_dir, models)
 print(json.dumps({"token": token, "backend": backend.__file__}))

@@ -48,6 +48,11 @@ DEFAULT_BASELINE = "b543ac0"  # the last commit before the spooled prediction lo
 BASELINE_RPS_TARGET = 0.95  # current req/s at least this fraction of the baseline's
 BASELINE_P99_TARGET = 1 / 0.95  # current p99 at most this multiple of the baseline's
 _BASELINE_TARGETS = (BASELINE_RPS_TARGET, BASELINE_P99_TARGET)
+ROUNDS_NOTE = (
+    "\nratio: median of the per-round ratios; rounds: their quartiles (the middle half of"
+    "\nrounds), how far one round's ratio strays on this machine. More rounds"
+    "\n(BENCH_REPEATS) narrow the median's uncertainty, not that spread."
+)
 
 
 @dataclass
@@ -57,6 +62,7 @@ class Config:
     repeats: int
     concurrencies: tuple[int, ...] = (1, 16)
     baseline: str | None = None  # a git ref; None runs no baseline
+    models: tuple[str, ...] = ()  # names of tests.bench.models' models; empty: all
 
 
 @dataclass
@@ -249,6 +255,19 @@ def chosen_servers() -> tuple[str, ...]:
     return tuple(server for server in SERVERS if server in wanted)
 
 
+def chosen_concurrencies() -> tuple[int, ...]:
+    """BENCH_CONCURRENCIES (comma-separated connection counts); default 1 and 16."""
+    raw = os.environ.get("BENCH_CONCURRENCIES", "").strip()
+    picked = tuple(int(part) for part in raw.split(",") if part.strip().isdigit())
+    return tuple(c for c in picked if c > 0) or (1, 16)
+
+
+def chosen_models() -> tuple[str, ...]:
+    """BENCH_SERVING_MODELS (comma-separated names); default every bench model."""
+    raw = os.environ.get("BENCH_SERVING_MODELS", "")
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
 def baseline_ref(raw: str | None) -> str | None:
     """BENCH_BASELINE: unset means the default ref; empty or 'none' turns the baseline off."""
     if raw is None:
@@ -291,7 +310,11 @@ def run_serving_bench(work_dir: Path, config: Config) -> Outcome:
     outcome = Outcome()
     decks: dict[str, Deck] = {}
     try:
-        models = build_models(work_dir / "models")
+        models = [
+            model
+            for model in build_models(work_dir / "models")
+            if not config.models or model.name in config.models
+        ]
         data_dir = work_dir / "servedeck"
         current = Deck(data_dir, register_models(data_dir, models))
         for server in chosen_servers():
@@ -410,12 +433,16 @@ def ratios(
         deck = index.get((model, measured, concurrency), {})
         rps_ratio = _paired_ratio(bare.get("rps_by_round"), deck.get("rps_by_round"))
         p99_ratio = _paired_ratio(bare.get("p99_by_round"), deck.get("p99_by_round"))
+        rps_spread = _middle_half(bare.get("rps_by_round"), deck.get("rps_by_round"))
+        p99_spread = _middle_half(bare.get("p99_by_round"), deck.get("p99_by_round"))
         out.append(
             {
                 "model": model,
                 "concurrency": concurrency,
                 "throughput_ratio": rps_ratio,
                 "throughput_ok": None if rps_ratio is None else rps_ratio >= rps_target,
+                "throughput_middle_half": rps_spread,
+                "p99_middle_half": p99_spread,
                 "p99_ratio": p99_ratio,
                 "p99_ok": None if p99_ratio is None else p99_ratio <= p99_target,
                 "reference_rps": bare.get("rps"),
@@ -427,17 +454,36 @@ def ratios(
     return out
 
 
-def _paired_ratio(
+def _per_round_ratios(
     reference: dict[int, float | None] | None, measured: dict[int, float | None] | None
-) -> float | None:
-    """Median over rounds of measured / reference, from the rounds where both have a value."""
+) -> list[float]:
+    """measured / reference of each round where both have a value."""
     reference, measured = reference or {}, measured or {}
     pairs = []
     for round_, ref in reference.items():
         value = measured.get(round_)
         if ref and value is not None:
             pairs.append(value / ref)
+    return pairs
+
+
+def _paired_ratio(
+    reference: dict[int, float | None] | None, measured: dict[int, float | None] | None
+) -> float | None:
+    """Median over rounds of measured / reference, from the rounds where both have a value."""
+    pairs = _per_round_ratios(reference, measured)
     return statistics.median(pairs) if pairs else None
+
+
+def _middle_half(
+    reference: dict[int, float | None] | None, measured: dict[int, float | None] | None
+) -> str:
+    """The per-round ratios' quartiles: how far one round's ratio strays on this machine."""
+    pairs = _per_round_ratios(reference, measured)
+    if len(pairs) < 4:
+        return "-"
+    low, _, high = statistics.quantiles(pairs, n=4)
+    return f"{low:.2f}-{high:.2f}"
 
 
 def _verdict(ok: bool | None) -> str:
@@ -543,20 +589,23 @@ def _baseline_table(outcome: Outcome, summary: list[dict[str, Any]]) -> str:
                 fmt(r["reference_rps"]),
                 fmt(r["measured_rps"]),
                 fmt(r["throughput_ratio"], 2) + "x" if r["throughput_ratio"] else "-",
+                r["throughput_middle_half"],
                 _verdict(r["throughput_ok"]),
                 fmt(r["reference_p99_ms"], 2),
                 fmt(r["measured_p99_ms"], 2),
                 fmt(r["p99_ratio"], 2) + "x" if r["p99_ratio"] else "-",
+                r["p99_middle_half"],
                 _verdict(r["p99_ok"]),
                 same,
             ]
         )
-    headers = ["model", "conc", "req/s base", "req/s now", "ratio", "met"]
-    headers += ["p99 ms base", "p99 ms now", "ratio", "met", "same answer"]
+    headers = ["model", "conc", "req/s base", "req/s now", "ratio", "rounds", "met"]
+    headers += ["p99 ms base", "p99 ms now", "ratio", "rounds", "met", "same answer"]
     return (
         format_table(title, headers, rows)
         + f"\ntargets: req/s ratio >= {BASELINE_RPS_TARGET:.2f}x, "
         + f"p99 ratio <= {BASELINE_P99_TARGET:.3f}x (1/{BASELINE_RPS_TARGET:.2f})."
+        + ROUNDS_NOTE
     )
 
 
@@ -577,15 +626,17 @@ def _monitoring_table(summary: list[dict[str, Any]]) -> str:
                 fmt(r["reference_rps"]),
                 fmt(r["measured_rps"]),
                 fmt(r["throughput_ratio"], 2) + "x" if r["throughput_ratio"] else "-",
+                r["throughput_middle_half"],
                 _verdict(r["throughput_ok"]),
                 fmt(r["reference_p99_ms"], 2),
                 fmt(r["measured_p99_ms"], 2),
                 fmt(r["p99_ratio"], 2) + "x" if r["p99_ratio"] else "-",
+                r["p99_middle_half"],
                 _verdict(r["p99_ok"]),
             ]
         )
-    headers = ["model", "conc", "req/s off", "req/s on", "ratio", "met"]
-    headers += ["p99 ms off", "p99 ms on", "ratio", "met"]
+    headers = ["model", "conc", "req/s off", "req/s on", "ratio", "rounds", "met"]
+    headers += ["p99 ms off", "p99 ms on", "ratio", "rounds", "met"]
     cpu_rows = []
     by_key = {(r["model"], r["server"], r["concurrency"]): r for r in summary}
     for (model, server, concurrency), on in sorted(by_key.items()):
@@ -609,6 +660,7 @@ def _monitoring_table(summary: list[dict[str, Any]]) -> str:
             rows,
         )
         + f"\ntarget: monitoring on >= {MONITORING_TARGET:.2f}x of off (req/s), p99 within 1/0.95."
+        + ROUNDS_NOTE
         + "\n"
         + format_table(
             "Monitoring's CPU: ms of CPU per 1,000 answered requests (median over rounds)",
