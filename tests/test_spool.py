@@ -16,6 +16,7 @@ from backend.predictions.drain import Drainer
 from backend.predictions.log import PredictionLog, store_identity, writer_target
 from backend.predictions.rows import encode_rows
 from backend.predictions.spool import (
+    FIRST_READ_BYTES,
     MAGIC,
     SpoolAppender,
     claim_owner,
@@ -47,6 +48,13 @@ def _adopt(workspace: Workspace) -> None:
     writer._adopt_orphans(Drainer(writer.store_factory(), writer.spool_dir))
 
 
+def _tear_at(path: Path, offset: int) -> None:
+    """Leave a header without its record at ``offset``, as a kill in the middle of a copy."""
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        file.write(b"\x40\x00\x00\x00\x01\x00\x00\x00{partial")
+
+
 def _fingerprint(workspace: Workspace) -> str:
     return store_identity(workspace.engine)
 
@@ -55,9 +63,12 @@ def test_records_read_back_and_a_torn_tail_is_not_a_record(tmp_path: Path) -> No
     spool = SpoolAppender(tmp_path, "db", segment_bytes=1 << 20)
     ends = [spool.append(encode_rows(sample_log_rows(f"r{i}", 2)))[1] for i in range(3)]
     path = segments(spool.directory)[0].path
-    # Half a record, as a kill in the middle of a large write leaves it.
-    with open(path, "ab") as file:
-        file.write(b"\x40\x00\x00\x00\x00\x00\x00\x00{partial")
+    # Where the records end so far, the reserved zeros stop reading cleanly.
+    clean = read_records(path, 0, 1 << 20)
+    assert len(clean.payloads) == 3 and clean.offset == ends[-1]
+    assert not clean.stopped_at_bad_record
+    # Half a record, as a kill in the middle of copying a header leaves it.
+    _tear_at(path, spool.offset)
     result = read_records(path, 0, 1 << 20)
     assert len(result.payloads) == 3 and result.offset == ends[-1]
     assert result.stopped_at_bad_record
@@ -88,9 +99,8 @@ def test_an_orphaned_spool_is_written_once_and_removed(store: Workspace) -> None
     spool = SpoolAppender(store.settings.spool_dir, _fingerprint(store), segment_bytes=300)
     for i in range(20):
         spool.append(encode_rows(sample_log_rows(f"orphan-{i}", 2)))
-    with open(segments(spool.directory)[-1].path, "ab") as file:
-        file.write(b"\xff\x00\x00\x00torn")  # the owner died in the middle of a write
-    spool.close()  # as a kill -9 releases the lock
+    _tear_at(segments(spool.directory)[-1].path, spool.offset)  # the owner died mid-copy
+    os.close(spool._lock_fd)  # as a kill -9 releases the lock, leaving the reserved zeros
     _adopt(store)
     assert logged_rows(store) == 40
     assert not spool.directory.exists()
@@ -201,31 +211,56 @@ def test_a_failed_sync_keeps_the_record_and_moves_to_a_new_segment(
     assert not any(r.stopped_at_bad_record for r in read)
 
 
-def test_a_write_cut_short_leaves_no_half_record(
+def test_a_segment_the_disk_cannot_hold_refuses_the_request(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A full disk shows when a segment reserves its space, never as a fault on the mapping:
+    the request that needed the new segment is refused, and the next one tries again."""
     from backend.predictions import spool as spool_module
     from backend.predictions.spool import SpoolWriteError
 
-    spool = SpoolAppender(tmp_path, "db")
+    spool = SpoolAppender(tmp_path, "db", segment_bytes=4096)
     spool.append(encode_rows(sample_log_rows("first")))
-    real_write = os.write
-    calls = {"n": 0}
 
-    def disk_full_halfway(fd: int, data: bytes) -> int:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            return real_write(fd, bytes(data)[: len(data) // 2])
+    def disk_full(fd: int, offset: int, length: int) -> None:
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(spool_module.os, "write", disk_full_halfway)
+        patch.setattr(spool_module.os, "posix_fallocate", disk_full)
         with pytest.raises(SpoolWriteError, match="No space"):
-            spool.append(encode_rows(sample_log_rows("lost", 3)))
-    spool.append(encode_rows(sample_log_rows("after")))
+            spool.append(encode_rows(sample_log_rows("lost", 40)))
+    assert spool.append(encode_rows(sample_log_rows("after", 40)))[0] == 3
     spool.close()
-    result = read_records(segments(spool.directory)[0].path, 0, 1 << 20)
-    assert len(result.payloads) == 2 and not result.stopped_at_bad_record
+    found = segments(spool.directory)
+    assert [s.number for s in found] == [1, 3]  # the failed attempt left no file
+    read = [read_records(s.path, 0, 1 << 20) for s in found]
+    assert [len(r.payloads) for r in read] == [1, 1]
+    assert not any(r.stopped_at_bad_record for r in read)
+
+
+def test_a_live_segment_is_read_as_it_grows_and_cut_back_when_closed(tmp_path: Path) -> None:
+    spool = SpoolAppender(tmp_path, "db", segment_bytes=1 << 20)
+    path = segments(spool.directory)[0].path
+    assert path.stat().st_size == 1 << 20  # reserved up front
+    first = read_records(path, 0, 1 << 20)
+    assert first.payloads == [] and not first.stopped_at_bad_record
+    spool.append(encode_rows(sample_log_rows("a")))
+    after_one = read_records(path, first.offset, 1 << 20)
+    assert len(after_one.payloads) == 1
+    big = encode_rows(sample_log_rows("big", 3000))  # larger than a reader's first read
+    assert len(big) > FIRST_READ_BYTES
+    spool.append(big)
+    spool.append(encode_rows(sample_log_rows("b")))
+    rest = read_records(path, after_one.offset, 1 << 20)
+    assert rest.payloads[0] == big and len(rest.payloads) == 2
+    # A record larger than a whole segment gets a segment of its own size.
+    huge = encode_rows(sample_log_rows("huge", 6000))
+    assert len(huge) > 1 << 20
+    assert spool.append(huge)[0] == 2
+    spool.close()
+    assert path.stat().st_size == rest.offset  # a sealed segment keeps no zeros
+    second = segments(spool.directory)[1].path
+    assert read_records(second, 0, 1 << 20).payloads == [huge]
 
 
 def test_a_record_the_store_refuses_is_set_aside_not_retried_forever(store: Workspace) -> None:

@@ -1,7 +1,7 @@
 """The prediction log, serving side: append answered rows to the spool, keep a writer running.
 
-``append`` encodes a request's rows once (orjson) and writes them to this process's spool
-segment with one system call before the answer leaves (see ``spool``): an acknowledged
+``append`` encodes a request's rows once (orjson) and copies them into this process's
+memory-mapped spool segment before the answer leaves (see ``spool``): an acknowledged
 prediction survives a kill -9 of this process, of the writer or of both. The writer process
 (``writer``) drains the spool into the store and reports each commit over its stdout; if it
 dies, a new one is started and continues from the committed offset. There is no sender thread:

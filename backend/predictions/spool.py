@@ -1,12 +1,21 @@
 """The spool: append-only segment files through which answered predictions reach the log.
 
-The request path appends each answered request's rows to its process's current segment with
-one ``write(2)`` before the answer leaves. From then on the rows are in the kernel's page cache:
-they survive a kill -9 of the serving process, of the writer process, or of both. The writer
-reads the segments, inserts their rows and records how far it got (the segment's committed
-offset) in the same transaction, so that whoever drains a segment next starts exactly where the
-last commit ended: nothing acknowledged is lost and nothing is written twice. A machine crash
-loses what the kernel had not yet written back, unless the fsync policy is ``always``.
+The request path copies each answered request's rows into its process's current segment, which
+is mapped into memory, before the answer leaves. From then on the rows are in the kernel's page
+cache: they survive a kill -9 of the serving process, of the writer process, or of both. The
+writer reads the segments, inserts their rows and records how far it got (the segment's
+committed offset) in the same transaction, so that whoever drains a segment next starts exactly
+where the last commit ended: nothing acknowledged is lost and nothing is written twice. A
+machine crash loses what the kernel had not yet written back, unless the fsync policy is
+``always``.
+
+Why a mapping and not ``write(2)``: a system call releases the GIL, and when the model runs on
+its thread (every model slower than the batcher's inline budget) the event loop then waits for
+the GIL back for up to the interpreter's switch interval. Measured here, a ~900-byte write took
+1.7 µs alone and 338 µs on average (p99 3.4 ms) beside a thread running a scikit-learn
+pipeline, where a copy into the mapping took 1.3 µs. A segment's whole size is reserved on disk
+when it starts (``posix_fallocate``), so a full disk refuses a new segment (the request gets a
+503) instead of faulting on a page of the mapping.
 
 Layout: ``<data dir>/spool/<owner>/`` per serving process, holding ``owner.lock`` (locked with
 flock by the serving process for its whole life: whoever can take the lock knows the owner is
@@ -14,8 +23,10 @@ gone), ``owner.json`` (which database the rows belong to) and the segments ``000
 ``000002.seg``... Only the newest segment of an owner is appended to; an older one is sealed.
 
 A segment starts with ``MAGIC``; then records of a 4-byte little-endian length, a 4-byte CRC-32
-of the payload, and the payload (an orjson array of log rows). A record cut short by a crash, or
-still being written, fails its length or CRC check: a reader waits for it while the segment may
+of the payload, and the payload (an orjson array of log rows, never empty); then zeros up to
+the reserved size (a closed segment is cut back to its records). The payload is copied before
+its header, so a header of zeros is where the records end so far. A record cut short by a
+crash, or still being copied, fails its CRC check: a reader waits for it while the segment may
 still grow and drops it once the segment is final, since its request was never answered.
 
 Standard library only: the writer process imports it when it starts.
@@ -26,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import mmap
 import os
 import socket
 import struct
@@ -37,8 +49,11 @@ from pathlib import Path
 
 MAGIC = b"SDSPOOL1"
 _RECORD = struct.Struct("<II")
-# A new segment is started past this size, so that drained data leaves the disk in steps.
-SEGMENT_BYTES = 64 * 1024 * 1024
+# A segment's reserved size: a new one starts when a record no longer fits, so drained data
+# leaves the disk in steps (PostgreSQL's WAL segments are 16 MB too).
+SEGMENT_BYTES = 16 * 1024 * 1024
+# A reader's first read from an offset: most rounds find a few records before the zeros.
+FIRST_READ_BYTES = 256 * 1024
 # One record holds one request's rows; anything larger than this is a corrupt length field.
 MAX_RECORD_BYTES = 1 << 30
 # Records the store refused (see ``drain``), kept with the reason; not an owner's directory.
@@ -91,27 +106,32 @@ class SpoolAppender:
         self.segment = 0
         self.offset = 0
         self._fd = -1
+        self._map: mmap.mmap | None = None
+        self._closed = False
         # The next segment number to try (a failed attempt's number is never reused).
         self._next_number = 1
-        # The current segment may hold a cut-short record: append in a new one.
+        # The current segment's file may not hold what was copied (a failed sync): move on.
         self._broken = False
-        self._open_next_segment()
+        self._open_next_segment(0)
 
     def append(self, payload: bytes) -> tuple[int, int]:
         """Append one record; returns (segment, offset after it) once the kernel holds it."""
-        if self._fd < 0:
+        if self._closed:
             raise SpoolWriteError("the prediction spool is closed")
-        if self._broken or self.offset >= self.segment_bytes:
-            self._open_next_segment()
-        record = _RECORD.pack(len(payload), zlib.crc32(payload)) + payload
-        try:
-            _write_all(self._fd, record)
-        except OSError as exc:
-            # Cut short (disk full): no part of it may stay in front of the next record.
-            self._cut_back()
-            raise SpoolWriteError(f"cannot write the prediction spool: {exc}") from exc
-        # Whole in the file from here on: a writer may read and store it at any moment.
-        self.offset += len(record)
+        if not payload:
+            raise ValueError("a spool record's payload is never empty")
+        size = _RECORD.size + len(payload)
+        if self._broken or self._map is None or self.offset + size > len(self._map):
+            self._open_next_segment(size)
+        mapped = self._map
+        assert mapped is not None
+        start = self.offset
+        # The payload first: a reader that sees a header sees its whole record (or a CRC
+        # mismatch if it read in the middle of the copy), never a header before its payload.
+        mapped[start + _RECORD.size : start + size] = payload
+        mapped[start : start + _RECORD.size] = _RECORD.pack(len(payload), zlib.crc32(payload))
+        # Whole in the page cache from here on: a writer may read and store it at any moment.
+        self.offset = start + size
         if self.fsync:
             try:
                 os.fdatasync(self._fd)
@@ -125,45 +145,52 @@ class SpoolAppender:
 
     def close(self) -> None:
         """Stop appending and release the owner lock (a writer may then finish the spool)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._closed = True
+        self._release_segment()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
-    def _open_next_segment(self) -> None:
+    def _open_next_segment(self, record_bytes: int) -> None:
         number = self._next_number
         self._next_number += 1
         path = self.directory / segment_name(number)
+        capacity = max(self.segment_bytes, len(MAGIC) + record_bytes)
         try:
             # O_EXCL: a file left by a failed attempt is never appended to (numbers move on).
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
             raise SpoolWriteError(f"cannot start a prediction spool segment: {exc}") from exc
         try:
-            _write_all(fd, MAGIC)
+            # Reserved on disk now: a page of the mapping never needs a block the disk lacks.
+            os.posix_fallocate(fd, 0, capacity)
+            os.pwrite(fd, MAGIC, 0)
             if self.fsync:
                 os.fsync(fd)
                 _fsync_directory(self.directory)
-        except OSError as exc:
+            mapped = mmap.mmap(fd, capacity)
+        except (OSError, ValueError) as exc:
             os.close(fd)
             # Readers drop a segment without its header once a newer one exists.
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise SpoolWriteError(f"cannot start a prediction spool segment: {exc}") from exc
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._fd, self.segment, self.offset = fd, number, len(MAGIC)
+        self._release_segment()
+        self._fd, self._map, self.segment, self.offset = fd, mapped, number, len(MAGIC)
         self._broken = False
 
-    def _cut_back(self) -> None:
-        # If even the cut fails, the record stays torn at the end of this segment: readers end
-        # a sealed segment at its first bad record, so the next append starts a new one.
-        try:
-            os.ftruncate(self._fd, self.offset)
-        except OSError:
-            self._broken = True
+    def _release_segment(self) -> None:
+        """Unmap the current segment and give back its unused reservation."""
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._fd >= 0:
+            # Cut back to the records: a sealed segment holds no zeros, and a closed spool
+            # keeps no reserved space. If the cut fails the zeros stay, which readers skip.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self.offset)
+            os.close(self._fd)
+            self._fd = -1
 
 
 @dataclass(frozen=True)
@@ -238,40 +265,75 @@ class ReadResult:
 
 
 def read_records(path: Path, offset: int, max_bytes: int) -> ReadResult:
-    """Whole records from ``offset`` on, about ``max_bytes`` of them (at least one)."""
+    """Whole records from ``offset`` on, about ``max_bytes`` of them (at least one).
+
+    Reading stops cleanly at a header of zeros (where the records end so far) or at the end of
+    the file, and as ``stopped_at_bad_record`` at a record that fails its checks or is cut
+    short by the end of the file.
+    """
     try:
-        with open(path, "rb") as file:
-            if offset == 0:
-                if file.read(len(MAGIC)) != MAGIC:
-                    return ReadResult([], 0, True)
-                offset = len(MAGIC)
-            file.seek(offset)
-            data = file.read(max_bytes)
-            if len(data) >= _RECORD.size:
-                length = _RECORD.unpack_from(data)[0]
-                if _RECORD.size + length > len(data) and length <= MAX_RECORD_BYTES:
-                    # One record larger than the read: read it whole.
-                    file.seek(offset)
-                    data = file.read(_RECORD.size + length)
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return ReadResult([], offset, False)
-    payloads: list[bytes] = []
+    try:
+        if offset == 0:
+            if os.pread(fd, len(MAGIC), 0) != MAGIC:
+                return ReadResult([], 0, True)
+            offset = len(MAGIC)
+        payloads: list[bytes] = []
+        position = offset
+        want = min(max_bytes, FIRST_READ_BYTES)
+        while True:
+            data = os.pread(fd, want, position)
+            at_end_of_file = len(data) < want
+            used, stop = _parse_records(data, payloads)
+            position += used
+            if stop is not None:
+                return ReadResult(payloads, position, stop)
+            if at_end_of_file:
+                # Bytes left over are a record cut short by the end of the file.
+                return ReadResult(payloads, position, used < len(data))
+            read_so_far = position - offset
+            if payloads and read_so_far >= max_bytes:
+                return ReadResult(payloads, position, False)
+            # A record larger than what is left of the read: read at least all of it.
+            pending = _pending_record_bytes(data, used)
+            want = max(min(max_bytes - read_so_far, 2 * want), pending, FIRST_READ_BYTES)
+    finally:
+        os.close(fd)
+
+
+def _parse_records(data: bytes, payloads: list[bytes]) -> tuple[int, bool | None]:
+    """Append the whole records at the start of ``data``; returns (bytes used, stop), where
+    stop is False at a header of zeros, True at a bad record, None when ``data`` ran out."""
     position = 0
     view = memoryview(data)
     while len(data) - position >= _RECORD.size:
         length, crc = _RECORD.unpack_from(data, position)
+        if length == 0:
+            # Payloads are never empty: zeros are the space reserved for records to come.
+            return position, crc != 0
+        if length > MAX_RECORD_BYTES:
+            return position, True
         start = position + _RECORD.size
         end = start + length
-        if length > MAX_RECORD_BYTES:
-            return ReadResult(payloads, offset + position, True)
         if end > len(data):
             break
         payload = bytes(view[start:end])
         if zlib.crc32(payload) != crc:
-            return ReadResult(payloads, offset + position, True)
+            return position, True
         payloads.append(payload)
         position = end
-    return ReadResult(payloads, offset + position, position < len(data))
+    return position, None
+
+
+def _pending_record_bytes(data: bytes, used: int) -> int:
+    """The size of the record that starts at ``used`` and did not fit in ``data`` (0 if its
+    header did not fit either)."""
+    if len(data) - used < _RECORD.size:
+        return 0
+    length = _RECORD.unpack_from(data, used)[0]
+    return _RECORD.size + min(length, MAX_RECORD_BYTES)
 
 
 def record_size(payload: bytes) -> int:
