@@ -59,6 +59,7 @@ from tests.bench import (
     log_bench,
     report_bench,
     serving_bench,
+    serving_report,
     switch_bench,
 )
 from tests.bench.loadgen import generator_name
@@ -107,13 +108,13 @@ def main() -> int:
 
     def serving(work_dir: Path) -> tuple[list[str], Any]:
         outcome = serving_bench.run_serving_bench(work_dir, config)
-        found = [serving_bench.render(outcome, config)]
+        found = [serving_report.render(outcome, config)]
         if outcome.problems:
             found.append(
                 "Server log lines worth a look:\n"
                 + "\n".join(f"  {p}" for p in outcome.problems[:30])
             )
-        return found, serving_bench.to_json(outcome)
+        return found, serving_report.to_json(outcome)
 
     def prediction_log(work_dir: Path) -> tuple[list[str], Any]:
         measured = log_bench.run_log_bench(work_dir, log_rows)
