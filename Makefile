@@ -31,8 +31,8 @@ lint: setup
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/python -m pytest -q -n 2 -m "not serial"
-	$(BIN)/python -m pytest -q -m serial
+	$(BIN)/python -m pytest -q -n 2 -m "not serial" --durations=15
+	$(BIN)/python -m pytest -q -m serial --durations=10
 
 bench: setup
 	$(BIN)/python -m tests.bench
