@@ -18,6 +18,7 @@ from backend.predictions.rows import encode_rows
 from backend.predictions.spool import (
     FIRST_READ_BYTES,
     MAGIC,
+    MAX_RECORD_BYTES,
     SpoolAppender,
     claim_owner,
     read_records,
@@ -59,8 +60,9 @@ def _fingerprint(workspace: Workspace) -> str:
     return store_identity(workspace.engine)
 
 
-def test_records_read_back_and_a_torn_tail_is_not_a_record(tmp_path: Path) -> None:
-    spool = SpoolAppender(tmp_path, "db", segment_bytes=1 << 20)
+@pytest.mark.parametrize("mapped", [True, False], ids=["mapped", "written"])
+def test_records_read_back_and_a_torn_tail_is_not_a_record(tmp_path: Path, mapped: bool) -> None:
+    spool = SpoolAppender(tmp_path, "db", segment_bytes=1 << 20, mapped=mapped)
     ends = [spool.append(encode_rows(sample_log_rows(f"r{i}", 2)))[1] for i in range(3)]
     path = segments(spool.directory)[0].path
     # Where the records end so far, the reserved zeros stop reading cleanly.
@@ -83,8 +85,9 @@ def test_records_read_back_and_a_torn_tail_is_not_a_record(tmp_path: Path) -> No
     spool.close()
 
 
-def test_segments_rotate_and_the_owner_lock_tells_who_lives(tmp_path: Path) -> None:
-    spool = SpoolAppender(tmp_path, "db", segment_bytes=200)
+@pytest.mark.parametrize("mapped", [True, False], ids=["mapped", "written"])
+def test_segments_rotate_and_the_owner_lock_tells_who_lives(tmp_path: Path, mapped: bool) -> None:
+    spool = SpoolAppender(tmp_path, "db", segment_bytes=200, mapped=mapped)
     for i in range(10):
         spool.append(encode_rows(sample_log_rows(f"r{i}")))
     assert len(segments(spool.directory)) > 2
@@ -219,23 +222,95 @@ def test_a_segment_the_disk_cannot_hold_refuses_the_request(
     from backend.predictions import spool as spool_module
     from backend.predictions.spool import SpoolWriteError
 
-    spool = SpoolAppender(tmp_path, "db", segment_bytes=4096)
+    spool = SpoolAppender(tmp_path, "db", segment_bytes=4096, mapped=True)
     spool.append(encode_rows(sample_log_rows("first")))
+    seen_while_failing: list[list[int]] = []
 
     def disk_full(fd: int, offset: int, length: int) -> None:
+        # A drainer listing the segments now must not see a newer one: it would seal the
+        # segment this process still appends to.
+        seen_while_failing.append([s.number for s in segments(spool.directory)])
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patch:
         patch.setattr(spool_module.os, "posix_fallocate", disk_full)
         with pytest.raises(SpoolWriteError, match="No space"):
             spool.append(encode_rows(sample_log_rows("lost", 40)))
+        # A record that still fits goes on in the same segment, which nothing sealed.
+        assert spool.append(encode_rows(sample_log_rows("small")))[0] == 1
+    assert seen_while_failing == [[1]]
     assert spool.append(encode_rows(sample_log_rows("after", 40)))[0] == 3
     spool.close()
     found = segments(spool.directory)
     assert [s.number for s in found] == [1, 3]  # the failed attempt left no file
     read = [read_records(s.path, 0, 1 << 20) for s in found]
-    assert [len(r.payloads) for r in read] == [1, 1]
+    assert [len(r.payloads) for r in read] == [2, 1]
     assert not any(r.stopped_at_bad_record for r in read)
+    assert sorted(p.name for p in spool.directory.iterdir() if ".seg" in p.name) == [
+        "000001.seg",
+        "000003.seg",
+    ]
+
+
+def test_a_write_cut_short_leaves_no_half_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where segments are written with write(2) (no mapping), a full disk can cut one short."""
+    from backend.predictions import spool as spool_module
+    from backend.predictions.spool import SpoolWriteError
+
+    spool = SpoolAppender(tmp_path, "db", mapped=False)
+    spool.append(encode_rows(sample_log_rows("first")))
+    real_write = os.write
+    calls = {"n": 0}
+
+    def disk_full_halfway(fd: int, data: bytes) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(spool_module.os, "write", disk_full_halfway)
+        with pytest.raises(SpoolWriteError, match="No space"):
+            spool.append(encode_rows(sample_log_rows("lost", 3)))
+    spool.append(encode_rows(sample_log_rows("after")))
+    spool.close()
+    result = read_records(segments(spool.directory)[0].path, 0, 1 << 20)
+    assert len(result.payloads) == 2 and not result.stopped_at_bad_record
+
+
+def test_segments_are_mapped_only_where_the_filesystem_keeps_reserved_blocks(
+    tmp_path: Path,
+) -> None:
+    from backend.predictions.spool import MAPPABLE_FILESYSTEMS, _filesystem_type, mappable
+
+    kind = _filesystem_type(tmp_path)
+    assert kind is not None  # read from /proc/self/mountinfo
+    assert mappable(tmp_path) == (kind in MAPPABLE_FILESYSTEMS)
+    assert SpoolAppender(tmp_path, "db").mapped == mappable(tmp_path)
+
+
+def test_zeros_at_the_end_of_a_segment_are_not_a_record_cut_short(tmp_path: Path) -> None:
+    """A kill -9 leaves the reserved zeros: fewer than a header's worth are the end, too."""
+    spool = SpoolAppender(tmp_path, "db", segment_bytes=1 << 20, mapped=True)
+    spool.append(encode_rows(sample_log_rows("a")))
+    path = segments(spool.directory)[0].path
+    spool.close()
+    with open(path, "ab") as file:
+        file.write(bytes(5))
+    result = read_records(path, 0, 1 << 20)
+    assert len(result.payloads) == 1 and not result.stopped_at_bad_record
+    with open(path, "ab") as file:
+        file.write(b"\x07")
+    assert read_records(path, 0, 1 << 20).stopped_at_bad_record
+
+
+def test_a_damaged_length_never_reads_past_the_end_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "000001.seg"
+    path.write_bytes(MAGIC + (MAX_RECORD_BYTES - 1).to_bytes(4, "little") + bytes(4) + b"[]")
+    result = read_records(path, 0, 1 << 20)
+    assert result.payloads == [] and result.stopped_at_bad_record and result.offset == len(MAGIC)
 
 
 def test_a_live_segment_is_read_as_it_grows_and_cut_back_when_closed(tmp_path: Path) -> None:

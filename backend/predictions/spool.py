@@ -15,7 +15,8 @@ the GIL back for up to the interpreter's switch interval. Measured here, a ~900-
 1.7 µs alone and 338 µs on average (p99 3.4 ms) beside a thread running a scikit-learn
 pipeline, where a copy into the mapping took 1.3 µs. A segment's whole size is reserved on disk
 when it starts (``posix_fallocate``), so a full disk refuses a new segment (the request gets a
-503) instead of faulting on a page of the mapping.
+503) instead of faulting on a page of the mapping; on filesystems where a reservation does not
+guarantee the blocks (copy-on-write, network), records are written with ``write(2)`` instead.
 
 Layout: ``<data dir>/spool/<owner>/`` per serving process, holding ``owner.lock`` (locked with
 flock by the serving process for its whole life: whoever can take the lock knows the owner is
@@ -61,6 +62,12 @@ REJECTED_DIR = "rejected"
 LOCK_FILE = "owner.lock"
 OWNER_FILE = "owner.json"
 SEGMENT_SUFFIX = ".seg"
+# A segment being started: readers skip it until it is renamed into place, whole.
+BUILDING_SUFFIX = ".new"
+# Filesystems whose posix_fallocate reserves real blocks (overlay: those of its upper layer,
+# ext4 or xfs in practice). Copy-on-write (btrfs, zfs) and network filesystems may still need
+# space on a later write, which through a mapping is a SIGBUS instead of an error.
+MAPPABLE_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs", "overlay"})
 
 
 class SpoolWriteError(OSError):
@@ -84,7 +91,13 @@ def _new_owner() -> str:
 
 
 class SpoolAppender:
-    """The serving process's side: appends records to its own segments. Event loop only."""
+    """The serving process's side: appends records to its own segments. Event loop only.
+
+    Segments are mapped into memory where the data directory's filesystem reserves what
+    ``posix_fallocate`` asks for (``mappable``); elsewhere (a copy-on-write or network
+    filesystem, where a full disk could fault on a page of the mapping and kill the process)
+    records are appended with ``write(2)``, which a full disk fails with an error instead.
+    """
 
     def __init__(
         self,
@@ -93,12 +106,14 @@ class SpoolAppender:
         *,
         fsync: bool = False,
         segment_bytes: int = SEGMENT_BYTES,
+        mapped: bool | None = None,
     ):
         self.owner = _new_owner()
         self.directory = spool_dir / self.owner
         self.directory.mkdir(parents=True, mode=0o700)
         self.fsync = fsync
         self.segment_bytes = segment_bytes
+        self.mapped = mappable(self.directory) if mapped is None else mapped
         self._lock_fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         owner_info = {"database": database, "pid": os.getpid(), "host": socket.gethostname()}
@@ -110,7 +125,8 @@ class SpoolAppender:
         self._closed = False
         # The next segment number to try (a failed attempt's number is never reused).
         self._next_number = 1
-        # The current segment's file may not hold what was copied (a failed sync): move on.
+        # The current segment may hold a cut-short record, or its file may not hold what was
+        # written (a failed sync): append in a new one.
         self._broken = False
         self._open_next_segment(0)
 
@@ -121,17 +137,24 @@ class SpoolAppender:
         if not payload:
             raise ValueError("a spool record's payload is never empty")
         size = _RECORD.size + len(payload)
-        if self._broken or self._map is None or self.offset + size > len(self._map):
+        if self._broken or self._fd < 0 or not self._has_room(size):
             self._open_next_segment(size)
-        mapped = self._map
-        assert mapped is not None
-        start = self.offset
-        # The payload first: a reader that sees a header sees its whole record (or a CRC
-        # mismatch if it read in the middle of the copy), never a header before its payload.
-        mapped[start + _RECORD.size : start + size] = payload
-        mapped[start : start + _RECORD.size] = _RECORD.pack(len(payload), zlib.crc32(payload))
+        header = _RECORD.pack(len(payload), zlib.crc32(payload))
+        if self._map is not None:
+            start = self.offset
+            # The payload first: a reader that sees a header sees its whole record (or a CRC
+            # mismatch if it read in the middle of the copy), never a header before its data.
+            self._map[start + _RECORD.size : start + size] = payload
+            self._map[start : start + _RECORD.size] = header
+        else:
+            try:
+                _write_all(self._fd, header + payload)
+            except OSError as exc:
+                # Cut short (disk full): no part of it may stay in front of the next record.
+                self._cut_back()
+                raise SpoolWriteError(f"cannot write the prediction spool: {exc}") from exc
         # Whole in the page cache from here on: a writer may read and store it at any moment.
-        self.offset = start + size
+        self.offset += size
         if self.fsync:
             try:
                 os.fdatasync(self._fd)
@@ -148,49 +171,102 @@ class SpoolAppender:
         self._closed = True
         self._release_segment()
         if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+            fd, self._lock_fd = self._lock_fd, -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _has_room(self, size: int) -> bool:
+        if self._map is not None:
+            return self.offset + size <= len(self._map)
+        return self.offset < self.segment_bytes
 
     def _open_next_segment(self, record_bytes: int) -> None:
+        """Start the next segment. It is made under a name readers skip and renamed into place
+        once whole: a reader seals a segment once a newer one exists, so a newer one must
+        never show before this process has stopped appending to the older."""
         number = self._next_number
         self._next_number += 1
         path = self.directory / segment_name(number)
+        building = path.with_name(path.name + BUILDING_SUFFIX)
         capacity = max(self.segment_bytes, len(MAGIC) + record_bytes)
         try:
             # O_EXCL: a file left by a failed attempt is never appended to (numbers move on).
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            # O_APPEND when written with write(2): a record cut back is written over.
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | (0 if self.mapped else os.O_APPEND)
+            fd = os.open(building, flags, 0o600)
         except OSError as exc:
             raise SpoolWriteError(f"cannot start a prediction spool segment: {exc}") from exc
+        mapped = None
         try:
-            # Reserved on disk now: a page of the mapping never needs a block the disk lacks.
-            os.posix_fallocate(fd, 0, capacity)
+            if self.mapped:
+                # Reserved on disk now: a page of the mapping never needs a block it lacks.
+                os.posix_fallocate(fd, 0, capacity)
             os.pwrite(fd, MAGIC, 0)
             if self.fsync:
                 os.fsync(fd)
+            if self.mapped:
+                mapped = mmap.mmap(fd, capacity)
+            os.rename(building, path)
+            if self.fsync:
                 _fsync_directory(self.directory)
-            mapped = mmap.mmap(fd, capacity)
         except (OSError, ValueError) as exc:
+            if mapped is not None:
+                mapped.close()
             os.close(fd)
-            # Readers drop a segment without its header once a newer one exists.
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                os.unlink(building)
             raise SpoolWriteError(f"cannot start a prediction spool segment: {exc}") from exc
         self._release_segment()
         self._fd, self._map, self.segment, self.offset = fd, mapped, number, len(MAGIC)
         self._broken = False
 
     def _release_segment(self) -> None:
-        """Unmap the current segment and give back its unused reservation."""
+        """Unmap and close the current segment, cut back to its records: a sealed segment
+        holds no zeros, and a closed spool keeps no reserved space. If the cut fails the zeros
+        stay, which readers skip."""
         if self._map is not None:
-            self._map.close()
-            self._map = None
+            mapped, self._map = self._map, None
+            mapped.close()
         if self._fd >= 0:
-            # Cut back to the records: a sealed segment holds no zeros, and a closed spool
-            # keeps no reserved space. If the cut fails the zeros stay, which readers skip.
+            fd, self._fd = self._fd, -1
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self.offset)
-            os.close(self._fd)
-            self._fd = -1
+                os.ftruncate(fd, self.offset)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _cut_back(self) -> None:
+        # If even the cut fails, the record stays torn at the end of this segment: readers end
+        # a sealed segment at its first bad record, so the next append starts a new one.
+        try:
+            os.ftruncate(self._fd, self.offset)
+        except OSError:
+            self._broken = True
+
+
+def mappable(directory: Path) -> bool:
+    """Whether ``directory``'s filesystem keeps the blocks ``posix_fallocate`` reserves, so
+    that writing through a mapping can never run out of space (read from the mount table)."""
+    return _filesystem_type(directory) in MAPPABLE_FILESYSTEMS
+
+
+def _filesystem_type(directory: Path) -> str | None:
+    try:
+        target = str(directory.resolve())
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    best, kind = "", None
+    for line in lines:
+        # "<id> <parent> <dev> <root> <mount point> <options> [optional...] - <type> ..."
+        fields = line.split()
+        if "-" not in fields or len(fields) < 5:
+            continue
+        point = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            dash = fields.index("-")
+            best, kind = point, fields[dash + 1] if dash + 1 < len(fields) else None
+    return kind
 
 
 @dataclass(frozen=True)
@@ -280,19 +356,23 @@ def read_records(path: Path, offset: int, max_bytes: int) -> ReadResult:
             if os.pread(fd, len(MAGIC), 0) != MAGIC:
                 return ReadResult([], 0, True)
             offset = len(MAGIC)
+        # Never read past the end as it is now (a damaged length field must not allocate a
+        # gigabyte); what is appended meanwhile is read next time.
+        size = os.fstat(fd).st_size
         payloads: list[bytes] = []
         position = offset
-        want = min(max_bytes, FIRST_READ_BYTES)
+        want = max(_RECORD.size, min(max_bytes, FIRST_READ_BYTES))
         while True:
-            data = os.pread(fd, want, position)
-            at_end_of_file = len(data) < want
+            data = os.pread(fd, max(0, min(want, size - position)), position)
+            at_end_of_file = position + len(data) >= size
             used, stop = _parse_records(data, payloads)
             position += used
             if stop is not None:
                 return ReadResult(payloads, position, stop)
             if at_end_of_file:
-                # Bytes left over are a record cut short by the end of the file.
-                return ReadResult(payloads, position, used < len(data))
+                # What is left is a record cut short by the end of the file, unless it is
+                # zeros (reserved space shorter than a header).
+                return ReadResult(payloads, position, any(data[used:]))
             read_so_far = position - offset
             if payloads and read_so_far >= max_bytes:
                 return ReadResult(payloads, position, False)
