@@ -11,6 +11,10 @@ from pathlib import Path
 
 # Qt tests run offscreen; set here so nobody has to remember it.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# One OpenMP thread per test process (set before scikit-learn loads its runtime): the suite
+# runs two workers on two cores, and OpenMP threads for every core in each would oversubscribe
+# the machine (scikit-learn's advice on oversubscription).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 from fastapi.testclient import TestClient
