@@ -13,9 +13,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from tests.bench.latency import wrk_corrected
 from tests.bench.servers import REPO_ROOT
 
 
@@ -29,9 +32,19 @@ class LoadResult:
     errors: int
     ok_total: int  # 2xx including the warm-up: what the prediction log should hold
     error_sample: str = ""
+    # Each request's own time (ms) as the client saw it, without wrk's correction (see
+    # tests.bench.latency); recorded at one connection only, where a response pairs with the
+    # request before it. Kept out of the JSON: tens of thousands of numbers per round.
+    latencies_ms: list[float] | None = field(default=None, repr=False, compare=False)
+    # From those times: their p99 as they are, and corrected as wrk corrects (a check that the
+    # script's times agree with wrk's own p99).
+    raw_p99_ms: float | None = None
+    recomputed_p99_ms: float | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("latencies_ms")
+        return data
 
 
 def generator_name() -> str:
@@ -70,17 +83,38 @@ class LoadTarget:
 
     # ------------------------------------------------------------------ wrk
 
-    def _wrk(self, concurrency: int, seconds: int) -> LoadResult:
+    def _wrk(self, concurrency: int, seconds: int, *, record: bool = False) -> LoadResult:
         assert self._lua_file is not None
         # One thread drives 16 connections easily at these rates; a second would only take
         # a core away from the server.
         argv = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
         argv += ["-s", str(self._lua_file), self.base_url]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-        # wrk runs plain GETs when the script does not load, so insist on the script's mark.
-        if done.returncode != 0 or "BENCH SCRIPT OK" not in done.stdout:
-            raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()[:300]}")
-        return parse_wrk(done.stdout)
+        env = dict(os.environ)
+        times_file = None
+        if record and concurrency == 1:
+            handle, name = tempfile.mkstemp(dir=self.work_dir, suffix=".times")
+            os.close(handle)
+            times_file = Path(name)
+            env[LATENCY_FILE_ENV] = name
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=seconds + 60, env=env
+            )
+            # wrk runs plain GETs when the script does not load, so insist on the script's mark.
+            if done.returncode != 0 or "BENCH SCRIPT OK" not in done.stdout:
+                raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()[:300]}")
+            result = parse_wrk(done.stdout)
+            if times_file is not None:
+                times = [float(line) / 1000.0 for line in times_file.read_text().split()]
+                if times and result.rps > 0:
+                    result.latencies_ms = times
+                    result.raw_p99_ms = float(np.percentile(times, 99))
+                    corrected = wrk_corrected(times, 1000.0 / result.rps)
+                    result.recomputed_p99_ms = float(np.percentile(corrected, 99))
+            return result
+        finally:
+            if times_file is not None:
+                times_file.unlink(missing_ok=True)
 
     def _run_wrk(self, concurrency: int, seconds: float, warmup: float) -> LoadResult:
         # wrk takes whole seconds only.
@@ -88,7 +122,7 @@ class LoadTarget:
         if warmup > 0:
             warm = self._wrk(concurrency, max(1, round(warmup)))
             warm_ok = warm.ok_total
-        result = self._wrk(concurrency, max(1, round(seconds)))
+        result = self._wrk(concurrency, max(1, round(seconds)), record=True)
         result.ok_total += warm_ok
         return result
 
@@ -117,6 +151,10 @@ class LoadTarget:
         return LoadResult(**data)
 
 
+# Where the script writes each request's time (µs, one per line) when this is set.
+LATENCY_FILE_ENV = "BENCH_LATENCY_FILE"
+
+
 def _lua_string(text: str) -> str:
     # Long brackets need no escaping; pick a level the text does not contain.
     level = 0
@@ -143,16 +181,39 @@ local i = 0
 local threads = {{}}
 err_sample = ""
 
+-- Each request's own time, when asked for (one connection: a response answers the request
+-- sent just before it). wrk's LuaJIT reads the monotonic clock through its FFI.
+local times_file = os.getenv("{LATENCY_FILE_ENV}")
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct {{ long tv_sec; long tv_nsec; }} bench_timespec;
+int clock_gettime(int clock, bench_timespec *now);
+]]
+local clock = ffi.new("bench_timespec")
+local function now_us()
+  ffi.C.clock_gettime(1, clock)  -- CLOCK_MONOTONIC
+  return tonumber(clock.tv_sec) * 1000000 + tonumber(clock.tv_nsec) / 1000
+end
+local sent_at = nil
+times = {{}}
+local timed = 0
+
 function setup(thread)
   table.insert(threads, thread)
 end
 
 function request()
   i = i % n + 1
+  if times_file then sent_at = now_us() end
   return wrk.format("POST", path, headers, bodies[i])
 end
 
 function response(status, hdrs, body)
+  if sent_at then
+    timed = timed + 1
+    times[timed] = now_us() - sent_at
+    sent_at = nil
+  end
   if status >= 300 and err_sample == "" then
     err_sample = status .. " " .. string.gsub(string.sub(body or "", 1, 200), "%s+", " ")
   end
@@ -160,6 +221,15 @@ end
 
 function done(summary, latency, requests)
   io.write("BENCH SCRIPT OK\\n")
+  if times_file then
+    local out = assert(io.open(times_file, "w"))
+    for _, thread in ipairs(threads) do
+      for _, micros in ipairs(thread:get("times")) do
+        out:write(string.format("%.1f\\n", micros))
+      end
+    end
+    out:close()
+  end
   for _, thread in ipairs(threads) do
     local sample = thread:get("err_sample")
     if sample ~= nil and sample ~= "" then

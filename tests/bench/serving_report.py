@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from tests.bench.latency import p99_pair_at_common_rate
 from tests.bench.loadgen import generator_name
 from tests.bench.serving_bench import BASELINE, Config, Outcome
 from tests.bench.tables import fmt, format_table, short_error
@@ -19,6 +20,11 @@ ROUNDS_NOTE = (
     "\nratio: median of the per-round ratios; rounds: their quartiles (the middle half of"
     "\nrounds), how far one round's ratio strays on this machine. More rounds"
     "\n(BENCH_REPEATS) narrow the median's uncertainty, not that spread."
+    "\np99 at 'common rate': at one connection wrk corrects each run's latencies at that"
+    "\nrun's own rate, which counts every stall more often against the faster server; both"
+    "\nservers' raw times are corrected here at the slower one's rate instead. 'wrk's' is the"
+    "\nratio of wrk's own p99s. With more connections the script cannot pair a response with"
+    "\nits request, and wrk's p99s are compared (where the two rates are close, so is the bias)."
 )
 
 
@@ -55,6 +61,13 @@ def summarise(outcome: Outcome) -> list[dict[str, Any]]:
                 # Per round, for the paired ratios.
                 "rps_by_round": {r.repeat: r.result.rps for r in runs if r.result},
                 "p99_by_round": {r.repeat: r.result.p99_ms for r in runs if r.result},
+                # Raw times and rate per round (one connection), for p99 at a common rate;
+                # left out of the JSON.
+                "times_by_round": {
+                    r.repeat: (r.result.latencies_ms, r.result.rps)
+                    for r in runs
+                    if r.result and r.result.latencies_ms
+                },
                 "p50_ms": _median([res.p50_ms for res in results]),
                 "p99_ms": _median([res.p99_ms for res in results]),
                 "errors": sum(res.errors for res in results),
@@ -81,9 +94,16 @@ def ratios(
         bare = index.get((model, reference, concurrency), {})
         deck = index.get((model, measured, concurrency), {})
         rps_ratio = _paired_ratio(bare.get("rps_by_round"), deck.get("rps_by_round"))
-        p99_ratio = _paired_ratio(bare.get("p99_by_round"), deck.get("p99_by_round"))
         rps_spread = _middle_half(bare.get("rps_by_round"), deck.get("rps_by_round"))
-        p99_spread = _middle_half(bare.get("p99_by_round"), deck.get("p99_by_round"))
+        wrk_p99_ratio = _paired_ratio(bare.get("p99_by_round"), deck.get("p99_by_round"))
+        p99_basis = "wrk"
+        reference_p99s, measured_p99s = bare.get("p99_by_round"), deck.get("p99_by_round")
+        common = _p99_at_common_rate(bare.get("times_by_round"), deck.get("times_by_round"))
+        if common is not None:
+            p99_basis = "common rate"
+            reference_p99s, measured_p99s = common
+        p99_ratio = _paired_ratio(reference_p99s, measured_p99s)
+        p99_spread = _middle_half(reference_p99s, measured_p99s)
         out.append(
             {
                 "model": model,
@@ -94,13 +114,35 @@ def ratios(
                 "p99_middle_half": p99_spread,
                 "p99_ratio": p99_ratio,
                 "p99_ok": None if p99_ratio is None else p99_ratio <= p99_target,
+                # What the p99s compared are: wrk's own (each corrected at its own rate), or
+                # both corrected at the slower server's rate (see tests.bench.latency).
+                "p99_basis": p99_basis,
+                "wrk_p99_ratio": wrk_p99_ratio,
                 "reference_rps": bare.get("rps"),
                 "measured_rps": deck.get("rps"),
-                "reference_p99_ms": bare.get("p99_ms"),
-                "measured_p99_ms": deck.get("p99_ms"),
+                "reference_p99_ms": _median(list((reference_p99s or {}).values())),
+                "measured_p99_ms": _median(list((measured_p99s or {}).values())),
             }
         )
     return out
+
+
+def _p99_at_common_rate(
+    reference: dict[int, tuple[list[float], float]] | None,
+    measured: dict[int, tuple[list[float], float]] | None,
+) -> tuple[dict[int, float | None], dict[int, float | None]] | None:
+    """Per round, both servers' p99 from their raw times, corrected at the same rate; None
+    when no round has raw times on both sides (more than one connection, or no wrk)."""
+    reference_p99s: dict[int, float | None] = {}
+    measured_p99s: dict[int, float | None] = {}
+    for round_, (reference_ms, reference_rps) in (reference or {}).items():
+        if round_ not in (measured or {}):
+            continue
+        measured_ms, measured_rps = (measured or {})[round_]
+        pair = p99_pair_at_common_rate(reference_ms, reference_rps, measured_ms, measured_rps)
+        if pair is not None:
+            reference_p99s[round_], measured_p99s[round_] = pair
+    return (reference_p99s, measured_p99s) if reference_p99s else None
 
 
 def _per_round_ratios(
@@ -133,6 +175,10 @@ def _middle_half(
         return "-"
     low, _, high = statistics.quantiles(pairs, n=4)
     return f"{low:.2f}-{high:.2f}"
+
+
+def _ratio(value: float | None) -> str:
+    return fmt(value, 2) + "x" if value else "-"
 
 
 def _verdict(ok: bool | None) -> str:
@@ -245,11 +291,14 @@ def _baseline_table(outcome: Outcome, summary: list[dict[str, Any]]) -> str:
                 fmt(r["p99_ratio"], 2) + "x" if r["p99_ratio"] else "-",
                 r["p99_middle_half"],
                 _verdict(r["p99_ok"]),
+                r["p99_basis"],
+                _ratio(r["wrk_p99_ratio"]),
                 same,
             ]
         )
     headers = ["model", "conc", "req/s base", "req/s now", "ratio", "rounds", "met"]
-    headers += ["p99 ms base", "p99 ms now", "ratio", "rounds", "met", "same answer"]
+    headers += ["p99 ms base", "p99 ms now", "ratio", "rounds", "met", "p99 at", "wrk's"]
+    headers += ["same answer"]
     return (
         format_table(title, headers, rows)
         + f"\ntargets: req/s ratio >= {BASELINE_RPS_TARGET:.2f}x, "
@@ -284,10 +333,12 @@ def _monitoring_table(summary: list[dict[str, Any]]) -> str:
                 fmt(r["p99_ratio"], 2) + "x" if r["p99_ratio"] else "-",
                 r["p99_middle_half"],
                 _verdict(r["p99_ok"]),
+                r["p99_basis"],
+                _ratio(r["wrk_p99_ratio"]),
             ]
         )
     headers = ["model", "conc", "req/s off", "req/s on", "ratio", "rounds", "met"]
-    headers += ["p99 ms off", "p99 ms on", "ratio", "rounds", "met"]
+    headers += ["p99 ms off", "p99 ms on", "ratio", "rounds", "met", "p99 at", "wrk's"]
     return (
         format_table(
             "Monitoring: ServeDeck with monitoring off / on (Prometheus, drift windows)",
@@ -372,7 +423,10 @@ def to_json(outcome: Outcome) -> dict[str, Any]:
             }
             for r in outcome.runs
         ],
-        "summary": summarise(outcome) if not outcome.error else [],
+        "summary": [
+            {key: value for key, value in entry.items() if key != "times_by_round"}
+            for entry in (summarise(outcome) if not outcome.error else [])
+        ],
         "ratios": ratios(summarise(outcome)) if not outcome.error else [],
         "baseline": {
             "ref": outcome.baseline_ref,
