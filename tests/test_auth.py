@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import subprocess
@@ -10,6 +11,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event, text
 
 from backend.auth import TokenService
 from backend.errors import Unauthorized
@@ -221,3 +223,96 @@ def test_a_cached_token_refreshes_behind_and_expires_within_the_ttl(workspace: W
     assert not answered_after_ttl, "a revoked token was answered from the cache past the TTL"
     with pytest.raises(Unauthorized):
         tokens.authenticate(header)
+
+
+def _statements_on_tokens(workspace: Workspace) -> list[str]:
+    """Every SQL statement on the tokens table from now on (appended as they run)."""
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "tokens" in statement:
+            seen.append(statement)
+
+    event.listen(workspace.engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_tokens_in_use_are_checked_with_one_read_whatever_their_number(
+    workspace: Workspace,
+) -> None:
+    """Thirty tokens in use cost one read of the table per check, not one read each."""
+    tokens = TokenService(workspace.sessions, cache_ttl_s=0.4)
+    headers = [f"Bearer {workspace.tokens.create(f'kiosk-{n}', 'support')}" for n in range(30)]
+    for header in headers:
+        tokens.authenticate(header)
+    time.sleep(0.25)  # past half the TTL: the next answers from the cache ask for a check
+    statements = _statements_on_tokens(workspace)
+    for header in headers:
+        assert tokens.authenticate_cached(header) is not None
+    deadline = time.monotonic() + 5
+    while tokens._checking and time.monotonic() < deadline:  # the check runs behind
+        time.sleep(0.01)
+    assert len(statements) == 1, statements
+    assert "count" in statements[0].lower()
+
+
+def test_a_token_read_before_a_revocation_is_not_kept_after_a_check_saw_it(
+    workspace: Workspace,
+) -> None:
+    """The race a table-wide check opens: a request reads a token, the token is revoked and a
+    check empties the cache, then the request stores what it read. It must not be kept."""
+    tokens = TokenService(workspace.sessions, cache_ttl_s=60.0)
+    header = f"Bearer {workspace.tokens.create('kiosk', 'support')}"
+    fired: list[bool] = []
+
+    def revoke_and_check_meanwhile(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "secret_sha256" in statement and not fired:
+            fired.append(True)
+            with workspace.engine.begin() as connection:
+                connection.exec_driver_sql(
+                    "UPDATE tokens SET revoked_at = CURRENT_TIMESTAMP WHERE name = 'kiosk'"
+                )
+            tokens._check_table()
+
+    event.listen(workspace.engine, "after_cursor_execute", revoke_and_check_meanwhile)
+    try:
+        assert tokens.authenticate(header).name == "kiosk"  # read before the revocation
+    finally:
+        event.remove(workspace.engine, "after_cursor_execute", revoke_and_check_meanwhile)
+    assert fired
+    assert tokens.authenticate_cached(header) is None  # not kept: only the database answers
+    with pytest.raises(Unauthorized):
+        tokens.authenticate(header)
+
+
+def test_a_refused_token_created_elsewhere_is_accepted_within_the_ttl(
+    workspace: Workspace,
+) -> None:
+    """A refusal is cached like an answer, for at most the TTL: a token created meanwhile by
+    another process (here straight in the database) is accepted within it."""
+    tokens = TokenService(workspace.sessions, cache_ttl_s=0.4)
+    tokens.authenticate(f"Bearer {workspace.tokens.create('kiosk', 'support')}")
+    secret = "sdk_created-by-another-process"
+    header = f"Bearer {secret}"
+    with pytest.raises(Unauthorized):
+        tokens.authenticate(header)
+    with pytest.raises(Unauthorized):
+        tokens.authenticate_cached(header)  # the refusal is cached
+    with workspace.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO tokens (name, role, secret_sha256, constraints, created_at) "
+                "VALUES ('later', 'support', :digest, '{}', CURRENT_TIMESTAMP)"
+            ),
+            {"digest": hashlib.sha256(secret.encode()).hexdigest()},
+        )
+    created = time.monotonic()
+    while True:
+        try:
+            if tokens.authenticate_cached(header) is None:
+                break  # the cache gave up its refusal: the database answers next
+        except Unauthorized:
+            assert time.monotonic() - created < 0.4 + 0.2, "a refusal outlived the TTL"
+            time.sleep(0.02)
+    assert tokens.authenticate(header).name == "later"
+    assert tokens.authenticate_cached(header) is not None
