@@ -241,11 +241,11 @@ def test_tokens_in_use_are_checked_with_one_read_whatever_their_number(
     workspace: Workspace,
 ) -> None:
     """Thirty tokens in use cost one read of the table per check, not one read each."""
-    tokens = TokenService(workspace.sessions, cache_ttl_s=0.4)
+    tokens = TokenService(workspace.sessions, cache_ttl_s=2.0)
     headers = [f"Bearer {workspace.tokens.create(f'kiosk-{n}', 'support')}" for n in range(30)]
     for header in headers:
         tokens.authenticate(header)
-    time.sleep(0.25)  # past half the TTL: the next answers from the cache ask for a check
+    time.sleep(1.1)  # past half the TTL: the next answers from the cache ask for a check
     statements = _statements_on_tokens(workspace)
     for header in headers:
         assert tokens.authenticate_cached(header) is not None
@@ -308,11 +308,12 @@ def test_a_refused_token_created_elsewhere_is_accepted_within_the_ttl(
         )
     created = time.monotonic()
     while True:
+        asked = time.monotonic()
         try:
             if tokens.authenticate_cached(header) is None:
                 break  # the cache gave up its refusal: the database answers next
         except Unauthorized:
-            assert time.monotonic() - created < 0.4 + 0.2, "a refusal outlived the TTL"
+            assert asked - created < 0.4, "a refusal outlived the TTL"
             time.sleep(0.02)
     assert tokens.authenticate(header).name == "later"
     assert tokens.authenticate_cached(header) is not None
