@@ -4,7 +4,7 @@ A stream's token was checked once, when it opened; a revocation (or a role or sc
 longer allows the read) must end it as promptly as it refuses a plain request. So a stream
 looks at its token again before every message it sends and at least every
 ``CHECK_INTERVAL_S`` while it waits, through the same cache as every request (microseconds
-while the cache answers, one database read per token per cache TTL otherwise).
+while the cache answers; the cache checks the tokens table about twice per TTL).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class StreamAccess:
         self.ended_because: str | None = None
 
     async def still_allowed(self) -> bool:
-        """Look at the token again (revoked, or its role or scope changed): False once it
-        may no longer read; the scope follows the token's current models."""
+        """Look at the token again (revoked, or no longer allowed this read): False once it
+        may no longer read; the scope follows the token's models."""
         if self.ended_because is not None:
             return False
         try:

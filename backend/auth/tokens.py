@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import math
 import secrets
 import threading
@@ -27,6 +28,8 @@ from backend.errors import Conflict, Forbidden, InputError, NotFound, Unauthoriz
 from backend.schemas import ROLES, TokenInfo
 
 TOKEN_PREFIX = "sdk_"
+
+log = logging.getLogger(__name__)
 
 # What each role may do. Client tokens are further limited to their models and constraints.
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -132,8 +135,6 @@ def _digest_of_bearer(authorization: str) -> str:
     return _digest(secret.strip())
 
 
-# A cached answer for a header this process has not resolved (distinct from a refusal).
-_UNSEEN = object()
 # Entries kept at most; a flood of made-up tokens only empties the cache.
 MAX_CACHED_TOKENS = 10_000
 
@@ -148,6 +149,8 @@ class TokenService:
     whatever the number of tokens in use: per token, a busy worker with a hundred client
     tokens read the table up to 200 times a second, each read about 1 ms of the serving process's
     CPU (an ORM row and its JSON columns), taken from the model's thread under load.
+    Changes made other than by creating and revoking (hand edits of a row's role, models or
+    secret, or a deleted row replaced under the same id) are not seen until a restart.
     """
 
     def __init__(self, sessions: sessionmaker[Session], cache_ttl_s: float = 1.0):
@@ -219,8 +222,11 @@ class TokenService:
     def authenticate(self, authorization: str | None) -> Principal:
         """Resolve a bearer header, reading the database when the cache cannot answer."""
         digest = self._digest_of_header(authorization)
-        if time.monotonic() - self._checked_at >= self.cache_ttl_s / 2:
-            self._check_table()
+        age = time.monotonic() - self._checked_at
+        if age >= self.cache_ttl_s:
+            self._check_table()  # what it reads may be answered from the cache only after one
+        elif age >= self.cache_ttl_s / 2:
+            self._check_soon()
         principal = self._lookup(digest)
         if principal is None:
             raise Unauthorized("unknown or revoked token", "authorization")
@@ -239,19 +245,15 @@ class TokenService:
         age = time.monotonic() - self._checked_at
         if age >= self.cache_ttl_s:
             return None
-        principal = self._cache.get(digest, _UNSEEN)
-        if principal is _UNSEEN:
+        try:
+            principal = self._cache[digest]
+        except KeyError:
             return None
         if principal is None:
             raise Unauthorized("unknown or revoked token", "authorization")
         if age >= self.cache_ttl_s / 2:
-            with self._lock:
-                # Asked again under the lock: a check that just ended has set both.
-                stale = time.monotonic() - self._checked_at >= self.cache_ttl_s / 2
-                if stale and not self._checking:
-                    self._checking = True
-                    self._refresher.submit(self._check_behind)
-        return principal  # type: ignore[return-value]
+            self._check_soon()
+        return principal
 
     @staticmethod
     def _digest_of_header(authorization: str | None) -> str:
@@ -259,9 +261,21 @@ class TokenService:
             raise Unauthorized("missing 'Authorization: Bearer <token>' header", "authorization")
         return _digest_of_bearer(authorization)
 
+    def _check_soon(self) -> None:
+        """One check behind the requests, unless one is running or has just ended."""
+        with self._lock:
+            # Asked again under the lock: a check that just ended has set both.
+            stale = time.monotonic() - self._checked_at >= self.cache_ttl_s / 2
+            if stale and not self._checking:
+                self._checking = True
+                self._refresher.submit(self._check_behind)
+
     def _check_behind(self) -> None:
         try:
             self._check_table()
+        except Exception:  # the database is away: past the TTL requests ask it themselves
+            log.warning("tokens: the periodic check of the tokens table failed", exc_info=True)
+            time.sleep(min(self.cache_ttl_s / 2, 1.0))  # not a retry per request meanwhile
         finally:
             with self._lock:
                 self._checking = False
