@@ -146,11 +146,10 @@ class TokenService:
     read per process looks at the whole table (how many tokens, how many revoked, the latest
     revocation) at most every half TTL; any change empties the cache. A revocation made by
     another process (the command line, another worker) therefore takes effect within the TTL,
-    whatever the number of tokens in use: per token, a busy worker with a hundred client
-    tokens read the table up to 200 times a second, each read about 1 ms of the serving process's
-    CPU (an ORM row and its JSON columns), taken from the model's thread under load.
-    Changes made other than by creating and revoking (hand edits of a row's role, models or
-    secret, or a deleted row replaced under the same id) are not seen until a restart.
+    at one read per process whatever the number of tokens in use (a re-read per token costs
+    ~1 ms of the serving process's CPU each, twice per TTL). Changes made other than by
+    creating and revoking (hand edits of a row's role, models or secret, or a deleted row
+    replaced under the same id) are not seen until a restart.
     """
 
     def __init__(self, sessions: sessionmaker[Session], cache_ttl_s: float = 1.0):
@@ -224,7 +223,8 @@ class TokenService:
         digest = self._digest_of_header(authorization)
         age = time.monotonic() - self._checked_at
         if age >= self.cache_ttl_s:
-            self._check_table()  # what it reads may be answered from the cache only after one
+            # Past the TTL the cache answers nothing until the table has been checked.
+            self._check_table()
         elif age >= self.cache_ttl_s / 2:
             self._check_soon()
         principal = self._lookup(digest)

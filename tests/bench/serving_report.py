@@ -133,12 +133,13 @@ def _p99_at_common_rate(
 ) -> tuple[dict[int, float | None], dict[int, float | None]] | None:
     """Per round, both servers' p99 from their raw times, corrected at the same rate; None
     when no round has raw times on both sides (more than one connection, or no wrk)."""
+    reference, measured = reference or {}, measured or {}
     reference_p99s: dict[int, float | None] = {}
     measured_p99s: dict[int, float | None] = {}
-    for round_, (reference_ms, reference_rps) in (reference or {}).items():
-        if round_ not in (measured or {}):
+    for round_, (reference_ms, reference_rps) in reference.items():
+        if round_ not in measured:
             continue
-        measured_ms, measured_rps = (measured or {})[round_]
+        measured_ms, measured_rps = measured[round_]
         pair = p99_pair_at_common_rate(reference_ms, reference_rps, measured_ms, measured_rps)
         if pair is not None:
             reference_p99s[round_], measured_p99s[round_] = pair
@@ -225,10 +226,10 @@ def render(outcome: Outcome, config: Config) -> str:
         [
             r["model"],
             r["concurrency"],
-            fmt(r["throughput_ratio"], 2) + "x" if r["throughput_ratio"] else "-",
+            _ratio(r["throughput_ratio"]),
             f">= {THROUGHPUT_TARGET:.1f}x",
             _verdict(r["throughput_ok"]),
-            fmt(r["p99_ratio"], 2) + "x" if r["p99_ratio"] else "-",
+            _ratio(r["p99_ratio"]),
             f"<= {P99_TARGET:.1f}x",
             _verdict(r["p99_ok"]),
         ]
@@ -283,12 +284,12 @@ def _baseline_table(outcome: Outcome, summary: list[dict[str, Any]]) -> str:
                 r["concurrency"],
                 fmt(r["reference_rps"]),
                 fmt(r["measured_rps"]),
-                fmt(r["throughput_ratio"], 2) + "x" if r["throughput_ratio"] else "-",
+                _ratio(r["throughput_ratio"]),
                 r["throughput_middle_half"],
                 _verdict(r["throughput_ok"]),
                 fmt(r["reference_p99_ms"], 2),
                 fmt(r["measured_p99_ms"], 2),
-                fmt(r["p99_ratio"], 2) + "x" if r["p99_ratio"] else "-",
+                _ratio(r["p99_ratio"]),
                 r["p99_middle_half"],
                 _verdict(r["p99_ok"]),
                 r["p99_basis"],
@@ -325,12 +326,12 @@ def _monitoring_table(summary: list[dict[str, Any]]) -> str:
                 r["concurrency"],
                 fmt(r["reference_rps"]),
                 fmt(r["measured_rps"]),
-                fmt(r["throughput_ratio"], 2) + "x" if r["throughput_ratio"] else "-",
+                _ratio(r["throughput_ratio"]),
                 r["throughput_middle_half"],
                 _verdict(r["throughput_ok"]),
                 fmt(r["reference_p99_ms"], 2),
                 fmt(r["measured_p99_ms"], 2),
-                fmt(r["p99_ratio"], 2) + "x" if r["p99_ratio"] else "-",
+                _ratio(r["p99_ratio"]),
                 r["p99_middle_half"],
                 _verdict(r["p99_ok"]),
                 r["p99_basis"],
@@ -410,6 +411,7 @@ def _batching_table(summary: list[dict[str, Any]]) -> str:
 
 
 def to_json(outcome: Outcome) -> dict[str, Any]:
+    summary = summarise(outcome) if not outcome.error else []
     return {
         "error": outcome.error,
         "runs": [
@@ -425,15 +427,15 @@ def to_json(outcome: Outcome) -> dict[str, Any]:
         ],
         "summary": [
             {key: value for key, value in entry.items() if key != "times_by_round"}
-            for entry in (summarise(outcome) if not outcome.error else [])
+            for entry in summary
         ],
-        "ratios": ratios(summarise(outcome)) if not outcome.error else [],
+        "ratios": ratios(summary) if not outcome.error else [],
         "baseline": {
             "ref": outcome.baseline_ref,
             "commit": outcome.baseline_commit,
             "error": outcome.baseline_error,
             "ratios": (
-                ratios(summarise(outcome), BASELINE, "servedeck", *_BASELINE_TARGETS)
+                ratios(summary, BASELINE, "servedeck", *_BASELINE_TARGETS)
                 if outcome.baseline_ref and not outcome.error
                 else []
             ),
